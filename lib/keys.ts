@@ -1,0 +1,82 @@
+/**
+ * Where things live: the S3 key layout and the results-table keys.
+ *
+ * One place defines them so the CDK rule filter, the handlers, the extractor,
+ * local mode and the tests cannot drift apart.
+ */
+import { SegmentId } from './schemas';
+
+export const UPLOADS_PREFIX = 'uploads/';
+export const FEATURES_PREFIX = 'features/';
+/** Optional acquisition metadata next to a clip: `{clipKey}.meta.json`. */
+export const SIDECAR_SUFFIX = '.meta.json';
+
+export interface UploadKey {
+  readonly siteId: string;
+  readonly studyId: string;
+  /** Path below the study, e.g. `day1/clip.mp4`. Stored, never logged: a file name can name a person. */
+  readonly fileName: string;
+}
+
+export class UploadKeyError extends Error {
+  override readonly name = 'UploadKeyError';
+}
+
+/** Parses `uploads/{siteId}/{studyId}/{file...}`; throws UploadKeyError saying what is accepted. */
+export function parseUploadKey(key: string): UploadKey {
+  const accepted = `expected "${UPLOADS_PREFIX}{siteId}/{studyId}/{file}"`;
+  if (!key.startsWith(UPLOADS_PREFIX)) {
+    throw new UploadKeyError(`Object key is outside ${UPLOADS_PREFIX}: ${accepted}.`);
+  }
+  const parts = key.slice(UPLOADS_PREFIX.length).split('/');
+  if (parts.length < 3 || parts.slice(2).some((p) => p.length === 0)) {
+    throw new UploadKeyError(`Object key has no site, study and file name: ${accepted}.`);
+  }
+  const [siteId, studyId] = parts as [string, string];
+  for (const [what, value] of [
+    ['siteId', siteId],
+    ['studyId', studyId],
+  ] as const) {
+    const parsed = SegmentId.safeParse(value);
+    if (!parsed.success) {
+      throw new UploadKeyError(`Invalid ${what} in object key: ${parsed.error.issues[0]?.message ?? 'invalid'}.`);
+    }
+  }
+  return { siteId, studyId, fileName: parts.slice(2).join('/') };
+}
+
+export function uploadKey(siteId: string, studyId: string, fileName: string): string {
+  return `${UPLOADS_PREFIX}${siteId}/${studyId}/${fileName}`;
+}
+
+export function isSidecarKey(key: string): boolean {
+  return key.endsWith(SIDECAR_SUFFIX);
+}
+
+export function sidecarKeyFor(clipKey: string): string {
+  return `${clipKey}${SIDECAR_SUFFIX}`;
+}
+
+/** `features/{extractorName}-{extractorVersion}/{scanId}.json`: one document per scan and extractor version. */
+export function featuresKey(extractor: { name: string; version: string }, scanId: string): string {
+  return `${FEATURES_PREFIX}${extractor.name}-${extractor.version}/${scanId}.json`;
+}
+
+// ---------------------------------------------------------------------------
+// Results table: one partition per scan; the site index lists a site's scans by time.
+// ---------------------------------------------------------------------------
+
+export const TABLE_KEYS = {
+  partitionKey: 'pk',
+  sortKey: 'sk',
+  siteIndex: 'bySite',
+  siteIndexPartitionKey: 'sitePk',
+  siteIndexSortKey: 'siteSk',
+} as const;
+
+export const scanPk = (scanId: string): string => `SCAN#${scanId}`;
+export const SCAN_SK = 'SCAN';
+export const USAGE_SK = 'USAGE';
+export const expertSk = (expertName: string): string => `EXPERT#${expertName}`;
+export const sitePk = (siteId: string): string => `SITE#${siteId}`;
+export const siteSk = (receivedAt: string, scanId: string): string => `${receivedAt}#${scanId}`;

@@ -1,0 +1,91 @@
+/**
+ * The model manifest loader: the one definition of "which models sonomark runs",
+ * read by the CDK app (one expert function per entry), local mode, the expert
+ * Lambda and the extractor container.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { BIOMARKERS } from './biomarkers';
+import { ModelError } from './errors';
+import { blocksDim } from './features';
+import { DEFAULT_MODELS_DIR, MANIFEST_FILE } from './paths';
+import { Manifest, type ExpertEntry, type ExtractorEntry } from './schemas';
+import { parsePayload } from './zod-parse';
+
+export interface LoadedManifest {
+  readonly dir: string;
+  readonly manifest: Manifest;
+}
+
+/** Reads and validates `manifest.json` in `dir`, checking its internal consistency (not the files). */
+export function loadManifest(dir: string = process.env.MODELS_DIR ?? DEFAULT_MODELS_DIR): LoadedManifest {
+  const file = path.join(dir, MANIFEST_FILE);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ModelError(`Cannot read model manifest ${file}: ${(err as Error).message}`);
+  }
+  const manifest = parsePayload(Manifest, raw, `model manifest ${file}`);
+  checkConsistency(manifest);
+  return { dir, manifest };
+}
+
+function checkConsistency(m: Manifest): void {
+  const labels = m.extractor.outputs.biomarkers.labels;
+  if (labels.join(',') !== BIOMARKERS.join(',')) {
+    throw new ModelError(
+      `Extractor ${m.extractor.name} emits biomarkers [${labels.join(', ')}], but sonomark expects [${BIOMARKERS.join(', ')}] in that order.`,
+    );
+  }
+  const names = new Set<string>();
+  for (const e of m.experts) {
+    if (names.has(e.name)) throw new ModelError(`Expert "${e.name}" appears twice in the manifest.`);
+    names.add(e.name);
+    const dim = blocksDim(e.input.blocks, m.extractor.outputs.embedding.dim);
+    if (dim !== e.input.dim) {
+      throw new ModelError(
+        `Expert "${e.name}" declares input dim ${e.input.dim}, but blocks [${e.input.blocks.join(', ')}] give ${dim}.`,
+      );
+    }
+    if (e.extractor.name !== m.extractor.name || e.extractor.version !== m.extractor.version) {
+      throw new ModelError(
+        `Expert "${e.name}" was trained on ${e.extractor.name}@${e.extractor.version} features, but the manifest's extractor is ${m.extractor.name}@${m.extractor.version}.`,
+      );
+    }
+    if (e.task === 'binary' && (e.output.labels.length !== 2 || !e.output.positive || !e.output.labels.includes(e.output.positive))) {
+      throw new ModelError(`Binary expert "${e.name}" needs two labels and a "positive" label among them.`);
+    }
+  }
+}
+
+export function modelPath(dir: string, entry: { file: string }): string {
+  return path.join(dir, entry.file);
+}
+
+/** Reads a model file and verifies its sha256 against the manifest, so a swapped file never runs. */
+export function readVerifiedModel(dir: string, entry: { name: string; file: string; sha256: string }): Buffer {
+  const file = modelPath(dir, entry);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw new ModelError(`Model "${entry.name}" file ${file} cannot be read: ${(err as Error).message}`);
+  }
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (actual !== entry.sha256) {
+    throw new ModelError(`Model "${entry.name}" file ${file} has sha256 ${actual}, but the manifest says ${entry.sha256}.`);
+  }
+  return bytes;
+}
+
+export function findExpert(m: Manifest, name: string): ExpertEntry {
+  const e = m.experts.find((x) => x.name === name);
+  if (!e) throw new ModelError(`No expert named "${name}" in the manifest (have: ${m.experts.map((x) => x.name).join(', ')}).`);
+  return e;
+}
+
+export function extractorRef(e: ExtractorEntry): { name: string; version: string; sha256: string } {
+  return { name: e.name, version: e.version, sha256: e.sha256 };
+}

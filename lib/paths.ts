@@ -1,0 +1,25 @@
+/**
+ * Paths inside the sonomark package, resolved the same way from source (ts-jest,
+ * the CDK app) and from the compiled tree under dist/.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+function findPackageRoot(start: string): string {
+  let dir = start;
+  for (;;) {
+    const candidate = path.join(dir, 'package.json');
+    if (existsSync(candidate)) {
+      const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string };
+      if (pkg.name === 'sonomark') return dir;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`sonomark package root not found above ${start}`);
+    dir = parent;
+  }
+}
+
+export const PACKAGE_ROOT = findPackageRoot(__dirname);
+/** The model directory; MODELS_DIR overrides it (the Lambda bundle and the container set it). */
+export const DEFAULT_MODELS_DIR = path.join(PACKAGE_ROOT, 'models');
+export const MANIFEST_FILE = 'manifest.json';
