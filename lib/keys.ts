@@ -76,7 +76,15 @@ export const TABLE_KEYS = {
 
 export const scanPk = (scanId: string): string => `SCAN#${scanId}`;
 export const SCAN_SK = 'SCAN';
-export const USAGE_SK = 'USAGE';
 export const expertSk = (expertName: string): string => `EXPERT#${expertName}`;
 export const sitePk = (siteId: string): string => `SITE#${siteId}`;
 export const siteSk = (receivedAt: string, scanId: string): string => `${receivedAt}#${scanId}`;
+
+/**
+ * Where the extractor job records why it failed. Batch reports only an exit
+ * code to Step Functions, so RecordFailure reads this to give the user the
+ * real reason ("the clip could not be decoded: …") instead of "exit 1".
+ */
+export function extractErrorKey(featuresKeyValue: string): string {
+  return featuresKeyValue.replace(/\.json$/, '') + '.error.json';
+}

@@ -14,7 +14,9 @@ function findPackageRoot(start: string): string {
       if (pkg.name === 'sonomark') return dir;
     }
     const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`sonomark package root not found above ${start}`);
+    // Bundled code (a Lambda under /var/task) has no package.json: it sets MODELS_DIR and
+    // never needs the package root, so importing this module must not throw there.
+    if (parent === dir) return start;
     dir = parent;
   }
 }

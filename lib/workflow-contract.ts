@@ -6,6 +6,11 @@
 export const STATE = {
   start: 'Start',
   validate: 'Validate',
+  /**
+   * Pass after Validate: lifts the handler's return value (ValidateOutput) from the
+   * lambda:invoke result ({Payload}) into `$.validation` (ResultSelector cannot).
+   */
+  validated: 'Validated',
   route: 'Route',
   skipped: 'AlreadyAnalyzed',
   ignored: 'NotAClip',

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+'use strict';
+// Thin launcher for the compiled CLI (npm run build, run by `npm ci` through "prepare").
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 22) {
+  process.stderr.write(
+    `sonomark needs Node.js 22 or newer (this is ${process.version}). Run it through npm (npx sonomark …), ` +
+      'which uses the Node 22 installed in node_modules, or install Node 22.\n',
+  );
+  process.exit(2);
+}
+let cli;
+try {
+  cli = require('../dist/bin/sonomark-cli.js');
+} catch (err) {
+  if (err && err.code === 'MODULE_NOT_FOUND' && /sonomark-cli/.test(String(err.message))) {
+    process.stderr.write('sonomark is not built yet: run `npm run build` in the package directory.\n');
+    process.exit(2);
+  }
+  throw err;
+}
+cli.main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`sonomark: ${(e && e.stack) || e}\n`);
+    process.exitCode = 1;
+  },
+);

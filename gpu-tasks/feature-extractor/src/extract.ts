@@ -1,0 +1,73 @@
+/**
+ * One clip → one features document: decode → extractor → aggregate → validate.
+ * No AWS here: the container (main.ts) and local mode both call it.
+ */
+import { ModelError } from '../../../lib/errors';
+import { aggregateFrames } from '../../../lib/features';
+import { extractorRef } from '../../../lib/manifest';
+import { FeaturesDocument, type ExtractorEntry } from '../../../lib/schemas';
+import { parsePayload } from '../../../lib/zod-parse';
+import { decodeFrames, type DecodeOptions } from './decode';
+import type { ExtractorSession } from './infer';
+
+export interface ExtractFeaturesInput {
+  /** The clip's bytes, or a path to it. */
+  readonly clip: Buffer | string;
+  readonly scanId: string;
+  /** The session to run; its manifest entry sets the frame size, frame cap and batch size. */
+  readonly session: ExtractorSession;
+  /** When given, must be the entry the session was created from (guards against mixing models). */
+  readonly entry?: ExtractorEntry;
+  /** ffmpeg binary and timeout; size and frame cap come from the manifest entry. */
+  readonly decode?: Pick<DecodeOptions, 'ffmpegPath' | 'timeoutMs'>;
+  /** @default () => new Date() */
+  readonly now?: () => Date;
+}
+
+export async function extractFeatures(input: ExtractFeaturesInput): Promise<FeaturesDocument> {
+  const { session } = input;
+  const entry = input.entry ?? session.entry;
+  if (entry.sha256 !== session.entry.sha256) {
+    throw new ModelError(
+      `Extractor entry ${entry.name}@${entry.version} does not match the loaded session (${session.entry.name}@${session.entry.version}).`,
+    );
+  }
+
+  const t0 = performance.now();
+  const clip = await decodeFrames(input.clip, {
+    ...input.decode,
+    size: entry.input.size,
+    maxFrames: entry.input.maxFrames,
+  });
+  const t1 = performance.now();
+  const outputs = await session.run(clip.frames, clip.count);
+  const t2 = performance.now();
+
+  const doc: FeaturesDocument = {
+    schemaVersion: 1,
+    scanId: input.scanId,
+    extractor: extractorRef(entry),
+    sampling: {
+      strategy: 'uniform',
+      maxFrames: entry.input.maxFrames,
+      decodedFrames: clip.decodedFrames,
+      frameIndices: clip.frameIndices,
+      width: clip.size,
+      height: clip.size,
+      colorspace: 'gray',
+    },
+    ...aggregateFrames(outputs),
+    runtime: {
+      executionProvider: session.executionProvider,
+      decodeMs: round1(t1 - t0),
+      inferMs: round1(t2 - t1),
+    },
+    createdAt: (input.now?.() ?? new Date()).toISOString(),
+  };
+  // Catches NaN/Infinity from a broken model and any drift from the contract before anything is written.
+  return parsePayload(FeaturesDocument, doc, 'features document');
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

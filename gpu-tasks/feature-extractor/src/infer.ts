@@ -1,0 +1,230 @@
+/**
+ * The extractor network as a session: load the manifest's ONNX file (sha256-checked),
+ * check its I/O against the manifest entry, pick an execution provider, and run
+ * frames through it in batches.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { BIOMARKERS } from '../../../lib/biomarkers';
+import { ModelError } from '../../../lib/errors';
+import type { FrameOutputs } from '../../../lib/features';
+import { readVerifiedModel } from '../../../lib/manifest';
+import type { ExtractorEntry } from '../../../lib/schemas';
+
+export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
+export type ExecutionProviderInUse = 'cuda' | 'cpu';
+
+export interface ExtractorSessionOptions {
+  /** `auto` tries CUDA and falls back to CPU with a warning. @default 'auto' */
+  readonly executionProvider?: ExecutionProviderChoice;
+  /** Where the fallback warning goes (one JSON line). @default console.warn */
+  readonly warn?: (line: string) => void;
+}
+
+export interface ExtractorSession {
+  readonly entry: ExtractorEntry;
+  /** The provider the session was created with. */
+  readonly executionProvider: ExecutionProviderInUse;
+  /** `frames` is [count, 1, size, size] row-major (decodeFrames' output); run in batches of entry.input.batchSize. */
+  run(frames: Float32Array, count: number): Promise<FrameOutputs>;
+  release(): Promise<void>;
+}
+
+const BASE_OPTIONS: ort.InferenceSession.SessionOptions = {
+  graphOptimizationLevel: 'all',
+  // 3 = error: keeps ORT's "node not assigned to the CUDA EP" chatter out of the job log.
+  logSeverityLevel: 3,
+};
+
+export async function createExtractorSession(
+  modelsDir: string,
+  entry: ExtractorEntry,
+  opts: ExtractorSessionOptions = {},
+): Promise<ExtractorSession> {
+  const bytes = readVerifiedModel(modelsDir, entry);
+  const choice = opts.executionProvider ?? 'auto';
+  const warn = opts.warn ?? ((line: string) => console.warn(line));
+
+  let session: ort.InferenceSession;
+  let provider: ExecutionProviderInUse;
+  if (choice === 'cpu') {
+    session = await createSession(entry, bytes, ['cpu']);
+    provider = 'cpu';
+  } else if (choice === 'auto' && !cudaProviderInstalled()) {
+    // Skip the attempt: onnxruntime would print a native error line for the missing library.
+    warn(
+      JSON.stringify({
+        level: 'WARN',
+        msg: 'CUDA execution provider not installed; running the extractor on CPU',
+        extractor: entry.name,
+      }),
+    );
+    session = await createSession(entry, bytes, ['cpu']);
+    provider = 'cpu';
+  } else {
+    try {
+      session = await ort.InferenceSession.create(bytes, { ...BASE_OPTIONS, executionProviders: ['cuda', 'cpu'] });
+      provider = 'cuda';
+    } catch (err) {
+      const reason = firstLine(err);
+      if (choice === 'cuda') {
+        throw new ModelError(`Extractor "${entry.name}": the CUDA execution provider is unavailable: ${reason}`);
+      }
+      warn(
+        JSON.stringify({
+          level: 'WARN',
+          msg: 'CUDA execution provider unavailable; running the extractor on CPU',
+          extractor: entry.name,
+          reason,
+        }),
+      );
+      session = await createSession(entry, bytes, ['cpu']);
+      provider = 'cpu';
+    }
+  }
+
+  try {
+    checkIo(session, entry);
+  } catch (err) {
+    await session.release();
+    throw err;
+  }
+  return new OrtExtractorSession(session, entry, provider);
+}
+
+async function createSession(entry: ExtractorEntry, bytes: Uint8Array, eps: string[]): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(bytes, { ...BASE_OPTIONS, executionProviders: eps });
+  } catch (err) {
+    throw new ModelError(`Extractor "${entry.name}" could not be loaded by onnxruntime: ${firstLine(err)}`);
+  }
+}
+
+/** The model must have the manifest's input and output names, and the frame shape it promises. */
+function checkIo(session: ort.InferenceSession, entry: ExtractorEntry): void {
+  const want = entry.input.name;
+  if (!session.inputNames.includes(want)) {
+    throw new ModelError(
+      `Extractor "${entry.name}" has inputs [${session.inputNames.join(', ')}], but the manifest says "${want}".`,
+    );
+  }
+  for (const out of [entry.outputs.biomarkers.name, entry.outputs.embedding.name]) {
+    if (!session.outputNames.includes(out)) {
+      throw new ModelError(
+        `Extractor "${entry.name}" has outputs [${session.outputNames.join(', ')}], but the manifest names "${out}".`,
+      );
+    }
+  }
+  // Static dims, where the model declares them, must agree with the manifest; symbolic ones are checked at run time.
+  const input = session.inputMetadata.find((m) => m.name === want);
+  if (input?.isTensor) {
+    checkDims(entry, `input "${want}"`, input.shape, [null, 1, entry.input.size, entry.input.size]);
+    if (input.type !== 'float32')
+      throw new ModelError(`Extractor "${entry.name}" input "${want}" is ${input.type}, expected float32.`);
+  }
+  const expected: [string, number][] = [
+    [entry.outputs.biomarkers.name, BIOMARKERS.length],
+    [entry.outputs.embedding.name, entry.outputs.embedding.dim],
+  ];
+  for (const [name, width] of expected) {
+    const meta = session.outputMetadata.find((m) => m.name === name);
+    if (meta?.isTensor) checkDims(entry, `output "${name}"`, meta.shape, [null, width]);
+  }
+}
+
+function checkDims(
+  entry: ExtractorEntry,
+  what: string,
+  shape: readonly (number | string)[],
+  want: (number | null)[],
+): void {
+  if (shape.length === 0) return; // shape not declared in the model
+  const bad =
+    shape.length !== want.length || want.some((w, i) => w !== null && typeof shape[i] === 'number' && shape[i] !== w);
+  if (bad) {
+    const fmt = (dims: readonly (number | string | null)[]) => `[${dims.map((d) => d ?? 'batch').join(', ')}]`;
+    throw new ModelError(
+      `Extractor "${entry.name}" ${what} has shape ${fmt(shape)}, but the manifest implies ${fmt(want)}.`,
+    );
+  }
+}
+
+class OrtExtractorSession implements ExtractorSession {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly entry: ExtractorEntry,
+    readonly executionProvider: ExecutionProviderInUse,
+  ) {}
+
+  async run(frames: Float32Array, count: number): Promise<FrameOutputs> {
+    const { size, batchSize, name: inputName } = this.entry.input;
+    const pixels = size * size;
+    if (!Number.isInteger(count) || count < 1)
+      throw new RangeError(`frame count must be a positive integer, got ${count}`);
+    if (frames.length !== count * pixels) {
+      throw new RangeError(`frames has ${frames.length} values, expected ${count}×1×${size}×${size}`);
+    }
+    const k = BIOMARKERS.length;
+    const d = this.entry.outputs.embedding.dim;
+    const bioName = this.entry.outputs.biomarkers.name;
+    const embName = this.entry.outputs.embedding.name;
+    const biomarkers = new Float32Array(count * k);
+    const embedding = new Float32Array(count * d);
+
+    for (let start = 0; start < count; start += batchSize) {
+      const n = Math.min(batchSize, count - start);
+      const input = new ort.Tensor('float32', frames.subarray(start * pixels, (start + n) * pixels), [
+        n,
+        1,
+        size,
+        size,
+      ]);
+      const out = await this.session.run({ [inputName]: input }, [bioName, embName]);
+      biomarkers.set(this.read(out, bioName, n, k), start * k);
+      embedding.set(this.read(out, embName, n, d), start * d);
+      input.dispose();
+    }
+    return { biomarkers, embedding, frames: count, embeddingDim: d };
+  }
+
+  private read(out: ort.InferenceSession.OnnxValueMapType, name: string, n: number, width: number): Float32Array {
+    const t = out[name];
+    if (!t || t.type !== 'float32') {
+      throw new ModelError(
+        `Extractor "${this.entry.name}" output "${name}" is ${t?.type ?? 'missing'}, expected float32.`,
+      );
+    }
+    if (t.dims.length !== 2 || t.dims[0] !== n || t.dims[1] !== width) {
+      throw new ModelError(
+        `Extractor "${this.entry.name}" output "${name}" has shape [${t.dims.join(', ')}], expected [${n}, ${width}].`,
+      );
+    }
+    return t.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/**
+ * Whether onnxruntime-node's CUDA provider library is present (it is only downloaded by
+ * `npm ci --onnxruntime-node-install=cuda12`, as the GPU container does).
+ */
+export function cudaProviderInstalled(): boolean {
+  try {
+    const root = path.dirname(require.resolve('onnxruntime-node/package.json'));
+    const bin = path.join(root, 'bin');
+    return readdirSync(bin).some((napi) =>
+      existsSync(path.join(bin, napi, process.platform, process.arch, 'libonnxruntime_providers_cuda.so')),
+    );
+  } catch {
+    return false;
+  }
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return (msg.split('\n')[0] ?? msg).slice(0, 300);
+}

@@ -1,0 +1,265 @@
+/**
+ * The AWS Batch GPU job: read the clip from S3, extract features, write the
+ * features document to S3. Local mode calls runExtractJob in-process with an S3
+ * client pointed at s3rver.
+ *
+ * Logs are JSON lines carrying the scan id only: object keys and file names can
+ * identify a patient and never appear in logs or error messages.
+ */
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { requireEnv } from '../../../lib/env';
+import { ConfigError } from '../../../lib/errors';
+import { extractErrorKey } from '../../../lib/keys';
+import { loadManifest } from '../../../lib/manifest';
+import { DEFAULT_MODELS_DIR } from '../../../lib/paths';
+import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../lib/schemas';
+import { EXTRACT_ENV } from '../../../lib/workflow-contract';
+import { extractFeatures } from './extract';
+import { createExtractorSession, type ExecutionProviderChoice, type ExtractorSession } from './infer';
+
+/** Optional: `auto` (default), `cuda` or `cpu`. The GPU job construct sets it (lib/constructs/gpu-job.ts). */
+export const EXECUTION_PROVIDER_ENV = 'ONNX_EXECUTION_PROVIDER';
+
+export interface ExtractJobConfig {
+  readonly scanId: string;
+  readonly inputBucket: string;
+  readonly inputKey: string;
+  /** '' when the bucket is unversioned. */
+  readonly inputVersionId: string;
+  readonly featuresBucket: string;
+  readonly featuresKey: string;
+}
+
+/** Reads the job's variables (EXTRACT_ENV), failing with the name of the first one missing or malformed. */
+export function readExtractEnv(env: Record<string, string | undefined>): ExtractJobConfig {
+  const scanId = requireEnv(EXTRACT_ENV.scanId, env);
+  if (!ScanId.safeParse(scanId).success) {
+    throw new ConfigError(`Environment variable ${EXTRACT_ENV.scanId} must be 32 lowercase hex characters.`);
+  }
+  return {
+    scanId,
+    inputBucket: requireEnv(EXTRACT_ENV.inputBucket, env),
+    inputKey: requireEnv(EXTRACT_ENV.inputKey, env),
+    // Step Functions passes '' for an unversioned bucket; Batch may drop an empty variable altogether.
+    inputVersionId: env[EXTRACT_ENV.inputVersionId] ?? '',
+    featuresBucket: requireEnv(EXTRACT_ENV.featuresBucket, env),
+    featuresKey: requireEnv(EXTRACT_ENV.featuresKey, env),
+  };
+}
+
+export interface ExtractJobDeps {
+  readonly s3: S3Client;
+  /** @default env.MODELS_DIR, else the package's models/ */
+  readonly modelsDir?: string;
+  /** A session to use instead of the per-process cached one (it must match the manifest's extractor). */
+  readonly session?: ExtractorSession;
+  /** @default env.EXECUTION_PROVIDER, else 'auto' */
+  readonly executionProvider?: ExecutionProviderChoice;
+  /** ffmpeg binary. @default $FFMPEG_PATH, else @ffmpeg-installer's */
+  readonly ffmpegPath?: string;
+  /** One JSON line per call. @default console.log */
+  readonly log?: (line: string) => void;
+}
+
+export interface ExtractJobResult {
+  readonly document: FeaturesDocument;
+  readonly bucket: string;
+  readonly key: string;
+}
+
+// Model load is the slow part of a cold job and of every local-mode clip: once per process and model.
+const sessions = new Map<string, Promise<ExtractorSession>>();
+
+/** The process-wide session for this extractor entry and provider, created on first use. */
+export function cachedExtractorSession(
+  modelsDir: string,
+  entry: ExtractorEntry,
+  executionProvider: ExecutionProviderChoice = 'auto',
+): Promise<ExtractorSession> {
+  const key = `${modelsDir}\0${entry.sha256}\0${executionProvider}`;
+  let session = sessions.get(key);
+  if (!session) {
+    session = createExtractorSession(modelsDir, entry, { executionProvider });
+    // A failed load is not cached: the next call retries (and reports) it.
+    const pending = session;
+    pending.catch(() => {
+      if (sessions.get(key) === pending) sessions.delete(key);
+    });
+    sessions.set(key, pending);
+  }
+  return session;
+}
+
+/** Releases every cached session (tests, and local mode on shutdown). */
+export async function releaseCachedSessions(): Promise<void> {
+  const all = [...sessions.values()];
+  sessions.clear();
+  await Promise.all(all.map(async (s) => (await s.catch(() => undefined))?.release()));
+}
+
+/**
+ * Runs one extraction: S3 clip → features document in S3. On failure it also writes the
+ * reason as a ProblemDetail to `extractErrorKey(FEATURES_KEY)` (Batch tells Step Functions
+ * only an exit code; RecordFailure reads this document), then rethrows.
+ */
+export async function runExtractJob(
+  env: Record<string, string | undefined>,
+  deps: ExtractJobDeps,
+): Promise<ExtractJobResult> {
+  const config = readExtractEnv(env);
+  try {
+    return await extractJob(config, env, deps);
+  } catch (err) {
+    await writeProblem(deps.s3, config, err).catch((writeErr: unknown) => {
+      // The original error is what matters; this one is only logged.
+      (deps.log ?? ((l: string) => console.error(l)))(
+        errorLogLine(writeErr, config.scanId, [config.inputKey, config.featuresKey]).replace(
+          'extract failed',
+          'error document not written',
+        ),
+      );
+    });
+    throw err;
+  }
+}
+
+async function extractJob(
+  config: ExtractJobConfig,
+  env: Record<string, string | undefined>,
+  deps: ExtractJobDeps,
+): Promise<ExtractJobResult> {
+  const log = deps.log ?? ((line: string) => console.log(line));
+  const modelsDir = deps.modelsDir ?? (env.MODELS_DIR || DEFAULT_MODELS_DIR);
+  const provider = deps.executionProvider ?? parseProvider(env[EXECUTION_PROVIDER_ENV]);
+
+  const { manifest } = loadManifest(modelsDir);
+  const entry = manifest.extractor;
+  const session = deps.session ?? (await cachedExtractorSession(modelsDir, entry, provider));
+
+  const t0 = performance.now();
+  const object = await deps.s3.send(
+    new GetObjectCommand({
+      Bucket: config.inputBucket,
+      Key: config.inputKey,
+      ...(config.inputVersionId ? { VersionId: config.inputVersionId } : {}),
+    }),
+  );
+  if (!object.Body) throw new Error('The clip object has no body.');
+  const clip = Buffer.from(await object.Body.transformToByteArray());
+  const downloadMs = performance.now() - t0;
+
+  const document = await extractFeatures({
+    clip,
+    scanId: config.scanId,
+    session,
+    entry,
+    ...(deps.ffmpegPath ? { decode: { ffmpegPath: deps.ffmpegPath } } : {}),
+  });
+
+  await deps.s3.send(
+    new PutObjectCommand({
+      Bucket: config.featuresBucket,
+      Key: config.featuresKey,
+      Body: JSON.stringify(document),
+      ContentType: 'application/json',
+      // Encryption: the bucket's default KMS key, so the job needs no key configuration.
+    }),
+  );
+  log(
+    JSON.stringify({
+      level: 'INFO',
+      msg: 'features written',
+      scanId: config.scanId,
+      extractor: `${entry.name}@${entry.version}`,
+      executionProvider: session.executionProvider,
+      decodedFrames: document.sampling.decodedFrames,
+      frames: document.sampling.frameIndices.length,
+      bytes: clip.length,
+      downloadMs: Math.round(downloadMs),
+      decodeMs: document.runtime.decodeMs,
+      inferMs: document.runtime.inferMs,
+    }),
+  );
+  return { document, bucket: config.featuresBucket, key: config.featuresKey };
+}
+
+const PROBLEM_CODES: Record<string, string> = {
+  ModelError: 'MODEL_ERROR',
+  ConfigError: 'CONFIG_ERROR',
+  PayloadError: 'INVALID_FEATURES',
+  NoSuchKey: 'CLIP_NOT_FOUND',
+  NoSuchVersion: 'CLIP_NOT_FOUND',
+  AccessDenied: 'ACCESS_DENIED',
+};
+
+/** What went wrong, as the ProblemDetail RecordFailure shows the user. Messages are redacted like the logs. */
+export function problemFor(err: unknown, redact: readonly string[] = []): ProblemDetail {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const own = (e as { code?: unknown }).code;
+  const code =
+    typeof own === 'string' && /^[A-Z][A-Z0-9_]*$/.test(own) ? own : (PROBLEM_CODES[e.name] ?? 'EXTRACT_FAILED');
+  const { error } = JSON.parse(errorLogLine(e, undefined, redact)) as { error: { message: string } };
+  return ProblemDetail.parse({ code, message: error.message.slice(0, 1000) || `${e.name}.` });
+}
+
+async function writeProblem(s3: S3Client, config: ExtractJobConfig, err: unknown): Promise<void> {
+  const problem = problemFor(err, [config.inputKey, config.featuresKey]);
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: config.featuresBucket,
+      Key: extractErrorKey(config.featuresKey),
+      Body: JSON.stringify(problem),
+      ContentType: 'application/json',
+    }),
+  );
+}
+
+function parseProvider(value: string | undefined): ExecutionProviderChoice {
+  if (value === undefined || value === '') return 'auto';
+  if (value === 'auto' || value === 'cuda' || value === 'cpu') return value;
+  throw new ConfigError(`Environment variable ${EXECUTION_PROVIDER_ENV} must be auto, cuda or cpu, got "${value}".`);
+}
+
+/**
+ * The error as one JSON log line: name, code and message. Our own messages never carry
+ * keys or file names, but an AWS error can (AccessDenied names the object ARN), so the
+ * job's object keys and any S3 ARN are redacted.
+ */
+export function errorLogLine(err: unknown, scanId: string | undefined, redact: readonly string[] = []): string {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as { code?: unknown }).code;
+  let message = e.message.replace(/arn:aws[a-z-]*:s3:::\S+/g, '<s3-object>');
+  for (const secret of redact) if (secret.length > 0) message = message.split(secret).join('<key>');
+  return JSON.stringify({
+    level: 'ERROR',
+    msg: 'extract failed',
+    ...(scanId ? { scanId } : {}),
+    error: { name: e.name, ...(typeof code === 'string' ? { code } : {}), message },
+  });
+}
+
+async function main(): Promise<number> {
+  const env = process.env;
+  let config: ExtractJobConfig | undefined;
+  let s3: S3Client | undefined;
+  try {
+    // Everything the job needs, checked before any work so a misconfigured job definition fails in milliseconds.
+    config = readExtractEnv(env);
+    const region = requireEnv('AWS_REGION', env);
+    const modelsDir = requireEnv('MODELS_DIR', env);
+    s3 = new S3Client({ region });
+    await runExtractJob(env, { s3, modelsDir });
+    return 0;
+  } catch (err) {
+    console.error(errorLogLine(err, config?.scanId, config ? [config.inputKey, config.featuresKey] : []));
+    return 1;
+  } finally {
+    s3?.destroy();
+    await releaseCachedSessions().catch(() => undefined);
+  }
+}
+
+if (require.main === module) {
+  // Exit explicitly: a stray handle must not keep a GPU instance busy after the work is done.
+  void main().then((code) => process.exit(code));
+}

@@ -1,0 +1,109 @@
+/**
+ * Score: one expert on one scan's features document. Pure apart from the clients
+ * and the model directory it is handed; the ONNX session is cached per container.
+ */
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import * as ort from 'onnxruntime-node';
+import { ModelError, PayloadError } from '../../lib/errors';
+import { interpretProbabilities } from '../../lib/expert-output';
+import { featureVector } from '../../lib/features';
+import { findExpert, readVerifiedModel, type LoadedManifest } from '../../lib/manifest';
+import { putExpertResult } from '../../lib/results-store';
+import { ExpertTaskInput, FeaturesDocument, type ExpertEntry, type ExpertResult } from '../../lib/schemas';
+import { parsePayload } from '../../lib/zod-parse';
+
+export interface ScoreDeps {
+  readonly s3: S3Client;
+  readonly doc: DynamoDBDocumentClient;
+  readonly table: string;
+  readonly models: LoadedManifest;
+  readonly now?: () => Date;
+  /** Per-container session cache; defaults to the module-level one. */
+  readonly sessions?: Map<string, Promise<ort.InferenceSession>>;
+}
+
+const SESSIONS = new Map<string, Promise<ort.InferenceSession>>();
+
+/** Loads (once per container) the verified ONNX session for an expert. */
+export function expertSession(
+  models: LoadedManifest,
+  entry: ExpertEntry,
+  sessions: Map<string, Promise<ort.InferenceSession>> = SESSIONS,
+): Promise<ort.InferenceSession> {
+  const cacheKey = `${models.dir}\0${entry.file}\0${entry.sha256}`;
+  let session = sessions.get(cacheKey);
+  if (!session) {
+    const bytes = readVerifiedModel(models.dir, entry);
+    session = ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    // A failed load must not poison the cache for the next invocation.
+    session.catch(() => sessions.delete(cacheKey));
+    sessions.set(cacheKey, session);
+  }
+  return session;
+}
+
+export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<ExpertResult> {
+  const task = parsePayload(ExpertTaskInput, input, 'expert task input');
+  const { scan } = task;
+  const entry = findExpert(deps.models.manifest, task.expert.name);
+  if (entry.version !== task.expert.version || entry.sha256 !== task.expert.sha256) {
+    throw new ModelError(
+      `Expert "${entry.name}" was requested as version ${task.expert.version} (sha256 ${task.expert.sha256.slice(0, 12)}…), ` +
+        `but this function's manifest has version ${entry.version} (sha256 ${entry.sha256.slice(0, 12)}…). Redeploy so the workflow and the function agree.`,
+    );
+  }
+
+  const features = await readFeatures(deps.s3, scan.featuresBucket, scan.featuresKey);
+  if (features.scanId !== scan.scanId) {
+    throw new ModelError(
+      `Features document at the scan's features key belongs to scan ${features.scanId}, not ${scan.scanId}.`,
+    );
+  }
+  if (features.extractor.name !== entry.extractor.name || features.extractor.version !== entry.extractor.version) {
+    throw new ModelError(
+      `Expert "${entry.name}"@${entry.version} was trained on ${entry.extractor.name}@${entry.extractor.version} features, ` +
+        `but this scan's features come from ${features.extractor.name}@${features.extractor.version}. Re-run the extractor or use a matching expert.`,
+    );
+  }
+  const vector = featureVector(features, entry.input.blocks);
+  if (vector.length !== entry.input.dim) {
+    throw new ModelError(
+      `Expert "${entry.name}" expects ${entry.input.dim} input values, but blocks [${entry.input.blocks.join(', ')}] of the features document give ${vector.length}.`,
+    );
+  }
+
+  const session = await expertSession(deps.models, entry, deps.sessions);
+  const started = performance.now();
+  const outputs = await session.run({ [entry.input.name]: new ort.Tensor('float32', vector, [1, vector.length]) });
+  const inferMs = performance.now() - started;
+  const probs = outputs[entry.output.name];
+  if (!probs) {
+    throw new ModelError(
+      `Expert "${entry.name}" has no output named "${entry.output.name}" (has: ${Object.keys(outputs).join(', ')}).`,
+    );
+  }
+
+  const result: ExpertResult = {
+    scanId: scan.scanId,
+    expert: { name: entry.name, version: entry.version, sha256: entry.sha256 },
+    extractor: features.extractor,
+    output: interpretProbabilities(entry, probs.data as Float32Array),
+    inferMs,
+    createdAt: (deps.now?.() ?? new Date()).toISOString(),
+  };
+  await putExpertResult(deps.doc, deps.table, result);
+  return result;
+}
+
+async function readFeatures(s3: S3Client, bucket: string, key: string): Promise<FeaturesDocument> {
+  const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const text = out.Body ? await out.Body.transformToString('utf8') : '';
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new PayloadError('Invalid features document: not valid JSON.');
+  }
+  return parsePayload(FeaturesDocument, json, 'features document');
+}

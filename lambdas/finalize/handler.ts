@@ -1,0 +1,33 @@
+/** Finalize Lambda: thin wrapper over finalizeScan (finalize.ts). */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Context } from 'aws-lambda';
+import { ENV, requireEnv } from '../../lib/env';
+import { documentClient, errorFields, powertools } from '../shared/runtime';
+import { finalizeScan, type FinalizeDeps, type FinalizeOutput } from './finalize';
+
+const { logger, metrics, tracer } = powertools('sonomark-finalize');
+
+const deps: FinalizeDeps = { doc: documentClient(tracer), table: requireEnv(ENV.resultsTable) };
+
+export async function handler(input: unknown, context?: Context): Promise<FinalizeOutput> {
+  if (context) logger.addContext(context);
+  const scan = (input as { scan?: { scanId?: unknown; siteId?: unknown; studyId?: unknown } } | null)?.scan;
+  const keys = { scanId: scan?.scanId, siteId: scan?.siteId, studyId: scan?.studyId };
+  try {
+    const out = await finalizeScan(input, deps);
+    logger.info('scan completed', {
+      ...keys,
+      extractorSeconds: out.usage.extractorSeconds,
+      expertMs: out.usage.expertMs,
+    });
+    metrics.addMetric('ScansCompleted', MetricUnit.Count, 1);
+    if (out.usage.extractorSeconds !== null)
+      metrics.addMetric('ExtractorSeconds', MetricUnit.Seconds, out.usage.extractorSeconds);
+    return out;
+  } catch (err) {
+    logger.error('finalize failed', { ...keys, ...errorFields(err) });
+    throw err;
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}

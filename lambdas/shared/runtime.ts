@@ -1,0 +1,43 @@
+/**
+ * What every sonomark Lambda handler shares: Powertools instances and AWS
+ * clients, built once per container. Handlers stay thin: they read env, build
+ * these, and call a pure function that receives the clients.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+
+export const METRICS_NAMESPACE = 'Sonomark';
+
+export interface Powertools {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly tracer: Tracer;
+}
+
+export function powertools(serviceName: string): Powertools {
+  return {
+    logger: new Logger({ serviceName }),
+    metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName }),
+    tracer: new Tracer({ serviceName }),
+  };
+}
+
+export function s3Client(tracer: Tracer): S3Client {
+  return tracer.captureAWSv3Client(new S3Client({}));
+}
+
+export function documentClient(tracer: Tracer): DynamoDBDocumentClient {
+  return DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), {
+    marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
+  });
+}
+
+/** Log fields of an error without its stack (stacks can quote payloads, and payloads can quote keys). */
+export function errorFields(err: unknown): { errorName: string; errorMessage: string } {
+  const e = err as { name?: string; message?: string } | null;
+  return { errorName: e?.name ?? 'Error', errorMessage: e?.message ?? String(err) };
+}

@@ -1,0 +1,63 @@
+/**
+ * Validate Lambda: thin wrapper over validateUpload (validate.ts).
+ * Logs scanId/siteId/studyId and the decision, never the object key: a file name can name a person.
+ */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Context } from 'aws-lambda';
+import { ENV, optionalEnv, requireEnv } from '../../lib/env';
+import { ConfigError } from '../../lib/errors';
+import { loadManifest } from '../../lib/manifest';
+import type { ValidateOutput } from '../../lib/schemas';
+import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
+import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload, type ValidateDeps } from './validate';
+
+const { logger, metrics, tracer } = powertools('sonomark-validate-upload');
+
+const maxUploadBytes = Number(optionalEnv(ENV.maxUploadBytes, String(DEFAULT_MAX_UPLOAD_BYTES)));
+if (!Number.isSafeInteger(maxUploadBytes) || maxUploadBytes <= 0) {
+  throw new ConfigError(`Environment variable ${ENV.maxUploadBytes} must be a positive integer number of bytes.`);
+}
+const deps: ValidateDeps = {
+  s3: s3Client(tracer),
+  doc: documentClient(tracer),
+  table: requireEnv(ENV.resultsTable),
+  artifactsBucket: requireEnv(ENV.artifactsBucket),
+  manifest: loadManifest(requireEnv(ENV.modelsDir)).manifest,
+  maxUploadBytes,
+  now: () => new Date(),
+};
+
+export async function handler(input: unknown, context?: Context): Promise<ValidateOutput> {
+  if (context) logger.addContext(context);
+  try {
+    const out = await validateUpload(input, deps);
+    switch (out.action) {
+      case 'analyze':
+        logger.info('upload accepted', {
+          scanId: out.scan.scanId,
+          siteId: out.scan.siteId,
+          studyId: out.scan.studyId,
+          container: out.scan.container,
+          size: out.scan.size,
+        });
+        break;
+      case 'skip':
+        logger.info('upload skipped', { scanId: out.scanId, existingStatus: out.existingStatus });
+        break;
+      case 'reject':
+        logger.warn('upload rejected', { scanId: out.scanId, problemCode: out.problem.code });
+        break;
+      case 'ignore':
+        logger.debug('object ignored', { reason: out.reason });
+        break;
+    }
+    metrics.addDimension('action', out.action);
+    metrics.addMetric('UploadsValidated', MetricUnit.Count, 1);
+    return out;
+  } catch (err) {
+    logger.error('validation failed', errorFields(err));
+    throw err;
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * Validate: from an S3 "Object Created" event to a decision (analyze, skip,
+ * reject, ignore). Pure apart from the clients it is handed, so Lambda, local
+ * mode and unit tests run the same code.
+ */
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import {
+  featuresKey,
+  isSidecarKey,
+  parseUploadKey,
+  sidecarKeyFor,
+  UPLOADS_PREFIX,
+  UploadKeyError,
+  type UploadKey,
+} from '../../lib/keys';
+import { extractorRef } from '../../lib/manifest';
+import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../lib/media';
+import { claimScan, type ScanClaim } from '../../lib/results-store';
+import { hashStream, scanIdFromContent, scanIdFromObjectIdentity, type HashedStream } from '../../lib/scan-id';
+import {
+  S3ObjectCreatedEvent,
+  SidecarMetadata,
+  type Manifest,
+  type ProblemDetail,
+  type ScanRef,
+  type ValidateOutput,
+} from '../../lib/schemas';
+import { parsePayload } from '../../lib/zod-parse';
+
+export const ValidateInput = z.object({ event: S3ObjectCreatedEvent });
+export type ValidateInput = z.infer<typeof ValidateInput>;
+
+/** 2 GiB: longer than any lung ultrasound clip a site should send, small enough to hash in one Lambda run. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
+/** A sidecar is a few fields of JSON; anything bigger is not one. */
+export const MAX_SIDECAR_BYTES = 64 * 1024;
+
+export interface ValidateDeps {
+  readonly s3: S3Client;
+  readonly doc: DynamoDBDocumentClient;
+  readonly table: string;
+  /** Where the extractor writes the features document. */
+  readonly artifactsBucket: string;
+  readonly manifest: Manifest;
+  readonly maxUploadBytes: number;
+  readonly now: () => Date;
+}
+
+const SIDECAR_FIELDS = Object.keys(SidecarMetadata.shape);
+
+export async function validateUpload(input: unknown, deps: ValidateDeps): Promise<ValidateOutput> {
+  const { event } = parsePayload(ValidateInput, input, 'Validate input');
+  const bucket = event.detail.bucket.name;
+  const key = event.detail.object.key;
+  const versionId = event.detail.object['version-id'];
+  const etag = event.detail.object.etag;
+
+  if (isSidecarKey(key)) return { action: 'ignore', reason: 'Sidecar metadata is read together with its clip.' };
+
+  let upload: UploadKey | undefined;
+  let keyProblem: ProblemDetail | undefined;
+  try {
+    upload = parseUploadKey(key);
+  } catch (err) {
+    if (!(err instanceof UploadKeyError)) throw err;
+    keyProblem = { code: 'INVALID_KEY', message: err.message };
+  }
+
+  const object = await readObject(deps.s3, bucket, key, versionId, deps.maxUploadBytes);
+
+  if (!upload) {
+    // No valid site/study: no claim (nothing to bill or list), but a stable id so the failure is recorded once.
+    const [rawSite = '', rawStudy = ''] = key.startsWith(UPLOADS_PREFIX)
+      ? key.slice(UPLOADS_PREFIX.length).split('/')
+      : [];
+    const scanId =
+      object.kind === 'hashed'
+        ? scanIdFromContent(rawSite, rawStudy, object.hashed.sha256)
+        : scanIdFromObjectIdentity(bucket, key, versionId, etag);
+    return { action: 'reject', scanId, problem: keyProblem as ProblemDetail };
+  }
+
+  if (object.kind === 'missing') {
+    // Deleted (or replaced) before we could read it: nothing to analyse, and nothing a retry would fix.
+    const scanId = scanIdFromObjectIdentity(bucket, key, versionId, etag);
+    return {
+      action: 'reject',
+      scanId,
+      problem: {
+        code: 'OBJECT_MISSING',
+        message: 'The uploaded object no longer exists (deleted or overwritten before validation). Upload it again.',
+      },
+    };
+  }
+
+  // A file over the limit is never read: its id comes from the object identity, not its bytes.
+  const hashed: HashedStream =
+    object.kind === 'hashed' ? object.hashed : { sha256: '', size: object.size, head: Buffer.alloc(0) };
+  const scanId =
+    object.kind === 'hashed'
+      ? scanIdFromContent(upload.siteId, upload.studyId, hashed.sha256)
+      : scanIdFromObjectIdentity(bucket, key, versionId, etag);
+  const sniffed = hashed.size > 0 && object.kind === 'hashed' ? sniffContainer(hashed.head) : undefined;
+  const container = sniffed !== undefined && !isUnsupported(sniffed) ? sniffed : undefined;
+  const extractor = extractorRef(deps.manifest.extractor);
+  const receivedAt = deps.now().toISOString();
+
+  // Claim first: a reject then maps to a scan record that RecordFailure marks FAILED,
+  // and a re-delivered event for bytes already analysed stops here.
+  const claim: ScanClaim = {
+    scanId,
+    siteId: upload.siteId,
+    studyId: upload.studyId,
+    bucket,
+    key,
+    versionId: versionId ?? '',
+    // sha256 of nothing read (too large): the empty-string hash would be a lie, so store the marker of "not hashed".
+    sha256: hashed.sha256 || '0'.repeat(64),
+    size: hashed.size,
+    container,
+    extractor,
+    featuresBucket: deps.artifactsBucket,
+    featuresKey: featuresKey(extractor, scanId),
+    receivedAt,
+  };
+  const claimed = await claimScan(deps.doc, deps.table, claim, receivedAt);
+  if (!claimed.claimed) {
+    return {
+      action: 'skip',
+      scanId,
+      existingStatus: claimed.existingStatus,
+      reason:
+        claimed.existingStatus === 'COMPLETED'
+          ? 'These bytes were already analysed for this study.'
+          : 'Another execution is analysing these bytes for this study.',
+    };
+  }
+
+  const reject = (code: string, message: string): ValidateOutput => ({
+    action: 'reject',
+    scanId,
+    problem: { code, message },
+  });
+
+  if (object.kind === 'too-large' || hashed.size > deps.maxUploadBytes) {
+    return reject(
+      'TOO_LARGE',
+      `The file is ${formatBytes(hashed.size)}, over the ${formatBytes(deps.maxUploadBytes)} limit. Upload a shorter clip or export it at a lower resolution.`,
+    );
+  }
+  if (hashed.size === 0) {
+    return reject(
+      'EMPTY_FILE',
+      'The file is empty (0 bytes). Upload the clip again; the previous upload may have been interrupted.',
+    );
+  }
+  if (sniffed !== undefined && isUnsupported(sniffed)) return reject('UNSUPPORTED_FORMAT', sniffed.unsupported);
+  if (container === undefined) return reject('UNSUPPORTED_FORMAT', 'The file format could not be identified.');
+
+  const sidecar = await readSidecar(deps.s3, bucket, key);
+  if (sidecar.kind === 'invalid') return reject('INVALID_SIDECAR', sidecar.message);
+
+  const scan: ScanRef = {
+    scanId,
+    siteId: upload.siteId,
+    studyId: upload.studyId,
+    bucket,
+    key,
+    versionId: versionId ?? '',
+    sha256: hashed.sha256,
+    size: hashed.size,
+    container,
+    ...(sidecar.kind === 'valid' ? { sidecar: sidecar.value } : {}),
+    extractor,
+    featuresBucket: deps.artifactsBucket,
+    featuresKey: featuresKey(extractor, scanId),
+    receivedAt,
+  };
+  return { action: 'analyze', scan };
+}
+
+type ReadResult = { kind: 'hashed'; hashed: HashedStream } | { kind: 'too-large'; size: number } | { kind: 'missing' };
+
+const isNotFound = (err: unknown): boolean => {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | null;
+  return (
+    e?.name === 'NoSuchKey' ||
+    e?.name === 'NotFound' ||
+    e?.name === 'NoSuchVersion' ||
+    e?.$metadata?.httpStatusCode === 404
+  );
+};
+
+/** Streams the object through sha256, keeping its first bytes for sniffing; never holds the whole file. */
+async function readObject(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  versionId: string | undefined,
+  maxBytes: number,
+): Promise<ReadResult> {
+  let out;
+  try {
+    out = await s3.send(
+      new GetObjectCommand({ Bucket: bucket, Key: key, ...(versionId ? { VersionId: versionId } : {}) }),
+    );
+  } catch (err) {
+    if (isNotFound(err)) return { kind: 'missing' };
+    throw err; // access denied, throttling: let Step Functions retry, then RecordFailure
+  }
+  const body = out.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+  if (out.ContentLength !== undefined && out.ContentLength > maxBytes) {
+    body?.destroy?.();
+    return { kind: 'too-large', size: out.ContentLength };
+  }
+  if (!body) return { kind: 'hashed', hashed: { sha256: EMPTY_SHA256, size: 0, head: Buffer.alloc(0) } };
+  return { kind: 'hashed', hashed: await hashStream(body, SNIFF_BYTES) };
+}
+
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+type SidecarResult =
+  { kind: 'none' } | { kind: 'valid'; value: SidecarMetadata } | { kind: 'invalid'; message: string };
+
+async function readSidecar(s3: S3Client, bucket: string, clipKey: string): Promise<SidecarResult> {
+  let text: string;
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: sidecarKeyFor(clipKey) }));
+    if (out.ContentLength !== undefined && out.ContentLength > MAX_SIDECAR_BYTES) {
+      return {
+        kind: 'invalid',
+        message: `The sidecar metadata file is larger than ${MAX_SIDECAR_BYTES / 1024} KiB; it should hold a few fields (${SIDECAR_FIELDS.join(', ')}).`,
+      };
+    }
+    text = out.Body ? await out.Body.transformToString('utf8') : '';
+  } catch (err) {
+    if (isNotFound(err)) return { kind: 'none' };
+    throw err;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return {
+      kind: 'invalid',
+      message: `The sidecar metadata file is not valid JSON. Accepted: a JSON object with optional keys ${SIDECAR_FIELDS.join(', ')}.`,
+    };
+  }
+  const parsed = SidecarMetadata.safeParse(json);
+  if (parsed.success) return { kind: 'valid', value: parsed.data };
+  const issues = parsed.error.issues.slice(0, 3).map((i) => {
+    if (i.code === 'unrecognized_keys') return `unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+    const field = i.path.length > 0 ? `"${i.path.join('.')}"` : 'the document';
+    return `${field}: ${i.message}`;
+  });
+  return {
+    kind: 'invalid',
+    message: `The sidecar metadata is invalid (${issues.join('; ')}). Accepted keys: ${SIDECAR_FIELDS.join(', ')}; no other fields are allowed.`,
+  };
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(2).replace(/\.?0+$/, '')} GiB`;
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1).replace(/\.0$/, '')} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1).replace(/\.0$/, '')} KiB`;
+  return `${n} bytes`;
+}

@@ -1,0 +1,110 @@
+/**
+ * One Lambda function per expert in the model manifest, all running the generic
+ * `lambdas/expert/handler.ts`. Each bundle carries only its own ONNX file, the
+ * manifest, and onnxruntime-node's linux/arm64 binding (the npm package ships
+ * it; nothing is downloaded at synth time).
+ */
+import { Duration } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { ENV } from '../env';
+import { FEATURES_PREFIX } from '../keys';
+import { MANIFEST_FILE } from '../paths';
+import type { ExpertEntry } from '../schemas';
+import { grantReadObjects, grantTableItems } from './grants';
+import { SonomarkFunction } from './sonomark-function';
+
+/** Where the bundle puts models/ inside the Lambda package. */
+export const LAMBDA_MODELS_DIR = '/var/task/models';
+
+/** `diagnosis` → `Diagnosis`, `lung-severity` → `LungSeverity`: the construct id suffix. */
+export function pascalName(name: string): string {
+  return name
+    .split(/[^A-Za-z0-9]+/)
+    .filter((p) => p.length > 0)
+    .map((p) => p[0]!.toUpperCase() + p.slice(1))
+    .join('');
+}
+
+/** Single-quotes a path for the bundling shell commands. */
+const q = (p: string): string => `'${p.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * Shell commands that ship onnxruntime-node (package.json, dist/, and only the
+ * linux/arm64 N-API binding) plus onnxruntime-common next to the bundle.
+ */
+export function onnxRuntimeCopyCommands(inputDir: string, outputDir: string): string[] {
+  const src = `${inputDir}/node_modules`;
+  const dst = `${outputDir}/node_modules`;
+  const bin = 'onnxruntime-node/bin/napi-v6/linux/arm64';
+  return [
+    `mkdir -p ${q(`${dst}/${bin}`)} ${q(`${dst}/onnxruntime-common`)}`,
+    `cp ${q(`${src}/onnxruntime-node/package.json`)} ${q(`${dst}/onnxruntime-node/`)}`,
+    `cp -R ${q(`${src}/onnxruntime-node/dist`)} ${q(`${dst}/onnxruntime-node/`)}`,
+    `cp -R ${q(`${src}/${bin}`)}/. ${q(`${dst}/${bin}`)}`,
+    `cp -R ${q(`${src}/onnxruntime-common`)}/. ${q(`${dst}/onnxruntime-common`)}`,
+  ];
+}
+
+/** Copies the manifest and the given model files into `<output>/models/`. */
+export function modelCopyCommands(modelsDir: string, outputDir: string, files: readonly string[]): string[] {
+  const cmds = [`mkdir -p ${q(`${outputDir}/models`)}`, `cp ${q(`${modelsDir}/${MANIFEST_FILE}`)} ${q(`${outputDir}/models/`)}`];
+  for (const f of files) {
+    cmds.push(`mkdir -p "$(dirname ${q(`${outputDir}/models/${f}`)})"`, `cp ${q(`${modelsDir}/${f}`)} ${q(`${outputDir}/models/${f}`)}`);
+  }
+  return cmds;
+}
+
+export interface ExpertFunctionProps {
+  readonly expert: ExpertEntry;
+  /** Absolute path of the models directory (manifest.json and the ONNX files). */
+  readonly modelsDir: string;
+  readonly artifactsBucket: s3.IBucket;
+  readonly resultsTable: dynamodb.ITable;
+  readonly encryptionKey: kms.IKey;
+  readonly logRetention: logs.RetentionDays;
+  readonly vpc: ec2.IVpc;
+  readonly securityGroup: ec2.ISecurityGroup;
+}
+
+export class ExpertFunction extends Construct {
+  readonly expert: ExpertEntry;
+  readonly fn: SonomarkFunction;
+
+  constructor(scope: Construct, id: string, props: ExpertFunctionProps) {
+    super(scope, id);
+    const { expert } = props;
+    this.expert = expert;
+
+    this.fn = new SonomarkFunction(this, 'Handler', {
+      entry: 'lambdas/expert/handler.ts',
+      serviceName: `expert-${expert.name}`,
+      encryptionKey: props.encryptionKey,
+      logRetention: props.logRetention,
+      vpc: props.vpc,
+      securityGroup: props.securityGroup,
+      memorySize: expert.lambda.memoryMb,
+      timeout: Duration.seconds(expert.lambda.timeoutSeconds),
+      reservedConcurrentExecutions: expert.lambda.reservedConcurrency,
+      environment: {
+        [ENV.resultsTable]: props.resultsTable.tableName,
+        [ENV.artifactsBucket]: props.artifactsBucket.bucketName,
+        [ENV.modelsDir]: LAMBDA_MODELS_DIR,
+        SONOMARK_EXPERT: expert.name,
+      },
+      externalModules: ['onnxruntime-node'],
+      afterBundling: (inputDir, outputDir) => [
+        ...onnxRuntimeCopyCommands(inputDir, outputDir),
+        ...modelCopyCommands(props.modelsDir, outputDir, [expert.file]),
+      ],
+    });
+
+    // Least privilege: read features documents only, write result items only.
+    grantReadObjects(this.fn.function, props.artifactsBucket, FEATURES_PREFIX, props.encryptionKey);
+    grantTableItems(this.fn.function, props.resultsTable, props.encryptionKey);
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * THE sonomark state machine (DESIGN.md, "Data flow"). Local mode extracts this
+ * definition from the synthesized template and runs it unchanged, binding Task
+ * states by name (STATE in workflow-contract.ts), so names and paths here are a
+ * contract.
+ *
+ *   Start → Validate → Validated → Route ─┬─ analyze → Claimed → Extract → LoadExperts → Score[ScoreExpert] → Finalize → Done
+ *                                         ├─ skip    → AlreadyAnalyzed
+ *                                         ├─ ignore  → NotAClip
+ *                                         └─ reject  → RecordFailure → Failed
+ *   any Task / Map error ──Catch($.error)──▶ RecordFailure → Failed
+ */
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import type { ExpertEntry } from '../schemas';
+import { EXTRACT_ENV, PATHS, STATE } from '../workflow-contract';
+
+export interface WorkflowExpert {
+  readonly entry: ExpertEntry;
+  readonly function: lambda.IFunction;
+}
+
+export interface WorkflowProps {
+  readonly validateFunction: lambda.IFunction;
+  readonly finalizeFunction: lambda.IFunction;
+  readonly recordFailureFunction: lambda.IFunction;
+  /** One per manifest expert, in manifest order. */
+  readonly experts: readonly WorkflowExpert[];
+  readonly jobQueue: batch.IJobQueue;
+  readonly jobDefinition: batch.IJobDefinition;
+  /** Per-attempt limit of the Extract job (the task's `taskTimeout`, rendered as Batch Timeout.AttemptDurationSeconds). */
+  readonly extractTimeout: Duration;
+  readonly encryptionKey: kms.IKey;
+  readonly logRetention: logs.RetentionDays;
+}
+
+/** Errors worth retrying on any Lambda invoke: throttles and service faults, never the handler's own errors. */
+export const LAMBDA_TRANSIENT_ERRORS = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+  'Lambda.ClientExecutionTimeoutException',
+];
+
+export const BATCH_TRANSIENT_ERRORS = ['Batch.AWSBatchException', 'Batch.ServerException', 'Batch.TooManyRequestsException'];
+
+const lambdaRetry: sfn.RetryProps = {
+  errors: LAMBDA_TRANSIENT_ERRORS,
+  interval: Duration.seconds(2),
+  maxAttempts: 5,
+  backoffRate: 2,
+  maxDelay: Duration.seconds(30),
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+const catchAll: sfn.CatchProps = { errors: [sfn.Errors.ALL], resultPath: PATHS.error };
+
+export class Workflow extends Construct {
+  readonly stateMachine: sfn.StateMachine;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: WorkflowProps) {
+    super(scope, id);
+
+    // -- failure path ------------------------------------------------------
+    const failed = new sfn.Fail(this, STATE.failed, {
+      error: 'ScanFailed',
+      cause: 'The scan could not be analysed; its FAILED result item says why.',
+    });
+    const recordFailure = new tasks.LambdaInvoke(this, STATE.recordFailure, {
+      lambdaFunction: props.recordFailureFunction,
+      // The handler parses {event, scan?, validation?, error?} out of the whole state.
+      payload: sfn.TaskInput.fromJsonPathAt('$'),
+      retryOnServiceExceptions: false,
+      resultPath: sfn.JsonPath.DISCARD,
+    })
+      .addRetry({ ...lambdaRetry, maxAttempts: 6 })
+      // A failure to record a failure still ends in Failed (the executions-failed alarm fires).
+      .addCatch(failed, { errors: [sfn.Errors.ALL], resultPath: '$.recordFailureError' })
+      .next(failed);
+
+    // -- 1 Validate --------------------------------------------------------
+    const start = new sfn.Pass(this, STATE.start, {
+      parameters: { [`event`]: sfn.JsonPath.entirePayload },
+    });
+    const validate = new tasks.LambdaInvoke(this, STATE.validate, {
+      lambdaFunction: props.validateFunction,
+      payload: sfn.TaskInput.fromObject({ event: sfn.JsonPath.objectAt(PATHS.event) }),
+      payloadResponseOnly: false,
+      retryOnServiceExceptions: false,
+      // Keep only the handler's return value; the invoke metadata would bloat the history.
+      resultSelector: { Payload: sfn.JsonPath.objectAt('$.Payload') },
+      resultPath: PATHS.validation,
+    })
+      .addRetry(lambdaRetry)
+      .addCatch(recordFailure, catchAll);
+    // ResultSelector can only build an object, so `$.validation` is {Payload: ValidateOutput}
+    // after Validate; this Pass lifts the ValidateOutput itself into `$.validation`.
+    const validated = new sfn.Pass(this, STATE.validated, {
+      parameters: {
+        event: sfn.JsonPath.objectAt(PATHS.event),
+        validation: sfn.JsonPath.objectAt(`${PATHS.validation}.Payload`),
+      },
+    });
+
+    // -- 2 Extract ---------------------------------------------------------
+    // Parameters rather than InputPath+ResultPath: the resulting state is spelled out.
+    const claimed = new sfn.Pass(this, STATE.claimed, {
+      parameters: {
+        event: sfn.JsonPath.objectAt(PATHS.event),
+        validation: sfn.JsonPath.objectAt(PATHS.validation),
+        scan: sfn.JsonPath.objectAt(`${PATHS.validation}.scan`),
+      },
+    });
+    const scan = (field: string) => sfn.JsonPath.stringAt(`${PATHS.scan}.${field}`);
+    const extract = new tasks.BatchSubmitJob(this, STATE.extract, {
+      jobName: sfn.JsonPath.format('scan-{}', scan('scanId')),
+      jobQueueArn: props.jobQueue.jobQueueArn,
+      jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
+      integrationPattern: sfn.IntegrationPattern.RUN_JOB,
+      containerOverrides: {
+        environment: {
+          [EXTRACT_ENV.scanId]: scan('scanId'),
+          [EXTRACT_ENV.inputBucket]: scan('bucket'),
+          [EXTRACT_ENV.inputKey]: scan('key'),
+          [EXTRACT_ENV.inputVersionId]: scan('versionId'),
+          [EXTRACT_ENV.featuresBucket]: scan('featuresBucket'),
+          [EXTRACT_ENV.featuresKey]: scan('featuresKey'),
+        },
+      },
+      taskTimeout: sfn.Timeout.duration(props.extractTimeout),
+      resultSelector: {
+        jobId: sfn.JsonPath.stringAt('$.JobId'),
+        startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
+        stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
+      },
+      resultPath: PATHS.extract,
+    })
+      .addRetry({
+        errors: BATCH_TRANSIENT_ERRORS,
+        interval: Duration.seconds(5),
+        maxAttempts: 5,
+        backoffRate: 2,
+        maxDelay: Duration.minutes(2),
+        jitterStrategy: sfn.JitterType.FULL,
+      })
+      .addCatch(recordFailure, catchAll);
+
+    // -- 3 Score -----------------------------------------------------------
+    const loadExperts = new sfn.Pass(this, STATE.loadExperts, {
+      result: sfn.Result.fromArray(
+        props.experts.map((e) => ({
+          name: e.entry.name,
+          version: e.entry.version,
+          file: e.entry.file,
+          sha256: e.entry.sha256,
+          functionArn: e.function.functionArn,
+        })),
+      ),
+      resultPath: PATHS.experts,
+    });
+    // Raw state JSON: LambdaInvoke cannot take the function name from the input.
+    // OutputPath $.Payload makes each iteration's output the ExpertResult itself.
+    const scoreExpert = new sfn.CustomState(this, STATE.scoreExpert, {
+      stateJson: {
+        Type: 'Task',
+        Resource: `arn:${Aws.PARTITION}:states:::lambda:invoke`,
+        Parameters: {
+          'FunctionName.$': '$.expert.functionArn',
+          Payload: {
+            'scan.$': '$.scan',
+            expert: {
+              'name.$': '$.expert.name',
+              'version.$': '$.expert.version',
+              'file.$': '$.expert.file',
+              'sha256.$': '$.expert.sha256',
+            },
+          },
+        },
+        OutputPath: '$.Payload',
+      },
+    }).addRetry(lambdaRetry);
+    const score = new sfn.Map(this, STATE.score, {
+      itemsPath: PATHS.experts,
+      itemSelector: {
+        scan: sfn.JsonPath.objectAt(PATHS.scan),
+        expert: sfn.JsonPath.objectAt('$$.Map.Item.Value'),
+      },
+      // Experts are few and each has its own reserved concurrency.
+      maxConcurrency: 0,
+      resultPath: PATHS.results,
+    })
+      .itemProcessor(scoreExpert)
+      .addCatch(recordFailure, catchAll);
+
+    // -- 4 Finalize --------------------------------------------------------
+    const finalize = new tasks.LambdaInvoke(this, STATE.finalize, {
+      lambdaFunction: props.finalizeFunction,
+      payload: sfn.TaskInput.fromObject({
+        scan: sfn.JsonPath.objectAt(PATHS.scan),
+        extract: sfn.JsonPath.objectAt(PATHS.extract),
+        results: sfn.JsonPath.objectAt(PATHS.results),
+      }),
+      payloadResponseOnly: false,
+      retryOnServiceExceptions: false,
+      resultSelector: { Payload: sfn.JsonPath.objectAt('$.Payload') },
+      resultPath: PATHS.summary,
+    })
+      .addRetry(lambdaRetry)
+      .addCatch(recordFailure, catchAll);
+    const done = new sfn.Succeed(this, STATE.done, { outputPath: `${PATHS.summary}.Payload` });
+
+    const route = new sfn.Choice(this, STATE.route)
+      .when(
+        sfn.Condition.stringEquals(`${PATHS.validation}.action`, 'analyze'),
+        claimed.next(extract).next(loadExperts).next(score).next(finalize).next(done),
+      )
+      .when(sfn.Condition.stringEquals(`${PATHS.validation}.action`, 'skip'), new sfn.Succeed(this, STATE.skipped))
+      .when(sfn.Condition.stringEquals(`${PATHS.validation}.action`, 'ignore'), new sfn.Succeed(this, STATE.ignored))
+      .when(sfn.Condition.stringEquals(`${PATHS.validation}.action`, 'reject'), recordFailure)
+      // An action this workflow does not know is a contract break: record it, do not guess.
+      .otherwise(recordFailure);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      // Step Functions vended logs need the /aws/vendedlogs/ prefix to avoid the resource-policy size limit.
+      logGroupName: `/aws/vendedlogs/states/sonomark-${Aws.STACK_NAME}`,
+      retention: props.logRetention,
+      encryptionKey: props.encryptionKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      definitionBody: sfn.DefinitionBody.fromChainable(start.next(validate).next(validated).next(route)),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      tracingEnabled: true,
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      // A GPU job can queue for capacity and retry on spot reclaim (3 attempts); bound the execution anyway.
+      timeout: Duration.seconds(props.extractTimeout.toSeconds() * 3).plus(Duration.hours(2)),
+    });
+
+    // ScoreExpert is raw ASL, so CDK cannot infer its permissions: exactly the expert functions.
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: props.experts.map((e) => e.function.functionArn),
+      }),
+    );
+  }
+}

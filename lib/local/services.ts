@@ -1,0 +1,120 @@
+/**
+ * The real S3 and DynamoDB APIs on loopback: s3rver and dynalite, on ephemeral
+ * ports, with their data under one directory. The handlers talk to them through
+ * the same AWS SDK clients they use in the cloud, pointed at these endpoints.
+ */
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  type CreateTableCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { mkdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import * as path from 'node:path';
+import { LOCAL_REGION } from './asl';
+
+// Neither package ships types; these are the parts used here.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const S3rver = require('s3rver') as new (opts: Record<string, unknown>) => {
+  run(): Promise<AddressInfo>;
+  close(): Promise<void>;
+};
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const dynalite = require('dynalite') as (opts: Record<string, unknown>) => Server;
+
+const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export interface LocalServices {
+  readonly dataDir: string;
+  readonly s3Endpoint: string;
+  readonly dynamoEndpoint: string;
+  readonly s3: S3Client;
+  readonly dynamo: DynamoDBClient;
+  readonly doc: DynamoDBDocumentClient;
+  close(): Promise<void>;
+}
+
+export async function startLocalServices(dataDir: string): Promise<LocalServices> {
+  mkdirSync(path.join(dataDir, 's3'), { recursive: true });
+  mkdirSync(path.join(dataDir, 'dynamodb'), { recursive: true });
+
+  const s3rver = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory: path.join(dataDir, 's3'),
+    // The SDK signs with the local credentials; s3rver checks the signature shape only.
+    allowMismatchedSignatures: true,
+    vhostBuckets: false,
+  });
+  const s3Address = await s3rver.run();
+
+  const dynamoServer = dynalite({ path: path.join(dataDir, 'dynamodb'), createTableMs: 0, updateTableMs: 0, deleteTableMs: 0 });
+  await new Promise<void>((resolve, reject) => {
+    dynamoServer.once('error', reject);
+    dynamoServer.listen(0, '127.0.0.1', () => resolve());
+  });
+  const dynamoAddress = dynamoServer.address() as AddressInfo;
+
+  const s3Endpoint = `http://127.0.0.1:${s3Address.port}`;
+  const dynamoEndpoint = `http://127.0.0.1:${dynamoAddress.port}`;
+  const s3 = new S3Client({ endpoint: s3Endpoint, region: LOCAL_REGION, forcePathStyle: true, credentials: LOCAL_CREDENTIALS });
+  const dynamo = new DynamoDBClient({ endpoint: dynamoEndpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  const doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
+
+  return {
+    dataDir,
+    s3Endpoint,
+    dynamoEndpoint,
+    s3,
+    dynamo,
+    doc,
+    async close() {
+      s3.destroy();
+      dynamo.destroy();
+      await s3rver.close();
+      await new Promise<void>((resolve) => dynamoServer.close(() => resolve()));
+    },
+  };
+}
+
+export async function ensureBucket(s3: S3Client, name: string): Promise<void> {
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: name }));
+  } catch (err) {
+    const code = (err as { name?: string }).name;
+    if (code !== 'BucketAlreadyOwnedByYou' && code !== 'BucketAlreadyExists') throw err;
+  }
+}
+
+/** Creates the table with exactly the keys and indexes the CloudFormation definition declares. */
+export async function ensureTable(
+  dynamo: DynamoDBClient,
+  name: string,
+  cfnProperties: Record<string, unknown>,
+): Promise<void> {
+  try {
+    await dynamo.send(new DescribeTableCommand({ TableName: name }));
+    return;
+  } catch (err) {
+    if ((err as { name?: string }).name !== 'ResourceNotFoundException') throw err;
+  }
+  const input: CreateTableCommandInput = {
+    TableName: name,
+    KeySchema: cfnProperties.KeySchema as CreateTableCommandInput['KeySchema'],
+    AttributeDefinitions: cfnProperties.AttributeDefinitions as CreateTableCommandInput['AttributeDefinitions'],
+    BillingMode: 'PAY_PER_REQUEST',
+    GlobalSecondaryIndexes: (
+      cfnProperties.GlobalSecondaryIndexes as { IndexName: string; KeySchema: unknown; Projection: unknown }[] | undefined
+    )?.map((g) => ({
+      IndexName: g.IndexName,
+      KeySchema: g.KeySchema as never,
+      Projection: g.Projection as never,
+    })),
+  };
+  await dynamo.send(new CreateTableCommand(input));
+}

@@ -1,0 +1,111 @@
+/**
+ * cdk-nag (3.x) wiring: the AwsSolutions and HIPAA Security packs run as CDK
+ * validation plugins, and every finding sonomark accepts is acknowledged with
+ * a reason.
+ *
+ * Most acknowledgements sit on the construct (Validations.of(x).acknowledge) where
+ * the resource is made. Findings whose id embeds a synthesized token (e.g.
+ * `AwsSolutions-IAM5[Resource::SonomarkStorage:ExportsOutput…/uploads/*]`, only
+ * known after cross-stack references are resolved) are matched by pattern below:
+ * the first plugin runs the packs, and acknowledges each matching finding on its
+ * resource through the same Validations API before the real packs report.
+ */
+import { Validations, type IPolicyValidationContext, type IPolicyValidationPlugin, type PolicyValidationPluginReport } from 'aws-cdk-lib';
+import { AwsSolutionsChecks, HIPAASecurityChecks, type NagPack } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+
+export interface NagPatternAcknowledgement {
+  /** Matched against the full finding id, e.g. `AwsSolutions-IAM5[Resource::<X.Arn>:*]`. */
+  readonly id: RegExp;
+  /** Matched against the violating resource's construct path. */
+  readonly path: RegExp;
+  readonly reason: string;
+}
+
+/** Every pattern-matched acknowledgement in the app, with why. */
+export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] = [
+  {
+    id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|features)\/\*\]$/,
+    path: /\/(ValidateUpload|Expert[A-Za-z0-9]+\/Handler|Extractor\/JobRole)\//,
+    reason:
+      'Object-level S3 permissions are scoped to one key prefix (uploads/ or features/); object keys are only known at run time.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::<[A-Za-z0-9]+\.Arn>:\*\]$/,
+    path: /\/Workflow\/StateMachine\/Role\//,
+    reason:
+      'CDK LambdaInvoke grants the function ARN and its qualified versions (arn:…:*) so a published version/alias can be invoked; still one function each.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition\/\*\]$/,
+    path: /\/Workflow\/StateMachine\/Role\//,
+    reason:
+      'batch:SubmitJob authorizes the job definition by name:revision; the revision changes on every deploy, so CDK grants job-definition/* in this account and region (the queue is a single ARN).',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
+    path: /\/Workflow\/StateMachine\/Role\//,
+    reason:
+      'X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*) and CloudWatch Logs delivery (logs:CreateLogDelivery, …) actions do not support resource-level permissions.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
+    path: /\/Extractor\/Container\/ExecutionRole\//,
+    reason: 'ecr:GetAuthorizationToken does not support resource-level permissions; image pulls are scoped to the asset repository.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
+    path: /\/(ValidateUpload|Finalize|RecordFailure|Expert[A-Za-z0-9]+\/Handler)\/Role\//,
+    reason:
+      'ec2:*NetworkInterface* (Lambda VPC ENIs) and xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions.',
+  },
+];
+
+/** Runs first: acknowledges the pattern-matched findings so the real packs do not report them. */
+export class NagPatternAcknowledger implements IPolicyValidationPlugin {
+  readonly name = 'sonomark-nag-acknowledgements';
+
+  constructor(
+    private readonly packs: () => NagPack[],
+    private readonly acknowledgements: readonly NagPatternAcknowledgement[] = NAG_PATTERN_ACKNOWLEDGEMENTS,
+  ) {}
+
+  validate(context: IPolicyValidationContext): PolicyValidationPluginReport {
+    const root = (context as IPolicyValidationContext & { appConstruct?: IConstruct }).appConstruct;
+    if (root) acknowledgeMatchingFindings(root, this.packs(), this.acknowledgements);
+    return { success: true, violations: [] };
+  }
+}
+
+/** Acknowledges (with reasons) every finding of `packs` under `root` that matches a pattern. */
+export function acknowledgeMatchingFindings(
+  root: IConstruct,
+  packs: NagPack[],
+  acknowledgements: readonly NagPatternAcknowledgement[] = NAG_PATTERN_ACKNOWLEDGEMENTS,
+): number {
+  const byPath = new Map(root.node.findAll().map((c) => [c.node.path, c] as const));
+  let count = 0;
+  for (const pack of packs) {
+    for (const violation of pack.validateScope(root).violations) {
+      for (const resource of violation.violatingResources) {
+        const path = resource.constructPath ?? '';
+        const ack = acknowledgements.find((a) => a.id.test(violation.ruleName) && a.path.test(path));
+        const construct = byPath.get(path);
+        if (ack && construct) {
+          Validations.of(construct).acknowledge({ id: violation.ruleName, reason: ack.reason });
+          count++;
+        }
+      }
+    }
+  }
+  return count;
+}
+
+/** Registers the acknowledger and the AwsSolutions + HIPAA Security packs on the app. */
+export function addNagChecks(app: IConstruct): void {
+  Validations.of(app).addPlugins(
+    new NagPatternAcknowledger(() => [new AwsSolutionsChecks(), new HIPAASecurityChecks()]),
+    new AwsSolutionsChecks(app),
+    new HIPAASecurityChecks(app),
+  );
+}

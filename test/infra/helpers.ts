@@ -1,0 +1,54 @@
+/** Shared setup for the infra suite: one synth per test file, bundling off. */
+import { mkdtempSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildApp, type BuiltApp, type BuildAppOptions } from '../../lib/app';
+
+export interface Synthesized extends BuiltApp {
+  readonly storageTemplate: Template;
+  readonly pipelineTemplate: Template;
+  readonly outdir: string;
+}
+
+export function synth(opts: BuildAppOptions = {}): Synthesized {
+  const outdir = opts.outdir ?? mkdtempSync(path.join(os.tmpdir(), 'sonomark-infra-'));
+  const built = buildApp({ bundling: false, ...opts, outdir });
+  built.app.synth();
+  return {
+    ...built,
+    outdir,
+    storageTemplate: Template.fromStack(built.storage),
+    pipelineTemplate: Template.fromStack(built.pipeline),
+  };
+}
+
+type Json = unknown;
+
+/** Turns an Fn::Join'ed DefinitionString into JSON text, tokens replaced by `<...>` placeholders. */
+export function definitionOf(template: Template): Record<string, any> {
+  const machines = Object.values(template.findResources('AWS::StepFunctions::StateMachine'));
+  if (machines.length !== 1) throw new Error(`expected one state machine, found ${machines.length}`);
+  const raw = (machines[0] as { Properties: { DefinitionString: Json } }).Properties.DefinitionString;
+  const text =
+    typeof raw === 'string'
+      ? raw
+      : ((raw as { 'Fn::Join': [string, Json[]] })['Fn::Join'][1] as Json[])
+          .map((p) => (typeof p === 'string' ? p : `<${JSON.stringify(p).replace(/"/g, "'")}>`))
+          .join('');
+  return JSON.parse(text) as Record<string, any>;
+}
+
+/** All statements of every IAM policy-like resource in a template, with where they came from. */
+export function allStatements(template: Template): { where: string; statement: Record<string, any> }[] {
+  const out: { where: string; statement: Record<string, any> }[] = [];
+  const push = (where: string, doc: any) => {
+    for (const s of doc?.Statement ?? []) out.push({ where, statement: s });
+  };
+  for (const [id, r] of Object.entries(template.findResources('AWS::IAM::Policy'))) push(id, (r as any).Properties.PolicyDocument);
+  for (const [id, r] of Object.entries(template.findResources('AWS::IAM::ManagedPolicy'))) push(id, (r as any).Properties.PolicyDocument);
+  for (const [id, r] of Object.entries(template.findResources('AWS::IAM::Role'))) {
+    for (const p of (r as any).Properties.Policies ?? []) push(`${id}/${p.PolicyName}`, p.PolicyDocument);
+  }
+  return out;
+}

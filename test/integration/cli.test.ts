@@ -1,0 +1,61 @@
+/**
+ * `sonomark analyze` as a user runs it: the launcher in bin/, the compiled CLI,
+ * a real clip, --json on stdout, progress and models on stderr, the exit code.
+ */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { PACKAGE_ROOT } from '../../lib/paths';
+import { REAL_CLIPS, tempDir, writeFile } from './helpers';
+
+jest.setTimeout(180_000);
+
+const run = (args: string[]) =>
+  spawnSync(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'sonomark.js'), ...args], { cwd: PACKAGE_ROOT, encoding: 'utf8' });
+
+describe('sonomark analyze', () => {
+  it('prints one JSON object per input, attempts every input, and exits 1 when one failed', () => {
+    // Prepare
+    const bad = writeFile(tempDir(), 'not-a-clip.gif', 'GIF? no, just text');
+
+    // Act
+    const r = run(['analyze', '--json', REAL_CLIPS.gif, bad, path.join(tempDir(), 'missing.mp4')]);
+
+    // Assess
+    expect(r.status).toBe(1);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- asserting on parsed JSON
+    type Row = Record<string, any>;
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Row);
+    expect(rows.map((x) => x.status)).toEqual(['completed', 'failed', 'failed']);
+    const ok = rows[0] as Row;
+    expect(Object.keys(ok)).toEqual(expect.arrayContaining(['file', 'scanId', 'status', 'features', 'experts', 'timings']));
+    expect(['covid', 'pneumonia', 'healthy']).toContain(ok.experts.diagnosis.label);
+    expect(Object.keys(ok.experts.diagnosis.probabilities).sort()).toEqual(['covid', 'healthy', 'pneumonia']);
+    expect(ok.experts.severity.score).toBeGreaterThanOrEqual(0);
+    expect(ok.experts.severity.score).toBeLessThanOrEqual(3);
+    expect(ok.experts.triage.abnormal).toBeGreaterThanOrEqual(0);
+    expect(ok.experts.triage.abnormal).toBeLessThanOrEqual(1);
+    expect((rows[1] as Row).error.code).toBe('UNSUPPORTED_FORMAT');
+    expect((rows[2] as Row).error.code).toBe('UNREADABLE_INPUT');
+    // Models and progress go to stderr, with name, version and sha256.
+    expect(r.stderr).toMatch(/Models:/);
+    expect(r.stderr).toMatch(/sha256 [0-9a-f]{16}/);
+    expect(r.stderr).toMatch(/\[3\/3\]/);
+  });
+
+  it('prints a readable table and exits 0 when every clip completed', () => {
+    // Act
+    const r = run(['analyze', REAL_CLIPS.mp4]);
+
+    // Assess
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/status\s+completed/);
+    expect(r.stdout).toMatch(/diagnosis\s+(covid|pneumonia|healthy)/);
+    expect(r.stdout).toMatch(/b_lines/);
+  });
+
+  it('exits 2 with the usage on a usage error', () => {
+    const r = run(['analyze']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/Usage:/);
+  });
+});
