@@ -4,6 +4,8 @@ const base = {
   testEnvironment: '<rootDir>/test/node-realm-environment.js',
   transform,
   moduleFileExtensions: ['ts', 'js', 'json'],
+  // cdk.out and dist hold copies of package.json and sources that jest's module map must not see.
+  modulePathIgnorePatterns: ['<rootDir>/cdk.out', '<rootDir>/dist'],
 };
 
 module.exports = {
