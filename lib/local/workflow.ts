@@ -72,7 +72,12 @@ export class LocalWorkflow {
       });
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.pipelineTemplate, handlers);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
-      const machine = new StateMachine(synthesized.definition as never, { validationOptions: { checkArn: false } });
+      // The library fills in defaults (QueryLanguage) in place, so it gets its own copy
+      // (a JSON copy: structuredClone's objects can come from another realm under jest,
+      // and the library's plain-object checks then skip them).
+      const machine = new StateMachine(JSON.parse(JSON.stringify(synthesized.definition)) as never, {
+        validationOptions: { checkArn: false },
+      });
       return new LocalWorkflow(services, synthesized, loaded, taskHandlers, machine, {
         siteId: options.siteId ?? 'local',
         studyId: options.studyId ?? 'local',
@@ -110,6 +115,7 @@ export class LocalWorkflow {
     const entered = new Map<string, number>();
     let scanId: string | null = null;
     let reused = false;
+    let firstFailure: { state: string; error: string; cause: string } | undefined;
     const execution = this.machine.run(event as never, {
       overrides: {
         taskResourceLocalHandlers: this.taskHandlers as never,
@@ -119,7 +125,16 @@ export class LocalWorkflow {
     });
     const logTask = (async () => {
       for await (const ev of execution.eventLogs) {
-        const e = ev as { type: string; timestamp: number; state?: { name: string; type: string; output?: unknown } };
+        const e = ev as {
+          type: string;
+          timestamp: number;
+          state?: { name: string; type: string; output?: unknown };
+          Error?: string;
+          Cause?: string;
+        };
+        if (e.type === 'StateFailed' && e.state && !firstFailure) {
+          firstFailure = { state: e.state.name, error: e.Error ?? 'Error', cause: e.Cause ?? '' };
+        }
         if (e.type === 'StateEntered' && e.state) entered.set(e.state.name, e.timestamp);
         if ((e.type === 'StateExited' || e.type === 'StateFailed') && e.state) {
           const t0 = entered.get(e.state.name);
@@ -144,16 +159,28 @@ export class LocalWorkflow {
       // written the FAILED record, which is read below like any other result.
     }
     await logTask;
-    return this.collect(file, scanId, reused, { totalMs: Date.now() - started, states });
+    return this.collect(file, scanId, reused, { totalMs: Date.now() - started, states }, firstFailure);
   }
 
-  private async collect(file: string, scanId: string | null, reused: boolean, timings: AnalyzeResult['timings']): Promise<AnalyzeResult> {
+  private async collect(
+    file: string,
+    scanId: string | null,
+    reused: boolean,
+    timings: AnalyzeResult['timings'],
+    firstFailure?: { state: string; error: string; cause: string },
+  ): Promise<AnalyzeResult> {
     const base = { file, scanId, reused, timings };
     if (!scanId) {
+      // Failed before a scan existed (the workflow itself broke): say where and why.
       return {
         ...base,
         status: 'failed',
-        error: { code: 'NOT_ANALYZED', message: 'The upload was not recognised as a clip.' },
+        error: {
+          code: 'NOT_ANALYZED',
+          message: firstFailure
+            ? `${firstFailure.state} failed before a scan id existed: ${firstFailure.error}: ${causeMessage(firstFailure.cause)}`
+            : 'The upload was not recognised as a clip.',
+        },
         features: null,
         experts: {},
         models: null,
@@ -189,6 +216,16 @@ export class LocalWorkflow {
   async close(): Promise<void> {
     await this.services.close();
     if (this.ownedDataDir) rmSync(this.ownedDataDir, { recursive: true, force: true });
+  }
+}
+
+/** A Lambda-style Cause is JSON with errorMessage; others are plain text. */
+function causeMessage(cause: string): string {
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string };
+    return parsed.errorMessage ?? cause;
+  } catch {
+    return cause;
   }
 }
 
