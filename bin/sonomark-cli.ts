@@ -79,7 +79,12 @@ function unreadable(file: string, err: unknown): AnalyzeResult {
     status: 'failed',
     error: {
       code: 'UNREADABLE_INPUT',
-      message: code === 'ENOENT' ? 'No such file.' : code === 'EISDIR' ? 'Is a directory with no clips.' : `Cannot read the file (${code ?? 'error'}).`,
+      message:
+        code === 'ENOENT'
+          ? 'No such file.'
+          : code === 'EISDIR'
+            ? 'Is a directory with no clips.'
+            : `Cannot read the file (${code ?? 'error'}).`,
     },
     reused: false,
     features: null,
@@ -159,7 +164,13 @@ async function frames(argv: string[], out: NodeJS.WritableStream): Promise<numbe
       const clip = await decodeFrames(file, { size, maxFrames });
       const bytes = Uint8Array.from(clip.frames, (v) => Math.round(v * 255));
       writeFileSync(path.join(values.out, `${name}.npy`), toNpy(bytes, [clip.count, 1, size, size], 'u1'));
-      index.push({ file, npy: `${name}.npy`, frames: clip.count, decodedFrames: clip.decodedFrames, frameIndices: clip.frameIndices });
+      index.push({
+        file,
+        npy: `${name}.npy`,
+        frames: clip.count,
+        decodedFrames: clip.decodedFrames,
+        frameIndices: clip.frameIndices,
+      });
       out.write(`${name}.npy  ${clip.count} frames of ${clip.decodedFrames}\n`);
     } catch (e) {
       failed++;
@@ -167,11 +178,18 @@ async function frames(argv: string[], out: NodeJS.WritableStream): Promise<numbe
       out.write(`${file}: ${(e as Error).message}\n`);
     }
   }
-  writeFileSync(path.join(values.out, 'index.json'), JSON.stringify({ size, maxFrames, scale: '1/255', clips: index }, null, 2));
+  writeFileSync(
+    path.join(values.out, 'index.json'),
+    JSON.stringify({ size, maxFrames, scale: '1/255', clips: index }, null, 2),
+  );
   return failed > 0 ? 1 : 0;
 }
 
-export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+export async function main(
+  argv: string[],
+  out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {

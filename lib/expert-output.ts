@@ -5,7 +5,10 @@
 import { ModelError } from './errors';
 import type { ExpertEntry, ExpertOutput } from './schemas';
 
-export function interpretProbabilities(entry: Pick<ExpertEntry, 'name' | 'task' | 'output'>, row: ArrayLike<number>): ExpertOutput {
+export function interpretProbabilities(
+  entry: Pick<ExpertEntry, 'name' | 'task' | 'output'>,
+  row: ArrayLike<number>,
+): ExpertOutput {
   const labels = entry.output.labels;
   if (row.length !== labels.length) {
     throw new ModelError(`Expert "${entry.name}" returned ${row.length} probabilities for ${labels.length} labels.`);
@@ -23,7 +26,9 @@ export function interpretProbabilities(entry: Pick<ExpertEntry, 'name' | 'task' 
       // Labels of an ordinal expert are its grades ("0".."3"); the score is the most probable grade.
       const grades = labels.map((l) => Number(l));
       if (grades.some((g) => !Number.isInteger(g) || g < 0)) {
-        throw new ModelError(`Ordinal expert "${entry.name}" needs non-negative integer labels, got [${labels.join(', ')}].`);
+        throw new ModelError(
+          `Ordinal expert "${entry.name}" needs non-negative integer labels, got [${labels.join(', ')}].`,
+        );
       }
       const expected = grades.reduce((s, g, i) => s + g * (probs[i] as number), 0) / probs.reduce((s, p) => s + p, 0);
       return { kind: 'ordinal', score: grades[best] as number, expected, probabilities };
@@ -31,7 +36,12 @@ export function interpretProbabilities(entry: Pick<ExpertEntry, 'name' | 'task' 
     case 'binary': {
       const positive = entry.output.positive ?? (labels[1] as string);
       const p = probs[labels.indexOf(positive)] as number;
-      return { kind: 'binary', positive, probability: p, label: p >= 0.5 ? positive : (labels.find((l) => l !== positive) as string) };
+      return {
+        kind: 'binary',
+        positive,
+        probability: p,
+        label: p >= 0.5 ? positive : (labels.find((l) => l !== positive) as string),
+      };
     }
   }
 }

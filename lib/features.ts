@@ -57,7 +57,9 @@ export function aggregateFrames(out: FrameOutputs): AggregatedFeatures {
     throw new ModelError(`biomarker output has ${out.biomarkers.length} values, expected ${out.frames}×${k}`);
   }
   if (out.embedding.length !== out.frames * out.embeddingDim) {
-    throw new ModelError(`embedding output has ${out.embedding.length} values, expected ${out.frames}×${out.embeddingDim}`);
+    throw new ModelError(
+      `embedding output has ${out.embedding.length} values, expected ${out.frames}×${out.embeddingDim}`,
+    );
   }
   const series = {} as Record<Biomarker, number[]>;
   const stats = {} as Record<Biomarker, ClipStats>;
@@ -86,7 +88,10 @@ function clamp01(v: number): number {
 }
 
 /** The expert input vector: the named blocks of the features document, concatenated in order. */
-export function featureVector(doc: Pick<FeaturesDocument, 'biomarkers' | 'embedding'>, blocks: readonly FeatureBlock[]): Float32Array {
+export function featureVector(
+  doc: Pick<FeaturesDocument, 'biomarkers' | 'embedding'>,
+  blocks: readonly FeatureBlock[],
+): Float32Array {
   const values: number[] = [];
   for (const block of blocks) {
     switch (block) {
@@ -108,7 +113,8 @@ export function featureVector(doc: Pick<FeaturesDocument, 'biomarkers' | 'embedd
 export function featureNames(blocks: readonly FeatureBlock[], embeddingDim: number): string[] {
   const names: string[] = [];
   for (const block of blocks) {
-    if (block === 'biomarker-stats') for (const b of BIOMARKERS) for (const s of CLIP_STATISTICS) names.push(`${b}.${s}`);
+    if (block === 'biomarker-stats')
+      for (const b of BIOMARKERS) for (const s of CLIP_STATISTICS) names.push(`${b}.${s}`);
     else for (let j = 0; j < embeddingDim; j++) names.push(`${block}.${j}`);
   }
   return names;

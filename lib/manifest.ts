@@ -54,7 +54,10 @@ function checkConsistency(m: Manifest): void {
         `Expert "${e.name}" was trained on ${e.extractor.name}@${e.extractor.version} features, but the manifest's extractor is ${m.extractor.name}@${m.extractor.version}.`,
       );
     }
-    if (e.task === 'binary' && (e.output.labels.length !== 2 || !e.output.positive || !e.output.labels.includes(e.output.positive))) {
+    if (
+      e.task === 'binary' &&
+      (e.output.labels.length !== 2 || !e.output.positive || !e.output.labels.includes(e.output.positive))
+    ) {
       throw new ModelError(`Binary expert "${e.name}" needs two labels and a "positive" label among them.`);
     }
   }
@@ -75,14 +78,19 @@ export function readVerifiedModel(dir: string, entry: { name: string; file: stri
   }
   const actual = createHash('sha256').update(bytes).digest('hex');
   if (actual !== entry.sha256) {
-    throw new ModelError(`Model "${entry.name}" file ${file} has sha256 ${actual}, but the manifest says ${entry.sha256}.`);
+    throw new ModelError(
+      `Model "${entry.name}" file ${file} has sha256 ${actual}, but the manifest says ${entry.sha256}.`,
+    );
   }
   return bytes;
 }
 
 export function findExpert(m: Manifest, name: string): ExpertEntry {
   const e = m.experts.find((x) => x.name === name);
-  if (!e) throw new ModelError(`No expert named "${name}" in the manifest (have: ${m.experts.map((x) => x.name).join(', ')}).`);
+  if (!e)
+    throw new ModelError(
+      `No expert named "${name}" in the manifest (have: ${m.experts.map((x) => x.name).join(', ')}).`,
+    );
   return e;
 }
 

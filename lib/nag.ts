@@ -10,7 +10,12 @@
  * the first plugin runs the packs, and acknowledges each matching finding on its
  * resource through the same Validations API before the real packs report.
  */
-import { Validations, type IPolicyValidationContext, type IPolicyValidationPlugin, type PolicyValidationPluginReport } from 'aws-cdk-lib';
+import {
+  Validations,
+  type IPolicyValidationContext,
+  type IPolicyValidationPlugin,
+  type PolicyValidationPluginReport,
+} from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, type NagPack } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 
@@ -51,7 +56,8 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
     path: /\/Extractor\/Container\/ExecutionRole\//,
-    reason: 'ecr:GetAuthorizationToken does not support resource-level permissions; image pulls are scoped to the asset repository.',
+    reason:
+      'ecr:GetAuthorizationToken does not support resource-level permissions; image pulls are scoped to the asset repository.',
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,

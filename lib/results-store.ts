@@ -285,7 +285,8 @@ export async function completeScan(
       new UpdateCommand({
         TableName: table,
         Key: scanKey(input.scan.scanId),
-        UpdateExpression: 'SET #status = :completed, #summary = :summary, #usage = :usage, #updatedAt = :now REMOVE #error',
+        UpdateExpression:
+          'SET #status = :completed, #summary = :summary, #usage = :usage, #updatedAt = :now REMOVE #error',
         ConditionExpression: 'attribute_exists(pk) AND (#status = :running OR #status = :completed)',
         ExpressionAttributeNames: {
           '#status': 'status',

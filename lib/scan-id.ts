@@ -12,10 +12,7 @@ import type { Readable } from 'node:stream';
 const DOMAIN = 'sonomark/scan/v1';
 
 export function scanIdFromContent(siteId: string, studyId: string, contentSha256: string): string {
-  return createHash('sha256')
-    .update(`${DOMAIN}\0${siteId}\0${studyId}\0${contentSha256}`)
-    .digest('hex')
-    .slice(0, 32);
+  return createHash('sha256').update(`${DOMAIN}\0${siteId}\0${studyId}\0${contentSha256}`).digest('hex').slice(0, 32);
 }
 
 /**
@@ -41,7 +38,10 @@ export interface HashedStream {
 }
 
 /** Hashes a stream without holding it in memory, keeping its first `headBytes` for sniffing. */
-export async function hashStream(stream: Readable | AsyncIterable<Uint8Array>, headBytes = 4096): Promise<HashedStream> {
+export async function hashStream(
+  stream: Readable | AsyncIterable<Uint8Array>,
+  headBytes = 4096,
+): Promise<HashedStream> {
   const hash = createHash('sha256');
   const headChunks: Buffer[] = [];
   let headLength = 0;

@@ -62,11 +62,15 @@ export function resultTable(r: AnalyzeResult): string {
     for (const [name, out] of Object.entries(r.experts)) lines.push(`  ${name.padEnd(9)} ${expertSummary(out)}`);
     if (r.features) {
       const f = r.features;
-      lines.push(`  frames    ${f.sampling.frameIndices.length} of ${f.sampling.decodedFrames} decoded (${f.sampling.width}×${f.sampling.height} gray)`);
+      lines.push(
+        `  frames    ${f.sampling.frameIndices.length} of ${f.sampling.decodedFrames} decoded (${f.sampling.width}×${f.sampling.height} gray)`,
+      );
       lines.push('  biomarker            mean   max   p90  frames>0.5');
       for (const b of BIOMARKERS) {
         const s = f.biomarkers[b];
-        lines.push(`  ${b.padEnd(20)} ${s.mean.toFixed(2)}  ${s.max.toFixed(2)}  ${s.p90.toFixed(2)}  ${pct(s.fractionAbove)}`);
+        lines.push(
+          `  ${b.padEnd(20)} ${s.mean.toFixed(2)}  ${s.max.toFixed(2)}  ${s.p90.toFixed(2)}  ${pct(s.fractionAbove)}`,
+        );
       }
     }
   }

@@ -52,9 +52,15 @@ export function onnxRuntimeCopyCommands(inputDir: string, outputDir: string): st
 
 /** Copies the manifest and the given model files into `<output>/models/`. */
 export function modelCopyCommands(modelsDir: string, outputDir: string, files: readonly string[]): string[] {
-  const cmds = [`mkdir -p ${q(`${outputDir}/models`)}`, `cp ${q(`${modelsDir}/${MANIFEST_FILE}`)} ${q(`${outputDir}/models/`)}`];
+  const cmds = [
+    `mkdir -p ${q(`${outputDir}/models`)}`,
+    `cp ${q(`${modelsDir}/${MANIFEST_FILE}`)} ${q(`${outputDir}/models/`)}`,
+  ];
   for (const f of files) {
-    cmds.push(`mkdir -p "$(dirname ${q(`${outputDir}/models/${f}`)})"`, `cp ${q(`${modelsDir}/${f}`)} ${q(`${outputDir}/models/${f}`)}`);
+    cmds.push(
+      `mkdir -p "$(dirname ${q(`${outputDir}/models/${f}`)})"`,
+      `cp ${q(`${modelsDir}/${f}`)} ${q(`${outputDir}/models/${f}`)}`,
+    );
   }
   return cmds;
 }

@@ -124,7 +124,10 @@ export class GpuJob extends Construct {
           maxvCpus,
           updateToLatestImageVersion: true,
         });
-      this.computeEnvironments = [fargateCe('SpotComputeEnvironment', true), fargateCe('OnDemandComputeEnvironment', false)];
+      this.computeEnvironments = [
+        fargateCe('SpotComputeEnvironment', true),
+        fargateCe('OnDemandComputeEnvironment', false),
+      ];
       container = new batch.EcsFargateContainerDefinition(this, 'Container', {
         image,
         cpu: 4,
@@ -140,7 +143,10 @@ export class GpuJob extends Construct {
 
     this.jobQueue = new batch.JobQueue(this, 'Queue', {
       priority: 1,
-      computeEnvironments: this.computeEnvironments.map((computeEnvironment, i) => ({ computeEnvironment, order: i + 1 })),
+      computeEnvironments: this.computeEnvironments.map((computeEnvironment, i) => ({
+        computeEnvironment,
+        order: i + 1,
+      })),
     });
 
     this.jobDefinition = new batch.EcsJobDefinition(this, 'JobDefinition', {

@@ -47,7 +47,7 @@ export class Network extends Construct {
     Validations.of(this.vpc).acknowledge({
       id: 'HIPAA.Security-VPCDefaultSecurityGroupClosed',
       reason:
-        'Nothing is attached to the default security group (every ENI uses the groups below). Closing it needs CDK\'s custom-resource Lambda (restrictDefaultSecurityGroup).',
+        "Nothing is attached to the default security group (every ENI uses the groups below). Closing it needs CDK's custom-resource Lambda (restrictDefaultSecurityGroup).",
     });
 
     // VPC flow logs: an audit trail of every connection attempt (HIPAA, AwsSolutions-VPC7).
@@ -99,7 +99,11 @@ export class Network extends Construct {
     const sg = new ec2.SecurityGroup(this, id, { vpc: this.vpc, description, allowAllOutbound: false });
     sg.addEgressRule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), 'HTTPS to interface endpoints');
     // Gateway endpoints are reached through AWS-managed prefix lists, not VPC addresses.
-    sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to S3/DynamoDB gateway endpoints (no internet route exists)');
+    sg.addEgressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(443),
+      'HTTPS to S3/DynamoDB gateway endpoints (no internet route exists)',
+    );
     return sg;
   }
 }

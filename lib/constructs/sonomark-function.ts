@@ -132,7 +132,8 @@ export class SonomarkFunction extends Construct {
     Validations.of(this.function).acknowledge(
       {
         id: 'AwsSolutions-L1',
-        reason: 'Node.js 22 is the runtime sonomark targets and tests (package.json engines, onnxruntime-node binding); upgrade deliberately.',
+        reason:
+          'Node.js 22 is the runtime sonomark targets and tests (package.json engines, onnxruntime-node binding); upgrade deliberately.',
       },
       {
         id: 'HIPAA.Security-LambdaDLQ',

@@ -50,7 +50,11 @@ export const LAMBDA_TRANSIENT_ERRORS = [
   'Lambda.ClientExecutionTimeoutException',
 ];
 
-export const BATCH_TRANSIENT_ERRORS = ['Batch.AWSBatchException', 'Batch.ServerException', 'Batch.TooManyRequestsException'];
+export const BATCH_TRANSIENT_ERRORS = [
+  'Batch.AWSBatchException',
+  'Batch.ServerException',
+  'Batch.TooManyRequestsException',
+];
 
 const lambdaRetry: sfn.RetryProps = {
   errors: LAMBDA_TRANSIENT_ERRORS,

@@ -50,7 +50,9 @@ export function resolveToken(value: Json, template: CfnTemplate): string {
   if ('Fn::ImportValue' in value) {
     return `local:import:${resolveToken(value['Fn::ImportValue'] as Json, template)}`;
   }
-  throw new ModelError(`Unsupported CloudFormation intrinsic in state machine definition: ${Object.keys(value).join(', ')}`);
+  throw new ModelError(
+    `Unsupported CloudFormation intrinsic in state machine definition: ${Object.keys(value).join(', ')}`,
+  );
 }
 
 function placeholderFor(logicalId: string, attr: string, template: CfnTemplate): string {
@@ -68,7 +70,8 @@ export function extractDefinition(template: CfnTemplate): Record<string, unknown
   const props = machines[0]![1].Properties ?? {};
   const raw = props.DefinitionString ?? (props.Definition as Json);
   if (raw === undefined) throw new ModelError('State machine has no DefinitionString.');
-  const text = typeof raw === 'object' && raw !== null && !('Fn::Join' in raw) ? JSON.stringify(raw) : resolveToken(raw, template);
+  const text =
+    typeof raw === 'object' && raw !== null && !('Fn::Join' in raw) ? JSON.stringify(raw) : resolveToken(raw, template);
   return JSON.parse(text) as Record<string, unknown>;
 }
 
@@ -90,9 +93,11 @@ export function taskStates(definition: Record<string, unknown>): TaskState[] {
   const visit = (states: Record<string, Record<string, unknown>>) => {
     for (const [name, state] of Object.entries(states)) {
       if (state.Type === 'Task') out.push({ name, resource: String(state.Resource) });
-      const processor = (state.ItemProcessor ?? state.Iterator) as { States?: Record<string, Record<string, unknown>> } | undefined;
+      const processor = (state.ItemProcessor ?? state.Iterator) as
+        { States?: Record<string, Record<string, unknown>> } | undefined;
       if (processor?.States) visit(processor.States);
-      for (const branch of (state.Branches as { States: Record<string, Record<string, unknown>> }[] | undefined) ?? []) {
+      for (const branch of (state.Branches as { States: Record<string, Record<string, unknown>> }[] | undefined) ??
+        []) {
         visit(branch.States);
       }
     }

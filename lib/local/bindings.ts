@@ -62,7 +62,10 @@ export function bindTaskStates(
   for (const fn of lambdaFunctions(template)) {
     const role = roleOfConstructPath(fn.path);
     // A function local mode cannot place would only fail mid-run; fail at start-up instead.
-    if (!role) throw new ConfigError(`Lambda function ${fn.logicalId} (${fn.path || 'no construct path'}) has no local handler.`);
+    if (!role)
+      throw new ConfigError(
+        `Lambda function ${fn.logicalId} (${fn.path || 'no construct path'}) has no local handler.`,
+      );
     byArn.set(localFunctionArn(fn.logicalId), role);
   }
 

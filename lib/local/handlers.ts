@@ -43,7 +43,12 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
       recordFailure: (payload) => recordFailure(payload, { doc, table, s3, now }),
     },
     extractJob: async (env) => {
-      await runExtractJob(env, { s3, modelsDir: deps.loaded.dir, executionProvider: 'cpu', log: deps.log ?? (() => {}) });
+      await runExtractJob(env, {
+        s3,
+        modelsDir: deps.loaded.dir,
+        executionProvider: 'cpu',
+        log: deps.log ?? (() => {}),
+      });
     },
   };
 }

@@ -53,7 +53,12 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
   });
   const s3Address = await s3rver.run();
 
-  const dynamoServer = dynalite({ path: path.join(dataDir, 'dynamodb'), createTableMs: 0, updateTableMs: 0, deleteTableMs: 0 });
+  const dynamoServer = dynalite({
+    path: path.join(dataDir, 'dynamodb'),
+    createTableMs: 0,
+    updateTableMs: 0,
+    deleteTableMs: 0,
+  });
   await new Promise<void>((resolve, reject) => {
     dynamoServer.once('error', reject);
     dynamoServer.listen(0, '127.0.0.1', () => resolve());
@@ -62,7 +67,12 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
 
   const s3Endpoint = `http://127.0.0.1:${s3Address.port}`;
   const dynamoEndpoint = `http://127.0.0.1:${dynamoAddress.port}`;
-  const s3 = new S3Client({ endpoint: s3Endpoint, region: LOCAL_REGION, forcePathStyle: true, credentials: LOCAL_CREDENTIALS });
+  const s3 = new S3Client({
+    endpoint: s3Endpoint,
+    region: LOCAL_REGION,
+    forcePathStyle: true,
+    credentials: LOCAL_CREDENTIALS,
+  });
   const dynamo = new DynamoDBClient({ endpoint: dynamoEndpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
   const doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
 
@@ -109,7 +119,8 @@ export async function ensureTable(
     AttributeDefinitions: cfnProperties.AttributeDefinitions as CreateTableCommandInput['AttributeDefinitions'],
     BillingMode: 'PAY_PER_REQUEST',
     GlobalSecondaryIndexes: (
-      cfnProperties.GlobalSecondaryIndexes as { IndexName: string; KeySchema: unknown; Projection: unknown }[] | undefined
+      cfnProperties.GlobalSecondaryIndexes as
+        { IndexName: string; KeySchema: unknown; Projection: unknown }[] | undefined
     )?.map((g) => ({
       IndexName: g.IndexName,
       KeySchema: g.KeySchema as never,

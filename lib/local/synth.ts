@@ -31,7 +31,8 @@ export function synthesizeWorkflow(opts: { modelsDir?: string } = {}): Synthesiz
     const pipelineTemplate = assembly.getStackArtifact(pipeline.artifactId).template as CfnTemplate;
     const storageTemplate = assembly.getStackArtifact(storage.artifactId).template as CfnTemplate;
     const tables = Object.values(storageTemplate.Resources).filter((r) => r.Type === 'AWS::DynamoDB::Table');
-    if (tables.length !== 1) throw new ModelError(`Expected one DynamoDB table in the storage stack, found ${tables.length}.`);
+    if (tables.length !== 1)
+      throw new ModelError(`Expected one DynamoDB table in the storage stack, found ${tables.length}.`);
     return {
       definition: extractDefinition(pipelineTemplate),
       pipelineTemplate,

@@ -78,10 +78,18 @@ export class LocalWorkflow {
       const machine = new StateMachine(JSON.parse(JSON.stringify(synthesized.definition)) as never, {
         validationOptions: { checkArn: false },
       });
-      return new LocalWorkflow(services, synthesized, loaded, taskHandlers, machine, {
-        siteId: options.siteId ?? 'local',
-        studyId: options.studyId ?? 'local',
-      }, ownedDataDir);
+      return new LocalWorkflow(
+        services,
+        synthesized,
+        loaded,
+        taskHandlers,
+        machine,
+        {
+          siteId: options.siteId ?? 'local',
+          studyId: options.studyId ?? 'local',
+        },
+        ownedDataDir,
+      );
     } catch (err) {
       await services.close();
       throw err;
@@ -98,7 +106,9 @@ export class LocalWorkflow {
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
     const body = readFileSync(file);
-    const put = await this.services.s3.send(new PutObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key: key, Body: body }));
+    const put = await this.services.s3.send(
+      new PutObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key: key, Body: body }),
+    );
     const event: S3ObjectCreatedEvent = {
       'detail-type': 'Object Created',
       source: 'aws.s3',
@@ -106,7 +116,12 @@ export class LocalWorkflow {
       region: 'local-1',
       detail: {
         bucket: { name: LOCAL_UPLOADS_BUCKET },
-        object: { key, size: body.length, etag: put.ETag?.replace(/"/g, ''), ...(put.VersionId ? { 'version-id': put.VersionId } : {}) },
+        object: {
+          key,
+          size: body.length,
+          etag: put.ETag?.replace(/"/g, ''),
+          ...(put.VersionId ? { 'version-id': put.VersionId } : {}),
+        },
         reason: 'PutObject',
       },
     };
@@ -143,8 +158,10 @@ export class LocalWorkflow {
             states[e.state.name] = (states[e.state.name] ?? 0) + (e.timestamp - t0);
           }
           // The validation result sits at $.validation once Validate's output is shaped (PATHS).
-          const v = (e.state.output as { validation?: { scanId?: string; scan?: { scanId: string }; action?: string } } | undefined)
-            ?.validation;
+          const v = (
+            e.state.output as
+              { validation?: { scanId?: string; scan?: { scanId: string }; action?: string } } | undefined
+          )?.validation;
           if (e.type === 'StateExited' && v?.action && scanId === null) {
             scanId = v.scan?.scanId ?? v.scanId ?? null;
             reused = v.action === 'skip';
@@ -199,7 +216,9 @@ export class LocalWorkflow {
     }
     const results = await listExpertResults(this.services.doc, LOCAL_TABLE, scanId);
     const featuresKeyValue = scan.featuresKey as string;
-    const obj = await this.services.s3.send(new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: featuresKeyValue }));
+    const obj = await this.services.s3.send(
+      new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: featuresKeyValue }),
+    );
     const features = FeaturesDocument.parse(JSON.parse(await obj.Body!.transformToString()));
     return {
       ...base,

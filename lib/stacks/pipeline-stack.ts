@@ -201,7 +201,10 @@ export class PipelineStack extends Stack {
     });
     const deadLetters = new cloudwatch.Alarm(this, 'TriggerDeadLettersAlarm', {
       alarmDescription: 'Uploads whose workflow could not be started are waiting in the trigger dead-letter queue.',
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }),
+      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(5),
+        statistic: 'Maximum',
+      }),
       threshold: 0,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

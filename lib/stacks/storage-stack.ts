@@ -38,7 +38,9 @@ export class StorageStack extends Stack {
         actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
         resources: ['*'],
         conditions: {
-          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:*` },
+          ArnLike: {
+            'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:*`,
+          },
         },
       }),
     );
@@ -48,7 +50,10 @@ export class StorageStack extends Stack {
     // the data key, for this account only.
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
-        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com'), new iam.ServicePrincipal('events.amazonaws.com')],
+        principals: [
+          new iam.ServicePrincipal('cloudwatch.amazonaws.com'),
+          new iam.ServicePrincipal('events.amazonaws.com'),
+        ],
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
         conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
@@ -76,11 +81,13 @@ export class StorageStack extends Stack {
       },
       {
         id: 'HIPAA.Security-S3DefaultEncryptionKMS',
-        reason: 'S3 server access log delivery only supports SSE-S3 (AES256) on the target bucket; it holds no clip data.',
+        reason:
+          'S3 server access log delivery only supports SSE-S3 (AES256) on the target bucket; it holds no clip data.',
       },
       {
         id: 'HIPAA.Security-S3BucketReplicationEnabled',
-        reason: 'Access logs are an audit aid, versioned and retained; cross-region replication is a per-deployment choice.',
+        reason:
+          'Access logs are an audit aid, versioned and retained; cross-region replication is a per-deployment choice.',
       },
     );
 
@@ -128,7 +135,7 @@ export class StorageStack extends Stack {
     Validations.of(this.resultsTable).acknowledge({
       id: 'HIPAA.Security-DynamoDBInBackupPlan',
       reason:
-        'Point-in-time recovery (35 days) and deletion protection are on; long-term AWS Backup plans are set by the organization\'s backup policy, not per app.',
+        "Point-in-time recovery (35 days) and deletion protection are on; long-term AWS Backup plans are set by the organization's backup policy, not per app.",
     });
     this.resultsTable.addGlobalSecondaryIndex({
       indexName: TABLE_KEYS.siteIndex,

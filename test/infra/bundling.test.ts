@@ -21,7 +21,9 @@ test('an expert bundle ships onnxruntime-node linux/arm64, the manifest and its 
   const dir = path.join(built.outdir, assets.files[hash].source.path);
   // Assess
   expect(existsSync(path.join(dir, 'index.js'))).toBe(true);
-  expect(existsSync(path.join(dir, 'node_modules/onnxruntime-node/bin/napi-v6/linux/arm64/onnxruntime_binding.node'))).toBe(true);
+  expect(
+    existsSync(path.join(dir, 'node_modules/onnxruntime-node/bin/napi-v6/linux/arm64/onnxruntime_binding.node')),
+  ).toBe(true);
   expect(existsSync(path.join(dir, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64'))).toBe(false);
   expect(existsSync(path.join(dir, 'node_modules/onnxruntime-node/dist'))).toBe(true);
   expect(existsSync(path.join(dir, 'node_modules/onnxruntime-common/package.json'))).toBe(true);

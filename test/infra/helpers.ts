@@ -45,8 +45,10 @@ export function allStatements(template: Template): { where: string; statement: R
   const push = (where: string, doc: any) => {
     for (const s of doc?.Statement ?? []) out.push({ where, statement: s });
   };
-  for (const [id, r] of Object.entries(template.findResources('AWS::IAM::Policy'))) push(id, (r as any).Properties.PolicyDocument);
-  for (const [id, r] of Object.entries(template.findResources('AWS::IAM::ManagedPolicy'))) push(id, (r as any).Properties.PolicyDocument);
+  for (const [id, r] of Object.entries(template.findResources('AWS::IAM::Policy')))
+    push(id, (r as any).Properties.PolicyDocument);
+  for (const [id, r] of Object.entries(template.findResources('AWS::IAM::ManagedPolicy')))
+    push(id, (r as any).Properties.PolicyDocument);
   for (const [id, r] of Object.entries(template.findResources('AWS::IAM::Role'))) {
     for (const p of (r as any).Properties.Policies ?? []) push(`${id}/${p.PolicyName}`, p.PolicyDocument);
   }

@@ -34,7 +34,9 @@ describe.each([
   test('the validation report lists no violations, and every acknowledgement has a reason', () => {
     // Prepare
     const reportFile = path.join(built.outdir, 'validation-report.json');
-    const report = existsSync(reportFile) ? (JSON.parse(readFileSync(reportFile, 'utf8')) as any) : { pluginReports: [] };
+    const report = existsSync(reportFile)
+      ? (JSON.parse(readFileSync(reportFile, 'utf8')) as any)
+      : { pluginReports: [] };
     // Assess
     expect(report.pluginReports.length).toBeGreaterThan(0);
     for (const pr of report.pluginReports) {

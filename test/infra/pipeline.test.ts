@@ -113,7 +113,9 @@ describe('PipelineStack', () => {
     test('Extract submits the Batch job synchronously with the scan in its environment', () => {
       // Prepare
       const extract = definition.States[STATE.extract];
-      const env = Object.fromEntries((extract.Parameters.ContainerOverrides.Environment as any[]).map((e) => [e.Name, e['Value.$']]));
+      const env = Object.fromEntries(
+        (extract.Parameters.ContainerOverrides.Environment as any[]).map((e) => [e.Name, e['Value.$']]),
+      );
       // Assess
       expect(extract.Resource).toMatch(/:states:::batch:submitJob\.sync$/);
       expect(extract.Parameters['JobName.$']).toBe("States.Format('scan-{}', $.scan.scanId)");
@@ -126,7 +128,11 @@ describe('PipelineStack', () => {
         [EXTRACT_ENV.featuresKey]: '$.scan.featuresKey',
       });
       expect(extract.Parameters.Timeout.AttemptDurationSeconds).toBeGreaterThan(0);
-      expect(extract.ResultSelector).toEqual({ 'jobId.$': '$.JobId', 'startedAt.$': '$.StartedAt', 'stoppedAt.$': '$.StoppedAt' });
+      expect(extract.ResultSelector).toEqual({
+        'jobId.$': '$.JobId',
+        'startedAt.$': '$.StartedAt',
+        'stoppedAt.$': '$.StoppedAt',
+      });
       expect(extract.ResultPath).toBe('$.extract');
     });
 
@@ -154,7 +160,12 @@ describe('PipelineStack', () => {
       expect(task.Parameters['FunctionName.$']).toBe('$.expert.functionArn');
       expect(task.Parameters.Payload).toEqual({
         'scan.$': '$.scan',
-        expert: { 'name.$': '$.expert.name', 'version.$': '$.expert.version', 'file.$': '$.expert.file', 'sha256.$': '$.expert.sha256' },
+        expert: {
+          'name.$': '$.expert.name',
+          'version.$': '$.expert.version',
+          'file.$': '$.expert.file',
+          'sha256.$': '$.expert.sha256',
+        },
       });
       expect(task.OutputPath).toBe('$.Payload');
     });
@@ -162,7 +173,9 @@ describe('PipelineStack', () => {
     test('every Task outside the Map, and the Map, catches States.ALL into $.error → RecordFailure', () => {
       // Assess
       for (const name of [...outsideMapTasks, STATE.score]) {
-        expect(definition.States[name].Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.recordFailure }]);
+        expect(definition.States[name].Catch).toEqual([
+          { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.recordFailure },
+        ]);
       }
       const tasks = Object.entries(definition.States).filter(([, s]: [string, any]) => s.Type === 'Task');
       expect(tasks.map(([n]) => n).sort()).toEqual([...outsideMapTasks, STATE.recordFailure].sort());
@@ -184,7 +197,10 @@ describe('PipelineStack', () => {
       const extractRetry = definition.States[STATE.extract].Retry as any[];
       const scoreRetry = definition.States[STATE.score].ItemProcessor.States[STATE.scoreExpert].Retry as any[];
       // Assess
-      expect(extractRetry[0]).toMatchObject({ JitterStrategy: 'FULL', ErrorEquals: expect.arrayContaining(['Batch.AWSBatchException']) });
+      expect(extractRetry[0]).toMatchObject({
+        JitterStrategy: 'FULL',
+        ErrorEquals: expect.arrayContaining(['Batch.AWSBatchException']),
+      });
       expect(scoreRetry[0]).toMatchObject({
         JitterStrategy: 'FULL',
         ErrorEquals: expect.arrayContaining(['Lambda.ServiceException', 'Lambda.TooManyRequestsException']),
@@ -247,11 +263,15 @@ describe('PipelineStack', () => {
       template.resourceCountIs('AWS::EC2::InternetGateway', 0);
       template.hasResourceProperties('AWS::EC2::VPCEndpoint', {
         VpcEndpointType: 'Gateway',
-        ServiceName: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('\\.s3$')])]) }),
+        ServiceName: Match.objectLike({
+          'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('\\.s3$')])]),
+        }),
       });
       template.hasResourceProperties('AWS::EC2::VPCEndpoint', {
         VpcEndpointType: 'Gateway',
-        ServiceName: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('\\.dynamodb$')])]) }),
+        ServiceName: Match.objectLike({
+          'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('\\.dynamodb$')])]),
+        }),
       });
     });
   });
@@ -315,19 +335,23 @@ describe('PipelineStack', () => {
 
     test('no IAM statement grants Resource "*" except for actions AWS cannot scope', () => {
       // Prepare
-      const offending = [...allStatements(template), ...allStatements(built.storageTemplate)].filter(({ statement }) => {
-        const resources = [statement.Resource].flat();
-        if (!resources.includes('*')) return false;
-        const actions = [statement.Action].flat() as string[];
-        return actions.some((a) => !RESOURCE_STAR_ALLOWED.has(a));
-      });
+      const offending = [...allStatements(template), ...allStatements(built.storageTemplate)].filter(
+        ({ statement }) => {
+          const resources = [statement.Resource].flat();
+          if (!resources.includes('*')) return false;
+          const actions = [statement.Action].flat() as string[];
+          return actions.some((a) => !RESOURCE_STAR_ALLOWED.has(a));
+        },
+      );
       // Assess
       expect(offending).toEqual([]);
     });
 
     test('no wildcard actions in identity policies', () => {
       // Prepare
-      const wild = allStatements(template).filter(({ statement }) => ([statement.Action].flat() as string[]).some((a) => a.includes('*')));
+      const wild = allStatements(template).filter(({ statement }) =>
+        ([statement.Action].flat() as string[]).some((a) => a.includes('*')),
+      );
       // Assess
       expect(wild.map((w) => w.statement.Action)).toEqual([]);
     });

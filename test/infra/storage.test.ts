@@ -22,7 +22,11 @@ describe('StorageStack', () => {
   test('data buckets: KMS, versioned, public access blocked, access-logged, retained', () => {
     // Prepare
     const buckets = template.findResources('AWS::S3::Bucket', {
-      Properties: { BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms' } }] } },
+      Properties: {
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms' } }],
+        },
+      },
     });
     // Assess
     expect(Object.keys(buckets)).toHaveLength(2);
@@ -50,7 +54,9 @@ describe('StorageStack', () => {
   test('access-log bucket uses SSE-S3 (required for log delivery) and blocks public access', () => {
     // Assess
     template.hasResourceProperties('AWS::S3::Bucket', {
-      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
       PublicAccessBlockConfiguration: Match.objectLike({ BlockPublicAcls: true, RestrictPublicBuckets: true }),
     });
   });

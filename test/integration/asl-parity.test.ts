@@ -18,12 +18,18 @@ describe('the ASL executed locally', () => {
   it('is the definition in the template that cdk synth writes', async () => {
     // Prepare
     const outdir = tempDir('sonomark-cdkout-');
-    const synth = spawnSync('npx', ['--no-install', 'cdk', 'synth', '--quiet', '--output', outdir, 'SonomarkPipeline'], {
-      cwd: PACKAGE_ROOT,
-      encoding: 'utf8',
-    });
+    const synth = spawnSync(
+      'npx',
+      ['--no-install', 'cdk', 'synth', '--quiet', '--output', outdir, 'SonomarkPipeline'],
+      {
+        cwd: PACKAGE_ROOT,
+        encoding: 'utf8',
+      },
+    );
     if (synth.status !== 0) throw new Error(`cdk synth failed: ${synth.stderr}`);
-    const template = JSON.parse(readFileSync(path.join(outdir, 'SonomarkPipeline.template.json'), 'utf8')) as CfnTemplate;
+    const template = JSON.parse(
+      readFileSync(path.join(outdir, 'SonomarkPipeline.template.json'), 'utf8'),
+    ) as CfnTemplate;
 
     // Act
     const workflow = await LocalWorkflow.start();
@@ -34,6 +40,8 @@ describe('the ASL executed locally', () => {
     // Assess
     expect(executed).toEqual(extractDefinition(template));
     const tasks = taskStates(executed).map((t) => t.name);
-    expect(tasks).toEqual(expect.arrayContaining([STATE.validate, STATE.extract, STATE.scoreExpert, STATE.finalize, STATE.recordFailure]));
+    expect(tasks).toEqual(
+      expect.arrayContaining([STATE.validate, STATE.extract, STATE.scoreExpert, STATE.finalize, STATE.recordFailure]),
+    );
   });
 });

@@ -10,7 +10,10 @@ import { REAL_CLIPS, tempDir, writeFile } from './helpers';
 jest.setTimeout(180_000);
 
 const run = (args: string[]) =>
-  spawnSync(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'sonomark.js'), ...args], { cwd: PACKAGE_ROOT, encoding: 'utf8' });
+  spawnSync(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'sonomark.js'), ...args], {
+    cwd: PACKAGE_ROOT,
+    encoding: 'utf8',
+  });
 
 describe('sonomark analyze', () => {
   it('prints one JSON object per input, attempts every input, and exits 1 when one failed', () => {
@@ -22,12 +25,16 @@ describe('sonomark analyze', () => {
 
     // Assess
     expect(r.status).toBe(1);
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- asserting on parsed JSON
     type Row = Record<string, any>;
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Row);
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Row);
     expect(rows.map((x) => x.status)).toEqual(['completed', 'failed', 'failed']);
     const ok = rows[0] as Row;
-    expect(Object.keys(ok)).toEqual(expect.arrayContaining(['file', 'scanId', 'status', 'features', 'experts', 'timings']));
+    expect(Object.keys(ok)).toEqual(
+      expect.arrayContaining(['file', 'scanId', 'status', 'features', 'experts', 'timings']),
+    );
     expect(['covid', 'pneumonia', 'healthy']).toContain(ok.experts.diagnosis.label);
     expect(Object.keys(ok.experts.diagnosis.probabilities).sort()).toEqual(['covid', 'healthy', 'pneumonia']);
     expect(ok.experts.severity.score).toBeGreaterThanOrEqual(0);

@@ -30,7 +30,19 @@ export function generateClip(dir: string, name: string, frames: number, extraArg
   const out = path.join(dir, name);
   const r = spawnSync(
     ffmpegPath(),
-    ['-v', 'error', '-y', '-f', 'lavfi', '-i', `testsrc=size=160x120:rate=10`, '-frames:v', String(frames), ...extraArgs, out],
+    [
+      '-v',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc=size=160x120:rate=10`,
+      '-frames:v',
+      String(frames),
+      ...extraArgs,
+      out,
+    ],
     { encoding: 'utf8' },
   );
   if (r.status !== 0) throw new Error(`ffmpeg failed to generate ${name}: ${r.stderr}`);

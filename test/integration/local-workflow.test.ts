@@ -30,7 +30,9 @@ describe('local workflow on real clips', () => {
     expect(r.scanId).toMatch(/^[0-9a-f]{32}$/);
     expect(FeaturesDocument.safeParse(r.features).success).toBe(true);
     const diagnosis = r.experts.diagnosis;
-    expect(diagnosis?.kind === 'classification' && ['covid', 'pneumonia', 'healthy'].includes(diagnosis.label)).toBe(true);
+    expect(diagnosis?.kind === 'classification' && ['covid', 'pneumonia', 'healthy'].includes(diagnosis.label)).toBe(
+      true,
+    );
     const severity = r.experts.severity;
     expect(severity?.kind === 'ordinal' && severity.score >= 0 && severity.score <= 3).toBe(true);
     const triage = r.experts.triage;
@@ -63,7 +65,10 @@ describe('local workflow on real clips', () => {
     }
     // The features document in the artifacts bucket is the one reported.
     const stored = await workflow.services.s3.send(
-      new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: `features/${manifest.extractor.name}-${manifest.extractor.version}/${r.scanId}.json` }),
+      new GetObjectCommand({
+        Bucket: LOCAL_ARTIFACTS_BUCKET,
+        Key: `features/${manifest.extractor.name}-${manifest.extractor.version}/${r.scanId}.json`,
+      }),
     );
     expect(JSON.parse(await stored.Body!.transformToString())).toEqual(r.features);
   });
@@ -81,7 +86,10 @@ describe('local workflow on real clips', () => {
     // Assess
     expectCompleted(a);
     expectCompleted(b);
-    expect(a.features!.sampling).toMatchObject({ decodedFrames: 12, frameIndices: Array.from({ length: 12 }, (_, i) => i) });
+    expect(a.features!.sampling).toMatchObject({
+      decodedFrames: 12,
+      frameIndices: Array.from({ length: 12 }, (_, i) => i),
+    });
     expect(b.features!.sampling.decodedFrames).toBe(maxFrames + 37);
     expect(b.features!.sampling.frameIndices).toHaveLength(maxFrames);
     expect(b.features!.sampling.frameIndices[0]).toBe(0);
@@ -139,7 +147,7 @@ describe('local workflow on real clips', () => {
     }
   });
 
-  it('lists a site\'s scans through the bySite index', async () => {
+  it("lists a site's scans through the bySite index", async () => {
     // Act
     const bySite = await workflow.services.doc.send(
       new QueryCommand({
