@@ -23,6 +23,8 @@ export function synthesizeWorkflow(opts: { modelsDir?: string } = {}): Synthesiz
   try {
     const { app, storage, pipeline } = buildApp({
       bundling: false,
+      // cdk-nag checks the infrastructure in `cdk synth` and the infra tests; local mode only needs the ASL.
+      nag: false,
       outdir,
       // Path metadata names each function's role (bindings.ts); the CDK CLI sets this flag, in-process synth must.
       context: { 'aws:cdk:enable-path-metadata': true, ...(opts.modelsDir ? { modelsDir: opts.modelsDir } : {}) },
