@@ -8,7 +8,7 @@
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { decodeFrames } from '../gpu-tasks/feature-extractor/src';
+import { decodeFrameBytes } from '../gpu-tasks/feature-extractor/src';
 import { modelsBanner, resultJson, resultTable } from '../lib/cli/format';
 import { toNpy } from '../lib/cli/npy';
 import { LocalWorkflow, type AnalyzeResult } from '../lib/local/workflow';
@@ -161,9 +161,9 @@ async function frames(argv: string[], out: NodeJS.WritableStream): Promise<numbe
   for (const file of expandInputs(positionals)) {
     const name = path.basename(file).replace(/\.[^.]+$/, '');
     try {
-      const clip = await decodeFrames(file, { size, maxFrames });
-      const bytes = Uint8Array.from(clip.frames, (v) => Math.round(v * 255));
-      writeFileSync(path.join(values.out, `${name}.npy`), toNpy(bytes, [clip.count, 1, size, size], 'u1'));
+      // The raw 8-bit frames the extractor scales by 1/255: training reads the same pixels.
+      const clip = await decodeFrameBytes(file, { size, maxFrames });
+      writeFileSync(path.join(values.out, `${name}.npy`), toNpy(clip.bytes, [clip.count, 1, size, size], 'u1'));
       index.push({
         file,
         npy: `${name}.npy`,

@@ -3,7 +3,9 @@
  * a real clip, --json on stdout, progress and models on stderr, the exit code.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { decodeFrameBytes } from '../../gpu-tasks/feature-extractor/src';
 import { PACKAGE_ROOT } from '../../lib/paths';
 import { REAL_CLIPS, tempDir, writeFile } from './helpers';
 
@@ -64,5 +66,25 @@ describe('sonomark analyze', () => {
     const r = run(['analyze']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/Usage:/);
+  });
+
+  it('sonomark frames writes exactly the pixels the extractor sees, as .npy', async () => {
+    // Prepare
+    const out = tempDir();
+
+    // Act
+    const r = run(['frames', '--out', out, REAL_CLIPS.avi]);
+
+    // Assess
+    expect(r.status).toBe(0);
+    const npy = readFileSync(path.join(out, `${path.basename(REAL_CLIPS.avi, '.avi')}.npy`));
+    const headerLength = npy.readUInt16LE(8);
+    const expected = await decodeFrameBytes(REAL_CLIPS.avi, { size: 128, maxFrames: 64 });
+    expect(npy.subarray(10, 10 + headerLength).toString('latin1')).toContain(
+      `'shape': (${expected.count}, 1, 128, 128)`,
+    );
+    expect(Buffer.compare(npy.subarray(10 + headerLength), Buffer.from(expected.bytes))).toBe(0);
+    const index = JSON.parse(readFileSync(path.join(out, 'index.json'), 'utf8'));
+    expect(index.clips[0].frameIndices).toEqual(expected.frameIndices);
   });
 });
