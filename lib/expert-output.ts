@@ -24,13 +24,16 @@ export function interpretProbabilities(
       return { kind: 'classification', label: labels[best] as string, probabilities };
     case 'ordinal': {
       // Labels of an ordinal expert are its grades ("0".."3"); the score is the most probable grade.
-      const grades = labels.map((l) => Number(l));
+      // Plain decimal digits only: Number() would also accept "", " 1 ", "0x2" or "1e0".
+      const grades = labels.map((l) => (/^\d+$/.test(l) ? Number(l) : NaN));
       if (grades.some((g) => !Number.isInteger(g) || g < 0)) {
         throw new ModelError(
           `Ordinal expert "${entry.name}" needs non-negative integer labels, got [${labels.join(', ')}].`,
         );
       }
-      const expected = grades.reduce((s, g, i) => s + g * (probs[i] as number), 0) / probs.reduce((s, p) => s + p, 0);
+      const mass = probs.reduce((s, p) => s + p, 0);
+      if (!(mass > 0)) throw new ModelError(`Ordinal expert "${entry.name}" returned no probability mass.`);
+      const expected = grades.reduce((s, g, i) => s + g * (probs[i] as number), 0) / mass;
       return { kind: 'ordinal', score: grades[best] as number, expected, probabilities };
     }
     case 'binary': {
