@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PACKAGE_ROOT } from '../../lib/paths';
+import { makeLavfiClip } from '../helpers/clips';
 
 export const POCUS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus');
 export const clip = (rel: string): string => path.join(POCUS, rel);
@@ -20,33 +20,13 @@ export function tempDir(prefix = 'sonomark-test-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export function ffmpegPath(): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('@ffmpeg-installer/ffmpeg') as { path: string }).path;
-}
-
 /** A clip ffmpeg generates: `frames` frames of a moving test pattern at 10 fps. */
 export function generateClip(dir: string, name: string, frames: number, extraArgs: string[] = []): string {
-  const out = path.join(dir, name);
-  const r = spawnSync(
-    ffmpegPath(),
-    [
-      '-v',
-      'error',
-      '-y',
-      '-f',
-      'lavfi',
-      '-i',
-      `testsrc=size=160x120:rate=10`,
-      '-frames:v',
-      String(frames),
-      ...extraArgs,
-      out,
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`ffmpeg failed to generate ${name}: ${r.stderr}`);
-  return out;
+  return makeLavfiClip(path.join(dir, name), 'testsrc=size=160x120:rate=10', [
+    '-frames:v',
+    String(frames),
+    ...extraArgs,
+  ]);
 }
 
 export function writeFile(dir: string, name: string, data: Buffer | string): string {

@@ -1,16 +1,11 @@
-import { spawnSync } from 'node:child_process';
+import { makeLavfiClip } from '../helpers/clips';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DecodeError } from '../../lib/errors';
 import { PACKAGE_ROOT } from '../../lib/paths';
-import {
-  decodeFrameBytes,
-  decodeFrames,
-  defaultFfmpegPath,
-  uniformSampleIndices,
-} from '../../gpu-tasks/feature-extractor/src/decode';
+import { decodeFrameBytes, decodeFrames, uniformSampleIndices } from '../../gpu-tasks/feature-extractor/src/decode';
 
 const POCUS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus');
 const haveData = existsSync(path.join(POCUS, 'videos'));
@@ -37,31 +32,9 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** Encodes a synthetic clip with ffmpeg's lavfi sources (mpeg4: an encoder every ffmpeg build has). */
+/** A synthetic clip in the test's work dir. */
 function makeClip(name: string, source: string, extra: string[] = []): string {
-  const out = path.join(work, name);
-  const r = spawnSync(
-    defaultFfmpegPath(),
-    [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-y',
-      '-f',
-      'lavfi',
-      '-i',
-      source,
-      ...extra,
-      '-c:v',
-      'mpeg4',
-      '-q:v',
-      '1',
-      out,
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`ffmpeg could not make the test clip: ${r.stderr}`);
-  return out;
+  return makeLavfiClip(path.join(work, name), source, extra);
 }
 
 describeData('extractor decode: real clips', () => {

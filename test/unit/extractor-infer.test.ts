@@ -1,3 +1,4 @@
+import { makeLavfiClip } from '../helpers/clips';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -168,22 +169,7 @@ describe('extractor infer: model checks', () => {
 describe('extractor extract: features document', () => {
   it('decodes, infers and aggregates a clip into a valid features document', async () => {
     // Prepare
-    const { spawnSync } = await import('node:child_process');
-    const { defaultFfmpegPath } = await import('../../gpu-tasks/feature-extractor/src/decode');
-    const clipPath = path.join(modelsDir, 'clip.mp4');
-    const made = spawnSync(defaultFfmpegPath(), [
-      '-loglevel',
-      'error',
-      '-y',
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc=size=160x120:rate=25:duration=4',
-      '-c:v',
-      'mpeg4',
-      clipPath,
-    ]);
-    expect(made.status).toBe(0);
+    const clipPath = makeLavfiClip(path.join(modelsDir, 'clip.mp4'), 'testsrc=size=160x120:rate=25:duration=4');
     const now = new Date('2026-01-02T03:04:05.000Z');
 
     // Act

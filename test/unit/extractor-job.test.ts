@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { makeLavfiClip } from '../helpers/clips';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -9,7 +9,6 @@ import { writeFixtureModels } from '../../lib/onnx/fixture-models';
 import { extractErrorKey } from '../../lib/keys';
 import { FeaturesDocument, ProblemDetail } from '../../lib/schemas';
 import { EXTRACT_ENV } from '../../lib/workflow-contract';
-import { defaultFfmpegPath } from '../../gpu-tasks/feature-extractor/src/decode';
 import { errorLogLine, problemFor, readExtractEnv } from '../../gpu-tasks/feature-extractor/src/main';
 import { releaseCachedSessions, runExtractJob } from '../../gpu-tasks/feature-extractor/src';
 
@@ -35,19 +34,7 @@ beforeAll(() => {
   work = mkdtempSync(path.join(tmpdir(), 'sonomark-job-test-'));
   writeFixtureModels(path.join(work, 'models'));
   const clip = path.join(work, 'clip.mp4');
-  const r = spawnSync(defaultFfmpegPath(), [
-    '-loglevel',
-    'error',
-    '-y',
-    '-f',
-    'lavfi',
-    '-i',
-    'testsrc=size=128x96:rate=10:duration=2',
-    '-c:v',
-    'mpeg4',
-    clip,
-  ]);
-  if (r.status !== 0) throw new Error('ffmpeg could not make the test clip');
+  makeLavfiClip(clip, 'testsrc=size=128x96:rate=10:duration=2');
   clipBytes = readFileSync(clip);
 });
 afterAll(async () => {
