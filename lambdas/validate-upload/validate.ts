@@ -162,21 +162,14 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   const sidecar = await readSidecar(deps.s3, bucket, key);
   if (sidecar.kind === 'invalid') return reject('INVALID_SIDECAR', sidecar.message);
 
+  // The scan is the claim, now known to be a supported clip, plus its sidecar.
   const scan: ScanRef = {
-    scanId,
-    siteId: upload.siteId,
-    studyId: upload.studyId,
-    bucket,
-    key,
-    versionId: versionId ?? '',
+    ...claim,
     sha256: hashed.sha256,
-    size: hashed.size,
     container,
-    ...(sidecar.kind === 'valid' ? { sidecar: sidecar.value } : {}),
-    extractor,
     featuresBucket: deps.artifactsBucket,
     featuresKey: featuresKey(extractor, scanId),
-    receivedAt,
+    ...(sidecar.kind === 'valid' ? { sidecar: sidecar.value } : {}),
   };
   return { action: 'analyze', scan };
 }
