@@ -270,7 +270,12 @@ export type ExpertEntry = z.infer<typeof ExpertEntry>;
 export const Manifest = z.object({
   schemaVersion: z.literal(1),
   extractor: ExtractorEntry,
-  experts: z.array(ExpertEntry).min(1),
+  /**
+   * May be empty: a features-only deployment extracts and stores features now and
+   * scores them later with experts trained on them (re-scoring never re-runs the
+   * extractor). Shipping a new extractor also empties it until experts are retrained.
+   */
+  experts: z.array(ExpertEntry),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

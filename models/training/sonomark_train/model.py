@@ -1,0 +1,77 @@
+"""The biomarker extractor network: a small CNN over 128x128 gray frames.
+
+Outputs, per frame, the biomarker probabilities (sigmoid of the logits, in the
+order of lib/biomarkers.ts) and a pooled embedding from the penultimate layer.
+The ONNX export keeps exactly these two outputs; the MIL pooling over a clip's
+frames is a training-time device only (serving aggregates in TypeScript).
+"""
+import torch
+from torch import nn
+
+
+def conv_bn(cin, cout, stride):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Backbone(nn.Module):
+    """128 -> 64 -> 32 -> 16 -> 8 feature map, then average and max pooled.
+
+    Max pooling keeps small, local findings (a consolidation, a pleural gap)
+    that an average over the whole sector would wash out; the average keeps
+    texture-wide patterns (B-line density, A-line reverberation).
+    """
+
+    def __init__(self, width=(16, 32, 64, 96), embedding_dim=48):
+        super().__init__()
+        w1, w2, w3, w4 = width
+        self.features = nn.Sequential(
+            conv_bn(1, w1, 2),
+            conv_bn(w1, w2, 2),
+            conv_bn(w2, w3, 2),
+            conv_bn(w3, w3, 1),
+            conv_bn(w3, w4, 2),
+        )
+        self.embed = nn.Sequential(nn.Linear(2 * w4, embedding_dim), nn.ReLU(inplace=True))
+        self.embedding_dim = embedding_dim
+
+    def pooled(self, x):
+        f = self.features(x)
+        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+
+    def forward(self, x):
+        # Centre the [0, 1] pixels once here, so the exported graph takes the
+        # serving input (byte / 255) unchanged.
+        return self.embed(self.pooled(x - 0.5))
+
+
+class Extractor(nn.Module):
+    def __init__(self, n_labels, embedding_dim=48, n_classes=None):
+        super().__init__()
+        self.backbone = Backbone(embedding_dim=embedding_dim)
+        self.head = nn.Linear(embedding_dim, n_labels)
+        # Only the end-to-end baseline uses a class head (trained on the diagnosis directly).
+        self.class_head = nn.Linear(embedding_dim, n_classes) if n_classes else None
+
+    def forward(self, x):
+        e = self.backbone(x)
+        return self.head(e), e
+
+
+class ExportWrapper(nn.Module):
+    """The serving contract: frames [N,1,S,S] in [0,1] -> biomarkers [N,K] probabilities, embedding [N,D]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames):
+        logits, emb = self.model(frames)
+        return torch.sigmoid(logits), emb
+
+
+def parameter_count(model):
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,153 @@
+"""Training loops: contrastive pretraining, MIL biomarker training, and the
+end-to-end diagnosis baseline. All three share the backbone and the sampler.
+"""
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import augment, random_crop_resize
+from .model import Extractor
+
+
+def lse_pool(frame_logits, per_clip, r=5.0):
+    """Log-mean-exp pooling of frame logits per clip: between mean (r→0) and max (r→∞).
+
+    A clip is positive when some of its frames show the finding, which a plain
+    mean would dilute and a hard max would make brittle on a handful of frames.
+    """
+    z = frame_logits.view(-1, per_clip, frame_logits.shape[-1])
+    return (torch.logsumexp(r * z, dim=1) - math.log(per_clip)) / r
+
+
+def cosine_lr(step, total, base, warmup=20):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _set_lr(opt, lr):
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def pretrain_contrastive(model, data, train_idx, cfg, gen, device, log):
+    """Clip-contrastive pretraining (SimCLR-style NT-Xent, no labels).
+
+    Positives are two different frames of the same clip, each independently
+    augmented and cropped; negatives are the other clips in the batch. Frames
+    of one clip share anatomy and machine settings, so the backbone learns what
+    a scan looks like rather than which frame it is.
+    """
+    backbone = model.backbone
+    proj = torch.nn.Sequential(
+        torch.nn.Linear(backbone.embedding_dim, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32)
+    ).to(device)
+    params = list(backbone.parameters()) + list(proj.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg["ssl_lr"], weight_decay=1e-4)
+    b = cfg["ssl_batch"]
+    idx = np.array(train_idx)
+    started = time.time()
+    backbone.train()
+    for step in range(cfg["ssl_steps"]):
+        _set_lr(opt, cosine_lr(step, cfg["ssl_steps"], cfg["ssl_lr"]))
+        pick = idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
+        views = data.sample(pick, 2, gen).to(device)  # [2b]: frames (2i, 2i+1) from clip i
+        views = augment(random_crop_resize(views, gen), gen, strength=1.3)
+        z = F.normalize(proj(backbone(views)), dim=1)
+        sim = z @ z.t() / cfg["ssl_temperature"]
+        sim.fill_diagonal_(-1e9)
+        target = torch.arange(2 * b, device=device) ^ 1  # partner index: 0<->1, 2<->3, ...
+        loss = F.cross_entropy(sim, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == cfg["ssl_steps"] - 1:
+            log(f"  ssl step {step:4d} loss {loss.item():.3f}")
+    return time.time() - started
+
+
+def pos_weights(y):
+    """neg/pos per label over the annotated training clips, capped: rare findings are not drowned out."""
+    pos = torch.nansum(y, 0)
+    n = (~torch.isnan(y)).sum(0).float()
+    return ((n - pos) / pos.clamp(min=1)).clamp(1.0, 10.0)
+
+
+def train_mil(model, data, train_idx, cfg, gen, device, log):
+    """Multiple-instance learning from clip-level biomarker flags; unannotated flags are masked out."""
+    y_all = data.y
+    pw = pos_weights(y_all[train_idx]).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    b, f = cfg["batch_clips"], cfg["frames_per_clip"]
+    idx = np.array(train_idx)
+    started = time.time()
+    model.train()
+    for step in range(cfg["steps"]):
+        _set_lr(opt, cosine_lr(step, cfg["steps"], cfg["lr"]))
+        pick = idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
+        x = augment(data.sample(pick, f, gen).to(device), gen)
+        logits, _ = model(x)
+        clip_logits = lse_pool(logits, f)
+        y = y_all[pick].to(device)
+        mask = ~torch.isnan(y)
+        loss_el = F.binary_cross_entropy_with_logits(clip_logits, torch.nan_to_num(y), pos_weight=pw, reduction="none")
+        loss = (loss_el * mask).sum() / mask.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0 or step == cfg["steps"] - 1:
+            log(f"  mil step {step:4d} loss {loss.item():.3f}")
+    return time.time() - started
+
+
+def train_e2e(model, data, train_idx, cfg, gen, device, log):
+    """The end-to-end baseline: the same backbone trained on the clip diagnosis directly (mean-pooled logits)."""
+    counts = torch.bincount(data.diagnosis[train_idx], minlength=len(data.diagnoses)).float()
+    weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
+    params = list(model.backbone.parameters()) + list(model.class_head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    b, f = cfg["batch_clips"], cfg["frames_per_clip"]
+    idx = np.array(train_idx)
+    started = time.time()
+    model.train()
+    for step in range(cfg["steps"]):
+        _set_lr(opt, cosine_lr(step, cfg["steps"], cfg["lr"]))
+        pick = idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
+        x = augment(data.sample(pick, f, gen).to(device), gen)
+        logits = model.class_head(model.backbone(x)).view(b, f, -1).mean(1)
+        loss = F.cross_entropy(logits, data.diagnosis[pick].to(device), weight=weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0 or step == cfg["steps"] - 1:
+            log(f"  e2e step {step:4d} loss {loss.item():.3f}")
+    return time.time() - started
+
+
+@torch.no_grad()
+def predict_clips(model, data, indices, device, batch=256):
+    """Per clip, over all its frames: biomarker probability mean/max, and diagnosis probabilities if there is a class head."""
+    model.eval()
+    out = []
+    for i in indices:
+        x = data.clip(i).to(device)
+        logits, emb = [], []
+        for s in range(0, x.shape[0], batch):
+            l, e = model(x[s : s + batch])
+            logits.append(l)
+            emb.append(e)
+        logits = torch.cat(logits)
+        p = torch.sigmoid(logits)
+        rec = {"index": int(i), "max": p.amax(0).tolist(), "mean": p.mean(0).tolist()}
+        if model.class_head is not None:
+            cl = model.class_head(torch.cat(emb)).mean(0)
+            rec["diagnosis"] = torch.softmax(cl, 0).tolist()
+        out.append(rec)
+    return out
+
+
+def new_model(data, cfg, device, e2e=False):
+    return Extractor(len(data.labels), embedding_dim=cfg["embedding_dim"], n_classes=len(data.diagnoses) if e2e else None).to(device)

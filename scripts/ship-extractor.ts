@@ -1,0 +1,264 @@
+/**
+ * Step 3 of `npm run train:extractor`: ship a trained extractor into models/.
+ *
+ * Verifies the ONNX/PyTorch parity fixture first (the serving decoder gives the
+ * tensor training read; onnxruntime-node matches PyTorch within 1e-4), then
+ * copies the model, writes its metrics JSON, parity fixture and markdown card,
+ * and updates the manifest's extractor entry. Experts trained on another
+ * extractor's features are dropped from the manifest, with a note to retrain
+ * them (`npm run train:experts`): their inputs would no longer mean anything.
+ *
+ *   npx tsx scripts/ship-extractor.ts [--from .sonomark/training/extractor] [--data .sonomark/training/pocus]
+ *                                     [--name sonomark-lus-biomarkers] [--version 1.0.0] [--models-dir models]
+ */
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { BIOMARKERS } from '../lib/biomarkers';
+import { checkParity, PARITY_TOLERANCE, readParityFixture } from '../lib/extractor-parity';
+import { loadManifest } from '../lib/manifest';
+import { DEFAULT_MODELS_DIR, MANIFEST_FILE, PACKAGE_ROOT } from '../lib/paths';
+import { sha256Hex } from '../lib/scan-id';
+import { Manifest, type ExtractorEntry } from '../lib/schemas';
+
+interface BiomarkerRow {
+  positives: number;
+  annotated: number;
+  auc: number | null;
+  auc_ci95: [number, number] | null;
+  auc_clip_mean: number | null;
+  auc_per_fold: (number | null)[];
+}
+interface CvVariant {
+  per_biomarker: Record<string, BiomarkerRow>;
+  mean_auc: number | null;
+  wall_s: number;
+  times: { ssl_s?: number; train_s: number; fold: number }[];
+}
+interface TrainingReport {
+  config: Record<string, number>;
+  seed: number;
+  hardware: { device: string; cpu_threads: number; torch: string; python: string };
+  positives: Record<string, number>;
+  unlearnable: string[];
+  dropped_upstream: Record<string, string>;
+  folds: number;
+  cv: { nossl: CvVariant; ssl: CvVariant };
+  kept: 'ssl' | 'nossl';
+  final: { times: { ssl_s?: number; train_s: number }; parameters: number };
+  wall_s: number;
+}
+interface DatasetItem {
+  license: string;
+  kind: string;
+  source: string;
+  group: string;
+}
+
+const f3 = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : x.toFixed(3));
+const ci = (c: [number, number] | null) => (c ? `${f3(c[0])}–${f3(c[1])}` : 'n/a');
+
+function countBy<T>(xs: T[], key: (x: T) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of xs) out[key(x)] = (out[key(x)] ?? 0) + 1;
+  return out;
+}
+
+export function renderCard(
+  entry: { name: string; version: string; sha256: string },
+  r: TrainingReport,
+  items: DatasetItem[],
+  parity: { biomarkers: number; embedding: number },
+): string {
+  const kept = r.cv[r.kept];
+  const other = r.cv[r.kept === 'ssl' ? 'nossl' : 'ssl'];
+  const trainS = (r.final.times.ssl_s ?? 0) + r.final.times.train_s;
+  const licenses = Object.entries(countBy(items, (i) => i.license || 'unknown'))
+    .map(([l, n]) => `${l} (${n})`)
+    .join(', ');
+  const rows = BIOMARKERS.map((b) => {
+    const k = kept.per_biomarker[b]!;
+    const o = other.per_biomarker[b]!;
+    return `| ${b} | ${k.positives} / ${k.annotated} | **${f3(k.auc)}** | ${ci(k.auc_ci95)} | ${f3(k.auc_clip_mean)} | ${f3(o.auc)} |`;
+  });
+  const weak = BIOMARKERS.filter((b) => (kept.per_biomarker[b]!.auc ?? 0) < 0.8);
+  return `# ${entry.name} ${entry.version}: lung-ultrasound biomarker extractor
+
+**Research use only. Not a medical device.** Not for diagnosis or any patient-care decision.
+
+- File: \`extractor/${entry.name}-${entry.version}.onnx\`, sha256 \`${entry.sha256}\`
+- Input \`frames\` [N, 1, 128, 128] float32: gray, letterboxed, byte/255, exactly the frames
+  \`gpu-tasks/feature-extractor/src/decode.ts\` produces (training read the same bytes).
+- Outputs \`biomarkers\` [N, ${BIOMARKERS.length}] per-frame probabilities in the order
+  ${BIOMARKERS.map((b) => `\`${b}\``).join(', ')}; \`embedding\` [N, ${r.config['embedding_dim']}] from the penultimate layer.
+- Network: 5 conv-BN-ReLU layers (stride 2 to 8×8), average + max pooling, a ${r.config['embedding_dim']}-d embedding,
+  a linear biomarker head. ${r.final.parameters.toLocaleString('en-US')} parameters.
+
+## Data and licenses
+The public POCUS lung-ultrasound collection (Born et al., POCOVID-Net; \`../shared/data/pocus\`, see its ATTRIBUTION.md):
+${items.length} items (${Object.entries(countBy(items, (i) => i.kind))
+    .map(([k, n]) => `${n} ${k}s`)
+    .join(
+      ', ',
+    )}) from ${new Set(items.map((i) => i.source)).size} sources in ${new Set(items.map((i) => i.group)).size} patient/series groups.
+Licenses: ${licenses}. Several sources are non-commercial (CC BY-NC): so is any use of this model.
+
+Labels are the clip-level flags of metadata.csv (weak: a flag says the finding is somewhere in the clip;
+A-lines are under-annotated). Dropped: ${
+    Object.entries(r.dropped_upstream)
+      .map(([k, v]) => `${k} (${v})`)
+      .join('; ') || 'none'
+  }${r.unlearnable.length ? `; no positives at training time: ${r.unlearnable.join(', ')}` : ''}.
+
+## Training
+Multiple-instance learning: ${r.config['frames_per_clip']} random frames per clip, frame logits pooled by
+log-mean-exp (r = 5) into a clip logit, binary cross-entropy against the clip flags (unannotated flags
+masked, positives up-weighted by neg/pos ≤ 10). Augmentation: gain and gamma, rotation ±8°, scale ±12%,
+shift ±6%, left-right flip, multiplicative speckle. AdamW, cosine schedule, ${r.config['steps']} steps of
+${r.config['batch_clips']} clips; seed ${r.seed}.
+Self-supervised pretraining (${r.kept === 'ssl' ? '**kept**' : '**not kept**'}): clip-contrastive NT-Xent
+(two frames of one clip are positives), ${r.config['ssl_steps']} steps of ${r.config['ssl_batch']} clips, on the training clips only
+(per fold in cross-validation).
+
+Hardware: ${r.hardware.device}, ${r.hardware.cpu_threads} threads, PyTorch ${r.hardware.torch}.
+Training the shipped model took ${trainS.toFixed(0)} s; the whole recipe (2 × ${r.folds}-fold CV, the end-to-end
+baseline, the final model) took ${(r.wall_s / 60).toFixed(1)} min.
+
+## Evaluation: grouped ${r.folds}-fold cross-validation
+Folds from \`lib/datasets/pocus.ts\`: whole patient/series groups are assigned to folds (stratified by
+diagnosis), so clips of one patient or series never straddle train and test. AUC is pooled over the
+out-of-fold clips, scoring each clip by the max of its frame probabilities (the \`max\` statistic experts
+read); 95% CIs resample whole groups (2,000 bootstrap draws).
+
+| biomarker | positives / annotated | CV AUC (max) | 95% CI | AUC (clip mean) | AUC ${r.kept === 'ssl' ? 'without' : 'with'} SSL |
+|---|---|---|---|---|---|
+${rows.join('\n')}
+
+**Mean per-biomarker AUC: ${f3(kept.mean_auc)}** (${r.kept === 'ssl' ? 'with' : 'without'} pretraining;
+${f3(other.mean_auc)} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ 0.85.
+${weak.length ? `\nWeak: ${weak.map((b) => `\`${b}\` (${f3(kept.per_biomarker[b]!.auc)}, ${kept.per_biomarker[b]!.positives} positives)`).join(', ')}. Read these outputs as weak evidence.\n` : ''}
+ONNX/PyTorch parity (onnxruntime-node, CPU, 16 frames of a fixed clip): max abs diff
+${parity.biomarkers.toExponential(1)} (biomarkers), ${parity.embedding.toExponential(1)} (embedding); tolerance ${PARITY_TOLERANCE}.
+
+## Known failure modes
+- Trained on ${items.length} items from public teaching collections: expect worse numbers on a new site's
+  machines, presets and patients. Validate locally before any research conclusion.
+- Clip-level weak labels: per-frame probabilities are not localised findings; they are trained so that the
+  clip's strongest frames carry the flag.
+- A-lines and pleural irregularity have few positives, and A-lines are under-annotated (a negative flag often
+  means "not mentioned").
+- Not trained on non-lung views, Doppler, M-mode, or annotated/marked-up frames; such input gives arbitrary outputs.
+- Source and diagnosis are confounded in this collection (many sources publish one class only), so part of
+  what the model learns may be source appearance; see the experts' leave-one-source-out evaluation.
+`;
+}
+
+async function run(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      from: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training', 'extractor') },
+      data: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training', 'pocus') },
+      name: { type: 'string', default: 'sonomark-lus-biomarkers' },
+      version: { type: 'string', default: '1.0.0' },
+      'models-dir': { type: 'string', default: DEFAULT_MODELS_DIR },
+    },
+  });
+  const from = values.from!;
+  const modelsDir = values['models-dir']!;
+  const name = values.name!;
+  const version = values.version!;
+  const report = JSON.parse(readFileSync(path.join(from, 'report.json'), 'utf8')) as TrainingReport;
+  const dataset = JSON.parse(readFileSync(path.join(values.data!, 'dataset.json'), 'utf8')) as {
+    dataDir: string;
+    items: DatasetItem[];
+  };
+  const { manifest } = loadManifest(modelsDir);
+  const base = `${name}-${version}`;
+  const file = `extractor/${base}.onnx`;
+  mkdirSync(path.join(modelsDir, 'extractor'), { recursive: true });
+  const bytes = readFileSync(path.join(from, 'extractor.onnx'));
+  const sha256 = sha256Hex(bytes);
+  const previous = manifest.extractor;
+  const entry: ExtractorEntry = {
+    name,
+    version,
+    file,
+    sha256,
+    input: { ...previous.input, name: 'frames', size: 128 },
+    outputs: {
+      biomarkers: { name: 'biomarkers', labels: [...BIOMARKERS] },
+      embedding: { name: 'embedding', dim: report.config['embedding_dim']! },
+    },
+    card: {
+      status: 'trained',
+      summary: `Small CNN (${report.final.parameters} parameters) trained by multiple-instance learning on clip-level biomarker flags of the public POCUS collection. Mean grouped-CV AUC ${f3(report.cv[report.kept].mean_auc)}.`,
+      intendedUse:
+        'Research only, not a medical device: feature extraction for research experts on lung ultrasound clips.',
+      trainingData: `${dataset.items.length} clips and images of the public POCUS collection (../shared/data/pocus; licenses per source, several CC BY-NC).`,
+      metrics: {
+        split: `grouped ${report.folds}-fold CV by patient/series (lib/datasets/pocus.ts)`,
+        statistic: 'clip max of frame probabilities; pooled out-of-fold AUC; 95% CI by group bootstrap',
+        meanCvAuc: report.cv[report.kept].mean_auc,
+        selfSupervisedPretraining: report.kept === 'ssl' ? 'kept' : 'not kept',
+        meanCvAucWithoutSsl: report.cv.nossl.mean_auc,
+        meanCvAucWithSsl: report.cv.ssl.mean_auc,
+        perBiomarker: Object.fromEntries(
+          BIOMARKERS.map((b) => {
+            const row = report.cv[report.kept].per_biomarker[b]!;
+            return [b, { auc: row.auc, ci95: row.auc_ci95, positives: row.positives, annotated: row.annotated }];
+          }),
+        ),
+        trainingSeconds: Math.round((report.final.times.ssl_s ?? 0) + report.final.times.train_s),
+        hardware: report.hardware.device,
+      },
+      limitations: [
+        'Public teaching clips from few sources: expect lower performance on new sites.',
+        'Weak clip-level labels; A-lines under-annotated; few pleural-irregularity positives.',
+        'Source and diagnosis are confounded in the training collection.',
+      ],
+      cardFile: `extractor/${base}.md`,
+    },
+  };
+
+  // Parity before anything is written into models/: a model that serving would compute differently is not shipped.
+  const staging = path.join(from, 'staging');
+  mkdirSync(path.join(staging, 'extractor'), { recursive: true });
+  copyFileSync(path.join(from, 'extractor.onnx'), path.join(staging, file));
+  const fixture = readParityFixture(path.join(from, 'parity.json'));
+  const parity = await checkParity(fixture, dataset.dataDir, staging, entry);
+  if (!parity.sameTensor) {
+    throw new Error(`Parity: the decoder's tensor for ${fixture.clip} differs from the one training read.`);
+  }
+  const worst = Math.max(parity.maxAbsDiff.biomarkers, parity.maxAbsDiff.embedding);
+  if (worst > PARITY_TOLERANCE) throw new Error(`Parity: max abs diff ${worst} > ${PARITY_TOLERANCE}.`);
+  process.stderr.write(`parity ok: ${JSON.stringify(parity.maxAbsDiff)}\n`);
+
+  copyFileSync(path.join(from, 'extractor.onnx'), path.join(modelsDir, file));
+  writeFileSync(path.join(modelsDir, 'extractor', `${base}.parity.json`), JSON.stringify(fixture) + '\n');
+  writeFileSync(
+    path.join(modelsDir, 'extractor', `${base}.metrics.json`),
+    JSON.stringify({ model: { name, version, sha256 }, ...report, parity: parity.maxAbsDiff }, null, 1) + '\n',
+  );
+  writeFileSync(
+    path.join(modelsDir, entry.card.cardFile!),
+    renderCard(entry, report, dataset.items, parity.maxAbsDiff),
+  );
+
+  const kept = manifest.experts.filter((e) => e.extractor.name === name && e.extractor.version === version);
+  const dropped = manifest.experts.filter((e) => !kept.includes(e)).map((e) => `${e.name}@${e.version}`);
+  const next = Manifest.parse({ ...manifest, extractor: entry, experts: kept });
+  writeFileSync(path.join(modelsDir, MANIFEST_FILE), JSON.stringify(next, null, 2) + '\n');
+  process.stderr.write(`shipped ${name}@${version} (${sha256}) into ${modelsDir}\n`);
+  if (dropped.length) {
+    process.stderr.write(
+      `dropped experts trained on other features: ${dropped.join(', ')}; retrain them: npm run train:experts\n`,
+    );
+  }
+}
+
+if (require.main === module) {
+  run().catch((e: unknown) => {
+    process.stderr.write(`ship-extractor: ${(e as Error).message}\n`);
+    process.exit(1);
+  });
+}
