@@ -8,6 +8,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 export const METRICS_NAMESPACE = 'Sonomark';
@@ -28,6 +29,10 @@ export function powertools(serviceName: string): Powertools {
 
 export function s3Client(tracer: Tracer): S3Client {
   return tracer.captureAWSv3Client(new S3Client({}));
+}
+
+export function sfnClient(tracer: Tracer): SFNClient {
+  return tracer.captureAWSv3Client(new SFNClient({}));
 }
 
 export function documentClient(tracer: Tracer): DynamoDBDocumentClient {
