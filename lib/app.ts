@@ -10,8 +10,13 @@ import { addNagChecks } from './nag';
 import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from './paths';
 import { PipelineStack } from './stacks/pipeline-stack';
 import { StorageStack } from './stacks/storage-stack';
+import { TriggerStack } from './stacks/trigger-stack';
 
-export const STACK_IDS = { storage: 'SonomarkStorage', pipeline: 'SonomarkPipeline' } as const;
+export const STACK_IDS = {
+  storage: 'SonomarkStorage',
+  pipeline: 'SonomarkPipeline',
+  trigger: 'SonomarkTrigger',
+} as const;
 
 export interface BuildAppOptions {
   /**
@@ -38,6 +43,7 @@ export interface BuiltApp {
   readonly config: SonomarkConfig;
   readonly storage: StorageStack;
   readonly pipeline: PipelineStack;
+  readonly trigger: TriggerStack;
 }
 
 function resolveModelsDir(explicit: string | undefined): string {
@@ -64,9 +70,18 @@ export function buildApp(opts: BuildAppOptions = {}): BuiltApp {
     resultsTable: storage.resultsTable,
   });
   pipeline.addStackDependency(storage);
+  const trigger = new TriggerStack(app, STACK_IDS.trigger, {
+    description: 'sonomark: S3 upload event → StartExecution (idempotent execution name)',
+    config,
+    key: storage.key,
+    uploadsBucket: storage.uploadsBucket,
+    stateMachine: pipeline.workflow.stateMachine,
+    alarmTopic: pipeline.alarmTopic,
+  });
+  trigger.addStackDependency(pipeline);
 
   if (opts.nag !== false) {
     addNagChecks(app);
   }
-  return { app, config, storage, pipeline };
+  return { app, config, storage, pipeline, trigger };
 }

@@ -2,7 +2,8 @@
  * The one deployment configuration of the sonomark CDK app, read from CDK context.
  *
  * Context key `sonomark` holds an object (cdk.json, or `-c sonomark='{"computeMode":"cpu"}'`
- * on the command line, where it arrives as a JSON string). Every field has a default,
+ * on the command line, where it arrives as a JSON string); `-c computeMode=cpu` alone
+ * also works (TOP_LEVEL_CONTEXT_KEYS). Every field has a default,
  * so an empty context synthesizes a working, environment-agnostic app: nothing here
  * names an account, a region or looks anything up.
  */
@@ -10,6 +11,48 @@ import { z } from 'zod';
 import { SegmentId } from './schemas';
 
 export const CONTEXT_KEY = 'sonomark';
+
+/**
+ * Price of one interface VPC endpoint in one Availability Zone, per hour, while
+ * idle (us-east-1 list price; most regions are $0.01–0.014). Data processed
+ * ($0.01/GB) comes on top but only while clips are analysed.
+ */
+export const INTERFACE_ENDPOINT_USD_PER_AZ_HOUR = 0.01;
+export const HOURS_PER_MONTH = 730;
+
+/**
+ * Every interface endpoint the private network may need, why, and in which
+ * compute mode. The VPC has no NAT gateway and no internet gateway, so each one
+ * listed for a mode is required for that mode to run at all: this table is not a
+ * menu. Lambda functions need none of them (S3 and DynamoDB go through the free
+ * gateway endpoints; logs, X-Ray and env decryption go through the Lambda
+ * service itself). Idle cost of each: $0.01/h × 730 h = $7.30 per AZ per month.
+ */
+export const INTERFACE_ENDPOINTS = {
+  /** ECR API (auth token, image manifest lookups), to pull the extractor image. */
+  'ecr.api': { modes: ['gpu', 'cpu'] },
+  /** ECR Docker registry; image layers then come from S3 through the gateway endpoint. */
+  'ecr.dkr': { modes: ['gpu', 'cpu'] },
+  /** CloudWatch Logs, for the container's awslogs driver. */
+  logs: { modes: ['gpu', 'cpu'] },
+  /** ECS control plane: the ECS agent on Batch's EC2 GPU hosts registers with it (Fargate needs none of the three). */
+  ecs: { modes: ['gpu'] },
+  /** ECS agent communication (task state) from the EC2 hosts. */
+  'ecs-agent': { modes: ['gpu'] },
+  /** ECS agent telemetry from the EC2 hosts. */
+  'ecs-telemetry': { modes: ['gpu'] },
+} as const satisfies Record<string, { modes: readonly ('gpu' | 'cpu')[] }>;
+
+export type InterfaceEndpointName = keyof typeof INTERFACE_ENDPOINTS;
+
+/** Fargate's valid memory sizes (MiB) per vCPU count: [min, max, step]. */
+const FARGATE_MEMORY_MIB: Record<number, readonly [number, number, number]> = {
+  1: [2048, 8192, 1024],
+  2: [4096, 16384, 1024],
+  4: [8192, 30720, 1024],
+  8: [16384, 61440, 4096],
+  16: [32768, 122880, 8192],
+};
 
 /** CloudWatch Logs accepts only these retention periods (days). */
 const LOG_RETENTION_DAYS = [
@@ -41,6 +84,84 @@ export const SonomarkConfig = z
      * @default 'gpu'
      */
     computeMode: z.enum(['gpu', 'cpu']).default('gpu'),
+    /**
+     * The Fargate job of `computeMode: 'cpu'`. ARM64 (Graviton) Fargate is about 20%
+     * cheaper per vCPU-hour than x86_64, but building its image on an x86 machine needs
+     * Docker buildx with QEMU (and multi-arch base-image digests in the Dockerfile).
+     * Ignored in `gpu` mode.
+     * @default { architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 }
+     */
+    cpuJob: z
+      .object({
+        architecture: z.enum(['x86_64', 'arm64']).default('x86_64'),
+        vcpus: z.union([z.literal(1), z.literal(2), z.literal(4), z.literal(8), z.literal(16)]).default(2),
+        memoryMiB: z.number().int().default(4096),
+      })
+      .strict()
+      .superRefine((job, ctx) => {
+        const [min, max, step] = FARGATE_MEMORY_MIB[job.vcpus] as readonly [number, number, number];
+        if (job.memoryMiB < min || job.memoryMiB > max || job.memoryMiB % step !== 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['memoryMiB'],
+            message: `Fargate with ${job.vcpus} vCPU takes ${min}–${max} MiB in steps of ${step}`,
+          });
+        }
+      })
+      .default({ architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 }),
+    /**
+     * Minutes an extractor job may sit at the head of the queue in RUNNABLE, blocked
+     * because no capacity can be had (spot and on-demand both short of g5/g6, a vCPU
+     * quota, a job larger than any instance), before Batch cancels it. The
+     * cancellation fails the Extract state, so the scan is recorded FAILED with
+     * Batch's reason instead of waiting for the execution timeout. Batch accepts
+     * 10 minutes to 24 hours.
+     * @default 30
+     */
+    runnableTimeLimitMinutes: z.number().int().min(10).max(1440).default(30),
+    /**
+     * The private network. It has no NAT gateway and no internet gateway; its fixed
+     * monthly cost is the interface endpoints the compute mode needs (INTERFACE_ENDPOINTS:
+     * 6 for `gpu`, 3 for `cpu`) × `endpointAzs` × $7.30.
+     *
+     * - `maxAzs`: Availability Zones of the subnets (Lambda ENIs, Batch compute).
+     * - `endpointAzs`: how many of those AZs get the interface endpoints. 1 halves their
+     *   cost (compute in the other AZ reaches them across AZs, $0.01/GB); jobs then cannot
+     *   start while that one AZ is down.
+     * @default { maxAzs: 2, endpointAzs: 2 }
+     */
+    network: z
+      .object({
+        // The stacks are environment-agnostic, and CDK gives such a stack at most two AZs.
+        maxAzs: z.number().int().min(1).max(2).default(2),
+        endpointAzs: z.number().int().min(1).max(2).optional(),
+      })
+      .strict()
+      .refine((n) => n.endpointAzs === undefined || n.endpointAzs <= n.maxAzs, {
+        message: 'endpointAzs cannot exceed maxAzs',
+        path: ['endpointAzs'],
+      })
+      .transform((n) => ({ maxAzs: n.maxAzs, endpointAzs: n.endpointAzs ?? n.maxAzs }))
+      .default({ maxAzs: 2, endpointAzs: 2 }),
+    /**
+     * Per-expert Lambda sizing over the manifest's `lambda` block (memory, timeout,
+     * reserved concurrency), keyed by expert name. The manifest says what a model
+     * needs; this says what a deployment allows (e.g. more concurrency for a big
+     * retrospective cohort). A name that is not in the manifest fails synthesis.
+     * @default {} - every expert as its manifest entry says
+     */
+    expertOverrides: z
+      .record(
+        z.string().regex(/^[a-z][a-z0-9-]*$/),
+        z
+          .object({
+            memoryMb: z.number().int().min(128).max(10240).optional(),
+            timeoutSeconds: z.number().int().min(3).max(900).optional(),
+            reservedConcurrency: z.number().int().min(1).max(1000).optional(),
+          })
+          .strict(),
+      )
+      .default({}),
     /**
      * Maximum vCPUs each Batch compute environment may scale to.
      * @default 16
@@ -81,8 +202,28 @@ export const SonomarkConfig = z
 
 export type SonomarkConfig = z.infer<typeof SonomarkConfig>;
 
-/** Parses the `sonomark` context value (an object, a JSON string, or absent). */
-export function parseConfig(raw: unknown): SonomarkConfig {
+/** The interface endpoints `computeMode` needs (see INTERFACE_ENDPOINTS), in table order. */
+export function interfaceEndpointsFor(computeMode: SonomarkConfig['computeMode']): InterfaceEndpointName[] {
+  return (Object.keys(INTERFACE_ENDPOINTS) as InterfaceEndpointName[]).filter((name) =>
+    (INTERFACE_ENDPOINTS[name].modes as readonly string[]).includes(computeMode),
+  );
+}
+
+/** Monthly cost of the network while no clip is analysed: interface endpoints only (no NAT, no idle compute). */
+export function idleNetworkUsdPerMonth(config: Pick<SonomarkConfig, 'computeMode' | 'network'>): number {
+  const endpointAzHours =
+    interfaceEndpointsFor(config.computeMode).length * config.network.endpointAzs * HOURS_PER_MONTH;
+  return Math.round(endpointAzHours * INTERFACE_ENDPOINT_USD_PER_AZ_HOUR * 100) / 100;
+}
+
+/**
+ * Context keys read on their own, outside the `sonomark` object, so the common
+ * switch is one flag: `npx cdk deploy --all -c computeMode=cpu`. Such a key wins
+ * over the same field in the object (cdk.json sets `sonomark.computeMode`).
+ */
+export const TOP_LEVEL_CONTEXT_KEYS = ['computeMode'] as const;
+
+function contextObject(raw: unknown): Record<string, unknown> {
   let value: unknown = raw ?? {};
   if (typeof value === 'string') {
     try {
@@ -91,7 +232,15 @@ export function parseConfig(raw: unknown): SonomarkConfig {
       throw new Error(`CDK context "${CONTEXT_KEY}" is not valid JSON: ${(err as Error).message}`);
     }
   }
-  const parsed = SonomarkConfig.safeParse(value);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new Error(`Invalid CDK context "${CONTEXT_KEY}": (root): must be an object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Parses the `sonomark` context value (an object, a JSON string, or absent). */
+export function parseConfig(raw: unknown, overrides: Record<string, unknown> = {}): SonomarkConfig {
+  const parsed = SonomarkConfig.safeParse({ ...contextObject(raw), ...overrides });
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new Error(`Invalid CDK context "${CONTEXT_KEY}": ${issues}`);
@@ -99,7 +248,12 @@ export function parseConfig(raw: unknown): SonomarkConfig {
   return parsed.data;
 }
 
-/** Reads the config from a construct's context (`node.tryGetContext('sonomark')`). */
+/** Reads the config from a construct's context: `sonomark`, then the TOP_LEVEL_CONTEXT_KEYS over it. */
 export function configFromContext(node: { tryGetContext(key: string): unknown }): SonomarkConfig {
-  return parseConfig(node.tryGetContext(CONTEXT_KEY));
+  const overrides: Record<string, unknown> = {};
+  for (const key of TOP_LEVEL_CONTEXT_KEYS) {
+    const value = node.tryGetContext(key);
+    if (value !== undefined) overrides[key] = value;
+  }
+  return parseConfig(node.tryGetContext(CONTEXT_KEY), overrides);
 }

@@ -61,6 +61,12 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
+    path: /^SonomarkTrigger\/StartExecution\/Role\//,
+    reason:
+      'xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions; the function runs outside the VPC, so it has no ENI permissions.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
     path: /\/(ValidateUpload|Finalize|RecordFailure|Expert[A-Za-z0-9]+\/Handler)\/Role\//,
     reason:
       'ec2:*NetworkInterface* (Lambda VPC ENIs) and xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions.',

@@ -30,6 +30,11 @@ export function pascalName(name: string): string {
     .join('');
 }
 
+/** The fields of `o` that are set (an explicit `undefined` must not erase a manifest value). */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 /** Single-quotes a path for the bundling shell commands. */
 const q = (p: string): string => `'${p.replace(/'/g, `'\\''`)}'`;
 
@@ -75,16 +80,30 @@ export interface ExpertFunctionProps {
   readonly logRetention: logs.RetentionDays;
   readonly vpc: ec2.IVpc;
   readonly securityGroup: ec2.ISecurityGroup;
+  /**
+   * This deployment's sizing over the manifest's `lambda` block, field by field
+   * (config `expertOverrides`).
+   * @default - the manifest's values
+   */
+  readonly sizing?: Partial<ExpertLambdaSizing>;
 }
+
+/** Memory, timeout and reserved concurrency of one expert function (the manifest's `lambda` block). */
+export type ExpertLambdaSizing = ExpertEntry['lambda'];
 
 export class ExpertFunction extends Construct {
   readonly expert: ExpertEntry;
   readonly fn: SonomarkFunction;
+  /** What the function was given: the manifest's sizing with the deployment's overrides. */
+  readonly sizing: ExpertLambdaSizing;
 
   constructor(scope: Construct, id: string, props: ExpertFunctionProps) {
     super(scope, id);
     const { expert } = props;
     this.expert = expert;
+    // Each expert is sized on its own: a bigger model gets more memory and time, and its
+    // reserved concurrency keeps one busy expert from starving the others (or the account).
+    this.sizing = { ...expert.lambda, ...definedOnly(props.sizing ?? {}) };
 
     this.fn = new SonomarkFunction(this, 'Handler', {
       entry: 'lambdas/expert/handler.ts',
@@ -93,9 +112,9 @@ export class ExpertFunction extends Construct {
       logRetention: props.logRetention,
       vpc: props.vpc,
       securityGroup: props.securityGroup,
-      memorySize: expert.lambda.memoryMb,
-      timeout: Duration.seconds(expert.lambda.timeoutSeconds),
-      reservedConcurrentExecutions: expert.lambda.reservedConcurrency,
+      memorySize: this.sizing.memoryMb,
+      timeout: Duration.seconds(this.sizing.timeoutSeconds),
+      reservedConcurrentExecutions: this.sizing.reservedConcurrency,
       environment: {
         [ENV.resultsTable]: props.resultsTable.tableName,
         [ENV.artifactsBucket]: props.artifactsBucket.bucketName,

@@ -21,6 +21,9 @@ import { grantReadObjects, grantWriteObjects } from './grants';
 
 export const EXTRACTOR_DOCKERFILE = 'gpu-tasks/feature-extractor/Dockerfile';
 
+/** Status reason of a job whose Fargate Spot task was reclaimed (ECS "Your Spot Task was interrupted."). */
+export const FARGATE_SPOT_RECLAIMED = 'Your Spot Task was interrupted*';
+
 export interface GpuJobProps {
   readonly vpc: ec2.IVpc;
   readonly securityGroup: ec2.ISecurityGroup;
@@ -36,7 +39,37 @@ export interface GpuJobProps {
   readonly maxvCpus?: number;
   /** Attempt timeout. @default Duration.hours(1) */
   readonly timeout?: Duration;
+  /**
+   * How long a job may stay blocked at the head of the queue in RUNNABLE (no capacity,
+   * or no compute environment that fits it) before Batch cancels it. 10 minutes to 24 hours.
+   * @default Duration.minutes(30)
+   */
+  readonly runnableTimeLimit?: Duration;
+  /** The Fargate task of `cpu` mode. @default { architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 } */
+  readonly cpuJob?: CpuJobProps;
 }
+
+export interface CpuJobProps {
+  readonly architecture: 'x86_64' | 'arm64';
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+}
+
+/** Dockerfile targets: the CUDA image for EC2 GPU hosts, a slim Node image for Fargate. */
+export const EXTRACTOR_IMAGE_TARGETS = { gpu: 'runtime', cpu: 'runtime-cpu' } as const;
+
+/**
+ * Why Batch may cancel a job that is stuck RUNNABLE (JobQueue jobStateTimeLimitActions).
+ * All three mean waiting will not help: every environment short of instances of the
+ * configured types (a job can sit RUNNABLE on a spot environment that cannot get any),
+ * every environment's maxvCpus below the job, or no instance type that fits its
+ * GPU/vCPU/memory.
+ */
+export const RUNNABLE_CANCEL_REASONS = [
+  batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+  batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+  batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+] as const;
 
 export class GpuJob extends Construct {
   readonly jobQueue: batch.JobQueue;
@@ -45,10 +78,13 @@ export class GpuJob extends Construct {
   readonly logGroup: logs.LogGroup;
   /** Compute environments in the queue's order (spot first). */
   readonly computeEnvironments: batch.IManagedComputeEnvironment[];
+  readonly computeMode: 'gpu' | 'cpu';
 
   constructor(scope: Construct, id: string, props: GpuJobProps) {
     super(scope, id);
     const mode = props.computeMode ?? 'gpu';
+    this.computeMode = mode;
+    const cpuJob = props.cpuJob ?? { architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 };
     const maxvCpus = props.maxvCpus ?? 16;
     const subnets = { subnetType: ec2.SubnetType.PRIVATE_ISOLATED };
 
@@ -67,8 +103,10 @@ export class GpuJob extends Construct {
 
     const image = ecs.ContainerImage.fromAsset(PACKAGE_ROOT, {
       file: EXTRACTOR_DOCKERFILE,
-      // CUDA images and onnxruntime's CUDA provider are x86_64; g5/g6 are x86_64.
-      platform: Platform.LINUX_AMD64,
+      target: EXTRACTOR_IMAGE_TARGETS[mode],
+      // CUDA images and onnxruntime's CUDA provider are x86_64, and so are g5/g6. The
+      // CPU image runs on either Fargate architecture.
+      platform: mode === 'cpu' && cpuJob.architecture === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
     });
     const logging = ecs.LogDrivers.awsLogs({ streamPrefix: 'extractor', logGroup: this.logGroup });
     const environment = { ONNX_EXECUTION_PROVIDER: mode === 'gpu' ? 'cuda' : 'cpu' };
@@ -128,24 +166,37 @@ export class GpuJob extends Construct {
         fargateCe('SpotComputeEnvironment', true),
         fargateCe('OnDemandComputeEnvironment', false),
       ];
+      // The extractor is small (< 2 M parameters, ≤ 64 frames of 128×128): 2 vCPU and
+      // 4 GiB run it with room to spare; bigger clips only decode longer.
       container = new batch.EcsFargateContainerDefinition(this, 'Container', {
         image,
-        cpu: 4,
-        memory: Size.gibibytes(16),
+        cpu: cpuJob.vcpus,
+        memory: Size.mebibytes(cpuJob.memoryMiB),
         jobRole: this.jobRole,
         logging,
         environment,
         assignPublicIp: false,
-        fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
+        fargateCpuArchitecture:
+          cpuJob.architecture === 'arm64' ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
         fargateOperatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       });
     }
 
+    const runnableTimeLimit = props.runnableTimeLimit ?? Duration.minutes(30);
     this.jobQueue = new batch.JobQueue(this, 'Queue', {
       priority: 1,
       computeEnvironments: this.computeEnvironments.map((computeEnvironment, i) => ({
         computeEnvironment,
         order: i + 1,
+      })),
+      // A job that cannot get capacity would otherwise sit RUNNABLE until the execution
+      // times out (hours), holding its scan RUNNING. Cancelled, it fails the Extract
+      // task, and the workflow records the scan FAILED with Batch's reason.
+      jobStateTimeLimitActions: RUNNABLE_CANCEL_REASONS.map((reason) => ({
+        action: batch.JobStateTimeLimitActionsAction.CANCEL,
+        state: batch.JobStateTimeLimitActionsState.RUNNABLE,
+        maxTime: runnableTimeLimit,
+        reason,
       })),
     });
 
@@ -160,6 +211,15 @@ export class GpuJob extends Construct {
       retryAttempts: 3,
       retryStrategies: [
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+        // Fargate Spot reclaim: ECS stops the task with this stoppedReason.
+        ...(mode === 'cpu'
+          ? [
+              batch.RetryStrategy.of(
+                batch.Action.RETRY,
+                batch.Reason.custom({ onStatusReason: FARGATE_SPOT_RECLAIMED }),
+              ),
+            ]
+          : []),
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.CANNOT_PULL_CONTAINER),
         batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onReason: '*' })),
       ],

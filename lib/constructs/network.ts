@@ -1,25 +1,43 @@
 /**
  * The private network of the pipeline: isolated subnets only, no NAT gateway, no
  * internet route. S3 and DynamoDB are reached through gateway endpoints (free);
- * interface endpoints exist only for what the extractor container needs to start
- * and log. Each interface endpoint costs about $7.3/month per AZ while idle
- * ($0.01/h in us-east-1); six endpoints in two AZs is ~$88/month, the fixed price
- * of a pipeline where no clip ever crosses the internet (a NAT gateway would be
- * ~$66/month for two AZs plus $0.045/GB of clips).
+ * interface endpoints exist only for what the extractor's compute needs to start
+ * and log, and only those its compute mode needs (INTERFACE_ENDPOINTS in
+ * lib/config.ts). Each costs about $7.3/month per AZ while idle ($0.01/h in
+ * us-east-1): 6 endpoints in two AZs (GPU mode) is ~$88/month, 3 (Fargate CPU
+ * mode) ~$44, half that with `endpointAzs: 1`. That is the fixed price of a
+ * pipeline where no clip ever crosses the internet; a NAT gateway would be
+ * ~$33/month per AZ plus $0.045/GB of clips, and an internet route from the
+ * compute subnets fails HIPAA Security's VPCNoUnrestrictedRouteToIGW.
  */
 import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import type { InterfaceEndpointName } from '../config';
 
 export const VPC_CIDR = '10.40.0.0/16';
+
+/** The AWS service behind each INTERFACE_ENDPOINTS name, and its construct id. */
+const ENDPOINT_SERVICES: Record<InterfaceEndpointName, { id: string; service: ec2.InterfaceVpcEndpointAwsService }> = {
+  'ecr.api': { id: 'EcrApi', service: ec2.InterfaceVpcEndpointAwsService.ECR },
+  'ecr.dkr': { id: 'EcrDocker', service: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER },
+  logs: { id: 'Logs', service: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS },
+  ecs: { id: 'Ecs', service: ec2.InterfaceVpcEndpointAwsService.ECS },
+  'ecs-agent': { id: 'EcsAgent', service: ec2.InterfaceVpcEndpointAwsService.ECS_AGENT },
+  'ecs-telemetry': { id: 'EcsTelemetry', service: ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY },
+};
 
 export interface NetworkProps {
   readonly encryptionKey: kms.IKey;
   readonly logRetention: logs.RetentionDays;
+  /** Interface endpoints to create (interfaceEndpointsFor(computeMode) in lib/config.ts). */
+  readonly interfaceEndpoints: readonly InterfaceEndpointName[];
   /** @default 2 */
   readonly maxAzs?: number;
+  /** How many of the VPC's AZs get the interface endpoints. @default - every AZ */
+  readonly endpointAzs?: number;
 }
 
 export class Network extends Construct {
@@ -68,25 +86,18 @@ export class Network extends Construct {
     });
     endpointSecurityGroup.addIngressRule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), 'HTTPS from the VPC');
 
-    // ECR (api + dkr) to pull the extractor image, CloudWatch Logs for the container's
-    // awslogs driver. Image layers come from S3 through the gateway endpoint.
-    const interfaceEndpoints: Record<string, ec2.InterfaceVpcEndpointAwsService> = {
-      EcrApi: ec2.InterfaceVpcEndpointAwsService.ECR,
-      EcrDocker: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-      Logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-      // The ECS agent on the Batch EC2 hosts registers with ECS; without NAT it needs these.
-      Ecs: ec2.InterfaceVpcEndpointAwsService.ECS,
-      EcsAgent: ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
-      EcsTelemetry: ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
-    };
-    for (const [name, service] of Object.entries(interfaceEndpoints)) {
-      this.vpc.addInterfaceEndpoint(name, {
+    // Endpoints in fewer AZs than the subnets are still reached from every AZ: private
+    // DNS resolves to the endpoint ENIs wherever they are (cross-AZ traffic, $0.01/GB).
+    const endpointSubnets = this.vpc.isolatedSubnets.slice(0, props.endpointAzs ?? this.vpc.isolatedSubnets.length);
+    for (const name of props.interfaceEndpoints) {
+      const { id: endpointId, service } = ENDPOINT_SERVICES[name];
+      this.vpc.addInterfaceEndpoint(endpointId, {
         service,
         privateDnsEnabled: true,
         // Our group already allows HTTPS from the VPC CIDR (as a literal); `open` would add a token rule.
         open: false,
         securityGroups: [endpointSecurityGroup],
-        subnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+        subnets: { subnets: endpointSubnets },
       });
     }
 

@@ -11,6 +11,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { PACKAGE_ROOT } from '../paths';
 
@@ -25,10 +26,32 @@ export interface SonomarkFunctionProps {
   readonly encryptionKey: kms.IKey;
   /** Log retention. */
   readonly logRetention: logs.RetentionDays;
-  /** VPC the function runs in (private isolated subnets; S3 and DynamoDB through gateway endpoints). */
-  readonly vpc: ec2.IVpc;
-  /** Security group of the function's ENIs: no ingress, egress to the VPC endpoints. */
-  readonly securityGroup: ec2.ISecurityGroup;
+  /**
+   * VPC the function runs in (private isolated subnets; S3 and DynamoDB through gateway
+   * endpoints). Required unless `outsideVpcReason` says why the function has no use for it.
+   */
+  readonly vpc?: ec2.IVpc;
+  /** Security group of the function's ENIs: no ingress, egress to the VPC endpoints. Required with `vpc`. */
+  readonly securityGroup?: ec2.ISecurityGroup;
+  /**
+   * Why this function runs outside the VPC (it becomes the acknowledgement of
+   * HIPAA.Security-LambdaInsideVPC). Only for a function that touches no data store.
+   * @default - the function runs in `vpc`
+   */
+  readonly outsideVpcReason?: string;
+  /**
+   * Asynchronous invocation (an EventBridge target): after Lambda's own retries the
+   * event goes to this queue (KMS-encrypted with `encryptionKey`). Without it, the
+   * function is invoked synchronously by Step Functions and needs no DLQ.
+   * @default - synchronous only
+   */
+  readonly asyncInvoke?: {
+    readonly deadLetterQueue: sqs.IQueue;
+    /** Lambda's retries of a failed asynchronous invocation (0–2). */
+    readonly retryAttempts: number;
+    /** How long Lambda keeps retrying an event (60 s – 6 h). */
+    readonly maxEventAge: Duration;
+  };
   /** @default 256 */
   readonly memorySize?: number;
   /** @default Duration.seconds(30) */
@@ -50,6 +73,11 @@ export class SonomarkFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: SonomarkFunctionProps) {
     super(scope, id);
+    if (props.vpc === undefined || props.securityGroup === undefined) {
+      if (props.vpc !== undefined || props.securityGroup !== undefined || !props.outsideVpcReason) {
+        throw new Error(`${id}: give both vpc and securityGroup, or neither and an outsideVpcReason.`);
+      }
+    }
 
     this.logGroup = new logs.LogGroup(this, 'LogGroup', {
       retention: props.logRetention,
@@ -85,9 +113,20 @@ export class SonomarkFunction extends Construct {
       logGroup: this.logGroup,
       role: this.role,
       environmentEncryption: props.encryptionKey,
-      vpc: props.vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
-      securityGroups: [props.securityGroup],
+      ...(props.vpc && props.securityGroup
+        ? {
+            vpc: props.vpc,
+            vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+            securityGroups: [props.securityGroup],
+          }
+        : {}),
+      ...(props.asyncInvoke
+        ? {
+            deadLetterQueue: props.asyncInvoke.deadLetterQueue,
+            retryAttempts: props.asyncInvoke.retryAttempts,
+            maxEventAge: props.asyncInvoke.maxEventAge,
+          }
+        : {}),
       environment: {
         POWERTOOLS_SERVICE_NAME: props.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,
@@ -113,33 +152,49 @@ export class SonomarkFunction extends Construct {
       },
     });
 
-    // Lambda needs these EC2 actions to manage its VPC ENIs; AWS does not support
-    // resource-level permissions for them (service authorization reference).
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: [
-          'ec2:CreateNetworkInterface',
-          'ec2:DescribeNetworkInterfaces',
-          'ec2:DeleteNetworkInterface',
-          'ec2:AssignPrivateIpAddresses',
-          'ec2:UnassignPrivateIpAddresses',
-        ],
-        resources: ['*'],
-      }),
-    );
+    if (props.vpc) {
+      // Lambda needs these EC2 actions to manage its VPC ENIs; AWS does not support
+      // resource-level permissions for them (service authorization reference).
+      this.role.addToPolicy(
+        new iam.PolicyStatement({
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
+          resources: ['*'],
+        }),
+      );
+    } else {
+      Validations.of(this.function).acknowledge({
+        id: 'HIPAA.Security-LambdaInsideVPC',
+        reason: props.outsideVpcReason as string,
+      });
+    }
+    if (props.asyncInvoke) {
+      // The function (CDK grants sqs:SendMessage) writes failed events to the KMS-encrypted DLQ.
+      this.role.addToPolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+          resources: [props.encryptionKey.keyArn],
+        }),
+      );
+    }
     // The Resource::* finding for these is acknowledged by pattern in lib/nag.ts
     // (per-finding ids; see NAG_PATTERN_ACKNOWLEDGEMENTS).
-    Validations.of(this.function).acknowledge(
-      {
-        id: 'AwsSolutions-L1',
-        reason:
-          'Node.js 22 is the runtime sonomark targets and tests (package.json engines, onnxruntime-node binding); upgrade deliberately.',
-      },
-      {
+    Validations.of(this.function).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason:
+        'Node.js 22 is the runtime sonomark targets and tests (package.json engines, onnxruntime-node binding); upgrade deliberately.',
+    });
+    if (!props.asyncInvoke) {
+      Validations.of(this.function).acknowledge({
         id: 'HIPAA.Security-LambdaDLQ',
         reason:
           'Invoked synchronously by Step Functions only; failures are retried and caught by the workflow, which records them. A DLQ applies to asynchronous invocations.',
-      },
-    );
+      });
+    }
   }
 }

@@ -1,22 +1,24 @@
 /**
- * The stateless pipeline: functions, the extractor job, the workflow, the
- * EventBridge trigger and the alarms. It reads the model manifest at synth time
- * and creates one expert function per manifest expert.
+ * The stateless pipeline: functions, the extractor job, the workflow and the
+ * alarms. It reads the model manifest at synth time and creates one expert
+ * function per manifest expert. What starts executions (the EventBridge rule and
+ * its starter function) is TriggerStack; local mode runs this stack's state
+ * machine and binds every Lambda function in this template to a local handler,
+ * so nothing here may be a function the workflow does not invoke.
  */
-import { Duration, RemovalPolicy, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import { Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import type { SonomarkConfig } from '../config';
+import { interfaceEndpointsFor, type SonomarkConfig } from '../config';
 import { ExpertFunction, LAMBDA_MODELS_DIR, modelCopyCommands, pascalName } from '../constructs/expert-function';
 import { GpuJob } from '../constructs/gpu-job';
 import { grantReadObjects, grantTableItems } from '../constructs/grants';
@@ -26,6 +28,7 @@ import { Workflow } from '../constructs/workflow';
 import { ENV } from '../env';
 import { UPLOADS_PREFIX } from '../keys';
 import { loadManifest } from '../manifest';
+import type { Manifest } from '../schemas';
 
 export interface PipelineStackProps extends StackProps {
   readonly config: SonomarkConfig;
@@ -52,17 +55,25 @@ export class PipelineStack extends Stack {
   readonly expertFunctions: ExpertFunction[];
   readonly extractor: GpuJob;
   readonly workflow: Workflow;
-  readonly rule: events.Rule;
-  readonly deadLetterQueue: sqs.Queue;
   readonly alarmTopic: sns.Topic;
+  /** Batch "Job Queue Blocked" events of the extractor queue (jobs stuck RUNNABLE). */
+  readonly queueBlockedRule: events.Rule;
+  readonly jobsRunnableTooLongAlarm: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
     const { config, key } = props;
     const logRetention = config.logRetentionDays as logs.RetentionDays;
     const { manifest } = loadManifest(props.modelsDir);
+    checkExpertOverrides(config, manifest);
 
-    const network = new Network(this, 'Network', { encryptionKey: key, logRetention });
+    const network = new Network(this, 'Network', {
+      encryptionKey: key,
+      logRetention,
+      interfaceEndpoints: interfaceEndpointsFor(config.computeMode),
+      maxAzs: config.network.maxAzs,
+      endpointAzs: config.network.endpointAzs,
+    });
     Validations.of(this).acknowledge({
       id: 'HIPAA.Security-IAMNoInlinePolicy',
       reason:
@@ -118,6 +129,7 @@ export class PipelineStack extends Stack {
         new ExpertFunction(this, FUNCTION_IDS.expert(expert.name), {
           ...common,
           expert,
+          sizing: config.expertOverrides[expert.name],
           modelsDir: props.modelsDir,
           artifactsBucket: props.artifactsBucket,
           resultsTable: props.resultsTable,
@@ -133,8 +145,10 @@ export class PipelineStack extends Stack {
       logRetention,
       computeMode: config.computeMode,
       instanceTypes: config.gpuInstanceTypes,
+      cpuJob: config.cpuJob,
       maxvCpus: config.maxvCpus,
       timeout: Duration.seconds(config.extractTimeoutSeconds),
+      runnableTimeLimit: Duration.minutes(config.runnableTimeLimitMinutes),
     });
 
     this.workflow = new Workflow(this, 'Workflow', {
@@ -148,39 +162,6 @@ export class PipelineStack extends Stack {
       encryptionKey: key,
       logRetention,
     });
-
-    // -- trigger -----------------------------------------------------------
-    this.deadLetterQueue = new sqs.Queue(this, 'TriggerDeadLetterQueue', {
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: key,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    Validations.of(this.deadLetterQueue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason: 'This queue is itself the dead-letter queue of the EventBridge trigger.',
-    });
-
-    const keyPrefixes = config.siteIds ? config.siteIds.map((s) => `${UPLOADS_PREFIX}${s}/`) : [UPLOADS_PREFIX];
-    this.rule = new events.Rule(this, 'UploadRule', {
-      description: 'New clip in the uploads bucket starts one sonomark workflow execution',
-      eventPattern: {
-        source: ['aws.s3'],
-        detailType: ['Object Created'],
-        detail: {
-          bucket: { name: [props.uploadsBucket.bucketName] },
-          object: { key: keyPrefixes.map((prefix) => ({ prefix })) },
-        },
-      },
-    });
-    this.rule.addTarget(
-      new targets.SfnStateMachine(this.workflow.stateMachine, {
-        deadLetterQueue: this.deadLetterQueue,
-        retryAttempts: 185,
-        maxEventAge: Duration.hours(24),
-      }),
-    );
 
     // -- alarms ------------------------------------------------------------
     this.alarmTopic = new sns.Topic(this, 'AlarmTopic', {
@@ -199,20 +180,77 @@ export class PipelineStack extends Stack {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    const deadLetters = new cloudwatch.Alarm(this, 'TriggerDeadLettersAlarm', {
-      alarmDescription: 'Uploads whose workflow could not be started are waiting in the trigger dead-letter queue.',
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+
+    // Jobs stuck RUNNABLE. Batch publishes no queue metrics, but it does emit a
+    // "Batch Job Queue Blocked" event whenever the job at the head of a queue is RUNNABLE
+    // and cannot run (no spot or on-demand capacity, maxvCpus or instance types too small,
+    // a misconfigured environment; the reason is the job's statusReason, and the first
+    // three are what the queue's jobStateTimeLimitActions cancel on). Those events reach
+    // the default bus without charge; this rule matches the
+    // extractor queue's, and EventBridge counts the rule's matches in AWS/Events
+    // TriggeredRules (dimension RuleName), which the alarm watches. A rule is only run
+    // with a target: the alarm topic, with a message naming the job (scan-<scanId>) and
+    // Batch's reason but not the event's container environment, which holds the object key.
+    this.queueBlockedRule = new events.Rule(this, 'ExtractorQueueBlockedRule', {
+      description: 'A sonomark extractor job is stuck RUNNABLE at the head of its Batch queue',
+      eventPattern: {
+        source: ['aws.batch'],
+        detailType: ['Batch Job Queue Blocked'],
+        detail: { jobQueue: [this.extractor.jobQueue.jobQueueArn] },
+      },
+    });
+    // targets.SnsTopic would let events.amazonaws.com publish from any rule of any account;
+    // this grant names the one rule.
+    const blockedMessage = events.RuleTargetInput.fromText(
+      `sonomark: Batch job ${events.EventField.fromPath('$.detail.jobName')} is blocked RUNNABLE: ` +
+        `${events.EventField.fromPath('$.detail.statusReason')}. Batch cancels it after ` +
+        `${config.runnableTimeLimitMinutes} minutes; its scan is then recorded FAILED.`,
+    );
+    const topic = this.alarmTopic;
+    this.queueBlockedRule.addTarget({
+      bind: (rule) => {
+        topic.addToResourcePolicy(
+          new iam.PolicyStatement({
+            sid: 'QueueBlockedEvents',
+            principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+            actions: ['sns:Publish'],
+            resources: [topic.topicArn],
+            conditions: { ArnEquals: { 'aws:SourceArn': rule.ruleRef.ruleArn } },
+          }),
+        );
+        return { arn: topic.topicArn, input: blockedMessage };
+      },
+    });
+    this.jobsRunnableTooLongAlarm = new cloudwatch.Alarm(this, 'JobsRunnableTooLongAlarm', {
+      alarmDescription:
+        'An extractor job is stuck RUNNABLE: Batch cannot place it (GPU capacity or quota, or a job larger than the compute environments). ' +
+        `Batch cancels it after ${config.runnableTimeLimitMinutes} minutes.`,
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/Events',
+        metricName: 'TriggeredRules',
+        dimensionsMap: { RuleName: this.queueBlockedRule.ruleName },
         period: Duration.minutes(5),
-        statistic: 'Maximum',
+        statistic: 'Sum',
       }),
-      threshold: 0,
+      threshold: 1,
       evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    for (const alarm of [failedExecutions, deadLetters]) {
+    for (const alarm of [failedExecutions, this.jobsRunnableTooLongAlarm]) {
       alarm.addAlarmAction(notify);
       alarm.addOkAction(notify);
     }
+  }
+}
+
+/** A config override for an expert the manifest does not have is a typo: fail synthesis, naming both lists. */
+function checkExpertOverrides(config: SonomarkConfig, manifest: Manifest): void {
+  const known = manifest.experts.map((e) => e.name);
+  const unknown = Object.keys(config.expertOverrides).filter((name) => !known.includes(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `Config expertOverrides names expert(s) not in the manifest: ${unknown.join(', ')} (manifest: ${known.join(', ')}).`,
+    );
   }
 }

@@ -8,6 +8,7 @@ import { buildApp, type BuiltApp, type BuildAppOptions } from '../../lib/app';
 export interface Synthesized extends BuiltApp {
   readonly storageTemplate: Template;
   readonly pipelineTemplate: Template;
+  readonly triggerTemplate: Template;
   readonly outdir: string;
 }
 
@@ -20,6 +21,7 @@ export function synth(opts: BuildAppOptions = {}): Synthesized {
     outdir,
     storageTemplate: Template.fromStack(built.storage),
     pipelineTemplate: Template.fromStack(built.pipeline),
+    triggerTemplate: Template.fromStack(built.trigger),
   };
 }
 

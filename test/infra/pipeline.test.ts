@@ -1,8 +1,40 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { interfaceEndpointsFor, INTERFACE_ENDPOINTS } from '../../lib/config';
+import { EXTRACTOR_IMAGE_TARGETS } from '../../lib/constructs/gpu-job';
 import { loadManifest } from '../../lib/manifest';
 import { FUNCTION_IDS } from '../../lib/stacks/pipeline-stack';
 import { EXTRACT_ENV, STATE } from '../../lib/workflow-contract';
 import { allStatements, definitionOf, synth, type Synthesized } from './helpers';
+
+/** The CloudFormation resource of each compute environment, in the queue's order. */
+function queueEnvironments(template: Template): any[] {
+  const queue = Object.values(template.findResources('AWS::Batch::JobQueue'))[0] as any;
+  const order = [...(queue.Properties.ComputeEnvironmentOrder as any[])].sort((a, b) => a.Order - b.Order);
+  const envs = template.findResources('AWS::Batch::ComputeEnvironment');
+  const ref = (o: any): string => o.ComputeEnvironment.Ref ?? o.ComputeEnvironment['Fn::GetAtt'][0];
+  return order.map((o) => envs[ref(o)]);
+}
+
+/** The service suffix (e.g. `ecr.api`) of every interface endpoint, with the subnets it is placed in. */
+function interfaceEndpoints(template: Template): { service: string; subnets: number }[] {
+  return (Object.values(template.findResources('AWS::EC2::VPCEndpoint')) as any[])
+    .filter((e) => e.Properties.VpcEndpointType === 'Interface')
+    .map((e) => {
+      const name = JSON.stringify(e.Properties.ServiceName);
+      const service = Object.keys(INTERFACE_ENDPOINTS).find((s) => name.includes(`.${s}"`)) ?? name;
+      return { service, subnets: (e.Properties.SubnetIds as unknown[]).length };
+    });
+}
+
+/** The Docker build target and platform of the extractor image asset. */
+function extractorImageAsset(built: Synthesized): { target?: string; platform?: string } {
+  const assets = JSON.parse(readFileSync(join(built.outdir, `${built.pipeline.artifactId}.assets.json`), 'utf8'));
+  const images = Object.values(assets.dockerImages ?? {}) as any[];
+  if (images.length !== 1) throw new Error(`expected one image asset, found ${images.length}`);
+  return { target: images[0].source.dockerBuildTarget, platform: images[0].source.platform };
+}
 
 describe('PipelineStack', () => {
   let built: Synthesized;
@@ -14,47 +46,6 @@ describe('PipelineStack', () => {
     built = synth();
     template = built.pipelineTemplate;
     definition = definitionOf(template);
-  });
-
-  describe('trigger', () => {
-    test('EventBridge rule matches S3 Object Created under uploads/ of the uploads bucket', () => {
-      // Assess
-      template.hasResourceProperties('AWS::Events::Rule', {
-        EventPattern: {
-          source: ['aws.s3'],
-          'detail-type': ['Object Created'],
-          detail: {
-            bucket: { name: [Match.anyValue()] },
-            object: { key: [{ prefix: 'uploads/' }] },
-          },
-        },
-      });
-    });
-
-    test('rule targets the state machine with a KMS-encrypted DLQ and a retry policy', () => {
-      // Assess
-      template.hasResourceProperties('AWS::Events::Rule', {
-        Targets: [
-          Match.objectLike({
-            Arn: { Ref: Match.stringLikeRegexp('StateMachine') },
-            DeadLetterConfig: { Arn: Match.anyValue() },
-            RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 },
-          }),
-        ],
-      });
-      template.hasResourceProperties('AWS::SQS::Queue', { KmsMasterKeyId: Match.anyValue() });
-    });
-
-    test('siteIds narrows the rule to those sites', () => {
-      // Prepare / Act
-      const narrowed = synth({ context: { sonomark: { siteIds: ['siteA', 'siteB'] } }, nag: false }).pipelineTemplate;
-      // Assess
-      narrowed.hasResourceProperties('AWS::Events::Rule', {
-        EventPattern: Match.objectLike({
-          detail: Match.objectLike({ object: { key: [{ prefix: 'uploads/siteA/' }, { prefix: 'uploads/siteB/' }] } }),
-        }),
-      });
-    });
   });
 
   describe('state machine', () => {
@@ -240,14 +231,9 @@ describe('PipelineStack', () => {
 
     test('queue puts the spot GPU environment first; both scale from zero', () => {
       // Prepare
-      const queue = Object.values(template.findResources('AWS::Batch::JobQueue'))[0] as any;
-      const order = (queue.Properties.ComputeEnvironmentOrder as any[]).sort((a, b) => a.Order - b.Order);
-      const envs = template.findResources('AWS::Batch::ComputeEnvironment');
-      const ref = (o: any): string => o.ComputeEnvironment.Ref ?? o.ComputeEnvironment['Fn::GetAtt'][0];
-      const first = envs[ref(order[0])] as any;
-      const second = envs[ref(order[1])] as any;
+      const [first, second, ...rest] = queueEnvironments(template);
       // Assess
-      expect(order).toHaveLength(2);
+      expect(rest).toHaveLength(0);
       expect(first.Properties.ComputeResources).toMatchObject({
         Type: 'SPOT',
         AllocationStrategy: 'SPOT_PRICE_CAPACITY_OPTIMIZED',
@@ -255,6 +241,50 @@ describe('PipelineStack', () => {
         InstanceTypes: ['g5.xlarge', 'g6.xlarge'],
       });
       expect(second.Properties.ComputeResources).toMatchObject({ Type: 'EC2', MinvCpus: 0 });
+    });
+
+    test('queue cancels a job blocked RUNNABLE for 30 minutes, for each capacity/misconfiguration reason', () => {
+      // Assess
+      template.hasResourceProperties('AWS::Batch::JobQueue', {
+        JobStateTimeLimitActions: [
+          {
+            Action: 'CANCEL',
+            State: 'RUNNABLE',
+            MaxTimeSeconds: 1800,
+            Reason: 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY',
+          },
+          {
+            Action: 'CANCEL',
+            State: 'RUNNABLE',
+            MaxTimeSeconds: 1800,
+            Reason: 'MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE',
+          },
+          {
+            Action: 'CANCEL',
+            State: 'RUNNABLE',
+            MaxTimeSeconds: 1800,
+            Reason: 'MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT',
+          },
+        ],
+      });
+    });
+
+    test('runnableTimeLimitMinutes sets the cancel time; Batch limits it to 10 minutes–24 hours', () => {
+      // Prepare / Act
+      const custom = synth({ context: { sonomark: { runnableTimeLimitMinutes: 45 } }, nag: false }).pipelineTemplate;
+      // Assess
+      const queue = Object.values(custom.findResources('AWS::Batch::JobQueue'))[0] as any;
+      expect((queue.Properties.JobStateTimeLimitActions as any[]).map((a) => a.MaxTimeSeconds)).toEqual([
+        2700, 2700, 2700,
+      ]);
+      expect(() => synth({ context: { sonomark: { runnableTimeLimitMinutes: 5 } }, nag: false })).toThrow(
+        /runnableTimeLimitMinutes/,
+      );
+    });
+
+    test('the GPU image is the Dockerfile runtime target, for linux/amd64', () => {
+      // Assess
+      expect(extractorImageAsset(built)).toEqual({ target: EXTRACTOR_IMAGE_TARGETS.gpu, platform: 'linux/amd64' });
     });
 
     test('VPC has no NAT gateway and no internet gateway; S3 and DynamoDB gateway endpoints', () => {
@@ -273,6 +303,146 @@ describe('PipelineStack', () => {
           'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('\\.dynamodb$')])]),
         }),
       });
+    });
+
+    test('GPU mode: the six interface endpoints the EC2 hosts need, in both AZs', () => {
+      // Assess
+      expect(interfaceEndpoints(template)).toEqual(
+        interfaceEndpointsFor('gpu').map((service) => ({ service, subnets: 2 })),
+      );
+      expect(interfaceEndpointsFor('gpu')).toEqual(['ecr.api', 'ecr.dkr', 'logs', 'ecs', 'ecs-agent', 'ecs-telemetry']);
+    });
+
+    test('network.endpointAzs 1 puts each endpoint in one subnet; compute keeps both AZs', () => {
+      // Prepare / Act
+      const oneAz = synth({ context: { sonomark: { network: { endpointAzs: 1 } } }, nag: false }).pipelineTemplate;
+      // Assess
+      expect(interfaceEndpoints(oneAz).map((e) => e.subnets)).toEqual([1, 1, 1, 1, 1, 1]);
+      const ce = Object.values(oneAz.findResources('AWS::Batch::ComputeEnvironment'))[0] as any;
+      expect(ce.Properties.ComputeResources.Subnets).toHaveLength(2);
+      expect(() => synth({ context: { sonomark: { network: { maxAzs: 1, endpointAzs: 2 } } }, nag: false })).toThrow(
+        /endpointAzs cannot exceed maxAzs/,
+      );
+    });
+  });
+
+  describe('CPU mode (computeMode=cpu)', () => {
+    let cpu: Synthesized;
+    let cpuTemplate: Template;
+
+    beforeAll(() => {
+      // Prepare / Act: the top-level context key, as `cdk synth -c computeMode=cpu` passes it.
+      cpu = synth({ context: { computeMode: 'cpu' }, nag: false });
+      cpuTemplate = cpu.pipelineTemplate;
+    });
+
+    test('-c computeMode=cpu wins over the sonomark object (cdk.json sets gpu)', () => {
+      // Prepare / Act
+      const both = synth({ context: { sonomark: { computeMode: 'gpu' }, computeMode: 'cpu' }, nag: false });
+      // Assess
+      expect(both.config.computeMode).toBe('cpu');
+      expect(cpu.config.computeMode).toBe('cpu');
+    });
+
+    test('a Fargate Spot environment first, then Fargate on-demand; no EC2 and no GPU', () => {
+      // Prepare
+      const envs = queueEnvironments(cpuTemplate);
+      // Assess
+      expect(envs.map((e) => e.Properties.ComputeResources.Type)).toEqual(['FARGATE_SPOT', 'FARGATE']);
+      for (const e of envs) {
+        expect(e.Properties.Type).toBe('managed');
+        expect(e.Properties.ComputeResources.Subnets).toHaveLength(2);
+        expect(e.Properties.ComputeResources.SecurityGroupIds).toHaveLength(1);
+      }
+      expect(JSON.stringify(cpuTemplate.toJSON())).not.toMatch(/"GPU"|g5\.xlarge|AWS::IAM::InstanceProfile/);
+    });
+
+    test('a Fargate job definition: 2 vCPU, 4 GiB, x86_64, no public IP, CPU execution provider', () => {
+      // Assess
+      cpuTemplate.hasResourceProperties('AWS::Batch::JobDefinition', {
+        PlatformCapabilities: ['FARGATE'],
+        ContainerProperties: Match.objectLike({
+          ResourceRequirements: [
+            { Type: 'MEMORY', Value: '4096' },
+            { Type: 'VCPU', Value: '2' },
+          ],
+          NetworkConfiguration: { AssignPublicIp: 'DISABLED' },
+          RuntimePlatform: { CpuArchitecture: 'X86_64', OperatingSystemFamily: 'LINUX' },
+          Environment: [{ Name: 'ONNX_EXECUTION_PROVIDER', Value: 'cpu' }],
+          JobRoleArn: Match.anyValue(),
+          ExecutionRoleArn: Match.anyValue(),
+        }),
+        Timeout: { AttemptDurationSeconds: 3600 },
+      });
+    });
+
+    test('Fargate retries also cover a reclaimed Fargate Spot task, and nothing the clip causes', () => {
+      // Prepare
+      const jd = Object.values(cpuTemplate.findResources('AWS::Batch::JobDefinition'))[0] as any;
+      // Assess
+      expect(jd.Properties.RetryStrategy.EvaluateOnExit).toEqual([
+        { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
+        { Action: 'RETRY', OnStatusReason: 'Your Spot Task was interrupted*' },
+        { Action: 'RETRY', OnReason: 'CannotPullContainerError:*' },
+        { Action: 'EXIT', OnReason: '*' },
+      ]);
+    });
+
+    test('the queue cancels blocked RUNNABLE jobs as in GPU mode', () => {
+      // Assess
+      const queue = Object.values(cpuTemplate.findResources('AWS::Batch::JobQueue'))[0] as any;
+      expect(queue.Properties.JobStateTimeLimitActions).toHaveLength(3);
+    });
+
+    test("Extract submits to the Fargate queue and job definition (the workflow's only queue)", () => {
+      // Prepare
+      const extract = definitionOf(cpuTemplate).States[STATE.extract];
+      const queueId = Object.keys(cpuTemplate.findResources('AWS::Batch::JobQueue'))[0]!;
+      const jdId = Object.keys(cpuTemplate.findResources('AWS::Batch::JobDefinition'))[0]!;
+      // Assess
+      expect(JSON.stringify(extract.Parameters.JobQueue)).toContain(queueId);
+      expect(JSON.stringify(extract.Parameters.JobDefinition)).toContain(jdId);
+      cpuTemplate.resourceCountIs('AWS::Batch::JobQueue', 1);
+    });
+
+    test('only the three interface endpoints Fargate needs (ECR api, ECR dkr, Logs)', () => {
+      // Assess
+      expect(interfaceEndpoints(cpuTemplate)).toEqual([
+        { service: 'ecr.api', subnets: 2 },
+        { service: 'ecr.dkr', subnets: 2 },
+        { service: 'logs', subnets: 2 },
+      ]);
+    });
+
+    test('the CPU image is the Dockerfile runtime-cpu target', () => {
+      // Assess
+      expect(extractorImageAsset(cpu)).toEqual({ target: EXTRACTOR_IMAGE_TARGETS.cpu, platform: 'linux/amd64' });
+    });
+
+    test('cpuJob sets architecture and size; ARM64 builds an arm64 image', () => {
+      // Prepare / Act
+      const arm = synth({
+        context: { computeMode: 'cpu', sonomark: { cpuJob: { architecture: 'arm64', vcpus: 4, memoryMiB: 8192 } } },
+        nag: false,
+      });
+      // Assess
+      arm.pipelineTemplate.hasResourceProperties('AWS::Batch::JobDefinition', {
+        ContainerProperties: Match.objectLike({
+          ResourceRequirements: [
+            { Type: 'MEMORY', Value: '8192' },
+            { Type: 'VCPU', Value: '4' },
+          ],
+          RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+        }),
+      });
+      expect(extractorImageAsset(arm)).toEqual({ target: EXTRACTOR_IMAGE_TARGETS.cpu, platform: 'linux/arm64' });
+    });
+
+    test('a Fargate size Fargate does not offer fails synthesis with the valid range', () => {
+      // Assess
+      expect(() =>
+        synth({ context: { computeMode: 'cpu', sonomark: { cpuJob: { vcpus: 2, memoryMiB: 2048 } } }, nag: false }),
+      ).toThrow(/cpuJob.memoryMiB: Fargate with 2 vCPU takes 4096–16384 MiB/);
     });
   });
 
@@ -307,6 +477,50 @@ describe('PipelineStack', () => {
           Environment: { Variables: Match.objectLike({ SONOMARK_EXPERT: e.name, MODELS_DIR: '/var/task/models' }) },
         });
       }
+    });
+
+    test("expertOverrides sizes one expert's function and leaves the others at the manifest's values", () => {
+      // Prepare
+      const { manifest } = loadManifest();
+      const [first, ...others] = manifest.experts;
+      const overrides = { [first!.name]: { memoryMb: 2048, timeoutSeconds: 120, reservedConcurrency: 3 } };
+      // Act
+      const custom = synth({ context: { sonomark: { expertOverrides: overrides } }, nag: false });
+      const sizing = (name: string) => {
+        const fn = custom.pipeline.node.findChild(FUNCTION_IDS.expert(name)).node.findChild('Handler').node;
+        const cfn = fn.findChild('Function').node.defaultChild as any;
+        const props = custom.pipelineTemplate.toJSON().Resources[custom.pipeline.getLogicalId(cfn)].Properties;
+        return [props.MemorySize, props.Timeout, props.ReservedConcurrentExecutions];
+      };
+      // Assess
+      expect(sizing(first!.name)).toEqual([2048, 120, 3]);
+      for (const e of others) {
+        expect(sizing(e.name)).toEqual([e.lambda.memoryMb, e.lambda.timeoutSeconds, e.lambda.reservedConcurrency]);
+      }
+    });
+
+    test('partial expertOverrides keep the manifest for the fields they leave out', () => {
+      // Prepare
+      const e = loadManifest().manifest.experts[0]!;
+      // Act
+      const custom = synth({
+        context: { sonomark: { expertOverrides: { [e.name]: { reservedConcurrency: 7 } } } },
+        nag: false,
+      });
+      // Assess
+      custom.pipelineTemplate.hasResourceProperties('AWS::Lambda::Function', {
+        MemorySize: e.lambda.memoryMb,
+        Timeout: e.lambda.timeoutSeconds,
+        ReservedConcurrentExecutions: 7,
+        Environment: { Variables: Match.objectLike({ SONOMARK_EXPERT: e.name }) },
+      });
+    });
+
+    test('an override for an expert the manifest lacks fails synthesis, naming it', () => {
+      // Assess
+      expect(() =>
+        synth({ context: { sonomark: { expertOverrides: { nosuch: { memoryMb: 512 } } } }, nag: false }),
+      ).toThrow(/expertOverrides names expert\(s\) not in the manifest: nosuch/);
     });
   });
 
@@ -358,26 +572,91 @@ describe('PipelineStack', () => {
   });
 
   describe('encryption', () => {
-    test('queue, topic and log groups use the KMS key', () => {
+    test('topic and log groups use the KMS key (the trigger queue is in TriggerStack)', () => {
       // Assess
       template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
-      template.allResourcesProperties('AWS::SQS::Queue', { KmsMasterKeyId: Match.anyValue() });
+      template.resourceCountIs('AWS::SQS::Queue', 0);
       template.allResourcesProperties('AWS::Logs::LogGroup', { KmsKeyId: Match.anyValue() });
     });
 
-    test('alarms on failed executions and on DLQ depth notify the topic', () => {
+    test('alarm on failed executions notifies the topic', () => {
       // Assess
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         MetricName: 'ExecutionsFailed',
         Namespace: 'AWS/States',
         AlarmActions: [{ Ref: Match.stringLikeRegexp('AlarmTopic') }],
       });
+    });
+  });
+
+  describe('jobs RUNNABLE too long', () => {
+    test("a rule matches Batch's Job Queue Blocked events of the extractor queue only", () => {
+      // Prepare
+      const queueId = Object.keys(template.findResources('AWS::Batch::JobQueue'))[0]!;
+      // Assess
+      template.hasResourceProperties('AWS::Events::Rule', {
+        EventPattern: {
+          source: ['aws.batch'],
+          'detail-type': ['Batch Job Queue Blocked'],
+          detail: { jobQueue: [{ 'Fn::GetAtt': [queueId, 'JobQueueArn'] }] },
+        },
+      });
+    });
+
+    test('the alarm counts that rule in AWS/Events TriggeredRules and notifies the topic', () => {
+      // Prepare
+      const ruleId = Object.keys(
+        template.findResources('AWS::Events::Rule', {
+          Properties: { EventPattern: { 'detail-type': ['Batch Job Queue Blocked'] } },
+        }),
+      )[0]!;
+      // Assess
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-        MetricName: 'ApproximateNumberOfMessagesVisible',
-        Threshold: 0,
-        ComparisonOperator: 'GreaterThanThreshold',
+        Namespace: 'AWS/Events',
+        MetricName: 'TriggeredRules',
+        Dimensions: [{ Name: 'RuleName', Value: { Ref: ruleId } }],
+        Statistic: 'Sum',
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
         AlarmActions: [{ Ref: Match.stringLikeRegexp('AlarmTopic') }],
       });
     });
+
+    test("the rule's message names the job and Batch's reason, never the container environment (object key)", () => {
+      // Prepare
+      const rule = Object.values(
+        template.findResources('AWS::Events::Rule', {
+          Properties: { EventPattern: { 'detail-type': ['Batch Job Queue Blocked'] } },
+        }),
+      )[0] as any;
+      const target = rule.Properties.Targets[0];
+      // Assess
+      expect(target.Arn).toEqual({ Ref: expect.stringMatching(/^AlarmTopic/) });
+      expect(target.InputTransformer.InputPathsMap).toEqual({
+        'detail-jobName': '$.detail.jobName',
+        'detail-statusReason': '$.detail.statusReason',
+      });
+      expect(JSON.stringify(target)).not.toMatch(/container|environment|INPUT_KEY/i);
+    });
+
+    test('only that rule may publish to the topic as events.amazonaws.com', () => {
+      // Prepare
+      const policy = Object.values(template.findResources('AWS::SNS::TopicPolicy'))[0] as any;
+      const fromEvents = (policy.Properties.PolicyDocument.Statement as any[]).filter(
+        (st) => st.Principal?.Service === 'events.amazonaws.com',
+      );
+      // Assess
+      expect(fromEvents).toHaveLength(1);
+      expect(fromEvents[0].Condition.ArnEquals['aws:SourceArn']['Fn::GetAtt'][0]).toMatch(/^ExtractorQueueBlockedRule/);
+    });
+  });
+
+  test('the pipeline template holds only the functions the workflow invokes (local mode binds every one)', () => {
+    // Prepare
+    const ids = Object.keys(template.findResources('AWS::Lambda::Function'));
+    // Assess
+    expect(ids.every((id) => /^(ValidateUpload|Finalize|RecordFailure|Expert[A-Z])/.test(id))).toBe(true);
+    template.resourceCountIs('AWS::Events::Rule', 1);
   });
 });
