@@ -12,6 +12,10 @@ import { SegmentId } from './schemas';
 
 export const CONTEXT_KEY = 'sonomark';
 
+const InstanceTypeName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as g5.xlarge');
+
 /**
  * Price of one interface VPC endpoint in one Availability Zone, per hour, while
  * idle (us-east-1 list price; most regions are $0.01–0.014). Data processed
@@ -45,6 +49,69 @@ export const INTERFACE_ENDPOINTS = {
 
 export type InterfaceEndpointName = keyof typeof INTERFACE_ENDPOINTS;
 
+const UsdRate = z.number().finite().nonnegative();
+const FargateRates = z.object({ vcpuUsdPerHour: UsdRate, gbUsdPerHour: UsdRate }).strict();
+
+/**
+ * The price table: the unit prices cost estimates are computed from (the per-scan
+ * estimate in each usage record, lib/pricing.ts; the idle network cost). Each key
+ * given in config replaces that key of DEFAULT_PRICE_TABLE as a whole.
+ */
+export const PriceTable = z
+  .object({
+    /** Region and date of the prices; copied into every estimate as its basis. */
+    source: z.string().min(1),
+    /**
+     * Linux EC2 instance prices per hour, per GPU instance type. `onDemandUsdPerHour` is a
+     * list price; `typicalSpotUsdPerHour` is a ballpark for planning only (spot prices move
+     * by AZ and hour; no estimate uses it). Every `gpuInstanceTypes` entry needs a price in
+     * `gpu` mode.
+     */
+    gpuInstances: z.record(
+      InstanceTypeName,
+      z.object({ onDemandUsdPerHour: UsdRate, typicalSpotUsdPerHour: UsdRate.optional() }).strict(),
+    ),
+    /** Fargate (Linux, on-demand) per vCPU-hour and per GB-hour, by CPU architecture, and its minimum billed seconds per task. */
+    fargate: z
+      .object({ x86_64: FargateRates, arm64: FargateRates, minimumSeconds: z.number().int().nonnegative() })
+      .strict(),
+    /** Lambda on arm64: per GB-second of duration (first pricing tier) and per request. */
+    lambdaArm64: z.object({ usdPerGbSecond: UsdRate, usdPerRequest: UsdRate }).strict(),
+    /** Step Functions Standard workflows: per state transition. */
+    stepFunctionsStandard: z.object({ usdPerStateTransition: UsdRate }).strict(),
+    /** One interface VPC endpoint in one AZ, per hour (data processed comes on top). */
+    interfaceEndpoint: z.object({ usdPerAzHour: UsdRate }).strict(),
+  })
+  .strict();
+
+export type PriceTable = z.infer<typeof PriceTable>;
+
+/**
+ * us-east-1 list prices (Linux, on-demand, USD), as published on the AWS pricing
+ * pages and recorded in 2026. They are list prices to be checked before anyone is
+ * billed from them, not measured costs: nothing here was read from a bill, and
+ * other regions differ (often by 10–30%). The spot figures are rough ballparks, not
+ * list prices. Deploying elsewhere, give that region's table as `prices`.
+ */
+export const DEFAULT_PRICE_TABLE: PriceTable = {
+  source: 'AWS list prices, us-east-1, recorded 2026 (unverified against a bill)',
+  gpuInstances: {
+    'g4dn.xlarge': { onDemandUsdPerHour: 0.526, typicalSpotUsdPerHour: 0.22 },
+    'g5.xlarge': { onDemandUsdPerHour: 1.006, typicalSpotUsdPerHour: 0.42 },
+    'g5.2xlarge': { onDemandUsdPerHour: 1.212, typicalSpotUsdPerHour: 0.5 },
+    'g6.xlarge': { onDemandUsdPerHour: 0.8048, typicalSpotUsdPerHour: 0.4 },
+    'g6.2xlarge': { onDemandUsdPerHour: 0.9776, typicalSpotUsdPerHour: 0.48 },
+  },
+  fargate: {
+    x86_64: { vcpuUsdPerHour: 0.04048, gbUsdPerHour: 0.004445 },
+    arm64: { vcpuUsdPerHour: 0.03238, gbUsdPerHour: 0.00356 },
+    minimumSeconds: 60,
+  },
+  lambdaArm64: { usdPerGbSecond: 0.0000133334, usdPerRequest: 0.0000002 },
+  stepFunctionsStandard: { usdPerStateTransition: 0.000025 },
+  interfaceEndpoint: { usdPerAzHour: INTERFACE_ENDPOINT_USD_PER_AZ_HOUR },
+};
+
 /** Fargate's valid memory sizes (MiB) per vCPU count: [min, max, step]. */
 const FARGATE_MEMORY_MIB: Record<number, readonly [number, number, number]> = {
   1: [2048, 8192, 1024],
@@ -73,10 +140,7 @@ export const SonomarkConfig = z
      * are the cheapest single-GPU NVIDIA families that run the CUDA build of onnxruntime.
      * @default ['g5.xlarge', 'g6.xlarge']
      */
-    gpuInstanceTypes: z
-      .array(z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as g5.xlarge'))
-      .min(1)
-      .default(['g5.xlarge', 'g6.xlarge']),
+    gpuInstanceTypes: z.array(InstanceTypeName).min(1).default(['g5.xlarge', 'g6.xlarge']),
     /**
      * Where the extractor runs: `gpu` = Batch on EC2 GPU (spot first, on-demand
      * fallback); `cpu` = Batch on Fargate (no GPU quota needed; slower, fine for
@@ -197,10 +261,39 @@ export const SonomarkConfig = z
      * @default 3600
      */
     extractTimeoutSeconds: z.number().int().min(60).max(86400).default(3600),
+    /**
+     * The price table (PriceTable) behind the per-scan cost estimate and the idle
+     * network cost. Each key given replaces that key of the default as a whole
+     * (e.g. `{"gpuInstances": {...}}` replaces every instance price).
+     * @default DEFAULT_PRICE_TABLE - us-east-1 list prices
+     */
+    prices: z
+      .object(PriceTable.partial().shape)
+      .strict()
+      .transform((p): PriceTable => ({ ...DEFAULT_PRICE_TABLE, ...definedKeys(p) }))
+      .default(DEFAULT_PRICE_TABLE),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    // zod runs this check even when a field above failed; then that failure is the message.
+    const prices = (config.prices as PriceTable | undefined)?.gpuInstances;
+    if (config.computeMode !== 'gpu' || prices === undefined || !Array.isArray(config.gpuInstanceTypes)) return;
+    for (const type of config.gpuInstanceTypes) {
+      if (prices[type] === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['prices', 'gpuInstances', type],
+          message: `no price for GPU instance type ${type}; add its on-demand price to prices.gpuInstances`,
+        });
+      }
+    }
+  });
 
 export type SonomarkConfig = z.infer<typeof SonomarkConfig>;
+
+function definedKeys<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 /** The interface endpoints `computeMode` needs (see INTERFACE_ENDPOINTS), in table order. */
 export function interfaceEndpointsFor(computeMode: SonomarkConfig['computeMode']): InterfaceEndpointName[] {
@@ -209,11 +302,18 @@ export function interfaceEndpointsFor(computeMode: SonomarkConfig['computeMode']
   );
 }
 
-/** Monthly cost of the network while no clip is analysed: interface endpoints only (no NAT, no idle compute). */
-export function idleNetworkUsdPerMonth(config: Pick<SonomarkConfig, 'computeMode' | 'network'>): number {
+/**
+ * Monthly cost of the network while no clip is analysed: interface endpoints only
+ * (no NAT, no idle compute), at the price table's endpoint price (default: the
+ * us-east-1 list price).
+ */
+export function idleNetworkUsdPerMonth(
+  config: Pick<SonomarkConfig, 'computeMode' | 'network'> & { readonly prices?: PriceTable },
+): number {
   const endpointAzHours =
     interfaceEndpointsFor(config.computeMode).length * config.network.endpointAzs * HOURS_PER_MONTH;
-  return Math.round(endpointAzHours * INTERFACE_ENDPOINT_USD_PER_AZ_HOUR * 100) / 100;
+  const usdPerAzHour = (config.prices ?? DEFAULT_PRICE_TABLE).interfaceEndpoint.usdPerAzHour;
+  return Math.round(endpointAzHours * usdPerAzHour * 100) / 100;
 }
 
 /**

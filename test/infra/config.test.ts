@@ -68,4 +68,13 @@ describe('SonomarkConfig', () => {
       expect(idleNetworkUsdPerMonth({ computeMode, network: { maxAzs: 2, endpointAzs } })).toBe(usd);
     },
   );
+
+  test("idle network cost uses the price table's endpoint price, the us-east-1 list price by default", () => {
+    // Prepare
+    const config = parseConfig({ prices: { interfaceEndpoint: { usdPerAzHour: 0.012 } } });
+    // Act / Assess: 6 endpoints × 2 AZs × 730 h
+    expect(config.prices.interfaceEndpoint.usdPerAzHour).toBe(0.012);
+    expect(idleNetworkUsdPerMonth(config)).toBe(105.12);
+    expect(idleNetworkUsdPerMonth(parseConfig(undefined))).toBe(87.6);
+  });
 });
