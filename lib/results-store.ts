@@ -6,7 +6,7 @@
  * Items of one scan share a partition (`pk = SCAN#{scanId}`):
  * - `SCAN`            status RUNNING | COMPLETED | FAILED, identity, error or summary
  * - `EXPERT#{name}`   one ExpertResult per expert
- * - `USAGE`           the billing record, written in the same transaction as COMPLETED
+ * - `usage` on `SCAN`  the billing record, written in the same conditional update as COMPLETED
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
@@ -17,6 +17,7 @@ import {
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import { expertSk, SCAN_SK, scanPk, sitePk, siteSk } from './keys';
+import type { ScanCostEstimate } from './pricing';
 import type {
   ExpertOutput,
   ExpertResult,
@@ -111,6 +112,8 @@ export interface UsageInput {
   readonly extractorSeconds: number | null;
   /** Sum of the experts' inference milliseconds. */
   readonly expertMs: number;
+  /** Estimated cost from list prices (lib/pricing.ts); null when it cannot be estimated. */
+  readonly estimatedCost: ScanCostEstimate | null;
 }
 
 /** The billing record of a completed scan, stored as `usage` on its scan item (listed per site by the bySite index). */
@@ -121,6 +124,12 @@ export interface UsageRecord {
   readonly extractor: ModelRef;
   readonly extractorSeconds: number | null;
   readonly expertMs: number;
+  /**
+   * Estimated cost of the scan from this deployment's list prices (lib/pricing.ts), by
+   * part and with its basis; an estimate, not a bill. Null when it cannot be estimated
+   * (no measured extractor seconds). Absent on records written before it existed.
+   */
+  readonly estimatedCost?: ScanCostEstimate | null;
   /** Billable units: one per analysed clip. */
   readonly units: 1;
   readonly createdAt: string;
@@ -182,6 +191,7 @@ export function usageRecord(
     extractor: scan.extractor,
     extractorSeconds: usage.extractorSeconds,
     expertMs: usage.expertMs,
+    estimatedCost: usage.estimatedCost,
     units: 1,
     createdAt: now,
   };

@@ -1,9 +1,11 @@
 /**
- * Finalize: the scan is COMPLETED with a summary, and its usage record is written
- * in the same transaction (lib/results-store.ts completeScan).
+ * Finalize: the scan is COMPLETED with a summary, and its usage record (measured
+ * seconds and the cost estimated from them, lib/pricing.ts) is written in the same
+ * conditional update (lib/results-store.ts completeScan).
  */
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ModelError } from '../../lib/errors';
+import { estimateScanCost, type ScanRates } from '../../lib/pricing';
 import { completeScan, measuredSeconds, type ScanSummary, type UsageRecord } from '../../lib/results-store';
 import { FinalizeInput } from '../../lib/schemas';
 import { parsePayload } from '../../lib/zod-parse';
@@ -11,6 +13,8 @@ import { parsePayload } from '../../lib/zod-parse';
 export interface FinalizeDeps {
   readonly doc: DynamoDBDocumentClient;
   readonly table: string;
+  /** This deployment's prices, for the usage record's cost estimate (env SCAN_RATES in the cloud). */
+  readonly rates: ScanRates;
   readonly now?: () => Date;
 }
 
@@ -18,7 +22,7 @@ export interface FinalizeOutput {
   readonly status: 'COMPLETED';
   readonly scanId: string;
   readonly summary: ScanSummary;
-  readonly usage: Pick<UsageRecord, 'extractorSeconds' | 'expertMs' | 'units'>;
+  readonly usage: Pick<UsageRecord, 'extractorSeconds' | 'expertMs' | 'units' | 'estimatedCost'>;
 }
 
 export async function finalizeScan(input: unknown, deps: FinalizeDeps): Promise<FinalizeOutput> {
@@ -42,16 +46,22 @@ export async function finalizeScan(input: unknown, deps: FinalizeDeps): Promise<
     extractor: scan.extractor,
     durations: { extractorSeconds, expertMs, totalExpertMs },
   };
+  const estimatedCost = estimateScanCost({ extractorSeconds, expertMs }, deps.rates);
   const usage = await completeScan(deps.doc, deps.table, {
     scan,
     summary,
-    usage: { extractorSeconds, expertMs: totalExpertMs },
+    usage: { extractorSeconds, expertMs: totalExpertMs, estimatedCost },
     now: (deps.now?.() ?? new Date()).toISOString(),
   });
   return {
     status: 'COMPLETED',
     scanId: scan.scanId,
     summary,
-    usage: { extractorSeconds: usage.extractorSeconds, expertMs: usage.expertMs, units: usage.units },
+    usage: {
+      extractorSeconds: usage.extractorSeconds,
+      expertMs: usage.expertMs,
+      units: usage.units,
+      estimatedCost: usage.estimatedCost ?? null,
+    },
   };
 }

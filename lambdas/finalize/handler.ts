@@ -1,13 +1,18 @@
 /** Finalize Lambda: thin wrapper over finalizeScan (finalize.ts). */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, requireEnv } from '../../lib/env';
+import { ENV, jsonEnv, requireEnv } from '../../lib/env';
+import { ScanRates } from '../../lib/pricing';
 import { documentClient, errorFields, powertools } from '../shared/runtime';
 import { finalizeScan, type FinalizeDeps, type FinalizeOutput } from './finalize';
 
 const { logger, metrics, tracer } = powertools('sonomark-finalize');
 
-const deps: FinalizeDeps = { doc: documentClient(tracer), table: requireEnv(ENV.resultsTable) };
+const deps: FinalizeDeps = {
+  doc: documentClient(tracer),
+  table: requireEnv(ENV.resultsTable),
+  rates: jsonEnv(ENV.scanRates, ScanRates),
+};
 
 export async function handler(input: unknown, context?: Context): Promise<FinalizeOutput> {
   if (context) logger.addContext(context);
@@ -19,6 +24,7 @@ export async function handler(input: unknown, context?: Context): Promise<Finali
       ...keys,
       extractorSeconds: out.usage.extractorSeconds,
       expertMs: out.usage.expertMs,
+      estimatedCostUsd: out.usage.estimatedCost?.totalUsd ?? null,
     });
     metrics.addMetric('ScansCompleted', MetricUnit.Count, 1);
     if (out.usage.extractorSeconds !== null)

@@ -10,7 +10,9 @@ import { scoreExpert } from '../../lambdas/expert/score';
 import { finalizeScan } from '../../lambdas/finalize/finalize';
 import { recordFailure } from '../../lambdas/record-failure/record-failure';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload } from '../../lambdas/validate-upload/validate';
+import { parseConfig } from '../config';
 import type { LoadedManifest } from '../manifest';
+import { scanRates, type ScanRates } from '../pricing';
 import type { LocalHandlers } from './bindings';
 
 export interface LocalHandlerDeps {
@@ -21,11 +23,29 @@ export interface LocalHandlerDeps {
   readonly loaded: LoadedManifest;
   /** Where the extractor job's JSON log lines go; local mode keeps stdout for results. */
   readonly log?: (line: string) => void;
+  /**
+   * Prices for the usage record's cost estimate (the cloud's SCAN_RATES).
+   * @default localScanRates: what the default cloud deployment would charge for the scan
+   */
+  readonly rates?: ScanRates;
+}
+
+/**
+ * Local mode runs on this machine and costs nothing; its usage records estimate what
+ * the default deployment (default config: GPU mode, us-east-1 list prices, each
+ * expert at its manifest memory) would charge for the same measured seconds.
+ */
+export function localScanRates(loaded: LoadedManifest): ScanRates {
+  return scanRates(
+    parseConfig(undefined),
+    loaded.manifest.experts.map((e) => ({ name: e.name, memoryMb: e.lambda.memoryMb })),
+  );
 }
 
 export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
   const { s3, doc, table } = deps;
   const now = () => new Date();
+  const rates = deps.rates ?? localScanRates(deps.loaded);
   return {
     lambdas: {
       validate: (payload) =>
@@ -39,7 +59,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
           now,
         }),
       expert: (payload) => scoreExpert(payload, { s3, doc, table, models: deps.loaded, now }),
-      finalize: (payload) => finalizeScan(payload, { doc, table, now }),
+      finalize: (payload) => finalizeScan(payload, { doc, table, rates, now }),
       recordFailure: (payload) => recordFailure(payload, { doc, table, s3, now }),
     },
     extractJob: async (env) => {

@@ -28,6 +28,7 @@ import { Workflow } from '../constructs/workflow';
 import { ENV } from '../env';
 import { UPLOADS_PREFIX } from '../keys';
 import { loadManifest } from '../manifest';
+import { scanRates } from '../pricing';
 import type { Manifest } from '../schemas';
 
 export interface PipelineStackProps extends StackProps {
@@ -134,6 +135,18 @@ export class PipelineStack extends Stack {
           artifactsBucket: props.artifactsBucket,
           resultsTable: props.resultsTable,
         }),
+    );
+    // The usage record's cost estimate: this deployment's list-price rates (config
+    // `prices`, compute mode, each expert's memory), resolved here, checked by the
+    // Finalize handler's schema when it starts.
+    this.finalizeFunction.function.addEnvironment(
+      ENV.scanRates,
+      JSON.stringify(
+        scanRates(
+          config,
+          this.expertFunctions.map((e) => ({ name: e.expert.name, memoryMb: e.sizing.memoryMb })),
+        ),
+      ),
     );
 
     this.extractor = new GpuJob(this, 'Extractor', {

@@ -4,6 +4,7 @@ import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { interfaceEndpointsFor, INTERFACE_ENDPOINTS } from '../../lib/config';
 import { EXTRACTOR_IMAGE_TARGETS } from '../../lib/constructs/gpu-job';
 import { loadManifest } from '../../lib/manifest';
+import { COMPLETED_SCAN_STATES, PER_EXPERT_STATES, ScanRates, scanRates } from '../../lib/pricing';
 import { FUNCTION_IDS } from '../../lib/stacks/pipeline-stack';
 import { EXTRACT_ENV, STATE } from '../../lib/workflow-contract';
 import { allStatements, definitionOf, synth, type Synthesized } from './helpers';
@@ -26,6 +27,38 @@ function interfaceEndpoints(template: Template): { service: string; subnets: num
       const service = Object.keys(INTERFACE_ENDPOINTS).find((s) => name.includes(`.${s}"`)) ?? name;
       return { service, subnets: (e.Properties.SubnetIds as unknown[]).length };
     });
+}
+
+/**
+ * The states a completed scan passes through, walked in the ASL: from StartAt along
+ * Next, the `analyze` branch at a Choice, up to a Succeed; and once per item inside Score.
+ */
+function completedScanPath(definition: Record<string, any>): { once: string[]; perExpert: string[] } {
+  const walk = (states: Record<string, any>, start: string): string[] => {
+    const path: string[] = [];
+    for (let name: string | undefined = start; name !== undefined;) {
+      if (path.includes(name)) throw new Error(`loop at ${name}`);
+      path.push(name);
+      const state: Record<string, any> = states[name];
+      name =
+        state.Type === 'Choice'
+          ? state.Choices.find((c: any) => c.StringEquals === 'analyze').Next
+          : state.End || state.Type === 'Succeed'
+            ? undefined
+            : state.Next;
+    }
+    return path;
+  };
+  const score = definition.States[STATE.score].ItemProcessor;
+  return { once: walk(definition.States, definition.StartAt), perExpert: walk(score.States, score.StartAt) };
+}
+
+/** The SCAN_RATES environment variable of the Finalize function, parsed. */
+function finalizeRates(built: Synthesized): ScanRates {
+  const fn = built.pipeline.node.findChild(FUNCTION_IDS.finalize).node.findChild('Function');
+  const logicalId = built.pipeline.getLogicalId(fn.node.defaultChild as any);
+  const vars = built.pipelineTemplate.toJSON().Resources[logicalId].Properties.Environment.Variables;
+  return ScanRates.parse(JSON.parse(vars.SCAN_RATES));
 }
 
 /** The Docker build target and platform of the extractor image asset. */
@@ -71,6 +104,14 @@ describe('PipelineStack', () => {
       // Assess
       expect(definition.StartAt).toBe(STATE.start);
       for (const name of Object.values(STATE)) expect(names).toContain(name);
+    });
+
+    test('a completed scan passes exactly the states the cost estimate counts (lib/pricing.ts)', () => {
+      // Act
+      const path = completedScanPath(definition);
+      // Assess
+      expect(path.once).toEqual(COMPLETED_SCAN_STATES);
+      expect(path.perExpert).toEqual(PER_EXPERT_STATES);
     });
 
     test('Start wraps the event; Validate lifts ValidateOutput into $.validation', () => {
@@ -514,6 +555,54 @@ describe('PipelineStack', () => {
         ReservedConcurrentExecutions: 7,
         Environment: { Variables: Match.objectLike({ SONOMARK_EXPERT: e.name }) },
       });
+    });
+
+    test("Finalize gets this deployment's price rates (SCAN_RATES), each expert at its function's memory", () => {
+      // Prepare
+      const { manifest } = loadManifest();
+      const memory = (name: string): number => {
+        const fn = built.pipeline.node.findChild(FUNCTION_IDS.expert(name)).node.findChild('Handler').node;
+        const cfn = fn.findChild('Function').node.defaultChild as any;
+        return template.toJSON().Resources[built.pipeline.getLogicalId(cfn)].Properties.MemorySize;
+      };
+      // Act
+      const rates = finalizeRates(built);
+      // Assess
+      expect(rates.expertMemoryMb).toEqual(Object.fromEntries(manifest.experts.map((e) => [e.name, memory(e.name)])));
+      expect(rates).toEqual(
+        scanRates(
+          built.config,
+          manifest.experts.map((e) => ({ name: e.name, memoryMb: e.lambda.memoryMb })),
+        ),
+      );
+      expect(rates.basis).toContain('us-east-1');
+      // Only Finalize prices scans.
+      const withRates = (Object.values(template.findResources('AWS::Lambda::Function')) as any[]).filter(
+        (f) => f.Properties.Environment.Variables.SCAN_RATES !== undefined,
+      );
+      expect(withRates).toHaveLength(1);
+    });
+
+    test('the price rates follow the compute mode, expertOverrides and the config price table', () => {
+      // Prepare
+      const e = loadManifest().manifest.experts[0]!;
+      // Act
+      const custom = synth({
+        context: {
+          computeMode: 'cpu',
+          sonomark: {
+            expertOverrides: { [e.name]: { memoryMb: 3008 } },
+            prices: { source: 'eu-west-1 list prices', stepFunctionsStandard: { usdPerStateTransition: 0.00003 } },
+          },
+        },
+        nag: false,
+      });
+      const rates = finalizeRates(custom);
+      // Assess
+      expect(rates.basis).toMatch(/^eu-west-1 list prices; extractor at Fargate x86_64 2 vCPU 4096 MiB on-demand/);
+      expect(rates.extractor.minimumSeconds).toBe(60);
+      expect(rates.expertMemoryMb[e.name]).toBe(3008);
+      expect(rates.usdPerStateTransition).toBe(0.00003);
     });
 
     test('an override for an expert the manifest lacks fails synthesis, naming it', () => {

@@ -3,17 +3,36 @@ import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { scanPk, SCAN_SK } from '../../lib/keys';
+import type { ScanRates } from '../../lib/pricing';
 import type { ExpertResult } from '../../lib/schemas';
 import { finalizeScan, type FinalizeDeps } from '../../lambdas/finalize/finalize';
 import { EXTRACTOR_REF, scanRef } from './helpers/fakes';
 
 const ddbMock = mockClient(DynamoDBDocumentClient);
 const NOW = '2025-01-02T03:10:00.000Z';
+/** Round numbers, so the expected estimate can be worked out by hand. */
+const RATES: ScanRates = {
+  basis: 'test prices',
+  extractor: { usdPerSecond: 0.001, minimumSeconds: 0 },
+  lambda: { usdPerGbSecond: 0.00001, usdPerRequest: 0.0000002 },
+  expertMemoryMb: { diagnosis: 1024, triage: 2048 },
+  usdPerStateTransition: 0.000025,
+};
 const deps = (): FinalizeDeps => ({
   doc: DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })),
   table: 'results',
+  rates: RATES,
   now: () => new Date(NOW),
 });
+// 42.5 s × $0.001; (2.5 ms × 1 GB + 1.5 ms × 2 GB) × $0.00001/GB-s; 5 requests; 12 transitions.
+const ESTIMATE = {
+  totalUsd: 0.042801055,
+  extractorUsd: 0.0425,
+  expertsUsd: 0.000000055,
+  requestsUsd: 0.000001,
+  stateTransitionsUsd: 0.0003,
+  basis: 'test prices',
+};
 const scan = scanRef();
 const result = (name: string, inferMs: number, output: ExpertResult['output']): ExpertResult => ({
   scanId: scan.scanId,
@@ -48,7 +67,7 @@ describe('finalizeScan', () => {
     expect(out).toMatchObject({
       status: 'COMPLETED',
       scanId: scan.scanId,
-      usage: { extractorSeconds: 42.5, expertMs: 4, units: 1 },
+      usage: { extractorSeconds: 42.5, expertMs: 4, units: 1, estimatedCost: ESTIMATE },
     });
     expect(out.summary.experts.diagnosis).toEqual(results[0]!.output);
     expect(out.summary.durations).toEqual({
@@ -70,6 +89,7 @@ describe('finalizeScan', () => {
       extractor: scan.extractor,
       extractorSeconds: 42.5,
       expertMs: 4,
+      estimatedCost: ESTIMATE,
       units: 1,
       createdAt: NOW,
     });
@@ -78,6 +98,10 @@ describe('finalizeScan', () => {
   it('records null extractor seconds when the job summary has no timestamps', async () => {
     const out = await finalizeScan({ scan, extract: {}, results }, deps());
     expect(out.usage.extractorSeconds).toBeNull();
+    expect(out.usage.estimatedCost).toBeNull();
+    expect(ddbMock.commandCalls(UpdateCommand)[0]!.args[0].input.ExpressionAttributeValues![':usage']).toMatchObject({
+      estimatedCost: null,
+    });
   });
 
   it('turns a failed condition into a ScanStateError naming the status', async () => {
