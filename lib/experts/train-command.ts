@@ -233,6 +233,11 @@ export async function runExpertTraining(
     log(`  ${family.padEnd(6)} CV ${primary} ${fmt(c.evaluation.metrics[primary])}  (${c.seconds.toFixed(2)} s)`);
   }
   log(`  chosen: ${result.chosen} (λ = ${result.final.lambda})`);
+  const grid = result.final.lambdaGrid;
+  if (grid.length > 1 && (result.final.lambda === Math.max(...grid) || result.final.lambda === Math.min(...grid))) {
+    // The optimum may lie beyond the grid; the numbers are still honest (nested), just perhaps not the best.
+    log(`  note: λ = ${result.final.lambda} is at the edge of the grid [${grid.join(', ')}]`);
+  }
   if (result.loso) {
     log(`  leave-one-source-out ${primary} ${fmt(result.loso.evaluation.metrics[primary])}`);
   }

@@ -102,7 +102,9 @@ describe('experts train: bad labels name the row', () => {
     const csv = labelsCsv((l) => cell(l, 17, COL.sha256, 'ab12'.padEnd(64, '0')));
     const log: string[] = [];
     // Act
-    const out = await runExpertTraining(options(csv, { skipMissingFeatures: true }), (line) => log.push(line));
+    const out = await runExpertTraining(options(csv, { skipMissingFeatures: true, candidates: ['linear'] }), (line) =>
+      log.push(line),
+    );
     // Assess
     expect(log.join('\n')).toMatch(/1 rows without features skipped \(lines 17/);
     expect((out.report.data as { rows: number; skippedWithoutFeatures: number[] }).skippedWithoutFeatures).toEqual([
@@ -189,6 +191,43 @@ describe('experts train: features', () => {
     await expect(train(options(labelsCsv(), { features: mixed }))).rejects.toThrow(
       /come from 2 different extractors \(sonomark-fixture-extractor@0\.0\.1 .*: 57 documents, .*sonomark-fixture-extractor@0\.0\.2 .*: 3 documents, e\.g\. .*mixed\.jsonl line 58\)/,
     );
+  });
+
+  it('--cv-features with {fold} reads one feature set per fold, each from one extractor', async () => {
+    // Prepare: fold f's set holds every clip, as the extractor trained without fold f would see it.
+    for (let f = 0; f < 5; f++) {
+      const version = `0.0.${f + 10}`;
+      const set = rows.map((r) => ({
+        ...r,
+        features: { ...r.features, extractor: { ...r.features.extractor, version } },
+      }));
+      writeFileSync(path.join(dir, `fold${f}.jsonl`), jsonl(set));
+    }
+    // Act
+    const out = await runExpertTraining(
+      options(labelsCsv(), { cvFeatures: path.join(dir, 'fold{fold}.jsonl'), candidates: ['linear'] }),
+    );
+    // Assess
+    expect(out.result.cv.features).toBe('per-fold');
+    const data = out.report.data as { cvFeatures: { extractors: Record<string, { version: string }> } };
+    expect(Object.keys(data.cvFeatures.extractors)).toEqual(['0', '1', '2', '3', '4']);
+    expect(data.cvFeatures.extractors['3']!.version).toBe('0.0.13');
+    expect((out.entry.card.metrics as { cv: { features: string } }).cv.features).toMatch(
+      /^per-fold extractor features/,
+    );
+  });
+
+  it('--cv-features names the fold set that lacks a row, and needs --fold-column for {fold}', async () => {
+    // Prepare
+    writeFileSync(path.join(dir, 'short2.jsonl'), jsonl(rows.slice(1)));
+    for (const f of [0, 1, 3, 4]) writeFileSync(path.join(dir, `short${f}.jsonl`), jsonl(rows));
+    // Act / Assess
+    await expect(train(options(labelsCsv(), { cvFeatures: path.join(dir, 'short{fold}.jsonl') }))).rejects.toThrow(
+      /line 2: no features for sha256 [0-9a-f]{12}… \(file \/synthetic\/synthetic-000\.mp4, name synthetic-000\) in --cv-features for fold 2/,
+    );
+    await expect(
+      train(options(labelsCsv(), { cvFeatures: path.join(dir, 'short{fold}.jsonl'), foldColumn: undefined })),
+    ).rejects.toThrow(/needs --fold-column/);
   });
 
   it('names the line of a JSONL record that is not a features record', async () => {
