@@ -276,6 +276,14 @@ export async function runExpertTraining(
           'CV read features from the final extractor, which may have trained on the held-out clips: if so these numbers are optimistic. Pass --cv-features with out-of-fold extractor features for an honest estimate.',
         ]
       : []),
+    ...(result.cv.features === 'out-of-fold' &&
+    opts.blocks.some((b) => b !== 'biomarker-stats') &&
+    Array.isArray(cvLoaded?.extractors) &&
+    cvLoaded.extractors.length > 1
+      ? [
+          'The out-of-fold CV features come from several extractors whose embedding coordinates are not aligned, so each CV model mixed them; per-fold sets (--cv-features with {fold}) avoid that.',
+        ]
+      : []),
     ...(result.loso
       ? [
           `Leave-one-source-out read ${result.loso.features === 'out-of-fold' ? 'out-of-fold' : 'the training'} features; no extractor was trained without a whole source, so it measures the expert's transfer across sources, not the extractor's.`,
