@@ -12,12 +12,11 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   createExtractorSession,
-  decodeFrameBytes,
   type ExecutionProviderChoice,
   type ExtractorSession,
 } from '../gpu-tasks/feature-extractor/src';
 import { modelsBanner, resultJson, resultTable } from '../lib/cli/format';
-import { toNpy } from '../lib/cli/npy';
+import { writeClipFrames } from '../lib/datasets/export';
 import { PayloadError } from '../lib/errors';
 import { TrainingDataError } from '../lib/experts/errors';
 import { clipFeatures, DEFAULT_CACHE_DIR, featuresCacheDir } from '../lib/experts/features-cache';
@@ -201,16 +200,9 @@ async function frames(argv: string[], out: NodeJS.WritableStream): Promise<numbe
     const name = path.basename(file).replace(/\.[^.]+$/, '');
     try {
       // The raw 8-bit frames the extractor scales by 1/255: training reads the same pixels.
-      const clip = await decodeFrameBytes(file, { size, maxFrames });
-      writeFileSync(path.join(values.out, `${name}.npy`), toNpy(clip.bytes, [clip.count, 1, size, size], 'u1'));
-      index.push({
-        file,
-        npy: `${name}.npy`,
-        frames: clip.count,
-        decodedFrames: clip.decodedFrames,
-        frameIndices: clip.frameIndices,
-      });
-      out.write(`${name}.npy  ${clip.count} frames of ${clip.decodedFrames}\n`);
+      const entry = await writeClipFrames(file, values.out, `${name}.npy`, { size, maxFrames });
+      index.push({ file, ...entry });
+      out.write(`${name}.npy  ${entry.frames} frames of ${entry.decodedFrames}\n`);
     } catch (e) {
       failed++;
       index.push({ file, error: (e as Error).message });
