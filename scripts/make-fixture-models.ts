@@ -1,17 +1,20 @@
 /**
- * Writes the deterministic FIXTURE models and their manifest into models/ (or the
- * directory given as the first argument). Fixtures are NOT trained; see
+ * Writes the deterministic FIXTURE models and their manifest into the directory
+ * given as the first argument (never models/ by default: that holds the trained set). Fixtures are NOT trained; see
  * lib/onnx/fixture-models.ts. Byte-for-byte reproducible: running it twice gives
  * the same sha256s, and test/unit/onnx-fixtures.test.ts fails if the committed
  * files drift from this script.
  *
- *   npx tsx scripts/make-fixture-models.ts [outDir]
+ *   npx tsx scripts/make-fixture-models.ts OUT_DIR
  */
 import * as path from 'node:path';
 import { writeFixtureModels } from '../lib/onnx/fixture-models';
-import { DEFAULT_MODELS_DIR } from '../lib/paths';
 
-const outDir = path.resolve(process.argv[2] ?? DEFAULT_MODELS_DIR);
+if (!process.argv[2]) {
+  console.error('usage: npx tsx scripts/make-fixture-models.ts OUT_DIR (tests and load tests point MODELS_DIR at it)');
+  process.exit(2);
+}
+const outDir = path.resolve(process.argv[2]);
 const { manifest } = writeFixtureModels(outDir);
 const entries = [manifest.extractor, ...manifest.experts];
 for (const e of entries)
