@@ -3,6 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../lib/biomarkers';
+import { blocksDim } from '../../lib/features';
 import { ModelError } from '../../lib/errors';
 import { findExpert, loadManifest, readVerifiedModel } from '../../lib/manifest';
 import { DEFAULT_MODELS_DIR } from '../../lib/paths';
@@ -64,7 +65,7 @@ describe('loadManifest', () => {
   it('rejects an expert whose declared dim does not match its blocks', () => {
     // Prepare
     editManifest((m) => {
-      m.experts[1].input.dim = 87;
+      m.experts.find((e: { name: string }) => e.name === 'severity').input.dim = 87;
     });
 
     // Act
@@ -72,15 +73,18 @@ describe('loadManifest', () => {
 
     // Assess
     expect(err).toBeInstanceOf(ModelError);
+    const shipped = loadManifest(SHIPPED).manifest;
+    const severity = findExpert(shipped, 'severity');
+    const dim = blocksDim(severity.input.blocks, shipped.extractor.outputs.embedding.dim);
     expect(err.message).toBe(
-      'Expert "severity" declares input dim 87, but blocks [biomarker-stats, embedding-mean, embedding-max] give 88.',
+      `Expert "severity" declares input dim 87, but blocks [${severity.input.blocks.join(', ')}] give ${dim}.`,
     );
   });
 
   it('rejects a duplicate expert', () => {
     // Prepare
     editManifest((m) => {
-      m.experts.push(structuredClone(m.experts[0]));
+      m.experts.push(structuredClone(m.experts.find((e: { name: string }) => e.name === 'diagnosis')));
     });
 
     // Act
@@ -94,16 +98,17 @@ describe('loadManifest', () => {
   it('rejects an expert trained on another extractor version', () => {
     // Prepare
     editManifest((m) => {
-      m.experts[2].extractor.version = '0.0.2';
+      m.experts.find((e: { name: string }) => e.name === 'triage').extractor.version = '0.0.2';
     });
+    const { name, version } = loadManifest(SHIPPED).manifest.extractor;
 
     // Act
     const err = loadError();
 
     // Assess
     expect(err).toBeInstanceOf(ModelError);
-    expect(err.message).toContain('Expert "triage" was trained on sonomark-fixture-extractor@0.0.2 features');
-    expect(err.message).toContain("manifest's extractor is sonomark-fixture-extractor@0.0.1");
+    expect(err.message).toContain(`Expert "triage" was trained on ${name}@0.0.2 features`);
+    expect(err.message).toContain(`manifest's extractor is ${name}@${version}`);
   });
 
   it('rejects a binary expert whose positive label is not among its labels', () => {
