@@ -76,55 +76,54 @@ def pos_weights(y):
     return ((n - pos) / pos.clamp(min=1)).clamp(1.0, 10.0)
 
 
-def train_mil(model, data, train_idx, cfg, gen, device, log):
-    """Multiple-instance learning from clip-level biomarker flags; unannotated flags are masked out."""
-    y_all = data.y
-    pw = pos_weights(y_all[train_idx]).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+def _supervised_loop(params, data, train_idx, cfg, gen, device, log, tag, clip_loss):
+    """The shared MIL loop: sample clips, a few augmented frames each, a clip-level loss."""
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     b, f = cfg["batch_clips"], cfg["frames_per_clip"]
     idx = np.array(train_idx)
     started = time.time()
-    model.train()
     for step in range(cfg["steps"]):
         _set_lr(opt, cosine_lr(step, cfg["steps"], cfg["lr"]))
         pick = idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
         x = augment(data.sample(pick, f, gen).to(device), gen)
+        loss = clip_loss(x, pick, b, f)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0 or step == cfg["steps"] - 1:
+            log(f"  {tag} step {step:4d} loss {loss.item():.3f}")
+    return time.time() - started
+
+
+def train_mil(model, data, train_idx, cfg, gen, device, log):
+    """Multiple-instance learning from clip-level biomarker flags; unannotated flags are masked out."""
+    y_all = data.y
+    pw = pos_weights(y_all[train_idx]).to(device)
+
+    def clip_loss(x, pick, b, f):
         logits, _ = model(x)
         clip_logits = lse_pool(logits, f)
         y = y_all[pick].to(device)
         mask = ~torch.isnan(y)
         loss_el = F.binary_cross_entropy_with_logits(clip_logits, torch.nan_to_num(y), pos_weight=pw, reduction="none")
-        loss = (loss_el * mask).sum() / mask.sum().clamp(min=1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 200 == 0 or step == cfg["steps"] - 1:
-            log(f"  mil step {step:4d} loss {loss.item():.3f}")
-    return time.time() - started
+        return (loss_el * mask).sum() / mask.sum().clamp(min=1)
+
+    model.train()
+    return _supervised_loop(model.parameters(), data, train_idx, cfg, gen, device, log, "mil", clip_loss)
 
 
 def train_e2e(model, data, train_idx, cfg, gen, device, log):
     """The end-to-end baseline: the same backbone trained on the clip diagnosis directly (mean-pooled logits)."""
     counts = torch.bincount(data.diagnosis[train_idx], minlength=len(data.diagnoses)).float()
     weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
-    params = list(model.backbone.parameters()) + list(model.class_head.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    b, f = cfg["batch_clips"], cfg["frames_per_clip"]
-    idx = np.array(train_idx)
-    started = time.time()
-    model.train()
-    for step in range(cfg["steps"]):
-        _set_lr(opt, cosine_lr(step, cfg["steps"], cfg["lr"]))
-        pick = idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
-        x = augment(data.sample(pick, f, gen).to(device), gen)
+
+    def clip_loss(x, pick, b, f):
         logits = model.class_head(model.backbone(x)).view(b, f, -1).mean(1)
-        loss = F.cross_entropy(logits, data.diagnosis[pick].to(device), weight=weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 200 == 0 or step == cfg["steps"] - 1:
-            log(f"  e2e step {step:4d} loss {loss.item():.3f}")
-    return time.time() - started
+        return F.cross_entropy(logits, data.diagnosis[pick].to(device), weight=weight)
+
+    model.train()
+    params = list(model.backbone.parameters()) + list(model.class_head.parameters())
+    return _supervised_loop(params, data, train_idx, cfg, gen, device, log, "e2e", clip_loss)
 
 
 @torch.no_grad()
