@@ -140,6 +140,25 @@ def run_cv(variant, data, cfg, folds, seed, device, out_dir):
     return oof, times
 
 
+def run_loso(data, cfg, args, device):
+    """One extractor per source, trained on every other source: the experts' leave-one-source-out
+    evaluation then reads features from an extractor that never saw the held-out source."""
+    with open(os.path.join(args.out, "report.json")) as f:
+        kept = json.load(f)["kept"]
+    sources = sorted({it["source"] for it in data.items}, key=lambda s: (len(s), s))
+    out_dir = os.path.join(args.out, "loso", kept)
+    os.makedirs(out_dir, exist_ok=True)
+    times = []
+    for s in sources:
+        train_idx = [i for i, it in enumerate(data.items) if it["source"] != s]
+        log(f"[loso {kept}] source {s}: {len(train_idx)} train clips, {len(data) - len(train_idx)} held out")
+        model, t = fit(kept, data, train_idx, cfg, args.seed + 7919 * (sources.index(s) + 1), device)
+        export_onnx(model, os.path.join(out_dir, f"source-{s}.onnx"), data.size)
+        times.append(dict(t, source=s))
+    with open(os.path.join(out_dir, "times.json"), "w") as f:
+        json.dump({"recipe": kept, "sources": sources, "times": times}, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -147,6 +166,8 @@ def main():
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--quick", action="store_true", help="a few steps per stage: checks the recipe runs, numbers mean nothing")
     ap.add_argument("--folds", default="all", help="comma-separated fold indices, or all")
+    ap.add_argument("--loso", action="store_true",
+                    help="only train one extractor per held-out source (kept recipe from an earlier run's report.json), for leave-one-source-out evaluation")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads (torch may default to 1 in containers)")
     args = ap.parse_args()
 
@@ -173,6 +194,10 @@ def main():
         log(f"labels without positives (masked out of the loss, outputs meaningless): {unlearnable}")
         for b in unlearnable:
             data.y[:, data.labels.index(b)] = float("nan")
+
+    if args.loso:
+        run_loso(data, cfg, args, device)
+        return
 
     report = {"config": cfg, "seed": args.seed, "hardware": hardware, "positives": positives, "unlearnable": unlearnable,
               "dropped_upstream": data.meta.get("dropped", {}), "folds": data.n_folds, "cv": {}}
