@@ -5,11 +5,12 @@
 #      frames (uint8 .npy), labels, groups and folds;
 #   2. models/training/train_extractor.py: grouped CV (with and without self-supervised pretraining),
 #      the end-to-end baseline, the final model, ONNX export, the parity fixture (fixed seeds);
+#      then one extractor per held-out source (--loso) for the leave-one-source-out evaluation;
 #   3. scripts/ship-extractor.ts: parity check, then the model, card, metrics and manifest entry into models/;
 #   4. npm run train:experts: experts retrained on the new features, models/EVALUATION.md.
 #
 # PYTHON defaults to Debian's /usr/bin/python3 (apt-get install python3-torch python3-onnx);
-# a CUDA GPU is used when PyTorch sees one. About 27 minutes on 2 CPU cores.
+# a CUDA GPU is used when PyTorch sees one. About 50 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${SONOMARK_TRAINING_DIR:-.sonomark/training}
@@ -20,5 +21,7 @@ PY=${PYTHON:-/usr/bin/python3}
 }
 npx tsx scripts/export-training-set.ts --data "${POCUS_DATA:-../shared/data/pocus}" --out "$T/pocus"
 "$PY" models/training/train_extractor.py --data "$T/pocus" --out "$T/extractor"
+# One extractor per held-out source, so the experts' leave-one-source-out numbers never see the source.
+"$PY" models/training/train_extractor.py --data "$T/pocus" --out "$T/extractor" --loso
 npx tsx scripts/ship-extractor.ts --from "$T/extractor" --data "$T/pocus"
 bash scripts/train-experts.sh
