@@ -56,6 +56,8 @@ const USAGE = `Usage:
       --source-column COL  also report leave-one-source-out metrics
       --blocks LIST      input blocks (default: biomarker-stats,embedding-mean,embedding-max)
       --cv-features F    features for the CV only: out-of-fold features, or a path with {fold} for per-fold sets
+      --loso-features F  path with {source}: the leave-one-source-out fit for source s trains and tests on the
+                         features from the extractor trained without s (needs --source-column)
       --models-dir DIR   manifest to add the expert to (default: the package's models/)
       --version X.Y.Z    expert version (default: the existing entry's patch + 1, or 0.1.0)
       --report FILE      write the full JSON report here
@@ -316,6 +318,7 @@ async function experts(argv: string[], out: NodeJS.WritableStream, err: NodeJS.W
       'source-column': { type: 'string' },
       blocks: { type: 'string' },
       'cv-features': { type: 'string' },
+      'loso-features': { type: 'string' },
       'models-dir': { type: 'string' },
       version: { type: 'string' },
       report: { type: 'string' },
@@ -346,6 +349,7 @@ async function experts(argv: string[], out: NodeJS.WritableStream, err: NodeJS.W
     sourceColumn: values['source-column'],
     blocks: values.blocks?.split(',').map((b) => b.trim()) as TrainOptions['blocks'],
     cvFeatures: values['cv-features'],
+    losoFeatures: values['loso-features'],
     modelsDir: values['models-dir'],
     version: values.version,
     report: values.report,

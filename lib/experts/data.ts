@@ -391,7 +391,8 @@ export interface Joined {
   readonly missing: number[];
 }
 
-function describeRow(r: LabelRow, key: KeyColumn): string {
+/** How messages name a label row: its key, plus its file and name where the key is neither. */
+export function describeRow(r: LabelRow, key: KeyColumn): string {
   const k = key === 'sha256' ? `sha256 ${r.key.slice(0, 12)}…` : `${key} ${r.key}`;
   const extra = [r.file && key !== 'file' ? `file ${r.file}` : '', r.name && key !== 'name' ? `name ${r.name}` : '']
     .filter(Boolean)

@@ -14,6 +14,7 @@ import { sha256Hex } from '../scan-id';
 import { ExpertEntry, FeatureBlock, TaskKind, type ModelRef } from '../schemas';
 import { parsePayload } from '../zod-parse';
 import {
+  describeRow,
   indexFeatures,
   joinFeatures,
   parseLabels,
@@ -29,7 +30,7 @@ import type { Evaluation, Interval } from './metrics';
 import { linearWeights, type Matrix } from './model';
 import { exportExpertOnnx, verifyOnnx, type Verification } from './onnx-export';
 import { checkExtractor, planPublish, publishExpert } from './publish';
-import { trainExpert, type CvFeatures, type TrainResult } from './train';
+import { trainExpert, type CvFeatures, type LosoFeatures, type TrainResult } from './train';
 
 export const ALL_BLOCKS: readonly FeatureBlock[] = ['biomarker-stats', 'embedding-mean', 'embedding-max'];
 
@@ -50,6 +51,8 @@ export const TrainOptions = z.object({
     .min(1)
     .default([...ALL_BLOCKS]),
   cvFeatures: z.string().min(1).optional(),
+  /** Path with {source}: the leave-one-source-out fit for source s trains and tests on the set without s. */
+  losoFeatures: z.string().min(1).optional(),
   modelsDir: z.string().min(1).optional(),
   version: ExpertEntry.shape.version.optional(),
   report: z.string().min(1).optional(),
@@ -88,36 +91,71 @@ function rowsAsLabels(labels: ParsedLabels, rows: Joined['rows']): ParsedLabels 
   return { ...labels, rows };
 }
 
+/**
+ * One feature set per fold (--cv-features with {fold}) or per source (--loso-features
+ * with {source}): `template` with the placeholder replaced by each id, each set from
+ * one extractor and holding every training row (the rows --skip-missing-features
+ * left in), joined in the training rows' order.
+ */
+function loadPerSetFeatures<K extends number | string>(
+  flag: '--cv-features' | '--loso-features',
+  unit: 'fold' | 'source',
+  template: string,
+  ids: readonly K[],
+  labels: ParsedLabels,
+  joined: Joined,
+  opts: z.output<typeof TrainOptions>,
+): { x: Map<K, Matrix>; extractors: Record<string, ModelRef> } {
+  const x = new Map<K, Matrix>();
+  const extractors: Record<string, ModelRef> = {};
+  for (const id of ids) {
+    const location = template.replaceAll(`{${unit}}`, String(id));
+    const what = `${flag} for ${unit} ${id} (${location})`;
+    let docs: LoadedFeatures[];
+    try {
+      docs = readFeatures(location);
+    } catch (e) {
+      if (!(e instanceof TrainingDataError)) throw e;
+      throw new TrainingDataError(`${flag} for ${unit} ${id}: ${e.message}`);
+    }
+    extractors[String(id)] = singleExtractor(docs, what);
+    const j = joinFeatures(
+      rowsAsLabels(labels, joined.rows),
+      indexFeatures(docs, opts.key),
+      { blocks: opts.blocks, skipMissing: true },
+      what,
+    );
+    if (j.missing.length > 0) {
+      const first = joined.rows.find((r) => r.line === j.missing[0])!;
+      throw new TrainingDataError(
+        `${labels.csv} line ${first.line}: no features for ${describeRow(first, opts.key)} in ${what}; ` +
+          `${j.missing.length} of the ${joined.rows.length} training rows lack them (lines ${j.missing.slice(0, 10).join(', ')}${j.missing.length > 10 ? ', …' : ''}). ` +
+          `Every ${unit} set needs features for every training row: run \`sonomark features\` with that ${unit}'s extractor on those clips` +
+          (opts.skipMissingFeatures ? ' (--skip-missing-features only leaves out rows that --features lacks).' : '.'),
+      );
+    }
+    x.set(id, j.x);
+  }
+  return { x, extractors };
+}
+
 function loadCvFeatures(
   template: string,
   labels: ParsedLabels,
   joined: Joined,
   opts: z.output<typeof TrainOptions>,
 ): { cv: CvFeatures; extractors: Record<string, ModelRef> | ModelRef[] } {
-  const read = (location: string): LoadedFeatures[] => readFeatures(location);
   if (template.includes('{fold}')) {
     if (!opts.foldColumn) {
       throw new TrainingDataError(
         '--cv-features with {fold} needs --fold-column: each fold set must come from an extractor trained without that fold.',
       );
     }
-    const x = new Map<number, Matrix>();
-    const extractors: Record<string, ModelRef> = {};
-    for (const f of foldIds(joined.rows.map((r) => r.fold!))) {
-      const location = template.replaceAll('{fold}', String(f));
-      const docs = read(location);
-      extractors[String(f)] = singleExtractor(docs, `--cv-features for fold ${f} (${location})`);
-      const j = joinFeatures(
-        rowsAsLabels(labels, joined.rows),
-        indexFeatures(docs, opts.key),
-        { blocks: opts.blocks },
-        `--cv-features for fold ${f} (${location})`,
-      );
-      x.set(f, j.x);
-    }
+    const ids = foldIds(joined.rows.map((r) => r.fold!));
+    const { x, extractors } = loadPerSetFeatures('--cv-features', 'fold', template, ids, labels, joined, opts);
     return { cv: { mode: 'per-fold', x }, extractors };
   }
-  const docs = read(template);
+  const docs = readFeatures(template);
   const seen = new Map<string, ModelRef>();
   for (const d of docs) seen.set(`${d.features.extractor.name}@${d.features.extractor.version}`, d.features.extractor);
   const j = joinFeatures(
@@ -127,6 +165,27 @@ function loadCvFeatures(
     `--cv-features (${template})`,
   );
   return { cv: { mode: 'out-of-fold', x: j.x }, extractors: [...seen.values()] };
+}
+
+function loadLosoFeatures(
+  template: string,
+  labels: ParsedLabels,
+  joined: Joined,
+  opts: z.output<typeof TrainOptions>,
+): { loso: LosoFeatures; extractors: Record<string, ModelRef> } {
+  if (!opts.sourceColumn) {
+    throw new TrainingDataError(
+      '--loso-features needs --source-column: each source set must come from an extractor trained without that source.',
+    );
+  }
+  if (!template.includes('{source}')) {
+    throw new TrainingDataError(
+      `--loso-features ${template} has no {source}: it names one file per held-out source, e.g. 'DIR/source{source}.jsonl'.`,
+    );
+  }
+  const ids = [...new Set(joined.rows.map((r) => r.source!))].sort();
+  const { x, extractors } = loadPerSetFeatures('--loso-features', 'source', template, ids, labels, joined, opts);
+  return { loso: { mode: 'per-source', x }, extractors };
 }
 
 const fmt = (v: Interval | undefined) =>
@@ -200,6 +259,7 @@ export async function runExpertTraining(
     log(`${joined.missing.length} rows without features skipped (lines ${joined.missing.slice(0, 10).join(', ')}…)`);
   }
   const cvLoaded = opts.cvFeatures ? loadCvFeatures(opts.cvFeatures, labels, joined, opts) : undefined;
+  const losoLoaded = opts.losoFeatures ? loadLosoFeatures(opts.losoFeatures, labels, joined, opts) : undefined;
 
   const rows = joined.rows;
   const y = Int32Array.from(rows, (r) => r.y);
@@ -227,6 +287,7 @@ export async function runExpertTraining(
       families: [...new Set(opts.candidates)],
     },
     cvLoaded?.cv,
+    losoLoaded?.loso,
   );
   const primary = result.selection.metric;
   for (const [family, c] of Object.entries(result.candidates)) {
@@ -239,7 +300,10 @@ export async function runExpertTraining(
     log(`  note: λ = ${result.final.lambda} is at the edge of the grid [${grid.join(', ')}]`);
   }
   if (result.loso) {
-    log(`  leave-one-source-out ${primary} ${fmt(result.loso.evaluation.metrics[primary])}`);
+    log(
+      `  leave-one-source-out ${primary} ${fmt(result.loso.evaluation.metrics[primary])}` +
+        (result.loso.features === 'per-source' ? ' (per-source extractor features)' : ''),
+    );
   }
 
   const graphName = `sonomark_expert_${opts.name.replace(/-/g, '_')}`;
@@ -267,6 +331,8 @@ export async function runExpertTraining(
       : result.cv.features === 'per-fold'
         ? `per-fold extractor features (${opts.cvFeatures})`
         : `out-of-fold extractor features (${opts.cvFeatures})`;
+  // Only per-source sets are described here; the other LOSO modes keep their limitation below.
+  const losoFeaturesText = `per-source extractor features (${opts.losoFeatures}): each held-out source's fit trained and tested on features from an extractor trained without that source`;
   const groupsCount = opts.groupColumn ? new Set(rows.map((r) => r.group)).size : rows.length;
   const limitations = [
     `Cross-validated on ${rows.length} clips in ${groupsCount} groups: the intervals are wide and the point estimates move with a few clips.`,
@@ -284,9 +350,14 @@ export async function runExpertTraining(
           'The out-of-fold CV features come from several extractors whose embedding coordinates are not aligned, so each CV model mixed them; per-fold sets (--cv-features with {fold}) avoid that.',
         ]
       : []),
-    ...(result.loso
+    ...(result.loso && result.loso.features !== 'per-source'
       ? [
           `Leave-one-source-out read ${result.loso.features === 'out-of-fold' ? 'out-of-fold' : 'the training'} features; no extractor was trained without a whole source, so it measures the expert's transfer across sources, not the extractor's.`,
+        ]
+      : []),
+    ...(result.loso?.features === 'per-source'
+      ? [
+          "Leave-one-source-out trained and tested each held-out source's fit on features from an extractor trained without that source (--loso-features), so it measures how extractor and expert together transfer to an unseen source.",
         ]
       : []),
     'Research software, not a medical device.',
@@ -303,7 +374,14 @@ export async function runExpertTraining(
       features: cvFeaturesText,
       ...cardEvaluation(opts.kind, labels.labels, chosenEval),
     },
-    ...(result.loso ? { leaveOneSourceOut: cardEvaluation(opts.kind, labels.labels, result.loso.evaluation) } : {}),
+    ...(result.loso
+      ? {
+          leaveOneSourceOut: {
+            ...(result.loso.features === 'per-source' ? { features: losoFeaturesText } : {}),
+            ...cardEvaluation(opts.kind, labels.labels, result.loso.evaluation),
+          },
+        }
+      : {}),
     candidates: Object.fromEntries(
       Object.entries(result.candidates).map(([f, c]) => [f, { [primary]: c.evaluation.metrics[primary] }]),
     ),
@@ -361,6 +439,9 @@ export async function runExpertTraining(
       features: path.resolve(opts.features),
       extractor,
       cvFeatures: opts.cvFeatures ? { location: opts.cvFeatures, extractors: cvLoaded!.extractors } : null,
+      ...(opts.losoFeatures
+        ? { losoFeatures: { location: opts.losoFeatures, extractors: losoLoaded!.extractors } }
+        : {}),
       blocks: opts.blocks,
       dim: joined.x.cols,
     },

@@ -54,6 +54,18 @@ export type CvFeatures =
   | { readonly mode: 'out-of-fold'; readonly x: Matrix }
   | { readonly mode: 'per-fold'; readonly x: ReadonlyMap<number, Matrix> };
 
+/**
+ * Features for the leave-one-source-out fits only (`per-source`): for each source
+ * s, every row's features from the extractor trained without source s, so the fit
+ * that holds s out trains and tests on one extractor that never saw s, as
+ * `per-fold` does for the CV. Without them LOSO reads the out-of-fold matrix or
+ * the training features, whose extractor saw every source.
+ */
+export interface LosoFeatures {
+  readonly mode: 'per-source';
+  readonly x: ReadonlyMap<string, Matrix>;
+}
+
 export interface TrainConfig {
   readonly kind: TaskKind;
   readonly labels: readonly string[];
@@ -93,8 +105,8 @@ export interface CandidateReport {
 
 export interface LosoReport {
   readonly family: Family;
-  /** Which features the LOSO fits read. */
-  readonly features: 'training' | 'out-of-fold';
+  /** Which features the LOSO fits read; `per-source`: each source's from an extractor trained without it. */
+  readonly features: 'training' | 'out-of-fold' | 'per-source';
   readonly perSource: readonly { source: string; rows: number; accuracy: number; lambda: number }[];
   /** Metrics of the pooled out-of-source predictions. */
   readonly evaluation: Evaluation;
@@ -253,7 +265,31 @@ function checkClasses(set: TrainingSet, outer: readonly number[], cfg: Resolved)
   }
 }
 
-export function trainExpert(set: TrainingSet, config: TrainConfig, cvFeatures?: CvFeatures): TrainResult {
+/** One feature set per fold (or source) must cover every row, with the training features' columns. */
+function checkPerSet<K extends number | string>(
+  sets: ReadonlyMap<K, Matrix>,
+  ids: readonly K[],
+  what: string,
+  unit: 'fold' | 'source',
+  shape: { readonly rows: number; readonly cols: number },
+): void {
+  for (const id of ids) {
+    const x = sets.get(id);
+    if (!x) throw new TrainingDataError(`${what} has no feature set for ${unit} ${id}.`);
+    if (x.rows !== shape.rows || x.cols !== shape.cols) {
+      throw new TrainingDataError(
+        `${what} for ${unit} ${id} is ${x.rows}×${x.cols}, but the training features are ${shape.rows}×${shape.cols}.`,
+      );
+    }
+  }
+}
+
+export function trainExpert(
+  set: TrainingSet,
+  config: TrainConfig,
+  cvFeatures?: CvFeatures,
+  losoFeatures?: LosoFeatures,
+): TrainResult {
   const t0 = performance.now();
   const cfg: Resolved = {
     kind: config.kind,
@@ -282,19 +318,19 @@ export function trainExpert(set: TrainingSet, config: TrainConfig, cvFeatures?: 
   }
   checkClasses(set, outer, cfg);
   if (cvFeatures?.mode === 'per-fold') {
-    for (const f of foldIds(outer)) {
-      const xf = cvFeatures.x.get(f);
-      if (!xf) throw new TrainingDataError(`--cv-features has no feature set for fold ${f}.`);
-      if (xf.rows !== n || xf.cols !== set.x.cols) {
-        throw new TrainingDataError(
-          `--cv-features for fold ${f} is ${xf.rows}×${xf.cols}, but the training features are ${n}×${set.x.cols}.`,
-        );
-      }
-    }
+    checkPerSet(cvFeatures.x, foldIds(outer), '--cv-features', 'fold', set.x);
   } else if (cvFeatures && (cvFeatures.x.rows !== n || cvFeatures.x.cols !== set.x.cols)) {
     throw new TrainingDataError(
       `--cv-features is ${cvFeatures.x.rows}×${cvFeatures.x.cols}, but the training features are ${n}×${set.x.cols}.`,
     );
+  }
+  if (losoFeatures) {
+    if (!set.sources) {
+      throw new TrainingDataError(
+        '--loso-features needs --source-column: each source set must come from an extractor trained without that source.',
+      );
+    }
+    checkPerSet(losoFeatures.x, [...new Set(set.sources)].sort(), '--loso-features', 'source', set.x);
   }
   const cvX = (fold: number): Matrix =>
     !cvFeatures ? set.x : cvFeatures.mode === 'out-of-fold' ? cvFeatures.x : cvFeatures.x.get(fold)!;
@@ -355,17 +391,18 @@ export function trainExpert(set: TrainingSet, config: TrainConfig, cvFeatures?: 
   // Leave one source out, for the chosen family.
   let loso: LosoReport | undefined;
   if (set.sources) {
-    // No extractor left a whole source out, so LOSO reads the least leaky features there are:
-    // the out-of-fold matrix when given; else the training features (the per-fold sets are
+    // Per-source sets: the fit holding source s out trains and tests on the extractor trained without s.
+    // Without them no extractor left a whole source out, so LOSO reads the least leaky features there
+    // are: the out-of-fold matrix when given; else the training features (the per-fold sets are
     // each in-sample for four of five folds).
-    const losoX = cvFeatures?.mode === 'out-of-fold' ? cvFeatures.x : set.x;
+    const fallback = cvFeatures?.mode === 'out-of-fold' ? cvFeatures.x : set.x;
     loso = leaveOneSourceOut(
       set,
       cfg,
       chosen,
       clusters,
-      losoX,
-      cvFeatures?.mode === 'out-of-fold' ? 'out-of-fold' : 'training',
+      losoFeatures ? (source) => losoFeatures.x.get(source)! : () => fallback,
+      losoFeatures ? 'per-source' : cvFeatures?.mode === 'out-of-fold' ? 'out-of-fold' : 'training',
     );
   }
   const tLoso = performance.now();
@@ -421,8 +458,9 @@ function leaveOneSourceOut(
   cfg: Resolved,
   family: Family,
   clusters: string[] | null,
-  x: Matrix,
-  features: 'training' | 'out-of-fold',
+  /** The features the fit holding `source` out trains and tests on. */
+  xFor: (source: string) => Matrix,
+  features: LosoReport['features'],
 ): LosoReport {
   const started = performance.now();
   const n = set.y.length;
@@ -442,6 +480,7 @@ function leaveOneSourceOut(
       skipped.push({ source, rows: test.length, reason: 'the other sources hold fewer than 2 classes' });
       continue;
     }
+    const x = xFor(source);
     const fit = fitWithInnerCv(
       shape,
       takeRows(x, train),

@@ -230,6 +230,88 @@ describe('experts train: features', () => {
     ).rejects.toThrow(/needs --fold-column/);
   });
 
+  it('--loso-features with {source} reads one feature set per held-out source, and the card says so', async () => {
+    // Prepare: source s's set holds every clip, as the extractor trained without source s would see it.
+    const sources = [...new Set(rows.map((r) => r.source))].sort();
+    sources.forEach((s, i) => {
+      const version = `0.0.${i + 20}`;
+      const set = rows.map((r) => ({
+        ...r,
+        features: { ...r.features, extractor: { ...r.features.extractor, version } },
+      }));
+      writeFileSync(path.join(dir, `loso-${s}.jsonl`), jsonl(set));
+    });
+    // Act
+    const out = await runExpertTraining(
+      options(labelsCsv(), {
+        sourceColumn: 'source',
+        losoFeatures: path.join(dir, 'loso-{source}.jsonl'),
+        candidates: ['linear'],
+      }),
+    );
+    // Assess
+    expect(out.result.loso!.features).toBe('per-source');
+    expect((out.report.leaveOneSourceOut as { features: string }).features).toBe('per-source');
+    const data = out.report.data as { losoFeatures: { extractors: Record<string, { version: string }> } };
+    expect(Object.keys(data.losoFeatures.extractors)).toEqual(sources);
+    expect(data.losoFeatures.extractors[sources[1]!]!.version).toBe('0.0.21');
+    const card = out.entry.card;
+    expect((card.metrics as { leaveOneSourceOut: { features: string } }).leaveOneSourceOut.features).toMatch(
+      /^per-source extractor features .*from an extractor trained without that source/,
+    );
+    expect(card.limitations.join('\n')).toMatch(/from an extractor trained without that source \(--loso-features\)/);
+    expect(card.limitations.join('\n')).not.toMatch(/no extractor was trained without a whole source/);
+  });
+
+  it('--loso-features names the missing file or rows, and needs --source-column and {source}', async () => {
+    // Prepare: site-2's set lacks the first two clips; site-3's file is absent.
+    const [first, second] = rows;
+    writeFileSync(path.join(dir, 'part-site-0.jsonl'), jsonl(rows));
+    writeFileSync(path.join(dir, 'part-site-1.jsonl'), jsonl(rows));
+    writeFileSync(path.join(dir, 'part-site-2.jsonl'), jsonl(rows.filter((r) => r !== first && r !== second)));
+    const losoFeatures = path.join(dir, 'part-{source}.jsonl');
+    const loso = { sourceColumn: 'source', losoFeatures, candidates: ['linear' as const] };
+    // Act / Assess
+    await expect(train(options(labelsCsv(), loso))).rejects.toThrow(
+      /line 2: no features for sha256 [0-9a-f]{12}… \(file \/synthetic\/synthetic-000\.mp4, name synthetic-000\) in --loso-features for source site-2 \(.*part-site-2\.jsonl\); 2 of the 60 training rows lack them \(lines 2, 3\)/,
+    );
+    writeFileSync(path.join(dir, 'part-site-2.jsonl'), jsonl(rows));
+    await expect(train(options(labelsCsv(), loso))).rejects.toThrow(
+      /--loso-features for source site-3: Features .*part-site-3\.jsonl: no such file or directory/,
+    );
+    await expect(train(options(labelsCsv(), { losoFeatures }))).rejects.toThrow(
+      /--loso-features needs --source-column/,
+    );
+    await expect(
+      train(options(labelsCsv(), { ...loso, losoFeatures: path.join(dir, 'part-site-0.jsonl') })),
+    ).rejects.toThrow(/has no \{source\}/);
+  });
+
+  it('--loso-features with --skip-missing-features needs only the rows that --features has', async () => {
+    // Prepare: the first clip has no features anywhere; every set holds the rest.
+    const rest = rows.slice(1);
+    const partial = path.join(dir, 'features-rest.jsonl');
+    writeFileSync(partial, jsonl(rest));
+    for (const s of new Set(rows.map((r) => r.source))) {
+      writeFileSync(path.join(dir, `rest-${s}.jsonl`), jsonl(s === 'site-1' ? rest.slice(1) : rest));
+    }
+    const o = {
+      features: partial,
+      skipMissingFeatures: true,
+      sourceColumn: 'source',
+      losoFeatures: path.join(dir, 'rest-{source}.jsonl'),
+      candidates: ['linear' as const],
+    };
+    // Act / Assess: site-1's set also lacks the second clip, which --features has.
+    await expect(train(options(labelsCsv(), o))).rejects.toThrow(
+      /line 3: .* in --loso-features for source site-1 .*1 of the 59 training rows lack them \(lines 3\).*--skip-missing-features only leaves out rows that --features lacks/,
+    );
+    writeFileSync(path.join(dir, 'rest-site-1.jsonl'), jsonl(rest));
+    const out = await runExpertTraining(options(labelsCsv(), o));
+    expect(out.result.loso!.features).toBe('per-source');
+    expect(out.result.loso!.evaluation.rows).toBe(59);
+  });
+
   it('names the line of a JSONL record that is not a features record', async () => {
     const bad = path.join(dir, 'bad.jsonl');
     writeFileSync(bad, jsonl(rows.slice(0, 2)) + '{"file":"x","name":"x","sha256":"nope","features":{}}\n');

@@ -219,6 +219,66 @@ describe('trainExpert on synthetic features', () => {
     expect(r.loso!.evaluation.metrics.balancedAccuracy!.value).toBeGreaterThan(0.75);
   });
 
+  it('with per-source features, the fit holding source s out trains and tests on the set for s', () => {
+    // Prepare: set s is every row negated (a different extractor's coordinates), and in `leaky` the rows
+    // of source s themselves are noise (another draw), as if that extractor could not read the unseen source.
+    const s = { ...set(rows, diagnosisY(rows), BIO), sources: rows.map((r) => r.source) };
+    const sources = [...new Set(s.sources)].sort();
+    const negated = (m: Matrix): Matrix =>
+      matrix(
+        m.rows,
+        m.cols,
+        Float64Array.from(m.data, (v) => -v),
+      );
+    const noise = featuresOf(syntheticRows({ seed: 99, extractor: EXTRACTOR, noise: 0.5 }), BIO);
+    const flipped = new Map(sources.map((src) => [src, negated(s.x)]));
+    const blind = new Map(
+      sources.map((src) => {
+        const m = negated(s.x);
+        s.sources.forEach((v, i) => {
+          if (v === src) m.data.set(noise.data.subarray(i * m.cols, (i + 1) * m.cols), i * m.cols);
+        });
+        return [src, m];
+      }),
+    );
+    const cfg = {
+      kind: 'classification' as const,
+      labels: [...SYNTHETIC_DIAGNOSES],
+      seed: 1,
+      bootstrap: 0,
+      families: ['linear' as const],
+    };
+
+    // Act
+    const plain = trainExpert(s, cfg);
+    const perSource = trainExpert(s, cfg, undefined, { mode: 'per-source', x: flipped });
+    const blindSource = trainExpert(s, cfg, undefined, { mode: 'per-source', x: blind });
+
+    // Assess: training on the flipped set too recovers the rule (testing alone on it would invert it) ...
+    const ba = (r: ReturnType<typeof trainExpert>) => r.loso!.evaluation.metrics.balancedAccuracy!.value;
+    expect(plain.loso!.features).toBe('training');
+    expect(perSource.loso!.features).toBe('per-source');
+    expect(ba(perSource)).toBeCloseTo(ba(plain), 2);
+    // ... the held-out rows come from set s, and the CV and the final model never read the per-source sets.
+    expect(ba(blindSource)).toBeLessThan(0.6);
+    expect(ba(plain)).toBeGreaterThan(0.75);
+    expect(blindSource.cv.features).toBe('training');
+    expect(blindSource.candidates.linear!.evaluation.metrics).toEqual(plain.candidates.linear!.evaluation.metrics);
+    expect(Array.from(blindSource.model.params)).toEqual(Array.from(plain.model.params));
+  });
+
+  it('refuses per-source features without sources, or without a set for some source', () => {
+    const s = { ...set(rows, diagnosisY(rows), BIO), sources: rows.map((r) => r.source) };
+    const cfg = { kind: 'classification' as const, labels: [...SYNTHETIC_DIAGNOSES], seed: 1, bootstrap: 0 };
+    const some = new Map([['site-0', s.x]]);
+    expect(() => trainExpert({ ...s, sources: null }, cfg, undefined, { mode: 'per-source', x: some })).toThrow(
+      /--loso-features needs --source-column/,
+    );
+    expect(() => trainExpert(s, cfg, undefined, { mode: 'per-source', x: some })).toThrow(
+      /--loso-features has no feature set for source site-1\./,
+    );
+  });
+
   it('deals grouped folds when the labels have none, keeping each group in one fold', () => {
     // Act
     const r = trainExpert(
