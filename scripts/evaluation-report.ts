@@ -19,7 +19,12 @@ interface ExpertReport {
   selection: { values: Record<string, number>; metric: string };
   cv: { scheme: string; features: string };
   candidates: Record<string, { evaluation: Evaluation; seconds: number }>;
-  leaveOneSourceOut: { evaluation: Evaluation; perSource: { source: string; rows: number; accuracy: number }[] };
+  leaveOneSourceOut: {
+    /** 'per-source': each held-out source's fit read features from an extractor trained without it. */
+    features: 'training' | 'out-of-fold' | 'per-source';
+    evaluation: Evaluation;
+    perSource: { source: string; rows: number; accuracy: number }[];
+  };
   final: { family: string; description: string; lambda: number };
   seconds: { total: number; final: number };
 }
@@ -95,6 +100,18 @@ function run(): void {
   const e2e = evaluate('classification', labels, y, prob, groups, { seed: 1, resamples: 1000 });
 
   const dxE = chosen(dx);
+  // LOSO is only free of extractor leakage when every report read per-source extractor features.
+  const losoReports = [dx, sev, tri, dxA, sevA, triA];
+  const losoPerSource = losoReports.every((r) => r.leaveOneSourceOut.features === 'per-source');
+  const leaky = [...new Set(losoReports.map((r) => r.leaveOneSourceOut.features))].filter((f) => f !== 'per-source');
+  const losoFeatures = `${leaky.join(' / ')}${losoReports.some((r) => r.leaveOneSourceOut.features === 'per-source') ? ', in some reports' : ''}`;
+  const losoProtocol = losoPerSource
+    ? `the held-out predictions are pooled. Each held-out source's expert trains and tests on features from an extractor
+  trained without the held-out source (one extractor per source, \`--loso-features\`), so this measures how extractor and
+  expert together transfer to an unseen source.`
+    : `the held-out predictions are pooled. **Warning:** the LOSO features (${losoFeatures}) come from an extractor that saw
+  every source, the held-out one included (no extractor was retrained per source), so LOSO measures only how the
+  *expert* transfers to an unseen source and is optimistic about the whole pipeline.`;
   const extractorCvSeconds = fitSeconds(xr.cv[xr.kept]!.times);
   const e2eSeconds = fitSeconds(xr.e2e.times);
   const params = xr.final.parameters;
@@ -111,8 +128,7 @@ typed by hand. Research use only, not a medical device.
 - **No leakage through the extractor:** for outer fold *f*, the expert trains and tests on features from the fold-*f*
   extractor, which never saw fold *f* (${dx.cv.features}). The shipped experts are then fit on all items with the shipped extractor's features.
 - **Leave one source out (LOSO):** each of the ${dx.data.sources} sources is held out in turn and the expert is trained on the rest;
-  the held-out predictions are pooled. The extractor features are the same per-fold features, so this measures how the
-  *expert* transfers to an unseen source (no extractor was retrained per source).
+  ${losoProtocol}
 - **95% CIs:** percentile bootstrap over whole groups (1,000 resamples, seeded).
 - **Model choice:** regularised linear model vs a small MLP (16 ReLU units), picked by grouped CV; L2 strength by inner CV.
 
