@@ -26,11 +26,13 @@ export const HOURS_PER_MONTH = 730;
 
 /**
  * Every interface endpoint the private network may need, why, and in which
- * compute mode. The VPC has no NAT gateway and no internet gateway, so each one
- * listed for a mode is required for that mode to run at all: this table is not a
- * menu. Lambda functions need none of them (S3 and DynamoDB go through the free
- * gateway endpoints; logs, X-Ray and env decryption go through the Lambda
- * service itself). Idle cost of each: $0.01/h × 730 h = $7.30 per AZ per month.
+ * compute mode, with `network.egress: 'endpoints'` (the default). That VPC has no NAT
+ * gateway and no internet gateway, so each one listed for a mode is required for that
+ * mode to run at all: this table is not a menu. Lambda functions need none of them
+ * (S3 and DynamoDB go through the free gateway endpoints; logs, X-Ray and env
+ * decryption go through the Lambda service itself; StartExecution, the one function
+ * that calls another API, runs outside the VPC). Idle cost of each: $0.01/h × 730 h =
+ * $7.30 per AZ per month. `egress: 'public-ip'` needs none (interfaceEndpointsFor).
  */
 export const INTERFACE_ENDPOINTS = {
   /** ECR API (auth token, image manifest lookups), to pull the extractor image. */
@@ -48,6 +50,31 @@ export const INTERFACE_ENDPOINTS = {
 } as const satisfies Record<string, { modes: readonly ('gpu' | 'cpu')[] }>;
 
 export type InterfaceEndpointName = keyof typeof INTERFACE_ENDPOINTS;
+
+/**
+ * How the extractor's compute reaches the AWS APIs it needs to start (ECR, ECS,
+ * CloudWatch Logs). S3 and DynamoDB always go through the free gateway endpoints, and
+ * the Lambda functions always stay in isolated subnets, in both.
+ *
+ * - `endpoints` (default): isolated subnets only, no internet gateway; the interface
+ *   endpoints of INTERFACE_ENDPOINTS carry that traffic. Private, HIPAA-check clean, and
+ *   a fixed monthly cost (idleNetworkUsdPerMonth).
+ * - `public-ip`: the Batch hosts / Fargate tasks run in public subnets with a public IPv4
+ *   address and reach those APIs over TLS through an internet gateway; their security
+ *   group has no inbound rule and only HTTPS out. No interface endpoint, so the network
+ *   costs nothing at rest; public IPv4 addresses are billed (PUBLIC_IPV4_USD_PER_HOUR)
+ *   only while a host runs. Trade-off: the compute has a route to the internet, which
+ *   the HIPAA Security pack flags (acknowledged, with reasons, in this mode only).
+ */
+export const NETWORK_EGRESS = ['endpoints', 'public-ip'] as const;
+export type NetworkEgress = (typeof NETWORK_EGRESS)[number];
+
+/**
+ * Price of one in-use public IPv4 address per hour (all regions, since February 2024).
+ * In `egress: 'public-ip'` mode each running Batch host or Fargate task holds one, so it
+ * is paid only while clips are analysed; it is not part of the per-scan estimate.
+ */
+export const PUBLIC_IPV4_USD_PER_HOUR = 0.005;
 
 const UsdRate = z.number().finite().nonnegative();
 const FargateRates = z.object({ vcpuUsdPerHour: UsdRate, gbUsdPerHour: UsdRate }).strict();
@@ -184,29 +211,44 @@ export const SonomarkConfig = z
      */
     runnableTimeLimitMinutes: z.number().int().min(10).max(1440).default(30),
     /**
-     * The private network. It has no NAT gateway and no internet gateway; its fixed
-     * monthly cost is the interface endpoints the compute mode needs (INTERFACE_ENDPOINTS:
-     * 6 for `gpu`, 3 for `cpu`) × `endpointAzs` × $7.30.
+     * The network. It never has a NAT gateway; S3 and DynamoDB are reached through
+     * gateway endpoints (free) and the Lambda functions run in isolated subnets.
      *
+     * - `egress` (NETWORK_EGRESS): `endpoints` (default) keeps the extractor's compute in
+     *   isolated subnets without an internet gateway; its fixed monthly cost is the
+     *   interface endpoints the compute mode needs (INTERFACE_ENDPOINTS: 6 for `gpu`, 3 for
+     *   `cpu`) × `endpointAzs` × $7.30. `public-ip` puts the compute in public subnets with
+     *   public IPv4 addresses (no inbound rule, HTTPS out only) and creates no interface
+     *   endpoint: $0 at rest, $0.005/h per address while a host runs.
      * - `maxAzs`: Availability Zones of the subnets (Lambda ENIs, Batch compute).
      * - `endpointAzs`: how many of those AZs get the interface endpoints. 1 halves their
      *   cost (compute in the other AZ reaches them across AZs, $0.01/GB); jobs then cannot
-     *   start while that one AZ is down.
-     * @default { maxAzs: 2, endpointAzs: 2 }
+     *   start while that one AZ is down. Only with `egress: 'endpoints'`; it is 0 with
+     *   `public-ip`.
+     * @default { maxAzs: 2, endpointAzs: 2, egress: 'endpoints' }
      */
     network: z
       .object({
         // The stacks are environment-agnostic, and CDK gives such a stack at most two AZs.
         maxAzs: z.number().int().min(1).max(2).default(2),
         endpointAzs: z.number().int().min(1).max(2).optional(),
+        egress: z.enum(NETWORK_EGRESS).default('endpoints'),
       })
       .strict()
       .refine((n) => n.endpointAzs === undefined || n.endpointAzs <= n.maxAzs, {
         message: 'endpointAzs cannot exceed maxAzs',
         path: ['endpointAzs'],
       })
-      .transform((n) => ({ maxAzs: n.maxAzs, endpointAzs: n.endpointAzs ?? n.maxAzs }))
-      .default({ maxAzs: 2, endpointAzs: 2 }),
+      .refine((n) => n.endpointAzs === undefined || n.egress === 'endpoints', {
+        message: "endpointAzs applies to egress 'endpoints' only; egress 'public-ip' creates no interface endpoints",
+        path: ['endpointAzs'],
+      })
+      .transform((n) => ({
+        maxAzs: n.maxAzs,
+        endpointAzs: n.egress === 'public-ip' ? 0 : (n.endpointAzs ?? n.maxAzs),
+        egress: n.egress,
+      }))
+      .default({ maxAzs: 2, endpointAzs: 2, egress: 'endpoints' }),
     /**
      * Per-expert Lambda sizing over the manifest's `lambda` block (memory, timeout,
      * reserved concurrency), keyed by expert name. The manifest says what a model
@@ -295,23 +337,35 @@ function definedKeys<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** The interface endpoints `computeMode` needs (see INTERFACE_ENDPOINTS), in table order. */
-export function interfaceEndpointsFor(computeMode: SonomarkConfig['computeMode']): InterfaceEndpointName[] {
+/**
+ * The interface endpoints `computeMode` needs (see INTERFACE_ENDPOINTS), in table order;
+ * none with `egress: 'public-ip'`, where the compute reaches ECR, ECS and CloudWatch Logs
+ * through the internet gateway and the Lambda functions need only S3 and DynamoDB
+ * (gateway endpoints).
+ */
+export function interfaceEndpointsFor(
+  computeMode: SonomarkConfig['computeMode'],
+  egress: NetworkEgress = 'endpoints',
+): InterfaceEndpointName[] {
+  if (egress === 'public-ip') return [];
   return (Object.keys(INTERFACE_ENDPOINTS) as InterfaceEndpointName[]).filter((name) =>
     (INTERFACE_ENDPOINTS[name].modes as readonly string[]).includes(computeMode),
   );
 }
 
 /**
- * Monthly cost of the network while no clip is analysed: interface endpoints only
- * (no NAT, no idle compute), at the price table's endpoint price (default: the
- * us-east-1 list price).
+ * Monthly cost of the network while no clip is analysed, at the price table's endpoint
+ * price (default: the us-east-1 list price). There is no NAT gateway and no idle compute,
+ * so with `egress: 'endpoints'` it is the interface endpoints; with `public-ip` it is $0
+ * (no interface endpoint; public IPv4 addresses exist only while hosts run).
  */
-export function idleNetworkUsdPerMonth(
-  config: Pick<SonomarkConfig, 'computeMode' | 'network'> & { readonly prices?: PriceTable },
-): number {
-  const endpointAzHours =
-    interfaceEndpointsFor(config.computeMode).length * config.network.endpointAzs * HOURS_PER_MONTH;
+export function idleNetworkUsdPerMonth(config: {
+  readonly computeMode: SonomarkConfig['computeMode'];
+  readonly network: Pick<SonomarkConfig['network'], 'endpointAzs'> & Partial<SonomarkConfig['network']>;
+  readonly prices?: PriceTable;
+}): number {
+  const endpoints = interfaceEndpointsFor(config.computeMode, config.network.egress ?? 'endpoints');
+  const endpointAzHours = endpoints.length * config.network.endpointAzs * HOURS_PER_MONTH;
   const usdPerAzHour = (config.prices ?? DEFAULT_PRICE_TABLE).interfaceEndpoint.usdPerAzHour;
   return Math.round(endpointAzHours * usdPerAzHour * 100) / 100;
 }

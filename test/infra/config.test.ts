@@ -18,7 +18,7 @@ describe('SonomarkConfig', () => {
       gpuInstanceTypes: ['g5.xlarge', 'g6.xlarge'],
       cpuJob: { architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 },
       runnableTimeLimitMinutes: 30,
-      network: { maxAzs: 2, endpointAzs: 2 },
+      network: { maxAzs: 2, endpointAzs: 2, egress: 'endpoints' },
       expertOverrides: {},
     });
   });
@@ -35,7 +35,7 @@ describe('SonomarkConfig', () => {
     // Act
     const config = configFromContext(context({ sonomark: '{"network":{"endpointAzs":1}}' }));
     // Assess
-    expect(config.network).toEqual({ maxAzs: 2, endpointAzs: 1 });
+    expect(config.network).toEqual({ maxAzs: 2, endpointAzs: 1, egress: 'endpoints' });
   });
 
   test.each([
@@ -43,6 +43,11 @@ describe('SonomarkConfig', () => {
     [{ nosuch: 1 }, /Unrecognized key|nosuch/],
     [{ runnableTimeLimitMinutes: 1441 }, /runnableTimeLimitMinutes/],
     [{ network: { maxAzs: 3 } }, /network.maxAzs/],
+    [{ network: { egress: 'nat' } }, /network.egress/],
+    [
+      { network: { egress: 'public-ip', endpointAzs: 1 } },
+      /network.endpointAzs: endpointAzs applies to egress 'endpoints' only/,
+    ],
     [{ cpuJob: { vcpus: 3 } }, /cpuJob.vcpus/],
     [{ expertOverrides: { diagnosis: { memoryMb: 64 } } }, /expertOverrides.diagnosis.memoryMb/],
   ])('rejects %j, naming the field', (raw, message) => {
@@ -77,4 +82,36 @@ describe('SonomarkConfig', () => {
     expect(idleNetworkUsdPerMonth(config)).toBe(105.12);
     expect(idleNetworkUsdPerMonth(parseConfig(undefined))).toBe(87.6);
   });
+
+  test("network.egress 'public-ip': no interface endpoints, so the network costs $0 at rest", () => {
+    // Act
+    const config = configFromContext(context({ sonomark: '{"network":{"egress":"public-ip"}}', computeMode: 'cpu' }));
+    // Assess
+    expect(config.network).toEqual({ maxAzs: 2, endpointAzs: 0, egress: 'public-ip' });
+    expect(parseConfig({ network: { egress: 'public-ip', maxAzs: 1 } }).network).toEqual({
+      maxAzs: 1,
+      endpointAzs: 0,
+      egress: 'public-ip',
+    });
+    for (const computeMode of ['gpu', 'cpu'] as const) {
+      expect(interfaceEndpointsFor(computeMode, 'public-ip')).toEqual([]);
+      expect(idleNetworkUsdPerMonth(parseConfig({ computeMode, network: { egress: 'public-ip' } }))).toBe(0);
+    }
+  });
+
+  test.each([
+    ['gpu', 87.6],
+    ['cpu', 43.8],
+  ] as const)(
+    "network.egress 'endpoints' (given explicitly) costs what the default does: %s $%d",
+    (computeMode, usd) => {
+      // Act
+      const config = parseConfig({ computeMode, network: { egress: 'endpoints' } });
+      // Assess
+      expect(config.network).toEqual({ maxAzs: 2, endpointAzs: 2, egress: 'endpoints' });
+      expect(interfaceEndpointsFor(computeMode, 'endpoints')).toEqual(interfaceEndpointsFor(computeMode));
+      expect(idleNetworkUsdPerMonth(config)).toBe(usd);
+      expect(idleNetworkUsdPerMonth(parseConfig({ computeMode }))).toBe(usd);
+    },
+  );
 });
