@@ -2,8 +2,8 @@
  * The feature-extractor job: a Batch queue whose compute runs the container in
  * gpu-tasks/feature-extractor on one NVIDIA GPU (EC2 g5/g6, spot first with an
  * on-demand fallback, scaled to zero when idle), or on Fargate when
- * `computeMode` is `cpu`. The VPC (isolated subnets, no NAT; see network.ts) is
- * passed in.
+ * `computeMode` is `cpu`. The VPC (no NAT; see network.ts), the subnets and
+ * whether the compute gets a public IP (`network.egress`) are passed in.
  */
 import { Duration, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
@@ -27,6 +27,13 @@ export const FARGATE_SPOT_RECLAIMED = 'Your Spot Task was interrupted*';
 export interface GpuJobProps {
   readonly vpc: ec2.IVpc;
   readonly securityGroup: ec2.ISecurityGroup;
+  /** Subnets of the compute environments. @default - the isolated subnets */
+  readonly subnets?: ec2.SubnetSelection;
+  /**
+   * Give each Fargate task a public IPv4 address (`network.egress: 'public-ip'`); on EC2
+   * the public subnets' auto-assign setting does it. @default false
+   */
+  readonly assignPublicIp?: boolean;
   readonly uploadsBucket: s3.IBucket;
   readonly artifactsBucket: s3.IBucket;
   readonly encryptionKey: kms.IKey;
@@ -86,7 +93,7 @@ export class GpuJob extends Construct {
     this.computeMode = mode;
     const cpuJob = props.cpuJob ?? { architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 };
     const maxvCpus = props.maxvCpus ?? 16;
-    const subnets = { subnetType: ec2.SubnetType.PRIVATE_ISOLATED };
+    const subnets = props.subnets ?? { subnetType: ec2.SubnetType.PRIVATE_ISOLATED };
 
     this.jobRole = new iam.Role(this, 'JobRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
@@ -175,7 +182,7 @@ export class GpuJob extends Construct {
         jobRole: this.jobRole,
         logging,
         environment,
-        assignPublicIp: false,
+        assignPublicIp: props.assignPublicIp ?? false,
         fargateCpuArchitecture:
           cpuJob.architecture === 'arm64' ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
         fargateOperatingSystemFamily: ecs.OperatingSystemFamily.LINUX,

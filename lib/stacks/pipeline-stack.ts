@@ -71,7 +71,8 @@ export class PipelineStack extends Stack {
     const network = new Network(this, 'Network', {
       encryptionKey: key,
       logRetention,
-      interfaceEndpoints: interfaceEndpointsFor(config.computeMode),
+      interfaceEndpoints: interfaceEndpointsFor(config.computeMode, config.network.egress),
+      egress: config.network.egress,
       maxAzs: config.network.maxAzs,
       endpointAzs: config.network.endpointAzs,
     });
@@ -152,6 +153,8 @@ export class PipelineStack extends Stack {
     this.extractor = new GpuJob(this, 'Extractor', {
       vpc: network.vpc,
       securityGroup: network.computeSecurityGroup,
+      subnets: network.computeSubnets,
+      assignPublicIp: network.computeAssignsPublicIp,
       uploadsBucket: props.uploadsBucket,
       artifactsBucket: props.artifactsBucket,
       encryptionKey: key,

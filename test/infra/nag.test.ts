@@ -1,7 +1,23 @@
+import { Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, type NagPack } from 'cdk-nag';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { synth, type Synthesized } from './helpers';
+
+/** Every acknowledgement in the app after synthesis (the pattern-matched ones included), as `rule path`. */
+function acknowledgements(built: Synthesized): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const c of built.app.node.findAll()) {
+    for (const m of c.node.metadata) {
+      if (m.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+      for (const [id, reason] of Object.entries(m.data as Record<string, string>)) {
+        // Recorded with the validation namespace (e.g. `Annotation::`); the rule id is what matters.
+        out.set(`${id.replace(/^[A-Za-z]+::/, '')} ${c.node.path}`, reason);
+      }
+    }
+  }
+  return out;
+}
 
 /** Unacknowledged findings (errors and warnings) a pack reports for the app after synthesis. */
 function findings(built: Synthesized, pack: NagPack): string[] {
@@ -11,9 +27,11 @@ function findings(built: Synthesized, pack: NagPack): string[] {
 }
 
 describe.each([
-  ['gpu', {}],
-  ['cpu', { sonomark: { computeMode: 'cpu' } }],
-])('cdk-nag (%s compute)', (_mode, context) => {
+  ['gpu', 'endpoints', {}],
+  ['cpu', 'endpoints', { sonomark: { computeMode: 'cpu' } }],
+  ['gpu', 'public-ip', { sonomark: { network: { egress: 'public-ip' } } }],
+  ['cpu', 'public-ip', { sonomark: { computeMode: 'cpu', network: { egress: 'public-ip' } } }],
+])('cdk-nag (%s compute, %s egress)', (_mode, _egress, context) => {
   let built: Synthesized;
 
   beforeAll(() => {
@@ -43,5 +61,28 @@ describe.each([
       expect(pr.violations).toEqual([]);
       for (const sv of pr.suppressedViolations ?? []) expect(String(sv.reason ?? '').length).toBeGreaterThan(10);
     }
+  });
+});
+
+describe('cdk-nag acknowledgements of network.egress', () => {
+  test("public-ip adds exactly the public subnets' two findings, on those resources; the default has none of them", () => {
+    // Prepare / Act
+    const endpoints = acknowledgements(synth());
+    const publicIp = acknowledgements(synth({ context: { sonomark: { network: { egress: 'public-ip' } } } }));
+    // Assess
+    const added = [...publicIp.keys()].filter((k) => !endpoints.has(k)).sort();
+    expect(added).toEqual([
+      'HIPAA.Security-VPCNoUnrestrictedRouteToIGW SonomarkPipeline/Network/Vpc/publicSubnet1/DefaultRoute',
+      'HIPAA.Security-VPCNoUnrestrictedRouteToIGW SonomarkPipeline/Network/Vpc/publicSubnet2/DefaultRoute',
+      'HIPAA.Security-VPCSubnetAutoAssignPublicIpDisabled SonomarkPipeline/Network/Vpc/publicSubnet1/Subnet',
+      'HIPAA.Security-VPCSubnetAutoAssignPublicIpDisabled SonomarkPipeline/Network/Vpc/publicSubnet2/Subnet',
+    ]);
+    expect([...publicIp.keys()].filter((k) => endpoints.has(k))).toEqual([...endpoints.keys()]);
+    for (const key of added) {
+      for (const part of ['no inbound rule', 'TCP 443', 'gateway endpoints', 'ephemeral', 'TLS', 'operator']) {
+        expect(publicIp.get(key)).toContain(part);
+      }
+    }
+    expect([...endpoints.keys()].join('\n')).not.toMatch(/VPCNoUnrestrictedRouteToIGW|VPCSubnetAutoAssignPublicIp/);
   });
 });
