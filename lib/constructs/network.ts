@@ -170,8 +170,8 @@ export class Network extends Construct {
       'network.egress public-ip, chosen explicitly by the operator so the network costs ~$0 at rest ' +
       '(no interface endpoints, no NAT): only the ephemeral Batch extractor hosts/tasks (minvCpus 0) run here. ' +
       'Their security group has no inbound rule and allows only TCP 443 out, all TLS; S3 and DynamoDB, where ' +
-      'clips, features and results live, are routed to the gateway endpoints of this VPC, so that data does not ' +
-      'leave through the internet gateway. The Lambda functions stay in the isolated subnets.';
+      'clips, features and results live, are routed to the gateway endpoints of this VPC, so reads and writes of that ' +
+      'data do not pass the internet gateway. The Lambda functions stay in the isolated subnets.';
     for (const subnet of this.vpc.publicSubnets) {
       Validations.of(subnet.node.defaultChild as IConstruct).acknowledge({
         id: 'HIPAA.Security-VPCSubnetAutoAssignPublicIpDisabled',
@@ -181,7 +181,7 @@ export class Network extends Construct {
       if (route) {
         Validations.of(route).acknowledge({
           id: 'HIPAA.Security-VPCNoUnrestrictedRouteToIGW',
-          reason: `The default route to the internet gateway is only in the public subnets of the extractor compute, and no connection can come in through it (no inbound rule). ${why}`,
+          reason: `The default route to the internet gateway is only in the public subnets of the extractor compute, and no inbound connection reaches the hosts through it (their security group has no inbound rule). ${why}`,
         });
       }
     }
