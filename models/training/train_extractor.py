@@ -168,10 +168,19 @@ def main():
     ap.add_argument("--folds", default="all", help="comma-separated fold indices, or all")
     ap.add_argument("--loso", action="store_true",
                     help="only train one extractor per held-out source (kept recipe from an earlier run's report.json), for leave-one-source-out evaluation")
+    ap.add_argument("--experiment", metavar="TAG",
+                    help="cross-validate one recipe (--recipe, --set) and write experiments/TAG.json; nothing is shipped")
+    ap.add_argument("--recipe", choices=["ssl", "nossl"], default="ssl")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a CONFIG value (JSON value)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads (torch may default to 1 in containers)")
     args = ap.parse_args()
 
     cfg = dict(CONFIG, **(QUICK if args.quick else {}))
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        if key not in cfg and key not in ("frame_norm", "dropout"):
+            raise SystemExit(f"--set {key}: unknown config key (known: {', '.join(sorted(cfg))}, frame_norm, dropout)")
+        cfg[key] = json.loads(value)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -197,6 +206,15 @@ def main():
 
     if args.loso:
         run_loso(data, cfg, args, device)
+        return
+    if args.experiment:
+        t0 = time.time()
+        oof, times = run_cv(args.recipe, data, cfg, folds, args.seed, device, os.path.join(args.out, "experiments", args.experiment))
+        result = dict(biomarker_report(data, oof), recipe=args.recipe, config=cfg, times=times, wall_s=time.time() - t0)
+        os.makedirs(os.path.join(args.out, "experiments"), exist_ok=True)
+        with open(os.path.join(args.out, "experiments", f"{args.experiment}.json"), "w") as f:
+            json.dump(result, f, indent=1)
+        log(f"[experiment {args.experiment}] mean AUC {result['mean_auc']}")
         return
 
     report = {"config": cfg, "seed": args.seed, "hardware": hardware, "positives": positives, "unlearnable": unlearnable,

@@ -25,8 +25,9 @@ class Backbone(nn.Module):
     texture-wide patterns (B-line density, A-line reverberation).
     """
 
-    def __init__(self, width=(16, 32, 64, 96), embedding_dim=48):
+    def __init__(self, width=(16, 32, 64, 96), embedding_dim=48, frame_norm=False):
         super().__init__()
+        self.frame_norm = frame_norm
         w1, w2, w3, w4 = width
         self.features = nn.Sequential(
             conv_bn(1, w1, 2),
@@ -43,22 +44,30 @@ class Backbone(nn.Module):
         return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
 
     def forward(self, x):
+        if self.frame_norm:
+            # Per-frame standardisation: machines and presets differ in gain and dynamic
+            # range, and a source's look should not be a shortcut for its labels.
+            mu = x.mean(dim=(1, 2, 3), keepdim=True)
+            sd = (x - mu).pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-4).sqrt()
+            return self.embed(self.pooled((x - mu) / sd))
         # Centre the [0, 1] pixels once here, so the exported graph takes the
         # serving input (byte / 255) unchanged.
         return self.embed(self.pooled(x - 0.5))
 
 
 class Extractor(nn.Module):
-    def __init__(self, n_labels, embedding_dim=48, n_classes=None):
+    def __init__(self, n_labels, embedding_dim=48, n_classes=None, frame_norm=False, dropout=0.0):
         super().__init__()
-        self.backbone = Backbone(embedding_dim=embedding_dim)
+        self.backbone = Backbone(embedding_dim=embedding_dim, frame_norm=frame_norm)
+        # Dropout on the embedding during training only (identity in eval and in the export).
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(embedding_dim, n_labels)
         # Only the end-to-end baseline uses a class head (trained on the diagnosis directly).
         self.class_head = nn.Linear(embedding_dim, n_classes) if n_classes else None
 
     def forward(self, x):
         e = self.backbone(x)
-        return self.head(e), e
+        return self.head(self.drop(e)), e
 
 
 class ExportWrapper(nn.Module):

@@ -149,4 +149,10 @@ def predict_clips(model, data, indices, device, batch=256):
 
 
 def new_model(data, cfg, device, e2e=False):
-    return Extractor(len(data.labels), embedding_dim=cfg["embedding_dim"], n_classes=len(data.diagnoses) if e2e else None).to(device)
+    return Extractor(
+        len(data.labels),
+        embedding_dim=cfg["embedding_dim"],
+        n_classes=len(data.diagnoses) if e2e else None,
+        frame_norm=cfg.get("frame_norm", False),
+        dropout=cfg.get("dropout", 0.0),
+    ).to(device)
