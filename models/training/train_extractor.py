@@ -159,6 +159,22 @@ def run_loso(data, cfg, args, device):
         json.dump({"recipe": kept, "sources": sources, "times": times}, f, indent=1)
 
 
+def reproduce(data, args, device):
+    """Retrain the shipped model from its recorded recipe and seed; exit 1 unless the ONNX is byte-identical."""
+    import hashlib
+
+    with open(os.path.join(args.out, "report.json")) as f:
+        rep = json.load(f)
+    model, times = fit(rep["kept"], data, list(range(len(data))), dict(rep["config"]), rep["seed"], device)
+    path = os.path.join(args.out, "reproduced.onnx")
+    export_onnx(model.cpu().eval(), path, data.size)
+    digest = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()  # noqa: E731
+    ours, shipped = digest(path), digest(args.reproduce)
+    log(f"retrained {ours}\nshipped   {shipped}\n{'identical' if ours == shipped else 'DIFFERENT'} ({times})")
+    if ours != shipped:
+        raise SystemExit(1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -172,6 +188,8 @@ def main():
                     help="cross-validate one recipe (--recipe, --set) and write experiments/TAG.json; nothing is shipped")
     ap.add_argument("--recipe", choices=["ssl", "nossl"], default="ssl")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a CONFIG value (JSON value)")
+    ap.add_argument("--reproduce", metavar="ONNX",
+                    help="retrain the final model with the recipe, config and seed in --out's report.json and compare its ONNX sha256 with this file")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads (torch may default to 1 in containers)")
     args = ap.parse_args()
 
@@ -206,6 +224,9 @@ def main():
 
     if args.loso:
         run_loso(data, cfg, args, device)
+        return
+    if args.reproduce:
+        reproduce(data, args, device)
         return
     if args.experiment:
         t0 = time.time()
