@@ -50,6 +50,8 @@ CONFIG = {
     "ssl_lr": 2e-3,
     "ssl_temperature": 0.2,
 }
+# Opt-in recipe switches; absent means off, and off reproduces older models bit for bit.
+OPTIONAL = ("frame_norm", "dropout", "aux_diagnosis", "ema")
 QUICK = {"steps": 60, "ssl_steps": 40}
 PARITY_CLIP = "Reg-Atlas"
 PARITY_FRAMES = 16
@@ -196,8 +198,8 @@ def main():
     cfg = dict(CONFIG, **(QUICK if args.quick else {}))
     for kv in args.set:
         key, _, value = kv.partition("=")
-        if key not in cfg and key not in ("frame_norm", "dropout"):
-            raise SystemExit(f"--set {key}: unknown config key (known: {', '.join(sorted(cfg))}, frame_norm, dropout)")
+        if key not in cfg and key not in OPTIONAL:
+            raise SystemExit(f"--set {key}: unknown config key (known: {', '.join(sorted(cfg) + sorted(OPTIONAL))})")
         cfg[key] = json.loads(value)
     if args.threads:
         torch.set_num_threads(args.threads)

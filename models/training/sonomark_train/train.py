@@ -76,9 +76,35 @@ def pos_weights(y):
     return ((n - pos) / pos.clamp(min=1)).clamp(1.0, 10.0)
 
 
-def _supervised_loop(params, data, train_idx, cfg, gen, device, log, tag, clip_loss):
+class WeightAverage:
+    """Exponential moving average of the weights (and BatchNorm statistics), applied at the end.
+
+    With a hundred-odd training clips the last SGD iterate wanders with the last few
+    batches; the average is a flatter, steadier model. decay 0 disables it.
+    """
+
+    def __init__(self, model, decay):
+        self.model, self.decay = model, decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()} if decay > 0 else None
+
+    def update(self):
+        if self.state is None:
+            return
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+    def apply(self):
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+
+
+def _supervised_loop(model, params, data, train_idx, cfg, gen, device, log, tag, clip_loss):
     """The shared MIL loop: sample clips, a few augmented frames each, a clip-level loss."""
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    average = WeightAverage(model, cfg.get("ema", 0.0))
     b, f = cfg["batch_clips"], cfg["frames_per_clip"]
     idx = np.array(train_idx)
     started = time.time()
@@ -90,32 +116,51 @@ def _supervised_loop(params, data, train_idx, cfg, gen, device, log, tag, clip_l
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        average.update()
         if step % 200 == 0 or step == cfg["steps"] - 1:
             log(f"  {tag} step {step:4d} loss {loss.item():.3f}")
+    average.apply()
     return time.time() - started
 
 
+def diagnosis_weights(data, train_idx, device):
+    """Balanced class weights for the diagnosis cross-entropy over the training clips."""
+    counts = torch.bincount(data.diagnosis[train_idx], minlength=len(data.diagnoses)).float()
+    return (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
+
+
 def train_mil(model, data, train_idx, cfg, gen, device, log):
-    """Multiple-instance learning from clip-level biomarker flags; unannotated flags are masked out."""
+    """Multiple-instance learning from clip-level biomarker flags; unannotated flags are masked out.
+
+    With cfg["aux_diagnosis"] > 0 a diagnosis head on the same embedding adds that
+    weight times a class-balanced cross-entropy: every clip has a diagnosis while the
+    biomarker flags are sparse, and the findings are what tell the diagnoses apart,
+    so the extra signal shapes the same features. The head is not exported.
+    """
     y_all = data.y
     pw = pos_weights(y_all[train_idx]).to(device)
+    aux = cfg.get("aux_diagnosis", 0.0)
+    cw = diagnosis_weights(data, train_idx, device) if aux > 0 else None
 
     def clip_loss(x, pick, b, f):
-        logits, _ = model(x)
+        logits, emb = model(x)
         clip_logits = lse_pool(logits, f)
         y = y_all[pick].to(device)
         mask = ~torch.isnan(y)
         loss_el = F.binary_cross_entropy_with_logits(clip_logits, torch.nan_to_num(y), pos_weight=pw, reduction="none")
-        return (loss_el * mask).sum() / mask.sum().clamp(min=1)
+        loss = (loss_el * mask).sum() / mask.sum().clamp(min=1)
+        if aux > 0:
+            cl = model.class_head(model.drop(emb)).view(b, f, -1).mean(1)
+            loss = loss + aux * F.cross_entropy(cl, data.diagnosis[pick].to(device), weight=cw)
+        return loss
 
     model.train()
-    return _supervised_loop(model.parameters(), data, train_idx, cfg, gen, device, log, "mil", clip_loss)
+    return _supervised_loop(model, model.parameters(), data, train_idx, cfg, gen, device, log, "mil", clip_loss)
 
 
 def train_e2e(model, data, train_idx, cfg, gen, device, log):
     """The end-to-end baseline: the same backbone trained on the clip diagnosis directly (mean-pooled logits)."""
-    counts = torch.bincount(data.diagnosis[train_idx], minlength=len(data.diagnoses)).float()
-    weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
+    weight = diagnosis_weights(data, train_idx, device)
 
     def clip_loss(x, pick, b, f):
         logits = model.class_head(model.backbone(x)).view(b, f, -1).mean(1)
@@ -123,7 +168,7 @@ def train_e2e(model, data, train_idx, cfg, gen, device, log):
 
     model.train()
     params = list(model.backbone.parameters()) + list(model.class_head.parameters())
-    return _supervised_loop(params, data, train_idx, cfg, gen, device, log, "e2e", clip_loss)
+    return _supervised_loop(model, params, data, train_idx, cfg, gen, device, log, "e2e", clip_loss)
 
 
 @torch.no_grad()
@@ -152,7 +197,7 @@ def new_model(data, cfg, device, e2e=False):
     return Extractor(
         len(data.labels),
         embedding_dim=cfg["embedding_dim"],
-        n_classes=len(data.diagnoses) if e2e else None,
+        n_classes=len(data.diagnoses) if e2e or cfg.get("aux_diagnosis", 0.0) > 0 else None,
         frame_norm=cfg.get("frame_norm", False),
         dropout=cfg.get("dropout", 0.0),
     ).to(device)

@@ -1,0 +1,114 @@
+/** The extractor's model card says which recipe switches trained it and how the recipe was chosen. */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { BIOMARKERS } from '../../lib/biomarkers';
+import {
+  readExperiments,
+  recipeSwitches,
+  renderCard,
+  type ExperimentResult,
+  type TrainingReport,
+} from '../../scripts/ship-extractor';
+
+const base = {
+  embedding_dim: 48,
+  steps: 900,
+  batch_clips: 12,
+  frames_per_clip: 8,
+  lr: 0.002,
+  weight_decay: 0.01,
+  ssl_steps: 1000,
+  ssl_batch: 24,
+};
+
+function variant(mean: number) {
+  const row = {
+    positives: 5,
+    annotated: 20,
+    auc: mean,
+    auc_ci95: [0.5, 0.9] as [number, number],
+    auc_clip_mean: mean,
+    auc_per_fold: [],
+  };
+  return {
+    per_biomarker: Object.fromEntries(BIOMARKERS.map((b) => [b, row])),
+    mean_auc: mean,
+    wall_s: 60,
+    times: [],
+  };
+}
+
+function report(config: TrainingReport['config']): TrainingReport {
+  return {
+    config,
+    seed: 1,
+    hardware: { device: 'CPU (x86_64)', cpu_threads: 2, torch: '1.13', python: '3.11' },
+    positives: {},
+    unlearnable: [],
+    dropped_upstream: {},
+    folds: 5,
+    cv: { nossl: variant(0.7), ssl: variant(0.8) },
+    kept: 'ssl',
+    final: { times: { ssl_s: 10, train_s: 20 }, parameters: 1000 },
+    wall_s: 600,
+  };
+}
+
+const entry = { name: 'm', version: '1.1.0', sha256: 'ab'.repeat(32) };
+const items = [{ license: 'CC BY', kind: 'clip', source: '1', group: 'g' }];
+const parity = { biomarkers: 1e-7, embedding: 1e-6 };
+
+describe('recipeSwitches', () => {
+  it('lists nothing for the default recipe and every switch that is on', () => {
+    expect(recipeSwitches({ embedding_dim: 48 })).toEqual([]);
+    const on = recipeSwitches({ embedding_dim: 48, frame_norm: true, dropout: 0.2, aux_diagnosis: 0.5, ema: 0.98 });
+    expect(on).toHaveLength(4);
+    expect(on.join(' ')).toMatch(/standardisation.*dropout 0\.2.*diagnosis head \(weight 0\.5.*decay 0\.98/);
+  });
+});
+
+describe('renderCard', () => {
+  it('names the switches, the diagnosis caveat and every variant with what it changed', () => {
+    const experiments: ExperimentResult[] = [
+      { tag: 'a', recipe: 'ssl', config: { ...base, frame_norm: true }, mean_auc: 0.71, wall_s: 300 },
+      { tag: 'b', recipe: 'nossl', config: { ...base, aux_diagnosis: 0.5 }, mean_auc: 0.75, wall_s: 120 },
+    ];
+    const card = renderCard(entry, report({ ...base, aux_diagnosis: 0.5 }), items, parity, experiments);
+    expect(card).toContain('AdamW (weight decay 0.01)');
+    expect(card).toContain('- With an auxiliary diagnosis head (weight 0.5');
+    expect(card).toMatch(/not a pure\s+finding detector/);
+    expect(card).toContain('## How the recipe was chosen');
+    expect(card).toMatch(/Choosing among\s+3 recipes/);
+    expect(card).toContain('| `a` | ssl | aux_diagnosis=null, frame_norm=true | 0.710 | 5.0 |');
+    expect(card).toContain('| `b` | nossl | same as shipped | 0.750 | 2.0 |');
+  });
+
+  it('has no selection section or diagnosis caveat when nothing was selected', () => {
+    const card = renderCard(entry, report(base), items, parity);
+    expect(card).not.toContain('How the recipe was chosen');
+    expect(card).not.toContain('finding detector');
+    expect(card).not.toContain('- With ');
+  });
+});
+
+describe('readExperiments', () => {
+  it('reads every experiment JSON in tag order and ignores the fold-model folders', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sonomark-exp-'));
+    expect(readExperiments(dir)).toEqual([]);
+    mkdirSync(path.join(dir, 'experiments', 'b'), { recursive: true });
+    for (const [tag, auc] of [
+      ['b', 0.7],
+      ['a', 0.6],
+    ] as const) {
+      writeFileSync(
+        path.join(dir, 'experiments', `${tag}.json`),
+        JSON.stringify({ recipe: 'ssl', config: base, mean_auc: auc, wall_s: 1, per_biomarker: {} }),
+      );
+    }
+    expect(readExperiments(dir).map((e) => [e.tag, e.mean_auc])).toEqual([
+      ['a', 0.6],
+      ['b', 0.7],
+    ]);
+  });
+});
