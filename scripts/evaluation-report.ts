@@ -68,7 +68,7 @@ function run(): void {
   const { values } = parseArgs({
     options: {
       training: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training') },
-      version: { type: 'string', default: '1.0.0' },
+      version: { type: 'string', default: '1.1.0' },
       'models-dir': { type: 'string', default: DEFAULT_MODELS_DIR },
     },
   });

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 T=${SONOMARK_TRAINING_DIR:-.sonomark/training}
 DATA=${POCUS_DATA:-../shared/data/pocus}
-VERSION=${EXPERTS_VERSION:-1.0.0}
+VERSION=${EXPERTS_VERSION:-1.1.0}
 LABELS=$T/pocus/labels.csv
 OUT=$T/experts
 mkdir -p "$OUT/cv"
@@ -77,6 +77,12 @@ else
     echo "$LOSO_MODELS has no times.json: train_extractor.py --loso has not finished; wait for it, or move the folder away" >&2
     exit 1
   }
+  # The per-source models must come from the recipe the report (and the shipped extractor) used.
+  node -e "
+    const a = require('./$LOSO_MODELS/times.json'), r = require('./$T/extractor/report.json');
+    const same = JSON.stringify(a.config) === JSON.stringify(r.config) && a.seed === r.seed;
+    if (!same) { console.error('$LOSO_MODELS was trained with another recipe or seed than $T/extractor/report.json: rerun train_extractor.py --loso'); process.exit(1); }" ||
+    exit 1
   for s in $(node -e "console.log(require('./$LOSO_MODELS/times.json').sources.join(' '))"); do
     [ -f "$LOSO_MODELS/source-$s.onnx" ] || { echo "$LOSO_MODELS/times.json lists source $s, but source-$s.onnx is missing" >&2; exit 1; }
   done

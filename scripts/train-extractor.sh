@@ -10,7 +10,7 @@
 #   4. npm run train:experts: experts retrained on the new features, models/EVALUATION.md.
 #
 # PYTHON defaults to Debian's /usr/bin/python3 (apt-get install python3-torch python3-onnx);
-# a CUDA GPU is used when PyTorch sees one. About 50 minutes on 2 CPU cores.
+# a CUDA GPU is used when PyTorch sees one. About 85 minutes on 2 CPU cores (40 of them the per-source extractors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${SONOMARK_TRAINING_DIR:-.sonomark/training}
