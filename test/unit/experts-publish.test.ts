@@ -252,18 +252,7 @@ describe('sonomark experts train', () => {
   });
 
   it('exits 2 on a usage error and 1 on a data error', async () => {
-    const noKind = await cli([
-      'experts',
-      'train',
-      '--features',
-      features,
-      '--labels',
-      labels,
-      '--target',
-      'x',
-      '--name',
-      'x',
-    ]);
+    const noKind = await cli([...common(), '--target', 'x', '--name', 'x']);
     expect(noKind.code).toBe(2);
     expect(noKind.stderr).toMatch(/needs --kind/);
     const badKind = await cli([...common(), '--target', 'triage', '--kind', 'regression', '--name', 'triage']);
