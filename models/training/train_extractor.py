@@ -38,7 +38,7 @@ from sonomark_train.train import (  # noqa: E402
     train_mil,
 )
 
-# The shipped recipe (1.1.0). Chosen by mean grouped-CV AUC among the --experiment variants listed
+# The shipped recipe (1.1.0, re-exported as 1.1.1). Chosen by mean grouped-CV AUC among the --experiment variants listed
 # in the model card; 1.0.0 was steps 450, weight_decay 1e-3, ssl_steps 300, no frame_norm or dropout.
 CONFIG = {
     "embedding_dim": 48,
@@ -241,7 +241,7 @@ def main():
     if args.experiment:
         t0 = time.time()
         oof, times = run_cv(args.recipe, data, cfg, folds, args.seed, device, os.path.join(args.out, "experiments", args.experiment))
-        result = dict(biomarker_report(data, oof), recipe=args.recipe, config=cfg, times=times, wall_s=time.time() - t0)
+        result = dict(biomarker_report(data, oof), recipe=args.recipe, config=cfg, seed=args.seed, times=times, wall_s=time.time() - t0)
         os.makedirs(os.path.join(args.out, "experiments"), exist_ok=True)
         with open(os.path.join(args.out, "experiments", f"{args.experiment}.json"), "w") as f:
             json.dump(result, f, indent=1)
