@@ -9,7 +9,8 @@
  * them (`npm run train:experts`): their inputs would no longer mean anything.
  *
  *   npx tsx scripts/ship-extractor.ts [--from .sonomark/training/extractor] [--data .sonomark/training/pocus]
- *                                     [--name sonomark-lus-biomarkers] [--version 1.1.0] [--models-dir models]
+ *                                     [--name sonomark-lus-biomarkers] [--version 1.1.1] [--models-dir models]
+ *                                     [--changes "what changed since the previous version"]
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -49,6 +50,8 @@ export interface ExperimentResult {
   tag: string;
   recipe: 'ssl' | 'nossl';
   config: Record<string, number | boolean>;
+  /** The run's --seed (recorded since 1.1.1; earlier runs used the default seed). */
+  seed?: number;
   mean_auc: number | null;
   wall_s: number;
 }
@@ -103,14 +106,40 @@ function configDiff(a: Record<string, unknown>, b: Record<string, unknown>): str
   return diff.map((k) => `${k}=${JSON.stringify(b[k] ?? null)}`).join(', ') || 'same as shipped';
 }
 
+/**
+ * The shipped recipe's spread over seeds: experiments with the shipped config and pretraining choice
+ * but another --seed. One seed's mean AUC moves by a few hundredths with the seed alone, which is as
+ * large as most recipe differences, so the card says so with the numbers.
+ */
+function seedSpread(r: TrainingReport, experiments: ExperimentResult[], replicate: boolean[]): string {
+  const others = experiments.filter((_, i) => replicate[i]);
+  const kept = r.cv[r.kept].mean_auc;
+  if (others.length === 0 || kept === null) return '';
+  const all = [kept, ...others.map((e) => e.mean_auc).filter((x): x is number => x !== null)];
+  const mean = all.reduce((a, b) => a + b, 0) / all.length;
+  return `
+The shipped recipe with ${others.length === 1 ? 'another seed' : 'other seeds'} (same folds): ${others
+    .map((e) => `${f3(e.mean_auc)} (seed ${e.seed})`)
+    .join(', ')}, against ${f3(kept)} with the shipped seed. Over these ${all.length} seeds the recipe's mean CV AUC is
+**${f3(mean)}** (range ${f3(Math.min(...all))}–${f3(Math.max(...all))}): the seed alone moves it by
+${f3(Math.max(...all) - Math.min(...all))}, so read smaller differences between variants as noise.
+`;
+}
+
 function selectionSection(r: TrainingReport, experiments: ExperimentResult[]): string {
   if (experiments.length === 0) return '';
   const diffs = experiments.map((e) => configDiff(r.config, e.config));
-  const rows = experiments.map(
-    (e, i) => `| \`${e.tag}\` | ${e.recipe} | ${diffs[i]} | ${f3(e.mean_auc)} | ${(e.wall_s / 60).toFixed(1)} |`,
+  const replicate = experiments.map(
+    (e, i) => e.recipe === r.kept && diffs[i] === 'same as shipped' && e.seed !== undefined && e.seed !== r.seed,
   );
-  const shippedTried = experiments.some((e, i) => e.recipe === r.kept && diffs[i] === 'same as shipped');
-  const recipes = experiments.length + (shippedTried ? 0 : 1);
+  const rows = experiments.map(
+    (e, i) =>
+      `| \`${e.tag}\` | ${e.recipe} | ${diffs[i]}${replicate[i] ? `, seed ${e.seed}` : ''} | ${f3(e.mean_auc)} | ${(e.wall_s / 60).toFixed(1)} |`,
+  );
+  const shippedTried = experiments.some(
+    (e, i) => e.recipe === r.kept && diffs[i] === 'same as shipped' && !replicate[i],
+  );
+  const recipes = experiments.filter((_, i) => !replicate[i]).length + (shippedTried ? 0 : 1);
   return `
 ## How the recipe was chosen
 These variants (\`train_extractor.py --experiment\`) were cross-validated on the same folds, and the recipe with
@@ -121,7 +150,7 @@ less biased check.
 | experiment | pretraining | differs from the shipped recipe in | mean CV AUC | minutes |
 |---|---|---|---|---|
 ${rows.join('\n')}
-`;
+${seedSpread(r, experiments, replicate)}`;
 }
 
 export function renderCard(
@@ -130,6 +159,7 @@ export function renderCard(
   items: DatasetItem[],
   parity: { biomarkers: number; embedding: number },
   experiments: ExperimentResult[] = [],
+  changes?: string,
 ): string {
   const kept = r.cv[r.kept];
   const other = r.cv[r.kept === 'ssl' ? 'nossl' : 'ssl'];
@@ -154,7 +184,7 @@ export function renderCard(
   ${BIOMARKERS.map((b) => `\`${b}\``).join(', ')}; \`embedding\` [N, ${r.config['embedding_dim']}] from the penultimate layer.
 - Network: 5 conv-BN-ReLU layers (stride 2 to 8×8), average + max pooling, a ${r.config['embedding_dim']}-d embedding,
   a linear biomarker head. ${r.final.parameters.toLocaleString('en-US')} parameters.
-
+${changes ? `\n## Changes in ${entry.version}\n${changes}\n` : ''}
 ## Data and licenses
 The public POCUS lung-ultrasound collection (Born et al., POCOVID-Net; \`../shared/data/pocus\`, see its ATTRIBUTION.md):
 ${items.length} items (${Object.entries(countBy(items, (i) => i.kind))
@@ -242,7 +272,9 @@ async function run(): Promise<void> {
       from: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training', 'extractor') },
       data: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training', 'pocus') },
       name: { type: 'string', default: 'sonomark-lus-biomarkers' },
-      version: { type: 'string', default: '1.1.0' },
+      version: { type: 'string', default: '1.1.1' },
+      // What changed since the previous version, in words, for the card (and the metrics JSON).
+      changes: { type: 'string' },
       'models-dir': { type: 'string', default: DEFAULT_MODELS_DIR },
     },
   });
@@ -320,11 +352,15 @@ async function run(): Promise<void> {
   writeFileSync(path.join(modelsDir, 'extractor', `${base}.parity.json`), JSON.stringify(fixture) + '\n');
   writeFileSync(
     path.join(modelsDir, 'extractor', `${base}.metrics.json`),
-    JSON.stringify({ model: { name, version, sha256 }, ...report, parity: parity.maxAbsDiff }, null, 1) + '\n',
+    JSON.stringify(
+      { model: { name, version, sha256 }, ...report, parity: parity.maxAbsDiff, changes: values.changes },
+      null,
+      1,
+    ) + '\n',
   );
   writeFileSync(
     path.join(modelsDir, entry.card.cardFile!),
-    renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from)),
+    renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), values.changes),
   );
 
   const kept = manifest.experts.filter((e) => e.extractor.name === name && e.extractor.version === version);

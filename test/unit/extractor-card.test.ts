@@ -84,6 +84,29 @@ describe('renderCard', () => {
     expect(card).toContain('| `b` | nossl | same as shipped | 0.750 | 2.0 |');
   });
 
+  it('reports the shipped recipe under other seeds as seed spread, not as recipes chosen among', () => {
+    const experiments: ExperimentResult[] = [
+      { tag: 'shipped', recipe: 'ssl', config: base, mean_auc: 0.8, wall_s: 60 },
+      { tag: 's2', recipe: 'ssl', config: base, seed: 2, mean_auc: 0.74, wall_s: 60 },
+      { tag: 's3', recipe: 'ssl', config: base, seed: 3, mean_auc: 0.77, wall_s: 60 },
+      { tag: 'other', recipe: 'ssl', config: { ...base, steps: 450 }, seed: 2, mean_auc: 0.7, wall_s: 60 },
+    ];
+    const card = renderCard(entry, report(base), items, parity, experiments);
+    expect(card).toMatch(/Choosing among\s+2 recipes/);
+    expect(card).toContain('| `s2` | ssl | same as shipped, seed 2 | 0.740 | 1.0 |');
+    expect(card).toContain('| `other` | ssl | steps=450 | 0.700 | 1.0 |');
+    expect(card).toMatch(/0\.740 \(seed 2\), 0\.770 \(seed 3\), against 0\.800 with the shipped seed/);
+    expect(card).toMatch(/Over these 3 seeds the recipe's mean CV AUC is\s+\*\*0\.770\*\* \(range 0\.740–0\.800\)/);
+    expect(card).toMatch(/moves it by\s+0\.060/);
+  });
+
+  it('has a changes section only when the version says what changed', () => {
+    expect(renderCard(entry, report(base), items, parity, [], 'Re-exported.')).toContain(
+      '## Changes in 1.1.0\nRe-exported.',
+    );
+    expect(renderCard(entry, report(base), items, parity)).not.toContain('## Changes');
+  });
+
   it('has no selection section or diagnosis caveat when nothing was selected', () => {
     const card = renderCard(entry, report(base), items, parity);
     expect(card).not.toContain('How the recipe was chosen');
