@@ -44,6 +44,7 @@ interface TrainingConfig {
   dropout?: number;
   aux_diagnosis?: number;
   ema?: number;
+  extra_conv?: boolean;
 }
 /** One `train_extractor.py --experiment TAG` run: a recipe variant cross-validated on the same folds. */
 export interface ExperimentResult {
@@ -95,6 +96,7 @@ export function recipeSwitches(c: TrainingConfig): string[] {
         'every clip has a diagnosis while the biomarker flags are sparse',
     );
   }
+  if (c.extra_conv) on.push('a sixth conv-BN-ReLU layer at 8×8 (receptive field 79 pixels instead of 47)');
   if (c.ema) on.push(`an exponential moving average of the weights (decay ${c.ema}) is the trained model`);
   return on;
 }
@@ -182,7 +184,7 @@ export function renderCard(
   \`gpu-tasks/feature-extractor/src/decode.ts\` produces (training read the same bytes).
 - Outputs \`biomarkers\` [N, ${BIOMARKERS.length}] per-frame probabilities in the order
   ${BIOMARKERS.map((b) => `\`${b}\``).join(', ')}; \`embedding\` [N, ${r.config['embedding_dim']}] from the penultimate layer.
-- Network: 5 conv-BN-ReLU layers (stride 2 to 8×8), average + max pooling, a ${r.config['embedding_dim']}-d embedding,
+- Network: ${r.config.extra_conv ? 6 : 5} conv-BN-ReLU layers (stride 2 to 8×8), average + max pooling, a ${r.config['embedding_dim']}-d embedding,
   a linear biomarker head. ${r.final.parameters.toLocaleString('en-US')} parameters.
 ${changes ? `\n## Changes in ${entry.version}\n${changes}\n` : ''}
 ## Data and licenses

@@ -55,7 +55,7 @@ CONFIG = {
     "dropout": 0.2,
 }
 # Opt-in recipe switches (absent means off), tried with --experiment and not in the shipped recipe.
-OPTIONAL = ("aux_diagnosis", "ema")
+OPTIONAL = ("aux_diagnosis", "ema", "extra_conv")
 QUICK = {"steps": 60, "ssl_steps": 40}
 PARITY_CLIP = "Reg-Atlas"
 PARITY_FRAMES = 16

@@ -62,9 +62,18 @@ const parity = { biomarkers: 1e-7, embedding: 1e-6 };
 describe('recipeSwitches', () => {
   it('lists nothing for the default recipe and every switch that is on', () => {
     expect(recipeSwitches({ embedding_dim: 48 })).toEqual([]);
-    const on = recipeSwitches({ embedding_dim: 48, frame_norm: true, dropout: 0.2, aux_diagnosis: 0.5, ema: 0.98 });
-    expect(on).toHaveLength(4);
-    expect(on.join(' ')).toMatch(/standardisation.*dropout 0\.2.*diagnosis head \(weight 0\.5.*decay 0\.98/);
+    const on = recipeSwitches({
+      embedding_dim: 48,
+      frame_norm: true,
+      dropout: 0.2,
+      aux_diagnosis: 0.5,
+      extra_conv: true,
+      ema: 0.98,
+    });
+    expect(on).toHaveLength(5);
+    expect(on.join(' ')).toMatch(
+      /standardisation.*dropout 0\.2.*diagnosis head \(weight 0\.5.*sixth conv.*decay 0\.98/,
+    );
   });
 });
 
@@ -112,6 +121,10 @@ describe('renderCard', () => {
     expect(card).not.toContain('How the recipe was chosen');
     expect(card).not.toContain('finding detector');
     expect(card).not.toContain('- With ');
+    expect(card).toContain('- Network: 5 conv-BN-ReLU layers');
+    expect(renderCard(entry, report({ ...base, extra_conv: true }), items, parity)).toContain(
+      '- Network: 6 conv-BN-ReLU layers',
+    );
   });
 });
 

@@ -39,17 +39,23 @@ class Backbone(nn.Module):
     texture-wide patterns (B-line density, A-line reverberation).
     """
 
-    def __init__(self, width=(16, 32, 64, 96), embedding_dim=48, frame_norm=False):
+    def __init__(self, width=(16, 32, 64, 96), embedding_dim=48, frame_norm=False, extra_conv=False):
         super().__init__()
         self.frame_norm = frame_norm
         w1, w2, w3, w4 = width
-        self.features = nn.Sequential(
+        layers = [
             conv_bn(1, w1, 2),
             conv_bn(w1, w2, 2),
             conv_bn(w2, w3, 2),
             conv_bn(w3, w3, 1),
             conv_bn(w3, w4, 2),
-        )
+        ]
+        if extra_conv:
+            # A sixth layer at 8x8 widens the receptive field from 47 to 79 pixels of 128: B-lines run
+            # from the pleura to the bottom of the sector and A-lines repeat at multiples of the pleural
+            # depth, patterns that span more of the frame than five layers see at once.
+            layers.append(conv_bn(w4, w4, 1))
+        self.features = nn.Sequential(*layers)
         self.embed = nn.Sequential(nn.Linear(2 * w4, embedding_dim), nn.ReLU(inplace=True))
         self.embedding_dim = embedding_dim
 
@@ -70,9 +76,9 @@ class Backbone(nn.Module):
 
 
 class Extractor(nn.Module):
-    def __init__(self, n_labels, embedding_dim=48, n_classes=None, frame_norm=False, dropout=0.0):
+    def __init__(self, n_labels, embedding_dim=48, n_classes=None, frame_norm=False, dropout=0.0, extra_conv=False):
         super().__init__()
-        self.backbone = Backbone(embedding_dim=embedding_dim, frame_norm=frame_norm)
+        self.backbone = Backbone(embedding_dim=embedding_dim, frame_norm=frame_norm, extra_conv=extra_conv)
         # Dropout on the embedding during training only (identity in eval and in the export).
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(embedding_dim, n_labels)

@@ -200,4 +200,5 @@ def new_model(data, cfg, device, e2e=False):
         n_classes=len(data.diagnoses) if e2e or cfg.get("aux_diagnosis", 0.0) > 0 else None,
         frame_norm=cfg.get("frame_norm", False),
         dropout=cfg.get("dropout", 0.0),
+        extra_conv=cfg.get("extra_conv", False),
     ).to(device)
