@@ -16,7 +16,14 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFi
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BIOMARKERS } from '../lib/biomarkers';
-import { checkParity, PARITY_TOLERANCE, readParityFixture } from '../lib/extractor-parity';
+import { fromNpy } from '../lib/cli/npy';
+import {
+  checkFullParity,
+  checkParity,
+  PARITY_TOLERANCE,
+  readParityFixture,
+  type FullParityResult,
+} from '../lib/extractor-parity';
 import { loadManifest } from '../lib/manifest';
 import { DEFAULT_MODELS_DIR, MANIFEST_FILE, PACKAGE_ROOT } from '../lib/paths';
 import { sha256Hex } from '../lib/scan-id';
@@ -70,6 +77,8 @@ export interface TrainingReport {
   wall_s: number;
 }
 export interface DatasetItem {
+  /** The item's frames as training read them, relative to the training-set directory. */
+  npy: string;
   license: string;
   kind: string;
   source: string;
@@ -162,6 +171,7 @@ export function renderCard(
   parity: { biomarkers: number; embedding: number },
   experiments: ExperimentResult[] = [],
   changes?: string,
+  fullParity?: FullParityResult,
 ): string {
   const kept = r.cv[r.kept];
   const other = r.cv[r.kept === 'ssl' ? 'nossl' : 'ssl'];
@@ -233,7 +243,12 @@ ${rows.join('\n')}
 ${f3(other.mean_auc)} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ 0.85.
 ${weak.length ? `\nWeak: ${weak.map((b) => `\`${b}\` (${f3(kept.per_biomarker[b]!.auc)}, ${kept.per_biomarker[b]!.positives} positives)`).join(', ')}. Read these outputs as weak evidence.\n` : ''}
 ONNX/PyTorch parity (onnxruntime-node, CPU, 16 frames of a fixed clip): max abs diff
-${parity.biomarkers.toExponential(1)} (biomarkers), ${parity.embedding.toExponential(1)} (embedding); tolerance ${PARITY_TOLERANCE}.
+${parity.biomarkers.toExponential(1)} (biomarkers), ${parity.embedding.toExponential(1)} (embedding); tolerance ${PARITY_TOLERANCE}.${
+    fullParity
+      ? `
+On all ${fullParity.frames.toLocaleString('en-US')} training frames: ${fullParity.maxAbsDiff.biomarkers.toExponential(1)} (biomarkers), ${fullParity.maxAbsDiff.embedding.toExponential(1)} (embedding).`
+      : ''
+  }
 
 ## Known failure modes
 - Trained on ${items.length} items from public teaching collections: expect worse numbers on a new site's
@@ -253,6 +268,20 @@ ${
 `
     : ''
 }${selectionSection(r, experiments)}`;
+}
+
+/** PyTorch's outputs on every training frame, as train_extractor.py leaves them beside the model. */
+function readFullParityReference(from: string): { biomarkers: Float32Array; embedding: Float32Array } {
+  const read = (key: string) => {
+    const file = path.join(from, `parity-full-${key}.npy`);
+    if (!existsSync(file)) {
+      throw new Error(`${file} is missing: train_extractor.py writes it with the final model; re-run it.`);
+    }
+    const { data } = fromNpy(readFileSync(file), file);
+    if (!(data instanceof Float32Array)) throw new Error(`${file}: expected float32 outputs`);
+    return data;
+  };
+  return { biomarkers: read('biomarkers'), embedding: read('embedding') };
 }
 
 /** Every `--experiment` result in a training output folder, in tag order. */
@@ -349,20 +378,41 @@ async function run(): Promise<void> {
   const worst = Math.max(parity.maxAbsDiff.biomarkers, parity.maxAbsDiff.embedding);
   if (worst > PARITY_TOLERANCE) throw new Error(`Parity: max abs diff ${worst} > ${PARITY_TOLERANCE}.`);
   process.stderr.write(`parity ok: ${JSON.stringify(parity.maxAbsDiff)}\n`);
+  const full = await checkFullParity(
+    dataset.items.length,
+    (i) =>
+      fromNpy(readFileSync(path.join(values.data!, dataset.items[i]!.npy)), dataset.items[i]!.npy).data as Uint8Array,
+    readFullParityReference(from),
+    staging,
+    entry,
+  );
+  if (full.overTolerance > 0) {
+    throw new Error(
+      `Parity on all ${full.frames} training frames: ${full.overTolerance} values differ by more than ${PARITY_TOLERANCE} ` +
+        `(max ${JSON.stringify(full.maxAbsDiff)}).`,
+    );
+  }
+  process.stderr.write(`parity ok on all ${full.frames} training frames: ${JSON.stringify(full.maxAbsDiff)}\n`);
 
   copyFileSync(path.join(from, 'extractor.onnx'), path.join(modelsDir, file));
   writeFileSync(path.join(modelsDir, 'extractor', `${base}.parity.json`), JSON.stringify(fixture) + '\n');
   writeFileSync(
     path.join(modelsDir, 'extractor', `${base}.metrics.json`),
     JSON.stringify(
-      { model: { name, version, sha256 }, ...report, parity: parity.maxAbsDiff, changes: values.changes },
+      {
+        model: { name, version, sha256 },
+        ...report,
+        parity: parity.maxAbsDiff,
+        parityAllFrames: { frames: full.frames, ...full.maxAbsDiff },
+        changes: values.changes,
+      },
       null,
       1,
     ) + '\n',
   );
   writeFileSync(
     path.join(modelsDir, entry.card.cardFile!),
-    renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), values.changes),
+    renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), values.changes, full),
   );
 
   const kept = manifest.experts.filter((e) => e.extractor.name === name && e.extractor.version === version);

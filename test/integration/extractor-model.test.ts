@@ -6,12 +6,14 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   createExtractorSession,
+  decodeFrameBytes,
   decodeFrames,
   extractFeatures,
+  toFloat01,
   type ExtractorSession,
 } from '../../gpu-tasks/feature-extractor/src';
 import { BIOMARKERS } from '../../lib/biomarkers';
-import { checkParity, PARITY_TOLERANCE, readParityFixture } from '../../lib/extractor-parity';
+import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture } from '../../lib/extractor-parity';
 import { loadManifest } from '../../lib/manifest';
 import { clip, POCUS } from './helpers';
 
@@ -76,5 +78,40 @@ describe(`shipped extractor ${entry.name}@${entry.version}`, () => {
     expect(result.tensorSha256).toBe(fixture.tensorSha256);
     expect(result.maxAbsDiff.biomarkers).toBeLessThanOrEqual(PARITY_TOLERANCE);
     expect(result.maxAbsDiff.embedding).toBeLessThanOrEqual(PARITY_TOLERANCE);
+  });
+
+  it('checks every frame of a training set against a reference, counting the values over the tolerance', async () => {
+    // PyTorch's all-frame outputs stay with the training run, so onnxruntime's own outputs (one batch)
+    // are the reference here; the check runs in batches of 4 across two items of 10 and 3 frames.
+    const fixture = readParityFixture(path.join(dir, `${base}.parity.json`));
+    const { bytes } = await decodeFrameBytes(path.join(POCUS, fixture.clip), {
+      size: entry.input.size,
+      maxFrames: entry.input.maxFrames,
+    });
+    const px = entry.input.size * entry.input.size;
+    const items = [bytes.subarray(0, 10 * px), bytes.subarray(10 * px, 13 * px)];
+    const out = await session.run(toFloat01(bytes.subarray(0, 13 * px)), 13);
+    const ref = { biomarkers: out.biomarkers.slice(), embedding: out.embedding.slice() };
+    const check = (r: typeof ref) => checkFullParity(2, (i) => items[i]!, r, dir, entry, 4);
+
+    const same = await check(ref);
+    expect(same.frames).toBe(13);
+    expect(same.overTolerance).toBe(0);
+    expect(Math.max(same.maxAbsDiff.biomarkers, same.maxAbsDiff.embedding)).toBeLessThan(1e-5);
+
+    const off = { biomarkers: ref.biomarkers.slice(), embedding: ref.embedding.slice() };
+    off.biomarkers[7]! -= 5e-4;
+    off.embedding[12 * 48 + 5]! += 2e-3;
+    const bad = await check(off);
+    expect(bad.overTolerance).toBe(2);
+    expect(bad.maxAbsDiff.embedding).toBeCloseTo(2e-3, 4);
+    expect(bad.maxAbsDiff.biomarkers).toBeCloseTo(5e-4, 4);
+
+    const short = { biomarkers: ref.biomarkers.subarray(0, 12 * 6), embedding: ref.embedding.subarray(0, 12 * 48) };
+    await expect(check(short)).rejects.toThrow('the reference has fewer biomarkers values than the frames');
+    const long = { biomarkers: new Float32Array(14 * 6), embedding: new Float32Array(14 * 48) };
+    long.biomarkers.set(ref.biomarkers);
+    long.embedding.set(ref.embedding);
+    await expect(check(long)).rejects.toThrow('13 frames, but the reference has 14 frames of biomarkers');
   });
 });

@@ -56,7 +56,7 @@ function report(config: TrainingReport['config']): TrainingReport {
 }
 
 const entry = { name: 'm', version: '1.1.0', sha256: 'ab'.repeat(32) };
-const items = [{ license: 'CC BY', kind: 'clip', source: '1', group: 'g' }];
+const items = [{ npy: 'frames/a.npy', license: 'CC BY', kind: 'clip', source: '1', group: 'g' }];
 const parity = { biomarkers: 1e-7, embedding: 1e-6 };
 
 describe('recipeSwitches', () => {
@@ -107,6 +107,14 @@ describe('renderCard', () => {
     expect(card).toMatch(/0\.740 \(seed 2\), 0\.770 \(seed 3\), against 0\.800 with the shipped seed/);
     expect(card).toMatch(/Over these 3 seeds the recipe's mean CV AUC is\s+\*\*0\.770\*\* \(range 0\.740–0\.800\)/);
     expect(card).toMatch(/moves it by\s+0\.060/);
+  });
+
+  it('adds the all-frame parity when the check ran', () => {
+    const full = { frames: 6101, maxAbsDiff: { biomarkers: 1.3e-6, embedding: 1.34e-5 }, overTolerance: 0 };
+    expect(renderCard(entry, report(base), items, parity, [], undefined, full)).toContain(
+      'On all 6,101 training frames: 1.3e-6 (biomarkers), 1.3e-5 (embedding).',
+    );
+    expect(renderCard(entry, report(base), items, parity)).not.toContain('training frames:');
   });
 
   it('has a changes section only when the version says what changed', () => {

@@ -1,4 +1,4 @@
-import { toNpy } from '../../lib/cli/npy';
+import { fromNpy, toNpy } from '../../lib/cli/npy';
 
 function parseNpy(buf: Buffer): { major: number; minor: number; headerLen: number; header: string; body: Buffer } {
   const headerLen = buf.readUInt16LE(8);
@@ -82,5 +82,35 @@ describe('toNpy', () => {
     expect((10 + npy.headerLen) % 64).toBe(0);
     expect(npy.header).toContain(`'shape': (${shape.join(', ')})`);
     expect(npy.body.length).toBe(0);
+  });
+});
+
+describe('fromNpy', () => {
+  it('reads back what toNpy writes, uint8 and float32, whatever the buffer offset', () => {
+    const frames = new Uint8Array([0, 1, 254, 255, 7, 9]);
+    const back = fromNpy(toNpy(frames, [3, 1, 2], 'u1'));
+    expect(back.shape).toEqual([3, 1, 2]);
+    expect(back.data).toBeInstanceOf(Uint8Array);
+    expect([...back.data]).toEqual([...frames]);
+
+    const values = new Float32Array([0.5, -1.25, 3e-7]);
+    const shifted = Buffer.concat([Buffer.from([0]), toNpy(values, [3], '<f4')]).subarray(1);
+    const f = fromNpy(shifted);
+    expect(f.shape).toEqual([3]);
+    expect(f.data).toBeInstanceOf(Float32Array);
+    expect([...f.data]).toEqual([...values]);
+  });
+
+  it('refuses other files, dtypes and truncated bodies by name', () => {
+    expect(() => fromNpy(Buffer.from('not numpy at all'), 'x.npy')).toThrow('x.npy: not a NumPy .npy file');
+    const f64 = toNpy(new Uint8Array(8), [1], 'u1');
+    const header = f64.toString('latin1').replace("'|u1'", "'<f8'");
+    expect(() => fromNpy(Buffer.from(header, 'latin1'), 'y.npy')).toThrow(
+      /y\.npy: expected a C-order \|u1 or <f4 array/,
+    );
+    const full = toNpy(new Float32Array(4), [4], '<f4');
+    expect(() => fromNpy(full.subarray(0, full.length - 2), 'z.npy')).toThrow(
+      'z.npy: shape (4) needs 16 bytes, has 14',
+    );
   });
 });
