@@ -5,7 +5,7 @@
  * Every number is read from those files; the baseline's metrics go through the
  * same `evaluate` (and bootstrap) as the experts'.
  *
- *   npx tsx scripts/evaluation-report.ts [--training .sonomark/training] [--version 1.0.0]
+ *   npx tsx scripts/evaluation-report.ts [--training .sonomark/training] [--version 1.1.1]
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -68,7 +68,7 @@ function run(): void {
   const { values } = parseArgs({
     options: {
       training: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training') },
-      version: { type: 'string', default: '1.1.0' },
+      version: { type: 'string', default: '1.1.1' },
       'models-dir': { type: 'string', default: DEFAULT_MODELS_DIR },
     },
   });

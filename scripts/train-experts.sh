@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 T=${SONOMARK_TRAINING_DIR:-.sonomark/training}
 DATA=${POCUS_DATA:-../shared/data/pocus}
-VERSION=${EXPERTS_VERSION:-1.1.0}
+VERSION=${EXPERTS_VERSION:-1.1.1}
 LABELS=$T/pocus/labels.csv
 OUT=$T/experts
 mkdir -p "$OUT/cv"
