@@ -15,6 +15,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { z } from 'zod';
 import { BIOMARKERS } from '../lib/biomarkers';
 import { fromNpy } from '../lib/cli/npy';
 import {
@@ -366,6 +367,15 @@ async function run(): Promise<void> {
     },
   };
 
+  // The manifest entry is validated (a version like "1.2.0", ...) before anything is written into models/.
+  const kept = manifest.experts.filter((e) => e.extractor.name === name && e.extractor.version === version);
+  const dropped = manifest.experts.filter((e) => !kept.includes(e)).map((e) => `${e.name}@${e.version}`);
+  const parsed = Manifest.safeParse({ ...manifest, extractor: entry, experts: kept });
+  if (!parsed.success) {
+    throw new Error(`the manifest entry is invalid, nothing was shipped:\n${z.prettifyError(parsed.error)}`);
+  }
+  const next = parsed.data;
+
   // Parity before anything is written into models/: a model that serving would compute differently is not shipped.
   const staging = path.join(from, 'staging');
   mkdirSync(path.join(staging, 'extractor'), { recursive: true });
@@ -415,9 +425,6 @@ async function run(): Promise<void> {
     renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), values.changes, full),
   );
 
-  const kept = manifest.experts.filter((e) => e.extractor.name === name && e.extractor.version === version);
-  const dropped = manifest.experts.filter((e) => !kept.includes(e)).map((e) => `${e.name}@${e.version}`);
-  const next = Manifest.parse({ ...manifest, extractor: entry, experts: kept });
   writeFileSync(path.join(modelsDir, MANIFEST_FILE), JSON.stringify(next, null, 2) + '\n');
   process.stderr.write(`shipped ${name}@${version} (${sha256}) into ${modelsDir}\n`);
   if (dropped.length) {
