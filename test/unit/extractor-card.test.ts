@@ -89,8 +89,9 @@ describe('renderCard', () => {
     expect(card).toMatch(/not a pure\s+finding detector/);
     expect(card).toContain('## How the recipe was chosen');
     expect(card).toMatch(/Choosing among\s+3 recipes/);
-    expect(card).toContain('| `a` | ssl | aux_diagnosis=null, frame_norm=true | 0.710 | 5.0 |');
-    expect(card).toContain('| `b` | nossl | same as shipped | 0.750 | 2.0 |');
+    expect(card).toContain('| `a` | ssl | aux_diagnosis=null, frame_norm=true | 0.710 | −0.090 | 5.0 |');
+    expect(card).toContain('| `b` | nossl | same as shipped | 0.750 | −0.050 | 2.0 |');
+    expect(card).not.toContain('not shipped yet');
   });
 
   it('reports the shipped recipe under other seeds as seed spread, not as recipes chosen among', () => {
@@ -99,11 +100,15 @@ describe('renderCard', () => {
       { tag: 's2', recipe: 'ssl', config: base, seed: 2, mean_auc: 0.74, wall_s: 60 },
       { tag: 's3', recipe: 'ssl', config: base, seed: 3, mean_auc: 0.77, wall_s: 60 },
       { tag: 'other', recipe: 'ssl', config: { ...base, steps: 450 }, seed: 2, mean_auc: 0.7, wall_s: 60 },
+      { tag: 'up', recipe: 'ssl', config: { ...base, steps: 450 }, seed: 3, mean_auc: 0.8, wall_s: 60 },
     ];
     const card = renderCard(entry, report(base), items, parity, experiments);
     expect(card).toMatch(/Choosing among\s+2 recipes/);
-    expect(card).toContain('| `s2` | ssl | same as shipped, seed 2 | 0.740 | 1.0 |');
-    expect(card).toContain('| `other` | ssl | steps=450 | 0.700 | 1.0 |');
+    expect(card).toContain('| `s2` | ssl | same as shipped, seed 2 | 0.740 |  | 1.0 |');
+    // Each variant against the shipped recipe on its own seed: 0.70 - 0.74 and 0.80 - 0.77.
+    expect(card).toContain('| `other` | ssl | steps=450, seed 2 | 0.700 | −0.040 | 1.0 |');
+    expect(card).toContain('| `up` | ssl | steps=450, seed 3 | 0.800 | +0.030 | 1.0 |');
+    expect(card).toMatch(/Above the shipped recipe on the same seed, and not shipped yet: `up`\./);
     expect(card).toMatch(/0\.740 \(seed 2\), 0\.770 \(seed 3\), against 0\.800 with the shipped seed/);
     expect(card).toMatch(/Over these 3 seeds the recipe's mean CV AUC is\s+\*\*0\.770\*\* \(range 0\.740–0\.800\)/);
     expect(card).toMatch(/moves it by\s+0\.060/);
