@@ -37,12 +37,22 @@ export function readParityFixture(file: string): ParityFixture {
   return ParityFixture.parse(JSON.parse(readFileSync(file, 'utf8')));
 }
 
+/** Largest |actual - expected[at + i]| and how many exceed PARITY_TOLERANCE: the one comparison both checks use. */
+function diffStats(actual: Float32Array, expected: ArrayLike<number>, at = 0): { max: number; over: number } {
+  let max = 0;
+  let over = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const diff = Math.abs((actual[i] as number) - (expected[at + i] as number));
+    if (diff > max) max = diff;
+    if (diff > PARITY_TOLERANCE) over++;
+  }
+  return { max, over };
+}
+
 function maxAbsDiff(actual: Float32Array, expected: number[][]): number {
   const flat = expected.flat();
   if (flat.length !== actual.length) throw new Error(`parity: ${actual.length} values, fixture has ${flat.length}`);
-  let m = 0;
-  for (let i = 0; i < flat.length; i++) m = Math.max(m, Math.abs((actual[i] as number) - (flat[i] as number)));
-  return m;
+  return diffStats(actual, flat).max;
 }
 
 /** Decodes the fixture's clip with the serving decoder and runs the model's ONNX file on CPU. */
@@ -110,11 +120,9 @@ export async function checkFullParity(
   const compare = (key: 'biomarkers' | 'embedding', got: Float32Array, at: number) => {
     const want = reference[key];
     if (at + got.length > want.length) throw new Error(`parity: the reference has fewer ${key} values than the frames`);
-    for (let j = 0; j < got.length; j++) {
-      const diff = Math.abs((got[j] as number) - (want[at + j] as number));
-      if (diff > worst[key]) worst[key] = diff;
-      if (diff > PARITY_TOLERANCE) overTolerance++;
-    }
+    const { max, over } = diffStats(got, want, at);
+    worst[key] = Math.max(worst[key], max);
+    overTolerance += over;
   };
   const session = await createExtractorSession(modelsDir, entry, { executionProvider: 'cpu' });
   try {

@@ -289,6 +289,13 @@ ${
 }${selectionSection(r, experiments)}`;
 }
 
+/** One item's uint8 frames as the training-set export wrote them (what training read). */
+function readFrames(file: string): Uint8Array {
+  const { data } = fromNpy(readFileSync(file), file);
+  if (!(data instanceof Uint8Array)) throw new Error(`${file}: expected uint8 frames`);
+  return data;
+}
+
 /** PyTorch's outputs on every training frame, as train_extractor.py leaves them beside the model. */
 function readFullParityReference(from: string): { biomarkers: Float32Array; embedding: Float32Array } {
   const read = (key: string) => {
@@ -408,8 +415,7 @@ async function run(): Promise<void> {
   process.stderr.write(`parity ok: ${JSON.stringify(parity.maxAbsDiff)}\n`);
   const full = await checkFullParity(
     dataset.items.length,
-    (i) =>
-      fromNpy(readFileSync(path.join(values.data!, dataset.items[i]!.npy)), dataset.items[i]!.npy).data as Uint8Array,
+    (i) => readFrames(path.join(values.data!, dataset.items[i]!.npy)),
     readFullParityReference(from),
     staging,
     entry,
