@@ -118,22 +118,52 @@ function configDiff(a: Record<string, unknown>, b: Record<string, unknown>): str
   return diff.map((k) => `${k}=${JSON.stringify(b[k] ?? null)}`).join(', ') || 'same as shipped';
 }
 
+/** Runs before seeds were recorded used the default seed, which is the shipped model's. */
+const seedOf = (r: TrainingReport, e: ExperimentResult) => e.seed ?? r.seed;
+
+/** The shipped recipe under another --seed: same config and pretraining choice, all the data. */
+function isReplicate(r: TrainingReport, e: ExperimentResult): boolean {
+  return e.recipe === r.kept && configDiff(r.config, e.config) === 'same as shipped' && seedOf(r, e) !== r.seed;
+}
+
+/**
+ * A learning-curve point: the shipped recipe trained on a part of each fold's training groups
+ * (`--set train_fraction=F`, F < 1), tested on the same folds. Not a recipe to choose among.
+ */
+function isCurvePoint(r: TrainingReport, e: ExperimentResult): boolean {
+  const { train_fraction: fraction, ...rest } = e.config;
+  return (
+    typeof fraction === 'number' &&
+    fraction < 1 &&
+    e.recipe === r.kept &&
+    configDiff(r.config, rest) === 'same as shipped'
+  );
+}
+
+/** The shipped recipe's mean AUC on each seed it was trained with (the shipped run and its replicates). */
+function shippedBySeed(r: TrainingReport, experiments: ExperimentResult[]): Map<number, number | null> {
+  const bySeed = new Map<number, number | null>([[r.seed, r.cv[r.kept].mean_auc]]);
+  for (const e of experiments) if (isReplicate(r, e)) bySeed.set(seedOf(r, e), e.mean_auc);
+  return bySeed;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
 /**
  * The shipped recipe's spread over seeds: experiments with the shipped config and pretraining choice
  * but another --seed. One seed's mean AUC moves by a few hundredths with the seed alone, which is as
  * large as most recipe differences, so the card says so with the numbers.
  */
-function seedSpread(r: TrainingReport, experiments: ExperimentResult[], replicate: boolean[]): string {
-  const others = experiments.filter((_, i) => replicate[i]);
+function seedSpread(r: TrainingReport, experiments: ExperimentResult[]): string {
+  const others = experiments.filter((e) => isReplicate(r, e));
   const kept = r.cv[r.kept].mean_auc;
   if (others.length === 0 || kept === null) return '';
   const all = [kept, ...others.map((e) => e.mean_auc).filter((x): x is number => x !== null)];
-  const mean = all.reduce((a, b) => a + b, 0) / all.length;
   return `
 The shipped recipe with ${others.length === 1 ? 'another seed' : 'other seeds'} (same folds): ${others
     .map((e) => `${f3(e.mean_auc)} (seed ${e.seed})`)
     .join(', ')}, against ${f3(kept)} with the shipped seed. Over these ${all.length} seeds the recipe's mean CV AUC is
-**${f3(mean)}** (range ${f3(Math.min(...all))}–${f3(Math.max(...all))}): the seed alone moves it by
+**${f3(mean(all))}** (range ${f3(Math.min(...all))}–${f3(Math.max(...all))}): the seed alone moves it by
 ${f3(Math.max(...all) - Math.min(...all))}, so read smaller differences between variants as noise.
 `;
 }
@@ -141,22 +171,19 @@ ${f3(Math.max(...all) - Math.min(...all))}, so read smaller differences between 
 function selectionSection(r: TrainingReport, experiments: ExperimentResult[]): string {
   if (experiments.length === 0) return '';
   const diffs = experiments.map((e) => configDiff(r.config, e.config));
-  // Runs before seeds were recorded used the default seed, which is the shipped model's.
-  const seedOf = (e: ExperimentResult) => e.seed ?? r.seed;
   const sameRecipe = experiments.map((e, i) => e.recipe === r.kept && diffs[i] === 'same as shipped');
-  const replicate = experiments.map((e, i) => sameRecipe[i]! && seedOf(e) !== r.seed);
+  const replicate = experiments.map((e) => isReplicate(r, e));
   // The shipped recipe's mean AUC per seed: a variant is compared with it on its own seed, since the
   // seed alone moves the mean as much as most recipe changes do.
-  const baseline = new Map<number, number | null>([[r.seed, r.cv[r.kept].mean_auc]]);
-  experiments.forEach((e, i) => replicate[i] && baseline.set(seedOf(e), e.mean_auc));
+  const baseline = shippedBySeed(r, experiments);
   const delta = experiments.map((e, i) => {
-    const b = baseline.get(seedOf(e));
+    const b = baseline.get(seedOf(r, e));
     return sameRecipe[i] || e.mean_auc === null || b === undefined || b === null ? null : e.mean_auc - b;
   });
   const signed = (x: number | null) => (x === null ? '' : `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(3)}`);
   const rows = experiments.map(
     (e, i) =>
-      `| \`${e.tag}\` | ${e.recipe} | ${diffs[i]}${seedOf(e) !== r.seed ? `, seed ${seedOf(e)}` : ''} | ${f3(e.mean_auc)} | ${signed(delta[i]!)} | ${(e.wall_s / 60).toFixed(1)} |`,
+      `| \`${e.tag}\` | ${e.recipe} | ${diffs[i]}${seedOf(r, e) !== r.seed ? `, seed ${seedOf(r, e)}` : ''} | ${f3(e.mean_auc)} | ${signed(delta[i]!)} | ${(e.wall_s / 60).toFixed(1)} |`,
   );
   const shippedTried = experiments.some((_, i) => sameRecipe[i] && !replicate[i]);
   const recipes =
@@ -180,7 +207,65 @@ whole recipe (cross-validation, per-source models, experts) is retrained with it
 | experiment | pretraining | differs from the shipped recipe in | mean CV AUC | vs shipped | minutes |
 |---|---|---|---|---|---|
 ${rows.join('\n')}
-${seedSpread(r, experiments, replicate)}`;
+${seedSpread(r, experiments)}`;
+}
+
+/** The extractor's target: mean per-biomarker grouped-CV AUC (the card measures every version against it). */
+export const TARGET_MEAN_AUC = 0.85;
+
+/**
+ * The learning curve: the shipped recipe on less of each fold's training data, paired by seed with the
+ * shipped recipe on all of it. Its slope says whether more data is what the model lacks, and how much
+ * of it the target would take if the curve went on as it started (a rough log-linear reading).
+ */
+function learningCurveSection(
+  r: TrainingReport,
+  curve: ExperimentResult[],
+  bySeed: Map<number, number | null>,
+): string {
+  const full = [...bySeed.entries()].filter((x): x is [number, number] => x[1] !== null);
+  if (curve.length === 0 || full.length === 0) return '';
+  const fractions = [...new Set(curve.map((e) => e.config['train_fraction'] as number))].sort((a, b) => a - b);
+  const points = fractions.map((fraction) => {
+    const runs = curve.filter((e) => e.config['train_fraction'] === fraction && e.mean_auc !== null);
+    // Paired by seed: each seed's all-data run is the comparison, since the seed alone moves the mean.
+    const paired = runs.filter((e) => typeof bySeed.get(seedOf(r, e)) === 'number');
+    return {
+      fraction,
+      seeds: runs.map((e) => seedOf(r, e)),
+      auc: mean(runs.map((e) => e.mean_auc!)),
+      drop: paired.length ? mean(paired.map((e) => bySeed.get(seedOf(r, e))! - e.mean_auc!)) : null,
+    };
+  });
+  const pct = (f: number) => `${Math.round(f * 100)}%`;
+  const rows = points.map(
+    (p) =>
+      `| ${pct(p.fraction)} | ${p.seeds.join(', ')} | ${f3(p.auc)} | ${p.drop === null ? 'n/a' : `${p.drop >= 0 ? '−' : '+'}${Math.abs(p.drop).toFixed(3)}`} |`,
+  );
+  const fullMean = mean(full.map(([, a]) => a));
+  rows.push(`| 100% | ${full.map(([s]) => s).join(', ')} | ${f3(fullMean)} | |`);
+  const lever = points.find((p) => p.drop !== null);
+  let reading = '';
+  if (lever) {
+    const perDoubling = lever.drop! / Math.log2(1 / lever.fraction);
+    reading =
+      perDoubling > 0
+        ? `From ${pct(lever.fraction)} to all of the data the mean AUC rises by ${f3(lever.drop)}, about ${f3(perDoubling)} per doubling.
+If it went on at that rate, a mean AUC of ${TARGET_MEAN_AUC} would take about ${Math.pow(2, (TARGET_MEAN_AUC - fullMean) / perDoubling).toFixed(0)}× the labelled clips
+(a log-linear extrapolation from few, noisy points: an order of magnitude, not a forecast).`
+        : `With ${pct(lever.fraction)} of the data the mean AUC is no lower: the amount of data is not what limits this recipe.`;
+  }
+  return `
+## How much the data limits the model
+The shipped recipe trained on a seeded random part of each fold's training groups (\`--set train_fraction=F\`; the
+groups stay whole), tested on the same held-out folds; "change" is against the same seeds with all the data.
+
+| training clips per fold | seeds | mean CV AUC | change |
+|---|---|---|---|
+${rows.join('\n')}
+
+${reading}
+`;
 }
 
 export function renderCard(
@@ -259,7 +344,7 @@ read); 95% CIs resample whole groups (2,000 bootstrap draws).
 ${rows.join('\n')}
 
 **Mean per-biomarker AUC: ${f3(kept.mean_auc)}** (${r.kept === 'ssl' ? 'with' : 'without'} pretraining;
-${f3(other.mean_auc)} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ 0.85.
+${f3(other.mean_auc)} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ ${TARGET_MEAN_AUC}.
 ${weak.length ? `\nWeak: ${weak.map((b) => `\`${b}\` (${f3(kept.per_biomarker[b]!.auc)}, ${kept.per_biomarker[b]!.positives} positives)`).join(', ')}. Read these outputs as weak evidence.\n` : ''}
 ONNX/PyTorch parity (onnxruntime-node, CPU, 16 frames of a fixed clip): max abs diff
 ${parity.biomarkers.toExponential(1)} (biomarkers), ${parity.embedding.toExponential(1)} (embedding); tolerance ${PARITY_TOLERANCE}.${
@@ -286,7 +371,14 @@ ${
   finding detector.
 `
     : ''
-}${selectionSection(r, experiments)}`;
+}${selectionSection(
+    r,
+    experiments.filter((e) => !isCurvePoint(r, e)),
+  )}${learningCurveSection(
+    r,
+    experiments.filter((e) => isCurvePoint(r, e)),
+    shippedBySeed(r, experiments),
+  )}`;
 }
 
 /** One item's uint8 frames as the training-set export wrote them (what training read). */

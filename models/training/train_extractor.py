@@ -55,7 +55,9 @@ CONFIG = {
     "dropout": 0.2,
 }
 # Opt-in recipe switches (absent means off), tried with --experiment and not in the shipped recipe.
-OPTIONAL = ("aux_diagnosis", "ema", "extra_conv")
+# train_fraction (< 1, --experiment only) is not a recipe but a learning-curve point: each fold trains on a
+# seeded random subset of its training groups, tested on the same held-out fold.
+OPTIONAL = ("aux_diagnosis", "ema", "extra_conv", "train_fraction")
 QUICK = {"steps": 60, "ssl_steps": 40}
 PARITY_CLIP = "Reg-Atlas"
 PARITY_FRAMES = 16
@@ -144,14 +146,34 @@ def biomarker_report(data, oof):
     return {"per_biomarker": rows, "mean_auc": float(np.mean(valid)) if valid else None}
 
 
+def subsample_groups(data, train_idx, fraction, seed):
+    """Whole training groups, in a seeded random order, until they hold `fraction` of the training clips.
+
+    For the learning curve: how much the mean AUC drops with less data says whether more data
+    (rather than another recipe) is what the model lacks. Groups stay whole, as in the folds.
+    """
+    groups = sorted({data.group[i] for i in train_idx})
+    np.random.default_rng(seed).shuffle(groups)
+    keep, n = set(), 0
+    for g in groups:
+        if n >= fraction * len(train_idx):
+            break
+        keep.add(g)
+        n += sum(1 for i in train_idx if data.group[i] == g)
+    return [i for i in train_idx if data.group[i] in keep]
+
+
 def run_cv(variant, data, cfg, folds, seed, device, out_dir):
     oof, times = [], []
     for f in folds:
         train_idx = np.flatnonzero(data.fold != f).tolist()
         test_idx = np.flatnonzero(data.fold == f).tolist()
+        if cfg.get("train_fraction", 1.0) < 1.0:
+            train_idx = subsample_groups(data, train_idx, cfg["train_fraction"], seed + 101 * (f + 1))
         log(f"[{variant}] fold {f}: {len(train_idx)} train clips, {len(test_idx)} test clips")
         model, t = fit(variant, data, train_idx, cfg, seed + 101 * (f + 1), device)
         t["fold"] = f
+        t["train_clips"] = len(train_idx)
         times.append(t)
         preds = predict_clips(model, data, test_idx, device)
         for p in preds:
@@ -226,6 +248,8 @@ def main():
         if key not in cfg and key not in OPTIONAL:
             raise SystemExit(f"--set {key}: unknown config key (known: {', '.join(sorted(cfg) + sorted(OPTIONAL))})")
         cfg[key] = json.loads(value)
+    if "train_fraction" in cfg and not (args.experiment and 0 < cfg["train_fraction"] <= 1):
+        raise SystemExit("--set train_fraction: a number in (0, 1], with --experiment only (a shipped model trains on every clip)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

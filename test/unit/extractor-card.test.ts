@@ -114,6 +114,38 @@ describe('renderCard', () => {
     expect(card).toMatch(/moves it by\s+0\.060/);
   });
 
+  it('reports train_fraction runs as a learning curve paired by seed, not as recipes chosen among', () => {
+    const experiments: ExperimentResult[] = [
+      { tag: 's2', recipe: 'ssl', config: base, seed: 2, mean_auc: 0.74, wall_s: 60 },
+      { tag: 'half1', recipe: 'ssl', config: { ...base, train_fraction: 0.5 }, mean_auc: 0.7, wall_s: 60 },
+      { tag: 'half2', recipe: 'ssl', config: { ...base, train_fraction: 0.5 }, seed: 2, mean_auc: 0.7, wall_s: 60 },
+      // No all-data run on seed 9: it counts in the fraction's mean but not in the paired change.
+      { tag: 'half9', recipe: 'ssl', config: { ...base, train_fraction: 0.5 }, seed: 9, mean_auc: 0.64, wall_s: 60 },
+      { tag: 'q1', recipe: 'ssl', config: { ...base, train_fraction: 0.25 }, mean_auc: 0.66, wall_s: 60 },
+      // Another recipe on less data is a variant like any other.
+      { tag: 'odd', recipe: 'ssl', config: { ...base, steps: 1, train_fraction: 0.5 }, mean_auc: 0.5, wall_s: 60 },
+    ];
+    const card = renderCard(entry, report(base), items, parity, experiments);
+    expect(card).not.toContain('`half1`');
+    expect(card).toContain('| `odd` | ssl | steps=1, train_fraction=0.5 | 0.500 | −0.300 | 1.0 |');
+    expect(card).toMatch(/Choosing among\s+2 recipes/);
+    expect(card).toContain('## How much the data limits the model');
+    // Seed 1 (shipped) 0.80, seed 2 0.74: the 50% runs lose 0.10 and 0.04 on their seeds.
+    expect(card).toContain('| 25% | 1 | 0.660 | −0.140 |');
+    expect(card).toContain('| 50% | 1, 2, 9 | 0.680 | −0.070 |');
+    expect(card).toContain('| 100% | 1, 2 | 0.770 | |');
+    // The smallest fraction is the longest lever: 0.14 over two doublings, 0.07 per doubling;
+    // 0.85 - 0.77 = 0.08 more takes 2^(0.08/0.07) ≈ 2× the clips.
+    expect(card).toMatch(/rises by 0\.140, about 0\.070 per doubling/);
+    expect(card).toMatch(/would take about 2× the labelled clips/);
+
+    const flat = renderCard(entry, report(base), items, parity, [
+      { tag: 'h', recipe: 'ssl', config: { ...base, train_fraction: 0.5 }, mean_auc: 0.81, wall_s: 60 },
+    ]);
+    expect(flat).toContain('the amount of data is not what limits this recipe');
+    expect(flat).not.toContain('How the recipe was chosen');
+  });
+
   it('adds the all-frame parity when the check ran', () => {
     const full = { frames: 6101, maxAbsDiff: { biomarkers: 1.3e-6, embedding: 1.34e-5 }, overTolerance: 0 };
     expect(renderCard(entry, report(base), items, parity, [], undefined, full)).toContain(
