@@ -190,6 +190,20 @@ function selectionSection(r: TrainingReport, experiments: ExperimentResult[]): s
     new Set(experiments.filter((_, i) => !replicate[i]).map((e) => `${e.recipe} ${JSON.stringify(e.config)}`)).size +
     (shippedTried ? 0 : 1);
   const better = [...new Set(experiments.filter((_, i) => (delta[i] ?? 0) > 0).map((e) => `\`${e.tag}\``))];
+  // A variant tried on several seeds, summed up paired by seed: one seed's gain is within the seed spread,
+  // the same sign on every seed is the stronger evidence.
+  const bySeeds = new Map<string, { auc: number; delta: number }[]>();
+  experiments.forEach((e, i) => {
+    if (delta[i] === null) return;
+    const key = `${diffs[i]}${e.recipe === r.kept ? '' : ` (${e.recipe})`}`;
+    bySeeds.set(key, [...(bySeeds.get(key) ?? []), { auc: e.mean_auc!, delta: delta[i]! }]);
+  });
+  const overSeeds = [...bySeeds.entries()]
+    .filter(([, runs]) => runs.length > 1)
+    .map(([key, runs]) => {
+      const d = mean(runs.map((x) => x.delta));
+      return `- ${key}, on ${runs.length} seeds: mean ${f3(mean(runs.map((x) => x.auc)))}, ${signed(d)} against the shipped recipe on the same seeds (higher on ${runs.filter((x) => x.delta > 0).length} of ${runs.length}).`;
+    });
   return `
 ## How the recipe was chosen
 These variants (\`train_extractor.py --experiment\`) were cross-validated on the same folds, and the recipe with
@@ -207,7 +221,7 @@ whole recipe (cross-validation, per-source models, experts) is retrained with it
 | experiment | pretraining | differs from the shipped recipe in | mean CV AUC | vs shipped | minutes |
 |---|---|---|---|---|---|
 ${rows.join('\n')}
-${seedSpread(r, experiments)}`;
+${overSeeds.length ? `\nVariants tried on more than one seed:\n${overSeeds.join('\n')}\n` : ''}${seedSpread(r, experiments)}`;
 }
 
 /** The extractor's target: mean per-biomarker grouped-CV AUC (the card measures every version against it). */

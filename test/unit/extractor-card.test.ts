@@ -92,6 +92,7 @@ describe('renderCard', () => {
     expect(card).toContain('| `a` | ssl | aux_diagnosis=null, frame_norm=true | 0.710 | −0.090 | 5.0 |');
     expect(card).toContain('| `b` | nossl | same as shipped | 0.750 | −0.050 | 2.0 |');
     expect(card).not.toContain('not shipped yet');
+    expect(card).not.toContain('more than one seed');
   });
 
   it('reports the shipped recipe under other seeds as seed spread, not as recipes chosen among', () => {
@@ -109,6 +110,10 @@ describe('renderCard', () => {
     expect(card).toContain('| `other` | ssl | steps=450, seed 2 | 0.700 | −0.040 | 1.0 |');
     expect(card).toContain('| `up` | ssl | steps=450, seed 3 | 0.800 | +0.030 | 1.0 |');
     expect(card).toMatch(/Above the shipped recipe on the same seed, and not shipped yet: `up`\./);
+    // The same variant on two seeds, summed up paired: (−0.040 + 0.030) / 2.
+    expect(card).toContain(
+      '- steps=450, on 2 seeds: mean 0.750, −0.005 against the shipped recipe on the same seeds (higher on 1 of 2).',
+    );
     expect(card).toMatch(/0\.740 \(seed 2\), 0\.770 \(seed 3\), against 0\.800 with the shipped seed/);
     expect(card).toMatch(/Over these 3 seeds the recipe's mean CV AUC is\s+\*\*0\.770\*\* \(range 0\.740–0\.800\)/);
     expect(card).toMatch(/moves it by\s+0\.060/);
