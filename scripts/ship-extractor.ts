@@ -148,6 +148,7 @@ function shippedBySeed(r: TrainingReport, experiments: ExperimentResult[]): Map<
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const signed = (x: number | null) => (x === null ? '' : `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(3)}`);
 
 /**
  * The shipped recipe's spread over seeds: experiments with the shipped config and pretraining choice
@@ -180,7 +181,6 @@ function selectionSection(r: TrainingReport, experiments: ExperimentResult[]): s
     const b = baseline.get(seedOf(r, e));
     return sameRecipe[i] || e.mean_auc === null || b === undefined || b === null ? null : e.mean_auc - b;
   });
-  const signed = (x: number | null) => (x === null ? '' : `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(3)}`);
   const rows = experiments.map(
     (e, i) =>
       `| \`${e.tag}\` | ${e.recipe} | ${diffs[i]}${seedOf(r, e) !== r.seed ? `, seed ${seedOf(r, e)}` : ''} | ${f3(e.mean_auc)} | ${signed(delta[i]!)} | ${(e.wall_s / 60).toFixed(1)} |`,
@@ -254,20 +254,37 @@ function learningCurveSection(
   const pct = (f: number) => `${Math.round(f * 100)}%`;
   const rows = points.map(
     (p) =>
-      `| ${pct(p.fraction)} | ${p.seeds.join(', ')} | ${f3(p.auc)} | ${p.drop === null ? 'n/a' : `${p.drop >= 0 ? '−' : '+'}${Math.abs(p.drop).toFixed(3)}`} |`,
+      `| ${pct(p.fraction)} | ${p.seeds.join(', ')} | ${f3(p.auc)} | ${p.drop === null ? 'n/a' : signed(-p.drop)} |`,
   );
   const fullMean = mean(full.map(([, a]) => a));
   rows.push(`| 100% | ${full.map(([s]) => s).join(', ')} | ${f3(fullMean)} | |`);
-  const lever = points.find((p) => p.drop !== null);
+  // Gain per doubling of the data between neighbouring points (all the data: change 0). Learning curves
+  // flatten as data grows, so the step nearest all the data is the one to extrapolate from.
+  const steps = points
+    .filter((p) => p.drop !== null)
+    .map((p, i, all) => {
+      const next = all[i + 1] ?? { fraction: 1, drop: 0 };
+      return {
+        from: p.fraction,
+        to: next.fraction,
+        perDoubling: (p.drop! - next.drop!) / Math.log2(next.fraction / p.fraction),
+      };
+    });
+  const last = steps.at(-1);
   let reading = '';
-  if (lever) {
-    const perDoubling = lever.drop! / Math.log2(1 / lever.fraction);
-    reading =
-      perDoubling > 0
-        ? `From ${pct(lever.fraction)} to all of the data the mean AUC rises by ${f3(lever.drop)}, about ${f3(perDoubling)} per doubling.
-If it went on at that rate, a mean AUC of ${TARGET_MEAN_AUC} would take about ${Math.pow(2, (TARGET_MEAN_AUC - fullMean) / perDoubling).toFixed(0)}× the labelled clips
-(a log-linear extrapolation from few, noisy points: an order of magnitude, not a forecast).`
-        : `With ${pct(lever.fraction)} of the data the mean AUC is no lower: the amount of data is not what limits this recipe.`;
+  if (last) {
+    const multiple = Math.pow(2, (TARGET_MEAN_AUC - fullMean) / last.perDoubling);
+    reading = `Mean AUC gained per doubling of the training data: ${steps
+      .map((s) => `${signed(s.perDoubling)} from ${pct(s.from)} to ${pct(s.to)}`)
+      .join(', ')}. ${
+      fullMean >= TARGET_MEAN_AUC
+        ? ''
+        : last.perDoubling > 0
+          ? `If the curve went on at its last rate, a mean AUC of ${TARGET_MEAN_AUC} would take about
+${multiple < 10 ? multiple.toFixed(1) : multiple.toFixed(0)}× the labelled clips (a log-linear extrapolation from few, noisy points, and curves flatten:
+an order of magnitude, not a forecast).`
+          : `The last step gained nothing: more of the same data is not what limits this recipe.`
+    }`;
   }
   return `
 ## How much the data limits the model
