@@ -169,21 +169,24 @@ ${f3(Math.max(...all) - Math.min(...all))}, so read smaller differences between 
 `;
 }
 
-function selectionSection(r: TrainingReport, experiments: ExperimentResult[]): string {
+function selectionSection(
+  r: TrainingReport,
+  experiments: ExperimentResult[],
+  baseline: Map<number, number | null>,
+): string {
   if (experiments.length === 0) return '';
   const diffs = experiments.map((e) => configDiff(r.config, e.config));
   const sameRecipe = experiments.map((e, i) => e.recipe === r.kept && diffs[i] === 'same as shipped');
   const replicate = experiments.map((e) => isReplicate(r, e));
-  // The shipped recipe's mean AUC per seed: a variant is compared with it on its own seed, since the
+  // A variant is compared with the shipped recipe's mean AUC on its own seed (`baseline`), since the
   // seed alone moves the mean as much as most recipe changes do.
-  const baseline = shippedBySeed(r, experiments);
   const delta = experiments.map((e, i) => {
     const b = baseline.get(seedOf(r, e));
     return sameRecipe[i] || e.mean_auc === null || b === undefined || b === null ? null : e.mean_auc - b;
   });
   const rows = experiments.map(
     (e, i) =>
-      `| \`${e.tag}\` | ${e.recipe} | ${diffs[i]}${seedOf(r, e) !== r.seed ? `, seed ${seedOf(r, e)}` : ''} | ${f3(e.mean_auc)} | ${signed(delta[i]!)} | ${(e.wall_s / 60).toFixed(1)} |`,
+      `| \`${e.tag}\` | ${e.recipe} | ${diffs[i]}${seedOf(r, e) !== r.seed ? `, seed ${seedOf(r, e)}` : ''} | ${f3(e.mean_auc)} | ${signed(delta[i] ?? null)} | ${(e.wall_s / 60).toFixed(1)} |`,
   );
   const shippedTried = experiments.some((_, i) => sameRecipe[i] && !replicate[i]);
   const recipes =
@@ -248,26 +251,26 @@ function learningCurveSection(
       fraction,
       seeds: runs.map((e) => seedOf(r, e)),
       auc: mean(runs.map((e) => e.mean_auc!)),
-      drop: paired.length ? mean(paired.map((e) => bySeed.get(seedOf(r, e))! - e.mean_auc!)) : null,
+      change: paired.length ? mean(paired.map((e) => e.mean_auc! - bySeed.get(seedOf(r, e))!)) : null,
     };
   });
   const pct = (f: number) => `${Math.round(f * 100)}%`;
   const rows = points.map(
     (p) =>
-      `| ${pct(p.fraction)} | ${p.seeds.join(', ')} | ${f3(p.auc)} | ${p.drop === null ? 'n/a' : signed(-p.drop)} |`,
+      `| ${pct(p.fraction)} | ${p.seeds.join(', ')} | ${f3(p.auc)} | ${p.change === null ? 'n/a' : signed(p.change)} |`,
   );
   const fullMean = mean(full.map(([, a]) => a));
   rows.push(`| 100% | ${full.map(([s]) => s).join(', ')} | ${f3(fullMean)} | |`);
   // Gain per doubling of the data between neighbouring points (all the data: change 0). Learning curves
   // flatten as data grows, so the step nearest all the data is the one to extrapolate from.
   const steps = points
-    .filter((p) => p.drop !== null)
+    .filter((p) => p.change !== null)
     .map((p, i, all) => {
-      const next = all[i + 1] ?? { fraction: 1, drop: 0 };
+      const next = all[i + 1] ?? { fraction: 1, change: 0 };
       return {
         from: p.fraction,
         to: next.fraction,
-        perDoubling: (p.drop! - next.drop!) / Math.log2(next.fraction / p.fraction),
+        perDoubling: (next.change! - p.change!) / Math.log2(next.fraction / p.fraction),
       };
     });
   const last = steps.at(-1);
@@ -320,6 +323,8 @@ export function renderCard(
     return `| ${b} | ${k.positives} / ${k.annotated} | **${f3(k.auc)}** | ${ci(k.auc_ci95)} | ${f3(k.auc_clip_mean)} | ${f3(o.auc)} |`;
   });
   const weak = BIOMARKERS.filter((b) => (kept.per_biomarker[b]!.auc ?? 0) < 0.8);
+  // The shipped recipe's mean AUC per seed: what variants and learning-curve points are paired with.
+  const bySeed = shippedBySeed(r, experiments);
   return `# ${entry.name} ${entry.version}: lung-ultrasound biomarker extractor
 
 **Research use only. Not a medical device.** Not for diagnosis or any patient-care decision.
@@ -405,10 +410,11 @@ ${
 }${selectionSection(
     r,
     experiments.filter((e) => !isCurvePoint(r, e)),
+    bySeed,
   )}${learningCurveSection(
     r,
     experiments.filter((e) => isCurvePoint(r, e)),
-    shippedBySeed(r, experiments),
+    bySeed,
   )}`;
 }
 
