@@ -15,8 +15,8 @@ import {
   extractFeatures,
   toFloat01,
 } from '../gpu-tasks/feature-extractor/src';
-import { loadManifest } from '../lib/manifest';
-import { PACKAGE_ROOT } from '../lib/paths';
+import { loadManifest } from '../core/manifest';
+import { PACKAGE_ROOT } from '../core/paths';
 
 /** Issue target: batch inference on the 2-core CI-class CPU. */
 const TARGET_FRAMES_PER_SECOND = 1000;

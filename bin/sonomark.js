@@ -11,9 +11,9 @@ if (major < 22) {
 }
 let cli;
 try {
-  cli = require('../dist/bin/sonomark-cli.js');
+  cli = require('../dist/cli/main.js');
 } catch (err) {
-  if (err && err.code === 'MODULE_NOT_FOUND' && /sonomark-cli/.test(String(err.message))) {
+  if (err && err.code === 'MODULE_NOT_FOUND' && /cli.main/.test(String(err.message))) {
     process.stderr.write('sonomark is not built yet: run `npm run build` in the package directory.\n');
     process.exit(2);
   }

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { configFromContext, type SonomarkConfig } from './config';
 import { addNagChecks } from './nag';
-import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from './paths';
+import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
 import { PipelineStack } from './stacks/pipeline-stack';
 import { StorageStack } from './stacks/storage-stack';
 import { TriggerStack } from './stacks/trigger-stack';

@@ -8,7 +8,7 @@
  * names an account, a region or looks anything up.
  */
 import { z } from 'zod';
-import { SegmentId } from './schemas';
+import { SegmentId } from '../core/schemas';
 
 export const CONTEXT_KEY = 'sonomark';
 
@@ -81,7 +81,7 @@ const FargateRates = z.object({ vcpuUsdPerHour: UsdRate, gbUsdPerHour: UsdRate }
 
 /**
  * The price table: the unit prices cost estimates are computed from (the per-scan
- * estimate in each usage record, lib/pricing.ts; the idle network cost). Each key
+ * estimate in each usage record, core/pricing.ts; the idle network cost). Each key
  * given in config replaces that key of DEFAULT_PRICE_TABLE as a whole.
  */
 export const PriceTable = z

@@ -4,9 +4,9 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, requireEnv } from '../../lib/env';
-import { loadManifest } from '../../lib/manifest';
-import type { ExpertResult } from '../../lib/schemas';
+import { ENV, requireEnv } from '../../core/env';
+import { loadManifest } from '../../core/manifest';
+import type { ExpertResult } from '../../core/schemas';
 import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
 import { scoreExpert, type ScoreDeps } from './score';
 

@@ -5,13 +5,13 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import * as ort from 'onnxruntime-node';
-import { ModelError, PayloadError } from '../../lib/errors';
-import { interpretProbabilities } from '../../lib/expert-output';
-import { featureVector } from '../../lib/features';
-import { findExpert, readVerifiedModel, type LoadedManifest } from '../../lib/manifest';
-import { putExpertResult } from '../../lib/results-store';
-import { ExpertTaskInput, FeaturesDocument, type ExpertEntry, type ExpertResult } from '../../lib/schemas';
-import { parsePayload } from '../../lib/zod-parse';
+import { ModelError, PayloadError } from '../../core/errors';
+import { interpretProbabilities } from '../../core/expert-output';
+import { featureVector } from '../../core/features';
+import { findExpert, readVerifiedModel, type LoadedManifest } from '../../core/manifest';
+import { putExpertResult } from '../../core/results-store';
+import { ExpertTaskInput, FeaturesDocument, type ExpertEntry, type ExpertResult } from '../../core/schemas';
+import { parsePayload } from '../../core/zod-parse';
 
 export interface ScoreDeps {
   readonly s3: S3Client;

@@ -1,14 +1,14 @@
 /**
  * Finalize: the scan is COMPLETED with a summary, and its usage record (measured
- * seconds and the cost estimated from them, lib/pricing.ts) is written in the same
- * conditional update (lib/results-store.ts completeScan).
+ * seconds and the cost estimated from them, core/pricing.ts) is written in the same
+ * conditional update (core/results-store.ts completeScan).
  */
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { ModelError } from '../../lib/errors';
-import { estimateScanCost, type ScanRates } from '../../lib/pricing';
-import { completeScan, measuredSeconds, type ScanSummary, type UsageRecord } from '../../lib/results-store';
-import { FinalizeInput } from '../../lib/schemas';
-import { parsePayload } from '../../lib/zod-parse';
+import { ModelError } from '../../core/errors';
+import { estimateScanCost, type ScanRates } from '../../core/pricing';
+import { completeScan, measuredSeconds, type ScanSummary, type UsageRecord } from '../../core/results-store';
+import { FinalizeInput } from '../../core/schemas';
+import { parsePayload } from '../../core/zod-parse';
 
 export interface FinalizeDeps {
   readonly doc: DynamoDBDocumentClient;

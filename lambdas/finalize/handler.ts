@@ -1,8 +1,8 @@
 /** Finalize Lambda: thin wrapper over finalizeScan (finalize.ts). */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, jsonEnv, requireEnv } from '../../lib/env';
-import { ScanRates } from '../../lib/pricing';
+import { ENV, jsonEnv, requireEnv } from '../../core/env';
+import { ScanRates } from '../../core/pricing';
 import { documentClient, errorFields, powertools } from '../shared/runtime';
 import { finalizeScan, type FinalizeDeps, type FinalizeOutput } from './finalize';
 

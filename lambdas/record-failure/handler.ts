@@ -1,7 +1,7 @@
 /** RecordFailure Lambda: thin wrapper over recordFailure (record-failure.ts). */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, requireEnv } from '../../lib/env';
+import { ENV, requireEnv } from '../../core/env';
 import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
 import { recordFailure, type RecordFailureDeps, type RecordFailureOutput } from './record-failure';
 

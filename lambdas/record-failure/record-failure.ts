@@ -5,11 +5,11 @@
  */
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { extractErrorKey, parseUploadKey } from '../../lib/keys';
-import { failScan, type ScanIdentity } from '../../lib/results-store';
-import { scanIdFromObjectIdentity } from '../../lib/scan-id';
-import { ProblemDetail, RecordFailureInput, type ScanRef, type StatesError } from '../../lib/schemas';
-import { parsePayload } from '../../lib/zod-parse';
+import { extractErrorKey, parseUploadKey } from '../../core/keys';
+import { failScan, type ScanIdentity } from '../../core/results-store';
+import { scanIdFromObjectIdentity } from '../../core/scan-id';
+import { ProblemDetail, RecordFailureInput, type ScanRef, type StatesError } from '../../core/schemas';
+import { parsePayload } from '../../core/zod-parse';
 
 export interface RecordFailureDeps {
   readonly doc: DynamoDBDocumentClient;

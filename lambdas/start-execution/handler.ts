@@ -5,9 +5,9 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { requireEnv } from '../../lib/env';
+import { requireEnv } from '../../core/env';
 import { errorFields, powertools, sfnClient } from '../shared/runtime';
-import { STATE_MACHINE_ARN_ENV } from './contract';
+import { STATE_MACHINE_ARN_ENV } from '../../core/start-execution-contract';
 import { startExecution, type StartExecutionDeps, type StartExecutionOutput } from './start-execution';
 
 const { logger, metrics, tracer } = powertools('sonomark-start-execution');

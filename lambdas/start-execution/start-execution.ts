@@ -22,9 +22,9 @@
  * wraps it as `$.event` for Validate.
  */
 import { ExecutionAlreadyExists, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
-import { scanIdFromObjectIdentity } from '../../lib/scan-id';
-import { S3ObjectCreatedEvent } from '../../lib/schemas';
-import { parsePayload } from '../../lib/zod-parse';
+import { scanIdFromObjectIdentity } from '../../core/scan-id';
+import { S3ObjectCreatedEvent } from '../../core/schemas';
+import { parsePayload } from '../../core/zod-parse';
 
 /** Prefix of every execution name this starter gives: "obj" = derived from the object identity. */
 export const EXECUTION_NAME_PREFIX = 'scan-obj-';

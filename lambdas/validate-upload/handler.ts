@@ -4,10 +4,10 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, optionalEnv, requireEnv } from '../../lib/env';
-import { ConfigError } from '../../lib/errors';
-import { loadManifest } from '../../lib/manifest';
-import type { ValidateOutput } from '../../lib/schemas';
+import { ENV, optionalEnv, requireEnv } from '../../core/env';
+import { ConfigError } from '../../core/errors';
+import { loadManifest } from '../../core/manifest';
+import type { ValidateOutput } from '../../core/schemas';
 import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload, type ValidateDeps } from './validate';
 

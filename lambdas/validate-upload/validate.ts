@@ -14,11 +14,11 @@ import {
   UPLOADS_PREFIX,
   UploadKeyError,
   type UploadKey,
-} from '../../lib/keys';
-import { extractorRef } from '../../lib/manifest';
-import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../lib/media';
-import { claimScan, type ScanClaim } from '../../lib/results-store';
-import { hashStream, scanIdFromContent, scanIdFromObjectIdentity, type HashedStream } from '../../lib/scan-id';
+} from '../../core/keys';
+import { extractorRef } from '../../core/manifest';
+import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
+import { claimScan, type ScanClaim } from '../../core/results-store';
+import { hashStream, scanIdFromContent, scanIdFromObjectIdentity, type HashedStream } from '../../core/scan-id';
 import {
   S3ObjectCreatedEvent,
   SidecarMetadata,
@@ -26,8 +26,8 @@ import {
   type ProblemDetail,
   type ScanRef,
   type ValidateOutput,
-} from '../../lib/schemas';
-import { parsePayload } from '../../lib/zod-parse';
+} from '../../core/schemas';
+import { parsePayload } from '../../core/zod-parse';
 
 export const ValidateInput = z.object({ event: S3ObjectCreatedEvent });
 export type ValidateInput = z.infer<typeof ValidateInput>;

@@ -11,10 +11,10 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { ENV } from '../env';
-import { FEATURES_PREFIX } from '../keys';
-import { MANIFEST_FILE } from '../paths';
-import type { ExpertEntry } from '../schemas';
+import { ENV } from '../../core/env';
+import { FEATURES_PREFIX } from '../../core/keys';
+import { MANIFEST_FILE } from '../../core/paths';
+import type { ExpertEntry } from '../../core/schemas';
 import { grantReadObjects, grantTableItems } from './grants';
 import { SonomarkFunction } from './sonomark-function';
 

@@ -15,8 +15,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { Construct } from 'constructs';
-import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../keys';
-import { PACKAGE_ROOT } from '../paths';
+import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
+import { PACKAGE_ROOT } from '../../core/paths';
 import { grantReadObjects, grantWriteObjects } from './grants';
 
 export const EXTRACTOR_DOCKERFILE = 'gpu-tasks/feature-extractor/Dockerfile';

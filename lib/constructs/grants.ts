@@ -8,7 +8,7 @@ import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
-import { TABLE_KEYS } from '../keys';
+import { TABLE_KEYS } from '../../core/keys';
 
 /** Read (and read by version) objects under `prefix`; decrypt them. */
 export function grantReadObjects(grantee: iam.IGrantable, bucket: s3.IBucket, prefix: string, key: kms.IKey): void {

@@ -13,7 +13,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { PACKAGE_ROOT } from '../paths';
+import { PACKAGE_ROOT } from '../../core/paths';
 
 export const POWERTOOLS_NAMESPACE = 'sonomark';
 

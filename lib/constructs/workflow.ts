@@ -19,8 +19,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import type { ExpertEntry } from '../schemas';
-import { EXTRACT_ENV, PATHS, STATE } from '../workflow-contract';
+import type { ExpertEntry } from '../../core/schemas';
+import { EXTRACT_ENV, PATHS, STATE } from '../../core/workflow-contract';
 
 export interface WorkflowExpert {
   readonly entry: ExpertEntry;

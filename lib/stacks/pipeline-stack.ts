@@ -25,11 +25,11 @@ import { grantReadObjects, grantTableItems } from '../constructs/grants';
 import { Network } from '../constructs/network';
 import { SonomarkFunction } from '../constructs/sonomark-function';
 import { Workflow } from '../constructs/workflow';
-import { ENV } from '../env';
-import { UPLOADS_PREFIX } from '../keys';
-import { loadManifest } from '../manifest';
-import { scanRates } from '../pricing';
-import type { Manifest } from '../schemas';
+import { ENV } from '../../core/env';
+import { UPLOADS_PREFIX } from '../../core/keys';
+import { loadManifest } from '../../core/manifest';
+import { scanRates } from '../rates';
+import type { Manifest } from '../../core/schemas';
 
 export interface PipelineStackProps extends StackProps {
   readonly config: SonomarkConfig;

@@ -10,7 +10,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
-import { TABLE_KEYS } from '../keys';
+import { TABLE_KEYS } from '../../core/keys';
 
 export type StorageStackProps = StackProps;
 

@@ -21,10 +21,10 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
-import { STATE_MACHINE_ARN_ENV } from '../../lambdas/start-execution/contract';
+import { STATE_MACHINE_ARN_ENV } from '../../core/start-execution-contract';
 import type { SonomarkConfig } from '../config';
 import { SonomarkFunction } from '../constructs/sonomark-function';
-import { UPLOADS_PREFIX } from '../keys';
+import { UPLOADS_PREFIX } from '../../core/keys';
 
 export interface TriggerStackProps extends StackProps {
   readonly config: SonomarkConfig;

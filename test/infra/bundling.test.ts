@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
-import { loadManifest } from '../../lib/manifest';
+import { loadManifest } from '../../core/manifest';
 import { synth } from './helpers';
 
 // The one test that runs esbuild for real: only the pipeline stack's first expert is checked.

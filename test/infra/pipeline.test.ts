@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { interfaceEndpointsFor, INTERFACE_ENDPOINTS } from '../../lib/config';
 import { EXTRACTOR_IMAGE_TARGETS } from '../../lib/constructs/gpu-job';
-import { loadManifest } from '../../lib/manifest';
-import { COMPLETED_SCAN_STATES, PER_EXPERT_STATES, ScanRates, scanRates } from '../../lib/pricing';
+import { loadManifest } from '../../core/manifest';
+import { COMPLETED_SCAN_STATES, PER_EXPERT_STATES, ScanRates } from '../../core/pricing';
+import { scanRates } from '../../lib/rates';
 import { FUNCTION_IDS } from '../../lib/stacks/pipeline-stack';
-import { EXTRACT_ENV, STATE } from '../../lib/workflow-contract';
+import { EXTRACT_ENV, STATE } from '../../core/workflow-contract';
 import { allStatements, definitionOf, synth, type Synthesized } from './helpers';
 
 /** The CloudFormation resource of each compute environment, in the queue's order. */
@@ -106,7 +107,7 @@ describe('PipelineStack', () => {
       for (const name of Object.values(STATE)) expect(names).toContain(name);
     });
 
-    test('a completed scan passes exactly the states the cost estimate counts (lib/pricing.ts)', () => {
+    test('a completed scan passes exactly the states the cost estimate counts (core/pricing.ts)', () => {
       // Act
       const path = completedScanPath(definition);
       // Assess

@@ -1,5 +1,5 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { TABLE_KEYS } from '../../lib/keys';
+import { TABLE_KEYS } from '../../core/keys';
 import { synth } from './helpers';
 
 describe('StorageStack', () => {

@@ -1,5 +1,5 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { STATE_MACHINE_ARN_ENV } from '../../lambdas/start-execution/contract';
+import { STATE_MACHINE_ARN_ENV } from '../../core/start-execution-contract';
 import { STACK_IDS } from '../../lib/app';
 import { allStatements, synth, type Synthesized } from './helpers';
 

@@ -6,10 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { extractDefinition, taskStates, type CfnTemplate } from '../../lib/local/asl';
-import { LocalWorkflow } from '../../lib/local/workflow';
-import { PACKAGE_ROOT } from '../../lib/paths';
-import { STATE } from '../../lib/workflow-contract';
+import { extractDefinition, taskStates, type CfnTemplate } from '../../local/asl';
+import { LocalWorkflow } from '../../local/workflow';
+import { PACKAGE_ROOT } from '../../core/paths';
+import { STATE } from '../../core/workflow-contract';
 import { tempDir } from './helpers';
 
 jest.setTimeout(300_000);

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { decodeFrameBytes } from '../../gpu-tasks/feature-extractor/src';
-import { PACKAGE_ROOT } from '../../lib/paths';
+import { PACKAGE_ROOT } from '../../core/paths';
 import { REAL_CLIPS, tempDir, writeFile } from './helpers';
 
 jest.setTimeout(180_000);

@@ -12,9 +12,9 @@ import {
   toFloat01,
   type ExtractorSession,
 } from '../../gpu-tasks/feature-extractor/src';
-import { BIOMARKERS } from '../../lib/biomarkers';
-import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture } from '../../lib/extractor-parity';
-import { loadManifest } from '../../lib/manifest';
+import { BIOMARKERS } from '../../core/biomarkers';
+import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture } from '../../training/parity';
+import { loadManifest } from '../../core/manifest';
 import { clip, POCUS } from './helpers';
 
 const { manifest, dir } = loadManifest();

@@ -6,15 +6,15 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { main } from '../../bin/sonomark-cli';
-import { FeaturesRecord } from '../../lib/experts/data';
-import { featuresCacheFile } from '../../lib/experts/features-cache';
-import { matrix, predictProba } from '../../lib/experts/model';
-import { syntheticLabelsCsv, syntheticRows } from '../../lib/experts/synthetic';
-import { runExpertTraining } from '../../lib/experts/train-command';
-import { featureVector } from '../../lib/features';
-import { LocalWorkflow } from '../../lib/local/workflow';
-import { writeFixtureModels } from '../../lib/onnx/fixture-models';
+import { main } from '../../cli/main';
+import { FeaturesRecord } from '../../training/experts/data';
+import { featuresCacheFile } from '../../training/experts/features-cache';
+import { matrix, predictProba } from '../../training/experts/model';
+import { syntheticLabelsCsv, syntheticRows } from '../../training/experts/synthetic';
+import { runExpertTraining } from '../../training/experts/train-command';
+import { featureVector } from '../../core/features';
+import { LocalWorkflow } from '../../local/workflow';
+import { writeFixtureModels } from '../../training/onnx/fixture-models';
 import { clip, tempDir } from './helpers';
 
 jest.setTimeout(180_000);

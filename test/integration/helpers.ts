@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PACKAGE_ROOT } from '../../lib/paths';
+import { PACKAGE_ROOT } from '../../core/paths';
 import { makeLavfiClip } from '../helpers/clips';
 
 export const POCUS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus');

@@ -6,10 +6,10 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { readFileSync } from 'node:fs';
-import { BIOMARKERS } from '../../lib/biomarkers';
-import { scanPk, sitePk, TABLE_KEYS } from '../../lib/keys';
-import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LocalWorkflow, type AnalyzeResult } from '../../lib/local/workflow';
-import { FeaturesDocument } from '../../lib/schemas';
+import { BIOMARKERS } from '../../core/biomarkers';
+import { scanPk, sitePk, TABLE_KEYS } from '../../core/keys';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LocalWorkflow, type AnalyzeResult } from '../../local/workflow';
+import { FeaturesDocument } from '../../core/schemas';
 import { generateClip, REAL_CLIPS, tempDir, writeFile } from './helpers';
 
 jest.setTimeout(180_000);

@@ -22,7 +22,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { DecodeError } from '../../../lib/errors';
+import { DecodeError } from '../../../core/errors';
 
 export const DEFAULT_FRAME_SIZE = 128;
 export const DEFAULT_MAX_FRAMES = 64;

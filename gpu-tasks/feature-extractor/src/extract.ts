@@ -2,11 +2,11 @@
  * One clip → one features document: decode → extractor → aggregate → validate.
  * No AWS here: the container (main.ts) and local mode both call it.
  */
-import { ModelError } from '../../../lib/errors';
-import { aggregateFrames } from '../../../lib/features';
-import { extractorRef } from '../../../lib/manifest';
-import { FeaturesDocument, type ExtractorEntry } from '../../../lib/schemas';
-import { parsePayload } from '../../../lib/zod-parse';
+import { ModelError } from '../../../core/errors';
+import { aggregateFrames } from '../../../core/features';
+import { extractorRef } from '../../../core/manifest';
+import { FeaturesDocument, type ExtractorEntry } from '../../../core/schemas';
+import { parsePayload } from '../../../core/zod-parse';
 import { decodeFrames, type DecodeOptions } from './decode';
 import type { ExtractorSession } from './infer';
 

@@ -6,11 +6,11 @@
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { BIOMARKERS } from '../../../lib/biomarkers';
-import { ModelError } from '../../../lib/errors';
-import type { FrameOutputs } from '../../../lib/features';
-import { readVerifiedModel } from '../../../lib/manifest';
-import type { ExtractorEntry } from '../../../lib/schemas';
+import { BIOMARKERS } from '../../../core/biomarkers';
+import { ModelError } from '../../../core/errors';
+import type { FrameOutputs } from '../../../core/features';
+import { readVerifiedModel } from '../../../core/manifest';
+import type { ExtractorEntry } from '../../../core/schemas';
 
 export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
 export type ExecutionProviderInUse = 'cuda' | 'cpu';

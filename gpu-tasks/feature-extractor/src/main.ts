@@ -7,13 +7,13 @@
  * identify a patient and never appear in logs or error messages.
  */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { requireEnv } from '../../../lib/env';
-import { ConfigError } from '../../../lib/errors';
-import { extractErrorKey } from '../../../lib/keys';
-import { loadManifest } from '../../../lib/manifest';
-import { DEFAULT_MODELS_DIR } from '../../../lib/paths';
-import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../lib/schemas';
-import { EXTRACT_ENV } from '../../../lib/workflow-contract';
+import { requireEnv } from '../../../core/env';
+import { ConfigError } from '../../../core/errors';
+import { extractErrorKey } from '../../../core/keys';
+import { loadManifest } from '../../../core/manifest';
+import { DEFAULT_MODELS_DIR } from '../../../core/paths';
+import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
+import { EXTRACT_ENV } from '../../../core/workflow-contract';
 import { extractFeatures } from './extract';
 import { createExtractorSession, type ExecutionProviderChoice, type ExtractorSession } from './infer';
 

@@ -1,7 +1,7 @@
 /** Shared fakes for the handler unit tests: S3 bodies, events, a features document, a ScanRef. */
 import { Readable } from 'node:stream';
-import { BIOMARKERS } from '../../../lib/biomarkers';
-import type { FeaturesDocument, ModelRef, S3ObjectCreatedEvent, ScanRef } from '../../../lib/schemas';
+import { BIOMARKERS } from '../../../core/biomarkers';
+import type { FeaturesDocument, ModelRef, S3ObjectCreatedEvent, ScanRef } from '../../../core/schemas';
 
 /** A GetObject Body: async-iterable like the SDK's stream, plus transformToString. */
 export function s3Body(bytes: Buffer | string): never {

@@ -1,0 +1,129 @@
+/**
+ * Binds each Task state of the synthesized definition to in-process code, by
+ * state name, emulating the service integration its Resource names:
+ *
+ * - `arn:aws:states:::lambda:invoke`: input {FunctionName, Payload} → the
+ *   handler behind FunctionName; output {Payload, StatusCode}; a thrown error
+ *   surfaces as Step Functions does: Error = errorType, Cause = JSON.
+ * - `arn:aws:states:::batch:submitJob.sync`: runs the extractor job with the
+ *   container-override environment; a failed job fails the state with
+ *   States.TaskFailed and a Cause shaped like Batch's job description.
+ *
+ * A Resource that local mode cannot run is an error at start-up, not a silent skip.
+ */
+import { ConfigError } from '../core/errors';
+import { localFunctionArn, taskStates, type CfnTemplate, lambdaFunctions } from './asl';
+
+export type LambdaRole = 'validate' | 'expert' | 'finalize' | 'recordFailure';
+
+export interface LocalHandlers {
+  readonly lambdas: Record<LambdaRole, (payload: unknown) => Promise<unknown>>;
+  /** Runs the extractor job in-process with the Batch container environment. */
+  readonly extractJob: (env: Record<string, string>) => Promise<void>;
+}
+
+/** Which sonomark function a Lambda resource is, from its stable construct id. */
+export function roleOfConstructPath(cdkPath: string): LambdaRole | undefined {
+  const parts = cdkPath.split('/');
+  if (parts.includes('ValidateUpload')) return 'validate';
+  if (parts.includes('Finalize')) return 'finalize';
+  if (parts.includes('RecordFailure')) return 'recordFailure';
+  if (parts.some((p) => /^Expert[A-Z0-9]/.test(p))) return 'expert';
+  return undefined;
+}
+
+const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
+const BATCH_SYNC = 'arn:aws:states:::batch:submitJob.sync';
+
+type LocalHandler = (input: unknown) => Promise<unknown>;
+
+/** Step Functions serialises every payload as JSON; doing the same here catches non-JSON values early. */
+const viaJson = <T>(value: T): T => (value === undefined ? (null as T) : (JSON.parse(JSON.stringify(value)) as T));
+
+class ServiceIntegrationError extends Error {
+  constructor(name: string, cause: string) {
+    super(cause);
+    this.name = name;
+  }
+}
+
+function lambdaError(err: unknown): ServiceIntegrationError {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const name = e.name && e.name !== 'Error' ? e.name : 'Error';
+  return new ServiceIntegrationError(name, JSON.stringify({ errorType: name, errorMessage: e.message }));
+}
+
+export function bindTaskStates(
+  definition: Record<string, unknown>,
+  template: CfnTemplate,
+  handlers: LocalHandlers,
+): Record<string, LocalHandler> {
+  const byArn = new Map<string, LambdaRole>();
+  for (const fn of lambdaFunctions(template)) {
+    const role = roleOfConstructPath(fn.path);
+    // A function local mode cannot place would only fail mid-run; fail at start-up instead.
+    if (!role)
+      throw new ConfigError(
+        `Lambda function ${fn.logicalId} (${fn.path || 'no construct path'}) has no local handler.`,
+      );
+    byArn.set(localFunctionArn(fn.logicalId), role);
+  }
+
+  const bound: Record<string, LocalHandler> = {};
+  for (const task of taskStates(definition)) {
+    if (task.resource === LAMBDA_INVOKE) {
+      bound[task.name] = async (input) => {
+        const { FunctionName, Payload } = input as { FunctionName?: string; Payload?: unknown };
+        const role = FunctionName ? byArn.get(FunctionName) : undefined;
+        if (!role) throw new ConfigError(`State ${task.name} invokes ${FunctionName}, which has no local handler.`);
+        try {
+          const out = await handlers.lambdas[role](viaJson(Payload));
+          return { ExecutedVersion: '$LATEST', Payload: viaJson(out), StatusCode: 200 };
+        } catch (err) {
+          throw lambdaError(err);
+        }
+      };
+    } else if (task.resource === BATCH_SYNC) {
+      bound[task.name] = (input) => runBatchJob(input as BatchSubmitJobInput, handlers.extractJob);
+    } else {
+      throw new ConfigError(`Task state ${task.name} uses ${task.resource}, which local mode cannot run.`);
+    }
+  }
+  return bound;
+}
+
+interface BatchSubmitJobInput {
+  JobName: string;
+  JobQueue: string;
+  JobDefinition: string;
+  ContainerOverrides?: { Environment?: { Name: string; Value: string }[] };
+}
+
+let localJobCounter = 0;
+
+async function runBatchJob(input: BatchSubmitJobInput, extractJob: LocalHandlers['extractJob']): Promise<unknown> {
+  const env = Object.fromEntries((input.ContainerOverrides?.Environment ?? []).map((e) => [e.Name, e.Value]));
+  const jobId = `local-${process.pid}-${++localJobCounter}`;
+  const startedAt = Date.now();
+  const describe = (status: 'SUCCEEDED' | 'FAILED', exitCode: number, reason?: string) => ({
+    JobId: jobId,
+    JobName: input.JobName,
+    JobQueue: input.JobQueue,
+    JobDefinition: input.JobDefinition,
+    Status: status,
+    StatusReason: status === 'FAILED' ? 'Essential container in task exited' : undefined,
+    CreatedAt: startedAt,
+    StartedAt: startedAt,
+    StoppedAt: Date.now(),
+    Container: { ExitCode: exitCode, Reason: reason },
+    Attempts: [{ Container: { ExitCode: exitCode, Reason: reason }, StartedAt: startedAt, StoppedAt: Date.now() }],
+  });
+  try {
+    await extractJob(env);
+  } catch {
+    // Like Batch, the job description carries only the exit status; the container
+    // itself records what went wrong next to the features key (see keys.ts).
+    throw new ServiceIntegrationError('States.TaskFailed', JSON.stringify(viaJson(describe('FAILED', 1))));
+  }
+  return viaJson(describe('SUCCEEDED', 0));
+}

@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { BIOMARKERS } from '../../../core/biomarkers';
+import { blocksDim } from '../../../core/features';
+import { ModelError } from '../../../core/errors';
+import { findExpert, loadManifest, readVerifiedModel } from '../../../core/manifest';
+import { DEFAULT_MODELS_DIR } from '../../../core/paths';
+
+const SHIPPED = DEFAULT_MODELS_DIR;
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'sonomark-manifest-'));
+  cpSync(SHIPPED, dir, { recursive: true });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Edits the temp copy's manifest.json in place. */
+function editManifest(edit: (m: any) => void): void {
+  const file = path.join(dir, 'manifest.json');
+  const m = JSON.parse(readFileSync(file, 'utf8'));
+  edit(m);
+  writeFileSync(file, JSON.stringify(m));
+}
+
+function loadError(): Error {
+  try {
+    loadManifest(dir);
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('loadManifest did not throw');
+}
+
+describe('loadManifest', () => {
+  it('loads the shipped models directory', () => {
+    // Prepare / Act
+    const { dir: loadedDir, manifest } = loadManifest(SHIPPED);
+
+    // Assess
+    expect(loadedDir).toBe(SHIPPED);
+    expect(manifest.extractor.outputs.biomarkers.labels).toEqual([...BIOMARKERS]);
+    expect(manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'severity', 'triage']);
+    expect(findExpert(manifest, 'severity').task).toBe('ordinal');
+  });
+
+  it('rejects reordered biomarker labels', () => {
+    // Prepare
+    editManifest((m) => {
+      const labels = m.extractor.outputs.biomarkers.labels as string[];
+      [labels[0], labels[1]] = [labels[1] as string, labels[0] as string];
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toContain('emits biomarkers [b_lines, a_lines,');
+    expect(err.message).toContain('in that order');
+  });
+
+  it('rejects an expert whose declared dim does not match its blocks', () => {
+    // Prepare
+    editManifest((m) => {
+      m.experts.find((e: { name: string }) => e.name === 'severity').input.dim = 87;
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    const shipped = loadManifest(SHIPPED).manifest;
+    const severity = findExpert(shipped, 'severity');
+    const dim = blocksDim(severity.input.blocks, shipped.extractor.outputs.embedding.dim);
+    expect(err.message).toBe(
+      `Expert "severity" declares input dim 87, but blocks [${severity.input.blocks.join(', ')}] give ${dim}.`,
+    );
+  });
+
+  it('rejects a duplicate expert', () => {
+    // Prepare
+    editManifest((m) => {
+      m.experts.push(structuredClone(m.experts.find((e: { name: string }) => e.name === 'diagnosis')));
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toBe('Expert "diagnosis" appears twice in the manifest.');
+  });
+
+  it('rejects an expert trained on another extractor version', () => {
+    // Prepare
+    editManifest((m) => {
+      m.experts.find((e: { name: string }) => e.name === 'triage').extractor.version = '0.0.2';
+    });
+    const { name, version } = loadManifest(SHIPPED).manifest.extractor;
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toContain(`Expert "triage" was trained on ${name}@0.0.2 features`);
+    expect(err.message).toContain(`manifest's extractor is ${name}@${version}`);
+  });
+
+  it('rejects a binary expert whose positive label is not among its labels', () => {
+    // Prepare
+    editManifest((m) => {
+      m.experts[2].output.positive = 'sick';
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toContain('Binary expert "triage" needs two labels and a "positive" label among them.');
+  });
+
+  it('reports an unreadable manifest as a ModelError naming the file', () => {
+    // Prepare
+    writeFileSync(path.join(dir, 'manifest.json'), '{ not json');
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toContain(`Cannot read model manifest ${path.join(dir, 'manifest.json')}`);
+  });
+});
+
+describe('readVerifiedModel', () => {
+  it('returns the bytes of a model whose sha256 matches', () => {
+    // Prepare
+    const { manifest } = loadManifest(dir);
+    const entry = findExpert(manifest, 'triage');
+
+    // Act
+    const bytes = readVerifiedModel(dir, entry);
+
+    // Assess
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(entry.sha256);
+    expect(bytes.equals(readFileSync(path.join(dir, entry.file)))).toBe(true);
+  });
+
+  it('rejects a wrong sha256 with a ModelError naming both hashes', () => {
+    // Prepare
+    const { manifest } = loadManifest(dir);
+    const real = findExpert(manifest, 'triage');
+    const wrong = '0'.repeat(64);
+
+    // Act
+    let err: Error | undefined;
+    try {
+      readVerifiedModel(dir, { ...real, sha256: wrong });
+    } catch (e) {
+      err = e as Error;
+    }
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err?.message).toContain(`has sha256 ${real.sha256}`);
+    expect(err?.message).toContain(`but the manifest says ${wrong}`);
+    expect(err?.message).toContain('Model "triage"');
+  });
+
+  it('rejects a missing file with a ModelError', () => {
+    // Prepare
+    const entry = { name: 'ghost', file: 'experts/ghost.onnx', sha256: '0'.repeat(64) };
+
+    // Act / Assess
+    expect(() => readVerifiedModel(dir, entry)).toThrow(ModelError);
+    expect(() => readVerifiedModel(dir, entry)).toThrow('Model "ghost" file');
+  });
+});

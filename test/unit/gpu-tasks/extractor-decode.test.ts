@@ -1,0 +1,209 @@
+import { makeLavfiClip } from '../../helpers/clips';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { DecodeError } from '../../../core/errors';
+import { PACKAGE_ROOT } from '../../../core/paths';
+import { decodeFrameBytes, decodeFrames, uniformSampleIndices } from '../../../gpu-tasks/feature-extractor/src/decode';
+
+const POCUS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus');
+const haveData = existsSync(path.join(POCUS, 'videos'));
+const describeData = haveData ? describe : describe.skip;
+
+/** One real clip per container the pipeline accepts, with the frame count ffmpeg decodes from it. */
+const REAL_CLIPS: { container: string; file: string; decodedFrames: number }[] = [
+  { container: 'mp4', file: 'videos/convex/Reg-NormalLungs.mp4', decodedFrames: 131 },
+  { container: 'avi', file: 'videos/convex/Pneu_northumbria_0409_set1_vid2.avi', decodedFrames: 93 },
+  { container: 'gif', file: 'videos/convex/Reg-Atlas-alines.gif', decodedFrames: 60 },
+  { container: 'mov', file: 'videos/convex/Cov_convex_volpecelli_sonographic_v5.mov', decodedFrames: 401 },
+  { container: 'mpeg', file: 'videos/convex/Reg_pat2Image_134138.mpeg', decodedFrames: 236 },
+  { container: 'png', file: 'images/linear/Cov_unsmoothpleuralline_prelim_study_SSRN_paper6.png', decodedFrames: 1 },
+  { container: 'jpeg', file: 'images/convex/Pneu_Avi_small-effusionA-line.JPG', decodedFrames: 1 },
+];
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(tmpdir(), 'sonomark-decode-test-'));
+});
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** A synthetic clip in the test's work dir. */
+function makeClip(name: string, source: string, extra: string[] = []): string {
+  return makeLavfiClip(path.join(work, name), source, extra);
+}
+
+describeData('extractor decode: real clips', () => {
+  it.each(REAL_CLIPS)('decodes $container into [n,1,128,128] frames in [0,1]', async ({ file, decodedFrames }) => {
+    // Prepare
+    const clipPath = path.join(POCUS, file);
+
+    // Act
+    const clip = await decodeFrames(clipPath);
+
+    // Assess
+    const expectedCount = Math.min(decodedFrames, 64);
+    expect(clip.size).toBe(128);
+    expect(clip.decodedFrames).toBe(decodedFrames);
+    expect(clip.count).toBe(expectedCount);
+    expect(clip.frames).toHaveLength(expectedCount * 128 * 128);
+    expect(clip.frameIndices).toEqual(uniformSampleIndices(decodedFrames, 64));
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of clip.frames) {
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    expect(min).toBeGreaterThanOrEqual(0);
+    expect(max).toBeLessThanOrEqual(1);
+    // Real ultrasound: not a blank picture.
+    expect(max - min).toBeGreaterThan(0.5);
+  });
+
+  it('is deterministic: decoding twice, from a path and from bytes, gives identical pixels', async () => {
+    // Prepare
+    const clipPath = path.join(POCUS, 'videos/convex/Cov_convex_volpecelli_sonographic_v5.mov');
+
+    // Act
+    const a = await decodeFrameBytes(clipPath);
+    const b = await decodeFrameBytes(clipPath);
+    const c = await decodeFrameBytes(readFileSync(clipPath));
+
+    // Assess
+    expect(sha(b.bytes)).toBe(sha(a.bytes));
+    expect(sha(c.bytes)).toBe(sha(a.bytes));
+    expect(c.frameIndices).toEqual(a.frameIndices);
+  });
+
+  it('honours size and maxFrames', async () => {
+    // Prepare
+    const clipPath = path.join(POCUS, 'videos/convex/Reg-NormalLungs.mp4');
+
+    // Act
+    const clip = await decodeFrames(clipPath, { size: 64, maxFrames: 16 });
+
+    // Assess
+    expect(clip.count).toBe(16);
+    expect(clip.frames).toHaveLength(16 * 64 * 64);
+    expect(clip.frameIndices).toEqual(uniformSampleIndices(131, 16));
+  });
+});
+
+describe('extractor decode: generated clips', () => {
+  it('decodes every frame of a clip with a known frame count, and samples the right ones', async () => {
+    // Prepare: 100 frames whose brightness encodes the frame number (Y = 16 + 2N, limited range)
+    const clip = makeClip('ramp.mp4', "color=c=black:s=96x96:r=25:d=4,format=yuv420p,geq=lum='16+2*N':cb=128:cr=128");
+
+    // Act
+    const decoded = await decodeFrameBytes(clip, { size: 32, maxFrames: 10 });
+
+    // Assess
+    expect(decoded.decodedFrames).toBe(100);
+    expect(decoded.frameIndices).toEqual([0, 11, 22, 33, 44, 55, 66, 77, 88, 99]);
+    decoded.frameIndices.forEach((n, i) => {
+      const centre = decoded.bytes[i * 32 * 32 + 16 * 32 + 16] as number;
+      // Limited-range luma is expanded to full range: (16 + 2N − 16) · 255/219.
+      expect(Math.abs(centre - (2 * n * 255) / 219)).toBeLessThanOrEqual(2);
+    });
+  });
+
+  it('keeps the aspect ratio and pads with true black (0), centred', async () => {
+    // Prepare: a wide white clip, 320×160 → 128×64 centred in 128×128
+    const clip = makeClip('wide.avi', 'color=c=white:s=320x160:r=10:d=1');
+
+    // Act
+    const decoded = await decodeFrameBytes(clip);
+
+    // Assess
+    const f = decoded.bytes.subarray(0, 128 * 128);
+    const row = (y: number) => Array.from(f.subarray(y * 128, (y + 1) * 128));
+    expect(decoded.decodedFrames).toBe(10);
+    expect(new Set(row(0))).toEqual(new Set([0]));
+    expect(new Set(row(31))).toEqual(new Set([0]));
+    expect(Math.min(...row(32))).toBeGreaterThan(250);
+    expect(Math.min(...row(95))).toBeGreaterThan(250);
+    expect(new Set(row(96))).toEqual(new Set([0]));
+  });
+
+  it('rejects a clip with more frames than the hard limit as TOO_LONG', async () => {
+    // Prepare
+    const clip = makeClip('long.mp4', 'testsrc=size=64x64:rate=25:duration=2');
+
+    // Act
+    const result = decodeFrames(clip, { maxDecodedFrames: 20 });
+
+    // Assess
+    await expect(result).rejects.toMatchObject({ name: 'DecodeError', code: 'TOO_LONG' });
+  });
+});
+
+describe('extractor decode: bad input', () => {
+  it('rejects random bytes with DECODE_FAILED and a message that names no path', async () => {
+    // Prepare
+    const bad = path.join(work, 'Patient_Jane_Doe_1970.mp4');
+    writeFileSync(bad, randomBytes(4096));
+
+    // Act
+    const err = await decodeFrames(bad).catch((e: unknown) => e);
+
+    // Assess
+    expect(err).toBeInstanceOf(DecodeError);
+    expect(err).toMatchObject({ code: 'DECODE_FAILED' });
+    const message = (err as Error).message;
+    expect(message).toMatch(/^The clip could not be decoded: .+/);
+    expect(message).not.toMatch(/Jane|Patient|sonomark-decode|\/tmp|\//);
+  });
+
+  it('rejects a truncated mp4 (bytes) with DECODE_FAILED', async () => {
+    // Prepare: the index (moov) of an mp4 written by ffmpeg sits at the end, so cutting the tail loses it
+    const whole = readFileSync(makeClip('whole.mp4', 'testsrc=size=96x96:rate=25:duration=1'));
+    const truncated = whole.subarray(0, Math.floor(whole.length / 2));
+
+    // Act
+    const err = await decodeFrames(truncated).catch((e: unknown) => e);
+
+    // Assess
+    expect(err).toMatchObject({ name: 'DecodeError', code: 'DECODE_FAILED' });
+    expect((err as Error).message).not.toContain('/');
+  });
+
+  it('rejects a missing file and an empty clip without naming them', async () => {
+    // Prepare
+    const missing = path.join(work, 'Patient_John_Smith.mp4');
+
+    // Act
+    const a = await decodeFrames(missing).catch((e: unknown) => e);
+    const b = await decodeFrames(Buffer.alloc(0)).catch((e: unknown) => e);
+
+    // Assess
+    expect(a).toMatchObject({ name: 'DecodeError', code: 'NOT_FOUND' });
+    expect((a as Error).message).not.toContain('Smith');
+    expect(b).toMatchObject({ name: 'DecodeError', code: 'EMPTY_INPUT' });
+  });
+
+  it('reports a missing ffmpeg binary as FFMPEG_UNAVAILABLE', async () => {
+    // Prepare
+    const clip = makeClip('tiny.mp4', 'testsrc=size=32x32:rate=5:duration=1');
+
+    // Act
+    const err = await decodeFrames(clip, { ffmpegPath: path.join(work, 'no-such-ffmpeg') }).catch((e: unknown) => e);
+
+    // Assess
+    expect(err).toMatchObject({ name: 'DecodeError', code: 'FFMPEG_UNAVAILABLE' });
+  });
+
+  it('stops a decode that runs past its timeout', async () => {
+    // Prepare
+    const clip = makeClip('slow.mp4', 'testsrc=size=640x480:rate=25:duration=8');
+
+    // Act
+    const err = await decodeFrames(clip, { timeoutMs: 1 }).catch((e: unknown) => e);
+
+    // Assess
+    expect(err).toMatchObject({ name: 'DecodeError', code: 'DECODE_TIMEOUT' });
+  });
+});

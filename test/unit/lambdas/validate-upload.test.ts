@@ -1,0 +1,301 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { featuresKey, scanPk, SCAN_SK } from '../../../core/keys';
+import { extractorRef, loadManifest } from '../../../core/manifest';
+import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../../../core/paths';
+import { scanIdFromContent, scanIdFromObjectIdentity, sha256Hex } from '../../../core/scan-id';
+import { ValidateOutput } from '../../../core/schemas';
+import { validateUpload, type ValidateDeps } from '../../../lambdas/validate-upload/validate';
+import { objectCreatedEvent, s3Body, s3Error } from '../helpers/fakes';
+
+const s3Mock = mockClient(S3Client);
+const ddbMock = mockClient(DynamoDBDocumentClient);
+
+const TABLE = 'results';
+const KEY = 'uploads/site-a/study-1/day1/clip.mp4';
+const MP4 = readFileSync(
+  path.join(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus', 'videos', 'convex', 'Cov-Atlas-suspectedCovid.mp4'),
+);
+const NOW = new Date('2025-01-02T03:04:05.000Z');
+const manifest = loadManifest(DEFAULT_MODELS_DIR).manifest;
+
+function deps(overrides: Partial<ValidateDeps> = {}): ValidateDeps {
+  return {
+    s3: new S3Client({ region: 'us-east-1' }),
+    doc: DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' })),
+    table: TABLE,
+    artifactsBucket: 'sonomark-artifacts',
+    manifest,
+    maxUploadBytes: 2 * 1024 ** 3,
+    now: () => NOW,
+    ...overrides,
+  };
+}
+
+function givenObject(bytes: Buffer, key = KEY): void {
+  s3Mock
+    .on(GetObjectCommand, { Key: key })
+    .callsFake(async () => ({ Body: s3Body(bytes), ContentLength: bytes.length }));
+}
+function givenNoSidecar(key = KEY): void {
+  s3Mock.on(GetObjectCommand, { Key: `${key}.meta.json` }).rejects(s3Error('NoSuchKey', 404));
+}
+function givenSidecar(json: string, key = KEY): void {
+  s3Mock
+    .on(GetObjectCommand, { Key: `${key}.meta.json` })
+    .callsFake(async () => ({ Body: s3Body(json), ContentLength: json.length }));
+}
+const conditionFailed = (): Error =>
+  new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+
+async function run(key = KEY, d = deps()): Promise<ValidateOutput> {
+  const out = await validateUpload({ event: objectCreatedEvent(key, { versionId: 'v1', etag: 'e1' }) }, d);
+  return ValidateOutput.parse(out);
+}
+
+beforeEach(() => {
+  s3Mock.reset();
+  ddbMock.reset();
+  ddbMock.on(PutCommand).resolves({});
+});
+
+describe('validateUpload', () => {
+  it('accepts a real MP4: content-derived scan id, claim, ScanRef for the extractor', async () => {
+    // Prepare
+    givenObject(MP4);
+    givenNoSidecar();
+    const scanId = scanIdFromContent('site-a', 'study-1', sha256Hex(MP4));
+    // Act
+    const out = await run();
+    // Assess
+    const ext = extractorRef(manifest.extractor);
+    expect(out).toEqual({
+      action: 'analyze',
+      scan: {
+        scanId,
+        siteId: 'site-a',
+        studyId: 'study-1',
+        bucket: 'sonomark-uploads',
+        key: KEY,
+        versionId: 'v1',
+        sha256: sha256Hex(MP4),
+        size: MP4.length,
+        container: 'mp4',
+        extractor: ext,
+        featuresBucket: 'sonomark-artifacts',
+        featuresKey: featuresKey(ext, scanId),
+        receivedAt: NOW.toISOString(),
+      },
+    });
+    expect(s3Mock).toHaveReceivedCommandWith(GetObjectCommand, {
+      Bucket: 'sonomark-uploads',
+      Key: KEY,
+      VersionId: 'v1',
+    });
+    expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+      TableName: TABLE,
+      ConditionExpression: 'attribute_not_exists(pk)',
+      Item: expect.objectContaining({
+        pk: scanPk(scanId),
+        sk: SCAN_SK,
+        status: 'RUNNING',
+        sitePk: 'SITE#site-a',
+        container: 'mp4',
+      }),
+    });
+  });
+
+  it('includes a valid sidecar', async () => {
+    givenObject(MP4);
+    givenSidecar(JSON.stringify({ probe: 'convex', zone: 'R2' }));
+    const out = await run();
+    expect(out.action === 'analyze' && out.scan.sidecar).toEqual({ probe: 'convex', zone: 'R2' });
+  });
+
+  it('ignores sidecar objects without reading them', async () => {
+    const out = await run(`${KEY}.meta.json`);
+    expect(out.action).toBe('ignore');
+    expect(s3Mock).not.toHaveReceivedCommand(GetObjectCommand);
+  });
+
+  it.each(['RUNNING', 'COMPLETED'] as const)('skips when the scan is already %s', async (status) => {
+    // Prepare
+    givenObject(MP4);
+    ddbMock.on(PutCommand).rejects(conditionFailed());
+    ddbMock
+      .on(GetCommand)
+      .resolves({ Item: { pk: 'x', sk: SCAN_SK, scanId: 'x', status, updatedAt: NOW.toISOString() } });
+    // Act
+    const out = await run();
+    // Assess
+    expect(out).toMatchObject({
+      action: 'skip',
+      existingStatus: status,
+      scanId: scanIdFromContent('site-a', 'study-1', sha256Hex(MP4)),
+    });
+    expect(ddbMock).toHaveReceivedCommandTimes(PutCommand, 1);
+  });
+
+  it('re-claims a FAILED scan with a conditional write and analyses it again', async () => {
+    // Prepare
+    givenObject(MP4);
+    givenNoSidecar();
+    ddbMock.on(PutCommand, { ConditionExpression: 'attribute_not_exists(pk)' }).rejects(conditionFailed());
+    ddbMock.on(PutCommand, { ConditionExpression: '#status = :failed' }).resolves({});
+    ddbMock.on(GetCommand).resolves({
+      Item: { pk: 'x', sk: SCAN_SK, scanId: 'x', status: 'FAILED', attempts: 1, updatedAt: NOW.toISOString() },
+    });
+    // Act
+    const out = await run();
+    // Assess
+    expect(out.action).toBe('analyze');
+    expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+      ConditionExpression: '#status = :failed',
+      ExpressionAttributeValues: { ':failed': 'FAILED' },
+      Item: expect.objectContaining({ status: 'RUNNING', attempts: 2 }),
+    });
+  });
+
+  it('skips when another execution wins the re-claim race', async () => {
+    givenObject(MP4);
+    ddbMock.on(PutCommand).rejects(conditionFailed());
+    ddbMock
+      .on(GetCommand)
+      .resolvesOnce({ Item: { pk: 'x', sk: SCAN_SK, scanId: 'x', status: 'FAILED', updatedAt: '' } })
+      .resolves({ Item: { pk: 'x', sk: SCAN_SK, scanId: 'x', status: 'RUNNING', updatedAt: '' } });
+    const out = await run();
+    expect(out).toMatchObject({ action: 'skip', existingStatus: 'RUNNING' });
+  });
+
+  describe('rejects, after claiming, with a specific message', () => {
+    it('EMPTY_FILE', async () => {
+      givenObject(Buffer.alloc(0));
+      const out = await run();
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: { code: 'EMPTY_FILE', message: expect.stringMatching(/empty \(0 bytes\)/) },
+      });
+      expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+        Item: expect.objectContaining({ status: 'RUNNING', size: 0 }),
+      });
+    });
+
+    it('TOO_LARGE, without reading the body, with an id from the object identity', async () => {
+      // Prepare
+      const destroy = jest.fn();
+      s3Mock.on(GetObjectCommand, { Key: KEY }).resolves({ Body: { destroy } as never, ContentLength: 3 * 1024 ** 3 });
+      // Act
+      const out = await run();
+      // Assess
+      expect(out).toEqual({
+        action: 'reject',
+        scanId: scanIdFromObjectIdentity('sonomark-uploads', KEY, 'v1', 'e1'),
+        problem: { code: 'TOO_LARGE', message: expect.stringMatching(/3 GiB, over the 2 GiB limit/) },
+      });
+      expect(destroy).toHaveBeenCalled();
+    });
+
+    it('TOO_LARGE with a configured limit', async () => {
+      givenObject(MP4);
+      const out = await run(KEY, deps({ maxUploadBytes: 1000 }));
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: { code: 'TOO_LARGE', message: expect.stringMatching(/over the 1000 bytes limit/) },
+      });
+    });
+
+    it('UNSUPPORTED_FORMAT for unknown bytes, whatever the extension says', async () => {
+      givenObject(Buffer.from('%PDF-1.7 this is not a clip'));
+      const out = await run();
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: { code: 'UNSUPPORTED_FORMAT', message: expect.stringMatching(/Accepted: MP4/) },
+      });
+      expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+        Item: expect.not.objectContaining({ container: expect.anything() }),
+      });
+    });
+
+    it('UNSUPPORTED_FORMAT for DICOM, saying to export as MP4', async () => {
+      givenObject(Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.alloc(256)]));
+      const out = await run();
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: {
+          code: 'UNSUPPORTED_FORMAT',
+          message: expect.stringMatching(/DICOM is not supported yet; export the clip as MP4/),
+        },
+      });
+    });
+
+    it('INVALID_SIDECAR naming the unknown field and listing accepted keys', async () => {
+      givenObject(MP4);
+      givenSidecar(JSON.stringify({ probe: 'convex', patientName: 'x' }));
+      const out = await run();
+      expect(out).toMatchObject({ action: 'reject', problem: { code: 'INVALID_SIDECAR' } });
+      const message = out.action === 'reject' ? out.problem.message : '';
+      expect(message).toMatch(/"patientName"/);
+      expect(message).toMatch(/Accepted keys: probe, bodyRegion, frameRate, zone/);
+      expect(message).not.toMatch(/"x"/);
+    });
+
+    it('INVALID_SIDECAR naming a bad value', async () => {
+      givenObject(MP4);
+      givenSidecar(JSON.stringify({ probe: 'sector' }));
+      const out = await run();
+      expect(out.action === 'reject' && out.problem.message).toMatch(/"probe"/);
+    });
+
+    it('INVALID_SIDECAR for malformed JSON', async () => {
+      givenObject(MP4);
+      givenSidecar('{probe: convex');
+      const out = await run();
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: { code: 'INVALID_SIDECAR', message: expect.stringMatching(/not valid JSON/) },
+      });
+    });
+
+    it('INVALID_KEY with a content-derived id and no claim', async () => {
+      givenObject(MP4, 'elsewhere/clip.mp4');
+      const out = await run('elsewhere/clip.mp4');
+      expect(out).toMatchObject({
+        action: 'reject',
+        scanId: scanIdFromContent('', '', sha256Hex(MP4)),
+        problem: {
+          code: 'INVALID_KEY',
+          message: expect.stringMatching(/expected "uploads\/\{siteId\}\/\{studyId\}\/\{file\}"/),
+        },
+      });
+      expect(ddbMock).not.toHaveReceivedCommand(PutCommand);
+    });
+
+    it('INVALID_KEY with an object-identity id when the object cannot be read', async () => {
+      const key = 'uploads/bad site/study/clip.mp4';
+      s3Mock.on(GetObjectCommand).rejects(s3Error('NoSuchKey', 404));
+      const out = await run(key);
+      expect(out).toMatchObject({
+        action: 'reject',
+        scanId: scanIdFromObjectIdentity('sonomark-uploads', key, 'v1', 'e1'),
+        problem: { code: 'INVALID_KEY' },
+      });
+    });
+  });
+
+  it('rethrows S3 errors other than not-found, for Step Functions to retry', async () => {
+    s3Mock.on(GetObjectCommand).rejects(s3Error('AccessDenied', 403));
+    await expect(run()).rejects.toMatchObject({ name: 'AccessDenied' });
+  });
+
+  it('rejects a malformed event as a PayloadError', async () => {
+    await expect(validateUpload({ event: { source: 'aws.s3' } }, deps())).rejects.toMatchObject({
+      name: 'PayloadError',
+    });
+  });
+});

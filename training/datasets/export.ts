@@ -1,0 +1,106 @@
+/**
+ * Writes a training set: the extractor's own decoded frames for every item (as
+ * uint8 .npy, exactly the bytes serving scales by 1/255) plus dataset.json with
+ * labels, groups and folds, and labels.csv for `sonomark experts train`.
+ * Training in Python reads only this directory, so it never decodes video
+ * itself and cannot see different pixels than the pipeline.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { decodeFrameBytes } from '../../gpu-tasks/feature-extractor/src';
+import { BIOMARKERS } from '../../core/biomarkers';
+import { toNpy } from '../npy';
+import { sha256Hex } from '../../core/scan-id';
+import { DIAGNOSES, DROPPED_FLAGS, loadPocus, type PocusItem } from './pocus';
+
+export interface FramesEntry {
+  npy: string;
+  frames: number;
+  decodedFrames: number;
+  frameIndices: number[];
+}
+
+/** Decodes one clip with the extractor's decoder and writes its frames as [n, 1, size, size] uint8 .npy. */
+export async function writeClipFrames(
+  file: string,
+  outDir: string,
+  npyName: string,
+  opts: { size: number; maxFrames: number },
+): Promise<FramesEntry> {
+  const clip = await decodeFrameBytes(file, opts);
+  writeFileSync(path.join(outDir, npyName), toNpy(clip.bytes, [clip.count, 1, opts.size, opts.size], 'u1'));
+  return { npy: npyName, frames: clip.count, decodedFrames: clip.decodedFrames, frameIndices: clip.frameIndices };
+}
+
+export interface TrainingSetItem extends PocusItem, FramesEntry {
+  sha256: string;
+}
+
+export interface TrainingSet {
+  dataset: 'pocus';
+  dataDir: string;
+  size: number;
+  maxFrames: number;
+  scale: '1/255';
+  folds: number;
+  biomarkers: readonly string[];
+  diagnoses: readonly string[];
+  dropped: Record<string, string>;
+  items: TrainingSetItem[];
+}
+
+export const LABELS_CSV_COLUMNS = [
+  'file',
+  'name',
+  'sha256',
+  'group',
+  'source',
+  'fold',
+  'diagnosis',
+  'triage',
+  'severity',
+];
+
+function csvCell(v: unknown): string {
+  const s = v === null || v === undefined ? '' : String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export async function exportPocusTrainingSet(
+  dataDir: string,
+  outDir: string,
+  opts: { size: number; maxFrames: number; folds?: number; log?: (line: string) => void },
+): Promise<TrainingSet> {
+  const items = loadPocus(dataDir, opts.folds);
+  const framesDir = path.join(outDir, 'frames');
+  mkdirSync(framesDir, { recursive: true });
+  const out: TrainingSetItem[] = [];
+  for (const item of items) {
+    const abs = path.join(dataDir, item.file);
+    const frames = await writeClipFrames(abs, framesDir, `${item.name}.npy`, opts);
+    out.push({ ...item, ...frames, npy: `frames/${frames.npy}`, sha256: sha256Hex(readFileSync(abs)) });
+    opts.log?.(
+      `${item.name}: ${frames.frames} of ${frames.decodedFrames} frames, fold ${item.fold}, group ${item.group}`,
+    );
+  }
+  const set: TrainingSet = {
+    dataset: 'pocus',
+    dataDir: path.resolve(dataDir),
+    size: opts.size,
+    maxFrames: opts.maxFrames,
+    scale: '1/255',
+    folds: opts.folds ?? Math.max(...items.map((i) => i.fold)) + 1,
+    biomarkers: BIOMARKERS,
+    diagnoses: DIAGNOSES,
+    dropped: DROPPED_FLAGS,
+    items: out,
+  };
+  writeFileSync(path.join(outDir, 'dataset.json'), JSON.stringify(set, null, 1) + '\n');
+  const rows = out.map((i) =>
+    [path.join(set.dataDir, i.file), i.name, i.sha256, i.group, i.source, i.fold, i.diagnosis, i.triage, i.severity]
+      .map(csvCell)
+      .join(','),
+  );
+  writeFileSync(path.join(outDir, 'labels.csv'), [LABELS_CSV_COLUMNS.join(','), ...rows].join('\n') + '\n');
+  return set;
+}

@@ -1,0 +1,206 @@
+/**
+ * Last step of `npm run train:experts`: models/EVALUATION.md from the experts'
+ * training reports, the biomarkers-only ablation reports, the extractor's
+ * training report and the end-to-end baseline's out-of-fold predictions.
+ * Every number is read from those files; the baseline's metrics go through the
+ * same `evaluate` (and bootstrap) as the experts'.
+ *
+ *   npx tsx training/evaluation-report.ts [--training .sonomark/training] [--version 1.1.1]
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { evaluate, type Evaluation, type Interval } from './experts/metrics';
+import { loadManifest } from '../core/manifest';
+import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
+
+interface ExpertReport {
+  data: { rows: number; perClass: Record<string, number>; groups: number; sources: number; features: string };
+  selection: { values: Record<string, number>; metric: string };
+  cv: { scheme: string; features: string };
+  candidates: Record<string, { evaluation: Evaluation; seconds: number }>;
+  leaveOneSourceOut: {
+    /** 'per-source': each held-out source's fit read features from an extractor trained without it. */
+    features: 'training' | 'out-of-fold' | 'per-source';
+    evaluation: Evaluation;
+    perSource: { source: string; rows: number; accuracy: number }[];
+  };
+  final: { family: string; description: string; lambda: number };
+  seconds: { total: number; final: number };
+}
+interface OofFile {
+  diagnoses: string[];
+  e2e: { name: string; fold: number; diagnosis: number[] }[];
+}
+interface ExtractorReport {
+  kept: 'ssl' | 'nossl';
+  hardware: { device: string; cpu_threads: number };
+  cv: Record<string, { mean_auc: number; times: { ssl_s?: number; train_s: number }[] }>;
+  e2e: { variant: string; times: { ssl_s?: number; train_s: number }[] };
+  final: { parameters: number; times: { ssl_s?: number; train_s: number } };
+}
+interface DatasetItem {
+  name: string;
+  group: string;
+  diagnosis: string;
+}
+
+const fmt = (m: Interval | undefined, d = 2) =>
+  m === undefined
+    ? 'n/a'
+    : `${m.value.toFixed(d)}${m.ci95 ? ` [${m.ci95[0].toFixed(d)}, ${m.ci95[1].toFixed(d)}]` : ''}`;
+const chosen = (r: ExpertReport) => r.candidates[r.final.family]!.evaluation;
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const fitSeconds = (ts: { ssl_s?: number; train_s: number }[]) => sum(ts.map((t) => (t.ssl_s ?? 0) + t.train_s));
+
+function read<T>(file: string): T {
+  return JSON.parse(readFileSync(file, 'utf8')) as T;
+}
+
+function diagnosisRows(e: Evaluation, labels: readonly string[]): string[] {
+  return labels.map(
+    (c) =>
+      `| ${c} | ${fmt(e.metrics[`sensitivity.${c}`])} | ${fmt(e.metrics[`specificity.${c}`])} | ${fmt(e.metrics[`f1.${c}`])} |`,
+  );
+}
+
+function run(): void {
+  const { values } = parseArgs({
+    options: {
+      training: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training') },
+      version: { type: 'string', default: '1.1.1' },
+      'models-dir': { type: 'string', default: DEFAULT_MODELS_DIR },
+    },
+  });
+  const t = values.training!;
+  const modelsDir = values['models-dir']!;
+  const { manifest } = loadManifest(modelsDir);
+  const x = manifest.extractor;
+  const rep = (name: string) =>
+    read<ExpertReport>(path.join(modelsDir, 'experts', `${name}-${values.version}.report.json`));
+  const abl = (name: string) => read<ExpertReport>(path.join(t, 'experts', `${name}-biomarkers-only.report.json`));
+  const dx = rep('diagnosis');
+  const sev = rep('severity');
+  const tri = rep('triage');
+  const [dxA, sevA, triA] = [abl('diagnosis'), abl('severity'), abl('triage')];
+  const xr = read<ExtractorReport>(path.join(t, 'extractor', 'report.json'));
+  const oof = read<OofFile>(path.join(t, 'extractor', 'oof.json'));
+  const items = read<{ items: DatasetItem[] }>(path.join(t, 'pocus', 'dataset.json')).items;
+
+  // The end-to-end baseline through the experts' own metric code and bootstrap.
+  const labels = oof.diagnoses;
+  const byName = new Map(items.map((i) => [i.name, i]));
+  const y = Int32Array.from(oof.e2e, (r) => labels.indexOf(byName.get(r.name)!.diagnosis));
+  const prob = {
+    data: Float64Array.from(oof.e2e.flatMap((r) => r.diagnosis)),
+    rows: oof.e2e.length,
+    cols: labels.length,
+  };
+  const groups = oof.e2e.map((r) => byName.get(r.name)!.group);
+  const e2e = evaluate('classification', labels, y, prob, groups, { seed: 1, resamples: 1000 });
+
+  const dxE = chosen(dx);
+  // LOSO is only free of extractor leakage when every report read per-source extractor features.
+  const losoReports = [dx, sev, tri, dxA, sevA, triA];
+  const losoPerSource = losoReports.every((r) => r.leaveOneSourceOut.features === 'per-source');
+  const leaky = [...new Set(losoReports.map((r) => r.leaveOneSourceOut.features))].filter((f) => f !== 'per-source');
+  const losoFeatures = `${leaky.join(' / ')}${losoReports.some((r) => r.leaveOneSourceOut.features === 'per-source') ? ', in some reports' : ''}`;
+  const losoProtocol = losoPerSource
+    ? `the held-out predictions are pooled. Each held-out source's expert trains and tests on features from an extractor
+  trained without the held-out source (one extractor per source, \`--loso-features\`), so this measures how extractor and
+  expert together transfer to an unseen source.`
+    : `the held-out predictions are pooled. **Warning:** the LOSO features (${losoFeatures}) come from an extractor that saw
+  every source, the held-out one included (no extractor was retrained per source), so LOSO measures only how the
+  *expert* transfers to an unseen source and is optimistic about the whole pipeline.`;
+  const extractorCvSeconds = fitSeconds(xr.cv[xr.kept]!.times);
+  const e2eSeconds = fitSeconds(xr.e2e.times);
+  const params = xr.final.parameters;
+  const md = `# Evaluation: sonomark experts on ${x.name} ${x.version} features
+
+Generated by \`training/evaluation-report.ts\` (\`npm run train:experts\`) from the training reports; nothing here is
+typed by hand. Research use only, not a medical device.
+
+## Protocol
+- **Data:** the public POCUS collection, ${dx.data.rows} items (clips and stills), ${dx.data.groups} patient/series groups,
+  ${dx.data.sources} sources (\`../shared/data/pocus\`; \`training/datasets/pocus.ts\` maps the labels).
+- **Grouped 5-fold CV:** one fold assignment (\`training/datasets/pocus.ts\`, whole groups per fold, stratified by diagnosis)
+  for the extractor, the experts and the end-to-end baseline. A patient or series never straddles train and test.
+- **No leakage through the extractor:** for outer fold *f*, the expert trains and tests on features from the fold-*f*
+  extractor, which never saw fold *f* (${dx.cv.features}). The shipped experts are then fit on all items with the shipped extractor's features.
+- **Leave one source out (LOSO):** each of the ${dx.data.sources} sources is held out in turn and the expert is trained on the rest;
+  ${losoProtocol}
+- **95% CIs:** percentile bootstrap over whole groups (1,000 resamples, seeded).
+- **Model choice:** regularised linear model vs a small MLP (16 ReLU units), picked by grouped CV; L2 strength by inner CV.
+
+## Diagnosis (covid / pneumonia / healthy)
+Chosen: ${dx.final.description}. Balanced accuracy **${fmt(dxE.metrics['balancedAccuracy'])}**, macro-F1 ${fmt(dxE.metrics['macroF1'])}, accuracy ${fmt(dxE.metrics['accuracy'])}.
+LOSO balanced accuracy ${fmt(dx.leaveOneSourceOut.evaluation.metrics['balancedAccuracy'])}, macro-F1 ${fmt(dx.leaveOneSourceOut.evaluation.metrics['macroF1'])}.
+
+| class | sensitivity | specificity | F1 |
+|---|---|---|---|
+${diagnosisRows(dxE, dxE.confusion.labels).join('\n')}
+
+Confusion matrix (rows true, columns predicted; ${dxE.confusion.labels.join(', ')}): ${JSON.stringify(dxE.confusion.matrix)}.
+
+## Severity (lung severity score 0–3, ${sev.data.rows} clips that have one)
+Chosen: ${sev.final.description}. MAE **${fmt(sev.candidates[sev.final.family]!.evaluation.metrics['mae'])}**, within-1 accuracy ${fmt(chosen(sev).metrics['within1'])}, quadratic kappa ${fmt(chosen(sev).metrics['qwk'])}.
+LOSO MAE ${fmt(sev.leaveOneSourceOut.evaluation.metrics['mae'])}, within-1 ${fmt(sev.leaveOneSourceOut.evaluation.metrics['within1'])}.
+Per grade: ${JSON.stringify(sev.data.perClass)}; grade 3 has very few clips, so read the severity numbers as rough.
+
+## Triage (abnormal vs healthy)
+Chosen: ${tri.final.description}. AUC **${fmt(chosen(tri).metrics['auc'])}**, sensitivity ${fmt(chosen(tri).metrics['sensitivity'])} and specificity ${fmt(chosen(tri).metrics['specificity'])} at 0.5.
+LOSO AUC ${fmt(tri.leaveOneSourceOut.evaluation.metrics['auc'])}.
+
+## Ablation: interpretable biomarkers only vs biomarkers + pooled embedding
+Same folds, same per-fold extractors, same trainer; only the input blocks differ.
+
+| task | metric | biomarker statistics only (24 dims) | + embedding mean/max (shipped) |
+|---|---|---|---|
+| diagnosis | balanced accuracy | ${fmt(chosen(dxA).metrics['balancedAccuracy'])} | ${fmt(dxE.metrics['balancedAccuracy'])} |
+| diagnosis | LOSO balanced accuracy | ${fmt(dxA.leaveOneSourceOut.evaluation.metrics['balancedAccuracy'])} | ${fmt(dx.leaveOneSourceOut.evaluation.metrics['balancedAccuracy'])} |
+| severity | MAE | ${fmt(chosen(sevA).metrics['mae'])} | ${fmt(chosen(sev).metrics['mae'])} |
+| triage | AUC | ${fmt(chosen(triA).metrics['auc'])} | ${fmt(chosen(tri).metrics['auc'])} |
+
+## End-to-end baseline
+The same backbone (${params.toLocaleString('en-US')} parameters${xr.e2e.variant === 'e2e-ssl' ? ', same contrastive pretraining' : ''}) trained directly on the
+diagnosis with a 3-class head (mean-pooled frame logits, class-weighted cross-entropy), same folds, same steps and
+augmentation, evaluated with the same metric code:
+
+| | balanced accuracy | macro-F1 | covid sens. | pneumonia sens. | healthy sens. |
+|---|---|---|---|---|---|
+| experts on biomarker features (CV) | ${fmt(dxE.metrics['balancedAccuracy'])} | ${fmt(dxE.metrics['macroF1'])} | ${fmt(dxE.metrics['sensitivity.covid'])} | ${fmt(dxE.metrics['sensitivity.pneumonia'])} | ${fmt(dxE.metrics['sensitivity.healthy'])} |
+| end-to-end CNN (CV) | ${fmt(e2e.metrics['balancedAccuracy'])} | ${fmt(e2e.metrics['macroF1'])} | ${fmt(e2e.metrics['sensitivity.covid'])} | ${fmt(e2e.metrics['sensitivity.pneumonia'])} | ${fmt(e2e.metrics['sensitivity.healthy'])} |
+
+## Training cost (same machine: ${xr.hardware.device}, ${xr.hardware.cpu_threads} threads)
+| what | seconds |
+|---|---|
+| extractor, 5 CV fold models (${xr.kept === 'ssl' ? 'pretraining + ' : ''}MIL), total | ${extractorCvSeconds.toFixed(0)} |
+| extractor, shipped model | ${fitSeconds([xr.final.times]).toFixed(0)} |
+| end-to-end baseline, 5 CV fold models, total | ${e2eSeconds.toFixed(0)} |
+| diagnosis expert: CV + LOSO + final fit (final fit alone) | ${dx.seconds.total.toFixed(1)} (${dx.seconds.final.toFixed(2)}) |
+| severity expert | ${sev.seconds.total.toFixed(1)} (${sev.seconds.final.toFixed(2)}) |
+| triage expert | ${tri.seconds.total.toFixed(1)} (${tri.seconds.final.toFixed(2)}) |
+
+A new task costs an expert (seconds, CPU) on stored features; the extractor and the end-to-end model cost GPU-class
+training per task.
+
+## Against the published anchor
+POCOVID-Net (VGG16 pretrained on ImageNet, about 14.7 M convolutional parameters) reports balanced accuracy 0.82 on
+this collection with 5-fold CV split **by file**, which puts frames of one patient on both sides of the split. Our
+numbers above use patient/series-disjoint folds and a ${params.toLocaleString('en-US')}-parameter extractor
+(${(14.7e6 / params).toFixed(0)}× smaller), so they are not directly comparable: a per-file split inflates accuracy.
+Diagnosis balanced accuracy here: ${fmt(dxE.metrics['balancedAccuracy'])}${
+    dxE.metrics['balancedAccuracy']!.value > 0.82 ? ' (above the anchor)' : ' (below the anchor: we do not beat it yet)'
+  }.
+
+## Caveats
+- ${dx.data.rows} items from public teaching collections; confidence intervals are wide and sources are confounded
+  with diagnosis (many sources publish a single class), which LOSO exposes.
+- Severity labels exist for ${sev.data.rows} clips only.
+- Research use only; not validated for any clinical decision.
+`;
+  writeFileSync(path.join(modelsDir, 'EVALUATION.md'), md);
+  process.stderr.write(`wrote ${path.join(modelsDir, 'EVALUATION.md')}\n`);
+}
+
+run();
