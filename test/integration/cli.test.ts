@@ -67,6 +67,35 @@ describe('sonomark analyze', () => {
     expect(r.stderr).toMatch(/Usage:/);
   });
 
+  it('reports a missing file as a usage error, naming it, before any service starts', () => {
+    // Prepare
+    const missing = path.join(tempDir(), 'missing.mp4');
+
+    // Act
+    const t0 = performance.now();
+    const r = run(['analyze', '--json', REAL_CLIPS.gif, missing]);
+    const ms = performance.now() - t0;
+
+    // Assess: no JSON rows, no models banner (printed once the workflow has started), and fast.
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`${missing}: no such file or directory`);
+    expect(r.stderr).not.toMatch(/Models:/);
+    expect(ms).toBeLessThan(10_000);
+  });
+
+  it('suggests the nearest command for a typo and exits 2', () => {
+    const r = run(['analyse', REAL_CLIPS.gif]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown command 'analyse'\n\(Did you mean analyze\?\)/);
+  });
+
+  it('prints the package version', () => {
+    const r = run(['--version']);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version);
+  });
+
   it('sonomark frames writes exactly the pixels the extractor sees, as .npy', async () => {
     // Prepare
     const out = tempDir();
