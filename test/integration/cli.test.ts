@@ -23,7 +23,7 @@ describe('sonomark analyze', () => {
     const bad = writeFile(tempDir(), 'not-a-clip.gif', 'GIF? no, just text');
 
     // Act
-    const r = run(['analyze', '--json', REAL_CLIPS.gif, bad, path.join(tempDir(), 'missing.mp4')]);
+    const r = run(['analyze', '--json', REAL_CLIPS.gif, bad]);
 
     // Assess
     expect(r.status).toBe(1);
@@ -32,7 +32,7 @@ describe('sonomark analyze', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Row);
-    expect(rows.map((x) => x.status)).toEqual(['completed', 'failed', 'failed']);
+    expect(rows.map((x) => x.status)).toEqual(['completed', 'failed']);
     const ok = rows[0] as Row;
     expect(Object.keys(ok)).toEqual(
       expect.arrayContaining(['file', 'scanId', 'status', 'features', 'experts', 'timings']),
@@ -44,11 +44,10 @@ describe('sonomark analyze', () => {
     expect(ok.experts.triage.abnormal).toBeGreaterThanOrEqual(0);
     expect(ok.experts.triage.abnormal).toBeLessThanOrEqual(1);
     expect((rows[1] as Row).error.code).toBe('UNSUPPORTED_FORMAT');
-    expect((rows[2] as Row).error.code).toBe('UNREADABLE_INPUT');
     // Models and progress go to stderr, with name, version and sha256.
     expect(r.stderr).toMatch(/Models:/);
     expect(r.stderr).toMatch(/sha256 [0-9a-f]{16}/);
-    expect(r.stderr).toMatch(/\[3\/3\]/);
+    expect(r.stderr).toMatch(/\[2\/2\]/);
   });
 
   it('prints a readable table and exits 0 when every clip completed', () => {
@@ -66,6 +65,35 @@ describe('sonomark analyze', () => {
     const r = run(['analyze']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/Usage:/);
+  });
+
+  it('reports a missing file as a usage error, naming it, before any service starts', () => {
+    // Prepare
+    const missing = path.join(tempDir(), 'missing.mp4');
+
+    // Act
+    const t0 = performance.now();
+    const r = run(['analyze', '--json', REAL_CLIPS.gif, missing]);
+    const ms = performance.now() - t0;
+
+    // Assess: no JSON rows, no models banner (printed once the workflow has started), and fast.
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`${missing}: no such file or directory`);
+    expect(r.stderr).not.toMatch(/Models:/);
+    expect(ms).toBeLessThan(10_000);
+  });
+
+  it('suggests the nearest command for a typo and exits 2', () => {
+    const r = run(['analyse', REAL_CLIPS.gif]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown command 'analyse'\n\(Did you mean analyze\?\)/);
+  });
+
+  it('prints the package version', () => {
+    const r = run(['--version']);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version);
   });
 
   it('sonomark frames writes exactly the pixels the extractor sees, as .npy', async () => {

@@ -209,8 +209,9 @@ class OrtExtractorSession implements ExtractorSession {
 }
 
 /**
- * Whether onnxruntime-node's CUDA provider library is present (it is only downloaded by
- * `npm ci --onnxruntime-node-install=cuda12`, as the GPU container does).
+ * Whether onnxruntime-node's CUDA provider library is present. npm never downloads it here
+ * (package.json's allowScripts denies onnxruntime-node's install script); the GPU container
+ * runs that script with ONNXRUNTIME_NODE_INSTALL=cuda12 (gpu-tasks/feature-extractor/Dockerfile).
  */
 export function cudaProviderInstalled(): boolean {
   try {

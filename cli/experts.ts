@@ -1,0 +1,193 @@
+/** `sonomark experts train`: an expert fitted on cached features, exported to ONNX, verified, added to the manifest. */
+import * as path from 'node:path';
+import { Option, type Command } from 'commander';
+import type { TaskKind } from '../core/schemas';
+import type { TrainOptions } from '../training/experts/train-command';
+import { UsageError, type CliContext } from './context';
+import { existingDir, existingPath } from './inputs';
+import { integerAtLeast, list } from './options';
+
+interface ExpertsTrainOptions {
+  features?: string;
+  labels?: string;
+  target?: string;
+  kind?: TaskKind;
+  name?: string;
+  key?: TrainOptions['key'];
+  classes?: string;
+  positive?: string;
+  groupColumn?: string;
+  foldColumn?: string;
+  sourceColumn?: string;
+  blocks?: string[];
+  cvFeatures?: string;
+  losoFeatures?: string;
+  modelsDir?: string;
+  version?: string;
+  report?: string;
+  seed?: number;
+  folds?: number;
+  hidden?: number;
+  candidates?: string[];
+  bootstrap?: number;
+  skipMissingFeatures?: boolean;
+  dryRun?: boolean;
+  description?: string;
+}
+
+const REQUIRED = ['features', 'labels', 'target', 'kind', 'name'] as const;
+
+export function registerExperts(program: Command, ctx: CliContext): void {
+  const experts = program
+    .command('experts')
+    .summary('train expert models on cached features')
+    .description('Expert models: small heads on the extractor features, one per clinical task.');
+  experts
+    .command('train')
+    .summary('train an expert and add it to the manifest')
+    .description(
+      'Train an expert on cached features: a class-weighted linear model and a one-hidden-layer MLP compared by ' +
+        'grouped CV, exported to ONNX, verified against onnxruntime, and added to the manifest.',
+    )
+    .usage('--features F --labels CSV --target COL --kind K --name NAME [options]')
+    .option('--features <F>', 'JSONL from sonomark features, or a directory of them or of cached documents (required)')
+    .option('--labels <CSV>', 'labels file, e.g. .sonomark/training/pocus/labels.csv (required)')
+    .option('--target <COL>', 'label column; rows with an empty cell are skipped (required)')
+    .addOption(
+      new Option('--kind <K>', 'task kind (required)').choices([
+        'classification',
+        'ordinal',
+        'binary',
+      ] satisfies TaskKind[]),
+    )
+    .option('--name <NAME>', 'expert name: the manifest entry and the result key (required)')
+    .addOption(
+      new Option('--key <COL>', 'column matching the features (default: sha256)').choices(['sha256', 'file', 'name']),
+    )
+    .option('--classes <LIST>', 'output labels in order: "a,b,c", or "value=label,…" (e.g. 0=healthy,1=abnormal)')
+    .option('--positive <LABEL>', 'binary: the label whose probability is reported (default: the last class)')
+    .option('--group-column <COL>', 'patient/series groups that must not straddle folds')
+    .option('--fold-column <COL>', 'use these folds for CV (e.g. fold); else grouped folds are dealt from the groups')
+    .option('--source-column <COL>', 'also report leave-one-source-out metrics')
+    .option('--blocks <LIST>', 'input blocks (default: biomarker-stats,embedding-mean,embedding-max)', list)
+    .option(
+      '--cv-features <F>',
+      'features for the CV only: out-of-fold features, or a path with {fold} for per-fold sets',
+    )
+    .option(
+      '--loso-features <F>',
+      'path with {source}: the leave-one-source-out fit for source s trains and tests on the features from ' +
+        'the extractor trained without s (needs --source-column)',
+    )
+    .option('--models-dir <DIR>', "manifest to add the expert to (default: the package's models/)")
+    .option('--version <X.Y.Z>', "expert version (default: the existing entry's patch + 1, or 0.1.0)")
+    .option('--report <FILE>', 'write the full JSON report here')
+    .option('--candidates <LIST>', 'model families to compare (default: linear,mlp)', list)
+    .option('--seed <N>', 'random seed (default: 1)', integerAtLeast(0))
+    .option('--folds <N>', 'CV folds when dealt from the groups (default: 5)', integerAtLeast(0))
+    .option('--hidden <N>', 'MLP hidden units (default: 16)', integerAtLeast(0))
+    .option(
+      '--bootstrap <N>',
+      'bootstrap resamples for the 95% intervals, 0 for none (default: 1000)',
+      integerAtLeast(0),
+    )
+    .option('--skip-missing-features', 'leave out label rows that have no features instead of failing')
+    .option('--dry-run', 'train, evaluate and report, but write no model and leave the manifest alone')
+    .option('--description <TEXT>', "free text for the card's training data (default: generated)")
+    .addHelpText(
+      'after',
+      `
+Prints one JSON line on stdout: {name, version, file, sha256, written,
+modelsDir, chosen, cv, leaveOneSourceOut (with --source-column), seconds};
+progress goes to stderr.
+
+Examples:
+  $ sonomark experts train --features .sonomark/pocus-features.jsonl \\
+      --labels .sonomark/training/pocus/labels.csv --group-column group \\
+      --fold-column fold --target diagnosis --kind classification \\
+      --name diagnosis --classes covid,pneumonia,healthy
+  $ sonomark experts train … --target severity --kind ordinal \\
+      --name severity --classes 0,1,2,3
+  $ sonomark experts train … --target triage --kind binary \\
+      --name triage --classes 0=healthy,1=abnormal
+
+Exit status: 0 on success, 1 when the training data is wrong (the file and row
+are named), 2 on a usage error.`,
+    )
+    .action(async (opts: ExpertsTrainOptions) => ctx.exit(await train(opts, ctx)));
+}
+
+async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promise<number> {
+  for (const required of REQUIRED) {
+    if (!opts[required]) throw new UsageError(`experts train needs --${required}.`);
+  }
+  existingPath(opts.features as string, '--features');
+  existingPath(opts.labels as string, '--labels');
+  if (opts.cvFeatures && !opts.cvFeatures.includes('{fold}')) existingPath(opts.cvFeatures, '--cv-features');
+  existingDir(opts.modelsDir, '--models-dir');
+  if (opts.report) existingDir(path.dirname(path.resolve(opts.report)), `--report ${opts.report}: directory`);
+
+  const options: TrainOptions = {
+    features: opts.features as string,
+    labels: opts.labels as string,
+    target: opts.target as string,
+    kind: opts.kind as TaskKind,
+    name: opts.name as string,
+    key: opts.key,
+    classes: opts.classes,
+    positive: opts.positive,
+    groupColumn: opts.groupColumn,
+    foldColumn: opts.foldColumn,
+    sourceColumn: opts.sourceColumn,
+    blocks: opts.blocks as TrainOptions['blocks'],
+    cvFeatures: opts.cvFeatures,
+    losoFeatures: opts.losoFeatures,
+    modelsDir: opts.modelsDir,
+    version: opts.version,
+    report: opts.report,
+    seed: opts.seed,
+    folds: opts.folds,
+    hidden: opts.hidden,
+    candidates: opts.candidates as TrainOptions['candidates'],
+    bootstrap: opts.bootstrap,
+    skipMissingFeatures: opts.skipMissingFeatures ?? false,
+    dryRun: opts.dryRun ?? false,
+    description: opts.description,
+  };
+  const [{ runExpertTraining }, { PayloadError }, { TrainingDataError }] = await Promise.all([
+    import('../training/experts/train-command'),
+    import('../core/errors'),
+    import('../training/experts/errors'),
+  ]);
+  let outcome;
+  try {
+    outcome = await runExpertTraining(options, (line) => err.write(line + '\n'));
+  } catch (e) {
+    // Bad option values (zod) are usage errors; bad data is a plain failure with the row named.
+    if (e instanceof PayloadError && /experts train options/.test(e.message)) throw new UsageError(e.message);
+    if (e instanceof TrainingDataError) {
+      err.write(`sonomark experts train: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  const primary = outcome.result.selection.metric;
+  const chosen = outcome.result.candidates[outcome.result.chosen]!;
+  out.write(
+    JSON.stringify({
+      name: outcome.entry.name,
+      version: outcome.entry.version,
+      file: outcome.entry.file,
+      sha256: outcome.entry.sha256,
+      written: outcome.written,
+      modelsDir: outcome.modelsDir,
+      chosen: outcome.result.chosen,
+      cv: { [primary]: chosen.evaluation.metrics[primary] },
+      ...(outcome.result.loso
+        ? { leaveOneSourceOut: { [primary]: outcome.result.loso.evaluation.metrics[primary] } }
+        : {}),
+      seconds: outcome.result.seconds.total,
+    }) + '\n',
+  );
+  return 0;
+}
