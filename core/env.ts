@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import { ConfigError } from './errors';
+import { formatZodIssues } from './zod-parse';
 
 export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
   const value = env[name];
@@ -36,11 +37,7 @@ export function jsonEnv<T extends z.ZodTypeAny>(
   }
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data as z.infer<T>;
-  const issues = parsed.error.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
-  throw new ConfigError(`Environment variable ${name} is invalid: ${issues}`);
+  throw new ConfigError(`Environment variable ${name} is invalid: ${formatZodIssues(parsed.error)}`);
 }
 
 /** Names of every environment variable the handlers and the extractor read. */
