@@ -4,13 +4,14 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, requireEnv } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { requireEnv } from '../../core/env';
 import { loadManifest } from '../../core/manifest';
 import type { ExpertResult } from '../../core/schemas';
 import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
 import { scoreExpert, type ScoreDeps } from './score';
 
-const { logger, metrics, tracer } = powertools('sonomark-expert');
+const { logger, metrics, tracer } = powertools(FUNCTIONS.expert);
 
 const deps: ScoreDeps = {
   s3: s3Client(tracer),

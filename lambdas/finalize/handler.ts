@@ -1,12 +1,13 @@
 /** Finalize Lambda: thin wrapper over finalizeScan (finalize.ts). */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, jsonEnv, requireEnv } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { jsonEnv, requireEnv } from '../../core/env';
 import { ScanRates } from '../../core/pricing';
 import { documentClient, errorFields, powertools } from '../shared/runtime';
 import { finalizeScan, type FinalizeDeps, type FinalizeOutput } from './finalize';
 
-const { logger, metrics, tracer } = powertools('sonomark-finalize');
+const { logger, metrics, tracer } = powertools(FUNCTIONS.finalize);
 
 const deps: FinalizeDeps = {
   doc: documentClient(tracer),

@@ -1,11 +1,12 @@
 /** RecordFailure Lambda: thin wrapper over recordFailure (record-failure.ts). */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, requireEnv } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { requireEnv } from '../../core/env';
 import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
 import { recordFailure, type RecordFailureDeps, type RecordFailureOutput } from './record-failure';
 
-const { logger, metrics, tracer } = powertools('sonomark-record-failure');
+const { logger, metrics, tracer } = powertools(FUNCTIONS.recordFailure);
 
 const deps: RecordFailureDeps = {
   doc: documentClient(tracer),

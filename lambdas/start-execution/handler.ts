@@ -5,16 +5,16 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
+import { ENV, FUNCTIONS } from '../../core/contract';
 import { requireEnv } from '../../core/env';
 import { errorFields, powertools, sfnClient } from '../shared/runtime';
-import { STATE_MACHINE_ARN_ENV } from '../../core/start-execution-contract';
 import { startExecution, type StartExecutionDeps, type StartExecutionOutput } from './start-execution';
 
-const { logger, metrics, tracer } = powertools('sonomark-start-execution');
+const { logger, metrics, tracer } = powertools(FUNCTIONS.startExecution);
 
 const deps: StartExecutionDeps = {
   sfn: sfnClient(tracer),
-  stateMachineArn: requireEnv(STATE_MACHINE_ARN_ENV),
+  stateMachineArn: requireEnv(ENV.stateMachineArn),
 };
 
 export async function handler(input: unknown, context?: Context): Promise<StartExecutionOutput> {

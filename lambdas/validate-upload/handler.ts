@@ -4,14 +4,15 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { ENV, optionalEnv, requireEnv } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { optionalEnv, requireEnv } from '../../core/env';
 import { ConfigError } from '../../core/errors';
 import { loadManifest } from '../../core/manifest';
 import type { ValidateOutput } from '../../core/schemas';
 import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload, type ValidateDeps } from './validate';
 
-const { logger, metrics, tracer } = powertools('sonomark-validate-upload');
+const { logger, metrics, tracer } = powertools(FUNCTIONS.validate);
 
 const maxUploadBytes = Number(optionalEnv(ENV.maxUploadBytes, String(DEFAULT_MAX_UPLOAD_BYTES)));
 if (!Number.isSafeInteger(maxUploadBytes) || maxUploadBytes <= 0) {
