@@ -45,9 +45,3 @@ export function documentClient(tracer: Tracer): DynamoDBDocumentClient {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
   });
 }
-
-/** Log fields of an error without its stack (stacks can quote payloads, and payloads can quote keys). */
-export function errorFields(err: unknown): { errorName: string; errorMessage: string } {
-  const e = err as { name?: string; message?: string } | null;
-  return { errorName: e?.name ?? 'Error', errorMessage: e?.message ?? String(err) };
-}
