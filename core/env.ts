@@ -1,9 +1,10 @@
 /**
- * Environment variables, read once at module load by the modules that need
- * them and failing fast with the variable's name.
+ * Reading environment variables: once, at module load, by the modules that need
+ * them, failing fast with the variable's name. The names are in contract.ts (ENV).
  */
 import type { z } from 'zod';
 import { ConfigError } from './errors';
+import { formatZodIssues } from './zod-parse';
 
 export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
   const value = env[name];
@@ -36,19 +37,5 @@ export function jsonEnv<T extends z.ZodTypeAny>(
   }
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data as z.infer<T>;
-  const issues = parsed.error.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
-  throw new ConfigError(`Environment variable ${name} is invalid: ${issues}`);
+  throw new ConfigError(`Environment variable ${name} is invalid: ${formatZodIssues(parsed.error)}`);
 }
-
-/** Names of every environment variable the handlers and the extractor read. */
-export const ENV = {
-  resultsTable: 'RESULTS_TABLE',
-  artifactsBucket: 'ARTIFACTS_BUCKET',
-  modelsDir: 'MODELS_DIR',
-  maxUploadBytes: 'MAX_UPLOAD_BYTES',
-  /** Finalize: this deployment's ScanRates (core/pricing.ts) as JSON, for the usage record's cost estimate. */
-  scanRates: 'SCAN_RATES',
-} as const;

@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { BIOMARKERS } from './biomarkers';
 import { ModelError } from './errors';
 import { blocksDim } from './features';
-import { DEFAULT_MODELS_DIR, MANIFEST_FILE } from './paths';
+import { MODELS } from './contract';
+import { modelsDirFromEnv } from './paths';
 import { Manifest, type ExpertEntry, type ExtractorEntry } from './schemas';
 import { parsePayload } from './zod-parse';
 
@@ -19,8 +20,8 @@ export interface LoadedManifest {
 }
 
 /** Reads and validates `manifest.json` in `dir`, checking its internal consistency (not the files). */
-export function loadManifest(dir: string = process.env.MODELS_DIR ?? DEFAULT_MODELS_DIR): LoadedManifest {
-  const file = path.join(dir, MANIFEST_FILE);
+export function loadManifest(dir: string = modelsDirFromEnv()): LoadedManifest {
+  const file = path.join(dir, MODELS.manifestFile);
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));

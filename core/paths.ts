@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { ENV, MODELS } from './contract';
 
 function findPackageRoot(start: string): string {
   let dir = start;
@@ -14,7 +15,7 @@ function findPackageRoot(start: string): string {
       if (pkg.name === 'sonomark') return dir;
     }
     const parent = path.dirname(dir);
-    // Bundled code (a Lambda under /var/task) has no package.json: it sets MODELS_DIR and
+    // Bundled code (a Lambda under /var/task) has no package.json: it sets ENV.modelsDir and
     // never needs the package root, so importing this module must not throw there.
     if (parent === dir) return start;
     dir = parent;
@@ -22,6 +23,10 @@ function findPackageRoot(start: string): string {
 }
 
 export const PACKAGE_ROOT = findPackageRoot(__dirname);
-/** The model directory; MODELS_DIR overrides it (the Lambda bundle and the container set it). */
-export const DEFAULT_MODELS_DIR = path.join(PACKAGE_ROOT, 'models');
-export const MANIFEST_FILE = 'manifest.json';
+/** The package's model directory; ENV.modelsDir overrides it (a Lambda function and the container set it). */
+export const DEFAULT_MODELS_DIR = path.join(PACKAGE_ROOT, MODELS.folder);
+
+/** ENV.modelsDir when set, else the package's models/. */
+export function modelsDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env[ENV.modelsDir] ?? DEFAULT_MODELS_DIR;
+}

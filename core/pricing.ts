@@ -20,7 +20,7 @@
  *   KMS and CloudWatch requests, and endpoint data processing.
  */
 import { z } from 'zod';
-import { STATE } from './workflow-contract';
+import { STATE } from './contract';
 
 /** States a scan that completes passes once each (without retries). */
 export const COMPLETED_SCAN_STATES = [

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { configFromContext, type SonomarkConfig } from './config';
 import { addNagChecks } from './nag';
-import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
+import { modelsDirFromEnv, PACKAGE_ROOT } from '../core/paths';
 import { PipelineStack } from './stacks/pipeline-stack';
 import { StorageStack } from './stacks/storage-stack';
 import { TriggerStack } from './stacks/trigger-stack';
@@ -47,7 +47,7 @@ export interface BuiltApp {
 }
 
 function resolveModelsDir(explicit: string | undefined): string {
-  const dir = explicit ?? process.env.MODELS_DIR ?? DEFAULT_MODELS_DIR;
+  const dir = explicit ?? modelsDirFromEnv();
   return path.resolve(PACKAGE_ROOT, dir);
 }
 

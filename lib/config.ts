@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { SegmentId } from '../core/schemas';
+import { formatZodIssues } from '../core/zod-parse';
 
 export const CONTEXT_KEY = 'sonomark';
 
@@ -396,8 +397,8 @@ function contextObject(raw: unknown): Record<string, unknown> {
 export function parseConfig(raw: unknown, overrides: Record<string, unknown> = {}): SonomarkConfig {
   const parsed = SonomarkConfig.safeParse({ ...contextObject(raw), ...overrides });
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new Error(`Invalid CDK context "${CONTEXT_KEY}": ${issues}`);
+    // Every issue, not the first few: a deployment's config is fixed in one go.
+    throw new Error(`Invalid CDK context "${CONTEXT_KEY}": ${formatZodIssues(parsed.error, Infinity)}`);
   }
   return parsed.data;
 }

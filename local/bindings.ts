@@ -11,10 +11,12 @@
  *
  * A Resource that local mode cannot run is an error at start-up, not a silent skip.
  */
+import { FUNCTIONS } from '../core/contract';
 import { ConfigError } from '../core/errors';
 import { localFunctionArn, taskStates, type CfnTemplate, lambdaFunctions } from './asl';
 
-export type LambdaRole = 'validate' | 'expert' | 'finalize' | 'recordFailure';
+/** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, which is no workflow task). */
+export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution'>;
 
 export interface LocalHandlers {
   readonly lambdas: Record<LambdaRole, (payload: unknown) => Promise<unknown>>;
@@ -25,10 +27,10 @@ export interface LocalHandlers {
 /** Which sonomark function a Lambda resource is, from its stable construct id. */
 export function roleOfConstructPath(cdkPath: string): LambdaRole | undefined {
   const parts = cdkPath.split('/');
-  if (parts.includes('ValidateUpload')) return 'validate';
-  if (parts.includes('Finalize')) return 'finalize';
-  if (parts.includes('RecordFailure')) return 'recordFailure';
-  if (parts.some((p) => /^Expert[A-Z0-9]/.test(p))) return 'expert';
+  if (parts.includes(FUNCTIONS.validate.id)) return 'validate';
+  if (parts.includes(FUNCTIONS.finalize.id)) return 'finalize';
+  if (parts.includes(FUNCTIONS.recordFailure.id)) return 'recordFailure';
+  if (parts.some(FUNCTIONS.expert.isId)) return 'expert';
   return undefined;
 }
 

@@ -20,7 +20,8 @@ import { BIOMARKERS } from '../core/biomarkers';
 import { fromNpy } from './npy';
 import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture, type FullParityResult } from './parity';
 import { loadManifest } from '../core/manifest';
-import { DEFAULT_MODELS_DIR, MANIFEST_FILE, PACKAGE_ROOT } from '../core/paths';
+import { MODELS } from '../core/contract';
+import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
 import { sha256Hex } from '../core/scan-id';
 import { Manifest, type ExtractorEntry } from '../core/schemas';
 
@@ -572,7 +573,7 @@ async function run(): Promise<void> {
     renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), values.changes, full),
   );
 
-  writeFileSync(path.join(modelsDir, MANIFEST_FILE), JSON.stringify(next, null, 2) + '\n');
+  writeFileSync(path.join(modelsDir, MODELS.manifestFile), JSON.stringify(next, null, 2) + '\n');
   process.stderr.write(`shipped ${name}@${version} (${sha256}) into ${modelsDir}\n`);
   if (dropped.length) {
     process.stderr.write(

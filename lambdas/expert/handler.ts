@@ -3,14 +3,15 @@
  * code and the manifest). Thin wrapper over scoreExpert (score.ts).
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { Context } from 'aws-lambda';
-import { ENV, requireEnv } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { requireEnv } from '../../core/env';
 import { loadManifest } from '../../core/manifest';
-import type { ExpertResult } from '../../core/schemas';
-import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
+import { sonomarkHandler } from '../shared/middleware';
+import { documentClient, powertools, s3Client } from '../shared/runtime';
 import { scoreExpert, type ScoreDeps } from './score';
 
-const { logger, metrics, tracer } = powertools('sonomark-expert');
+const tools = powertools(FUNCTIONS.expert);
+const { logger, metrics, tracer } = tools;
 
 const deps: ScoreDeps = {
   s3: s3Client(tracer),
@@ -19,22 +20,25 @@ const deps: ScoreDeps = {
   models: loadManifest(requireEnv(ENV.modelsDir)),
 };
 
-export async function handler(input: unknown, context?: Context): Promise<ExpertResult> {
-  if (context) logger.addContext(context);
-  const ids = input as {
+/** The scan's ids and the expert's name, read leniently: they are logged even when the input is invalid. */
+function ids(input: unknown): Record<string, unknown> {
+  const task = input as {
     scan?: { scanId?: unknown; siteId?: unknown; studyId?: unknown };
     expert?: { name?: unknown };
   } | null;
-  const keys = {
-    scanId: ids?.scan?.scanId,
-    siteId: ids?.scan?.siteId,
-    studyId: ids?.scan?.studyId,
-    expert: ids?.expert?.name,
+  return {
+    scanId: task?.scan?.scanId,
+    siteId: task?.scan?.siteId,
+    studyId: task?.scan?.studyId,
+    expert: task?.expert?.name,
   };
-  try {
+}
+
+export const handler = sonomarkHandler(
+  async (input) => {
     const result = await scoreExpert(input, deps);
     logger.info('expert scored', {
-      ...keys,
+      ...ids(input),
       version: result.expert.version,
       kind: result.output.kind,
       inferMs: result.inferMs,
@@ -42,10 +46,7 @@ export async function handler(input: unknown, context?: Context): Promise<Expert
     metrics.addDimension('expert', result.expert.name);
     metrics.addMetric('ExpertInferMs', MetricUnit.Milliseconds, result.inferMs);
     return result;
-  } catch (err) {
-    logger.error('expert failed', { ...keys, ...errorFields(err) });
-    throw err;
-  } finally {
-    metrics.publishStoredMetrics();
-  }
-}
+  },
+  tools,
+  { message: 'expert failed', fields: ids },
+);

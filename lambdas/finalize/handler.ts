@@ -1,12 +1,14 @@
 /** Finalize Lambda: thin wrapper over finalizeScan (finalize.ts). */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { Context } from 'aws-lambda';
-import { ENV, jsonEnv, requireEnv } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { jsonEnv, requireEnv } from '../../core/env';
 import { ScanRates } from '../../core/pricing';
-import { documentClient, errorFields, powertools } from '../shared/runtime';
-import { finalizeScan, type FinalizeDeps, type FinalizeOutput } from './finalize';
+import { sonomarkHandler } from '../shared/middleware';
+import { documentClient, powertools } from '../shared/runtime';
+import { finalizeScan, type FinalizeDeps } from './finalize';
 
-const { logger, metrics, tracer } = powertools('sonomark-finalize');
+const tools = powertools(FUNCTIONS.finalize);
+const { logger, metrics, tracer } = tools;
 
 const deps: FinalizeDeps = {
   doc: documentClient(tracer),
@@ -14,14 +16,17 @@ const deps: FinalizeDeps = {
   rates: jsonEnv(ENV.scanRates, ScanRates),
 };
 
-export async function handler(input: unknown, context?: Context): Promise<FinalizeOutput> {
-  if (context) logger.addContext(context);
+/** The scan's ids, read leniently: they are logged even when the input is invalid. */
+function ids(input: unknown): Record<string, unknown> {
   const scan = (input as { scan?: { scanId?: unknown; siteId?: unknown; studyId?: unknown } } | null)?.scan;
-  const keys = { scanId: scan?.scanId, siteId: scan?.siteId, studyId: scan?.studyId };
-  try {
+  return { scanId: scan?.scanId, siteId: scan?.siteId, studyId: scan?.studyId };
+}
+
+export const handler = sonomarkHandler(
+  async (input) => {
     const out = await finalizeScan(input, deps);
     logger.info('scan completed', {
-      ...keys,
+      ...ids(input),
       extractorSeconds: out.usage.extractorSeconds,
       expertMs: out.usage.expertMs,
       estimatedCostUsd: out.usage.estimatedCost?.totalUsd ?? null,
@@ -30,10 +35,7 @@ export async function handler(input: unknown, context?: Context): Promise<Finali
     if (out.usage.extractorSeconds !== null)
       metrics.addMetric('ExtractorSeconds', MetricUnit.Seconds, out.usage.extractorSeconds);
     return out;
-  } catch (err) {
-    logger.error('finalize failed', { ...keys, ...errorFields(err) });
-    throw err;
-  } finally {
-    metrics.publishStoredMetrics();
-  }
-}
+  },
+  tools,
+  { message: 'finalize failed', fields: ids },
+);

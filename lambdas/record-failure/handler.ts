@@ -1,11 +1,13 @@
 /** RecordFailure Lambda: thin wrapper over recordFailure (record-failure.ts). */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { Context } from 'aws-lambda';
-import { ENV, requireEnv } from '../../core/env';
-import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
-import { recordFailure, type RecordFailureDeps, type RecordFailureOutput } from './record-failure';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { requireEnv } from '../../core/env';
+import { sonomarkHandler } from '../shared/middleware';
+import { documentClient, powertools, s3Client } from '../shared/runtime';
+import { recordFailure, type RecordFailureDeps } from './record-failure';
 
-const { logger, metrics, tracer } = powertools('sonomark-record-failure');
+const tools = powertools(FUNCTIONS.recordFailure);
+const { logger, metrics, tracer } = tools;
 
 const deps: RecordFailureDeps = {
   doc: documentClient(tracer),
@@ -13,9 +15,8 @@ const deps: RecordFailureDeps = {
   table: requireEnv(ENV.resultsTable),
 };
 
-export async function handler(input: unknown, context?: Context): Promise<RecordFailureOutput> {
-  if (context) logger.addContext(context);
-  try {
+export const handler = sonomarkHandler(
+  async (input) => {
     const out = await recordFailure(input, deps);
     const scan = (input as { scan?: { siteId?: unknown; studyId?: unknown } } | null)?.scan;
     logger.warn('scan failed', {
@@ -28,10 +29,7 @@ export async function handler(input: unknown, context?: Context): Promise<Record
     metrics.addDimension('code', out.problem.code);
     metrics.addMetric('ScansFailed', MetricUnit.Count, 1);
     return out;
-  } catch (err) {
-    logger.error('recording the failure failed', errorFields(err));
-    throw err;
-  } finally {
-    metrics.publishStoredMetrics();
-  }
-}
+  },
+  tools,
+  { message: 'recording the failure failed' },
+);

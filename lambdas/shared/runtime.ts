@@ -10,8 +10,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-
-export const METRICS_NAMESPACE = 'Sonomark';
+import { METRICS_NAMESPACE, type FunctionNames } from '../../core/contract';
 
 export interface Powertools {
   readonly logger: Logger;
@@ -19,7 +18,13 @@ export interface Powertools {
   readonly tracer: Tracer;
 }
 
-export function powertools(serviceName: string): Powertools {
+/**
+ * Powertools named from the contract (core/contract.ts FUNCTIONS). The CDK writes the
+ * same names into POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE; passing them
+ * here as well makes a handler run outside Lambda (tests, tools) log and measure alike.
+ */
+export function powertools(fn: Pick<FunctionNames, 'serviceName'>): Powertools {
+  const { serviceName } = fn;
   return {
     logger: new Logger({ serviceName }),
     metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName }),
@@ -39,10 +44,4 @@ export function documentClient(tracer: Tracer): DynamoDBDocumentClient {
   return DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
   });
-}
-
-/** Log fields of an error without its stack (stacks can quote payloads, and payloads can quote keys). */
-export function errorFields(err: unknown): { errorName: string; errorMessage: string } {
-  const e = err as { name?: string; message?: string } | null;
-  return { errorName: e?.name ?? 'Error', errorMessage: e?.message ?? String(err) };
 }

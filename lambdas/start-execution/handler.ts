@@ -4,22 +4,23 @@
  * object key: a file name can name a person.
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { Context } from 'aws-lambda';
+import { ENV, FUNCTIONS } from '../../core/contract';
 import { requireEnv } from '../../core/env';
-import { errorFields, powertools, sfnClient } from '../shared/runtime';
-import { STATE_MACHINE_ARN_ENV } from '../../core/start-execution-contract';
-import { startExecution, type StartExecutionDeps, type StartExecutionOutput } from './start-execution';
+import { sonomarkHandler } from '../shared/middleware';
+import { powertools, sfnClient } from '../shared/runtime';
+import { startExecution, type StartExecutionDeps } from './start-execution';
 
-const { logger, metrics, tracer } = powertools('sonomark-start-execution');
+const tools = powertools(FUNCTIONS.startExecution);
+const { logger, metrics, tracer } = tools;
 
 const deps: StartExecutionDeps = {
   sfn: sfnClient(tracer),
-  stateMachineArn: requireEnv(STATE_MACHINE_ARN_ENV),
+  stateMachineArn: requireEnv(ENV.stateMachineArn),
 };
 
-export async function handler(input: unknown, context?: Context): Promise<StartExecutionOutput> {
-  if (context) logger.addContext(context);
-  try {
+// A failure is rethrown: Lambda retries the asynchronous invocation, then sends the event to the DLQ.
+export const handler = sonomarkHandler(
+  async (input) => {
     const out = await startExecution(input, deps);
     if (out.status === 'started') {
       logger.info('execution started', { executionName: out.executionName });
@@ -29,11 +30,7 @@ export async function handler(input: unknown, context?: Context): Promise<StartE
       metrics.addMetric('DuplicateEvents', MetricUnit.Count, 1);
     }
     return out;
-  } catch (err) {
-    // Rethrown: Lambda retries the asynchronous invocation, then sends the event to the DLQ.
-    logger.error('starting the execution failed', errorFields(err));
-    throw err;
-  } finally {
-    metrics.publishStoredMetrics();
-  }
-}
+  },
+  tools,
+  { message: 'starting the execution failed' },
+);

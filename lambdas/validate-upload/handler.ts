@@ -3,15 +3,16 @@
  * Logs scanId/siteId/studyId and the decision, never the object key: a file name can name a person.
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { Context } from 'aws-lambda';
-import { ENV, optionalEnv, requireEnv } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { optionalEnv, requireEnv } from '../../core/env';
 import { ConfigError } from '../../core/errors';
 import { loadManifest } from '../../core/manifest';
-import type { ValidateOutput } from '../../core/schemas';
-import { documentClient, errorFields, powertools, s3Client } from '../shared/runtime';
+import { sonomarkHandler } from '../shared/middleware';
+import { documentClient, powertools, s3Client } from '../shared/runtime';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload, type ValidateDeps } from './validate';
 
-const { logger, metrics, tracer } = powertools('sonomark-validate-upload');
+const tools = powertools(FUNCTIONS.validate);
+const { logger, metrics, tracer } = tools;
 
 const maxUploadBytes = Number(optionalEnv(ENV.maxUploadBytes, String(DEFAULT_MAX_UPLOAD_BYTES)));
 if (!Number.isSafeInteger(maxUploadBytes) || maxUploadBytes <= 0) {
@@ -27,9 +28,8 @@ const deps: ValidateDeps = {
   now: () => new Date(),
 };
 
-export async function handler(input: unknown, context?: Context): Promise<ValidateOutput> {
-  if (context) logger.addContext(context);
-  try {
+export const handler = sonomarkHandler(
+  async (input) => {
     const out = await validateUpload(input, deps);
     switch (out.action) {
       case 'analyze':
@@ -54,10 +54,7 @@ export async function handler(input: unknown, context?: Context): Promise<Valida
     metrics.addDimension('action', out.action);
     metrics.addMetric('UploadsValidated', MetricUnit.Count, 1);
     return out;
-  } catch (err) {
-    logger.error('validation failed', errorFields(err));
-    throw err;
-  } finally {
-    metrics.publishStoredMetrics();
-  }
-}
+  },
+  tools,
+  { message: 'validation failed' },
+);

@@ -11,32 +11,15 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { ENV } from '../../core/env';
+import { FUNCTIONS } from '../../core/contract';
 import { FEATURES_PREFIX } from '../../core/keys';
-import { MANIFEST_FILE } from '../../core/paths';
 import type { ExpertEntry } from '../../core/schemas';
-import { grantReadObjects, grantTableItems } from './grants';
-import { SonomarkFunction } from './sonomark-function';
-
-/** Where the bundle puts models/ inside the Lambda package. */
-export const LAMBDA_MODELS_DIR = '/var/task/models';
-
-/** `diagnosis` → `Diagnosis`, `lung-severity` → `LungSeverity`: the construct id suffix. */
-export function pascalName(name: string): string {
-  return name
-    .split(/[^A-Za-z0-9]+/)
-    .filter((p) => p.length > 0)
-    .map((p) => p[0]!.toUpperCase() + p.slice(1))
-    .join('');
-}
+import { shellQuote as q, SonomarkFunction } from './sonomark-function';
 
 /** The fields of `o` that are set (an explicit `undefined` must not erase a manifest value). */
 function definedOnly<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
-
-/** Single-quotes a path for the bundling shell commands. */
-const q = (p: string): string => `'${p.replace(/'/g, `'\\''`)}'`;
 
 /**
  * Shell commands that ship onnxruntime-node (package.json, dist/, and only the
@@ -53,21 +36,6 @@ export function onnxRuntimeCopyCommands(inputDir: string, outputDir: string): st
     `cp -R ${q(`${src}/${bin}`)}/. ${q(`${dst}/${bin}`)}`,
     `cp -R ${q(`${src}/onnxruntime-common`)}/. ${q(`${dst}/onnxruntime-common`)}`,
   ];
-}
-
-/** Copies the manifest and the given model files into `<output>/models/`. */
-export function modelCopyCommands(modelsDir: string, outputDir: string, files: readonly string[]): string[] {
-  const cmds = [
-    `mkdir -p ${q(`${outputDir}/models`)}`,
-    `cp ${q(`${modelsDir}/${MANIFEST_FILE}`)} ${q(`${outputDir}/models/`)}`,
-  ];
-  for (const f of files) {
-    cmds.push(
-      `mkdir -p "$(dirname ${q(`${outputDir}/models/${f}`)})"`,
-      `cp ${q(`${modelsDir}/${f}`)} ${q(`${outputDir}/models/${f}`)}`,
-    );
-  }
-  return cmds;
 }
 
 export interface ExpertFunctionProps {
@@ -106,8 +74,8 @@ export class ExpertFunction extends Construct {
     this.sizing = { ...expert.lambda, ...definedOnly(props.sizing ?? {}) };
 
     this.fn = new SonomarkFunction(this, 'Handler', {
-      entry: 'lambdas/expert/handler.ts',
-      serviceName: `expert-${expert.name}`,
+      handler: FUNCTIONS.expert,
+      label: `expert-${expert.name}`,
       encryptionKey: props.encryptionKey,
       logRetention: props.logRetention,
       vpc: props.vpc,
@@ -115,21 +83,14 @@ export class ExpertFunction extends Construct {
       memorySize: this.sizing.memoryMb,
       timeout: Duration.seconds(this.sizing.timeoutSeconds),
       reservedConcurrentExecutions: this.sizing.reservedConcurrency,
-      environment: {
-        [ENV.resultsTable]: props.resultsTable.tableName,
-        [ENV.artifactsBucket]: props.artifactsBucket.bucketName,
-        [ENV.modelsDir]: LAMBDA_MODELS_DIR,
-        SONOMARK_EXPERT: expert.name,
-      },
+      // The manifest and this expert's own model only.
+      models: { dir: props.modelsDir, files: [expert.file] },
       externalModules: ['onnxruntime-node'],
-      afterBundling: (inputDir, outputDir) => [
-        ...onnxRuntimeCopyCommands(inputDir, outputDir),
-        ...modelCopyCommands(props.modelsDir, outputDir, [expert.file]),
-      ],
+      afterBundling: onnxRuntimeCopyCommands,
     });
 
-    // Least privilege: read features documents only, write result items only.
-    grantReadObjects(this.fn.function, props.artifactsBucket, FEATURES_PREFIX, props.encryptionKey);
-    grantTableItems(this.fn.function, props.resultsTable, props.encryptionKey);
+    // Least privilege: read features documents only (the scan names their bucket), write result items only.
+    this.fn.bindObjects(props.artifactsBucket, props.encryptionKey, { read: FEATURES_PREFIX });
+    this.fn.bindResultsTable(props.resultsTable, props.encryptionKey);
   }
 }

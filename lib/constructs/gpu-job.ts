@@ -15,6 +15,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { Construct } from 'constructs';
+import { ENV } from '../../core/contract';
 import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { PACKAGE_ROOT } from '../../core/paths';
 import { grantReadObjects, grantWriteObjects } from './grants';
@@ -116,7 +117,7 @@ export class GpuJob extends Construct {
       platform: mode === 'cpu' && cpuJob.architecture === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
     });
     const logging = ecs.LogDrivers.awsLogs({ streamPrefix: 'extractor', logGroup: this.logGroup });
-    const environment = { ONNX_EXECUTION_PROVIDER: mode === 'gpu' ? 'cuda' : 'cpu' };
+    const environment = { [ENV.onnxExecutionProvider]: mode === 'gpu' ? 'cuda' : 'cpu' };
 
     let container: batch.IEcsContainerDefinition;
     if (mode === 'gpu') {

@@ -1,27 +1,53 @@
 /**
  * The one place every sonomark Lambda function gets its defaults (runtime,
  * architecture, tracing, log group, network, bundling), so no function can
- * drift from them. Modelled on Powertools' FunctionWithLogGroup.
+ * drift from them, and binds it to what it uses: each `bind*` method sets the
+ * environment variable (its name from core/contract.ts) and makes the
+ * least-privilege grant together. Modelled on Powertools' FunctionWithLogGroup.
  */
 import * as path from 'node:path';
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { ENV, METRICS_NAMESPACE, MODELS, type FunctionNames } from '../../core/contract';
 import { PACKAGE_ROOT } from '../../core/paths';
+import { grantReadObjects, grantTableItems } from './grants';
 
-export const POWERTOOLS_NAMESPACE = 'sonomark';
+/** Single-quotes a path for the bundling shell commands. */
+export const shellQuote = (p: string): string => `'${p.replace(/'/g, `'\\''`)}'`;
+
+/** Copies the manifest and the given model files into the bundle's models folder (MODELS.lambdaDir once deployed). */
+export function modelCopyCommands(modelsDir: string, outputDir: string, files: readonly string[]): string[] {
+  const dst = `${outputDir}/${MODELS.folder}`;
+  const q = shellQuote;
+  const cmds = [`mkdir -p ${q(dst)}`, `cp ${q(`${modelsDir}/${MODELS.manifestFile}`)} ${q(`${dst}/`)}`];
+  for (const f of files) {
+    cmds.push(`mkdir -p "$(dirname ${q(`${dst}/${f}`)})"`, `cp ${q(`${modelsDir}/${f}`)} ${q(`${dst}/${f}`)}`);
+  }
+  return cmds;
+}
 
 export interface SonomarkFunctionProps {
-  /** Handler file relative to the package root, e.g. `lambdas/finalize/handler.ts`; it exports `handler`. */
-  readonly entry: string;
-  /** Powertools service name (logs, metrics, traces). */
-  readonly serviceName: string;
+  /**
+   * Which function (core/contract.ts FUNCTIONS): its code is
+   * `lambdas/<folder>/handler.ts` (exporting `handler`), its Powertools service name
+   * goes into POWERTOOLS_SERVICE_NAME.
+   */
+  readonly handler: FunctionNames;
+  /**
+   * What the role's description calls the function.
+   * @default handler.folder
+   */
+  readonly label?: string;
   /** KMS key for the function's log group and environment variables. */
   readonly encryptionKey: kms.IKey;
   /** Log retention. */
@@ -58,12 +84,32 @@ export interface SonomarkFunctionProps {
   readonly timeout?: Duration;
   /** @default 10 */
   readonly reservedConcurrentExecutions?: number;
-  /** Extra environment variables. */
+  /** Extra environment variables (settings; what the function binds to comes from the `bind*` methods). */
   readonly environment?: Record<string, string>;
+  /**
+   * Ship the manifest and these model files (relative to `dir`) in the bundle and point
+   * MODELS_DIR at them.
+   * @default - no models
+   */
+  readonly models?: { readonly dir: string; readonly files: readonly string[] };
   /** Modules left out of the esbuild bundle (the afterBundling hook must ship them). */
   readonly externalModules?: string[];
   /** Shell commands run in the package root after esbuild; `outputDir` is the asset directory. */
   readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
+}
+
+/** What `bindObjects` gives a function on a bucket; each part is optional. */
+export interface BindObjectsOptions {
+  /**
+   * Read objects under this key prefix (and decrypt them).
+   * @default - no access
+   */
+  readonly read?: string;
+  /**
+   * Environment variable (core/contract.ts ENV) that names the bucket.
+   * @default - the bucket is not named: it comes in the payload
+   */
+  readonly envVar?: string;
 }
 
 export class SonomarkFunction extends Construct {
@@ -89,7 +135,7 @@ export class SonomarkFunction extends Construct {
     // the function write to any log group; this one only to its own.
     this.role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `sonomark ${props.serviceName} function`,
+      description: `sonomark ${props.label ?? props.handler.folder} function`,
     });
     this.role.addToPolicy(
       new iam.PolicyStatement({
@@ -98,9 +144,9 @@ export class SonomarkFunction extends Construct {
       }),
     );
 
-    const afterBundling = props.afterBundling;
+    const { afterBundling, models } = props;
     this.function = new nodejs.NodejsFunction(this, 'Function', {
-      entry: path.join(PACKAGE_ROOT, props.entry),
+      entry: path.join(PACKAGE_ROOT, 'lambdas', props.handler.folder, 'handler.ts'),
       handler: 'handler',
       projectRoot: PACKAGE_ROOT,
       depsLockFilePath: path.join(PACKAGE_ROOT, 'package-lock.json'),
@@ -128,9 +174,10 @@ export class SonomarkFunction extends Construct {
           }
         : {}),
       environment: {
-        POWERTOOLS_SERVICE_NAME: props.serviceName,
-        POWERTOOLS_METRICS_NAMESPACE: POWERTOOLS_NAMESPACE,
-        NODE_OPTIONS: '--enable-source-maps',
+        [ENV.powertoolsServiceName]: props.handler.serviceName,
+        [ENV.powertoolsMetricsNamespace]: METRICS_NAMESPACE,
+        [ENV.nodeOptions]: '--enable-source-maps',
+        ...(models ? { [ENV.modelsDir]: MODELS.lambdaDir } : {}),
         ...props.environment,
       },
       bundling: {
@@ -147,7 +194,10 @@ export class SonomarkFunction extends Construct {
         commandHooks: {
           beforeBundling: () => [],
           beforeInstall: () => [],
-          afterBundling: (inputDir, outputDir) => (afterBundling ? afterBundling(inputDir, outputDir) : []),
+          afterBundling: (inputDir, outputDir) => [
+            ...(afterBundling ? afterBundling(inputDir, outputDir) : []),
+            ...(models ? modelCopyCommands(models.dir, outputDir, models.files) : []),
+          ],
         },
       },
     });
@@ -196,5 +246,23 @@ export class SonomarkFunction extends Construct {
           'Invoked synchronously by Step Functions only; failures are retried and caught by the workflow, which records them. A DLQ applies to asynchronous invocations.',
       });
     }
+  }
+
+  /** Names the results table in RESULTS_TABLE; item-level reads and writes on it and its site index. */
+  bindResultsTable(table: dynamodb.ITable, key: kms.IKey): void {
+    this.function.addEnvironment(ENV.resultsTable, table.tableName);
+    grantTableItems(this.function, table, key);
+  }
+
+  /** Objects of `bucket`: read under a prefix, and/or the bucket's name in an environment variable. */
+  bindObjects(bucket: s3.IBucket, key: kms.IKey, options: BindObjectsOptions): void {
+    if (options.envVar) this.function.addEnvironment(options.envVar, bucket.bucketName);
+    if (options.read !== undefined) grantReadObjects(this.function, bucket, options.read, key);
+  }
+
+  /** Names the state machine in STATE_MACHINE_ARN; states:StartExecution on it alone. */
+  bindStateMachine(stateMachine: sfn.IStateMachine): void {
+    this.function.addEnvironment(ENV.stateMachineArn, stateMachine.stateMachineArn);
+    stateMachine.grantStartExecution(this.function);
   }
 }

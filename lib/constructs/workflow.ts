@@ -1,7 +1,7 @@
 /**
  * THE sonomark state machine (DESIGN.md, "Data flow"). Local mode extracts this
  * definition from the synthesized template and runs it unchanged, binding Task
- * states by name (STATE in workflow-contract.ts), so names and paths here are a
+ * states by name (STATE in core/contract.ts), so names and paths here are a
  * contract.
  *
  *   Start → Validate → Validated → Route ─┬─ analyze → Claimed → Extract → LoadExperts → Score[ScoreExpert] → Finalize → Done
@@ -20,7 +20,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { ExpertEntry } from '../../core/schemas';
-import { EXTRACT_ENV, PATHS, STATE } from '../../core/workflow-contract';
+import { EXTRACT_ENV, PATHS, STATE } from '../../core/contract';
 
 export interface WorkflowExpert {
   readonly entry: ExpertEntry;

@@ -19,13 +19,12 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct } from 'constructs';
 import { interfaceEndpointsFor, type SonomarkConfig } from '../config';
-import { ExpertFunction, LAMBDA_MODELS_DIR, modelCopyCommands, pascalName } from '../constructs/expert-function';
+import { ExpertFunction } from '../constructs/expert-function';
 import { GpuJob } from '../constructs/gpu-job';
-import { grantReadObjects, grantTableItems } from '../constructs/grants';
 import { Network } from '../constructs/network';
 import { SonomarkFunction } from '../constructs/sonomark-function';
 import { Workflow } from '../constructs/workflow';
-import { ENV } from '../../core/env';
+import { ENV, FUNCTIONS } from '../../core/contract';
 import { UPLOADS_PREFIX } from '../../core/keys';
 import { loadManifest } from '../../core/manifest';
 import { scanRates } from '../rates';
@@ -40,14 +39,6 @@ export interface PipelineStackProps extends StackProps {
   readonly artifactsBucket: s3.IBucket;
   readonly resultsTable: dynamodb.ITable;
 }
-
-/** Construct ids of the functions; local mode maps ARNs in the ASL back to handlers through them. */
-export const FUNCTION_IDS = {
-  validate: 'ValidateUpload',
-  finalize: 'Finalize',
-  recordFailure: 'RecordFailure',
-  expert: (name: string) => `Expert${pascalName(name)}`,
-} as const;
 
 export class PipelineStack extends Stack {
   readonly validateFunction: SonomarkFunction;
@@ -87,48 +78,38 @@ export class PipelineStack extends Stack {
       vpc: network.vpc,
       securityGroup: network.functionSecurityGroup,
     };
-    const tableEnv = {
-      [ENV.resultsTable]: props.resultsTable.tableName,
-      [ENV.artifactsBucket]: props.artifactsBucket.bucketName,
-    };
 
     // Validate reads the manifest for the extractor ref (name, version, sha256) only.
-    this.validateFunction = new SonomarkFunction(this, FUNCTION_IDS.validate, {
+    this.validateFunction = new SonomarkFunction(this, FUNCTIONS.validate.id, {
       ...common,
-      entry: 'lambdas/validate-upload/handler.ts',
-      serviceName: 'validate-upload',
+      handler: FUNCTIONS.validate,
       memorySize: 512,
       timeout: Duration.seconds(60),
       reservedConcurrentExecutions: 50,
-      environment: {
-        ...tableEnv,
-        [ENV.modelsDir]: LAMBDA_MODELS_DIR,
-        [ENV.maxUploadBytes]: String(config.maxUploadBytes),
-      },
-      afterBundling: (_in, outputDir) => modelCopyCommands(props.modelsDir, outputDir, []),
+      environment: { [ENV.maxUploadBytes]: String(config.maxUploadBytes) },
+      models: { dir: props.modelsDir, files: [] },
     });
-    grantReadObjects(this.validateFunction.function, props.uploadsBucket, UPLOADS_PREFIX, key);
-    grantTableItems(this.validateFunction.function, props.resultsTable, key);
+    // The event names the upload's bucket. The artifacts bucket is only named: Validate puts
+    // it in the scan for the extractor (which writes there) and the experts (which read).
+    this.validateFunction.bindObjects(props.uploadsBucket, key, { read: UPLOADS_PREFIX });
+    this.validateFunction.bindObjects(props.artifactsBucket, key, { envVar: ENV.artifactsBucket });
+    this.validateFunction.bindResultsTable(props.resultsTable, key);
 
-    this.finalizeFunction = new SonomarkFunction(this, FUNCTION_IDS.finalize, {
+    this.finalizeFunction = new SonomarkFunction(this, FUNCTIONS.finalize.id, {
       ...common,
-      entry: 'lambdas/finalize/handler.ts',
-      serviceName: 'finalize',
-      environment: tableEnv,
+      handler: FUNCTIONS.finalize,
     });
-    grantTableItems(this.finalizeFunction.function, props.resultsTable, key);
+    this.finalizeFunction.bindResultsTable(props.resultsTable, key);
 
-    this.recordFailureFunction = new SonomarkFunction(this, FUNCTION_IDS.recordFailure, {
+    this.recordFailureFunction = new SonomarkFunction(this, FUNCTIONS.recordFailure.id, {
       ...common,
-      entry: 'lambdas/record-failure/handler.ts',
-      serviceName: 'record-failure',
-      environment: tableEnv,
+      handler: FUNCTIONS.recordFailure,
     });
-    grantTableItems(this.recordFailureFunction.function, props.resultsTable, key);
+    this.recordFailureFunction.bindResultsTable(props.resultsTable, key);
 
     this.expertFunctions = manifest.experts.map(
       (expert) =>
-        new ExpertFunction(this, FUNCTION_IDS.expert(expert.name), {
+        new ExpertFunction(this, FUNCTIONS.expert.id(expert.name), {
           ...common,
           expert,
           sizing: config.expertOverrides[expert.name],

@@ -21,7 +21,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
-import { STATE_MACHINE_ARN_ENV } from '../../core/start-execution-contract';
+import { FUNCTIONS } from '../../core/contract';
 import type { SonomarkConfig } from '../config';
 import { SonomarkFunction } from '../constructs/sonomark-function';
 import { UPLOADS_PREFIX } from '../../core/keys';
@@ -34,9 +34,6 @@ export interface TriggerStackProps extends StackProps {
   /** Where the dead-letter alarm notifies (PipelineStack's alarm topic). */
   readonly alarmTopic: sns.ITopic;
 }
-
-/** Construct id of the starter function. */
-export const START_FUNCTION_ID = 'StartExecution';
 
 export class TriggerStack extends Stack {
   readonly startFunction: SonomarkFunction;
@@ -67,16 +64,14 @@ export class TriggerStack extends Stack {
         'This queue is itself the dead-letter queue of the EventBridge trigger and of the StartExecution function.',
     });
 
-    this.startFunction = new SonomarkFunction(this, START_FUNCTION_ID, {
-      entry: 'lambdas/start-execution/handler.ts',
-      serviceName: 'start-execution',
+    this.startFunction = new SonomarkFunction(this, FUNCTIONS.startExecution.id, {
+      handler: FUNCTIONS.startExecution,
       encryptionKey: key,
       logRetention: config.logRetentionDays as logs.RetentionDays,
       timeout: Duration.seconds(10),
       // StartExecution is cheap; an upload burst beyond this is throttled and Lambda
       // retries the queued events (up to maxEventAge), it does not drop them.
       reservedConcurrentExecutions: 20,
-      environment: { [STATE_MACHINE_ARN_ENV]: props.stateMachine.stateMachineArn },
       outsideVpcReason:
         'The starter reads no bucket and no table: it turns the EventBridge event into one StartExecution call, as the EventBridge-to-Step Functions target did from outside any VPC. In the VPC it would need a Step Functions interface endpoint (~$7.30 per AZ per month) for that call alone.',
       // EventBridge invokes Lambda asynchronously: once Lambda has accepted the event,
@@ -84,7 +79,7 @@ export class TriggerStack extends Stack {
       asyncInvoke: { deadLetterQueue: this.deadLetterQueue, retryAttempts: 2, maxEventAge: Duration.hours(6) },
     });
     // Exactly one action on exactly one state machine.
-    props.stateMachine.grantStartExecution(this.startFunction.function);
+    this.startFunction.bindStateMachine(props.stateMachine);
 
     const keyPrefixes = config.siteIds ? config.siteIds.map((s) => `${UPLOADS_PREFIX}${s}/`) : [UPLOADS_PREFIX];
     this.rule = new events.Rule(this, 'UploadRule', {

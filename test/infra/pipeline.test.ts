@@ -6,8 +6,7 @@ import { EXTRACTOR_IMAGE_TARGETS } from '../../lib/constructs/gpu-job';
 import { loadManifest } from '../../core/manifest';
 import { COMPLETED_SCAN_STATES, PER_EXPERT_STATES, ScanRates } from '../../core/pricing';
 import { scanRates } from '../../lib/rates';
-import { FUNCTION_IDS } from '../../lib/stacks/pipeline-stack';
-import { EXTRACT_ENV, STATE } from '../../core/workflow-contract';
+import { EXTRACT_ENV, FUNCTIONS, STATE } from '../../core/contract';
 import { allStatements, definitionOf, synth, type Synthesized } from './helpers';
 
 /** The CloudFormation resource of each compute environment, in the queue's order. */
@@ -56,7 +55,7 @@ function completedScanPath(definition: Record<string, any>): { once: string[]; p
 
 /** The SCAN_RATES environment variable of the Finalize function, parsed. */
 function finalizeRates(built: Synthesized): ScanRates {
-  const fn = built.pipeline.node.findChild(FUNCTION_IDS.finalize).node.findChild('Function');
+  const fn = built.pipeline.node.findChild(FUNCTIONS.finalize.id).node.findChild('Function');
   const logicalId = built.pipeline.getLogicalId(fn.node.defaultChild as any);
   const vars = built.pipelineTemplate.toJSON().Resources[logicalId].Properties.Environment.Variables;
   return ScanRates.parse(JSON.parse(vars.SCAN_RATES));
@@ -509,14 +508,16 @@ describe('PipelineStack', () => {
       const { manifest } = loadManifest();
       // Assess
       for (const e of manifest.experts) {
-        const id = FUNCTION_IDS.expert(e.name);
+        const id = FUNCTIONS.expert.id(e.name);
         const fn = built.pipeline.node.findChild(id).node.findChild('Handler').node.findChild('Function');
         expect(fn.node.path).toBe(`SonomarkPipeline/${id}/Handler/Function`);
-        template.hasResourceProperties('AWS::Lambda::Function', {
+        // The expert's own function, found by its construct path (no environment variable names the expert).
+        const props = template.toJSON().Resources[built.pipeline.getLogicalId(fn.node.defaultChild as any)].Properties;
+        expect(props).toMatchObject({
           MemorySize: e.lambda.memoryMb,
           Timeout: e.lambda.timeoutSeconds,
           ReservedConcurrentExecutions: e.lambda.reservedConcurrency,
-          Environment: { Variables: Match.objectLike({ SONOMARK_EXPERT: e.name, MODELS_DIR: '/var/task/models' }) },
+          Environment: { Variables: { MODELS_DIR: '/var/task/models' } },
         });
       }
     });
@@ -529,7 +530,7 @@ describe('PipelineStack', () => {
       // Act
       const custom = synth({ context: { sonomark: { expertOverrides: overrides } }, nag: false });
       const sizing = (name: string) => {
-        const fn = custom.pipeline.node.findChild(FUNCTION_IDS.expert(name)).node.findChild('Handler').node;
+        const fn = custom.pipeline.node.findChild(FUNCTIONS.expert.id(name)).node.findChild('Handler').node;
         const cfn = fn.findChild('Function').node.defaultChild as any;
         const props = custom.pipelineTemplate.toJSON().Resources[custom.pipeline.getLogicalId(cfn)].Properties;
         return [props.MemorySize, props.Timeout, props.ReservedConcurrentExecutions];
@@ -550,11 +551,12 @@ describe('PipelineStack', () => {
         nag: false,
       });
       // Assess
-      custom.pipelineTemplate.hasResourceProperties('AWS::Lambda::Function', {
+      const fn = custom.pipeline.node.findChild(FUNCTIONS.expert.id(e.name)).node.findChild('Handler').node;
+      const cfn = fn.findChild('Function').node.defaultChild as any;
+      expect(custom.pipelineTemplate.toJSON().Resources[custom.pipeline.getLogicalId(cfn)].Properties).toMatchObject({
         MemorySize: e.lambda.memoryMb,
         Timeout: e.lambda.timeoutSeconds,
         ReservedConcurrentExecutions: 7,
-        Environment: { Variables: Match.objectLike({ SONOMARK_EXPERT: e.name }) },
       });
     });
 
@@ -562,7 +564,7 @@ describe('PipelineStack', () => {
       // Prepare
       const { manifest } = loadManifest();
       const memory = (name: string): number => {
-        const fn = built.pipeline.node.findChild(FUNCTION_IDS.expert(name)).node.findChild('Handler').node;
+        const fn = built.pipeline.node.findChild(FUNCTIONS.expert.id(name)).node.findChild('Handler').node;
         const cfn = fn.findChild('Function').node.defaultChild as any;
         return template.toJSON().Resources[built.pipeline.getLogicalId(cfn)].Properties.MemorySize;
       };

@@ -1,5 +1,5 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { STATE_MACHINE_ARN_ENV } from '../../core/start-execution-contract';
+import { ENV } from '../../core/contract';
 import { STACK_IDS } from '../../lib/app';
 import { allStatements, synth, type Synthesized } from './helpers';
 
@@ -85,7 +85,7 @@ describe('TriggerStack', () => {
       Timeout: 10,
       KmsKeyArn: expect.anything(),
     });
-    expect(fn.Properties.Environment.Variables[STATE_MACHINE_ARN_ENV]).toEqual({
+    expect(fn.Properties.Environment.Variables[ENV.stateMachineArn]).toEqual({
       'Fn::ImportValue': expect.stringMatching(/^SonomarkPipeline:.*StateMachine/),
     });
     expect(fn.Properties.VpcConfig).toBeUndefined();

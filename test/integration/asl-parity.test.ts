@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { extractDefinition, taskStates, type CfnTemplate } from '../../local/asl';
 import { LocalWorkflow } from '../../local/workflow';
 import { PACKAGE_ROOT } from '../../core/paths';
-import { STATE } from '../../core/workflow-contract';
+import { STATE } from '../../core/contract';
 import { tempDir } from './helpers';
 
 jest.setTimeout(300_000);

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { CsvError, parseCsv } from '../csv';
 import { featureVector } from '../../core/features';
+import { formatZodIssues } from '../../core/zod-parse';
 import { FeaturesDocument, Sha256Hex, type FeatureBlock, type ModelRef, type TaskKind } from '../../core/schemas';
 import { TrainingDataError } from './errors';
 import { matrix, type Matrix } from './model';
@@ -37,13 +38,6 @@ export interface LoadedFeatures {
   readonly origin: string;
 }
 
-function issues(err: z.ZodError): string {
-  return err.issues
-    .slice(0, 3)
-    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
-}
-
 function parseJsonLine(text: string, origin: string): unknown {
   try {
     return JSON.parse(text);
@@ -55,12 +49,12 @@ function parseJsonLine(text: string, origin: string): unknown {
 function fromJson(value: unknown, origin: string, fileName: string): LoadedFeatures {
   if (value !== null && typeof value === 'object' && 'features' in value) {
     const r = FeaturesRecord.safeParse(value);
-    if (!r.success) throw new TrainingDataError(`${origin}: not a features record: ${issues(r.error)}`);
+    if (!r.success) throw new TrainingDataError(`${origin}: not a features record: ${formatZodIssues(r.error, 3)}`);
     return { sha256: r.data.sha256, file: r.data.file, name: r.data.name, features: r.data.features, origin };
   }
   // A bare document, as the cache stores it: its content hash is its file name.
   const doc = FeaturesDocument.safeParse(value);
-  if (!doc.success) throw new TrainingDataError(`${origin}: not a features document: ${issues(doc.error)}`);
+  if (!doc.success) throw new TrainingDataError(`${origin}: not a features document: ${formatZodIssues(doc.error, 3)}`);
   const sha = /^([0-9a-f]{64})\.json$/.exec(path.basename(fileName))?.[1];
   if (!sha) {
     throw new TrainingDataError(

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { blocksDim } from '../../core/features';
 import { loadManifest, readVerifiedModel, type LoadedManifest } from '../../core/manifest';
-import { MANIFEST_FILE } from '../../core/paths';
+import { MODELS } from '../../core/contract';
 import { sha256Hex } from '../../core/scan-id';
 import type { ExpertEntry, FeatureBlock, ModelCard, ModelRef, TaskKind } from '../../core/schemas';
 import { TrainingDataError } from './errors';
@@ -85,7 +85,7 @@ export function planPublish(loaded: LoadedManifest, draft: ExpertDraft, bytes: U
     lambda: previous?.lambda ?? { memoryMb: 1024, timeoutSeconds: 60, reservedConcurrency: 10 },
     card: { status: 'trained', ...draft.card },
   };
-  const raw = JSON.parse(readFileSync(path.join(loaded.dir, MANIFEST_FILE), 'utf8')) as Record<string, unknown>;
+  const raw = JSON.parse(readFileSync(path.join(loaded.dir, MODELS.manifestFile), 'utf8')) as Record<string, unknown>;
   const experts = (raw.experts as Record<string, unknown>[]).filter((e) => e.name !== draft.name);
   const at = (raw.experts as Record<string, unknown>[]).findIndex((e) => e.name === draft.name);
   experts.splice(at < 0 ? experts.length : at, 0, entry as unknown as Record<string, unknown>);
@@ -94,7 +94,7 @@ export function planPublish(loaded: LoadedManifest, draft: ExpertDraft, bytes: U
   // Validate exactly what will be written, through the loader every consumer uses.
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'sonomark-manifest-'));
   try {
-    writeFileSync(path.join(tmp, MANIFEST_FILE), JSON.stringify(manifestJson));
+    writeFileSync(path.join(tmp, MODELS.manifestFile), JSON.stringify(manifestJson));
     loadManifest(tmp);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -116,7 +116,7 @@ function writeAtomically(file: string, data: Uint8Array | string): void {
 /** Writes the model, then the manifest (so the manifest never names a missing file), then reads both back. */
 export function publishExpert(dir: string, plan: PublishPlan, bytes: Uint8Array): LoadedManifest {
   writeAtomically(path.join(dir, plan.entry.file), bytes);
-  writeAtomically(path.join(dir, MANIFEST_FILE), `${JSON.stringify(plan.manifestJson, null, 2)}\n`);
+  writeAtomically(path.join(dir, MODELS.manifestFile), `${JSON.stringify(plan.manifestJson, null, 2)}\n`);
   const loaded = loadManifest(dir);
   readVerifiedModel(dir, plan.entry);
   return loaded;

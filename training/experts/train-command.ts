@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { featureNames } from '../../core/features';
 import { loadManifest } from '../../core/manifest';
-import { DEFAULT_MODELS_DIR } from '../../core/paths';
+import { modelsDirFromEnv } from '../../core/paths';
 import { sha256Hex } from '../../core/scan-id';
 import { ExpertEntry, FeatureBlock, TaskKind, type ModelRef } from '../../core/schemas';
 import { parsePayload } from '../../core/zod-parse';
@@ -248,7 +248,7 @@ export async function runExpertTraining(
   const docs = readFeatures(opts.features);
   const extractor = singleExtractor(docs, `The features in ${opts.features}`);
   // Before any training: a models dir that cannot take this expert should fail in milliseconds.
-  const modelsDir = path.resolve(opts.modelsDir ?? process.env.MODELS_DIR ?? DEFAULT_MODELS_DIR);
+  const modelsDir = path.resolve(opts.modelsDir ?? modelsDirFromEnv());
   const loaded = loadManifest(modelsDir);
   checkExtractor(loaded, extractor);
   const joined = joinFeatures(labels, indexFeatures(docs, opts.key), {

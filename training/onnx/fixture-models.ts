@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../core/biomarkers';
 import { blocksDim } from '../../core/features';
-import { MANIFEST_FILE } from '../../core/paths';
+import { MODELS } from '../../core/contract';
 import { sha256Hex } from '../../core/scan-id';
 import type { ExpertEntry, FeatureBlock, Manifest, ModelCard, TaskKind } from '../../core/schemas';
 import { buildFixtureExtractor, buildLinearExpert, EXPERT_IO, EXTRACTOR_IO } from './fixtures';
@@ -133,7 +133,7 @@ export function buildFixtureModelSet(): FixtureModelSet {
     },
     experts,
   };
-  files.set(MANIFEST_FILE, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+  files.set(MODELS.manifestFile, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
   return { manifest, files };
 }
 

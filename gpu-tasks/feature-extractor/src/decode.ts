@@ -22,6 +22,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { ENV } from '../../../core/contract';
 import { DecodeError } from '../../../core/errors';
 
 export const DEFAULT_FRAME_SIZE = 128;
@@ -383,7 +384,7 @@ let cachedDefault: string | undefined;
 
 /** $FFMPEG_PATH (the container's distribution ffmpeg), else the static binary from @ffmpeg-installer. */
 export function defaultFfmpegPath(): string {
-  const fromEnv = process.env.FFMPEG_PATH;
+  const fromEnv = process.env[ENV.ffmpegPath];
   if (fromEnv) return fromEnv;
   if (cachedDefault === undefined) {
     try {

@@ -31,7 +31,6 @@ export {
   readExtractEnv,
   cachedExtractorSession,
   releaseCachedSessions,
-  EXECUTION_PROVIDER_ENV,
   type ExtractJobConfig,
   type ExtractJobDeps,
   type ExtractJobResult,

@@ -7,18 +7,15 @@
  * identify a patient and never appear in logs or error messages.
  */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { ENV, EXTRACT_ENV } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
 import { ConfigError } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
 import { loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
-import { EXTRACT_ENV } from '../../../core/workflow-contract';
 import { extractFeatures } from './extract';
 import { createExtractorSession, type ExecutionProviderChoice, type ExtractorSession } from './infer';
-
-/** Optional: `auto` (default), `cuda` or `cpu`. The GPU job construct sets it (lib/constructs/gpu-job.ts). */
-export const EXECUTION_PROVIDER_ENV = 'ONNX_EXECUTION_PROVIDER';
 
 export interface ExtractJobConfig {
   readonly scanId: string;
@@ -49,11 +46,11 @@ export function readExtractEnv(env: Record<string, string | undefined>): Extract
 
 export interface ExtractJobDeps {
   readonly s3: S3Client;
-  /** @default env.MODELS_DIR, else the package's models/ */
+  /** @default env[ENV.modelsDir], else the package's models/ */
   readonly modelsDir?: string;
   /** A session to use instead of the per-process cached one (it must match the manifest's extractor). */
   readonly session?: ExtractorSession;
-  /** @default env.EXECUTION_PROVIDER, else 'auto' */
+  /** @default env[ENV.onnxExecutionProvider], else 'auto' */
   readonly executionProvider?: ExecutionProviderChoice;
   /** ffmpeg binary. @default $FFMPEG_PATH, else @ffmpeg-installer's */
   readonly ffmpegPath?: string;
@@ -129,8 +126,8 @@ async function extractJob(
   deps: ExtractJobDeps,
 ): Promise<ExtractJobResult> {
   const log = deps.log ?? ((line: string) => console.log(line));
-  const modelsDir = deps.modelsDir ?? (env.MODELS_DIR || DEFAULT_MODELS_DIR);
-  const provider = deps.executionProvider ?? parseProvider(env[EXECUTION_PROVIDER_ENV]);
+  const modelsDir = deps.modelsDir ?? (env[ENV.modelsDir] || DEFAULT_MODELS_DIR);
+  const provider = deps.executionProvider ?? parseProvider(env[ENV.onnxExecutionProvider]);
 
   const { manifest } = loadManifest(modelsDir);
   const entry = manifest.extractor;
@@ -217,7 +214,7 @@ async function writeProblem(s3: S3Client, config: ExtractJobConfig, err: unknown
 function parseProvider(value: string | undefined): ExecutionProviderChoice {
   if (value === undefined || value === '') return 'auto';
   if (value === 'auto' || value === 'cuda' || value === 'cpu') return value;
-  throw new ConfigError(`Environment variable ${EXECUTION_PROVIDER_ENV} must be auto, cuda or cpu, got "${value}".`);
+  throw new ConfigError(`Environment variable ${ENV.onnxExecutionProvider} must be auto, cuda or cpu, got "${value}".`);
 }
 
 /**
@@ -245,8 +242,9 @@ async function main(): Promise<number> {
   try {
     // Everything the job needs, checked before any work so a misconfigured job definition fails in milliseconds.
     config = readExtractEnv(env);
+    // AWS_REGION is the platform's (Batch sets it), not part of sonomark's contract.
     const region = requireEnv('AWS_REGION', env);
-    const modelsDir = requireEnv('MODELS_DIR', env);
+    const modelsDir = requireEnv(ENV.modelsDir, env);
     s3 = new S3Client({ region });
     await runExtractJob(env, { s3, modelsDir });
     return 0;

@@ -1,5 +1,6 @@
 import { DEFAULT_PRICE_TABLE, parseConfig } from '../../../lib/config';
-import { ENV, jsonEnv } from '../../../core/env';
+import { ENV } from '../../../core/contract';
+import { jsonEnv } from '../../../core/env';
 import {
   COMPLETED_SCAN_STATES,
   estimateScanCost,

@@ -8,7 +8,7 @@ import { ConfigError } from '../../../core/errors';
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { extractErrorKey } from '../../../core/keys';
 import { FeaturesDocument, ProblemDetail } from '../../../core/schemas';
-import { EXTRACT_ENV } from '../../../core/workflow-contract';
+import { EXTRACT_ENV } from '../../../core/contract';
 import { errorLogLine, problemFor, readExtractEnv } from '../../../gpu-tasks/feature-extractor/src/main';
 import { releaseCachedSessions, runExtractJob } from '../../../gpu-tasks/feature-extractor/src';
 

@@ -1,0 +1,150 @@
+/**
+ * The contract of names: every name that crosses a boundary between the CDK app
+ * (lib/), the Lambda handlers, the extractor container and local mode. The CDK
+ * sets values through these names and the runtime reads through them, so the two
+ * sides cannot drift. Pure data, no SDK or CDK imports: every side can load it.
+ *
+ * Renaming anything here is a breaking change: deployed functions, alarms,
+ * dashboards and log queries refer to these names.
+ */
+
+/**
+ * Environment variables sonomark sets (CDK, the extractor's Dockerfile) and reads.
+ * AWS_REGION is not here: the platform sets it, not sonomark.
+ */
+export const ENV = {
+  /** Every function but StartExecution: the results table's name. */
+  resultsTable: 'RESULTS_TABLE',
+  /** Validate: the bucket the extractor writes features into (Validate names it in the scan; it touches nothing there). */
+  artifactsBucket: 'ARTIFACTS_BUCKET',
+  /** Validate, experts, the extractor: the directory holding MODELS.manifestFile and the ONNX files. */
+  modelsDir: 'MODELS_DIR',
+  /** Validate: the largest upload analysed, in bytes (optional; validate.ts has the default). */
+  maxUploadBytes: 'MAX_UPLOAD_BYTES',
+  /** Finalize: this deployment's ScanRates (core/pricing.ts) as JSON, for the usage record's cost estimate. */
+  scanRates: 'SCAN_RATES',
+  /** StartExecution: the state machine it starts. */
+  stateMachineArn: 'STATE_MACHINE_ARN',
+  /** The extractor: `auto` (default), `cuda` or `cpu` (the job definition and the Dockerfile set it). */
+  onnxExecutionProvider: 'ONNX_EXECUTION_PROVIDER',
+  /** The extractor: the ffmpeg binary (the Dockerfile sets the distribution's; else @ffmpeg-installer's). */
+  ffmpegPath: 'FFMPEG_PATH',
+  /** Every function: its Powertools service name (FUNCTIONS), the same value the handler passes to Powertools. */
+  powertoolsServiceName: 'POWERTOOLS_SERVICE_NAME',
+  /** Every function: METRICS_NAMESPACE, the same value the handler passes to Powertools. */
+  powertoolsMetricsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
+  /** Every function: Node's options (source maps for readable stack traces). */
+  nodeOptions: 'NODE_OPTIONS',
+} as const;
+
+/** Extractor job environment variables, set per execution (Batch ContainerOverrides.Environment). */
+export const EXTRACT_ENV = {
+  scanId: 'SCAN_ID',
+  inputBucket: 'INPUT_BUCKET',
+  inputKey: 'INPUT_KEY',
+  inputVersionId: 'INPUT_VERSION_ID',
+  featuresBucket: 'FEATURES_BUCKET',
+  featuresKey: 'FEATURES_KEY',
+} as const;
+
+/** Where the models live: the package, a Lambda bundle, the extractor image. */
+export const MODELS = {
+  /** The manifest's file name inside a models directory. */
+  manifestFile: 'manifest.json',
+  /** The folder name: `models/` in the package, in a Lambda bundle and in the extractor image. */
+  folder: 'models',
+  /** MODELS_DIR of a Lambda function: its bundle (unpacked at /var/task) carries models/. */
+  lambdaDir: '/var/task/models',
+  /** MODELS_DIR of the extractor image (its Dockerfile: WORKDIR /app, COPY models/ models/). */
+  containerDir: '/app/models',
+} as const;
+
+/** The Powertools metrics namespace of every function. */
+export const METRICS_NAMESPACE = 'Sonomark';
+
+/** `diagnosis` → `Diagnosis`, `lung-severity` → `LungSeverity`: an expert's construct id suffix. */
+export function pascalName(name: string): string {
+  return name
+    .split(/[^A-Za-z0-9]+/)
+    .filter((p) => p.length > 0)
+    .map((p) => p[0]!.toUpperCase() + p.slice(1))
+    .join('');
+}
+
+/** Construct id prefix of the expert functions (`Expert` + pascalName(expert)). */
+const EXPERT_ID_PREFIX = 'Expert';
+
+/**
+ * The Lambda functions: the code in `lambdas/<folder>/handler.ts`, the stable
+ * construct id local mode maps ARNs in the ASL back to handlers by, and the
+ * Powertools service name of their logs, metrics and traces. Every expert
+ * function shares one service; its metrics carry an `expert` dimension.
+ */
+export const FUNCTIONS = {
+  validate: { id: 'ValidateUpload', folder: 'validate-upload', serviceName: 'sonomark-validate-upload' },
+  finalize: { id: 'Finalize', folder: 'finalize', serviceName: 'sonomark-finalize' },
+  recordFailure: { id: 'RecordFailure', folder: 'record-failure', serviceName: 'sonomark-record-failure' },
+  startExecution: { id: 'StartExecution', folder: 'start-execution', serviceName: 'sonomark-start-execution' },
+  expert: {
+    id: (expert: string): string => `${EXPERT_ID_PREFIX}${pascalName(expert)}`,
+    /** Whether a construct id is an expert function's. */
+    isId: (id: string): boolean => new RegExp(`^${EXPERT_ID_PREFIX}[A-Z0-9]`).test(id),
+    folder: 'expert',
+    serviceName: 'sonomark-expert',
+  },
+} as const;
+
+/** One of FUNCTIONS: what the CDK needs to build it and the handler to name itself. */
+export interface FunctionNames {
+  /** Folder under lambdas/ holding its handler.ts. */
+  readonly folder: string;
+  readonly serviceName: string;
+}
+
+/**
+ * State names of the workflow. Stable: local mode binds Task states by name,
+ * alarms and dashboards refer to them, and renaming one is a breaking change.
+ */
+export const STATE = {
+  start: 'Start',
+  validate: 'Validate',
+  /**
+   * Pass after Validate: lifts the handler's return value (ValidateOutput) from the
+   * lambda:invoke result ({Payload}) into `$.validation` (ResultSelector cannot).
+   */
+  validated: 'Validated',
+  route: 'Route',
+  skipped: 'AlreadyAnalyzed',
+  ignored: 'NotAClip',
+  claimed: 'Claimed',
+  extract: 'Extract',
+  loadExperts: 'LoadExperts',
+  score: 'Score',
+  scoreExpert: 'ScoreExpert',
+  finalize: 'Finalize',
+  recordFailure: 'RecordFailure',
+  failed: 'Failed',
+  done: 'Done',
+} as const;
+
+/**
+ * Execution state layout (JSONPath):
+ * - `$.event`       the S3 Object Created event (EventBridge input, wrapped by Start)
+ * - `$.validation`  ValidateOutput
+ * - `$.scan`        ScanRef (copied from $.validation.scan by Claimed)
+ * - `$.extract`     Batch job summary {jobId, startedAt, stoppedAt}
+ * - `$.experts`     [{name, version, file, sha256, functionArn}] from the manifest
+ * - `$.results`     ExpertResult[] (Score's output)
+ * - `$.summary`     Finalize output
+ * - `$.error`       {Error, Cause} set by any Catch
+ */
+export const PATHS = {
+  event: '$.event',
+  validation: '$.validation',
+  scan: '$.scan',
+  extract: '$.extract',
+  experts: '$.experts',
+  results: '$.results',
+  summary: '$.summary',
+  error: '$.error',
+} as const;
