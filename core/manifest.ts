@@ -3,12 +3,13 @@
  * read by the CDK app (one expert function per entry), local mode, the expert
  * Lambda and the extractor container.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIOMARKERS } from './biomarkers';
 import { ModelError } from './errors';
 import { blocksDim } from './features';
+import type { z } from 'zod';
 import { MODELS } from './contract';
 import { modelsDirFromEnv } from './paths';
 import { Manifest, type ExpertEntry, type ExtractorEntry } from './schemas';
@@ -28,9 +29,54 @@ export function loadManifest(dir: string = modelsDirFromEnv()): LoadedManifest {
   } catch (err) {
     throw new ModelError(`Cannot read model manifest ${file}: ${(err as Error).message}`);
   }
-  const manifest = parsePayload(Manifest, raw, `model manifest ${file}`);
+  return { dir, manifest: validateManifest(raw, `model manifest ${file}`) };
+}
+
+/**
+ * Validates a manifest as loadManifest would read it back: the zod schema, then the internal
+ * consistency (biomarker order, expert input dims, extractor references). `what` names it in errors.
+ */
+export function validateManifest(value: unknown, what: string): Manifest {
+  const manifest = parsePayload(Manifest, value, what);
   checkConsistency(manifest);
-  return { dir, manifest };
+  return manifest;
+}
+
+/** A manifest as JSON before zod's defaults: what a file holds and what writeManifest takes. */
+export type ManifestJson = z.input<typeof Manifest>;
+
+/** The one serialisation of a manifest: 2-space JSON and a final newline (what every writer produced). */
+export function manifestJson(manifest: ManifestJson): string {
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
+/**
+ * Writes `manifest.json` in `dir` (created if missing): validated first, so an invalid manifest throws
+ * a readable error and leaves the old file untouched; then written to a temp file in the same directory
+ * and renamed over the old one, so a reader never sees half a file and a crash leaves either version.
+ *
+ * The given JSON is written as is, not zod's parsed copy: the parse would add defaults and drop keys it
+ * does not know, so a read-edit-write of a manifest would rewrite entries nobody changed.
+ */
+export function writeManifest(dir: string, manifest: ManifestJson): LoadedManifest {
+  const file = path.join(dir, MODELS.manifestFile);
+  let parsed: Manifest;
+  try {
+    parsed = validateManifest(manifest, `model manifest for ${file}`);
+  } catch (err) {
+    (err as Error).message += ' Nothing was written.';
+    throw err;
+  }
+  mkdirSync(dir, { recursive: true });
+  const tmp = path.join(dir, `.${MODELS.manifestFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    writeFileSync(tmp, manifestJson(manifest));
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new ModelError(`Cannot write model manifest ${file}: ${(err as Error).message}`);
+  }
+  return { dir, manifest: parsed };
 }
 
 function checkConsistency(m: Manifest): void {

@@ -1,48 +1,41 @@
 /**
- * Last step of `npm run train:experts`: models/EVALUATION.md from the experts'
- * training reports, the biomarkers-only ablation reports, the extractor's
- * training report and the end-to-end baseline's out-of-fold predictions.
- * Every number is read from those files; the baseline's metrics go through the
- * same `evaluate` (and bootstrap) as the experts'.
- *
- *   npx tsx training/evaluation-report.ts [--training .sonomark/training] [--version 1.1.1]
+ * models/EVALUATION.md (`sonomark train evaluate`, the last step of `sonomark train experts`): from the
+ * experts' training reports, the biomarkers-only ablation reports, the extractor's training report and
+ * the end-to-end baseline's out-of-fold predictions. Every number is read from those files; the
+ * baseline's metrics go through the same `evaluate` (and bootstrap) as the experts'.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { evaluate, type Evaluation, type Interval } from './experts/metrics';
-import { loadManifest } from '../core/manifest';
-import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
+import { findExpert, loadManifest } from '../core/manifest';
+import type { Manifest } from '../core/schemas';
+import {
+  ExpertReport,
+  ExtractorTrainingReport,
+  OofFile,
+  readTrainingJson,
+  TrainingSetFile,
+  type DatasetItem,
+} from './schemas';
+import { TrainingDataError } from './experts/errors';
 
-interface ExpertReport {
-  data: { rows: number; perClass: Record<string, number>; groups: number; sources: number; features: string };
-  selection: { values: Record<string, number>; metric: string };
-  cv: { scheme: string; features: string };
-  candidates: Record<string, { evaluation: Evaluation; seconds: number }>;
-  leaveOneSourceOut: {
-    /** 'per-source': each held-out source's fit read features from an extractor trained without it. */
-    features: 'training' | 'out-of-fold' | 'per-source';
-    evaluation: Evaluation;
-    perSource: { source: string; rows: number; accuracy: number }[];
-  };
-  final: { family: string; description: string; lambda: number };
-  seconds: { total: number; final: number };
-}
-interface OofFile {
-  diagnoses: string[];
-  e2e: { name: string; fold: number; diagnosis: number[] }[];
-}
-interface ExtractorReport {
-  kept: 'ssl' | 'nossl';
-  hardware: { device: string; cpu_threads: number };
-  cv: Record<string, { mean_auc: number; times: { ssl_s?: number; train_s: number }[] }>;
-  e2e: { variant: string; times: { ssl_s?: number; train_s: number }[] };
-  final: { parameters: number; times: { ssl_s?: number; train_s: number } };
-}
-interface DatasetItem {
-  name: string;
-  group: string;
-  diagnosis: string;
+/** The experts EVALUATION.md reports on, in its order. */
+export const EVALUATED_EXPERTS = ['diagnosis', 'severity', 'triage'] as const;
+type Evaluated = (typeof EVALUATED_EXPERTS)[number];
+
+/** An expert report that has the leave-one-source-out section the evaluation reads. */
+type LosoReport = ExpertReport & { leaveOneSourceOut: NonNullable<ExpertReport['leaveOneSourceOut']> };
+
+export interface EvaluationInputs {
+  readonly manifest: Manifest;
+  /** The shipped experts' reports. */
+  readonly reports: Record<Evaluated, LosoReport>;
+  /** The biomarkers-only ablation reports (same folds, only the input blocks differ). */
+  readonly ablations: Record<Evaluated, LosoReport>;
+  /** train_extractor.py's report.json. */
+  readonly extractor: ExtractorTrainingReport;
+  readonly oof: OofFile;
+  readonly items: readonly Pick<DatasetItem, 'name' | 'group' | 'diagnosis'>[];
 }
 
 const fmt = (m: Interval | undefined, d = 2) =>
@@ -53,10 +46,6 @@ const chosen = (r: ExpertReport) => r.candidates[r.final.family]!.evaluation;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const fitSeconds = (ts: { ssl_s?: number; train_s: number }[]) => sum(ts.map((t) => (t.ssl_s ?? 0) + t.train_s));
 
-function read<T>(file: string): T {
-  return JSON.parse(readFileSync(file, 'utf8')) as T;
-}
-
 function diagnosisRows(e: Evaluation, labels: readonly string[]): string[] {
   return labels.map(
     (c) =>
@@ -64,39 +53,90 @@ function diagnosisRows(e: Evaluation, labels: readonly string[]): string[] {
   );
 }
 
-function run(): void {
-  const { values } = parseArgs({
-    options: {
-      training: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training') },
-      version: { type: 'string', default: '1.1.1' },
-      'models-dir': { type: 'string', default: DEFAULT_MODELS_DIR },
-    },
-  });
-  const t = values.training!;
-  const modelsDir = values['models-dir']!;
+/** The expert's report, checked: it must describe the model the manifest ships and have a LOSO section. */
+function expertReport(file: string, name: string, shipped?: { version: string; sha256: string }): LosoReport {
+  const r = readTrainingJson(file, ExpertReport, 'expert report', 'sonomark train experts writes it.');
+  if (shipped && (r.expert.version !== shipped.version || r.expert.sha256 !== shipped.sha256)) {
+    throw new TrainingDataError(
+      `${file} describes ${name}@${r.expert.version} (sha256 ${r.expert.sha256.slice(0, 12)}…), but the manifest ships ` +
+        `${name}@${shipped.version} (sha256 ${shipped.sha256.slice(0, 12)}…): retrain the experts (sonomark train experts).`,
+    );
+  }
+  if (!r.leaveOneSourceOut) {
+    throw new TrainingDataError(
+      `${file} has no leave-one-source-out section: the evaluation needs experts trained with --source-column.`,
+    );
+  }
+  return r as LosoReport;
+}
+
+/** Where each input of the evaluation lives: the reports of the manifest's experts, and the training folder. */
+export function evaluationFiles(trainingDir: string, modelsDir: string, manifest: Manifest) {
+  return {
+    reports: Object.fromEntries(
+      EVALUATED_EXPERTS.map((name) => {
+        const e = findExpert(manifest, name);
+        return [name, path.join(modelsDir, 'experts', `${e.name}-${e.version}.report.json`)];
+      }),
+    ) as Record<Evaluated, string>,
+    ablations: Object.fromEntries(
+      EVALUATED_EXPERTS.map((name) => [name, path.join(trainingDir, 'experts', `${name}-biomarkers-only.report.json`)]),
+    ) as Record<Evaluated, string>,
+    extractor: path.join(trainingDir, 'extractor', 'report.json'),
+    oof: path.join(trainingDir, 'extractor', 'oof.json'),
+    dataset: path.join(trainingDir, 'pocus', 'dataset.json'),
+  };
+}
+
+/**
+ * Reads every input of the evaluation, each through its schema. The shipped experts' reports are found
+ * by the versions the manifest gives them, so the evaluation always describes the models that ship.
+ */
+export function readEvaluationInputs(trainingDir: string, modelsDir: string): EvaluationInputs {
   const { manifest } = loadManifest(modelsDir);
-  const x = manifest.extractor;
-  const rep = (name: string) =>
-    read<ExpertReport>(path.join(modelsDir, 'experts', `${name}-${values.version}.report.json`));
-  const abl = (name: string) => read<ExpertReport>(path.join(t, 'experts', `${name}-biomarkers-only.report.json`));
-  const dx = rep('diagnosis');
-  const sev = rep('severity');
-  const tri = rep('triage');
-  const [dxA, sevA, triA] = [abl('diagnosis'), abl('severity'), abl('triage')];
-  const xr = read<ExtractorReport>(path.join(t, 'extractor', 'report.json'));
-  const oof = read<OofFile>(path.join(t, 'extractor', 'oof.json'));
-  const items = read<{ items: DatasetItem[] }>(path.join(t, 'pocus', 'dataset.json')).items;
+  const files = evaluationFiles(trainingDir, modelsDir, manifest);
+  const recipeHint = 'training/python/train_extractor.py writes it (sonomark train extractor).';
+  const per = (f: (name: Evaluated) => LosoReport) =>
+    Object.fromEntries(EVALUATED_EXPERTS.map((name) => [name, f(name)])) as Record<Evaluated, LosoReport>;
+  return {
+    manifest,
+    reports: per((name) => expertReport(files.reports[name], name, findExpert(manifest, name))),
+    ablations: per((name) => expertReport(files.ablations[name], name)),
+    extractor: readTrainingJson(files.extractor, ExtractorTrainingReport, 'extractor training report', recipeHint),
+    oof: readTrainingJson(files.oof, OofFile, 'out-of-fold predictions', recipeHint),
+    items: readTrainingJson(files.dataset, TrainingSetFile, 'training set').items,
+  };
+}
+
+/** Reads the inputs and writes models/EVALUATION.md; returns its path. */
+export function writeEvaluationReport(trainingDir: string, modelsDir: string): string {
+  const file = path.join(modelsDir, 'EVALUATION.md');
+  writeFileSync(file, renderEvaluation(readEvaluationInputs(trainingDir, modelsDir)));
+  return file;
+}
+
+/** models/EVALUATION.md from its inputs. */
+export function renderEvaluation(inputs: EvaluationInputs): string {
+  const x = inputs.manifest.extractor;
+  const { diagnosis: dx, severity: sev, triage: tri } = inputs.reports;
+  const { diagnosis: dxA, severity: sevA, triage: triA } = inputs.ablations;
+  const { extractor: xr, oof, items } = inputs;
 
   // The end-to-end baseline through the experts' own metric code and bootstrap.
   const labels = oof.diagnoses;
   const byName = new Map(items.map((i) => [i.name, i]));
-  const y = Int32Array.from(oof.e2e, (r) => labels.indexOf(byName.get(r.name)!.diagnosis));
+  const item = (name: string) => {
+    const i = byName.get(name);
+    if (!i) throw new TrainingDataError(`oof.json names ${name}, which the training set's dataset.json does not have.`);
+    return i;
+  };
+  const y = Int32Array.from(oof.e2e, (r) => labels.indexOf(item(r.name).diagnosis));
   const prob = {
     data: Float64Array.from(oof.e2e.flatMap((r) => r.diagnosis)),
     rows: oof.e2e.length,
     cols: labels.length,
   };
-  const groups = oof.e2e.map((r) => byName.get(r.name)!.group);
+  const groups = oof.e2e.map((r) => item(r.name).group);
   const e2e = evaluate('classification', labels, y, prob, groups, { seed: 1, resamples: 1000 });
 
   const dxE = chosen(dx);
@@ -115,10 +155,10 @@ function run(): void {
   const extractorCvSeconds = fitSeconds(xr.cv[xr.kept]!.times);
   const e2eSeconds = fitSeconds(xr.e2e.times);
   const params = xr.final.parameters;
-  const md = `# Evaluation: sonomark experts on ${x.name} ${x.version} features
+  return `# Evaluation: sonomark experts on ${x.name} ${x.version} features
 
-Generated by \`training/evaluation-report.ts\` (\`npm run train:experts\`) from the training reports; nothing here is
-typed by hand. Research use only, not a medical device.
+Generated by \`sonomark train evaluate\` (the last step of \`npm run train:experts\`) from the training reports; nothing
+here is typed by hand. Research use only, not a medical device.
 
 ## Protocol
 - **Data:** the public POCUS collection, ${dx.data.rows} items (clips and stills), ${dx.data.groups} patient/series groups,
@@ -199,8 +239,4 @@ Diagnosis balanced accuracy here: ${fmt(dxE.metrics['balancedAccuracy'])}${
 - Severity labels exist for ${sev.data.rows} clips only.
 - Research use only; not validated for any clinical decision.
 `;
-  writeFileSync(path.join(modelsDir, 'EVALUATION.md'), md);
-  process.stderr.write(`wrote ${path.join(modelsDir, 'EVALUATION.md')}\n`);
 }
-
-run();

@@ -5,24 +5,11 @@
  * the same pixels (the sha256 of the uint8 tensor PyTorch read), and
  * onnxruntime-node reproduces PyTorch's numbers on them.
  */
-import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { z } from 'zod';
 import { decodeFrameBytes, toFloat01, createExtractorSession } from '../gpu-tasks/feature-extractor/src';
 import { sha256Hex } from '../core/scan-id';
 import type { ExtractorEntry } from '../core/schemas';
-
-export const ParityFixture = z.object({
-  /** Path of the clip relative to the POCUS data directory. */
-  clip: z.string().min(1),
-  /** sha256 of the whole clip's uint8 [n,1,S,S] tensor as training read it. */
-  tensorSha256: z.string().regex(/^[0-9a-f]{64}$/),
-  /** PyTorch outputs on the first `frames` frames. */
-  frames: z.number().int().positive(),
-  biomarkers: z.array(z.array(z.number())),
-  embedding: z.array(z.array(z.number())),
-});
-export type ParityFixture = z.infer<typeof ParityFixture>;
+import { ParityFixture, readTrainingJson } from './schemas';
 
 /** onnxruntime may differ from PyTorch by float rounding only. */
 export const PARITY_TOLERANCE = 1e-4;
@@ -34,7 +21,12 @@ export interface ParityResult {
 }
 
 export function readParityFixture(file: string): ParityFixture {
-  return ParityFixture.parse(JSON.parse(readFileSync(file, 'utf8')));
+  return readTrainingJson(
+    file,
+    ParityFixture,
+    'parity fixture',
+    'training/python/train_extractor.py writes it with the final model.',
+  );
 }
 
 /** Largest |actual - expected[at + i]| and how many exceed PARITY_TOLERANCE: the one comparison both checks use. */

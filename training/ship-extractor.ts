@@ -1,85 +1,53 @@
 /**
- * Step 3 of `npm run train:extractor`: ship a trained extractor into models/.
+ * Shipping a trained extractor into models/ (`sonomark train extractor`, after the Python recipe).
  *
- * Verifies the ONNX/PyTorch parity fixture first (the serving decoder gives the
- * tensor training read; onnxruntime-node matches PyTorch within 1e-4), then
- * copies the model, writes its metrics JSON, parity fixture and markdown card,
- * and updates the manifest's extractor entry. Experts trained on another
- * extractor's features are dropped from the manifest, with a note to retrain
- * them (`npm run train:experts`): their inputs would no longer mean anything.
- *
- *   npx tsx training/ship-extractor.ts [--from .sonomark/training/extractor] [--data .sonomark/training/pocus]
- *                                     [--name sonomark-lus-biomarkers] [--version 1.1.1] [--models-dir models]
- *                                     [--changes "what changed since the previous version"]
+ * Verifies the ONNX/PyTorch parity first (the serving decoder gives the tensor training read;
+ * onnxruntime-node matches PyTorch within 1e-4 on the fixture and on every training frame), then
+ * copies the model, writes its metrics JSON, parity fixture and markdown card, and updates the
+ * manifest's extractor entry. Experts trained on another extractor's features are dropped from the
+ * manifest, with a note to retrain them (`sonomark train experts`): their inputs would no longer mean
+ * anything.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { z } from 'zod';
 import { BIOMARKERS } from '../core/biomarkers';
 import { fromNpy } from './npy';
 import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture, type FullParityResult } from './parity';
-import { loadManifest } from '../core/manifest';
-import { MODELS } from '../core/contract';
-import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
+import { loadManifest, validateManifest, writeManifest } from '../core/manifest';
 import { sha256Hex } from '../core/scan-id';
-import { Manifest, type ExtractorEntry } from '../core/schemas';
+import type { ExtractorEntry, Manifest } from '../core/schemas';
+import {
+  checkTrainingJson,
+  ExperimentFile,
+  ExtractorMetrics,
+  ExtractorTrainingReport,
+  readJsonFile,
+  readTrainingJson,
+  TrainingSetFile,
+  type DatasetItem,
+  type ExtractorConfig,
+} from './schemas';
 
-interface BiomarkerRow {
-  positives: number;
-  annotated: number;
-  auc: number | null;
-  auc_ci95: [number, number] | null;
-  auc_clip_mean: number | null;
-  auc_per_fold: (number | null)[];
-}
-interface CvVariant {
-  per_biomarker: Record<string, BiomarkerRow>;
-  mean_auc: number | null;
-  wall_s: number;
-  times: { ssl_s?: number; train_s: number; fold: number }[];
-}
-/** The recipe: CONFIG of train_extractor.py plus its opt-in switches (frame_norm, dropout, aux_diagnosis, ema). */
-interface TrainingConfig {
-  [key: string]: number | boolean | undefined;
-  embedding_dim: number;
-  frame_norm?: boolean;
-  dropout?: number;
-  aux_diagnosis?: number;
-  ema?: number;
-  extra_conv?: boolean;
-}
+type TrainingConfig = ExtractorConfig;
 /** One `train_extractor.py --experiment TAG` run: a recipe variant cross-validated on the same folds. */
-export interface ExperimentResult {
-  tag: string;
-  recipe: 'ssl' | 'nossl';
-  config: Record<string, number | boolean>;
-  /** The run's --seed (recorded since 1.1.1; earlier runs used the default seed). */
-  seed?: number;
-  mean_auc: number | null;
-  wall_s: number;
-}
-export interface TrainingReport {
-  config: TrainingConfig;
-  seed: number;
-  hardware: { device: string; cpu_threads: number; torch: string; python: string };
-  positives: Record<string, number>;
-  unlearnable: string[];
-  dropped_upstream: Record<string, string>;
-  folds: number;
-  cv: { nossl: CvVariant; ssl: CvVariant };
-  kept: 'ssl' | 'nossl';
-  final: { times: { ssl_s?: number; train_s: number }; parameters: number };
-  wall_s: number;
-}
-export interface DatasetItem {
-  /** The item's frames as training read them, relative to the training-set directory. */
-  npy: string;
-  license: string;
-  kind: string;
-  source: string;
-  group: string;
-}
+export type ExperimentResult = ExperimentFile & { tag: string };
+/** What the card reads of the recipe's report.json (the end-to-end baseline is the evaluation report's). */
+export type TrainingReport = Pick<
+  ExtractorTrainingReport,
+  | 'config'
+  | 'seed'
+  | 'hardware'
+  | 'positives'
+  | 'unlearnable'
+  | 'dropped_upstream'
+  | 'folds'
+  | 'cv'
+  | 'kept'
+  | 'final'
+  | 'wall_s'
+>;
+/** What the card reads of each training-set item. */
+export type CardItem = Pick<DatasetItem, 'npy' | 'license' | 'kind' | 'source' | 'group'>;
 
 const f3 = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : x.toFixed(3));
 const ci = (c: [number, number] | null) => (c ? `${f3(c[0])}–${f3(c[1])}` : 'n/a');
@@ -300,7 +268,7 @@ ${reading}
 export function renderCard(
   entry: { name: string; version: string; sha256: string },
   r: TrainingReport,
-  items: DatasetItem[],
+  items: CardItem[],
   parity: { biomarkers: number; embedding: number },
   experiments: ExperimentResult[] = [],
   changes?: string,
@@ -443,35 +411,65 @@ export function readExperiments(from: string): ExperimentResult[] {
     .sort()
     .map((f) => ({
       tag: f.replace(/\.json$/, ''),
-      ...(JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as Omit<ExperimentResult, 'tag'>),
+      ...readTrainingJson(path.join(dir, f), ExperimentFile, 'experiment result'),
     }));
 }
 
-async function run(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      from: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training', 'extractor') },
-      data: { type: 'string', default: path.join(PACKAGE_ROOT, '.sonomark', 'training', 'pocus') },
-      name: { type: 'string', default: 'sonomark-lus-biomarkers' },
-      version: { type: 'string', default: '1.1.1' },
-      // What changed since the previous version, in words, for the card (and the metrics JSON).
-      changes: { type: 'string' },
-      'models-dir': { type: 'string', default: DEFAULT_MODELS_DIR },
-    },
-  });
-  const from = values.from!;
-  const modelsDir = values['models-dir']!;
-  const name = values.name!;
-  const version = values.version!;
-  const report = JSON.parse(readFileSync(path.join(from, 'report.json'), 'utf8')) as TrainingReport;
-  const dataset = JSON.parse(readFileSync(path.join(values.data!, 'dataset.json'), 'utf8')) as {
-    dataDir: string;
-    items: DatasetItem[];
+export interface ShipOptions {
+  /** The Python recipe's output folder (report.json, extractor.onnx, parity.json, parity-full-*.npy). */
+  readonly from: string;
+  /** The training-set folder the recipe read (dataset.json and the frames). */
+  readonly data: string;
+  readonly modelsDir: string;
+  /** @default the manifest's extractor name */
+  readonly name?: string;
+  /** @default the manifest's extractor version (a re-run reproduces the shipped extractor in place) */
+  readonly version?: string;
+  /** What changed since the previous version, in words, for the card and the metrics JSON. */
+  readonly changes?: string;
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * The name and version a ship writes: the ones given, else the manifest's extractor's. A version is
+ * never made up: without --version the run re-ships the model the manifest names (what reproducing the
+ * shipped extractor means); a new model gets its new version from the command line.
+ */
+export function shipTarget(
+  manifest: Manifest,
+  opts: { name?: string; version?: string },
+): { name: string; version: string; fromManifest: boolean } {
+  return {
+    name: opts.name ?? manifest.extractor.name,
+    version: opts.version ?? manifest.extractor.version,
+    fromManifest: opts.version === undefined,
   };
+}
+
+export interface ShipResult {
+  readonly entry: ExtractorEntry;
+  /** Experts trained on other features, removed from the manifest (`name@version`). */
+  readonly dropped: string[];
+}
+
+export async function shipExtractor(opts: ShipOptions): Promise<ShipResult> {
+  const log = opts.log ?? (() => {});
+  const { from, modelsDir } = opts;
+  const recipeHint = 'training/python/train_extractor.py writes it (sonomark train extractor).';
+  // Read once: checked against the schema, and copied whole into the metrics JSON.
+  const reportFile = path.join(from, 'report.json');
+  const rawReport = readJsonFile(reportFile, 'extractor training report', recipeHint);
+  const report = checkTrainingJson(ExtractorTrainingReport, rawReport, `extractor training report ${reportFile}`);
+  const dataset = readTrainingJson(
+    path.join(opts.data, 'dataset.json'),
+    TrainingSetFile,
+    'training set',
+    'training/datasets/export.ts writes it (sonomark train extractor).',
+  );
   const { manifest } = loadManifest(modelsDir);
+  const { name, version } = shipTarget(manifest, opts);
   const base = `${name}-${version}`;
   const file = `extractor/${base}.onnx`;
-  mkdirSync(path.join(modelsDir, 'extractor'), { recursive: true });
   const bytes = readFileSync(path.join(from, 'extractor.onnx'));
   const sha256 = sha256Hex(bytes);
   const previous = manifest.extractor;
@@ -483,7 +481,7 @@ async function run(): Promise<void> {
     input: { ...previous.input, name: 'frames', size: 128 },
     outputs: {
       biomarkers: { name: 'biomarkers', labels: [...BIOMARKERS] },
-      embedding: { name: 'embedding', dim: report.config['embedding_dim']! },
+      embedding: { name: 'embedding', dim: report.config.embedding_dim },
     },
     card: {
       status: 'trained',
@@ -500,7 +498,8 @@ async function run(): Promise<void> {
         meanCvAucWithSsl: report.cv.ssl.mean_auc,
         perBiomarker: Object.fromEntries(
           BIOMARKERS.map((b) => {
-            const row = report.cv[report.kept].per_biomarker[b]!;
+            const row = report.cv[report.kept].per_biomarker[b];
+            if (!row) throw new Error(`${reportFile} has no cross-validation row for the biomarker ${b}.`);
             return [b, { auc: row.auc, ci95: row.auc_ci95, positives: row.positives, annotated: row.annotated }];
           }),
         ),
@@ -516,14 +515,16 @@ async function run(): Promise<void> {
     },
   };
 
-  // The manifest entry is validated (a version like "1.2.0", ...) before anything is written into models/.
+  // The manifest is validated (a version like "1.2.0", ...) before anything is written into models/.
   const kept = manifest.experts.filter((e) => e.extractor.name === name && e.extractor.version === version);
   const dropped = manifest.experts.filter((e) => !kept.includes(e)).map((e) => `${e.name}@${e.version}`);
-  const parsed = Manifest.safeParse({ ...manifest, extractor: entry, experts: kept });
-  if (!parsed.success) {
-    throw new Error(`the manifest entry is invalid, nothing was shipped:\n${z.prettifyError(parsed.error)}`);
+  const next = { ...manifest, extractor: entry, experts: kept };
+  try {
+    validateManifest(next, `model manifest with ${name}@${version}`);
+  } catch (e) {
+    (e as Error).message += ' Nothing was shipped.';
+    throw e;
   }
-  const next = parsed.data;
 
   // Parity before anything is written into models/: a model that serving would compute differently is not shipped.
   const staging = path.join(from, 'staging');
@@ -536,10 +537,10 @@ async function run(): Promise<void> {
   }
   const worst = Math.max(parity.maxAbsDiff.biomarkers, parity.maxAbsDiff.embedding);
   if (worst > PARITY_TOLERANCE) throw new Error(`Parity: max abs diff ${worst} > ${PARITY_TOLERANCE}.`);
-  process.stderr.write(`parity ok: ${JSON.stringify(parity.maxAbsDiff)}\n`);
+  log(`parity ok: ${JSON.stringify(parity.maxAbsDiff)}`);
   const full = await checkFullParity(
     dataset.items.length,
-    (i) => readFrames(path.join(values.data!, dataset.items[i]!.npy)),
+    (i) => readFrames(path.join(opts.data, dataset.items[i]!.npy)),
     readFullParityReference(from),
     staging,
     entry,
@@ -550,41 +551,31 @@ async function run(): Promise<void> {
         `(max ${JSON.stringify(full.maxAbsDiff)}).`,
     );
   }
-  process.stderr.write(`parity ok on all ${full.frames} training frames: ${JSON.stringify(full.maxAbsDiff)}\n`);
+  log(`parity ok on all ${full.frames} training frames: ${JSON.stringify(full.maxAbsDiff)}`);
 
+  // The report is copied whole (its own key order, fields the schema does not name), then checked as a metrics file.
+  const metrics = {
+    model: { name, version, sha256 },
+    ...(rawReport as Record<string, unknown>),
+    parity: parity.maxAbsDiff,
+    parityAllFrames: { frames: full.frames, ...full.maxAbsDiff },
+    changes: opts.changes,
+  };
+  checkTrainingJson(ExtractorMetrics, metrics, `metrics of ${name}@${version}`);
+
+  mkdirSync(path.join(modelsDir, 'extractor'), { recursive: true });
   copyFileSync(path.join(from, 'extractor.onnx'), path.join(modelsDir, file));
   writeFileSync(path.join(modelsDir, 'extractor', `${base}.parity.json`), JSON.stringify(fixture) + '\n');
-  writeFileSync(
-    path.join(modelsDir, 'extractor', `${base}.metrics.json`),
-    JSON.stringify(
-      {
-        model: { name, version, sha256 },
-        ...report,
-        parity: parity.maxAbsDiff,
-        parityAllFrames: { frames: full.frames, ...full.maxAbsDiff },
-        changes: values.changes,
-      },
-      null,
-      1,
-    ) + '\n',
-  );
+  writeFileSync(path.join(modelsDir, 'extractor', `${base}.metrics.json`), JSON.stringify(metrics, null, 1) + '\n');
   writeFileSync(
     path.join(modelsDir, entry.card.cardFile!),
-    renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), values.changes, full),
+    renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), opts.changes, full),
   );
-
-  writeFileSync(path.join(modelsDir, MODELS.manifestFile), JSON.stringify(next, null, 2) + '\n');
-  process.stderr.write(`shipped ${name}@${version} (${sha256}) into ${modelsDir}\n`);
+  // Last, so the manifest never names a file that is not there yet.
+  writeManifest(modelsDir, next);
+  log(`shipped ${name}@${version} (${sha256}) into ${modelsDir}`);
   if (dropped.length) {
-    process.stderr.write(
-      `dropped experts trained on other features: ${dropped.join(', ')}; retrain them: npm run train:experts\n`,
-    );
+    log(`dropped experts trained on other features: ${dropped.join(', ')}; retrain them: sonomark train experts`);
   }
-}
-
-if (require.main === module) {
-  run().catch((e: unknown) => {
-    process.stderr.write(`ship-extractor: ${(e as Error).message}\n`);
-    process.exit(1);
-  });
+  return { entry, dropped };
 }

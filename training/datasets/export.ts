@@ -12,6 +12,7 @@ import { BIOMARKERS } from '../../core/biomarkers';
 import { toNpy } from '../npy';
 import { sha256Hex } from '../../core/scan-id';
 import { DIAGNOSES, DROPPED_FLAGS, loadPocus, type PocusItem } from './pocus';
+import { checkTrainingJson, TrainingSetFile } from '../schemas';
 
 export interface FramesEntry {
   npy: string;
@@ -95,6 +96,7 @@ export async function exportPocusTrainingSet(
     dropped: DROPPED_FLAGS,
     items: out,
   };
+  checkTrainingJson(TrainingSetFile, set, `training set for ${outDir}`);
   writeFileSync(path.join(outDir, 'dataset.json'), JSON.stringify(set, null, 1) + '\n');
   const rows = out.map((i) =>
     [path.join(set.dataDir, i.file), i.name, i.sha256, i.group, i.source, i.fold, i.diagnosis, i.triage, i.severity]

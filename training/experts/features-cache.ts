@@ -9,12 +9,29 @@
  * sha256 is checked on read, so a model file retrained without a version bump is
  * recomputed rather than served stale.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import * as path from 'node:path';
-import { extractFeatures, type ExtractorSession } from '../../gpu-tasks/feature-extractor/src';
+import {
+  createExtractorSession,
+  extractFeatures,
+  type ExecutionProviderChoice,
+  type ExtractorSession,
+} from '../../gpu-tasks/feature-extractor/src';
+import { loadManifest } from '../../core/manifest';
 import { scanIdFromContent, sha256Hex } from '../../core/scan-id';
 import { FeaturesDocument, type ExtractorEntry } from '../../core/schemas';
 import type { FeaturesRecord } from './data';
+import { TrainingDataError } from './errors';
 
 /** Relative to the working directory, like the training exports under .sonomark/. */
 export const DEFAULT_CACHE_DIR = '.sonomark';
@@ -98,4 +115,106 @@ export async function clipFeatures(file: string, deps: ClipFeaturesDeps): Promis
   });
   writeCachedFeatures(cacheFile, features);
   return { ...base, cached: false, features };
+}
+
+/** File name endings picked up from a directory (as `sonomark features` does); the bytes are sniffed later anyway. */
+const CLIP_EXTENSIONS = new Set(['.mp4', '.m4v', '.mov', '.avi', '.gif', '.mpeg', '.mpg', '.jpg', '.jpeg', '.png']);
+
+/**
+ * The clips under each input, as `sonomark features FILE|DIR...` takes them: a directory is walked in
+ * name order for clip extensions, a file is taken as is, and a missing path stays in the list so that
+ * it is reported as a failed input rather than silently dropped.
+ */
+export function listClipFiles(inputs: readonly string[]): string[] {
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else if (CLIP_EXTENSIONS.has(path.extname(entry.name).toLowerCase())) files.push(p);
+    }
+  };
+  for (const input of inputs) {
+    let directory = false;
+    try {
+      directory = statSync(input).isDirectory();
+    } catch {
+      // Missing: kept, and reported as failed below.
+    }
+    if (directory) walk(input);
+    else files.push(input);
+  }
+  return files;
+}
+
+export interface FeaturesJsonlOptions {
+  /** Clips and directories of clips. */
+  readonly inputs: readonly string[];
+  /** The models directory whose manifest's extractor runs. */
+  readonly modelsDir: string;
+  /** Cache root (see featuresCacheDir). */
+  readonly cacheDir: string;
+  /** The JSONL file to write: one FeaturesRecord per clip. */
+  readonly out: string;
+  /** @default 'auto' (CUDA when installed, else CPU) */
+  readonly executionProvider?: ExecutionProviderChoice;
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * Features of every clip under `inputs` with the manifest's extractor, cached, into one JSONL file (what
+ * `sonomark features --out` writes). Every clip is tried; if any failed, the file still holds the others
+ * and a TrainingDataError names the failed clips, since a training run must not go on with clips missing.
+ */
+export async function writeFeaturesJsonl(opts: FeaturesJsonlOptions): Promise<{ clips: number; cached: number }> {
+  const log = opts.log ?? (() => {});
+  const loaded = loadManifest(opts.modelsDir);
+  const entry = loaded.manifest.extractor;
+  const files = listClipFiles(opts.inputs);
+  if (files.length === 0) throw new TrainingDataError(`No clips found in ${opts.inputs.join(', ')}.`);
+  log(
+    `extractor ${entry.name}@${entry.version} (sha256 ${entry.sha256.slice(0, 16)}…), cache ${featuresCacheDir(opts.cacheDir, entry)}`,
+  );
+  mkdirSync(path.dirname(opts.out), { recursive: true });
+  let session: Promise<ExtractorSession> | undefined;
+  const failed: string[] = [];
+  let cached = 0;
+  const fd = openSync(opts.out, 'w');
+  try {
+    for (let i = 0; i < files.length; i++) {
+      const file = files[i]!;
+      const t0 = performance.now();
+      try {
+        const record = await clipFeatures(file, {
+          cacheDir: opts.cacheDir,
+          entry,
+          session: () =>
+            (session ??= createExtractorSession(loaded.dir, entry, {
+              executionProvider: opts.executionProvider ?? 'auto',
+              warn: log,
+            })),
+          warn: (line) => log(`  ${line}`),
+        });
+        if (record.cached) cached++;
+        writeSync(fd, JSON.stringify(record) + '\n');
+        log(
+          `[${i + 1}/${files.length}] ${(record.cached ? 'cached' : 'extracted').padEnd(9)} ${Math.round(performance.now() - t0)} ms  ${file}`,
+        );
+      } catch (e) {
+        const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
+        failed.push(`${file} (${why})`);
+        log(`[${i + 1}/${files.length}] FAILED    ${file}: ${why}`);
+      }
+    }
+  } finally {
+    closeSync(fd);
+    if (session) await (await session.catch(() => undefined))?.release();
+  }
+  log(`${files.length - failed.length} with features (${cached} cached) → ${opts.out}`);
+  if (failed.length > 0) {
+    throw new TrainingDataError(
+      `${failed.length} of ${files.length} clips have no features with ${entry.name}@${entry.version}: ${failed.slice(0, 5).join('; ')}${failed.length > 5 ? '; …' : ''}`,
+    );
+  }
+  return { clips: files.length, cached };
 }

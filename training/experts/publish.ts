@@ -1,14 +1,20 @@
 /**
  * Adds a trained expert to a models directory: the ONNX file under experts/ and
  * its manifest entry (added, or replacing the entry of the same name). The new
- * manifest is validated by loadManifest before anything is written, and the
- * written model is read back through readVerifiedModel, as the Lambda reads it.
+ * manifest is validated as loadManifest reads it before anything is written, and
+ * the written model is read back through readVerifiedModel, as the Lambda reads it.
  */
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { blocksDim } from '../../core/features';
-import { loadManifest, readVerifiedModel, type LoadedManifest } from '../../core/manifest';
+import {
+  loadManifest,
+  readVerifiedModel,
+  validateManifest,
+  writeManifest,
+  type LoadedManifest,
+  type ManifestJson,
+} from '../../core/manifest';
 import { MODELS } from '../../core/contract';
 import { sha256Hex } from '../../core/scan-id';
 import type { ExpertEntry, FeatureBlock, ModelCard, ModelRef, TaskKind } from '../../core/schemas';
@@ -17,7 +23,7 @@ import { EXPERT_IO } from './onnx-export';
 
 export interface ExpertDraft {
   readonly name: string;
-  /** @default the existing entry's version with the patch level bumped, or 0.1.0 */
+  /** @default the manifest's entry of the same name, patch level bumped; required for a new expert */
   readonly version?: string;
   readonly kind: TaskKind;
   readonly labels: readonly string[];
@@ -32,14 +38,30 @@ export interface ExpertDraft {
 export interface PublishPlan {
   readonly entry: ExpertEntry;
   /** The manifest JSON to write (the file's own JSON with one entry added or replaced). */
-  readonly manifestJson: Record<string, unknown>;
+  readonly manifestJson: ManifestJson;
   readonly replaced?: { version: string; status: string };
 }
 
-export function nextVersion(previous: string | undefined): string {
-  if (!previous) return '0.1.0';
+export function nextVersion(previous: string): string {
   const [major, minor, patch] = previous.split('.').map(Number) as [number, number, number];
   return `${major}.${minor}.${patch + 1}`;
+}
+
+/**
+ * The version an expert is published under: the one given, else the manifest's entry of that name
+ * with its patch level bumped. A new expert has no entry to count from, and a made-up default would
+ * say nothing about what it was trained on, so it needs its version given.
+ */
+export function expertVersion(loaded: LoadedManifest, name: string, version: string | undefined): string {
+  if (version !== undefined) return version;
+  const previous = loaded.manifest.experts.find((e) => e.name === name);
+  if (!previous) {
+    throw new TrainingDataError(
+      `The manifest in ${loaded.dir} has no expert "${name}" to take the next version from: pass --version X.Y.Z ` +
+        `(the shipped experts carry the version of the extractor they read, ${loaded.manifest.extractor.version}).`,
+    );
+  }
+  return nextVersion(previous.version);
 }
 
 /** An expert only runs behind the extractor its features came from (name, version and model file). */
@@ -66,7 +88,7 @@ export function planPublish(loaded: LoadedManifest, draft: ExpertDraft, bytes: U
     );
   }
   const previous = m.experts.find((e) => e.name === draft.name);
-  const version = draft.version ?? nextVersion(previous?.version);
+  const version = expertVersion(loaded, draft.name, draft.version);
   const file = `experts/${draft.name}-${version}.onnx`;
   const entry: ExpertEntry = {
     name: draft.name,
@@ -85,20 +107,15 @@ export function planPublish(loaded: LoadedManifest, draft: ExpertDraft, bytes: U
     lambda: previous?.lambda ?? { memoryMb: 1024, timeoutSeconds: 60, reservedConcurrency: 10 },
     card: { status: 'trained', ...draft.card },
   };
-  const raw = JSON.parse(readFileSync(path.join(loaded.dir, MODELS.manifestFile), 'utf8')) as Record<string, unknown>;
-  const experts = (raw.experts as Record<string, unknown>[]).filter((e) => e.name !== draft.name);
-  const at = (raw.experts as Record<string, unknown>[]).findIndex((e) => e.name === draft.name);
-  experts.splice(at < 0 ? experts.length : at, 0, entry as unknown as Record<string, unknown>);
+  // The file's own JSON (loadManifest validated it), not zod's copy with its defaults filled in.
+  const raw = JSON.parse(readFileSync(path.join(loaded.dir, MODELS.manifestFile), 'utf8')) as ManifestJson;
+  const experts = raw.experts.filter((e) => e.name !== draft.name);
+  const at = raw.experts.findIndex((e) => e.name === draft.name);
+  experts.splice(at < 0 ? experts.length : at, 0, entry);
   const manifestJson = { ...raw, experts };
 
-  // Validate exactly what will be written, through the loader every consumer uses.
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'sonomark-manifest-'));
-  try {
-    writeFileSync(path.join(tmp, MODELS.manifestFile), JSON.stringify(manifestJson));
-    loadManifest(tmp);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  // Validate exactly what will be written, as the loader every consumer uses reads it.
+  validateManifest(manifestJson, `model manifest with ${draft.name}@${version} for ${loaded.dir}`);
   return {
     entry,
     manifestJson,
@@ -116,7 +133,7 @@ function writeAtomically(file: string, data: Uint8Array | string): void {
 /** Writes the model, then the manifest (so the manifest never names a missing file), then reads both back. */
 export function publishExpert(dir: string, plan: PublishPlan, bytes: Uint8Array): LoadedManifest {
   writeAtomically(path.join(dir, plan.entry.file), bytes);
-  writeAtomically(path.join(dir, MODELS.manifestFile), `${JSON.stringify(plan.manifestJson, null, 2)}\n`);
+  writeManifest(dir, plan.manifestJson);
   const loaded = loadManifest(dir);
   readVerifiedModel(dir, plan.entry);
   return loaded;

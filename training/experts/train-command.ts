@@ -4,7 +4,7 @@
  * the models directory, and build the report. The CLI only parses arguments and
  * prints; tests call this directly.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { featureNames } from '../../core/features';
@@ -29,8 +29,9 @@ import { foldIds } from './folds';
 import type { Evaluation, Interval } from './metrics';
 import { linearWeights, type Matrix } from './model';
 import { exportExpertOnnx, verifyOnnx, type Verification } from './onnx-export';
-import { checkExtractor, planPublish, publishExpert } from './publish';
+import { checkExtractor, expertVersion, planPublish, publishExpert } from './publish';
 import { trainExpert, type CvFeatures, type LosoFeatures, type TrainResult } from './train';
+import { checkTrainingJson, ExpertReport } from '../schemas';
 
 export const ALL_BLOCKS: readonly FeatureBlock[] = ['biomarker-stats', 'embedding-mean', 'embedding-max'];
 
@@ -251,6 +252,7 @@ export async function runExpertTraining(
   const modelsDir = path.resolve(opts.modelsDir ?? modelsDirFromEnv());
   const loaded = loadManifest(modelsDir);
   checkExtractor(loaded, extractor);
+  expertVersion(loaded, opts.name, opts.version);
   const joined = joinFeatures(labels, indexFeatures(docs, opts.key), {
     blocks: opts.blocks,
     skipMissing: opts.skipMissingFeatures,
@@ -410,14 +412,6 @@ export async function runExpertTraining(
     },
     bytes,
   );
-  if (!opts.dryRun) publishExpert(modelsDir, plan, bytes);
-  log(
-    opts.dryRun
-      ? `dry run: would write ${path.join(modelsDir, plan.entry.file)} (${opts.name}@${plan.entry.version})`
-      : `wrote ${path.join(modelsDir, plan.entry.file)} and the manifest entry ${opts.name}@${plan.entry.version}` +
-          (plan.replaced ? ` (replacing ${plan.replaced.version}, ${plan.replaced.status})` : ''),
-  );
-
   const linear = result.candidates.linear && result.chosen === 'linear' ? linearWeights(result.model) : undefined;
   const report = {
     tool: 'sonomark experts train',
@@ -478,6 +472,18 @@ export async function runExpertTraining(
     expert: plan.entry,
     seconds: { ...result.seconds, wall: Math.round(performance.now() - started) / 1000 },
   };
-  if (opts.report) writeFileSync(opts.report, JSON.stringify(report, null, 2) + '\n');
+  // Checked before anything is written: a report the evaluation could not read is a bug, found here.
+  checkTrainingJson(ExpertReport, report, `report of ${opts.name}@${plan.entry.version}`);
+  if (!opts.dryRun) publishExpert(modelsDir, plan, bytes);
+  log(
+    opts.dryRun
+      ? `dry run: would write ${path.join(modelsDir, plan.entry.file)} (${opts.name}@${plan.entry.version})`
+      : `wrote ${path.join(modelsDir, plan.entry.file)} and the manifest entry ${opts.name}@${plan.entry.version}` +
+          (plan.replaced ? ` (replacing ${plan.replaced.version}, ${plan.replaced.status})` : ''),
+  );
+  if (opts.report) {
+    mkdirSync(path.dirname(path.resolve(opts.report)), { recursive: true });
+    writeFileSync(opts.report, JSON.stringify(report, null, 2) + '\n');
+  }
   return { entry: plan.entry, written: !opts.dryRun, modelsDir, report, result, verification };
 }

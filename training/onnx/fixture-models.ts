@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../core/biomarkers';
 import { blocksDim } from '../../core/features';
+import { manifestJson, writeManifest } from '../../core/manifest';
 import { MODELS } from '../../core/contract';
 import { sha256Hex } from '../../core/scan-id';
 import type { ExpertEntry, FeatureBlock, Manifest, ModelCard, TaskKind } from '../../core/schemas';
@@ -133,17 +134,22 @@ export function buildFixtureModelSet(): FixtureModelSet {
     },
     experts,
   };
-  files.set(MODELS.manifestFile, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+  files.set(MODELS.manifestFile, new TextEncoder().encode(manifestJson(manifest)));
   return { manifest, files };
 }
 
-/** Writes the fixture model set under `dir` (created if missing); returns what was written. */
+/**
+ * Writes the fixture model set under `dir` (created if missing); returns what was written. The models
+ * first, the manifest last (through writeManifest), so the manifest never names a missing file.
+ */
 export function writeFixtureModels(dir: string): FixtureModelSet {
   const set = buildFixtureModelSet();
   for (const [rel, bytes] of set.files) {
+    if (rel === MODELS.manifestFile) continue;
     const file = path.join(dir, rel);
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, bytes);
   }
+  writeManifest(dir, set.manifest);
   return set;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Train the sonomark biomarker extractor (step 2 of `npm run train:extractor`).
+"""Train the sonomark biomarker extractor (`sonomark train extractor`, npm run train:extractor).
 
-Reads a training set written by training/export-training-set.ts, then:
+Reads a training set written by training/datasets/export.ts, then:
   1. grouped K-fold cross-validation (the folds in dataset.json; a patient or
      series never straddles folds) of the MIL biomarker model, with and without
      contrastive self-supervised pretraining (pretraining per fold, on that
@@ -193,7 +193,7 @@ def run_loso(data, cfg, args, device):
     sources = sorted({it["source"] for it in data.items}, key=lambda s: (len(s), s))
     out_dir = os.path.join(args.out, "loso", kept)
     os.makedirs(out_dir, exist_ok=True)
-    # times.json marks a finished set (train-experts.sh checks it, and that its recipe is the report's):
+    # times.json marks a finished set (training/pipeline.ts checks it, and that its recipe is the report's):
     # remove an older one first, so a run that stops halfway never passes for a finished one.
     if os.path.exists(os.path.join(out_dir, "times.json")):
         os.remove(os.path.join(out_dir, "times.json"))

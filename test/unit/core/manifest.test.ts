@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../../core/biomarkers';
 import { blocksDim } from '../../../core/features';
-import { ModelError } from '../../../core/errors';
-import { findExpert, loadManifest, readVerifiedModel } from '../../../core/manifest';
+import { ModelError, PayloadError } from '../../../core/errors';
+import { findExpert, loadManifest, readVerifiedModel, writeManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 
 const SHIPPED = DEFAULT_MODELS_DIR;
@@ -180,5 +180,92 @@ describe('readVerifiedModel', () => {
     // Act / Assess
     expect(() => readVerifiedModel(dir, entry)).toThrow(ModelError);
     expect(() => readVerifiedModel(dir, entry)).toThrow('Model "ghost" file');
+  });
+});
+
+describe('writeManifest', () => {
+  const file = () => path.join(dir, 'manifest.json');
+  const shipped = () => JSON.parse(readFileSync(path.join(SHIPPED, 'manifest.json'), 'utf8'));
+  /** Everything in the directory that is not what was there before: a temp file left behind shows here. */
+  const leftovers = (before: string[]) => readdirSync(dir).filter((f) => !before.includes(f));
+
+  it('writes a manifest that loads back equal, in the format of the shipped file', () => {
+    // Prepare
+    const out = mkdtempSync(path.join(tmpdir(), 'sonomark-write-'));
+    try {
+      // Act
+      const written = writeManifest(out, shipped());
+
+      // Assess
+      expect(readdirSync(out)).toEqual(['manifest.json']);
+      expect(readFileSync(path.join(out, 'manifest.json'))).toEqual(readFileSync(path.join(SHIPPED, 'manifest.json')));
+      expect(loadManifest(out).manifest).toEqual(loadManifest(SHIPPED).manifest);
+      expect(written.manifest).toEqual(loadManifest(SHIPPED).manifest);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('replaces an existing manifest and leaves no temp file', () => {
+    // Prepare
+    const before = readdirSync(dir);
+    const m = shipped();
+    m.experts = m.experts.filter((e: { name: string }) => e.name !== 'severity');
+
+    // Act
+    writeManifest(dir, m);
+
+    // Assess
+    expect(loadManifest(dir).manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'triage']);
+    expect(leftovers(before)).toEqual([]);
+  });
+
+  it('throws a readable error for a manifest that fails the schema, and leaves the old file byte-identical', () => {
+    // Prepare
+    const before = readFileSync(file());
+    const names = readdirSync(dir);
+    const m = shipped();
+    m.experts[1].version = 'two';
+
+    // Act
+    let err: Error | undefined;
+    try {
+      writeManifest(dir, m);
+    } catch (e) {
+      err = e as Error;
+    }
+
+    // Assess
+    expect(err).toBeInstanceOf(PayloadError);
+    expect(err?.message).toContain(`Invalid model manifest for ${file()}`);
+    expect(err?.message).toContain('experts.1.version');
+    expect(err?.message).toContain('Nothing was written.');
+    expect(readFileSync(file()).equals(before)).toBe(true);
+    expect(leftovers(names)).toEqual([]);
+  });
+
+  it('refuses an inconsistent manifest (what loadManifest would reject) and writes nothing', () => {
+    // Prepare
+    const before = readFileSync(file());
+    const m = shipped();
+    m.experts[0].input.dim += 1;
+
+    // Act / Assess
+    expect(() => writeManifest(dir, m)).toThrow(ModelError);
+    expect(() => writeManifest(dir, m)).toThrow(/declares input dim .* Nothing was written\./);
+    expect(readFileSync(file()).equals(before)).toBe(true);
+  });
+
+  it('removes its temp file when the rename fails', () => {
+    // Prepare: a directory where the manifest should go makes the rename fail.
+    const out = mkdtempSync(path.join(tmpdir(), 'sonomark-write-'));
+    mkdirSync(path.join(out, 'manifest.json', 'blocker'), { recursive: true });
+    try {
+      // Act / Assess
+      expect(() => writeManifest(out, shipped())).toThrow(/Cannot write model manifest/);
+      expect(readdirSync(out)).toEqual(['manifest.json']);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });

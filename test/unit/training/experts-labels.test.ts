@@ -11,6 +11,7 @@ import { TrainingDataError } from '../../../training/experts/errors';
 import { syntheticLabelsCsv, syntheticRows, type SyntheticRow } from '../../../training/experts/synthetic';
 import { runExpertTraining, type TrainOptions } from '../../../training/experts/train-command';
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
+import { ExpertReport, readTrainingJson } from '../../../training/schemas';
 
 let dir: string;
 let rows: SyntheticRow[];
@@ -365,5 +366,33 @@ describe('parseLabels', () => {
     expect(() =>
       parseLabels(csv, { key: 'sha256', target: 'triage', kind: 'ordinal', classes: 'low,high' }, 'l.csv'),
     ).toThrow(/grades 0,1,…,K-1 in order/);
+  });
+});
+
+describe('experts train: version and report', () => {
+  it('a new expert needs --version: the refusal comes before any training', async () => {
+    // Act
+    const started = performance.now();
+    const run = train(options(labelsCsv(), { name: 'lung-score', dryRun: false }));
+
+    // Assess
+    await expect(run).rejects.toThrow(TrainingDataError);
+    await expect(run).rejects.toThrow(
+      /has no expert "lung-score" to take the next version from: pass --version X\.Y\.Z/,
+    );
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
+  it('--report writes a report the evaluation reads back, creating its folder', async () => {
+    // Prepare
+    const file = path.join(dir, 'reports', 'new', 'diagnosis.report.json');
+
+    // Act
+    const out = await train(options(labelsCsv(), { report: file, candidates: ['linear'] }));
+
+    // Assess
+    const report = readTrainingJson(file, ExpertReport, 'expert report');
+    expect(report.expert).toEqual(out.entry);
+    expect(report.onnx.written).toBe(false);
   });
 });

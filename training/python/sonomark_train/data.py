@@ -1,4 +1,4 @@
-"""The training set written by training/export-training-set.ts.
+"""The training set written by training/datasets/export.ts.
 
 Frames come from the project's own TypeScript decoder (uint8, exactly the bytes
 serving scales by 1/255); labels, groups and folds come from

@@ -1,0 +1,162 @@
+/**
+ * `sonomark train extractor|experts|evaluate`: reproduce the shipped models from ../shared/data/pocus
+ * (training/pipeline.ts). The training code loads only when a train command runs: the rest of the CLI
+ * never pays for it.
+ *
+ *   sonomark train extractor [--version X.Y.Z] [--name NAME] [--changes TEXT] [--ship-only] [common]
+ *   sonomark train experts [--version X.Y.Z] [common]
+ *   sonomark train evaluate [--training-dir DIR] [--models-dir DIR] [--dry-run]
+ *   common: --data DIR --training-dir DIR --models-dir DIR --dry-run
+ */
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { UsageError, type CliContext } from './context';
+
+interface CommonFlags {
+  readonly trainingDir?: string;
+  readonly modelsDir?: string;
+  readonly dryRun?: boolean;
+}
+interface DataFlags extends CommonFlags {
+  readonly data?: string;
+  readonly version?: string;
+}
+interface ExtractorFlags extends DataFlags {
+  readonly name?: string;
+  readonly changes?: string;
+  readonly shipOnly?: boolean;
+}
+
+const VERSION = /^\d+\.\d+\.\d+$/;
+const NAME = /^[a-z0-9][a-z0-9-]*$/;
+
+function checkFlags(flags: ExtractorFlags): void {
+  if (flags.version !== undefined && !VERSION.test(flags.version)) {
+    throw new UsageError(`--version must look like 1.2.0, got "${flags.version}".`);
+  }
+  if (flags.name !== undefined && !NAME.test(flags.name)) {
+    throw new UsageError(`--name must be lowercase letters, digits and "-", got "${flags.name}".`);
+  }
+}
+
+function withCommon(cmd: Command, data: boolean): Command {
+  if (data) {
+    cmd.option(
+      '--data <dir>',
+      'the POCUS collection (default: $POCUS_DATA, else ../shared/data/pocus beside the package)',
+    );
+  }
+  return cmd
+    .option(
+      '--training-dir <dir>',
+      'training outputs: training set, recipe output, features (default: $SONOMARK_TRAINING_DIR, else .sonomark/training in the package)',
+    )
+    .option('--models-dir <dir>', "the models directory to ship into (default: the package's models/)")
+    .option('--dry-run', 'print the steps, with what each reads and writes, and run nothing');
+}
+
+/** Runs one train command: progress on err, the dry run's plan on out, failures as exit status 1. */
+async function runTrain(
+  ctx: CliContext,
+  command: string,
+  flags: ExtractorFlags,
+  run: (
+    pipeline: typeof import('../training/pipeline'),
+    paths: { trainingDir: string; dataDir: string; modelsDir: string; python: string },
+    io: { dryRun: boolean; log: (line: string) => void; print: (line: string) => void },
+  ) => Promise<void>,
+): Promise<void> {
+  checkFlags(flags);
+  const pipeline = await import('../training/pipeline');
+  const defaults = pipeline.trainingDefaults();
+  const paths = {
+    trainingDir: flags.trainingDir ? path.resolve(flags.trainingDir) : defaults.trainingDir,
+    dataDir: flags.data ? path.resolve(flags.data) : defaults.dataDir,
+    modelsDir: flags.modelsDir ? path.resolve(flags.modelsDir) : defaults.modelsDir,
+    python: defaults.python,
+  };
+  const io = {
+    dryRun: flags.dryRun === true,
+    log: (line: string) => ctx.err.write(`${line}\n`),
+    print: (line: string) => ctx.out.write(`${line}\n`),
+  };
+  try {
+    await run(pipeline, paths, io);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    ctx.err.write(`sonomark train ${command}: ${(e as Error).message}\n`);
+    ctx.exit(1);
+    return;
+  }
+  ctx.exit(0);
+}
+
+export function registerTrain(program: Command, ctx: CliContext): void {
+  const train = program
+    .command('train')
+    .description('reproduce the shipped models from the POCUS collection (training/; PyTorch for the extractor)');
+
+  withCommon(
+    train
+      .command('extractor')
+      .description(
+        'export the training set with the extractor decoder, run the Python recipe (then --loso), ship the extractor, ' +
+          'then train the experts on its features (about 85 min on 2 CPU cores). The recipe runs with $PYTHON, else ' +
+          '/usr/bin/python3 (apt-get install python3-torch python3-onnx)',
+      ),
+    true,
+  )
+    .option(
+      '--version <x.y.z>',
+      "version to ship the extractor (and the experts) under (default: the manifest's extractor version, which re-ships the shipped model)",
+    )
+    .option('--name <name>', "extractor name (default: the manifest's extractor name)")
+    .option('--changes <text>', 'what changed since the previous version, for the model card and metrics')
+    .option('--ship-only', 'ship the recipe output already in the training folder: no export, no Python')
+    .action((flags: ExtractorFlags) =>
+      runTrain(ctx, 'extractor', flags, (p, paths, io) =>
+        p.trainExtractor(
+          {
+            ...paths,
+            name: flags.name,
+            version: flags.version,
+            changes: flags.changes,
+            shipOnly: flags.shipOnly,
+            log: io.log,
+          },
+          io,
+        ),
+      ),
+    );
+
+  withCommon(
+    train
+      .command('experts')
+      .description(
+        "train the diagnosis, severity and triage experts (and their biomarkers-only ablations) on the manifest's " +
+          'extractor, with per-fold and per-source held-out features, then write models/EVALUATION.md',
+      ),
+    true,
+  )
+    .option(
+      '--version <x.y.z>',
+      "version of the experts (default: the manifest's extractor version, whose features they read)",
+    )
+    .action((flags: DataFlags) =>
+      runTrain(ctx, 'experts', flags, (p, paths, io) =>
+        p.trainExperts({ ...paths, version: flags.version, log: io.log }, io),
+      ),
+    );
+
+  withCommon(
+    train
+      .command('evaluate')
+      .description(
+        "render models/EVALUATION.md from the manifest's experts' reports and the training folder's extractor report, " +
+          'out-of-fold predictions and ablation reports',
+      ),
+    false,
+  ).action((flags: CommonFlags) =>
+    runTrain(ctx, 'evaluate', flags, (p, paths, io) => p.evaluateTraining({ ...paths, log: io.log }, io)),
+  );
+}

@@ -1,0 +1,126 @@
+/**
+ * models/EVALUATION.md from the shipped reports: the sections that read only the experts' reports and the
+ * extractor's training report come out exactly as shipped, so moving the renderer changed no number.
+ */
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { DEFAULT_MODELS_DIR } from '../../../core/paths';
+import { EVALUATED_EXPERTS, writeEvaluationReport } from '../../../training/evaluation-report';
+import { TrainingDataError } from '../../../training/experts/errors';
+
+const DIAGNOSES = ['covid', 'pneumonia', 'healthy'];
+
+/** The `## title` section of a markdown document, up to the next section. */
+function section(md: string, title: string): string {
+  const start = md.indexOf(`\n## ${title}`);
+  if (start < 0) throw new Error(`no section ${title}`);
+  const end = md.indexOf('\n## ', start + 1);
+  return md.slice(start, end < 0 ? undefined : end);
+}
+
+let work: string;
+let models: string;
+let training: string;
+
+beforeEach(() => {
+  work = mkdtempSync(path.join(tmpdir(), 'sonomark-evaluation-'));
+  models = path.join(work, 'models');
+  training = path.join(work, 'training');
+  cpSync(DEFAULT_MODELS_DIR, models, { recursive: true });
+  for (const d of ['extractor', 'pocus', 'experts']) mkdirSync(path.join(training, d), { recursive: true });
+  // The shipped metrics JSON holds the whole training report.
+  cpSync(
+    path.join(models, 'extractor', 'sonomark-lus-biomarkers-1.1.1.metrics.json'),
+    path.join(training, 'extractor', 'report.json'),
+  );
+  // Stand-ins for the ablation reports: the shipped reports themselves.
+  for (const name of EVALUATED_EXPERTS) {
+    cpSync(
+      path.join(models, 'experts', `${name}-1.1.1.report.json`),
+      path.join(training, 'experts', `${name}-biomarkers-only.report.json`),
+    );
+  }
+  // A small end-to-end baseline: 12 items in 4 groups, each predicted right with probability 0.6.
+  const items = Array.from({ length: 12 }, (_, i) => ({
+    name: `item${i}`,
+    file: `item${i}.mp4`,
+    npy: `frames/item${i}.npy`,
+    kind: 'video',
+    license: 'CC BY 4.0',
+    source: String(i % 3),
+    group: `g${i % 4}`,
+    diagnosis: DIAGNOSES[i % 3]!,
+    fold: i % 4,
+    sha256: String(i % 10).repeat(64),
+  }));
+  writeFileSync(
+    path.join(training, 'pocus', 'dataset.json'),
+    JSON.stringify({
+      dataset: 'pocus',
+      dataDir: '/data',
+      size: 128,
+      maxFrames: 64,
+      folds: 4,
+      diagnoses: DIAGNOSES,
+      items,
+    }),
+  );
+  writeFileSync(
+    path.join(training, 'extractor', 'oof.json'),
+    JSON.stringify({
+      labels: [],
+      diagnoses: DIAGNOSES,
+      items: [],
+      e2e: items.map((it, i) => ({
+        name: it.name,
+        fold: it.fold,
+        diagnosis: DIAGNOSES.map((_, c) => (c === i % 3 ? 0.6 : 0.2)),
+      })),
+    }),
+  );
+});
+afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+describe('writeEvaluationReport', () => {
+  it('renders the experts and the training cost exactly as shipped, from the reports the manifest names', () => {
+    // Act
+    const file = writeEvaluationReport(training, models);
+
+    // Assess
+    expect(file).toBe(path.join(models, 'EVALUATION.md'));
+    const md = readFileSync(file, 'utf8');
+    const shippedMd = readFileSync(path.join(DEFAULT_MODELS_DIR, 'EVALUATION.md'), 'utf8');
+    expect(md.split('\n')[0]).toBe(shippedMd.split('\n')[0]);
+    for (const title of ['Diagnosis', 'Severity', 'Triage', 'Training cost', 'Caveats']) {
+      expect(section(md, title)).toBe(section(shippedMd, title));
+    }
+    // The baseline went through the experts' metric code: every item right.
+    expect(section(md, 'End-to-end baseline')).toContain('| end-to-end CNN (CV) | 1.00');
+  });
+
+  it('refuses a report that describes another model than the manifest ships', () => {
+    // Prepare
+    const file = path.join(models, 'experts', 'severity-1.1.1.report.json');
+    const report = JSON.parse(readFileSync(file, 'utf8'));
+    report.expert.sha256 = '0'.repeat(64);
+    writeFileSync(file, JSON.stringify(report));
+
+    // Act / Assess
+    expect(() => writeEvaluationReport(training, models)).toThrow(TrainingDataError);
+    expect(() => writeEvaluationReport(training, models)).toThrow(
+      /severity-1\.1\.1\.report\.json describes severity@1\.1\.1 \(sha256 000000000000…\), but the manifest ships/,
+    );
+  });
+
+  it('names a missing input and what writes it', () => {
+    // Prepare
+    rmSync(path.join(training, 'extractor', 'oof.json'));
+
+    // Act / Assess
+    expect(() => writeEvaluationReport(training, models)).toThrow(
+      `Cannot read out-of-fold predictions ${path.join(training, 'extractor', 'oof.json')}: no such file. ` +
+        'training/python/train_extractor.py writes it (sonomark train extractor).',
+    );
+  });
+});

@@ -1,0 +1,140 @@
+/** The training JSON schemas read every shipped report, metrics and parity file, and name the file when one is bad. */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { loadManifest } from '../../../core/manifest';
+import { DEFAULT_MODELS_DIR } from '../../../core/paths';
+import { TrainingDataError } from '../../../training/experts/errors';
+import {
+  ExpertReport,
+  ExtractorMetrics,
+  ExtractorTrainingReport,
+  ParityFixture,
+  readTrainingJson,
+} from '../../../training/schemas';
+
+/** Every file under models/ whose name ends with `suffix`, relative to models/. */
+function shipped(suffix: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith(suffix)) found.push(path.relative(DEFAULT_MODELS_DIR, p));
+    }
+  };
+  walk(DEFAULT_MODELS_DIR);
+  return found.sort();
+}
+
+describe('shipped training files', () => {
+  const { manifest } = loadManifest(DEFAULT_MODELS_DIR);
+
+  it.each(shipped('.report.json'))('models/%s is an expert report of the expert the manifest ships', (file) => {
+    // Act
+    const report = readTrainingJson(path.join(DEFAULT_MODELS_DIR, file), ExpertReport, 'expert report');
+
+    // Assess
+    const entry = manifest.experts.find((e) => e.name === report.expert.name);
+    expect(entry).toBeDefined();
+    expect(report.expert).toEqual(entry);
+    expect(report.data.extractor).toEqual({
+      name: manifest.extractor.name,
+      version: manifest.extractor.version,
+      sha256: manifest.extractor.sha256,
+    });
+    expect(report.leaveOneSourceOut?.features).toBe('per-source');
+  });
+
+  it.each(shipped('.metrics.json'))(
+    'models/%s is the metrics of the shipped extractor, a full training report',
+    (file) => {
+      // Act
+      const metrics = readTrainingJson(path.join(DEFAULT_MODELS_DIR, file), ExtractorMetrics, 'extractor metrics');
+
+      // Assess
+      expect(metrics.model).toEqual({
+        name: manifest.extractor.name,
+        version: manifest.extractor.version,
+        sha256: manifest.extractor.sha256,
+      });
+      expect(ExtractorTrainingReport.safeParse(metrics).success).toBe(true);
+      expect(metrics.cv[metrics.kept].mean_auc).toBe(manifest.extractor.card.metrics['meanCvAuc']);
+    },
+  );
+
+  it.each(shipped('.parity.json'))('models/%s is a parity fixture', (file) => {
+    // Act
+    const fixture = readTrainingJson(path.join(DEFAULT_MODELS_DIR, file), ParityFixture, 'parity fixture');
+
+    // Assess
+    expect(fixture.biomarkers).toHaveLength(fixture.frames);
+    expect(fixture.embedding).toHaveLength(fixture.frames);
+  });
+
+  it('has one file of each kind per shipped model', () => {
+    expect(shipped('.report.json')).toHaveLength(manifest.experts.length);
+    expect(shipped('.metrics.json')).toHaveLength(1);
+    expect(shipped('.parity.json')).toHaveLength(1);
+  });
+});
+
+describe('readTrainingJson', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'sonomark-schemas-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  function error(f: () => unknown): Error {
+    try {
+      f();
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error('did not throw');
+  }
+
+  it('names a missing file and what makes it', () => {
+    // Prepare
+    const file = path.join(dir, 'report.json');
+
+    // Act
+    const err = error(() => readTrainingJson(file, ExtractorTrainingReport, 'extractor training report', 'run X.'));
+
+    // Assess
+    expect(err).toBeInstanceOf(TrainingDataError);
+    expect(err.message).toBe(`Cannot read extractor training report ${file}: no such file. run X.`);
+  });
+
+  it('names a file that is not JSON', () => {
+    // Prepare
+    const file = path.join(dir, 'parity.json');
+    writeFileSync(file, '{"clip": ');
+
+    // Act / Assess
+    expect(() => readTrainingJson(file, ParityFixture, 'parity fixture')).toThrow(
+      new RegExp(`^parity fixture ${file} is not valid JSON`),
+    );
+  });
+
+  it('names the file and each bad field', () => {
+    // Prepare
+    const file = path.join(dir, 'report.json');
+    const report = readTrainingJson(
+      path.join(DEFAULT_MODELS_DIR, shipped('.metrics.json')[0]!),
+      ExtractorMetrics,
+      'metrics',
+    );
+    writeFileSync(file, JSON.stringify({ ...report, kept: 'both', folds: undefined }));
+
+    // Act
+    const err = error(() => readTrainingJson(file, ExtractorTrainingReport, 'extractor training report'));
+
+    // Assess
+    expect(err).toBeInstanceOf(TrainingDataError);
+    expect(err.message).toContain(`Invalid extractor training report ${file}:`);
+    expect(err.message).toContain('folds:');
+    expect(err.message).toContain('kept:');
+  });
+});
