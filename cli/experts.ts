@@ -80,7 +80,7 @@ export function registerExperts(program: Command, ctx: CliContext): void {
         'the extractor trained without s (needs --source-column)',
     )
     .option('--models-dir <DIR>', "manifest to add the expert to (default: the package's models/)")
-    .option('--version <X.Y.Z>', "expert version (default: the existing entry's patch + 1, or 0.1.0)")
+    .option('--version <X.Y.Z>', "expert version (default: the existing entry's patch + 1; required for a new expert)")
     .option('--report <FILE>', 'write the full JSON report here')
     .option('--candidates <LIST>', 'model families to compare (default: linear,mlp)', list)
     .option('--seed <N>', 'random seed (default: 1)', integerAtLeast(0))

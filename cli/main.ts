@@ -20,6 +20,7 @@ import { registerExperts } from './experts';
 import { registerFeatures } from './features';
 import { registerFrames } from './frames';
 import { registerModels } from './models';
+import { registerTrain } from './train';
 
 function packageVersion(): string {
   return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -85,6 +86,7 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
   registerFeatures(program, ctx);
   registerExperts(program, ctx);
   registerModels(program, ctx);
+  registerTrain(program, ctx);
 
   // After commander's own usage errors (unknown option, missing argument, ...), the usage line.
   for (const cmd of allCommands(program)) cmd.showHelpAfterError(usageHint(cmd));
