@@ -1,4 +1,5 @@
 import { makeLavfiClip } from '../../helpers/clips';
+import { tempDir } from '../../helpers/temp';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -152,7 +153,7 @@ describe('extractor infer: model checks', () => {
 
   it('refuses a model file whose sha256 differs from the manifest', async () => {
     // Prepare
-    const dir = mkdtempSync(path.join(tmpdir(), 'sonomark-infer-sha-'));
+    const dir = tempDir('sonomark-infer-sha-');
     const e = writeFixtureModels(dir).manifest.extractor;
     writeFileSync(path.join(dir, e.file), Buffer.from('not the model'));
 
@@ -160,7 +161,6 @@ describe('extractor infer: model checks', () => {
     const err = await createExtractorSession(dir, e, { executionProvider: 'cpu' }).catch((x: unknown) => x);
 
     // Assess
-    rmSync(dir, { recursive: true, force: true });
     expect(err).toBeInstanceOf(ModelError);
     expect((err as Error).message).toMatch(/sha256/);
   });
