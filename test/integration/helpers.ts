@@ -1,10 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PACKAGE_ROOT } from '../../core/paths';
 import { makeLavfiClip } from '../helpers/clips';
+import { POCUS } from '../helpers/pocus';
 
+export { POCUS } from '../helpers/pocus';
 export { tempDir } from '../helpers/temp';
-export const POCUS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus');
 export const clip = (rel: string): string => path.join(POCUS, rel);
 
 /** Real clips in the containers the issue names, from ../shared/data/pocus. */

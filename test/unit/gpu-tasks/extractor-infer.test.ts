@@ -1,6 +1,6 @@
 import { makeLavfiClip } from '../../helpers/clips';
 import { tempDir } from '../../helpers/temp';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../../core/biomarkers';
@@ -93,15 +93,25 @@ describe('extractor infer: session', () => {
   });
 
   it('falls back to CPU with one JSON warning when CUDA is not available (auto)', async () => {
-    if (cudaProviderInstalled()) return; // a GPU build: nothing to fall back from
-    // Prepare
+    // Prepare: hide the CUDA provider library, so a GPU build (onnxruntime-node installed with
+    // CUDA) takes the same path as a CPU one instead of skipping the test.
     const warnings: string[] = [];
+    const realExistsSync = fs.existsSync;
+    const hideCuda = jest
+      .spyOn(fs, 'existsSync')
+      .mockImplementation((p) => !String(p).endsWith('libonnxruntime_providers_cuda.so') && realExistsSync(p));
 
     // Act
-    const s = await createExtractorSession(modelsDir, entry, {
-      executionProvider: 'auto',
-      warn: (l) => warnings.push(l),
-    });
+    let s: ExtractorSession;
+    try {
+      expect(cudaProviderInstalled()).toBe(false);
+      s = await createExtractorSession(modelsDir, entry, {
+        executionProvider: 'auto',
+        warn: (l) => warnings.push(l),
+      });
+    } finally {
+      hideCuda.mockRestore();
+    }
     await s.release();
 
     // Assess
