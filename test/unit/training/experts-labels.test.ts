@@ -12,6 +12,9 @@ import { syntheticLabelsCsv, syntheticRows, type SyntheticRow } from '../../../t
 import { runExpertTraining, type TrainOptions } from '../../../training/experts/train-command';
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 
+// Several tests train (cross-validation included): seconds each, more on a busy machine.
+jest.setTimeout(60_000);
+
 let dir: string;
 let rows: SyntheticRow[];
 let features: string;
