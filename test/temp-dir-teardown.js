@@ -15,7 +15,7 @@ module.exports = async function teardown() {
   rmSync(dir, { recursive: true, force: true });
   if (left.length > 0) {
     throw new Error(
-      `Tests left ${left.length} entries in the temp dir (now removed): ${left.join(', ')}. ` +
+      `Tests left ${left.length === 1 ? 'this' : `these ${left.length}`} in the temp dir (now removed): ${left.join(', ')}. ` +
         'Each test removes what it creates (test/helpers/temp.ts makes dirs removed after the file).',
     );
   }
