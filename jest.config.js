@@ -9,6 +9,9 @@ const base = {
 };
 
 module.exports = {
+  // Each run gets its own TMPDIR, removed at the end; a test that leaves anything there fails the run.
+  globalSetup: '<rootDir>/test/temp-dir-setup.js',
+  globalTeardown: '<rootDir>/test/temp-dir-teardown.js',
   projects: [
     { ...base, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     { ...base, displayName: 'infra', testMatch: ['<rootDir>/test/infra/**/*.test.ts'], slowTestThreshold: 60 },

@@ -1,9 +1,7 @@
 /** Shared setup for the infra suite: one synth per test file, bundling off. */
-import { mkdtempSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { buildApp, type BuiltApp, type BuildAppOptions } from '../../lib/app';
+import { tempDir } from '../helpers/temp';
 
 export interface Synthesized extends BuiltApp {
   readonly storageTemplate: Template;
@@ -12,8 +10,9 @@ export interface Synthesized extends BuiltApp {
   readonly outdir: string;
 }
 
+/** Synthesizes the app into a cloud assembly dir that is removed after the test file. */
 export function synth(opts: BuildAppOptions = {}): Synthesized {
-  const outdir = opts.outdir ?? mkdtempSync(path.join(os.tmpdir(), 'sonomark-infra-'));
+  const outdir = opts.outdir ?? tempDir('sonomark-infra-');
   const built = buildApp({ bundling: false, ...opts, outdir });
   built.app.synth();
   return {

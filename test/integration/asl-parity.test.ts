@@ -4,7 +4,7 @@
  * substitute tokens, and compare with what the local StateMachine executes.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { extractDefinition, taskStates, type CfnTemplate } from '../../local/asl';
 import { LocalWorkflow } from '../../local/workflow';
@@ -35,7 +35,6 @@ describe('the ASL executed locally', () => {
     const workflow = await LocalWorkflow.start();
     const executed = workflow.executedDefinition;
     await workflow.close();
-    rmSync(outdir, { recursive: true, force: true });
 
     // Assess
     expect(executed).toEqual(extractDefinition(template));

@@ -37,13 +37,20 @@ describe('sonomark features and a trained expert on a real clip', () => {
   const models = path.join(work, 'models');
   const cache = path.join(work, 'cache');
   const extractor = writeFixtureModels(models).manifest.extractor;
+  let first: Awaited<ReturnType<typeof cli>>;
+  let second: Awaited<ReturnType<typeof cli>>;
   let record: FeaturesRecord;
 
-  it('extracts features once, caches them by content and extractor, and serves the cache the second time', async () => {
-    // Act
-    const first = await cli(['features', '--cache', cache, '--models-dir', models, CLIP]);
-    const second = await cli(['features', '--cache', cache, '--models-dir', models, CLIP]);
+  beforeAll(async () => {
+    // Every test below reads the clip's features from the cache: extract them here, and
+    // once more to be served from the cache, whatever order the tests run in.
+    first = await cli(['features', '--cache', cache, '--models-dir', models, CLIP]);
+    second = await cli(['features', '--cache', cache, '--models-dir', models, CLIP]);
+    if (first.code !== 0) throw new Error(`sonomark features failed (${first.code}): ${first.stderr}`);
+    record = FeaturesRecord.parse(JSON.parse(first.stdout));
+  });
 
+  it('extracts features once, caches them by content and extractor, and serves the cache the second time', () => {
     // Assess
     expect(first.code).toBe(0);
     expect(second.code).toBe(0);
@@ -63,7 +70,6 @@ describe('sonomark features and a trained expert on a real clip', () => {
     expect(existsSync(file)).toBe(true);
     expect(first.stderr).toMatch(/\[1\/1\] extracted/);
     expect(second.stderr).toMatch(/\[1\/1\] cached/);
-    record = a;
   });
 
   it('keeps going past a bad clip and exits 1, with a clear line for it', async () => {

@@ -1,10 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PACKAGE_ROOT } from '../../core/paths';
 import { makeLavfiClip } from '../helpers/clips';
+import { POCUS } from '../helpers/pocus';
 
-export const POCUS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus');
+export { POCUS } from '../helpers/pocus';
+export { tempDir } from '../helpers/temp';
 export const clip = (rel: string): string => path.join(POCUS, rel);
 
 /** Real clips in the containers the issue names, from ../shared/data/pocus. */
@@ -15,10 +15,6 @@ export const REAL_CLIPS = {
   mov: clip('videos/convex/Cov_convex_volpecelli_sonographic_v3.mov'),
   mpeg: clip('videos/convex/Reg_pat2Image_134138.mpeg'),
 } as const;
-
-export function tempDir(prefix = 'sonomark-test-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
-}
 
 /** A clip ffmpeg generates: `frames` frames of a moving test pattern at 10 fps. */
 export function generateClip(dir: string, name: string, frames: number, extraArgs: string[] = []): string {

@@ -1,15 +1,11 @@
 import { makeLavfiClip } from '../../helpers/clips';
+import { POCUS, requirePocus } from '../../helpers/pocus';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DecodeError } from '../../../core/errors';
-import { PACKAGE_ROOT } from '../../../core/paths';
 import { decodeFrameBytes, decodeFrames, uniformSampleIndices } from '../../../gpu-tasks/feature-extractor/src/decode';
-
-const POCUS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus');
-const haveData = existsSync(path.join(POCUS, 'videos'));
-const describeData = haveData ? describe : describe.skip;
 
 /** One real clip per container the pipeline accepts, with the frame count ffmpeg decodes from it. */
 const REAL_CLIPS: { container: string; file: string; decodedFrames: number }[] = [
@@ -37,7 +33,10 @@ function makeClip(name: string, source: string, extra: string[] = []): string {
   return makeLavfiClip(path.join(work, name), source, extra);
 }
 
-describeData('extractor decode: real clips', () => {
+describe('extractor decode: real clips', () => {
+  // Without the data set these tests fail and say why; they are never skipped.
+  beforeAll(requirePocus);
+
   it.each(REAL_CLIPS)('decodes $container into [n,1,128,128] frames in [0,1]', async ({ file, decodedFrames }) => {
     // Prepare
     const clipPath = path.join(POCUS, file);

@@ -1,5 +1,6 @@
 import { makeLavfiClip } from '../../helpers/clips';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tempDir } from '../../helpers/temp';
+import fs, { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../../core/biomarkers';
@@ -92,15 +93,25 @@ describe('extractor infer: session', () => {
   });
 
   it('falls back to CPU with one JSON warning when CUDA is not available (auto)', async () => {
-    if (cudaProviderInstalled()) return; // a GPU build: nothing to fall back from
-    // Prepare
+    // Prepare: hide the CUDA provider library, so a GPU build (onnxruntime-node installed with
+    // CUDA) takes the same path as a CPU one instead of skipping the test.
     const warnings: string[] = [];
+    const realExistsSync = fs.existsSync;
+    const hideCuda = jest
+      .spyOn(fs, 'existsSync')
+      .mockImplementation((p) => !String(p).endsWith('libonnxruntime_providers_cuda.so') && realExistsSync(p));
 
     // Act
-    const s = await createExtractorSession(modelsDir, entry, {
-      executionProvider: 'auto',
-      warn: (l) => warnings.push(l),
-    });
+    let s: ExtractorSession;
+    try {
+      expect(cudaProviderInstalled()).toBe(false);
+      s = await createExtractorSession(modelsDir, entry, {
+        executionProvider: 'auto',
+        warn: (l) => warnings.push(l),
+      });
+    } finally {
+      hideCuda.mockRestore();
+    }
     await s.release();
 
     // Assess
@@ -152,7 +163,7 @@ describe('extractor infer: model checks', () => {
 
   it('refuses a model file whose sha256 differs from the manifest', async () => {
     // Prepare
-    const dir = mkdtempSync(path.join(tmpdir(), 'sonomark-infer-sha-'));
+    const dir = tempDir('sonomark-infer-sha-');
     const e = writeFixtureModels(dir).manifest.extractor;
     writeFileSync(path.join(dir, e.file), Buffer.from('not the model'));
 
@@ -160,7 +171,6 @@ describe('extractor infer: model checks', () => {
     const err = await createExtractorSession(dir, e, { executionProvider: 'cpu' }).catch((x: unknown) => x);
 
     // Assess
-    rmSync(dir, { recursive: true, force: true });
     expect(err).toBeInstanceOf(ModelError);
     expect((err as Error).message).toMatch(/sha256/);
   });

@@ -178,19 +178,24 @@ describe('handler', () => {
       jest.spyOn(process.stdout, 'write').mockImplementation(capture),
       jest.spyOn(process.stderr, 'write').mockImplementation(capture),
     ];
-    const { handler } = await import('../../../lambdas/start-execution/handler');
-    sfnMock
-      .on(StartExecutionCommand)
-      .resolvesOnce({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() })
-      .rejectsOnce(new ExecutionAlreadyExists({ message: 'exists', $metadata: {} }))
-      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
-    // Act
-    const started = await handler(eventBridgeEvent());
-    const again = await handler(eventBridgeEvent());
-    const failed = await handler(eventBridgeEvent()).catch((e: unknown) => e);
-    for (const spy of spies) spy.mockRestore();
-    delete process.env.STATE_MACHINE_ARN;
-    delete process.env.POWERTOOLS_TRACE_ENABLED;
+    // The environment and the spies are restored even when this throws, so no later test sees them.
+    let started, again, failed;
+    try {
+      const { handler } = await import('../../../lambdas/start-execution/handler');
+      sfnMock
+        .on(StartExecutionCommand)
+        .resolvesOnce({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() })
+        .rejectsOnce(new ExecutionAlreadyExists({ message: 'exists', $metadata: {} }))
+        .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+      // Act
+      started = await handler(eventBridgeEvent());
+      again = await handler(eventBridgeEvent());
+      failed = await handler(eventBridgeEvent()).catch((e: unknown) => e);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+      delete process.env.STATE_MACHINE_ARN;
+      delete process.env.POWERTOOLS_TRACE_ENABLED;
+    }
     // Assess
     expect(started.status).toBe('started');
     expect(again.status).toBe('already-started');

@@ -13,6 +13,9 @@ import { runExpertTraining, type TrainOptions } from '../../../training/experts/
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { ExpertReport, readTrainingJson } from '../../../training/schemas';
 
+// Several tests train (cross-validation included): seconds each, more on a busy machine.
+jest.setTimeout(60_000);
+
 let dir: string;
 let rows: SyntheticRow[];
 let features: string;

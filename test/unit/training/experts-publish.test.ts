@@ -18,7 +18,7 @@ import { matrix, predictProba } from '../../../training/experts/model';
 import { syntheticLabelsCsv, syntheticRows, type SyntheticRow } from '../../../training/experts/synthetic';
 import { runExpertTraining } from '../../../training/experts/train-command';
 import { extractorRef, findExpert, loadManifest } from '../../../core/manifest';
-import { writeFixtureModels } from '../../../training/onnx/fixture-models';
+import { buildFixtureModelSet, writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { ExpertResult } from '../../../core/schemas';
 import { scoreExpert } from '../../../lambdas/expert/score';
 import { s3Body, scanRef } from '../helpers/fakes';
@@ -37,7 +37,7 @@ let labels: string;
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'sonomark-publish-'));
   models = path.join(dir, 'models');
-  const x = writeFixtureModels(models).manifest.extractor;
+  const x = buildFixtureModelSet().manifest.extractor;
   rows = syntheticRows({ seed: 21, rows: 90, extractor: { name: x.name, version: x.version, sha256: x.sha256 } });
   features = path.join(dir, 'features.jsonl');
   writeFileSync(
@@ -53,6 +53,9 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 beforeEach(() => {
+  // Each test trains into its own copy of the fixture models, whatever ran before it.
+  rmSync(models, { recursive: true, force: true });
+  writeFixtureModels(models);
   s3Mock.reset();
   ddbMock.reset();
   ddbMock.on(PutCommand).resolves({});

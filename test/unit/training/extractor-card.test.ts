@@ -1,8 +1,8 @@
 /** The extractor's model card says which recipe switches trained it and how the recipe was chosen. */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../../core/biomarkers';
+import { tempDir } from '../../helpers/temp';
 import {
   readExperiments,
   recipeSwitches,
@@ -181,7 +181,7 @@ describe('renderCard', () => {
 
 describe('readExperiments', () => {
   it('reads every experiment JSON in tag order and ignores the fold-model folders', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'sonomark-exp-'));
+    const dir = tempDir('sonomark-exp-');
     expect(readExperiments(dir)).toEqual([]);
     mkdirSync(path.join(dir, 'experiments', 'b'), { recursive: true });
     for (const [tag, auc] of [

@@ -168,11 +168,16 @@ describe('fixture model set', () => {
     const committed = path.join(DEFAULT_MODELS_DIR, 'manifest.json');
     expect(existsSync(committed)).toBe(true);
     const shipped = loadManifest(DEFAULT_MODELS_DIR).manifest;
+    const shippedFiles = [shipped.extractor, ...shipped.experts].map((e) => e.file);
     // Assess: every fixture file in models/ is exactly what the script writes today.
     for (const [rel, bytes] of regenerated.files) {
       const file = path.join(DEFAULT_MODELS_DIR, rel);
       if (rel === 'manifest.json' && shipped.extractor.card.status !== 'fixture') continue; // a trained set replaced it
-      if (!existsSync(file)) continue;
+      if (!existsSync(file)) {
+        // A trained set replaced this fixture file: then no shipped entry may still name it.
+        expect({ rel, namedBy: shippedFiles.filter((f) => f === rel) }).toEqual({ rel, namedBy: [] });
+        continue;
+      }
       expect({ rel, sha: sha(readFileSync(file)) }).toEqual({ rel, sha: sha(bytes) });
     }
     // No shipped entry that points at a fixture file may claim to be trained.
