@@ -5,8 +5,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { main } from '../../cli/main';
+import { runCli } from '../helpers/cli';
 import { FeaturesRecord } from '../../training/experts/data';
 import { featuresCacheFile } from '../../training/experts/features-cache';
 import { matrix, predictProba } from '../../training/experts/model';
@@ -21,16 +20,7 @@ jest.setTimeout(180_000);
 
 const CLIP = clip('videos/convex/Reg-Atlas.gif');
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c: Buffer) => (stdout += c.toString()));
-  err.on('data', (c: Buffer) => (stderr += c.toString()));
-  const code = await main(args, out, err);
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 describe('sonomark features and a trained expert on a real clip', () => {
   const work = tempDir('sonomark-features-it-');

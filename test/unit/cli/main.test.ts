@@ -5,11 +5,11 @@
  * The heavy modules the actions import lazily are mocked so that a test fails
  * if one of them is even loaded.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { main } from '../../../cli/main';
+import { runCli } from '../../helpers/cli';
+import { tempDir } from '../../helpers/temp';
 import { PACKAGE_ROOT } from '../../../core/paths';
 
 const loaded: string[] = [];
@@ -34,18 +34,9 @@ jest.mock('../../../training/datasets/export', () => {
   return {};
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c: Buffer) => (stdout += c.toString()));
-  err.on('data', (c: Buffer) => (stderr += c.toString()));
-  const code = await main(args, out, err);
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
-const missing = path.join(mkdtempSync(path.join(os.tmpdir(), 'sonomark-cli-')), 'no-such-clip.mp4');
+const missing = path.join(tempDir('sonomark-cli-'), 'no-such-clip.mp4');
 let exit: jest.SpyInstance;
 
 beforeEach(() => {
