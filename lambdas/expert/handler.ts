@@ -6,7 +6,7 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { ENV, FUNCTIONS } from '../../core/contract';
 import { requireEnv } from '../../core/env';
 import { loadManifest } from '../../core/manifest';
-import { sonomarkHandler } from '../shared/middleware';
+import { scanIds, sonomarkHandler } from '../shared/middleware';
 import { documentClient, powertools, s3Client } from '../shared/runtime';
 import { scoreExpert, type ScoreDeps } from './score';
 
@@ -22,16 +22,7 @@ const deps: ScoreDeps = {
 
 /** The scan's ids and the expert's name, read leniently: they are logged even when the input is invalid. */
 function ids(input: unknown): Record<string, unknown> {
-  const task = input as {
-    scan?: { scanId?: unknown; siteId?: unknown; studyId?: unknown };
-    expert?: { name?: unknown };
-  } | null;
-  return {
-    scanId: task?.scan?.scanId,
-    siteId: task?.scan?.siteId,
-    studyId: task?.scan?.studyId,
-    expert: task?.expert?.name,
-  };
+  return { ...scanIds(input), expert: (input as { expert?: { name?: unknown } } | null)?.expert?.name };
 }
 
 export const handler = sonomarkHandler(

@@ -3,7 +3,7 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { ENV, FUNCTIONS } from '../../core/contract';
 import { jsonEnv, requireEnv } from '../../core/env';
 import { ScanRates } from '../../core/pricing';
-import { sonomarkHandler } from '../shared/middleware';
+import { scanIds, sonomarkHandler } from '../shared/middleware';
 import { documentClient, powertools } from '../shared/runtime';
 import { finalizeScan, type FinalizeDeps } from './finalize';
 
@@ -16,17 +16,11 @@ const deps: FinalizeDeps = {
   rates: jsonEnv(ENV.scanRates, ScanRates),
 };
 
-/** The scan's ids, read leniently: they are logged even when the input is invalid. */
-function ids(input: unknown): Record<string, unknown> {
-  const scan = (input as { scan?: { scanId?: unknown; siteId?: unknown; studyId?: unknown } } | null)?.scan;
-  return { scanId: scan?.scanId, siteId: scan?.siteId, studyId: scan?.studyId };
-}
-
 export const handler = sonomarkHandler(
   async (input) => {
     const out = await finalizeScan(input, deps);
     logger.info('scan completed', {
-      ...ids(input),
+      ...scanIds(input),
       extractorSeconds: out.usage.extractorSeconds,
       expertMs: out.usage.expertMs,
       estimatedCostUsd: out.usage.estimatedCost?.totalUsd ?? null,
@@ -37,5 +31,5 @@ export const handler = sonomarkHandler(
     return out;
   },
   tools,
-  { message: 'finalize failed', fields: ids },
+  { message: 'finalize failed', fields: scanIds },
 );

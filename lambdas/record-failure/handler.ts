@@ -2,7 +2,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { ENV, FUNCTIONS } from '../../core/contract';
 import { requireEnv } from '../../core/env';
-import { sonomarkHandler } from '../shared/middleware';
+import { scanIds, sonomarkHandler } from '../shared/middleware';
 import { documentClient, powertools, s3Client } from '../shared/runtime';
 import { recordFailure, type RecordFailureDeps } from './record-failure';
 
@@ -18,11 +18,10 @@ const deps: RecordFailureDeps = {
 export const handler = sonomarkHandler(
   async (input) => {
     const out = await recordFailure(input, deps);
-    const scan = (input as { scan?: { siteId?: unknown; studyId?: unknown } } | null)?.scan;
+    // The recorded scan id: derived from the object when the input carried none.
     logger.warn('scan failed', {
+      ...scanIds(input),
       scanId: out.scanId,
-      siteId: scan?.siteId,
-      studyId: scan?.studyId,
       problemCode: out.problem.code,
       recorded: out.recorded,
     });

@@ -18,6 +18,16 @@ export function errorFields(err: unknown): { errorName: string; errorMessage: st
   return { errorName: e?.name ?? 'Error', errorMessage: e?.message ?? String(err) };
 }
 
+/**
+ * The scan's ids in a workflow task's input ({scan: {scanId, siteId, studyId}}), read
+ * leniently so that they are logged even when the input fails its schema. Ids only:
+ * never the object key, which can name a person.
+ */
+export function scanIds(input: unknown): { scanId: unknown; siteId: unknown; studyId: unknown } {
+  const scan = (input as { scan?: { scanId?: unknown; siteId?: unknown; studyId?: unknown } } | null)?.scan;
+  return { scanId: scan?.scanId, siteId: scan?.siteId, studyId: scan?.studyId };
+}
+
 export interface FailureLog {
   /** The log message, e.g. `finalize failed`. */
   readonly message: string;
