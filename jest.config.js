@@ -1,5 +1,5 @@
 /** One jest project per suite: `npm test` runs all, `jest --selectProjects unit` one. */
-const transform = { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, tsconfig: 'tsconfig.json' }] };
+const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
 const base = {
   testEnvironment: '<rootDir>/test/node-realm-environment.js',
   transform,
