@@ -94,8 +94,12 @@ describe('extractor decode: real clips', () => {
 
 describe('extractor decode: generated clips', () => {
   it('decodes every frame of a clip with a known frame count, and samples the right ones', async () => {
-    // Prepare: 100 frames whose brightness encodes the frame number (Y = 16 + 2N, limited range)
-    const clip = makeClip('ramp.mp4', "color=c=black:s=96x96:r=25:d=4,format=yuv420p,geq=lum='16+2*N':cb=128:cr=128");
+    // Prepare: 100 frames whose brightness encodes the frame number (Y = 16 + 2N, limited range), with a
+    // bright corner so no frame is one flat grey level (those are refused as BLANK)
+    const clip = makeClip(
+      'ramp.mp4',
+      "color=c=black:s=96x96:r=25:d=4,format=yuv420p,geq=lum='if(lt(X,6)*lt(Y,6),235,16+2*N)':cb=128:cr=128",
+    );
 
     // Act
     const decoded = await decodeFrameBytes(clip, { size: 32, maxFrames: 10 });
@@ -111,8 +115,12 @@ describe('extractor decode: generated clips', () => {
   });
 
   it('keeps the aspect ratio and pads with true black (0), centred', async () => {
-    // Prepare: a wide white clip, 320×160 → 128×64 centred in 128×128
-    const clip = makeClip('wide.avi', 'color=c=white:s=320x160:r=10:d=1');
+    // Prepare: a wide white clip, 320×160 → 128×64 centred in 128×128 (a black box in its middle rows:
+    // a picture of one flat grey level is refused as BLANK)
+    const clip = makeClip(
+      'wide.avi',
+      'color=c=white:s=320x160:r=10:d=1,drawbox=x=150:y=70:w=20:h=20:color=black:t=fill',
+    );
 
     // Act
     const decoded = await decodeFrameBytes(clip);
@@ -141,7 +149,7 @@ describe('extractor decode: generated clips', () => {
 });
 
 describe('extractor decode: bad input', () => {
-  it('rejects random bytes with DECODE_FAILED and a message that names no path', async () => {
+  it('refuses random bytes before ffmpeg (UNSUPPORTED_FORMAT) with a message that names no path', async () => {
     // Prepare
     const bad = path.join(work, 'Patient_Jane_Doe_1970.mp4');
     writeFileSync(bad, randomBytes(4096));
@@ -151,9 +159,9 @@ describe('extractor decode: bad input', () => {
 
     // Assess
     expect(err).toBeInstanceOf(DecodeError);
-    expect(err).toMatchObject({ code: 'DECODE_FAILED' });
+    expect(err).toMatchObject({ code: 'UNSUPPORTED_FORMAT' });
     const message = (err as Error).message;
-    expect(message).toMatch(/^The clip could not be decoded: .+/);
+    expect(message).toMatch(/match no accepted format\. Accepted: MP4/);
     expect(message).not.toMatch(/Jane|Patient|sonomark-decode|\/tmp|\//);
   });
 
@@ -167,7 +175,10 @@ describe('extractor decode: bad input', () => {
 
     // Assess
     expect(err).toMatchObject({ name: 'DecodeError', code: 'DECODE_FAILED' });
-    expect((err as Error).message).not.toContain('/');
+    expect((err as Error).message).toMatch(
+      /^The clip could not be decoded: the MP4 \(M4V\) file is damaged, truncated/,
+    );
+    expect((err as Error).message).not.toMatch(/moov|corrupt|ffmpeg|tmp/);
   });
 
   it('rejects a missing file and an empty clip without naming them', async () => {
