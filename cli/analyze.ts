@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import type { AnalyzeResult } from '../local/workflow';
 import type { CliContext } from './context';
 import { resultJson, resultTable, modelsBanner } from './format';
-import { existingDir, expandInputs, MEDIA_EXTENSIONS } from './inputs';
+import { existingDir, describeSkipped, expandInputs, MEDIA_EXTENSIONS } from './inputs';
 
 interface AnalyzeOptions {
   json?: boolean;
@@ -50,7 +50,7 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
 
 async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: CliContext): Promise<number> {
   // Arguments first: a bad path is a usage error before any service starts.
-  const files = expandInputs(inputs);
+  const files = expandInputs(inputs, (skipped) => err.write(`${describeSkipped(skipped)}\n`));
   existingDir(opts.modelsDir, '--models-dir');
 
   const { LocalWorkflow } = await import('../local/workflow');

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import type { ExecutionProviderChoice, ExtractorSession } from '../gpu-tasks/feature-extractor/src';
 import type { CliContext } from './context';
-import { existingDir, expandInputs } from './inputs';
+import { existingDir, describeSkipped, expandInputs } from './inputs';
 
 /** training/experts/features-cache DEFAULT_CACHE_DIR, repeated here so --help loads no training code. */
 const DEFAULT_CACHE_DIR = '.sonomark';
@@ -49,7 +49,7 @@ Exit status: 0 when every clip has features, 1 when any failed, 2 on a usage err
 }
 
 async function features(inputs: string[], opts: FeaturesOptions, { out, err }: CliContext): Promise<number> {
-  const files = expandInputs(inputs);
+  const files = expandInputs(inputs, (skipped) => err.write(`${describeSkipped(skipped)}\n`));
   const modelsDir = existingDir(opts.modelsDir, '--models-dir');
   if (opts.out) existingDir(path.dirname(path.resolve(opts.out)), `--out ${opts.out}: directory`);
   const [{ loadManifest }, { clipFeatures, featuresCacheDir }, { createExtractorSession }] = await Promise.all([

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { CliContext } from './context';
-import { expandInputs } from './inputs';
+import { describeSkipped, expandInputs } from './inputs';
 import { integerAtLeast } from './options';
 
 interface FramesOptions {
@@ -35,8 +35,8 @@ Exit status: 0 when every clip was written, 1 when any failed, 2 on a usage erro
     .action(async (inputs: string[], opts: FramesOptions) => ctx.exit(await frames(inputs, opts, ctx)));
 }
 
-async function frames(inputs: string[], opts: FramesOptions, { out }: CliContext): Promise<number> {
-  const files = expandInputs(inputs);
+async function frames(inputs: string[], opts: FramesOptions, { out, err }: CliContext): Promise<number> {
+  const files = expandInputs(inputs, (skipped) => err.write(`${describeSkipped(skipped)}\n`));
   const [{ loadManifest }, { writeClipFrames }] = await Promise.all([
     import('../core/manifest'),
     import('../training/datasets/export'),

@@ -3,23 +3,13 @@
  * service or model starts: a path that does not exist or cannot be read is a
  * usage error (exit 2) naming the path, not a failed input minutes later.
  */
-import { accessSync, constants, readdirSync, statSync, type Dirent, type Stats } from 'node:fs';
+import { accessSync, constants, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { ACCEPTED_FORMATS, MEDIA_EXTENSIONS } from '../core/formats';
 import { UsageError } from './context';
 
-/** File name endings that a directory argument contributes; the bytes are sniffed later anyway. */
-export const MEDIA_EXTENSIONS: ReadonlySet<string> = new Set([
-  '.mp4',
-  '.m4v',
-  '.mov',
-  '.avi',
-  '.gif',
-  '.mpeg',
-  '.mpg',
-  '.jpg',
-  '.jpeg',
-  '.png',
-]);
+/** File name endings that a directory argument contributes (core/formats.ts); the bytes are sniffed later anyway. */
+export { MEDIA_EXTENSIONS };
 
 function reason(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;
@@ -36,26 +26,67 @@ function reason(e: unknown): string {
   }
 }
 
+/** Files a directory argument passed over because their name ends in no accepted format's extension. */
+export interface SkippedFiles {
+  readonly count: number;
+  /** Count per lower-case extension ('' for none), e.g. { '.txt': 3 }. */
+  readonly byExtension: Readonly<Record<string, number>>;
+}
+
+/** One line for stderr: what directory mode skipped and what it takes. */
+export function describeSkipped(skipped: SkippedFiles): string | undefined {
+  if (skipped.count === 0) return undefined;
+  const parts = Object.entries(skipped.byExtension)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([ext, n]) => `${n} ${ext || '(no extension)'}`);
+  return (
+    `Skipped ${skipped.count} file${skipped.count === 1 ? '' : 's'} in the given directories (${parts.join(', ')}): ` +
+    `not an accepted format's extension (${[...MEDIA_EXTENSIONS].join(' ')}; ${ACCEPTED_FORMATS}). ` +
+    'Name a file on the command line to have its bytes checked anyway.'
+  );
+}
+
 /**
  * The files named by `inputs`, in order; a directory contributes the media files
- * below it, sorted by name. Throws a UsageError listing every path that does not
- * exist or cannot be read, and one when no clip is found at all.
+ * below it, sorted by name, following symlinked folders (each real folder once, so a
+ * link loop ends). Throws a UsageError listing every path that does not exist or
+ * cannot be read, and one when no clip is found at all. `onSkipped` hears what the
+ * directories held that is not taken.
  */
-export function expandInputs(inputs: readonly string[]): string[] {
+export function expandInputs(inputs: readonly string[], onSkipped?: (skipped: SkippedFiles) => void): string[] {
   const files: string[] = [];
   const problems: string[] = [];
+  const byExtension: Record<string, number> = {};
+  let skipped = 0;
+  const seen = new Set<string>();
   const walk = (dir: string) => {
-    let entries: Dirent[];
+    let names: string[];
     try {
-      entries = readdirSync(dir, { withFileTypes: true });
+      const real = realpathSync(dir);
+      if (seen.has(real)) return;
+      seen.add(real);
+      names = readdirSync(dir);
     } catch (e) {
       problems.push(`${dir}: ${reason(e)}`);
       return;
     }
-    for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else if (MEDIA_EXTENSIONS.has(path.extname(entry.name).toLowerCase())) files.push(p);
+    for (const name of names.sort((a, b) => a.localeCompare(b))) {
+      const p = path.join(dir, name);
+      let st: Stats;
+      try {
+        st = statSync(p); // follows symlinks: a linked folder is walked, a linked clip taken
+      } catch (e) {
+        problems.push(`${p}: ${reason(e)}`);
+        continue;
+      }
+      const ext = path.extname(name).toLowerCase();
+      if (st.isDirectory()) walk(p);
+      else if (!st.isFile()) continue;
+      else if (MEDIA_EXTENSIONS.has(ext)) files.push(p);
+      else if (!name.startsWith('.')) {
+        skipped++;
+        byExtension[ext] = (byExtension[ext] ?? 0) + 1;
+      }
     }
   };
   for (const input of inputs) {
@@ -73,7 +104,11 @@ export function expandInputs(inputs: readonly string[]): string[] {
   if (problems.length === 1) throw new UsageError(problems[0]);
   if (problems.length > 1)
     throw new UsageError(`${problems.length} inputs cannot be read:\n  ${problems.join('\n  ')}`);
-  if (files.length === 0) throw new UsageError(`No clips found in ${inputs.join(', ')}.`);
+  if (skipped > 0) onSkipped?.({ count: skipped, byExtension });
+  if (files.length === 0) {
+    const why = describeSkipped({ count: skipped, byExtension });
+    throw new UsageError(`No clips found in ${inputs.join(', ')}.${why ? ` ${why}` : ''}`);
+  }
   return files;
 }
 

@@ -21,6 +21,8 @@ export const ENV = {
   modelsDir: 'MODELS_DIR',
   /** Validate: the largest upload analysed, in bytes (optional; validate.ts has the default). */
   maxUploadBytes: 'MAX_UPLOAD_BYTES',
+  /** Validate: InputLimits (core/limits.ts) as JSON; keys left out keep their defaults (optional). */
+  inputLimits: 'INPUT_LIMITS',
   /** Finalize: this deployment's ScanRates (core/pricing.ts) as JSON, for the usage record's cost estimate. */
   scanRates: 'SCAN_RATES',
   /** StartExecution: the state machine it starts. */

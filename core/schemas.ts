@@ -26,8 +26,21 @@ export const ScanId = z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lowercase h
 
 export const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
 
-/** Containers sonomark decodes, named by what the bytes are, never by the file extension. */
-export const MediaContainer = z.enum(['mp4', 'mov', 'avi', 'gif', 'mpeg', 'jpeg', 'png']);
+/** Containers sonomark decodes, named by what the bytes are, never by the file extension (core/formats.ts has one row each). */
+export const MediaContainer = z.enum([
+  'mp4',
+  'mov',
+  'avi',
+  'gif',
+  'mpeg',
+  'm2v',
+  'mpegts',
+  'webm',
+  'mkv',
+  'jpeg',
+  'png',
+  'bmp',
+]);
 export type MediaContainer = z.infer<typeof MediaContainer>;
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
  * names an account, a region or looks anything up.
  */
 import { z } from 'zod';
+import { DEFAULT_INPUT_LIMITS, InputLimits } from '../core/limits';
 import { SegmentId } from '../core/schemas';
 import { formatZodIssues } from '../core/zod-parse';
 
@@ -299,6 +300,16 @@ export const SonomarkConfig = z
       .int()
       .positive()
       .default(2 * 1024 ** 3),
+    /**
+     * Limits Validate checks on the container header before any GPU job (duration,
+     * picture size, frame count; core/limits.ts), passed to the Lambda as INPUT_LIMITS.
+     * Each key given replaces that default.
+     * @default DEFAULT_INPUT_LIMITS - 600 s, 5000 frames, 32×32 to 4096×4096 pixels
+     */
+    limits: InputLimits.partial()
+      .strict()
+      .transform((l): InputLimits => ({ ...DEFAULT_INPUT_LIMITS, ...definedKeys(l) }))
+      .default(DEFAULT_INPUT_LIMITS),
     /**
      * Extractor job timeout in seconds (Batch attempt timeout and the Step Functions task timeout).
      * @default 3600

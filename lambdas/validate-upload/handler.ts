@@ -6,6 +6,7 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { ENV, FUNCTIONS } from '../../core/contract';
 import { optionalEnv, requireEnv } from '../../core/env';
 import { ConfigError } from '../../core/errors';
+import { parseInputLimits } from '../../core/limits';
 import { loadManifest } from '../../core/manifest';
 import { sonomarkHandler } from '../shared/middleware';
 import { documentClient, powertools, s3Client } from '../shared/runtime';
@@ -18,6 +19,12 @@ const maxUploadBytes = Number(optionalEnv(ENV.maxUploadBytes, String(DEFAULT_MAX
 if (!Number.isSafeInteger(maxUploadBytes) || maxUploadBytes <= 0) {
   throw new ConfigError(`Environment variable ${ENV.maxUploadBytes} must be a positive integer number of bytes.`);
 }
+let limits;
+try {
+  limits = parseInputLimits(optionalEnv(ENV.inputLimits, ''), `Environment variable ${ENV.inputLimits}`);
+} catch (err) {
+  throw new ConfigError((err as Error).message);
+}
 const deps: ValidateDeps = {
   s3: s3Client(tracer),
   doc: documentClient(tracer),
@@ -25,6 +32,7 @@ const deps: ValidateDeps = {
   artifactsBucket: requireEnv(ENV.artifactsBucket),
   manifest: loadManifest(requireEnv(ENV.modelsDir)).manifest,
   maxUploadBytes,
+  limits,
   now: () => new Date(),
 };
 

@@ -16,7 +16,9 @@ import {
   type UploadKey,
 } from '../../core/keys';
 import { extractorRef } from '../../core/manifest';
+import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
+import { checkHeaderLimits, readHeaderInfo } from '../../core/media-header';
 import { claimScan, type ScanClaim } from '../../core/results-store';
 import { hashStream, scanIdFromContent, scanIdFromObjectIdentity, type HashedStream } from '../../core/scan-id';
 import {
@@ -32,8 +34,7 @@ import { parsePayload } from '../../core/zod-parse';
 export const ValidateInput = z.object({ event: S3ObjectCreatedEvent });
 export type ValidateInput = z.infer<typeof ValidateInput>;
 
-/** 2 GiB: longer than any lung ultrasound clip a site should send, small enough to hash in one Lambda run. */
-export const DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
+export { DEFAULT_MAX_UPLOAD_BYTES } from '../../core/limits';
 /** A sidecar is a few fields of JSON; anything bigger is not one. */
 export const MAX_SIDECAR_BYTES = 64 * 1024;
 
@@ -45,6 +46,8 @@ export interface ValidateDeps {
   readonly artifactsBucket: string;
   readonly manifest: Manifest;
   readonly maxUploadBytes: number;
+  /** Duration, size and frame limits checked on the container header. @default DEFAULT_INPUT_LIMITS */
+  readonly limits?: InputLimits;
   readonly now: () => Date;
 }
 
@@ -158,6 +161,13 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   }
   if (sniffed !== undefined && isUnsupported(sniffed)) return reject('UNSUPPORTED_FORMAT', sniffed.unsupported);
   if (container === undefined) return reject('UNSUPPORTED_FORMAT', 'The file format could not be identified.');
+
+  // Before any GPU job: what the header states (numbers only, nothing allocated from them).
+  const overLimit = checkHeaderLimits(
+    readHeaderInfo(container, hashed.head, hashed.size),
+    deps.limits ?? DEFAULT_INPUT_LIMITS,
+  );
+  if (overLimit) return reject(overLimit.code, overLimit.message);
 
   const sidecar = await readSidecar(deps.s3, bucket, key);
   if (sidecar.kind === 'invalid') return reject('INVALID_SIDECAR', sidecar.message);

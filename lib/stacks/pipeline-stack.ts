@@ -86,7 +86,10 @@ export class PipelineStack extends Stack {
       memorySize: 512,
       timeout: Duration.seconds(60),
       reservedConcurrentExecutions: 50,
-      environment: { [ENV.maxUploadBytes]: String(config.maxUploadBytes) },
+      environment: {
+        [ENV.maxUploadBytes]: String(config.maxUploadBytes),
+        [ENV.inputLimits]: JSON.stringify(config.limits),
+      },
       models: { dir: props.modelsDir, files: [] },
     });
     // The event names the upload's bucket. The artifacts bucket is only named: Validate puts

@@ -19,24 +19,36 @@
  * stream so each one carries its own width and height.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ENV } from '../../../core/contract';
 import { DecodeError } from '../../../core/errors';
+import { ACCEPTED_FORMATS, FFMPEG_FORMAT_WHITELIST, formatRow, type FormatRow } from '../../../core/formats';
+import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../../core/media';
+import { readHeaderInfo } from '../../../core/media-header';
+import {
+  DEFAULT_FRAME_SIZE,
+  DEFAULT_MAX_FRAMES,
+  MAX_DECODED_FRAMES,
+  uniformSampleIndices,
+} from '../../../core/sampling';
 
-export const DEFAULT_FRAME_SIZE = 128;
-export const DEFAULT_MAX_FRAMES = 64;
-/** Clips with more decoded frames than this are rejected (TOO_LONG) rather than silently truncated. */
-export const MAX_DECODED_FRAMES = 5000;
+// The sampling policy lives in core (shared with training); re-exported for the extractor's callers.
+export { DEFAULT_FRAME_SIZE, DEFAULT_MAX_FRAMES, MAX_DECODED_FRAMES, uniformSampleIndices };
+
 /** Wall-clock limit for one ffmpeg run; a decompression bomb or a pathological file is killed. */
 export const DEFAULT_DECODE_TIMEOUT_MS = 120_000;
-
 /**
- * Demuxers ffmpeg may use. Everything the Validate step accepts (MediaContainer), nothing
- * more: no playlists (hls, concat) that could make ffmpeg open other files or URLs.
+ * Largest picture ffmpeg may allocate (its decoders' max_pixels): 4096×4096. A header that
+ * claims more (a PNG "20000×20000") is refused by the decoder before it allocates the frame.
  */
-const FORMAT_WHITELIST = 'mov,mp4,m4a,3gp,3g2,mj2,avi,gif,mpeg,mpegvideo,image2,jpeg_pipe,png_pipe';
+export const MAX_DECODE_PIXELS = 4096 * 4096;
+/**
+ * A sampled picture whose grey levels all lie within this range holds no image (a blank or
+ * a 1×1 clip scaled up): refused as BLANK instead of getting a confident label.
+ */
+export const BLANK_RANGE = 8;
 
 export interface DecodeOptions {
   /** Side of the square output frame in pixels. @default 128 */
@@ -68,21 +80,6 @@ export interface DecodedClipBytes extends Omit<DecodedClip, 'frames'> {
   readonly bytes: Uint8Array;
 }
 
-/**
- * Indices of `k` frames spread uniformly over `n`: round(i·(n−1)/(k−1)), i = 0…k−1
- * (half rounds up), computed in exact integer arithmetic so no platform rounds
- * differently. All frames when n ≤ k; the middle frame when k = 1.
- */
-export function uniformSampleIndices(n: number, k: number): number[] {
-  if (!Number.isInteger(n) || n < 0) throw new RangeError(`frame count must be a non-negative integer, got ${n}`);
-  if (!Number.isInteger(k) || k < 1) throw new RangeError(`sample size must be a positive integer, got ${k}`);
-  if (n <= k) return Array.from({ length: n }, (_, i) => i);
-  if (k === 1) return [Math.floor(n / 2)];
-  const den = 2 * (k - 1);
-  // Strictly increasing because the step (n−1)/(k−1) > 1 when n > k.
-  return Array.from({ length: k }, (_, i) => Math.floor((2 * i * (n - 1) + (k - 1)) / den));
-}
-
 /** Decodes a clip (path or bytes) into at most `maxFrames` gray frames in [0, 1]. */
 export async function decodeFrames(input: string | Buffer, opts: DecodeOptions = {}): Promise<DecodedClip> {
   const clip = await decodeFrameBytes(input, opts);
@@ -103,7 +100,11 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
   const timeoutMs = opts.timeoutMs ?? DEFAULT_DECODE_TIMEOUT_MS;
 
   const inputSize = typeof input === 'string' ? await fileSize(input) : input.length;
-  if (inputSize === 0) throw new DecodeError('EMPTY_INPUT', 'The clip is empty (0 bytes).');
+  if (inputSize === 0)
+    throw new DecodeError('EMPTY_INPUT', `The file is empty (0 bytes). Accepted: ${ACCEPTED_FORMATS}.`);
+  // The GPU job's own guard: the same sniffer and header reader as Validate, so bytes Validate
+  // would refuse never reach ffmpeg, and ffmpeg reads them with the demuxer the table names.
+  const row = await sniffRow(input, inputSize);
 
   // ffmpeg always reads a file named "clip" in a private temp dir: the caller's file name
   // (which can identify a patient) never reaches ffmpeg or its messages, and a name with
@@ -114,14 +115,25 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
     if (typeof input === 'string') await symlink(path.resolve(input), file);
     // A file, not a stdin pipe: MP4/MOV with the index (moov) at the end need a seekable input.
     else await writeFile(file, input, { mode: 0o600 });
-    const stream = await runFfmpeg(ffmpeg, file, size, maxDecoded + 1, timeoutMs);
+    const stream = await runFfmpeg(ffmpeg, file, size, maxDecoded + 1, timeoutMs, row);
     const frames = parsePgmStream(stream);
     const decoded = frames.length;
-    if (decoded === 0) throw new DecodeError('NO_FRAMES', 'The clip contains no decodable video frames.');
+    if (decoded === 0) {
+      throw new DecodeError('NO_FRAMES', `The ${row.name} file contains no decodable video frames.`);
+    }
     if (decoded > maxDecoded) {
-      throw new DecodeError('TOO_LONG', `The clip has more than ${maxDecoded} frames; split it into shorter clips.`);
+      throw new DecodeError(
+        'TOO_LONG',
+        `The clip has more than ${maxDecoded} frames, over the limit; split it into shorter clips.`,
+      );
     }
     const frameIndices = uniformSampleIndices(decoded, maxFrames);
+    if (isBlank(frameIndices.map((i) => frames[i] as PgmFrame))) {
+      throw new DecodeError(
+        'BLANK',
+        'Every sampled frame is a single flat grey level: the file holds no ultrasound image (a blank or 1×1 picture).',
+      );
+    }
     const frameBytes = size * size;
     const bytes = new Uint8Array(frameIndices.length * frameBytes);
     frameIndices.forEach((src, dst) => padInto(bytes, dst * frameBytes, size, frames[src] as PgmFrame));
@@ -168,10 +180,25 @@ export function framePgm(bytes: Uint8Array, size: number, index: number): Buffer
  * - passthrough frame timing: every decoded frame exactly once (the muxer's default is
  *   constant frame rate, which duplicates or drops frames of variable-rate clips such as GIFs).
  * - `-xerror`: a truncated or corrupt clip fails instead of yielding a silent partial decode.
+ * - `-f DEMUXER`: the format table's demuxer for the sniffed row, not ffmpeg's own guess.
+ * - `-max_pixels`: a picture larger than MAX_DECODE_PIXELS is refused before it is allocated.
+ * - the scale fits the *display* shape (width × sample aspect ratio) inside size×size, so an
+ *   anamorphic copy (non-square pixels) gives the picture the scanner meant. For square pixels
+ *   the sizes are those of `force_original_aspect_ratio=decrease` (av_rescale rounds half up,
+ *   as `trunc(x+0.5)` does), so clips with square pixels decode to the same bytes as before.
  */
-export function ffmpegArgs(file: string, size: number, frameLimit: number, timing: 'vsync' | 'fps_mode'): string[] {
+export function ffmpegArgs(
+  file: string,
+  size: number,
+  frameLimit: number,
+  timing: 'vsync' | 'fps_mode',
+  demuxer?: string,
+): string[] {
   const s = String(size);
-  const filter = `scale=${s}:${s}:force_original_aspect_ratio=decrease:flags=area+accurate_rnd+bitexact:out_range=full,format=gray`;
+  const wide = 'gte(iw*sar,ih)';
+  const w = `'if(${wide},${s},trunc(${s}*iw*sar/ih+0.5))'`;
+  const h = `'if(${wide},trunc(${s}*ih/(iw*sar)+0.5),${s})'`;
+  const filter = `scale=w=${w}:h=${h}:flags=area+accurate_rnd+bitexact:out_range=full,format=gray`;
   return [
     '-hide_banner',
     '-nostdin',
@@ -181,9 +208,12 @@ export function ffmpegArgs(file: string, size: number, frameLimit: number, timin
     '-protocol_whitelist',
     'file',
     '-format_whitelist',
-    FORMAT_WHITELIST,
+    FFMPEG_FORMAT_WHITELIST,
     '-threads',
     '1',
+    '-max_pixels',
+    String(MAX_DECODE_PIXELS),
+    ...(demuxer ? ['-f', demuxer] : []),
     '-i',
     file,
     '-map',
@@ -273,24 +303,17 @@ async function runFfmpeg(
   size: number,
   frameLimit: number,
   timeoutMs: number,
+  row: FormatRow,
 ): Promise<Buffer> {
   const known = timingOption.get(ffmpeg);
-  const first = await spawnFfmpeg(
-    ffmpeg,
-    ffmpegArgs(file, size, frameLimit, known ?? 'fps_mode'),
-    size,
-    frameLimit,
-    timeoutMs,
-  );
+  const args = (timing: 'vsync' | 'fps_mode') => ffmpegArgs(file, size, frameLimit, timing, row.demuxer);
+  const first = await spawnFfmpeg(ffmpeg, args(known ?? 'fps_mode'), size, frameLimit, timeoutMs);
   if (known === undefined && first.code !== 0 && /Unrecognized option 'fps_mode'/.test(first.stderr)) {
     timingOption.set(ffmpeg, 'vsync');
-    return checked(
-      await spawnFfmpeg(ffmpeg, ffmpegArgs(file, size, frameLimit, 'vsync'), size, frameLimit, timeoutMs),
-      file,
-    );
+    return checked(await spawnFfmpeg(ffmpeg, args('vsync'), size, frameLimit, timeoutMs), row);
   }
   if (known === undefined && first.code === 0) timingOption.set(ffmpeg, 'fps_mode');
-  return checked(first, file);
+  return checked(first, row);
 }
 
 interface FfmpegResult {
@@ -301,13 +324,37 @@ interface FfmpegResult {
   readonly timedOut: boolean;
 }
 
-function checked(r: FfmpegResult, file: string): Buffer {
-  if (r.timedOut) throw new DecodeError('DECODE_TIMEOUT', 'Decoding the clip took too long and was stopped.');
-  if (r.code !== 0) {
-    const why =
-      lastLine(r.stderr, file) ?? (r.signal ? `ffmpeg was killed by ${r.signal}` : `ffmpeg exited with code ${r.code}`);
-    throw new DecodeError('DECODE_FAILED', `The clip could not be decoded: ${why}`);
+/**
+ * ffmpeg's failure in the project's words: what was wrong and what is accepted. ffmpeg's own
+ * text ("To ignore this, add a trailing '?' to the map.") never reaches users.
+ */
+export function decodeFailure(stderr: string, row: Pick<FormatRow, 'name'>): DecodeError {
+  if (/matches no streams|does not contain any stream|no video stream/i.test(stderr)) {
+    return new DecodeError(
+      'NO_VIDEO_STREAM',
+      `The ${row.name} file holds no video stream (audio only?). Upload the ultrasound clip itself; accepted: ${ACCEPTED_FORMATS}.`,
+    );
   }
+  if (/Picture size \d+x\d+ is invalid|exceeds max_pixels|too large|Invalid image size/i.test(stderr)) {
+    return new DecodeError(
+      'TOO_LARGE_PICTURE',
+      `The ${row.name} file's picture is larger than ${Math.sqrt(MAX_DECODE_PIXELS)}×${Math.sqrt(MAX_DECODE_PIXELS)} pixels (or its header says so). Export it at a lower resolution.`,
+    );
+  }
+  return new DecodeError(
+    'DECODE_FAILED',
+    `The clip could not be decoded: the ${row.name} file is damaged, truncated or uses a codec sonomark cannot read. Export or upload it again; accepted: ${ACCEPTED_FORMATS}.`,
+  );
+}
+
+function checked(r: FfmpegResult, row: FormatRow): Buffer {
+  if (r.timedOut) {
+    throw new DecodeError(
+      'DECODE_TIMEOUT',
+      'Decoding the clip took too long and was stopped; split it into shorter clips.',
+    );
+  }
+  if (r.code !== 0) throw decodeFailure(r.stderr, row);
   return r.stdout;
 }
 
@@ -413,6 +460,49 @@ async function fileSize(file: string): Promise<number> {
       `The clip file cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`,
     );
   }
+}
+
+/** The format table row for the bytes, or a DecodeError in the sniffer's words. */
+async function sniffRow(input: string | Buffer, inputSize: number): Promise<FormatRow> {
+  let head: Buffer;
+  if (typeof input === 'string') {
+    const fh = await open(input, 'r');
+    try {
+      head = Buffer.alloc(Math.min(SNIFF_BYTES, inputSize));
+      await fh.read(head, 0, head.length, 0);
+    } finally {
+      await fh.close();
+    }
+  } else {
+    head = input.subarray(0, SNIFF_BYTES);
+  }
+  const sniffed = sniffContainer(head);
+  if (isUnsupported(sniffed)) throw new DecodeError('UNSUPPORTED_FORMAT', sniffed.unsupported);
+  const row = formatRow(sniffed) as FormatRow;
+  const info = readHeaderInfo(sniffed, head, inputSize);
+  if (info.noImage)
+    throw new DecodeError('NO_FRAMES', `The ${row.name} file ends after its header: it holds no image.`);
+  if (info.hasVideo === false) {
+    throw new DecodeError(
+      'NO_VIDEO_STREAM',
+      `The ${row.name} file holds no video track (audio only?). Upload the ultrasound clip itself.`,
+    );
+  }
+  return row;
+}
+
+/** True when every frame's grey levels lie within BLANK_RANGE of each other (no picture at all). */
+function isBlank(frames: readonly PgmFrame[]): boolean {
+  for (const f of frames) {
+    let lo = 255;
+    let hi = 0;
+    for (const v of f.data) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (hi - lo > BLANK_RANGE) return false;
+  }
+  return true;
 }
 
 function withoutBytes(c: DecodedClipBytes): Omit<DecodedClip, 'frames'> {

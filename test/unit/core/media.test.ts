@@ -75,7 +75,7 @@ describe('sniffContainer on synthetic headers', () => {
     ['gif87a', bytes('GIF87a', [1, 0, 1, 0]), 'gif'],
     ['gif89a', bytes('GIF89a', [1, 0, 1, 0]), 'gif'],
     ['mpeg program stream', bytes([0, 0, 1, 0xba, 0x44]), 'mpeg'],
-    ['mpeg elementary stream', bytes([0, 0, 1, 0xb3, 0x14]), 'mpeg'],
+    ['mpeg elementary stream', bytes([0, 0, 1, 0xb3, 0x14]), 'm2v'],
     ['jpeg', bytes([0xff, 0xd8, 0xff, 0xe0]), 'jpeg'],
     ['png', bytes([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), 'png'],
   ])('%s', (_what, head, want) => {
@@ -85,7 +85,7 @@ describe('sniffContainer on synthetic headers', () => {
   it('recognises an MPEG transport stream by its sync byte every 188 bytes', () => {
     const ts = Buffer.alloc(188 * 4);
     for (let i = 0; i < 4; i++) ts[i * 188] = 0x47;
-    expect(sniffContainer(ts)).toBe('mpeg');
+    expect(sniffContainer(ts)).toBe('mpegts');
     ts[188 * 2] = 0;
     expect(isUnsupported(sniffContainer(ts))).toBe(true);
   });
@@ -99,8 +99,10 @@ describe('sniffContainer on synthetic headers', () => {
   it('rejects unknown bytes, never trusting an extension, and lists what is accepted', () => {
     const got = sniffContainer(Buffer.from('%PDF-1.7\n'));
     expect(isUnsupported(got)).toBe(true);
-    expect((got as { unsupported: string }).unsupported).toMatch(/MP4, MOV, AVI, GIF, MPEG/);
-    expect((got as { unsupported: string }).unsupported).toMatch(/hex 25 50 44 46/);
+    expect((got as { unsupported: string }).unsupported).toMatch(/^The file is a PDF document, not a clip or image/);
+    expect((got as { unsupported: string }).unsupported).toMatch(/Accepted: MP4 \(M4V\), QuickTime MOV, AVI/);
+    const unknown = sniffContainer(Buffer.from([0x13, 0x37, 0, 1, 2, 3, 4, 5, 6]));
+    expect((unknown as { unsupported: string }).unsupported).toMatch(/hex 13 37 00 01/);
   });
 
   it('rejects a RIFF that is not AVI (e.g. WAV) and an empty head', () => {

@@ -98,7 +98,9 @@ describe('extractor job: runExtractJob', () => {
 
   it('writes no features but a problem document for RecordFailure when the clip cannot be decoded', async () => {
     // Prepare
-    s3Mock.on(GetObjectCommand).resolves({ Body: body(Buffer.from('definitely not a video, just some bytes')) });
+    // An MP4 signature followed by nothing a decoder can read.
+    const garbage = Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypisom'), Buffer.alloc(2000, 7)]);
+    s3Mock.on(GetObjectCommand).resolves({ Body: body(garbage) });
     s3Mock.on(PutObjectCommand).resolves({});
 
     // Act
