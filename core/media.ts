@@ -9,7 +9,8 @@ export interface UnsupportedMedia {
   readonly unsupported: string;
 }
 
-export const ACCEPTED_FORMATS = 'MP4, MOV, AVI, GIF, MPEG (program or transport stream) video, or a JPEG/PNG still';
+export const ACCEPTED_FORMATS =
+  'MP4, MOV, AVI, GIF, MPEG (program or transport stream) video, a JPEG/PNG still, or a DICOM Part 10 image or cine loop';
 
 /** Bytes sniffContainer needs to decide; the DICOM preamble is the longest (132). */
 export const SNIFF_BYTES = 4096;
@@ -62,12 +63,8 @@ export function sniffContainer(head: Uint8Array): MediaContainer | UnsupportedMe
   if (startsWith(head, [0xff, 0xd8, 0xff])) return 'jpeg';
   if (startsWith(head, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'png';
 
-  if (ascii(head, 128, 4) === 'DICM') {
-    return {
-      unsupported:
-        'DICOM is not supported yet; export the clip as MP4 (or another accepted format: ' + ACCEPTED_FORMATS + ').',
-    };
-  }
+  // DICOM Part 10: 128-byte preamble, then "DICM" (its header is checked by core/dicom).
+  if (ascii(head, 128, 4) === 'DICM') return 'dicom';
 
   return {
     unsupported: `The file's first bytes (${describe(head)}) match no supported format. Accepted: ${ACCEPTED_FORMATS}; the file extension is not used to decide.`,

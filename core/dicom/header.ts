@@ -194,7 +194,7 @@ function imageHeader(
   const regions = readUltrasoundRegions(ds.SequenceOfUltrasoundRegions);
   return {
     transferSyntax: ts,
-    modality: str(ds.Modality)?.slice(0, 16),
+    modality: codeString(str(ds.Modality)),
     rows,
     columns,
     numberOfFrames,
@@ -252,6 +252,10 @@ function str(v: unknown): string | undefined {
   const x = first(v);
   return typeof x === 'string' ? x.replace(/\0/g, '').trim() : undefined;
 }
+/** A code string (CS) value, or undefined when it is not one (free text never leaves the header). */
+function codeString(v: string | undefined): string | undefined {
+  return v !== undefined && /^[A-Z0-9 _]{1,16}$/.test(v) ? v : undefined;
+}
 /** Code strings are upper-case letters, digits, space and "_"; anything else is not echoed. */
 function safeCode(v: string): string {
   return /^[A-Z0-9 _]{1,16}$/.test(v) ? `"${v}"` : '(an unreadable value)';
@@ -261,3 +265,20 @@ function safeCode(v: string): string {
 export const dicomNumber = num;
 /** For the decoder: every value of a multi-valued numeric attribute. */
 export const dicomNumbers = nums;
+
+/** The first bytes Validate keeps of a DICOM upload to read its header: headers with ultrasound regions fit easily. */
+export const DICOM_HEAD_BYTES = 256 * 1024;
+
+/**
+ * For Validate: the reason a DICOM upload cannot be analysed, from its first bytes, or
+ * undefined when it looks decodable (or the head ends before the pixel data: the extractor decides).
+ */
+export function dicomHeadProblem(head: Uint8Array, complete: boolean): { code: string; message: string } | undefined {
+  try {
+    checkDicomHead(head, complete);
+    return undefined;
+  } catch (err) {
+    if (err instanceof InvalidUploadError) return { code: err.code, message: err.message };
+    throw err;
+  }
+}

@@ -13,6 +13,7 @@
 import { dicomPseudonyms } from '../../../core/dicom/pseudonym';
 import { dicomNumber, dicomNumbers, parseDicom, type DicomImageHeader } from '../../../core/dicom/header';
 import type { PixelRegion } from '../../../core/dicom/regions';
+import type { DicomSource } from '../../../core/schemas';
 import { DecodeError, InvalidUploadError } from '../../../core/errors';
 import type { NaturalizedDataset } from 'dcmjs';
 import { decodeJpeg2000, decodeJpegBaseline, decodeRle, type CodecFrame } from './dicom-codecs';
@@ -26,19 +27,7 @@ export interface RawFrames {
 }
 
 /** What a features document may say about a DICOM scan: technical attributes and pseudonyms only. */
-export interface DicomClipInfo {
-  readonly transferSyntaxUid: string;
-  readonly modality?: string;
-  readonly photometric: string;
-  readonly rows: number;
-  readonly columns: number;
-  readonly frameRate?: { readonly hz: number; readonly source: string };
-  /** The B-mode region the frames were cropped to (inclusive pixel bounds). */
-  readonly crop?: PixelRegion;
-  /** Salted pseudonyms of StudyInstanceUID and SeriesInstanceUID (absent without a salt). */
-  readonly studyPseudonym?: string;
-  readonly seriesPseudonym?: string;
-}
+export type DicomClipInfo = DicomSource;
 
 export interface DicomFrames {
   readonly raw: RawFrames;
