@@ -5,6 +5,9 @@
  * test can check none of them reaches an output.
  */
 import { data, type NaturalizedDataset } from 'dcmjs';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { PACKAGE_ROOT } from '../../core/paths';
 
 export const FAKE_IDENTIFIERS = {
   PatientName: 'Doe^Jane^Fakename',
@@ -67,7 +70,13 @@ export function buildDicom(o: BuildDicomOptions): Buffer {
     ...(spp === 3 ? { PlanarConfiguration: o.planarConfiguration ?? 0 } : {}),
     ...(o.frames && o.frames.length > 1 ? { NumberOfFrames: String(o.frames.length) } : {}),
     ...o.extra,
-    _vrMap: { PixelData: encapsulated || bits === 8 ? 'OB' : 'OW' },
+    _vrMap: {
+      PixelData: encapsulated || bits === 8 ? 'OB' : 'OW',
+      // Palette descriptors are US or SS by the dictionary ("xs"): say which.
+      RedPaletteColorLookupTableDescriptor: 'US',
+      GreenPaletteColorLookupTableDescriptor: 'US',
+      BluePaletteColorLookupTableDescriptor: 'US',
+    },
   };
   if (o.frames) {
     dataset.PixelData = encapsulated
@@ -116,4 +125,28 @@ export function encodeRle(samples: Uint8Array, pixels: number, planes: number): 
     offset += seg.length;
   });
   return Buffer.concat([header, ...segments]);
+}
+
+/** The real DICOM samples (../shared/data/dicom): tests that read them fail, never skip, without them. */
+export const DICOM_SAMPLES = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'dicom');
+
+/** Each shared sample and what sonomark does with it. */
+export const DICOM_SAMPLE_OUTCOMES: Readonly<Record<string, { frames: number } | { code: string }>> = {
+  'gdcm-US-RGB-8-epicard.dcm': { frames: 1 },
+  'gdcm-US-RGB-8-esopecho.dcm': { frames: 1 },
+  'nema-us1_j2ki.dcm': { frames: 1 },
+  'leadtools-8BitsJpegLossyGrayScale.dcm': { frames: 1 },
+  'multiframe-test1.dcm': { frames: 16 },
+  'nema-mr1_jply.dcm': { code: 'DICOM_UNSUPPORTED_TRANSFER_SYNTAX' },
+};
+
+export function requireDicomSamples(): void {
+  for (const name of Object.keys(DICOM_SAMPLE_OUTCOMES)) {
+    if (!existsSync(path.join(DICOM_SAMPLES, name))) {
+      throw new Error(
+        `The DICOM samples are missing: ${path.join(DICOM_SAMPLES, name)} does not exist. ` +
+          'These tests read real DICOM files from ../shared/data/dicom (next to the repository); put them there.',
+      );
+    }
+  }
 }

@@ -55,7 +55,7 @@ export async function readDicomFrames(bytes: Uint8Array, opts: ReadDicomOptions)
     );
   }
   const frameIndices = opts.sample(n, opts.maxFrames);
-  const encoded = frameSources(header, dataset);
+  const encoded = frameSources(header, dataset, bytes);
   const decoded: CodecFrame[] = [];
   for (const index of frameIndices) decoded.push(await decodeFrame(header, encoded(index)));
   const raw = toRaw(header, dataset, decoded);
@@ -82,7 +82,7 @@ export async function readDicomFrames(bytes: Uint8Array, opts: ReadDicomOptions)
 
 type FrameSource = (index: number) => Uint8Array;
 
-function frameSources(h: DicomImageHeader, ds: NaturalizedDataset): FrameSource {
+function frameSources(h: DicomImageHeader, ds: NaturalizedDataset, file: Uint8Array): FrameSource {
   const pixelData = ds.PixelData;
   const buffers = (Array.isArray(pixelData) ? pixelData : [pixelData]).filter(
     (b): b is ArrayBuffer => b instanceof ArrayBuffer || ArrayBuffer.isView(b),
@@ -94,8 +94,10 @@ function frameSources(h: DicomImageHeader, ds: NaturalizedDataset): FrameSource 
   }
   if (h.transferSyntax.codec === 'native') {
     const all = concat(buffers.map(bytesOf));
-    const frameBytes = h.rows * h.columns * h.samplesPerPixel * (h.bitsAllocated / 8);
-    if (all.length < frameBytes * h.numberOfFrames) {
+    // Uncompressed YBR_FULL_422 holds two samples per pixel (Y1 Y2 Cb Cr per pair).
+    const samples = h.photometric === 'YBR_FULL_422' ? 2 : h.samplesPerPixel;
+    const frameBytes = h.rows * h.columns * samples * (h.bitsAllocated / 8);
+    if (all.length < frameBytes * h.numberOfFrames || !pixelDataFits(file, h, frameBytes * h.numberOfFrames)) {
       throw new DecodeError(
         'DICOM_PIXEL_DATA_TRUNCATED',
         `The DICOM pixel data is shorter than Rows × Columns × Samples × Number of Frames says (the file may be truncated).`,
@@ -105,6 +107,30 @@ function frameSources(h: DicomImageHeader, ds: NaturalizedDataset): FrameSource 
   }
   const frames = groupFragments(h, buffers.map(bytesOf));
   return (i) => frames[i] as Uint8Array;
+}
+
+/**
+ * Whether the Pixel Data element's declared length lies inside the file. dcmjs pads a
+ * truncated value with zeros rather than failing, which would pass for a black frame.
+ * The element is the first Pixel Data tag followed by an OB/OW VR (explicit) or by a length
+ * of at least the expected size (implicit); deflated files are inflated by dcmjs and not checked.
+ */
+function pixelDataFits(file: Uint8Array, h: DicomImageHeader, expected: number): boolean {
+  if (h.transferSyntax.uid === '1.2.840.10008.1.2.1.99') return true;
+  const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
+  const big = h.transferSyntax.uid === '1.2.840.10008.1.2.2';
+  const implicit = h.transferSyntax.uid === '1.2.840.10008.1.2';
+  const tag = Buffer.from(big ? [0x7f, 0xe0, 0x00, 0x10] : [0xe0, 0x7f, 0x10, 0x00]);
+  for (let at = buf.indexOf(tag, 132); at >= 0 && at + 12 <= buf.length; at = buf.indexOf(tag, at + 1)) {
+    const u32 = (o: number) => (big ? buf.readUInt32BE(o) : buf.readUInt32LE(o));
+    if (implicit) {
+      const length = u32(at + 4);
+      if (length >= expected && length !== 0xffffffff) return at + 8 + length <= buf.length;
+    } else if (/^O[BW]$/.test(buf.toString('latin1', at + 4, at + 6))) {
+      return at + 12 + u32(at + 8) <= buf.length;
+    }
+  }
+  return true; // not found: nothing to say beyond the length check
 }
 
 /**
