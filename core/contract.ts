@@ -35,6 +35,11 @@ export const ENV = {
   powertoolsServiceName: 'POWERTOOLS_SERVICE_NAME',
   /** Every function: METRICS_NAMESPACE, the same value the handler passes to Powertools. */
   powertoolsMetricsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
+  /**
+   * The extractor: the secret salt of the DICOM study/series pseudonyms (core/dicom/pseudonym.ts),
+   * at least 16 characters. Unset: DICOM scans carry no pseudonyms. Local mode keeps one per data dir.
+   */
+  dicomPseudonymSalt: 'DICOM_PSEUDONYM_SALT',
   /** Every function: Node's options (source maps for readable stack traces). */
   nodeOptions: 'NODE_OPTIONS',
 } as const;

@@ -17,7 +17,7 @@ export type FormatReader = 'ffmpeg' | 'dicom';
 
 export interface FormatRow {
   /** The container id stored on the scan (ScanRef.container). */
-  readonly id: MediaContainer | 'dicom';
+  readonly id: MediaContainer;
   /** What users call it. */
   readonly name: string;
   readonly kind: FormatKind;
@@ -33,8 +33,8 @@ export interface FormatRow {
   /** What Validate reads from the header before any GPU job (see core/media-header.ts). */
   readonly header: string;
   /**
-   * False while the reader is not in this build: the row is recognised (a clear message),
-   * not accepted. The DICOM branch sets it to true and adds 'dicom' to MediaContainer.
+   * False while a row's reader is not in this build: the row is recognised (a clear
+   * message), not accepted.
    */
   readonly accepted: boolean;
 }
@@ -230,7 +230,7 @@ export const FORMATS: readonly FormatRow[] = [
     accepted: true,
   },
   {
-    // Handled by the DICOM reader (core/dicom/, branch `dicom`), not by ffmpeg.
+    // Handled by the DICOM reader (core/dicom/, gpu-tasks/feature-extractor/src/dicom.ts), not by ffmpeg.
     id: 'dicom',
     name: 'DICOM Part 10',
     kind: 'clip',
@@ -238,8 +238,8 @@ export const FORMATS: readonly FormatRow[] = [
     magic: '`DICM` at byte 128',
     sniff: (h) => ascii(h, 128, 4) === 'DICM',
     reader: 'dicom',
-    header: 'see the DICOM reader',
-    accepted: false,
+    header: 'modality, rows, columns, frames, transfer syntax, pixel data (core/dicom)',
+    accepted: true,
   },
 ];
 

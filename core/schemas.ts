@@ -40,6 +40,7 @@ export const MediaContainer = z.enum([
   'jpeg',
   'png',
   'bmp',
+  'dicom',
 ]);
 export type MediaContainer = z.infer<typeof MediaContainer>;
 
@@ -165,6 +166,43 @@ export type ClipStats = z.infer<typeof ClipStats>;
 const biomarkerRecord = <T extends z.ZodTypeAny>(value: T) =>
   z.object(Object.fromEntries(BIOMARKERS.map((b) => [b, value])) as Record<(typeof BIOMARKERS)[number], T>);
 
+/**
+ * What a features document says about a DICOM source: technical attributes and salted
+ * pseudonyms only (core/dicom/deidentify.ts). Strict: nothing else from a header gets in.
+ */
+const CodeString = z.string().regex(/^[A-Z0-9 _]{1,16}$/);
+const Pseudonym = z.string().regex(/^[0-9a-f]{32}$/);
+export const DicomSource = z
+  .object({
+    transferSyntaxUid: z.string().regex(/^[0-9.]{1,64}$/),
+    modality: CodeString.optional(),
+    photometric: CodeString,
+    rows: z.number().int().positive(),
+    columns: z.number().int().positive(),
+    frameRate: z
+      .object({
+        hz: z.number().positive(),
+        source: z.enum(['FrameTime', 'FrameTimeVector', 'CineRate', 'RecommendedDisplayFrameRate']),
+      })
+      .strict()
+      .optional(),
+    /** The B-mode region of the Sequence of Ultrasound Regions the frames were cropped to (inclusive). */
+    crop: z
+      .object({
+        x0: z.number().int().nonnegative(),
+        y0: z.number().int().nonnegative(),
+        x1: z.number().int().nonnegative(),
+        y1: z.number().int().nonnegative(),
+      })
+      .strict()
+      .optional(),
+    /** HMAC-SHA256 of StudyInstanceUID / SeriesInstanceUID with the deployment's salt (DICOM_PSEUDONYM_SALT). */
+    studyPseudonym: Pseudonym.optional(),
+    seriesPseudonym: Pseudonym.optional(),
+  })
+  .strict();
+export type DicomSource = z.infer<typeof DicomSource>;
+
 export const FeaturesDocument = z.object({
   schemaVersion: z.literal(1),
   scanId: ScanId,
@@ -181,6 +219,8 @@ export const FeaturesDocument = z.object({
     height: z.number().int().positive(),
     colorspace: z.literal('gray'),
   }),
+  /** DICOM input only. */
+  dicom: DicomSource.optional(),
   /** Clip-level statistics per biomarker. */
   biomarkers: biomarkerRecord(ClipStats),
   /** Penultimate-layer embedding pooled over the sampled frames. */

@@ -24,6 +24,8 @@ export interface LocalHandlerDeps {
   readonly loaded: LoadedManifest;
   /** Where the extractor job's JSON log lines go; local mode keeps stdout for results. */
   readonly log?: (line: string) => void;
+  /** The extractor's DICOM pseudonym salt (the cloud job's DICOM_PSEUDONYM_SALT). @default none */
+  readonly pseudonymSalt?: string;
   /**
    * Prices for the usage record's cost estimate (the cloud's SCAN_RATES).
    * @default localScanRates: what the default cloud deployment would charge for the scan
@@ -69,6 +71,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
         modelsDir: deps.loaded.dir,
         executionProvider: 'cpu',
         log: deps.log ?? (() => {}),
+        ...(deps.pseudonymSalt ? { pseudonymSalt: deps.pseudonymSalt } : {}),
       });
     },
   };

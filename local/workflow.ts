@@ -15,6 +15,7 @@ import { getScan, listExpertResults } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, type LocalHandlers } from './bindings';
 import { localHandlers } from './handlers';
+import { localPseudonymSalt } from './pseudonym-salt';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
 import { synthesizeWorkflow, type SynthesizedWorkflow } from './synth';
 
@@ -69,6 +70,7 @@ export class LocalWorkflow {
         table: LOCAL_TABLE,
         artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
         loaded,
+        pseudonymSalt: localPseudonymSalt(services.dataDir),
       });
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.pipelineTemplate, handlers);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.

@@ -15,6 +15,7 @@ import {
   UploadKeyError,
   type UploadKey,
 } from '../../core/keys';
+import { DICOM_HEAD_BYTES, dicomHeadProblem } from '../../core/dicom/header';
 import { extractorRef } from '../../core/manifest';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
@@ -161,6 +162,11 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   }
   if (sniffed !== undefined && isUnsupported(sniffed)) return reject('UNSUPPORTED_FORMAT', sniffed.unsupported);
   if (container === undefined) return reject('UNSUPPORTED_FORMAT', 'The file format could not be identified.');
+  if (container === 'dicom') {
+    // No pixel data, an encoding or colour model the extractor cannot decode: refused before any GPU job.
+    const problem = dicomHeadProblem(hashed.head, hashed.head.length >= hashed.size);
+    if (problem) return reject(problem.code, problem.message);
+  }
 
   // Before any GPU job: what the header states (numbers only, nothing allocated from them).
   const overLimit = checkHeaderLimits(
@@ -219,7 +225,8 @@ async function readObject(
     return { kind: 'too-large', size: out.ContentLength };
   }
   if (!body) return { kind: 'hashed', hashed: { sha256: EMPTY_SHA256, size: 0, head: Buffer.alloc(0) } };
-  return { kind: 'hashed', hashed: await hashStream(body, SNIFF_BYTES) };
+  // DICOM needs more than the sniffer's bytes: Validate reads its header (core/dicom) from this head.
+  return { kind: 'hashed', hashed: await hashStream(body, Math.max(SNIFF_BYTES, DICOM_HEAD_BYTES)) };
 }
 
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';

@@ -19,7 +19,7 @@
  * stream so each one carries its own width and height.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ENV } from '../../../core/contract';
@@ -36,6 +36,8 @@ import {
 
 // The sampling policy lives in core (shared with training); re-exported for the extractor's callers.
 export { DEFAULT_FRAME_SIZE, DEFAULT_MAX_FRAMES, MAX_DECODED_FRAMES, uniformSampleIndices };
+import { isDicomPart10 } from '../../../core/dicom/header';
+import { readDicomFrames, type DicomClipInfo, type RawFrames } from './dicom';
 
 /** Wall-clock limit for one ffmpeg run; a decompression bomb or a pathological file is killed. */
 export const DEFAULT_DECODE_TIMEOUT_MS = 120_000;
@@ -61,6 +63,8 @@ export interface DecodeOptions {
   readonly timeoutMs?: number;
   /** Hard cap on decoded frames (TOO_LONG above it). @default 5000 */
   readonly maxDecodedFrames?: number;
+  /** DICOM only: the secret salt of the study/series pseudonyms. @default none (no pseudonyms) */
+  readonly pseudonymSalt?: string;
 }
 
 export interface DecodedClip {
@@ -73,6 +77,8 @@ export interface DecodedClip {
   readonly decodedFrames: number;
   /** Indices into the decoded frames of the returned frames, ascending. */
   readonly frameIndices: number[];
+  /** DICOM input only: its technical attributes and pseudonyms (never identifiers). */
+  readonly dicom?: DicomClipInfo;
 }
 
 /** Like DecodedClip but with the raw 8-bit gray bytes ([count, size, size]), for PGM export and tests. */
@@ -102,6 +108,17 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
   const inputSize = typeof input === 'string' ? await fileSize(input) : input.length;
   if (inputSize === 0)
     throw new DecodeError('EMPTY_INPUT', `The file is empty (0 bytes). Accepted: ${ACCEPTED_FORMATS}.`);
+  // DICOM is decoded by dicom.ts; its frames then take the same scaling and padding below.
+  if (await startsAsDicom(input)) {
+    return decodeDicomBytes(typeof input === 'string' ? await readFile(input) : input, {
+      ...opts,
+      size,
+      maxFrames,
+      maxDecodedFrames: maxDecoded,
+      ffmpegPath: ffmpeg,
+      timeoutMs,
+    });
+  }
   // The GPU job's own guard: the same sniffer and header reader as Validate, so bytes Validate
   // would refuse never reach ffmpeg, and ffmpeg reads them with the demuxer the table names.
   const row = await sniffRow(input, inputSize);
@@ -304,9 +321,10 @@ async function runFfmpeg(
   frameLimit: number,
   timeoutMs: number,
   row: FormatRow,
+  argsFor: typeof ffmpegArgs = ffmpegArgs,
 ): Promise<Buffer> {
   const known = timingOption.get(ffmpeg);
-  const args = (timing: 'vsync' | 'fps_mode') => ffmpegArgs(file, size, frameLimit, timing, row.demuxer);
+  const args = (timing: 'vsync' | 'fps_mode') => argsFor(file, size, frameLimit, timing, row.demuxer);
   const first = await spawnFfmpeg(ffmpeg, args(known ?? 'fps_mode'), size, frameLimit, timeoutMs);
   if (known === undefined && first.code !== 0 && /Unrecognized option 'fps_mode'/.test(first.stderr)) {
     timingOption.set(ffmpeg, 'vsync');
@@ -506,5 +524,100 @@ function isBlank(frames: readonly PgmFrame[]): boolean {
 }
 
 function withoutBytes(c: DecodedClipBytes): Omit<DecodedClip, 'frames'> {
-  return { count: c.count, size: c.size, decodedFrames: c.decodedFrames, frameIndices: c.frameIndices };
+  return {
+    count: c.count,
+    size: c.size,
+    decodedFrames: c.decodedFrames,
+    frameIndices: c.frameIndices,
+    ...(c.dicom ? { dicom: c.dicom } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// DICOM: frames decoded by dicom.ts, scaled and padded by the same ffmpeg filter
+// ---------------------------------------------------------------------------
+
+async function startsAsDicom(input: string | Buffer): Promise<boolean> {
+  if (typeof input !== 'string') return isDicomPart10(input);
+  const handle = await open(input, 'r');
+  try {
+    const head = Buffer.alloc(132);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    return isDicomPart10(head.subarray(0, bytesRead));
+  } finally {
+    await handle.close();
+  }
+}
+
+type ResolvedOptions = Required<Omit<DecodeOptions, 'pseudonymSalt'>> & Pick<DecodeOptions, 'pseudonymSalt'>;
+
+async function decodeDicomBytes(bytes: Uint8Array, opts: ResolvedOptions): Promise<DecodedClipBytes> {
+  const dicom = await readDicomFrames(bytes, {
+    maxFrames: opts.maxFrames,
+    maxDecodedFrames: opts.maxDecodedFrames,
+    // The one sampling policy: the same frames an ffmpeg decode of the same clip would keep.
+    sample: uniformSampleIndices,
+    ...(opts.pseudonymSalt ? { pseudonymSalt: opts.pseudonymSalt } : {}),
+  });
+  const bytesOut = await scaleRawFrames(dicom.raw, opts);
+  return {
+    bytes: bytesOut,
+    count: dicom.frameIndices.length,
+    size: opts.size,
+    decodedFrames: dicom.decodedFrames,
+    frameIndices: dicom.frameIndices,
+    dicom: dicom.info,
+  };
+}
+
+/**
+ * ffmpegArgs with a rawvideo input of known pixel format and size instead of a container:
+ * the filter, bit-exact flags and PGM output stay exactly the ones every clip gets.
+ */
+export function rawVideoArgs(raw: Pick<RawFrames, 'pixFmt' | 'width' | 'height'>): typeof ffmpegArgs {
+  return (file, size, frameLimit, timing) => {
+    const args = ffmpegArgs(file, size, frameLimit, timing);
+    const wl = args.indexOf('-format_whitelist');
+    if (wl >= 0) args[wl + 1] = 'rawvideo';
+    const input = args.indexOf('-i');
+    args.splice(input, 0, '-f', 'rawvideo', '-pix_fmt', raw.pixFmt, '-video_size', `${raw.width}x${raw.height}`);
+    return args;
+  };
+}
+
+/** Raw 8-bit frames → [count, size, size] grey bytes, through the same ffmpeg scale and padding as clips. */
+export async function scaleRawFrames(
+  raw: RawFrames,
+  opts: { readonly size: number; readonly ffmpegPath: string; readonly timeoutMs: number },
+): Promise<Uint8Array> {
+  const tempDir = await mkdtemp(path.join(tmpdir(), 'sonomark-decode-'));
+  const file = path.join(tempDir, 'clip');
+  try {
+    await writeFile(file, Buffer.concat(raw.frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength))), {
+      mode: 0o600,
+    });
+    const count = raw.frames.length;
+    const stream = await runFfmpeg(
+      opts.ffmpegPath,
+      file,
+      opts.size,
+      count,
+      opts.timeoutMs,
+      formatRow('dicom') as FormatRow,
+      rawVideoArgs(raw),
+    );
+    const frames = parsePgmStream(stream);
+    if (frames.length !== count) {
+      throw new DecodeError(
+        'DECODE_FAILED',
+        `The clip could not be decoded: ${frames.length} of ${count} frames scaled.`,
+      );
+    }
+    const frameBytes = opts.size * opts.size;
+    const bytes = new Uint8Array(count * frameBytes);
+    frames.forEach((f, i) => padInto(bytes, i * frameBytes, opts.size, f));
+    return bytes;
+  } finally {
+    await rm(tempDir, { recursive: true, force: true });
+  }
 }

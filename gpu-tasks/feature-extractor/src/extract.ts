@@ -18,8 +18,8 @@ export interface ExtractFeaturesInput {
   readonly session: ExtractorSession;
   /** When given, must be the entry the session was created from (guards against mixing models). */
   readonly entry?: ExtractorEntry;
-  /** ffmpeg binary and timeout; size and frame cap come from the manifest entry. */
-  readonly decode?: Pick<DecodeOptions, 'ffmpegPath' | 'timeoutMs'>;
+  /** ffmpeg binary, timeout, DICOM pseudonym salt; size and frame cap come from the manifest entry. */
+  readonly decode?: Pick<DecodeOptions, 'ffmpegPath' | 'timeoutMs' | 'pseudonymSalt'>;
   /** @default () => new Date() */
   readonly now?: () => Date;
 }
@@ -56,6 +56,7 @@ export async function extractFeatures(input: ExtractFeaturesInput): Promise<Feat
       height: clip.size,
       colorspace: 'gray',
     },
+    ...(clip.dicom ? { dicom: clip.dicom } : {}),
     ...aggregateFrames(outputs),
     runtime: {
       executionProvider: session.executionProvider,

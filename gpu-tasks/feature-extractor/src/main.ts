@@ -9,6 +9,7 @@
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ENV, EXTRACT_ENV } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
+import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
 import { ConfigError } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
 import { loadManifest } from '../../../core/manifest';
@@ -54,6 +55,8 @@ export interface ExtractJobDeps {
   readonly executionProvider?: ExecutionProviderChoice;
   /** ffmpeg binary. @default $FFMPEG_PATH, else @ffmpeg-installer's */
   readonly ffmpegPath?: string;
+  /** DICOM study/series pseudonym salt. @default env[ENV.dicomPseudonymSalt], else none (no pseudonyms) */
+  readonly pseudonymSalt?: string;
   /** One JSON line per call. @default console.log */
   readonly log?: (line: string) => void;
 }
@@ -132,6 +135,8 @@ async function extractJob(
   const { manifest } = loadManifest(modelsDir);
   const entry = manifest.extractor;
   const session = deps.session ?? (await cachedExtractorSession(modelsDir, entry, provider));
+  const pseudonymSalt = deps.pseudonymSalt ?? (env[ENV.dicomPseudonymSalt] || undefined);
+  if (pseudonymSalt !== undefined) checkPseudonymSalt(pseudonymSalt);
 
   const t0 = performance.now();
   const object = await deps.s3.send(
@@ -150,7 +155,10 @@ async function extractJob(
     scanId: config.scanId,
     session,
     entry,
-    ...(deps.ffmpegPath ? { decode: { ffmpegPath: deps.ffmpegPath } } : {}),
+    decode: {
+      ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
+      ...(pseudonymSalt ? { pseudonymSalt } : {}),
+    },
   });
 
   await deps.s3.send(

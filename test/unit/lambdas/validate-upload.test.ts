@@ -13,6 +13,7 @@ import { scanIdFromContent, scanIdFromObjectIdentity, sha256Hex } from '../../..
 import { ValidateOutput } from '../../../core/schemas';
 import { validateUpload, type ValidateDeps } from '../../../lambdas/validate-upload/validate';
 import { objectCreatedEvent, s3Body, s3Error } from '../helpers/fakes';
+import { buildDicom } from '../../helpers/dicom';
 
 const s3Mock = mockClient(S3Client);
 const ddbMock = mockClient(DynamoDBDocumentClient);
@@ -222,15 +223,51 @@ describe('validateUpload', () => {
       });
     });
 
-    it('UNSUPPORTED_FORMAT for DICOM, saying to export as MP4', async () => {
-      givenObject(Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.alloc(256)]));
+    it('DICOM_NO_PIXEL_DATA for a DICOM file without an image, before any GPU job', async () => {
+      givenObject(buildDicom({ rows: 16, columns: 16 }));
       const out = await run();
       expect(out).toMatchObject({
         action: 'reject',
         problem: {
-          code: 'UNSUPPORTED_FORMAT',
-          message: expect.stringMatching(/DICOM is not supported yet; export the clip as MP4/),
+          code: 'DICOM_NO_PIXEL_DATA',
+          message: expect.stringMatching(/no pixel data.*Accepted: DICOM Part 10/),
         },
+      });
+    });
+
+    it('DICOM_UNSUPPORTED_TRANSFER_SYNTAX naming the encoding and the accepted ones', async () => {
+      const mpeg2 = buildDicom({
+        rows: 16,
+        columns: 16,
+        transferSyntax: '1.2.840.10008.1.2.4.100',
+        frames: [new Uint8Array(8)],
+      });
+      givenObject(mpeg2);
+      const out = await run();
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: {
+          code: 'DICOM_UNSUPPORTED_TRANSFER_SYNTAX',
+          message: expect.stringMatching(
+            /MPEG-2 Main Profile \(1\.2\.840\.10008\.1\.2\.4\.100\).*Accepted encodings: .*RLE Lossless/,
+          ),
+        },
+      });
+    });
+
+    it('accepts a decodable DICOM as container "dicom"', async () => {
+      givenObject(buildDicom({ rows: 16, columns: 16, frames: [new Uint8Array(256)] }));
+      givenNoSidecar();
+      const out = await run();
+      expect(out).toMatchObject({ action: 'analyze', scan: { container: 'dicom' } });
+    });
+
+    it('UNSUPPORTED_FORMAT for a text file named .dcm (the extension is never trusted)', async () => {
+      givenObject(Buffer.from('This is a text file, not DICOM.\n'));
+      const out = await run();
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: { code: 'UNSUPPORTED_FORMAT', message: expect.stringMatching(/DICOM Part 10/) },
       });
     });
 
