@@ -5,6 +5,7 @@
  * (a PNG claiming 20000×20000) costs nothing. A field is absent when the bytes
  * at hand do not state it (an MP4 whose index sits at the end of the file).
  */
+import { checkDicomHead } from './dicom/header';
 import { ascii } from './formats';
 import type { InputLimits } from './limits';
 import type { MediaContainer } from './schemas';
@@ -44,6 +45,8 @@ export function readHeaderInfo(container: MediaContainer, head: Uint8Array, file
       case 'm2v':
       case 'mpegts':
         return mpegSequenceInfo(b);
+      case 'dicom':
+        return dicomInfo(b, fileSize);
       default:
         return {};
     }
@@ -222,4 +225,17 @@ function mpegSequenceInfo(b: Buffer): HeaderInfo {
   const width = ((b[at + 4] as number) << 4) | ((b[at + 5] as number) >> 4);
   const height = (((b[at + 5] as number) & 0x0f) << 8) | (b[at + 6] as number);
   return width > 0 && height > 0 ? { width, height } : {};
+}
+
+/** The DICOM header's picture: rows, columns, frames and, with a frame rate, the duration. */
+function dicomInfo(b: Buffer, fileSize: number): HeaderInfo {
+  const check = checkDicomHead(b, b.length >= fileSize);
+  if (check.kind !== 'ok') return {};
+  const h = check.header;
+  return {
+    width: h.columns,
+    height: h.rows,
+    frames: h.numberOfFrames,
+    ...(h.frameRate ? { durationSeconds: h.numberOfFrames / h.frameRate.hz } : {}),
+  };
 }

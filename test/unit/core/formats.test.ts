@@ -10,6 +10,7 @@ import { DEFAULT_INPUT_LIMITS, parseInputLimits, renderLimitsTable } from '../..
 import { sniffContainer } from '../../../core/media';
 import { checkHeaderLimits, readHeaderInfo } from '../../../core/media-header';
 import { MediaContainer } from '../../../core/schemas';
+import { buildDicom } from '../../helpers/dicom';
 
 describe('the format table drives the sniffer, the ffmpeg whitelist and directory mode', () => {
   it('has one accepted row per container id, and every accepted id is a MediaContainer', () => {
@@ -47,6 +48,7 @@ describe('the format table drives the sniffer, the ffmpeg whitelist and director
       jpeg: Buffer.from([0xff, 0xd8, 0xff, 0xe0]),
       png: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
       bmp: Buffer.concat([Buffer.from('BM'), Buffer.alloc(12), Buffer.from([40, 0, 0, 0]), Buffer.alloc(16)]),
+      dicom: Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.alloc(16)]),
     };
 
     // Act / Assess
@@ -63,11 +65,12 @@ describe('the format table drives the sniffer, the ffmpeg whitelist and director
     for (const f of ACCEPTED_FORMAT_ROWS) expect(ACCEPTED_FORMATS).toContain(f.name.replace(/ still$/, ''));
   });
 
-  it('keeps a DICOM row for the DICOM reader, recognised but not yet accepted', () => {
+  it('routes DICOM to the DICOM reader, not to ffmpeg, by its magic bytes whatever the name', () => {
     const dicom = FORMATS.find((f) => f.id === 'dicom');
-    expect(dicom).toMatchObject({ reader: 'dicom', extensions: ['.dcm'] });
+    expect(dicom).toMatchObject({ reader: 'dicom', extensions: ['.dcm'], accepted: true });
+    expect(dicom?.demuxer).toBeUndefined();
     const head = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.alloc(16)]);
-    expect(sniffContainer(head)).toEqual({ unsupported: expect.stringMatching(/^DICOM is not supported yet/) });
+    expect(sniffContainer(head)).toBe('dicom');
   });
 
   it('renders the README tables: one line per row and per limit', () => {
@@ -181,5 +184,20 @@ describe('container headers read before any GPU job', () => {
     });
     expect(() => parseInputLimits('{"maxWidth": -1}', 'INPUT_LIMITS')).toThrow(/INPUT_LIMITS is invalid: maxWidth/);
     expect(() => parseInputLimits('{"maxPixels": 1}', 'INPUT_LIMITS')).toThrow(/INPUT_LIMITS is invalid/);
+  });
+});
+
+describe('DICOM limits from its header, before any GPU job', () => {
+  it('reads rows, columns, frames and the duration from Frame Time', () => {
+    // Prepare: 30 frames of 96×128 at 100 ms a frame (3 s)
+    const frames = Array.from({ length: 30 }, () => new Uint8Array(96 * 128).fill(90));
+    const bytes = buildDicom({ rows: 96, columns: 128, frames, extra: { NumberOfFrames: 30, FrameTime: 100 } });
+
+    // Act
+    const info = readHeaderInfo('dicom', bytes, bytes.length);
+
+    // Assess
+    expect(info).toEqual({ width: 128, height: 96, frames: 30, durationSeconds: 3 });
+    expect(checkHeaderLimits(info, { ...DEFAULT_INPUT_LIMITS, maxDurationSeconds: 2 })?.code).toBe('TOO_LONG');
   });
 });
