@@ -38,8 +38,8 @@ export function timelineSvg(doc: FeaturesDocument, frameRate?: number): string {
       title: { text: 'Biomarker probability per sampled frame', left: 8, textStyle: { ...TEXT, fontSize: 14 } },
       // A vertical legend beside the plot: the server measures text with its own font metrics, and a
       // horizontal row of long names would overlap in the reader's (usually wider) font.
-      legend: { orient: 'vertical', right: 4, top: 'middle', data: BIOMARKERS.map(humanBiomarker), textStyle: TEXT },
-      grid: { left: 56, right: 176, top: 40, bottom: 48 },
+      legend: { orient: 'vertical', left: 600, top: 'middle', data: BIOMARKERS.map(humanBiomarker), textStyle: TEXT },
+      grid: { left: 56, right: 210, top: 40, bottom: 48 },
       xAxis: {
         type: 'value',
         name: xName,
@@ -70,7 +70,7 @@ export function timelineSvg(doc: FeaturesDocument, frameRate?: number): string {
           : {}),
       })),
     },
-    760,
+    800,
     340,
   );
 }

@@ -7,6 +7,7 @@
  */
 import type { ExpertEntry, ExpertOutput, ExpertResult, ExtractorEntry, ModelCard } from '../schemas';
 import { parsePayload } from '../zod-parse';
+import { FRAME_THRESHOLD } from '../biomarkers';
 import { barSvg, humanBiomarker, timelineSvg } from './charts';
 import { biomarkerPeaks, ReportInput, type ReportInputJson, type ReportScan } from './model';
 
@@ -110,7 +111,7 @@ function modelsSection(scans: readonly ReportScan[], cards: CardIndex): string {
   if (refs.size === 0) return '';
   const rows = [...refs.values()].map((m) => {
     const card = cards.card(m.name, m.version);
-    return `<tr><td>${esc(m.kind)}</td><td><code>${esc(m.name)}</code></td><td>${esc(m.version)}</td><td>${esc(card?.status ?? 'unknown')}</td><td><code title="${esc(m.sha256)}">${esc(m.sha256.slice(0, 12))}…</code></td><td>${esc(card?.intendedUse ?? '')}</td><td>${esc(cardCaveat(card))}</td></tr>`;
+    return `<tr><td>${esc(m.kind)}</td><td><code>${esc(m.name)}</code></td><td>${esc(m.version)}</td><td>${esc(card?.status ?? 'unknown')}</td><td><code title="${esc(m.sha256)}">${esc(m.sha256.slice(0, 12))}…</code></td><td class="long">${esc(card?.intendedUse ?? '')}</td><td class="long">${esc(cardCaveat(card))}</td></tr>`;
   });
   return `<section id="models"><h2>Models</h2>
 <div class="scroll"><table><thead><tr><th>role</th><th>name</th><th>version</th><th>card</th><th>sha256</th><th>intended use</th><th>caveat</th></tr></thead>
@@ -207,7 +208,7 @@ function failures(failed: readonly ReportScan[]): string {
   if (failed.length === 0) return '<h3>Failures</h3><p>None: every scan completed.</p>';
   const rows = failed.map(
     (s) =>
-      `<tr><td>${esc(s.label)}</td><td>${esc(s.status.toLowerCase())}</td><td><code>${esc(s.error?.code ?? s.status)}</code></td><td>${esc(s.error?.message ?? (s.status === 'RUNNING' ? 'Still running, or interrupted before it finished.' : ''))}</td></tr>`,
+      `<tr><td>${esc(s.label)}</td><td>${esc(s.status.toLowerCase())}</td><td><code>${esc(s.error?.code ?? s.status)}</code></td><td class="long">${esc(s.error?.message ?? (s.status === 'RUNNING' ? 'Still running, or interrupted before it finished.' : ''))}</td></tr>`,
   );
   return `<h3>Failures</h3><div class="scroll"><table id="failures"><thead><tr><th>clip</th><th>status</th><th>code</th><th>reason</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
@@ -279,7 +280,13 @@ function thumbnails(s: ReportScan, time: (frame: number) => string): string {
     .map(([sample, ps]) => {
       const t = s.thumbnails.find((x) => x.sample === sample);
       const frame = f.sampling.frameIndices[sample] as number;
-      const caption = ps.map((p) => `${humanBiomarker(p.biomarker)} ${p.probability.toFixed(2)}`).join(', ');
+      // A peak below the frame threshold is only the least unlikely frame: marked, so no one reads it as a finding.
+      const caption = ps
+        .map(
+          (p) =>
+            `${humanBiomarker(p.biomarker)} ${p.probability.toFixed(2)}${p.probability > FRAME_THRESHOLD ? '' : '*'}`,
+        )
+        .join(', ');
       const img = t
         ? `<img src="data:image/png;base64,${t.png}" width="${t.width}" height="${t.height}" alt="Frame at ${esc(time(frame))}, the peak of ${esc(ps.map((p) => humanBiomarker(p.biomarker)).join(', '))}">`
         : '<div class="noimg">no thumbnail</div>';
@@ -287,7 +294,7 @@ function thumbnails(s: ReportScan, time: (frame: number) => string): string {
     });
   const note =
     s.thumbnails.length > 0
-      ? `The frames the extractor saw (${f.sampling.width}×${f.sampling.height} gray, decoded by its own decoder) at each biomarker's highest probability.`
+      ? `The frames the extractor saw (${f.sampling.width}×${f.sampling.height} gray, decoded by its own decoder) at each biomarker's highest probability. * never above ${FRAME_THRESHOLD} in this clip: the least unlikely frame, not a finding.`
       : 'Thumbnails were not produced for this report.';
   return `<h4>Peak frames</h4><p class="hint">${esc(note)}</p><div class="thumbs">${figs.join('')}</div>`;
 }
@@ -396,7 +403,8 @@ export function esc(s: string): string {
   );
 }
 
-// Narrow windows: charts scale with their viewBox, wide tables scroll in their own box.
+// Narrow windows: charts scale with their viewBox, but the timeline keeps a legible minimum
+// width and scrolls in its own box, as wide tables do.
 // Print: no sort buttons' chrome, each clip starts on a new page, nothing split mid-figure.
 const CSS = `
 :root{color-scheme:light;--fg:#1d1d1f;--muted:#555;--line:#d0d0d5;--warn:#8a4b00;--bg-note:#fff6e5}
@@ -404,19 +412,20 @@ const CSS = `
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);margin:0 auto;padding:1rem;max-width:1100px}
 h1{font-size:1.6rem;margin:.2rem 0}h2{border-bottom:2px solid var(--line);padding-bottom:.2rem;margin-top:2rem}
 h3{margin-top:1.6rem}h4{margin:1.2rem 0 .4rem}
-code{font:13px ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
+code{font:13px ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}td code{white-space:nowrap}
 .ruo-banner{background:var(--bg-note);border-left:4px solid var(--warn);padding:.6rem .8rem}
 .ruo{display:inline-block;font-size:.72rem;font-weight:normal;color:var(--warn);border:1px solid var(--warn);border-radius:3px;padding:0 .3rem;margin-left:.3rem;white-space:nowrap}
 .warn{color:var(--warn)}.meta,.hint,.source{color:var(--muted)}.caveat{color:var(--muted);font-size:.9em}
 .model .kind{font-weight:600}
 .scroll{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;font-size:.9rem;min-width:100%}
+table{border-collapse:collapse;font-size:.9rem;min-width:100%}.scroll>table{min-width:36rem}td.long{min-width:15rem}
 th,td{border-bottom:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f6;position:sticky;top:0}th .ruo{white-space:normal;margin:.2rem 0 0}
 button.sort{font:inherit;font-weight:600;background:none;border:0;padding:0;cursor:pointer;text-decoration:underline dotted}
 th[aria-sort=ascending] button.sort::after{content:" ▲"}th[aria-sort=descending] button.sort::after{content:" ▼"}
 figure{margin:.6rem 0}
 figure.chart svg{display:block;max-width:100%;height:auto}
+figure.chart[data-chart=timeline]{overflow-x:auto}figure.chart[data-chart=timeline] svg{min-width:560px}
 figure.chart figcaption{font-size:.85rem;color:var(--muted);max-width:760px}
 .charts{display:flex;flex-wrap:wrap;gap:1rem}.charts figure.chart{flex:1 1 320px;max-width:560px}
 .thumbs{display:flex;flex-wrap:wrap;gap:.8rem}
@@ -424,10 +433,10 @@ figure.chart figcaption{font-size:.85rem;color:var(--muted);max-width:760px}
 .thumb figcaption{font-size:.8rem}
 .noimg{width:160px;height:160px;display:flex;align-items:center;justify-content:center;background:#eee;color:var(--muted)}
 .failed{color:var(--warn)}
-section.scan{border-top:1px solid var(--line);margin-top:1.5rem}
+section.scan{margin-top:1.5rem}section.scan+section.scan{border-top:1px solid var(--line)}
 footer{margin-top:2rem;color:var(--muted);font-size:.85rem}
 @media (max-width:600px){body{padding:.5rem;font-size:14px}.thumb,.thumb img,.noimg{width:120px;height:auto}}
-@media print{body{max-width:none;padding:0;font-size:11pt}section.scan{break-before:page}figure,tr,.thumb{break-inside:avoid}
+@media print{body{max-width:none;padding:0;font-size:11pt}figure.chart[data-chart=timeline] svg{min-width:0}section.scan{break-before:page}figure,tr,.thumb{break-inside:avoid}
 button.sort{text-decoration:none}.hint{display:none}th{position:static}.scroll{overflow:visible}a{color:inherit;text-decoration:none}}
 `;
 
