@@ -21,5 +21,12 @@ module.exports = {
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       slowTestThreshold: 120,
     },
+    {
+      // The report opened in Debian's headless Chromium (playwright-core); .ci/run installs it.
+      ...base,
+      displayName: 'browser',
+      testMatch: ['<rootDir>/test/browser/**/*.test.ts'],
+      slowTestThreshold: 120,
+    },
   ],
 };

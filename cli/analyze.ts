@@ -1,10 +1,11 @@
 /** `sonomark analyze FILE|DIR...`: clips through the local workflow (DESIGN.md "Contracts"). */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import type { AnalyzeResult } from '../local/workflow';
-import type { CliContext } from './context';
-import { resultJson, resultTable, modelsBanner } from './format';
+import type { ReportEntry } from '../local/report';
+import type { AnalyzeResult, LocalWorkflow } from '../local/workflow';
+import { UsageError, type CliContext } from './context';
+import { resultJson, resultTable, modelsBanner, summaryTable } from './format';
 import { existingDir, describeSkipped, expandInputs, MEDIA_EXTENSIONS } from './inputs';
 
 interface AnalyzeOptions {
@@ -13,6 +14,7 @@ interface AnalyzeOptions {
   study?: string;
   dataDir?: string;
   modelsDir?: string;
+  report?: string;
 }
 
 export function registerAnalyze(program: Command, ctx: CliContext): void {
@@ -30,6 +32,7 @@ export function registerAnalyze(program: Command, ctx: CliContext): void {
     .option('--study <ID>', 'study id for the upload key (default: local)')
     .option('--data-dir <DIR>', 'keep local S3/DynamoDB data here; re-analysing the same bytes reuses the stored scan')
     .option('--models-dir <DIR>', "model directory with manifest.json (default: the package's models/)")
+    .option('--report <DIR>', 'also write the HTML report of these clips into DIR and print its path at the end')
     .addHelpText(
       'after',
       `
@@ -38,8 +41,12 @@ With --json, one line per input:
    features, experts: {diagnosis: {label, probabilities}, severity: {score, …},
    triage: {abnormal, label}}, models, timings}
 
+Without --json, one clip prints a block of its outputs and biomarkers; several
+print a summary table (a line per clip, then counts) at the end.
+
 Examples:
   $ sonomark analyze clip.mp4
+  $ sonomark analyze --report report ../shared/data/pocus/videos/convex
   $ sonomark analyze --json --data-dir .sonomark/local ../shared/data/pocus \\
       > results.jsonl
 
@@ -52,6 +59,9 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
   // Arguments first: a bad path is a usage error before any service starts.
   const files = expandInputs(inputs, (skipped) => err.write(`${describeSkipped(skipped)}\n`));
   existingDir(opts.modelsDir, '--models-dir');
+  if (opts.report && existsSync(opts.report) && !statSync(opts.report).isDirectory()) {
+    throw new UsageError(`--report ${opts.report}: not a directory`);
+  }
 
   const { LocalWorkflow } = await import('../local/workflow');
   const workflow = await LocalWorkflow.start({
@@ -62,7 +72,10 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
   });
   err.write(modelsBanner(workflow.loaded.manifest) + '\n\n');
   const names = objectNames(files);
+  const batch = files.length > 1;
+  const results: AnalyzeResult[] = [];
   let failed = 0;
+  let reportFile: string | undefined;
   try {
     for (let i = 0; i < files.length; i++) {
       const file = files[i] as string;
@@ -75,16 +88,68 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
         result = unreadable(file, e);
       }
       if (result.status === 'failed') failed++;
-      if (files.length > 1) {
+      results.push(result);
+      if (batch) {
         err.write(`[${i + 1}/${files.length}] ${result.status.padEnd(9)} ${result.timings.totalMs} ms  ${file}\n`);
       }
-      out.write(opts.json ? JSON.stringify(resultJson(result)) + '\n' : resultTable(result) + '\n\n');
+      if (opts.json) out.write(JSON.stringify(resultJson(result)) + '\n');
+      else if (!batch) out.write(resultTable(result) + '\n\n');
     }
+    if (!opts.json && batch) out.write(summaryTable(results) + '\n\n');
+    // Written while the services still run: without --data-dir they and their data go on close.
+    if (opts.report) reportFile = await writeAnalyzeReport(workflow, results, opts.report, opts.dataDir);
   } finally {
     await workflow.close();
   }
-  if (files.length > 1) err.write(`${files.length - failed} completed, ${failed} failed\n`);
+  if (batch) err.write(`${files.length - failed} completed, ${failed} failed\n`);
+  // --json keeps stdout to the JSON lines; otherwise the path is the last thing on stdout.
+  if (reportFile) (opts.json ? err : out).write(`Report: ${reportFile}\n`);
   return failed > 0 ? 1 : 0;
+}
+
+async function writeAnalyzeReport(
+  workflow: LocalWorkflow,
+  results: readonly AnalyzeResult[],
+  outDir: string,
+  dataDir: string | undefined,
+): Promise<string> {
+  const [local, names] = await Promise.all([import('../local/report'), import('../local/names')]);
+  const store = {
+    s3: workflow.services.s3,
+    doc: workflow.services.doc,
+    table: names.LOCAL_TABLE,
+    artifactsBucket: names.LOCAL_ARTIFACTS_BUCKET,
+  };
+  const entries: ReportEntry[] = [];
+  const seen = new Set<string>();
+  for (const r of results) {
+    // The same bytes twice in one run are one scan: reported once.
+    if (r.scanId && seen.has(r.scanId)) continue;
+    const scan = r.scanId ? await local.getScan(store.doc, store.table, r.scanId) : undefined;
+    if (r.scanId) seen.add(r.scanId);
+    entries.push(
+      scan
+        ? { scan }
+        : {
+            missing: {
+              label: r.file,
+              scanId: r.scanId,
+              error: r.error ?? { code: 'NOT_ANALYZED', message: 'No stored scan.' },
+            },
+          },
+    );
+  }
+  const cohort = entries.length > 1;
+  const { html } = await local.renderStoredReport(store, entries, {
+    title: cohort
+      ? `sonomark analyze: ${entries.length} clips`
+      : `sonomark analyze: ${path.basename(results[0]?.file ?? '')}`,
+    source: `The ${cohort ? `${entries.length} inputs` : 'input'} of one "sonomark analyze" run${
+      dataDir ? `, stored in ${dataDir} ("sonomark report --data-dir ${dataDir}" renders it again)` : ''
+    }.`,
+    manifest: workflow.loaded.manifest,
+  });
+  return local.writeReportFile(outDir, local.reportFileName(entries), html);
 }
 
 /** Object names within one run must not collide, or a later clip would overwrite an earlier one. */

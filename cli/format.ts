@@ -6,6 +6,9 @@ import { BIOMARKERS } from '../core/biomarkers';
 import type { ExpertOutput, Manifest } from '../core/schemas';
 import type { AnalyzeResult } from '../local/workflow';
 
+/** Said next to the clinical labels of the human-readable output (core/report's RUO, repeated so --help loads nothing). */
+export const RUO = 'research software, not a medical device';
+
 /** DESIGN.md: experts.diagnosis {label, probabilities}, severity {score}, triage {abnormal}. */
 export function expertJson(output: ExpertOutput): Record<string, unknown> {
   switch (output.kind) {
@@ -59,6 +62,7 @@ export function resultTable(r: AnalyzeResult): string {
     lines.push(`  reason    ${r.error?.message ?? 'unknown'}`);
   } else {
     lines.push('  status    completed');
+    lines.push(`  outputs   ${RUO}`);
     for (const [name, out] of Object.entries(r.experts)) lines.push(`  ${name.padEnd(9)} ${expertSummary(out)}`);
     if (r.features) {
       const f = r.features;
@@ -95,4 +99,54 @@ export function modelsBanner(m: Manifest): string {
         ]
       : [];
   return ['Models:', ...rows, ...warn].join('\n');
+}
+
+/** One cell of the summary: the headline of an output, short. */
+export function expertCell(output: ExpertOutput): string {
+  switch (output.kind) {
+    case 'classification':
+      return `${output.label} ${pct(output.probabilities[output.label] ?? 0).trim()}`;
+    case 'ordinal':
+      return `${output.score} (${output.expected.toFixed(2)})`;
+    case 'binary':
+      return `${output.label} ${pct(output.probability).trim()}`;
+  }
+}
+
+function headline(output: ExpertOutput): string {
+  return output.kind === 'ordinal' ? String(output.score) : output.label;
+}
+
+/**
+ * A batch in one screen: a line per clip (status, each expert's headline, file; the
+ * reason when it failed), then the counts per status and per output. Replaces the
+ * block per clip, which ran to 1,513 lines for 89 clips.
+ */
+export function summaryTable(results: readonly AnalyzeResult[]): string {
+  const experts = [...new Set(results.flatMap((r) => Object.keys(r.experts)))];
+  const width = (name: string) =>
+    Math.max(name.length, ...results.map((r) => (r.experts[name] ? expertCell(r.experts[name]).length : 1)));
+  const widths = experts.map(width);
+  const n = String(results.length).length;
+  const row = (i: string, status: string, cells: string[], tail: string) =>
+    `  ${i.padStart(n)}  ${status.padEnd(9)}  ${cells.map((c, k) => c.padEnd(widths[k] as number)).join('  ')}  ${tail}`.trimEnd();
+  const lines = [`Summary (${experts.join(', ') || 'no expert outputs'}: ${RUO})`];
+  lines.push(row('#', 'status', experts, 'file'));
+  results.forEach((r, i) => {
+    const cells = experts.map((e) => (r.experts[e] ? expertCell(r.experts[e]) : '-'));
+    const tail = r.status === 'failed' ? `${r.file}  ${r.error?.code ?? 'FAILED'}: ${r.error?.message ?? ''}` : r.file;
+    lines.push(row(String(i + 1), r.status, cells, tail));
+  });
+  const failed = results.filter((r) => r.status === 'failed').length;
+  lines.push('', `${results.length - failed} completed, ${failed} failed, ${results.length} in all`);
+  for (const e of experts) {
+    const counts = new Map<string, number>();
+    for (const r of results) {
+      const out = r.experts[e];
+      if (out) counts.set(headline(out), (counts.get(headline(out)) ?? 0) + 1);
+    }
+    const list = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    lines.push(`${e}: ${list.map(([k, v]) => `${k} ${v}`).join(', ')}  (${RUO})`);
+  }
+  return lines.join('\n');
 }

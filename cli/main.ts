@@ -20,6 +20,7 @@ import { registerExperts } from './experts';
 import { registerFeatures } from './features';
 import { registerFrames } from './frames';
 import { registerModels } from './models';
+import { registerReport } from './report';
 import { registerTrain } from './train';
 
 function packageVersion(): string {
@@ -86,6 +87,7 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
   registerFeatures(program, ctx);
   registerExperts(program, ctx);
   registerModels(program, ctx);
+  registerReport(program, ctx);
   registerTrain(program, ctx);
 
   // After commander's own usage errors (unknown option, missing argument, ...), the usage line.

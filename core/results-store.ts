@@ -13,6 +13,7 @@ import {
   GetCommand,
   PutCommand,
   QueryCommand,
+  ScanCommand,
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
@@ -428,6 +429,30 @@ export async function listExpertResults(
       }),
     );
     items.push(...((out.Items ?? []) as ExpertResultItem[]));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
+/**
+ * Every scan item in the table, in no particular order: a whole-table Scan, which is
+ * what a local data directory's cohort report wants (hundreds of items). In the cloud
+ * a cohort is listed per site through the bySite index instead.
+ */
+export async function listScans(doc: DynamoDBDocumentClient, table: string): Promise<ScanItem[]> {
+  const items: ScanItem[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await doc.send(
+      new ScanCommand({
+        TableName: table,
+        FilterExpression: 'sk = :scan',
+        ExpressionAttributeValues: { ':scan': SCAN_SK },
+        ConsistentRead: true,
+        ExclusiveStartKey: start,
+      }),
+    );
+    items.push(...((out.Items ?? []) as ScanItem[]));
     start = out.LastEvaluatedKey;
   } while (start);
   return items;

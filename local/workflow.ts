@@ -19,9 +19,9 @@ import { localPseudonymSalt } from './pseudonym-salt';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
 import { synthesizeWorkflow, type SynthesizedWorkflow } from './synth';
 
-export const LOCAL_UPLOADS_BUCKET = 'sonomark-uploads-local';
-export const LOCAL_ARTIFACTS_BUCKET = 'sonomark-artifacts-local';
-export const LOCAL_TABLE = 'sonomark-results-local';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
+
+export { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET };
 
 export interface LocalWorkflowOptions {
   /** Keep S3 and DynamoDB data here across runs; default: a temp dir removed on close. */
