@@ -134,7 +134,9 @@ async function measure(runs: number, data: string, tmp: string, quick: boolean) 
       );
     }
   }
-  const peakGflops = Math.max(...Object.values(gemm).map((s) => s.median));
+  // A peak is the best the machine can do: the fastest run of any size and thread count. On a
+  // loaded machine medians under-measure it (and the extractor could then exceed 100% of it).
+  const peakGflops = Math.max(...Object.values(gemm).map((s) => s.max));
 
   // 2. Extractor frames/s by batch and threads, against FLOPs/frame and the peak.
   log('extractor sweep');
@@ -454,7 +456,7 @@ function render(r: Results): string {
       `| cold start peak memory < ${t.coldStartPeakMb} MB | ${fmtSummary(coldPeak, 0, ' MB')} | ${met(coldPeak.median < t.coldStartPeakMb)} |`,
     );
   p(
-    `| extractor ≥ ${t.rooflineShare * 100}% of the GEMM roofline (best setting) | ${fmt(r.extractor.best.rooflineShare * 100, 1)}% (batch ${r.extractor.best.batch}, ${r.extractor.best.threads} threads) | ${met(r.extractor.best.rooflineShare >= t.rooflineShare)} |`,
+    `| extractor ≥ ${t.rooflineShare * 100}% of the GEMM roofline (best setting) | ${fmt(r.extractor.best.rooflineShare * 100, 1)}% (batch ${r.extractor.best.batch}, ${r.extractor.best.threads} thread(s)) | ${r.extractor.best.rooflineShare > 1 ? '**not judged**: above 100%, so the GEMM ceiling was under-measured on this loaded machine' : met(r.extractor.best.rooflineShare >= t.rooflineShare)} |`,
   );
   p(
     `| shared extractor + 3 experts cuts inference ≥ ${t.sharedSaving * 100}% vs 3 end-to-end networks | ${fmtSummary({ ...r.shared.saving, median: r.shared.saving.median * 100, min: r.shared.saving.min * 100, max: r.shared.saving.max * 100 }, 1, '%')} | ${met(r.shared.saving.median >= t.sharedSaving)} |`,
@@ -481,7 +483,7 @@ function render(r: Results): string {
   p(
     `GEMM ceiling (onnxruntime MatMul n×n · n×n, GFLOP/s): ${Object.entries(r.gemm.gflops)
       .map(([k, v]) => `${k.replace('threads', 'threads ')} ${fmtSummary(v, 1)}`)
-      .join('; ')}. Peak (the best median): **${fmt(r.gemm.peakGflops, 1)} GFLOP/s**.`,
+      .join('; ')}. Peak (the fastest run): **${fmt(r.gemm.peakGflops, 1)} GFLOP/s**.`,
   );
   p();
   p(
