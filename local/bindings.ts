@@ -13,7 +13,8 @@
  */
 import { FUNCTIONS } from '../core/contract';
 import { ConfigError } from '../core/errors';
-import { localFunctionArn, taskStates, type CfnTemplate, lambdaFunctions } from './asl';
+import { localFunctionArn, taskStates } from './asl';
+import type { LambdaFunctionRef } from './definition';
 
 /** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, which is no workflow task). */
 export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution'>;
@@ -57,11 +58,11 @@ function lambdaError(err: unknown): ServiceIntegrationError {
 
 export function bindTaskStates(
   definition: Record<string, unknown>,
-  template: CfnTemplate,
+  functions: readonly LambdaFunctionRef[],
   handlers: LocalHandlers,
 ): Record<string, LocalHandler> {
   const byArn = new Map<string, LambdaRole>();
-  for (const fn of lambdaFunctions(template)) {
+  for (const fn of functions) {
     const role = roleOfConstructPath(fn.path);
     // A function local mode cannot place would only fail mid-run; fail at start-up instead.
     if (!role)

@@ -14,10 +14,12 @@ import { uploadKey } from '../core/keys';
 import { getScan, listExpertResults } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, type LocalHandlers } from './bindings';
+import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
+import { expertSession } from '../lambdas/expert/score';
+import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
 import { localHandlers } from './handlers';
 import { localPseudonymSalt } from './pseudonym-salt';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
-import { synthesizeWorkflow, type SynthesizedWorkflow } from './synth';
 
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
 
@@ -29,6 +31,8 @@ export interface LocalWorkflowOptions {
   readonly modelsDir?: string;
   readonly siteId?: string;
   readonly studyId?: string;
+  /** Where the synthesized workflow definition is cached (definition.ts). @default <package>/.sonomark/cache */
+  readonly cacheDir?: string;
 }
 
 export interface AnalyzeResult {
@@ -47,7 +51,9 @@ export interface AnalyzeResult {
 export class LocalWorkflow {
   private constructor(
     readonly services: LocalServices,
-    readonly synthesized: SynthesizedWorkflow,
+    readonly synthesized: WorkflowDefinition,
+    /** Whether the definition came from the cache or was synthesized at this start. */
+    readonly definitionSource: LoadedDefinition['source'],
     readonly loaded: LoadedManifest,
     private readonly taskHandlers: ReturnType<typeof bindTaskStates>,
     private readonly machine: StateMachine,
@@ -58,12 +64,32 @@ export class LocalWorkflow {
   static async start(options: LocalWorkflowOptions = {}): Promise<LocalWorkflow> {
     const loaded = loadManifest(options.modelsDir);
     const ownedDataDir = options.dataDir ? undefined : mkdtempSync(path.join(os.tmpdir(), 'sonomark-local-'));
-    const synthesized = synthesizeWorkflow({ modelsDir: loaded.dir });
-    const services = await startLocalServices(options.dataDir ?? (ownedDataDir as string));
+    // Start-up work that does not depend on each other runs together: the model sessions
+    // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
+    // and the local services. A session that fails to load is reported by the state that uses it.
+    for (const pending of [
+      cachedExtractorSession(loaded.dir, loaded.manifest.extractor, 'cpu'),
+      ...loaded.manifest.experts.map((e) => expertSession(loaded, e)),
+    ]) {
+      pending.catch(() => undefined);
+    }
+    const [definition, servicesStarted] = await Promise.allSettled([
+      loadWorkflowDefinition({ modelsDir: loaded.dir, cacheDir: options.cacheDir }),
+      startLocalServices(options.dataDir ?? (ownedDataDir as string)),
+    ]);
+    if (servicesStarted.status === 'rejected' || definition.status === 'rejected') {
+      if (servicesStarted.status === 'fulfilled') await servicesStarted.value.close();
+      if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
+      throw definition.status === 'rejected' ? definition.reason : (servicesStarted as PromiseRejectedResult).reason;
+    }
+    const services = servicesStarted.value;
+    const synthesized = definition.value.workflow;
     try {
-      await ensureBucket(services.s3, LOCAL_UPLOADS_BUCKET);
-      await ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET);
-      await ensureTable(services.dynamo, LOCAL_TABLE, synthesized.tableProperties);
+      await Promise.all([
+        ensureBucket(services.s3, LOCAL_UPLOADS_BUCKET),
+        ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET),
+        ensureTable(services.dynamo, LOCAL_TABLE, synthesized.tableProperties),
+      ]);
       const handlers: LocalHandlers = localHandlers({
         s3: services.s3,
         doc: services.doc,
@@ -72,7 +98,7 @@ export class LocalWorkflow {
         loaded,
         pseudonymSalt: localPseudonymSalt(services.dataDir),
       });
-      const taskHandlers = bindTaskStates(synthesized.definition, synthesized.pipelineTemplate, handlers);
+      const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
       // The library fills in defaults (QueryLanguage) in place, so it gets its own copy
       // (a JSON copy: structuredClone's objects can come from another realm under jest,
@@ -83,6 +109,7 @@ export class LocalWorkflow {
       return new LocalWorkflow(
         services,
         synthesized,
+        definition.value.source,
         loaded,
         taskHandlers,
         machine,
@@ -94,6 +121,7 @@ export class LocalWorkflow {
       );
     } catch (err) {
       await services.close();
+      if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
       throw err;
     }
   }

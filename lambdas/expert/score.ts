@@ -35,7 +35,13 @@ export function expertSession(
   let session = sessions.get(cacheKey);
   if (!session) {
     const bytes = readVerifiedModel(models.dir, entry);
-    session = ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    // One thread: a 120-input model runs in microseconds; a thread pool would only spin.
+    session = ort.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+    });
     // A failed load must not poison the cache for the next invocation.
     session.catch(() => sessions.delete(cacheKey));
     sessions.set(cacheKey, session);

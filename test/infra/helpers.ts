@@ -10,8 +10,26 @@ export interface Synthesized extends BuiltApp {
   readonly outdir: string;
 }
 
-/** Synthesizes the app into a cloud assembly dir that is removed after the test file. */
+// One synthesis per configuration and test file: tests only read the app and its templates.
+const synthesized = new Map<string, Synthesized>();
+
+/**
+ * Synthesizes the app into a cloud assembly dir that is removed after the test file; the
+ * same options again in the same file return the same synthesis (the cache lives in this
+ * module, which jest loads once per test file). A synthesis that throws is not cached.
+ */
 export function synth(opts: BuildAppOptions = {}): Synthesized {
+  if (opts.outdir) return synthesize(opts);
+  const key = JSON.stringify({ bundling: false, nag: true, context: {}, ...opts });
+  let built = synthesized.get(key);
+  if (!built) {
+    built = synthesize(opts);
+    synthesized.set(key, built);
+  }
+  return built;
+}
+
+function synthesize(opts: BuildAppOptions): Synthesized {
   const outdir = opts.outdir ?? tempDir('sonomark-infra-');
   const built = buildApp({ bundling: false, ...opts, outdir });
   built.app.synth();

@@ -6,8 +6,8 @@ describe('StorageStack', () => {
   let template: Template;
 
   beforeAll(() => {
-    // Prepare / Act
-    template = synth().storageTemplate;
+    // Prepare / Act (cdk-nag on this same default configuration: nag.test.ts)
+    template = synth({ nag: false }).storageTemplate;
   });
 
   test('one customer-managed KMS key with rotation, retained', () => {

@@ -33,6 +33,11 @@ export interface ExtractorSession {
 
 const BASE_OPTIONS: ort.InferenceSession.SessionOptions = {
   graphOptimizationLevel: 'all',
+  // One intra-op thread: the best CPU setting `npm run bench` measured (BENCHMARKS.md, frames/s by
+  // batch and threads). A 46-MFLOP/frame CNN gains little from a second thread, and onnxruntime's
+  // spinning pool threads take CPU from ffmpeg decoding the next frames. The CUDA provider ignores it.
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
   // 3 = error: keeps ORT's "node not assigned to the CUDA EP" chatter out of the job log.
   logSeverityLevel: 3,
 };

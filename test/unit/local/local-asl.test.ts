@@ -5,6 +5,7 @@ import {
   LOCAL_REGION,
   localFunctionArn,
   resolveToken,
+  lambdaFunctions,
   taskStates,
   type CfnTemplate,
 } from '../../../local/asl';
@@ -295,7 +296,7 @@ describe('bindTaskStates', () => {
   it('binds a lambda:invoke Task to the handler behind FunctionName', async () => {
     // Prepare
     const handlers = fakeHandlers();
-    const bound = bindTaskStates(definition, template(), handlers);
+    const bound = bindTaskStates(definition, lambdaFunctions(template()), handlers);
 
     // Act
     const out = await bound.Validate!({ FunctionName: localFunctionArn('ValidateFn'), Payload: { key: 'k' } });
@@ -309,7 +310,7 @@ describe('bindTaskStates', () => {
   it('routes to the expert handler by ARN', async () => {
     // Prepare
     const handlers = fakeHandlers();
-    const bound = bindTaskStates(definition, template(), handlers);
+    const bound = bindTaskStates(definition, lambdaFunctions(template()), handlers);
 
     // Act
     const out = await bound.Validate!({ FunctionName: localFunctionArn('ExpertDiagnosisFn'), Payload: 1 });
@@ -329,7 +330,7 @@ describe('bindTaskStates', () => {
         },
       },
     });
-    const bound = bindTaskStates(definition, template(), handlers);
+    const bound = bindTaskStates(definition, lambdaFunctions(template()), handlers);
 
     // Act
     const err = (await bound.Validate!({ FunctionName: localFunctionArn('ValidateFn'), Payload: {} }).catch(
@@ -344,7 +345,7 @@ describe('bindTaskStates', () => {
 
   it('rejects an invocation of a function with no local handler', async () => {
     // Prepare
-    const bound = bindTaskStates(definition, template(), fakeHandlers());
+    const bound = bindTaskStates(definition, lambdaFunctions(template()), fakeHandlers());
 
     // Act / Assess
     await expect(bound.Validate!({ FunctionName: 'arn:aws:lambda:x:1:function:Other', Payload: {} })).rejects.toThrow(
@@ -355,7 +356,7 @@ describe('bindTaskStates', () => {
   it('passes the Batch container override environment as an env object', async () => {
     // Prepare
     const handlers = fakeHandlers();
-    const bound = bindTaskStates(definition, template(), handlers);
+    const bound = bindTaskStates(definition, lambdaFunctions(template()), handlers);
 
     // Act
     const out = (await bound.Extract!({
@@ -382,7 +383,7 @@ describe('bindTaskStates', () => {
         throw new Error('decode failed');
       },
     });
-    const bound = bindTaskStates(definition, template(), handlers);
+    const bound = bindTaskStates(definition, lambdaFunctions(template()), handlers);
 
     // Act
     const err = (await bound.Extract!({ JobName: 'extract', JobQueue: 'q', JobDefinition: 'd' }).catch(
@@ -408,7 +409,7 @@ describe('bindTaskStates', () => {
     };
 
     // Act / Assess
-    expect(() => bindTaskStates(withSqs, template(), fakeHandlers())).toThrow(
+    expect(() => bindTaskStates(withSqs, lambdaFunctions(template()), fakeHandlers())).toThrow(
       'Task state Notify uses arn:aws:states:::sqs:sendMessage, which local mode cannot run.',
     );
   });
@@ -421,11 +422,11 @@ describe('bindTaskStates', () => {
     });
 
     // Act / Assess
-    expect(() => bindTaskStates(definition, t, fakeHandlers())).toThrow(
+    expect(() => bindTaskStates(definition, lambdaFunctions(t), fakeHandlers())).toThrow(
       'Lambda function Stray (SonomarkPipeline/Custom/Resource) has no local handler.',
     );
     const onlyNoPath = template({ NoPath: { Type: 'AWS::Lambda::Function' } });
-    expect(() => bindTaskStates(definition, onlyNoPath, fakeHandlers())).toThrow(
+    expect(() => bindTaskStates(definition, lambdaFunctions(onlyNoPath), fakeHandlers())).toThrow(
       'Lambda function NoPath (no construct path) has no local handler.',
     );
   });

@@ -1,0 +1,97 @@
+/**
+ * GPU benchmark for any CUDA machine: the shipped extractor with onnxruntime's
+ * CUDA execution provider, frames/s at batch 1–512, against the GPU's measured
+ * ceiling (an onnxruntime MatMul on the same GPU), with the GPU's name.
+ *
+ *   ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node   # the CUDA provider (see the Dockerfile)
+ *   npx tsx bench/gpu.ts [--runs N] [--out bench/gpu-results.json]
+ *
+ * Input frames are synthetic (random pixels): throughput does not depend on the pixel values.
+ * Exit 2 when the CUDA provider is not installed or no GPU is usable.
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadManifest, readVerifiedModel } from '../core/manifest';
+import { PACKAGE_ROOT } from '../core/paths';
+import { cudaProviderInstalled } from '../gpu-tasks/feature-extractor/src';
+import { mulberry32, uniformWeights } from '../training/onnx/graph';
+import { flopsPerFrame, framesPerSecond, gemmGflops } from './ort';
+import { fmt, fmtSummary, type Summary } from './stats';
+
+function gpuName(): string {
+  const r = spawnSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], {
+    encoding: 'utf8',
+  });
+  return r.status === 0 ? r.stdout.trim().split('\n')[0]! : 'unknown (nvidia-smi not found)';
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '5' },
+      out: { type: 'string', default: path.join(PACKAGE_ROOT, 'bench', 'gpu-results.json') },
+    },
+  });
+  const runs = Math.max(5, Number(values.runs));
+  if (!cudaProviderInstalled()) {
+    process.stderr.write(
+      'bench/gpu: the onnxruntime CUDA provider is not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node)\n',
+    );
+    return 2;
+  }
+  const gpu = gpuName();
+  const { manifest, dir } = loadManifest();
+  const entry = manifest.extractor;
+  const model = readVerifiedModel(dir, entry);
+  const frameDims = [1, entry.input.size, entry.input.size];
+  const flops = await flopsPerFrame(model, entry.input.name, frameDims);
+
+  // The GPU's ceiling with the same runtime: large MatMuls (FP32; TF32 is not enabled by onnxruntime by default).
+  const ceiling: Record<string, Summary> = {};
+  let peak = 0;
+  for (const n of [2048, 4096]) {
+    const s = await gemmGflops({ provider: 'cuda' }, n, runs, 10);
+    ceiling[`n${n}`] = s;
+    peak = Math.max(peak, s.median);
+  }
+
+  const batches = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+  const frames = uniformWeights(mulberry32(3), 2048 * frameDims[1]! * frameDims[2]!, 0.5).map((x) => x + 0.5);
+  const sweep = [];
+  for (const batch of batches) {
+    const fps = await framesPerSecond(model, entry.input.name, frames, frameDims, batch, { provider: 'cuda' }, runs);
+    sweep.push({ batch, fps, shareOfCeiling: (fps.median * flops.total) / (peak * 1e9) });
+    process.stderr.write(`batch ${batch}: ${fmtSummary(fps)} frames/s\n`);
+  }
+  const result = {
+    gpu,
+    extractor: `${entry.name}@${entry.version}`,
+    flopsPerFrame: flops.total,
+    ceilingGflops: ceiling,
+    peakGflops: peak,
+    sweep,
+    date: new Date().toISOString(),
+  };
+  writeFileSync(values.out!, JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(
+    [
+      `GPU: ${gpu}; ceiling ${fmt(peak)} GFLOP/s (onnxruntime MatMul); extractor ${fmt(flops.total / 1e6, 1)} MFLOP/frame`,
+      ...sweep.map(
+        (s) =>
+          `batch ${String(s.batch).padStart(3)}: ${fmtSummary(s.fps)} frames/s, ${fmt(s.shareOfCeiling * 100, 1)}% of the ceiling`,
+      ),
+      `written: ${values.out}`,
+    ].join('\n') + '\n',
+  );
+  return 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (e: unknown) => {
+    process.stderr.write(`bench/gpu: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,40 @@
+/** Timing helpers for the benchmarks: every figure is the median of >= 5 runs, with min and max. */
+
+export interface Summary {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  readonly runs: number;
+}
+
+export function summarize(xs: readonly number[]): Summary {
+  if (xs.length === 0) throw new Error('no samples');
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  const median = s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return { median, min: s[0]!, max: s[s.length - 1]!, runs: s.length };
+}
+
+/** Runs `fn` once to warm up, then `runs` times; returns each run's milliseconds. */
+export async function timeRuns(runs: number, fn: () => Promise<unknown> | unknown): Promise<number[]> {
+  await fn();
+  const out: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+/** A rate (per second) from per-run milliseconds and the work units of one run: median, min, max. */
+export function rate(msPerRun: readonly number[], unitsPerRun: number): Summary {
+  return summarize(msPerRun.map((ms) => (unitsPerRun / ms) * 1000));
+}
+
+export const fmt = (x: number, digits = 0): string =>
+  x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+/** `median (min–max)` */
+export const fmtSummary = (s: Summary, digits = 0, unit = ''): string =>
+  `${fmt(s.median, digits)}${unit} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;

@@ -1,0 +1,77 @@
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { DEFAULT_MODELS_DIR } from '../../../core/paths';
+import { definitionInputs, definitionKey, readCachedDefinition } from '../../../local/definition';
+import { tempDir } from '../../helpers/temp';
+import { createHash } from 'node:crypto';
+
+const workflow = {
+  definition: { StartAt: 'A', States: { A: { Type: 'Pass', End: true } } },
+  functions: [{ logicalId: 'Fn', path: 'SonomarkPipeline/ValidateUpload/Function/Resource' }],
+  tableProperties: { KeySchema: [] },
+};
+const digest = (w: unknown) => createHash('sha256').update(JSON.stringify(w)).digest('hex');
+
+function writeCache(dir: string, body: Record<string, unknown>): string {
+  const file = path.join(dir, 'workflow.json');
+  writeFileSync(file, JSON.stringify(body));
+  return file;
+}
+
+describe('the cached workflow definition', () => {
+  it('is read back when its key and digest match', () => {
+    // Prepare
+    const file = writeCache(tempDir(), { format: 1, key: 'k', digest: digest(workflow), inputs: [], workflow });
+
+    // Act
+    const read = readCachedDefinition(file, 'k');
+
+    // Assess
+    expect(read).toEqual(workflow);
+  });
+
+  it('is refused when written for other inputs, edited, damaged or absent', () => {
+    // Prepare
+    const dir = tempDir();
+    const otherKey = writeCache(dir, { format: 1, key: 'other', digest: digest(workflow), inputs: [], workflow });
+    const edited = { ...workflow, definition: { StartAt: 'B', States: {} } };
+    const editedFile = path.join(dir, 'edited.json');
+    writeFileSync(editedFile, JSON.stringify({ format: 1, key: 'k', digest: digest(workflow), workflow: edited }));
+    const damaged = path.join(dir, 'damaged.json');
+    writeFileSync(damaged, '{"format":1,"key":"k"');
+
+    // Act / Assess
+    expect(readCachedDefinition(otherKey, 'k')).toBeUndefined();
+    expect(readCachedDefinition(editedFile, 'k')).toBeUndefined();
+    expect(readCachedDefinition(damaged, 'k')).toBeUndefined();
+    expect(readCachedDefinition(path.join(dir, 'absent.json'), 'k')).toBeUndefined();
+  });
+
+  it('has a key that changes with the manifest and with the code that synthesizes it', () => {
+    // Prepare
+    const models = path.join(tempDir(), 'models');
+    cpSync(DEFAULT_MODELS_DIR, models, { recursive: true });
+    const before = definitionInputs(models);
+    const manifestFile = path.join(models, 'manifest.json');
+    writeFileSync(manifestFile, readFileSync(manifestFile, 'utf8') + '\n');
+
+    // Act
+    const after = definitionInputs(models);
+
+    // Assess
+    expect(definitionKey(after)).not.toBe(definitionKey(before));
+    expect(definitionKey(definitionInputs(models))).toBe(definitionKey(after));
+    const names = before.map((i) => i.name);
+    for (const input of [
+      'lib/app',
+      'lib/stacks/pipeline-stack',
+      'lib/constructs/workflow',
+      'core/contract',
+      'local/asl',
+    ]) {
+      expect(names.some((n) => n.replace(/\.(ts|js)$/, '') === input)).toBe(true);
+    }
+    expect(names).toEqual(expect.arrayContaining(['cdk.json', 'CDK_CONTEXT_JSON']));
+    expect(names.some((n) => n.startsWith('aws-cdk-lib@'))).toBe(true);
+  });
+});
