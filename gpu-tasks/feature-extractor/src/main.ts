@@ -7,6 +7,12 @@
  * identify a patient and never appear in logs or error messages.
  */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ENV, EXTRACT_ENV } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
 import { ConfigError } from '../../../core/errors';
@@ -133,25 +139,37 @@ async function extractJob(
   const entry = manifest.extractor;
   const session = deps.session ?? (await cachedExtractorSession(modelsDir, entry, provider));
 
-  const t0 = performance.now();
-  const object = await deps.s3.send(
-    new GetObjectCommand({
-      Bucket: config.inputBucket,
-      Key: config.inputKey,
-      ...(config.inputVersionId ? { VersionId: config.inputVersionId } : {}),
-    }),
-  );
-  if (!object.Body) throw new Error('The clip object has no body.');
-  const clip = Buffer.from(await object.Body.transformToByteArray());
-  const downloadMs = performance.now() - t0;
+  // The clip is streamed to a private temp file, never held in memory: the process's memory is
+  // bounded by the frames kept, not by the size of the upload.
+  const tempDir = await mkdtemp(path.join(tmpdir(), 'sonomark-job-'));
+  let document: FeaturesDocument;
+  let bytes: number;
+  let downloadMs: number;
+  try {
+    const clip = path.join(tempDir, 'clip');
+    const t0 = performance.now();
+    const object = await deps.s3.send(
+      new GetObjectCommand({
+        Bucket: config.inputBucket,
+        Key: config.inputKey,
+        ...(config.inputVersionId ? { VersionId: config.inputVersionId } : {}),
+      }),
+    );
+    if (!object.Body) throw new Error('The clip object has no body.');
+    await pipeline(object.Body as Readable, createWriteStream(clip, { mode: 0o600 }));
+    bytes = (await stat(clip)).size;
+    downloadMs = performance.now() - t0;
 
-  const document = await extractFeatures({
-    clip,
-    scanId: config.scanId,
-    session,
-    entry,
-    ...(deps.ffmpegPath ? { decode: { ffmpegPath: deps.ffmpegPath } } : {}),
-  });
+    document = await extractFeatures({
+      clip,
+      scanId: config.scanId,
+      session,
+      entry,
+      ...(deps.ffmpegPath ? { decode: { ffmpegPath: deps.ffmpegPath } } : {}),
+    });
+  } finally {
+    await rm(tempDir, { recursive: true, force: true });
+  }
 
   await deps.s3.send(
     new PutObjectCommand({
@@ -171,7 +189,7 @@ async function extractJob(
       executionProvider: session.executionProvider,
       decodedFrames: document.sampling.decodedFrames,
       frames: document.sampling.frameIndices.length,
-      bytes: clip.length,
+      bytes,
       downloadMs: Math.round(downloadMs),
       decodeMs: document.runtime.decodeMs,
       inferMs: document.runtime.inferMs,
