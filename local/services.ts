@@ -72,6 +72,9 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
     region: LOCAL_REGION,
     forcePathStyle: true,
     credentials: LOCAL_CREDENTIALS,
+    // s3rver does not understand the aws-chunked encoding the SDK uses to attach a checksum
+    // to a streamed body (it would store the chunk framing as the object's bytes).
+    requestChecksumCalculation: 'WHEN_REQUIRED',
   });
   const dynamo = new DynamoDBClient({ endpoint: dynamoEndpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
   const doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });

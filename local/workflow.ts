@@ -5,7 +5,7 @@
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { readFileSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -135,9 +135,15 @@ export class LocalWorkflow {
   async analyze(file: string, objectName = path.basename(file)): Promise<AnalyzeResult> {
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
-    const body = readFileSync(file);
+    // Streamed, never read whole: a 600 MB upload must not cost 600 MB of this process's memory.
+    const size = statSync(file).size;
     const put = await this.services.s3.send(
-      new PutObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key: key, Body: body }),
+      new PutObjectCommand({
+        Bucket: LOCAL_UPLOADS_BUCKET,
+        Key: key,
+        Body: createReadStream(file),
+        ContentLength: size,
+      }),
     );
     const event: S3ObjectCreatedEvent = {
       'detail-type': 'Object Created',
@@ -148,7 +154,7 @@ export class LocalWorkflow {
         bucket: { name: LOCAL_UPLOADS_BUCKET },
         object: {
           key,
-          size: body.length,
+          size,
           etag: put.ETag?.replace(/"/g, ''),
           ...(put.VersionId ? { 'version-id': put.VersionId } : {}),
         },

@@ -7,6 +7,12 @@
  * identify a patient and never appear in logs or error messages.
  */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ENV, EXTRACT_ENV } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
@@ -138,28 +144,40 @@ async function extractJob(
   const pseudonymSalt = deps.pseudonymSalt ?? (env[ENV.dicomPseudonymSalt] || undefined);
   if (pseudonymSalt !== undefined) checkPseudonymSalt(pseudonymSalt);
 
-  const t0 = performance.now();
-  const object = await deps.s3.send(
-    new GetObjectCommand({
-      Bucket: config.inputBucket,
-      Key: config.inputKey,
-      ...(config.inputVersionId ? { VersionId: config.inputVersionId } : {}),
-    }),
-  );
-  if (!object.Body) throw new Error('The clip object has no body.');
-  const clip = Buffer.from(await object.Body.transformToByteArray());
-  const downloadMs = performance.now() - t0;
+  // The clip is streamed to a private temp file, never held in memory: the process's memory is
+  // bounded by the frames kept, not by the size of the upload.
+  const tempDir = await mkdtemp(path.join(tmpdir(), 'sonomark-job-'));
+  let document: FeaturesDocument;
+  let bytes: number;
+  let downloadMs: number;
+  try {
+    const clip = path.join(tempDir, 'clip');
+    const t0 = performance.now();
+    const object = await deps.s3.send(
+      new GetObjectCommand({
+        Bucket: config.inputBucket,
+        Key: config.inputKey,
+        ...(config.inputVersionId ? { VersionId: config.inputVersionId } : {}),
+      }),
+    );
+    if (!object.Body) throw new Error('The clip object has no body.');
+    await pipeline(object.Body as Readable, createWriteStream(clip, { mode: 0o600 }));
+    bytes = (await stat(clip)).size;
+    downloadMs = performance.now() - t0;
 
-  const document = await extractFeatures({
-    clip,
-    scanId: config.scanId,
-    session,
-    entry,
-    decode: {
-      ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
-      ...(pseudonymSalt ? { pseudonymSalt } : {}),
-    },
-  });
+    document = await extractFeatures({
+      clip,
+      scanId: config.scanId,
+      session,
+      entry,
+      decode: {
+        ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
+        ...(pseudonymSalt ? { pseudonymSalt } : {}),
+      },
+    });
+  } finally {
+    await rm(tempDir, { recursive: true, force: true });
+  }
 
   await deps.s3.send(
     new PutObjectCommand({
@@ -179,7 +197,7 @@ async function extractJob(
       executionProvider: session.executionProvider,
       decodedFrames: document.sampling.decodedFrames,
       frames: document.sampling.frameIndices.length,
-      bytes: clip.length,
+      bytes,
       downloadMs: Math.round(downloadMs),
       decodeMs: document.runtime.decodeMs,
       inferMs: document.runtime.inferMs,

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { makeLavfiClip } from '../../helpers/clips';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +29,8 @@ const ENV = {
 };
 
 /** The shape of GetObject's Body the job relies on. */
-const body = (bytes: Uint8Array) => ({ transformToByteArray: async () => bytes }) as never;
+// The SDK's Body is a Node Readable in Lambda and Batch; the job streams it to a file.
+const body = (bytes: Uint8Array) => Readable.from([Buffer.from(bytes)]) as never;
 
 beforeAll(() => {
   work = mkdtempSync(path.join(tmpdir(), 'sonomark-job-test-'));
