@@ -6,6 +6,7 @@
  */
 import { data, type NaturalizedDataset } from 'dcmjs';
 import { existsSync } from 'node:fs';
+import { deflateRawSync } from 'node:zlib';
 import * as path from 'node:path';
 import { PACKAGE_ROOT } from '../../core/paths';
 
@@ -28,6 +29,14 @@ export const US_MULTIFRAME_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.3.1';
 export const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 export const IMPLICIT_LE = '1.2.840.10008.1.2';
 export const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
+/** dcmjs writes this syntax's data set uncompressed; see deflateDicom. */
+export const DEFLATED_LE = '1.2.840.10008.1.2.1.99';
+
+/** Deflates the data set of a file buildDicom wrote with DEFLATED_LE (after the meta group, whose length is at 140). */
+export function deflateDicom(file: Buffer): Buffer {
+  const metaEnd = 144 + file.readUInt32LE(140);
+  return Buffer.concat([file.subarray(0, metaEnd), deflateRawSync(file.subarray(metaEnd))]);
+}
 
 export interface BuildDicomOptions {
   readonly transferSyntax?: string;
@@ -54,7 +63,7 @@ export function buildDicom(o: BuildDicomOptions): Buffer {
     TransferSyntaxUID: ts,
     ImplementationClassUID: '1.2.826.0.1.3680043.8.498.1',
   };
-  const encapsulated = ![IMPLICIT_LE, EXPLICIT_LE].includes(ts);
+  const encapsulated = ![IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE].includes(ts);
   const dataset: NaturalizedDataset = {
     ...FAKE_IDENTIFIERS,
     SOPClassUID: US_MULTIFRAME_SOP_CLASS,

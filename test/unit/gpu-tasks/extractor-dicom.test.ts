@@ -11,6 +11,8 @@ import {
 } from '../../../gpu-tasks/feature-extractor/src/decode';
 import {
   buildDicom,
+  deflateDicom,
+  DEFLATED_LE,
   DICOM_SAMPLE_OUTCOMES,
   DICOM_SAMPLES,
   encodeRle,
@@ -245,6 +247,26 @@ describe('DICOM decoder: encodings and colour models the samples lack', () => {
       }),
     );
     expect(Buffer.from(b.bytes).equals(Buffer.from(a.bytes))).toBe(true);
+  });
+
+  it('Deflated Explicit VR Little Endian equals the same data set uncompressed', async () => {
+    // Prepare
+    const plain = buildDicom({
+      transferSyntax: DEFLATED_LE,
+      rows: H,
+      columns: W,
+      samplesPerPixel: 3,
+      frames: rgbFrames,
+    });
+    const deflated = deflateDicom(plain);
+    expect(deflated.length).toBeLessThan(plain.length);
+
+    // Act
+    const got = await decodeFrameBytes(deflated);
+
+    // Assess
+    expect(got.dicom?.transferSyntaxUid).toBe('1.2.840.10008.1.2.1.99');
+    expect(Buffer.from(got.bytes).equals(Buffer.from(rgb.bytes))).toBe(true);
   });
 
   it('PALETTE COLOR equals the RGB it maps to', async () => {

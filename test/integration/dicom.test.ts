@@ -1,0 +1,95 @@
+/**
+ * DICOM through the local workflow (the synthesized state machine, s3rver, dynalite,
+ * the real decoder and models): every shared sample that carries an image completes, the
+ * others fail with a specific reason, and the salted pseudonyms link scans of one study.
+ */
+import { data } from 'dcmjs';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { identifyingValues } from '../../core/dicom/deidentify';
+import { FeaturesDocument } from '../../core/schemas';
+import { LocalWorkflow, type AnalyzeResult } from '../../local/workflow';
+import { LOCAL_SALT_FILE } from '../../local/pseudonym-salt';
+import { buildDicom, DICOM_SAMPLE_OUTCOMES, DICOM_SAMPLES, requireDicomSamples } from '../helpers/dicom';
+import { tempDir, writeFile } from './helpers';
+
+jest.setTimeout(180_000);
+
+describe('local workflow on DICOM', () => {
+  let workflow: LocalWorkflow;
+  const dataDir = tempDir();
+  const work = tempDir();
+
+  beforeAll(async () => {
+    requireDicomSamples();
+    workflow = await LocalWorkflow.start({ studyId: 'it-dicom', dataDir });
+  });
+  afterAll(async () => {
+    await workflow?.close();
+  });
+
+  function completed(r: AnalyzeResult): FeaturesDocument {
+    if (r.status !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(r.error)}`);
+    return FeaturesDocument.parse(r.features);
+  }
+
+  it.each(Object.entries(DICOM_SAMPLE_OUTCOMES))('%s → %j', async (name, outcome) => {
+    // Act
+    const r = await workflow.analyze(path.join(DICOM_SAMPLES, name));
+
+    // Assess
+    if ('frames' in outcome) {
+      const doc = completed(r);
+      expect(doc.sampling.decodedFrames).toBe(outcome.frames);
+      expect(doc.dicom?.transferSyntaxUid).toMatch(/^1\.2\.840\.10008\.1\.2/);
+      // The Leadtools sample has no StudyInstanceUID: no pseudonym then, never a made-up one.
+      if (headerOf(readFileSync(path.join(DICOM_SAMPLES, name))).StudyInstanceUID) {
+        expect(doc.dicom?.studyPseudonym).toMatch(/^[0-9a-f]{32}$/);
+      } else {
+        expect(doc.dicom?.studyPseudonym).toBeUndefined();
+      }
+      expect(r.experts.diagnosis).toBeDefined();
+      expect(r.timings.states.Extract).toBeGreaterThan(0);
+    } else {
+      // Refused by Validate from the header, before any GPU job.
+      expect(r).toMatchObject({ status: 'failed', error: { code: outcome.code } });
+      expect(r.timings.states.Extract).toBeUndefined();
+    }
+    // Nothing from the header in what the user gets back (result, features, error).
+    const bytes = readFileSync(path.join(DICOM_SAMPLES, name));
+    const text = JSON.stringify(r);
+    for (const v of identifyingValues(headerOf(bytes))) expect(text.includes(v) ? v : '').toBe('');
+  });
+
+  it('Validate refuses a DICOM without pixel data (FAILED, no GPU job)', async () => {
+    const file = writeFile(work, 'report.dcm', buildDicom({ rows: 16, columns: 16 }));
+    const r = await workflow.analyze(file);
+    expect(r).toMatchObject({ status: 'failed', error: { code: 'DICOM_NO_PIXEL_DATA' } });
+    expect(r.timings.states.Extract).toBeUndefined();
+  });
+
+  it('two series of one study share the study pseudonym; local mode keeps its salt in the data dir', async () => {
+    const frames = (seed: number) => [new Uint8Array(64 * 64).map((_, i) => (i * seed) & 0xff)];
+    const a = writeFile(work, 'a.dcm', buildDicom({ rows: 64, columns: 64, frames: frames(3) }));
+    const b = writeFile(
+      work,
+      'b.dcm',
+      buildDicom({
+        rows: 64,
+        columns: 64,
+        frames: frames(5),
+        extra: { SeriesInstanceUID: '1.2.826.0.1.3680043.8.498.9' },
+      }),
+    );
+    const [da, db] = [completed(await workflow.analyze(a)), completed(await workflow.analyze(b))];
+    expect(da.dicom?.studyPseudonym).toBe(db.dicom?.studyPseudonym);
+    expect(da.dicom?.seriesPseudonym).not.toBe(db.dicom?.seriesPseudonym);
+    expect(readFileSync(path.join(dataDir, LOCAL_SALT_FILE), 'utf8').trim()).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+function headerOf(bytes: Buffer) {
+  // The header only: a sample whose pixel data is refused still has identifiers to look for.
+  const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  return data.DicomMetaDictionary.naturalizeDataset(data.DicomMessage.readFile(ab, { untilTag: '7FE00010' }).dict);
+}
