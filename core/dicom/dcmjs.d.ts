@@ -36,7 +36,11 @@ declare module 'dcmjs' {
     DicomDict: typeof DicomDict;
   };
 
-  export const log: { setLevel(level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent'): void };
+  type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  export const log: {
+    setLevel(level: LogLevel): void;
+    getLoggers(): Record<string, { setLevel(level: LogLevel): void }>;
+  };
 
   const dcmjs: { data: typeof data; log: typeof log };
   export default dcmjs;

@@ -17,8 +17,10 @@ import {
   type TransferSyntax,
 } from './transfer-syntax';
 
-// dcmjs logs parser warnings through loglevel; a warning may quote a value from the header.
+// dcmjs logs parser warnings through loglevel (a root logger and named ones such as
+// "validation.dcmjs", each with its own level); a warning may quote a value from the header.
 log.setLevel('silent');
+for (const named of Object.values(log.getLoggers())) named.setLevel('silent');
 
 const PIXEL_DATA_TAG = '7FE00010';
 
