@@ -9,6 +9,8 @@ import { ACCEPTED_FORMAT_ROWS } from '../../../core/formats';
 import { sniffContainer } from '../../../core/media';
 import { decodeFrameBytes, decodeFrames, uniformSampleIndices } from '../../../gpu-tasks/feature-extractor/src/decode';
 
+// Each test runs ffmpeg on real clips, several times; on a loaded 2-core machine that can pass jest's 5-s default.
+jest.setTimeout(60_000);
 /** One real clip per container the pipeline accepts, with the frame count ffmpeg decodes from it. */
 const REAL_CLIPS: { container: string; file: string; decodedFrames: number }[] = [
   { container: 'mp4', file: 'videos/convex/Reg-NormalLungs.mp4', decodedFrames: 131 },

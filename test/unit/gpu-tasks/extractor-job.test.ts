@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import { makeLavfiClip } from '../../helpers/clips';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +11,7 @@ import { FeaturesDocument, ProblemDetail } from '../../../core/schemas';
 import { EXTRACT_ENV } from '../../../core/contract';
 import { errorLogLine, problemFor, readExtractEnv } from '../../../gpu-tasks/feature-extractor/src/main';
 import { releaseCachedSessions, runExtractJob } from '../../../gpu-tasks/feature-extractor/src';
+import { s3Body } from '../../helpers/s3';
 
 const SCAN_ID = 'fedcba9876543210fedcba9876543210';
 const s3Mock = mockClient(S3Client);
@@ -28,9 +28,7 @@ const ENV = {
   [EXTRACT_ENV.featuresKey]: `features/sonomark-fixture-extractor-0.0.1/${SCAN_ID}.json`,
 };
 
-/** The shape of GetObject's Body the job relies on. */
-// The SDK's Body is a Node Readable in Lambda and Batch; the job streams it to a file.
-const body = (bytes: Uint8Array) => Readable.from([Buffer.from(bytes)]) as never;
+const body = s3Body;
 
 beforeAll(() => {
   work = mkdtempSync(path.join(tmpdir(), 'sonomark-job-test-'));

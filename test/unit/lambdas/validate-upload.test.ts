@@ -256,7 +256,8 @@ describe('validateUpload', () => {
     });
 
     it('accepts a decodable DICOM as container "dicom"', async () => {
-      givenObject(buildDicom({ rows: 16, columns: 16, frames: [new Uint8Array(256)] }));
+      // 64×64: above the smallest picture Validate accepts (core/limits.ts).
+      givenObject(buildDicom({ rows: 64, columns: 64, frames: [new Uint8Array(64 * 64)] }));
       givenNoSidecar();
       const out = await run();
       expect(out).toMatchObject({ action: 'analyze', scan: { container: 'dicom' } });
