@@ -271,7 +271,7 @@ export function renderFormatTable(): string {
   const rows = FORMATS.map((f) => [
     f.name,
     f.kind === 'still' ? 'still (one frame)' : 'clip',
-    f.extensions.map((e) => `\`${e}\``).join(' '),
+    f.extensions.map((e) => `\`${e}\``).join(' ') + (f.accepted ? '' : ' (once its reader is in the build)'),
     f.magic,
     f.reader === 'dicom' ? 'the DICOM reader' : `ffmpeg \`${f.demuxer ?? ''}\``,
     f.header,

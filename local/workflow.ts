@@ -24,6 +24,8 @@ import { ensureBucket, ensureTable, startLocalServices, type LocalServices } fro
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
 
 export { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET };
+/** Attempts to put one upload into s3rver (see putFile). */
+const PUT_ATTEMPTS = 3;
 
 export interface LocalWorkflowOptions {
   /** Keep S3 and DynamoDB data here across runs; default: a temp dir removed on close. */
@@ -131,20 +133,34 @@ export class LocalWorkflow {
     return this.synthesized.definition;
   }
 
+  /**
+   * Streams the file into the uploads bucket, never reading it whole (a 600 MB upload must not
+   * cost 600 MB of this process's memory). The SDK cannot retry a streamed body (a reset
+   * keep-alive socket), so each attempt here opens the file afresh.
+   */
+  private async putFile(file: string, key: string, size: number) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.services.s3.send(
+          new PutObjectCommand({
+            Bucket: LOCAL_UPLOADS_BUCKET,
+            Key: key,
+            Body: createReadStream(file),
+            ContentLength: size,
+          }),
+        );
+      } catch (err) {
+        if (attempt >= PUT_ATTEMPTS) throw err;
+      }
+    }
+  }
+
   /** Puts the file into the local uploads bucket and runs the workflow on its Object Created event. */
   async analyze(file: string, objectName = path.basename(file)): Promise<AnalyzeResult> {
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
-    // Streamed, never read whole: a 600 MB upload must not cost 600 MB of this process's memory.
     const size = statSync(file).size;
-    const put = await this.services.s3.send(
-      new PutObjectCommand({
-        Bucket: LOCAL_UPLOADS_BUCKET,
-        Key: key,
-        Body: createReadStream(file),
-        ContentLength: size,
-      }),
-    );
+    const put = await this.putFile(file, key, size);
     const event: S3ObjectCreatedEvent = {
       'detail-type': 'Object Created',
       source: 'aws.s3',

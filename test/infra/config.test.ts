@@ -5,6 +5,7 @@ import {
   INTERFACE_ENDPOINTS,
   parseConfig,
 } from '../../lib/config';
+import { DEFAULT_INPUT_LIMITS } from '../../core/limits';
 
 const context = (values: Record<string, unknown>) => ({ tryGetContext: (key: string) => values[key] });
 
@@ -29,6 +30,16 @@ describe('SonomarkConfig', () => {
     // Assess
     expect(config.computeMode).toBe('cpu');
     expect(config.maxvCpus).toBe(8);
+  });
+
+  test('input limits: the documented defaults, each key given replaces its default, unknown keys are refused', () => {
+    // Act
+    const defaults = parseConfig(undefined).limits;
+    const shorter = parseConfig({ limits: { maxDurationSeconds: 120 } }).limits;
+    // Assess
+    expect(defaults).toEqual(DEFAULT_INPUT_LIMITS);
+    expect(shorter).toEqual({ ...DEFAULT_INPUT_LIMITS, maxDurationSeconds: 120 });
+    expect(() => parseConfig({ limits: { maxPixels: 1 } })).toThrow(/limits/);
   });
 
   test('the sonomark object may arrive as a JSON string (-c sonomark=...)', () => {

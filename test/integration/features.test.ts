@@ -73,7 +73,7 @@ describe('sonomark features and a trained expert on a real clip', () => {
 
     // Assess
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/\[1\/2\] FAILED\s+.*not-a-clip\.gif: DECODE_FAILED: /);
+    expect(r.stderr).toMatch(/\[1\/2\] FAILED\s+.*not-a-clip\.gif: UNSUPPORTED_FORMAT: /);
     expect(r.stderr).toMatch(/\[2\/2\] cached/);
     expect(r.stdout).toBe('');
     const lines = readFileSync(out, 'utf8').trim().split('\n');

@@ -122,6 +122,7 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
   // The GPU job's own guard: the same sniffer and header reader as Validate, so bytes Validate
   // would refuse never reach ffmpeg, and ffmpeg reads them with the demuxer the table names.
   const row = await sniffRow(input, inputSize);
+  // The DICOM reader's hook: rows with reader 'dicom' (core/formats.ts) are decoded by it, not ffmpeg.
 
   // ffmpeg always reads a file named "clip" in a private temp dir: the caller's file name
   // (which can identify a patient) never reaches ffmpeg or its messages, and a name with

@@ -5,6 +5,7 @@
 import { ModelError } from '../../../core/errors';
 import { aggregateFrames } from '../../../core/features';
 import { extractorRef } from '../../../core/manifest';
+import { SAMPLING_STRATEGY } from '../../../core/sampling';
 import { FeaturesDocument, type ExtractorEntry } from '../../../core/schemas';
 import { parsePayload } from '../../../core/zod-parse';
 import { decodeFrames, type DecodeOptions } from './decode';
@@ -48,7 +49,7 @@ export async function extractFeatures(input: ExtractFeaturesInput): Promise<Feat
     scanId: input.scanId,
     extractor: extractorRef(entry),
     sampling: {
-      strategy: 'uniform',
+      strategy: SAMPLING_STRATEGY,
       maxFrames: entry.input.maxFrames,
       decodedFrames: clip.decodedFrames,
       frameIndices: clip.frameIndices,
