@@ -146,7 +146,8 @@ export function summaryTable(results: readonly AnalyzeResult[]): string {
       if (out) counts.set(headline(out), (counts.get(headline(out)) ?? 0) + 1);
     }
     const list = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-    lines.push(`${e}: ${list.map(([k, v]) => `${k} ${v}`).join(', ')}  (${RUO})`);
+    const grade = results.some((r) => r.experts[e]?.kind === 'ordinal') ? 'grade ' : '';
+    lines.push(`${e}: ${list.map(([k, v]) => `${grade}${k} ×${v}`).join(', ')}  (${RUO})`);
   }
   return lines.join('\n');
 }

@@ -147,7 +147,7 @@ function cohortTable(scans: readonly ReportScan[], names: readonly string[], car
     const cells = [
       td(String(i + 1), i + 1),
       `<td data-sort="${esc(s.label.toLowerCase())}"><a href="#scan-${i + 1}">${esc(s.label)}</a></td>`,
-      td(s.status.toLowerCase(), s.status),
+      td(statusText(s.status), s.status),
       ...names.map((n) => {
         const r = cards.preferred(s.results.filter((x) => x.expert.name === n));
         return r ? td(shortOutput(r.output), sortValue(r.output)) : td('–', '');
@@ -208,7 +208,7 @@ function failures(failed: readonly ReportScan[]): string {
   if (failed.length === 0) return '<h3>Failures</h3><p>None: every scan completed.</p>';
   const rows = failed.map(
     (s) =>
-      `<tr><td>${esc(s.label)}</td><td>${esc(s.status.toLowerCase())}</td><td><code>${esc(s.error?.code ?? s.status)}</code></td><td class="long">${esc(s.error?.message ?? (s.status === 'RUNNING' ? 'Still running, or interrupted before it finished.' : ''))}</td></tr>`,
+      `<tr><td>${esc(s.label)}</td><td>${esc(statusText(s.status))}</td><td><code>${esc(s.error?.code ?? s.status)}</code></td><td class="long">${esc(s.error?.message ?? (s.status === 'RUNNING' ? 'Still running, or interrupted before it finished.' : ''))}</td></tr>`,
   );
   return `<h3>Failures</h3><div class="scroll"><table id="failures"><thead><tr><th>clip</th><th>status</th><th>code</th><th>reason</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
@@ -250,7 +250,7 @@ function scanSection(s: ReportScan, i: number, cards: CardIndex): string {
   ].filter(Boolean);
   const head = `<section class="scan" id="scan-${i + 1}" data-scan-id="${esc(s.scanId ?? '')}"><h3>${i + 1}. ${esc(s.label)}</h3><p class="meta">${meta.join(' · ')}</p>`;
   if (s.status !== 'COMPLETED' || !s.features) {
-    return `${head}<p class="failed"><strong>${esc(s.status.toLowerCase().replace('_', ' '))}</strong>${s.error ? `: <code>${esc(s.error.code)}</code> ${esc(s.error.message)}` : ''}</p></section>`;
+    return `${head}<p class="failed"><strong>${esc(statusText(s.status))}</strong>${s.error ? `: <code>${esc(s.error.code)}</code> ${esc(s.error.message)}` : ''}</p></section>`;
   }
   const f = s.features;
   const time = (frame: number) => (s.frameRate ? `${(frame / s.frameRate).toFixed(2)} s` : `frame ${frame}`);
@@ -481,4 +481,8 @@ ${body}
 </body>
 </html>
 `;
+}
+
+function statusText(status: ReportScan['status']): string {
+  return status.toLowerCase().replace('_', ' ');
 }

@@ -56,9 +56,9 @@ describe('summaryTable', () => {
     expect(lines[2]).toMatch(/^\s+1\s+completed\s+healthy 70%\s+0 \(0\.25\)\s+healthy 20%\s+a\.mp4$/);
     expect(lines[4]).toMatch(/^\s+3\s+failed\s+-\s+-\s+-\s+notes\.gif {2}UNSUPPORTED_FORMAT: Not a clip\.$/);
     expect(text).toContain('2 completed, 1 failed, 3 in all');
-    expect(text).toContain(`diagnosis: healthy 2  (${RUO})`);
-    expect(text).toContain(`severity: 0 1, 2 1  (${RUO})`);
-    expect(text).toContain(`triage: abnormal 1, healthy 1  (${RUO})`);
+    expect(text).toContain(`diagnosis: healthy ×2  (${RUO})`);
+    expect(text).toContain(`severity: grade 0 ×1, grade 2 ×1  (${RUO})`);
+    expect(text).toContain(`triage: abnormal ×1, healthy ×1  (${RUO})`);
     expect(lines).toHaveLength(10);
   });
 });
