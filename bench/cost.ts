@@ -157,7 +157,11 @@ export function scaleModel(cost: CostModel) {
         load,
         bottleneck,
         bottleneckShare: share,
-        usdPerMonth: v * (kind === 'event-driven' ? gpu.singleUsd : gpu.cohortUsd),
+        // Event-driven: as the monthly table in renderCost (a compute start per window with uploads).
+        usdPerMonth:
+          kind === 'event-driven'
+            ? v * (gpu.workUsd + cost.fixedUsd) + Math.min(v, a.computeStartWindowsPerMonth) * gpu.startUsd
+            : v * gpu.cohortUsd,
       });
     }
   }

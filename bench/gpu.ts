@@ -3,7 +3,7 @@
  * CUDA execution provider, frames/s at batch 1–512, against the GPU's measured
  * ceiling (an onnxruntime MatMul on the same GPU), with the GPU's name.
  *
- *   ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node   # the CUDA provider (see the Dockerfile)
+ *   ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js   # the CUDA provider (see the Dockerfile)
  *   npx tsx bench/gpu.ts [--runs N] [--out bench/gpu-results.json]
  *
  * Input frames are synthetic (random pixels): throughput does not depend on the pixel values.
@@ -37,7 +37,7 @@ async function main(): Promise<number> {
   const runs = Math.max(5, Number(values.runs));
   if (!cudaProviderInstalled()) {
     process.stderr.write(
-      'bench/gpu: the onnxruntime CUDA provider is not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node)\n',
+      'bench/gpu: the onnxruntime CUDA provider is not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js)\n',
     );
     return 2;
   }
