@@ -6,7 +6,8 @@ import { EXTRACTOR_IMAGE_TARGETS } from '../../lib/constructs/gpu-job';
 import { loadManifest } from '../../core/manifest';
 import { COMPLETED_SCAN_STATES, PER_EXPERT_STATES, ScanRates } from '../../core/pricing';
 import { scanRates } from '../../lib/rates';
-import { EXTRACT_ENV, FUNCTIONS, STATE } from '../../core/contract';
+import { ENV, EXTRACT_ENV, FUNCTIONS, STATE } from '../../core/contract';
+import { DEFAULT_INPUT_LIMITS, DEFAULT_MAX_UPLOAD_BYTES, parseInputLimits } from '../../core/limits';
 import { allStatements, definitionOf, synth, type Synthesized } from './helpers';
 
 /** The CloudFormation resource of each compute environment, in the queue's order. */
@@ -79,6 +80,17 @@ describe('PipelineStack', () => {
     built = synth({ nag: false });
     template = built.pipelineTemplate;
     definition = definitionOf(template);
+  });
+
+  test('Validate gets the input limits checked before any GPU job (INPUT_LIMITS, the documented defaults)', () => {
+    // Prepare
+    const fn = built.pipeline.node.findChild(FUNCTIONS.validate.id).node.findChild('Function');
+    const logicalId = built.pipeline.getLogicalId(fn.node.defaultChild as any);
+    // Act
+    const vars = template.toJSON().Resources[logicalId].Properties.Environment.Variables;
+    // Assess
+    expect(parseInputLimits(vars[ENV.inputLimits], ENV.inputLimits)).toEqual(DEFAULT_INPUT_LIMITS);
+    expect(vars[ENV.maxUploadBytes]).toBe(String(DEFAULT_MAX_UPLOAD_BYTES));
   });
 
   describe('state machine', () => {
