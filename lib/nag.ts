@@ -31,7 +31,7 @@ export interface NagPatternAcknowledgement {
 export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] = [
   {
     id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|features)\/\*\]$/,
-    path: /\/(ValidateUpload|Expert[A-Za-z0-9]+\/Handler|Extractor\/JobRole)\//,
+    path: /\/(ValidateUpload|RecordFailure|Expert[A-Za-z0-9]+\/Handler|Extractor\/JobRole)\//,
     reason:
       'Object-level S3 permissions are scoped to one key prefix (uploads/ or features/); object keys are only known at run time.',
   },

@@ -25,7 +25,7 @@ import { Network } from '../constructs/network';
 import { SonomarkFunction } from '../constructs/sonomark-function';
 import { Workflow } from '../constructs/workflow';
 import { ENV, FUNCTIONS } from '../../core/contract';
-import { UPLOADS_PREFIX } from '../../core/keys';
+import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { loadManifest } from '../../core/manifest';
 import { scanRates } from '../rates';
 import type { Manifest } from '../../core/schemas';
@@ -109,6 +109,10 @@ export class PipelineStack extends Stack {
       handler: FUNCTIONS.recordFailure,
     });
     this.recordFailureFunction.bindResultsTable(props.resultsTable, key);
+    // RecordFailure reads the extractor's error document (features/…/{scanId}.error.json) to record
+    // the decode failure's own reason; without this read it fell back to "exit code 1" in AWS,
+    // which local mode (no IAM) never showed.
+    this.recordFailureFunction.bindObjects(props.artifactsBucket, key, { read: FEATURES_PREFIX });
 
     this.expertFunctions = manifest.experts.map(
       (expert) =>

@@ -8,6 +8,7 @@ import { COMPLETED_SCAN_STATES, PER_EXPERT_STATES, ScanRates } from '../../core/
 import { scanRates } from '../../lib/rates';
 import { ENV, EXTRACT_ENV, FUNCTIONS, STATE } from '../../core/contract';
 import { DEFAULT_INPUT_LIMITS, DEFAULT_MAX_UPLOAD_BYTES, parseInputLimits } from '../../core/limits';
+import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { allStatements, definitionOf, synth, type Synthesized } from './helpers';
 
 /** The CloudFormation resource of each compute environment, in the queue's order. */
@@ -663,6 +664,24 @@ describe('PipelineStack', () => {
       );
       // Assess
       expect(offending).toEqual([]);
+    });
+
+    test("RecordFailure may read the extractor's error documents under features/, and nothing else in S3", () => {
+      // Prepare
+      const role = built.pipeline.recordFailureFunction.role;
+      const roleId = built.pipeline.getLogicalId(role.node.defaultChild as any);
+      const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([, r]) =>
+        JSON.stringify((r as any).Properties.Roles).includes(roleId),
+      );
+      // Act
+      const s3 = policies
+        .flatMap(([, r]) => (r as any).Properties.PolicyDocument.Statement as Record<string, any>[])
+        .filter((st) => ([st.Action].flat() as string[]).some((a) => a.startsWith('s3:')));
+      // Assess
+      expect(s3).toHaveLength(1);
+      expect([s3[0]?.Action].flat().sort()).toEqual(['s3:GetObject', 's3:GetObjectVersion']);
+      expect(JSON.stringify(s3[0]?.Resource)).toContain(`/${FEATURES_PREFIX}*`);
+      expect(JSON.stringify(s3[0]?.Resource)).not.toContain(UPLOADS_PREFIX);
     });
 
     test('no wildcard actions in identity policies', () => {
