@@ -125,7 +125,7 @@ async function writeAnalyzeReport(
   for (const r of results) {
     // The same bytes twice in one run are one scan: reported once.
     if (r.scanId && seen.has(r.scanId)) continue;
-    const scan = r.scanId ? await local.getScan(store.doc, store.table, r.scanId) : undefined;
+    const scan = r.scanId ? await local.getScan(store.doc, store.table, workflow.siteId, r.scanId) : undefined;
     if (r.scanId) seen.add(r.scanId);
     entries.push(
       scan

@@ -122,11 +122,18 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
         entries.push(...stored.sort((a, b) => label(a).localeCompare(label(b))).map((scan) => ({ scan })));
         continue;
       }
+      const site = opts.site ?? 'local';
       const scanId =
         t.kind === 'scanId'
           ? t.scanId
-          : scanIdFromContent(opts.site ?? 'local', opts.study ?? 'local', sha256Hex(readFileSync(t.file)));
-      const scan = await getOrNothing(() => local.getScan(store.doc, store.table, scanId), nothingYet);
+          : scanIdFromContent(site, opts.study ?? 'local', sha256Hex(readFileSync(t.file)));
+      const scan = await getOrNothing(
+        () =>
+          t.kind === 'scanId'
+            ? local.getScanById(store.doc, store.table, scanId)
+            : local.getScan(store.doc, store.table, site, scanId),
+        nothingYet,
+      );
       if (scan) entries.push({ scan });
       else if (t.kind === 'scanId') unknown.push(`unknown scan id ${scanId}`);
       else

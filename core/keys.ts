@@ -57,13 +57,33 @@ export function sidecarKeyFor(clipKey: string): string {
   return `${clipKey}${SIDECAR_SUFFIX}`;
 }
 
-/** `features/{extractorName}-{extractorVersion}/{scanId}.json`: one document per scan and extractor version. */
-export function featuresKey(extractor: { name: string; version: string }, scanId: string): string {
-  return `${FEATURES_PREFIX}${extractor.name}-${extractor.version}/${scanId}.json`;
+/**
+ * `features/{siteId}/{extractorName}-{extractorVersion}/{scanId}.json`: one document per scan and
+ * extractor version, under its site so an IAM `s3:prefix` condition on `features/{siteId}/` confines a site.
+ */
+export function featuresKey(siteId: string, extractor: { name: string; version: string }, scanId: string): string {
+  return `${FEATURES_PREFIX}${siteId}/${extractor.name}-${extractor.version}/${scanId}.json`;
+}
+
+/** A site's monthly invoices (CSV, written by the scheduled invoice job): `invoices/{siteId}/{YYYY-MM}.csv`. */
+export const INVOICES_PREFIX = 'invoices/';
+export function invoiceKey(siteId: string, month: string): string {
+  return `${INVOICES_PREFIX}${siteId}/${month}.csv`;
+}
+
+/** Every S3 prefix that holds a site's objects: what a site's IAM role is confined to. */
+export function sitePrefixes(siteId: string): { uploads: string; features: string; invoices: string } {
+  return {
+    uploads: `${UPLOADS_PREFIX}${siteId}/`,
+    features: `${FEATURES_PREFIX}${siteId}/`,
+    invoices: `${INVOICES_PREFIX}${siteId}/`,
+  };
 }
 
 // ---------------------------------------------------------------------------
-// Results table: one partition per scan; the site index lists a site's scans by time.
+// Results table: one partition per scan, under its site (`SITE#{siteId}#SCAN#{scanId}`), so an
+// IAM `dynamodb:LeadingKeys` condition on `SITE#{siteId}#*` confines a site to its own items;
+// the site index lists a site's scans by time (`sitePk = SITE#{siteId}`).
 // ---------------------------------------------------------------------------
 
 export const TABLE_KEYS = {
@@ -74,7 +94,14 @@ export const TABLE_KEYS = {
   siteIndexSortKey: 'siteSk',
 } as const;
 
-export const scanPk = (scanId: string): string => `SCAN#${scanId}`;
+/**
+ * Stands in for the site of a failure recorded before a site was known (an object key that
+ * does not parse). Not a valid SegmentId (it cannot start with "_"), so no site owns it.
+ */
+export const NO_SITE = '_';
+export const scanPk = (siteId: string, scanId: string): string => `SITE#${siteId}#SCAN#${scanId}`;
+/** The partition-key prefix of every item of one site: the value an IAM LeadingKeys condition allows. */
+export const siteItemsPrefix = (siteId: string): string => `SITE#${siteId}#`;
 export const SCAN_SK = 'SCAN';
 export const expertSk = (expertName: string): string => `EXPERT#${expertName}`;
 export const sitePk = (siteId: string): string => `SITE#${siteId}`;

@@ -3,7 +3,7 @@
  * the workflow performs, each taking its DynamoDBDocumentClient so Lambda, local
  * mode (dynalite) and tests (aws-sdk-client-mock) share the exact same logic.
  *
- * Items of one scan share a partition (`pk = SCAN#{scanId}`):
+ * Items of one scan share a partition (`pk = SITE#{siteId}#SCAN#{scanId}`, keys.ts):
  * - `SCAN`            status RUNNING | COMPLETED | FAILED, identity, error or summary
  * - `EXPERT#{name}`   one ExpertResult per expert
  * - `usage` on `SCAN`  the billing record, written in the same conditional update as COMPLETED
@@ -17,7 +17,7 @@ import {
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import { expertSk, SCAN_SK, scanPk, sitePk, siteSk } from './keys';
+import { expertSk, NO_SITE, SCAN_SK, scanPk, sitePk, siteSk, TABLE_KEYS } from './keys';
 import type { ScanCostEstimate } from './pricing';
 import type {
   ExpertOutput,
@@ -147,13 +147,13 @@ function compact<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
-export function scanKey(scanId: string): { pk: string; sk: typeof SCAN_SK } {
-  return { pk: scanPk(scanId), sk: SCAN_SK };
+export function scanKey(siteId: string, scanId: string): { pk: string; sk: typeof SCAN_SK } {
+  return { pk: scanPk(siteId, scanId), sk: SCAN_SK };
 }
 
 export function runningScanItem(claim: ScanClaim, now: string, attempts = 1): ScanItem {
   return compact<ScanItem>({
-    ...scanKey(claim.scanId),
+    ...scanKey(claim.siteId, claim.scanId),
     scanId: claim.scanId,
     status: 'RUNNING',
     siteId: claim.siteId,
@@ -176,8 +176,9 @@ export function runningScanItem(claim: ScanClaim, now: string, attempts = 1): Sc
   });
 }
 
-export function expertResultItem(result: ExpertResult): ExpertResultItem {
-  return { pk: scanPk(result.scanId), sk: expertSk(result.expert.name), ...result };
+/** `siteId`: the scan's site, whose partition the result goes in (an ExpertResult does not carry it). */
+export function expertResultItem(result: ExpertResult, siteId: string): ExpertResultItem {
+  return { pk: scanPk(siteId, result.scanId), sk: expertSk(result.expert.name), ...result };
 }
 
 export function usageRecord(
@@ -235,7 +236,7 @@ export async function claimScan(
   } catch (err) {
     if (!isConditionFailure(err)) throw err;
   }
-  const existing = await getScan(doc, table, claim.scanId);
+  const existing = await getScan(doc, table, claim.siteId, claim.scanId);
   if (!existing) {
     // Deleted between the two calls (only an operator does that): the caller's retry will claim it.
     throw new ScanStateError(`Scan ${claim.scanId} existed at claim time but is gone now; retry.`);
@@ -255,7 +256,7 @@ export async function claimScan(
     return { claimed: true, reclaimed: true, item: again };
   } catch (err) {
     if (!isConditionFailure(err)) throw err;
-    const winner = await getScan(doc, table, claim.scanId);
+    const winner = await getScan(doc, table, claim.siteId, claim.scanId);
     return { claimed: false, existingStatus: winner?.status ?? 'RUNNING', item: winner ?? existing };
   }
 }
@@ -265,8 +266,9 @@ export async function putExpertResult(
   doc: DynamoDBDocumentClient,
   table: string,
   result: ExpertResult,
+  siteId: string,
 ): Promise<ExpertResultItem> {
-  const item = expertResultItem(result);
+  const item = expertResultItem(result, siteId);
   await doc.send(new PutCommand({ TableName: table, Item: item }));
   return item;
 }
@@ -295,7 +297,7 @@ export async function completeScan(
     await doc.send(
       new UpdateCommand({
         TableName: table,
-        Key: scanKey(input.scan.scanId),
+        Key: scanKey(input.scan.siteId, input.scan.scanId),
         UpdateExpression:
           'SET #status = :completed, #summary = :summary, #usage = :usage, #updatedAt = :now REMOVE #error',
         ConditionExpression: 'attribute_exists(pk) AND (#status = :running OR #status = :completed)',
@@ -317,7 +319,7 @@ export async function completeScan(
     );
   } catch (err) {
     if (isConditionFailure(err)) {
-      const existing = await getScan(doc, table, input.scan.scanId);
+      const existing = await getScan(doc, table, input.scan.siteId, input.scan.scanId);
       throw new ScanStateError(
         `Scan ${input.scan.scanId} cannot be completed: it is ${existing ? existing.status : 'not claimed'} (expected RUNNING).`,
       );
@@ -335,7 +337,8 @@ export type FailScanResult =
 /**
  * Records a scan as FAILED with a reason. An upsert: it works whether or not a
  * claim exists (a bad key or an unreadable object fails before any claim), and
- * fills identity fields only where the item lacks them.
+ * fills identity fields only where the item lacks them. A failure without a site (a key
+ * that does not parse) goes under NO_SITE, which no site's role can read.
  */
 export async function failScan(
   doc: DynamoDBDocumentClient,
@@ -380,7 +383,7 @@ export async function failScan(
     await doc.send(
       new UpdateCommand({
         TableName: table,
-        Key: scanKey(scanId),
+        Key: scanKey(identity.siteId ?? NO_SITE, scanId),
         UpdateExpression: `SET ${sets.join(', ')}`,
         ConditionExpression: 'attribute_not_exists(#status) OR #status <> :completed',
         ExpressionAttributeNames: names,
@@ -397,23 +400,26 @@ export async function failScan(
 export async function getScan(
   doc: DynamoDBDocumentClient,
   table: string,
+  siteId: string,
   scanId: string,
 ): Promise<ScanItem | undefined> {
-  const out = await doc.send(new GetCommand({ TableName: table, Key: scanKey(scanId), ConsistentRead: true }));
+  const out = await doc.send(new GetCommand({ TableName: table, Key: scanKey(siteId, scanId), ConsistentRead: true }));
   return out.Item as ScanItem | undefined;
 }
 
 export async function getUsage(
   doc: DynamoDBDocumentClient,
   table: string,
+  siteId: string,
   scanId: string,
 ): Promise<UsageRecord | undefined> {
-  return (await getScan(doc, table, scanId))?.usage;
+  return (await getScan(doc, table, siteId, scanId))?.usage;
 }
 
 export async function listExpertResults(
   doc: DynamoDBDocumentClient,
   table: string,
+  siteId: string,
   scanId: string,
 ): Promise<ExpertResultItem[]> {
   const items: ExpertResultItem[] = [];
@@ -423,7 +429,7 @@ export async function listExpertResults(
       new QueryCommand({
         TableName: table,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: { ':pk': scanPk(scanId), ':prefix': expertSk('') },
+        ExpressionAttributeValues: { ':pk': scanPk(siteId, scanId), ':prefix': expertSk('') },
         ConsistentRead: true,
         ExclusiveStartKey: start,
       }),
@@ -453,6 +459,91 @@ export async function listScans(doc: DynamoDBDocumentClient, table: string): Pro
       }),
     );
     items.push(...((out.Items ?? []) as ScanItem[]));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
+/**
+ * The scan items with this scan id, whatever their site: a whole-table Scan for local mode's
+ * CLI, which is given a bare scan id by its operator. Never for a caller confined to a site
+ * (the API reads one site's partition with getScan). A scan id embeds its site (scan-id.ts),
+ * so more than one item means a failure recorded under NO_SITE beside its site's item.
+ */
+export async function findScansById(doc: DynamoDBDocumentClient, table: string, scanId: string): Promise<ScanItem[]> {
+  return (await listScans(doc, table)).filter((s) => s.scanId === scanId);
+}
+
+// ---------------------------------------------------------------------------
+// Site queries (the API, usage): through the bySite index, so one Query reads one site only
+// ---------------------------------------------------------------------------
+
+export interface SiteScanRange {
+  /** Inclusive lower bound on receivedAt (an ISO timestamp or a prefix of one, e.g. `2026-01`). */
+  readonly from?: string;
+  /** Exclusive upper bound on receivedAt (ISO timestamp or prefix). */
+  readonly to?: string;
+  /** Only the scans of this study (a filter on the index items). */
+  readonly studyId?: string;
+  /** Stop after this many items. */
+  readonly limit?: number;
+}
+
+/**
+ * A site's scan items by time (oldest first), through the bySite index: its partition is
+ * `SITE#{siteId}` and its sort key `{receivedAt}#{scanId}`, so a date range is a key condition.
+ * The index projects every attribute, so the items are whole scan items.
+ */
+export async function listSiteScans(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  siteId: string,
+  range: SiteScanRange = {},
+): Promise<ScanItem[]> {
+  const names: Record<string, string> = {
+    '#pk': TABLE_KEYS.siteIndexPartitionKey,
+    '#sk': TABLE_KEYS.siteIndexSortKey,
+  };
+  const values: Record<string, unknown> = { ':pk': sitePk(siteId) };
+  let condition = '#pk = :pk';
+  // siteSk starts with the ISO receivedAt; '#' sorts below every digit, so `{to}` excludes `{to}…#…`.
+  if (range.from !== undefined && range.to !== undefined) {
+    condition += ' AND #sk BETWEEN :from AND :to';
+    values[':from'] = range.from;
+    values[':to'] = range.to;
+  } else if (range.from !== undefined) {
+    condition += ' AND #sk >= :from';
+    values[':from'] = range.from;
+  } else if (range.to !== undefined) {
+    condition += ' AND #sk < :to';
+    values[':to'] = range.to;
+  }
+  let filter: string | undefined;
+  if (range.studyId !== undefined) {
+    filter = '#studyId = :studyId';
+    names['#studyId'] = 'studyId';
+    values[':studyId'] = range.studyId;
+  }
+  const items: ScanItem[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await doc.send(
+      new QueryCommand({
+        TableName: table,
+        IndexName: TABLE_KEYS.siteIndex,
+        KeyConditionExpression: condition,
+        FilterExpression: filter,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
+        ExclusiveStartKey: start,
+      }),
+    );
+    for (const item of (out.Items ?? []) as ScanItem[]) {
+      // BETWEEN is inclusive; `to` is exclusive here.
+      if (range.to !== undefined && item.siteSk !== undefined && item.siteSk >= range.to) continue;
+      items.push(item);
+      if (range.limit !== undefined && items.length >= range.limit) return items;
+    }
     start = out.LastEvaluatedKey;
   } while (start);
   return items;

@@ -141,6 +141,28 @@ export const DEFAULT_PRICE_TABLE: PriceTable = {
   interfaceEndpoint: { usdPerAzHour: INTERFACE_ENDPOINT_USD_PER_AZ_HOUR },
 };
 
+/**
+ * One site of the registry: who may upload and read, under which id, at which prices.
+ * The id names the site's key prefixes (`uploads/{id}/`, `features/{id}/`, `invoices/{id}/`)
+ * and its table partition (`SITE#{id}#…`); the API maps the caller's IAM role to it.
+ */
+export const SiteConfig = z
+  .object({
+    /** The site id (a SegmentId): the `{siteId}` of every key and partition of the site. */
+    id: SegmentId,
+    /** Shown on invoices and in the API's usage summary. */
+    displayName: z.string().trim().min(1).max(100),
+    /**
+     * This site's price plan: keys of the price table (PriceTable) that replace the
+     * deployment's `prices` for this site's usage and invoices (each key as a whole), e.g.
+     * a negotiated `lambdaArm64` rate. The stored per-scan estimate keeps the deployment's.
+     * @default {} - the deployment's price table
+     */
+    prices: z.object(PriceTable.partial().shape).strict().default({}),
+  })
+  .strict();
+export type SiteConfig = z.infer<typeof SiteConfig>;
+
 /** Fargate's valid memory sizes (MiB) per vCPU count: [min, max, step]. */
 const FARGATE_MEMORY_MIB: Record<number, readonly [number, number, number]> = {
   1: [2048, 8192, 1024],
@@ -164,6 +186,24 @@ export const SonomarkConfig = z
      * @default - every site
      */
     siteIds: z.array(SegmentId).min(1).optional(),
+    /**
+     * The site registry (SiteConfig): each site gets an IAM role for the HTTP API, a
+     * monthly invoice, and (unless `siteIds` says otherwise) may upload. Without it,
+     * today's behaviour: any site prefix may upload (or those of `siteIds`), the CLI and
+     * local mode work as before, and the API has no caller.
+     * @default [] - no registered site
+     */
+    sites: z
+      .array(SiteConfig)
+      .default([])
+      .superRefine((sites, ctx) => {
+        const seen = new Set<string>();
+        for (const [i, site] of sites.entries()) {
+          if (seen.has(site.id))
+            ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `site id ${site.id} is registered twice` });
+          seen.add(site.id);
+        }
+      }),
     /**
      * EC2 instance types of the GPU compute environments. g5 (A10G) and g6 (L4)
      * are the cheapest single-GPU NVIDIA families that run the CUDA build of onnxruntime.
@@ -344,6 +384,20 @@ export const SonomarkConfig = z
   });
 
 export type SonomarkConfig = z.infer<typeof SonomarkConfig>;
+
+/**
+ * The sites whose uploads the trigger matches: `siteIds` when given, else the registry's
+ * ids when it has any, else undefined (any site: the default, today's behaviour).
+ */
+export function uploadSiteIds(config: Pick<SonomarkConfig, 'siteIds' | 'sites'>): string[] | undefined {
+  if (config.siteIds) return config.siteIds;
+  return config.sites.length > 0 ? config.sites.map((s) => s.id) : undefined;
+}
+
+/** The price table a site's usage is priced at: the deployment's, with the site's plan over it. */
+export function sitePriceTable(config: Pick<SonomarkConfig, 'prices'>, site: SiteConfig | undefined): PriceTable {
+  return { ...config.prices, ...definedKeys(site?.prices ?? {}) };
+}
 
 function definedKeys<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -16,9 +16,9 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
-import { parseUploadKey } from '../core/keys';
+import { NO_SITE, parseUploadKey } from '../core/keys';
 import { renderReport, thumbnailSamples, type ReportScanInput, type ReportThumbnail } from '../core/report';
-import { getScan, listExpertResults, listScans, type ScanItem } from '../core/results-store';
+import { findScansById, getScan, listExpertResults, listScans, type ScanItem } from '../core/results-store';
 import { ExpertResult, FeaturesDocument, type Manifest, type ProblemDetail } from '../core/schemas';
 import { parsePayload } from '../core/zod-parse';
 import { decodeFrameBytes } from '../gpu-tasks/feature-extractor/src';
@@ -36,6 +36,17 @@ export interface ReportScanOptions {
 }
 
 export { getScan, listScans };
+
+/** The scan with this id in a local data directory, whatever its site (the operator gives a bare id). */
+export async function getScanById(
+  doc: ReportStore['doc'],
+  table: string,
+  scanId: string,
+): Promise<ScanItem | undefined> {
+  const found = await findScansById(doc, table, scanId);
+  // A failure recorded under NO_SITE sorts last: the site's own item tells more.
+  return found.sort((a, b) => Number(a.siteId === undefined) - Number(b.siteId === undefined))[0];
+}
 
 /** One stored scan as the renderer reads it: features, every expert result and (optionally) thumbnails. */
 export async function loadReportScan(
@@ -59,7 +70,7 @@ export async function loadReportScan(
     JSON.parse(await getText(store.s3, scan.featuresBucket ?? store.artifactsBucket, scan.featuresKey)),
     `features document ${scan.featuresKey}`,
   );
-  const results = (await listExpertResults(store.doc, store.table, scan.scanId)).map((r) =>
+  const results = (await listExpertResults(store.doc, store.table, scan.siteId ?? NO_SITE, scan.scanId)).map((r) =>
     parsePayload(ExpertResult, r, `expert result ${r.sk} of scan ${scan.scanId}`),
   );
   const thumbnails =

@@ -128,6 +128,11 @@ export class LocalWorkflow {
     }
   }
 
+  /** The site this workflow's uploads go under (`uploads/{siteId}/…`), whose partition holds its scans. */
+  get siteId(): string {
+    return this.opts.siteId;
+  }
+
   /** The definition the local StateMachine executes (the synthesized one, tokens substituted). */
   get executedDefinition(): Record<string, unknown> {
     return this.synthesized.definition;
@@ -255,7 +260,7 @@ export class LocalWorkflow {
         models: null,
       };
     }
-    const scan = await getScan(this.services.doc, LOCAL_TABLE, scanId);
+    const scan = await getScan(this.services.doc, LOCAL_TABLE, this.opts.siteId, scanId);
     if (!scan || scan.status !== 'COMPLETED') {
       return {
         ...base,
@@ -266,7 +271,7 @@ export class LocalWorkflow {
         models: null,
       };
     }
-    const results = await listExpertResults(this.services.doc, LOCAL_TABLE, scanId);
+    const results = await listExpertResults(this.services.doc, LOCAL_TABLE, this.opts.siteId, scanId);
     const featuresKeyValue = scan.featuresKey as string;
     const obj = await this.services.s3.send(
       new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: featuresKeyValue }),

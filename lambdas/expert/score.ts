@@ -98,7 +98,7 @@ export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<Expe
     inferMs,
     createdAt: (deps.now?.() ?? new Date()).toISOString(),
   };
-  await putExpertResult(deps.doc, deps.table, result);
+  await putExpertResult(deps.doc, deps.table, result, scan.siteId);
   return result;
 }
 

@@ -126,7 +126,7 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
     container,
     extractor,
     featuresBucket: deps.artifactsBucket,
-    featuresKey: featuresKey(extractor, scanId),
+    featuresKey: featuresKey(upload.siteId, extractor, scanId),
     receivedAt,
   };
   const claimed = await claimScan(deps.doc, deps.table, claim, receivedAt);
@@ -184,7 +184,7 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
     sha256: hashed.sha256,
     container,
     featuresBucket: deps.artifactsBucket,
-    featuresKey: featuresKey(extractor, scanId),
+    featuresKey: featuresKey(upload.siteId, extractor, scanId),
     ...(sidecar.kind === 'valid' ? { sidecar: sidecar.value } : {}),
   };
   return { action: 'analyze', scan };

@@ -22,7 +22,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import { FUNCTIONS } from '../../core/contract';
-import type { SonomarkConfig } from '../config';
+import { uploadSiteIds, type SonomarkConfig } from '../config';
 import { SonomarkFunction } from '../constructs/sonomark-function';
 import { UPLOADS_PREFIX } from '../../core/keys';
 
@@ -81,7 +81,8 @@ export class TriggerStack extends Stack {
     // Exactly one action on exactly one state machine.
     this.startFunction.bindStateMachine(props.stateMachine);
 
-    const keyPrefixes = config.siteIds ? config.siteIds.map((s) => `${UPLOADS_PREFIX}${s}/`) : [UPLOADS_PREFIX];
+    const siteIds = uploadSiteIds(config);
+    const keyPrefixes = siteIds ? siteIds.map((s) => `${UPLOADS_PREFIX}${s}/`) : [UPLOADS_PREFIX];
     this.rule = new events.Rule(this, 'UploadRule', {
       description: 'New clip in the uploads bucket starts one sonomark workflow execution',
       eventPattern: {

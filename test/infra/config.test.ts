@@ -4,6 +4,8 @@ import {
   interfaceEndpointsFor,
   INTERFACE_ENDPOINTS,
   parseConfig,
+  sitePriceTable,
+  uploadSiteIds,
 } from '../../lib/config';
 import { DEFAULT_INPUT_LIMITS } from '../../core/limits';
 
@@ -22,6 +24,39 @@ describe('SonomarkConfig', () => {
       network: { maxAzs: 2, endpointAzs: 2, egress: 'endpoints' },
       expertOverrides: {},
     });
+  });
+
+  test('site registry: empty by default (any site may upload, as before); ids validated, unique; a plan overrides prices', () => {
+    // Act
+    const defaults = parseConfig(undefined);
+    const two = parseConfig({
+      sites: [
+        { id: 'site-a', displayName: 'Hospital A' },
+        {
+          id: 'site-b',
+          displayName: 'Clinic B',
+          prices: { lambdaArm64: { usdPerGbSecond: 0.00001, usdPerRequest: 0 } },
+        },
+      ],
+    });
+    // Assess
+    expect(defaults.sites).toEqual([]);
+    expect(uploadSiteIds(defaults)).toBeUndefined();
+    expect(uploadSiteIds(two)).toEqual(['site-a', 'site-b']);
+    expect(uploadSiteIds(parseConfig({ ...two, siteIds: ['site-a'] }))).toEqual(['site-a']);
+    expect(sitePriceTable(two, two.sites[0])).toEqual(two.prices);
+    expect(sitePriceTable(two, two.sites[1]).lambdaArm64).toEqual({ usdPerGbSecond: 0.00001, usdPerRequest: 0 });
+    expect(sitePriceTable(two, two.sites[1]).gpuInstances).toEqual(two.prices.gpuInstances);
+    expect(() => parseConfig({ sites: [{ id: 'a/b', displayName: 'x' }] })).toThrow(/sites\.0\.id/);
+    expect(() =>
+      parseConfig({
+        sites: [
+          { id: 'a', displayName: 'x' },
+          { id: 'a', displayName: 'y' },
+        ],
+      }),
+    ).toThrow(/registered twice/);
+    expect(() => parseConfig({ sites: [{ id: 'a', displayName: 'x', plan: 1 }] })).toThrow(/sites/);
   });
 
   test('`computeMode` alone on the command line overrides the sonomark object', () => {

@@ -53,7 +53,7 @@ describe('local workflow on real clips', () => {
         TableName: LOCAL_TABLE,
         KeyConditionExpression: '#pk = :pk',
         ExpressionAttributeNames: { '#pk': TABLE_KEYS.partitionKey },
-        ExpressionAttributeValues: { ':pk': scanPk(r.scanId!) },
+        ExpressionAttributeValues: { ':pk': scanPk('local', r.scanId!) },
       }),
     );
     const manifest = workflow.loaded.manifest;
@@ -111,7 +111,7 @@ describe('local workflow on real clips', () => {
     expect(second.reused).toBe(true);
     expect(second.experts).toEqual(first.experts);
     const all = await workflow.services.doc.send(new ScanCommand({ TableName: LOCAL_TABLE }));
-    const scanItems = (all.Items ?? []).filter((i) => i.pk === scanPk(first.scanId!) && i.sk === 'SCAN');
+    const scanItems = (all.Items ?? []).filter((i) => i.pk === scanPk('local', first.scanId!) && i.sk === 'SCAN');
     expect(scanItems).toHaveLength(1);
   });
 
@@ -138,7 +138,7 @@ describe('local workflow on real clips', () => {
         new QueryCommand({
           TableName: LOCAL_TABLE,
           KeyConditionExpression: 'pk = :pk',
-          ExpressionAttributeValues: { ':pk': scanPk(failed.scanId!) },
+          ExpressionAttributeValues: { ':pk': scanPk('local', failed.scanId!) },
         }),
       );
       // One FAILED scan record and nothing half-written beside it.

@@ -2,11 +2,16 @@ import {
   extractErrorKey,
   featuresKey,
   isSidecarKey,
+  NO_SITE,
   parseUploadKey,
+  scanPk,
+  siteItemsPrefix,
+  sitePrefixes,
   sidecarKeyFor,
   uploadKey,
   UploadKeyError,
 } from '../../../core/keys';
+import { SegmentId } from '../../../core/schemas';
 
 function parseError(key: string): UploadKeyError {
   try {
@@ -132,15 +137,29 @@ describe('parseUploadKey', () => {
 });
 
 describe('featuresKey and extractErrorKey', () => {
-  it('builds the features key from extractor name, version and scan id', () => {
+  it('builds the features key under the site from extractor name, version and scan id', () => {
     // Prepare
     const extractor = { name: 'sonomark-fixture-extractor', version: '0.0.1' };
 
     // Act
-    const key = featuresKey(extractor, 'abc123');
+    const key = featuresKey('site-a', extractor, 'abc123');
 
     // Assess
-    expect(key).toBe('features/sonomark-fixture-extractor-0.0.1/abc123.json');
+    expect(key).toBe('features/site-a/sonomark-fixture-extractor-0.0.1/abc123.json');
+    expect(key.startsWith(sitePrefixes('site-a').features)).toBe(true);
+  });
+
+  it('puts every table item of a site under SITE#{siteId}#, which no other site id is a prefix of', () => {
+    // Prepare: "site-a" is a string prefix of "site-ab"; the "#" delimiter keeps them apart
+    const pk = scanPk('site-ab', 'abc');
+
+    // Act / Assess
+    expect(pk).toBe('SITE#site-ab#SCAN#abc');
+    expect(pk.startsWith(siteItemsPrefix('site-ab'))).toBe(true);
+    expect(pk.startsWith(siteItemsPrefix('site-a'))).toBe(false);
+    expect(sitePrefixes('site-ab').uploads.startsWith(sitePrefixes('site-a').uploads)).toBe(false);
+    // NO_SITE (failures before a site is known) is no valid site id
+    expect(SegmentId.safeParse(NO_SITE).success).toBe(false);
   });
 
   it('puts the error document next to the features document', () => {

@@ -25,7 +25,7 @@ const ENV = {
   [EXTRACT_ENV.inputKey]: 'uploads/site-a/study-1/Patient_Jane_Doe.mp4',
   [EXTRACT_ENV.inputVersionId]: 'v123',
   [EXTRACT_ENV.featuresBucket]: 'artifacts-bucket',
-  [EXTRACT_ENV.featuresKey]: `features/sonomark-fixture-extractor-0.0.1/${SCAN_ID}.json`,
+  [EXTRACT_ENV.featuresKey]: `features/site-a/sonomark-fixture-extractor-0.0.1/${SCAN_ID}.json`,
 };
 
 const body = s3Body;

@@ -51,7 +51,7 @@ export function scanRef(overrides: Partial<ScanRef> = {}): ScanRef {
     container: 'mp4',
     extractor: EXTRACTOR_REF,
     featuresBucket: 'sonomark-artifacts',
-    featuresKey: 'features/sonomark-fixture-extractor-0.0.1/0123456789abcdef0123456789abcdef.json',
+    featuresKey: 'features/site-a/sonomark-fixture-extractor-0.0.1/0123456789abcdef0123456789abcdef.json',
     receivedAt: '2025-01-02T03:04:05.000Z',
     ...overrides,
   };

@@ -99,7 +99,7 @@ describe('scoreExpert', () => {
       expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
         TableName: 'results',
         Item: expect.objectContaining({
-          pk: scanPk(input.scan.scanId),
+          pk: scanPk(input.scan.siteId, input.scan.scanId),
           sk: expertSk(name),
           expert: result.expert,
           extractor: input.scan.extractor,

@@ -78,7 +78,7 @@ describe('finalizeScan', () => {
     expect(ddbMock.commandCalls(UpdateCommand)).toHaveLength(1);
     const call = ddbMock.commandCalls(UpdateCommand)[0]!.args[0].input;
     expect(call).toMatchObject({
-      Key: { pk: scanPk(scan.scanId), sk: SCAN_SK },
+      Key: { pk: scanPk(scan.siteId, scan.scanId), sk: SCAN_SK },
       ConditionExpression: expect.stringContaining(':running'),
       ExpressionAttributeValues: expect.objectContaining({ ':completed': 'COMPLETED', ':summary': out.summary }),
     });

@@ -65,7 +65,7 @@ describe('recordFailure', () => {
     // Assess
     expect(out).toEqual({ status: 'FAILED', scanId: 'a'.repeat(32), problem: validation.problem, recorded: true });
     expect(ddbMock).toHaveReceivedCommandWith(UpdateCommand, {
-      Key: { pk: scanPk('a'.repeat(32)), sk: SCAN_SK },
+      Key: { pk: scanPk('site-a', 'a'.repeat(32)), sk: SCAN_SK },
       ConditionExpression: 'attribute_not_exists(#status) OR #status <> :completed',
       ExpressionAttributeValues: expect.objectContaining({
         ':failed': 'FAILED',
@@ -130,7 +130,7 @@ describe('recordFailure', () => {
       problem: { code: 'TIMEOUT', message: expect.stringMatching(/time limit/) },
     });
     expect(ddbMock).toHaveReceivedCommandWith(UpdateCommand, {
-      Key: { pk: scanPk(expectedId), sk: SCAN_SK },
+      Key: { pk: scanPk('site-a', expectedId), sk: SCAN_SK },
       UpdateExpression: expect.stringContaining('#siteId = if_not_exists(#siteId, :siteId)'),
     });
   });

@@ -90,7 +90,7 @@ describe('validateUpload', () => {
         container: 'mp4',
         extractor: ext,
         featuresBucket: 'sonomark-artifacts',
-        featuresKey: featuresKey(ext, scanId),
+        featuresKey: featuresKey('site-a', ext, scanId),
         receivedAt: NOW.toISOString(),
       },
     });
@@ -103,7 +103,7 @@ describe('validateUpload', () => {
       TableName: TABLE,
       ConditionExpression: 'attribute_not_exists(pk)',
       Item: expect.objectContaining({
-        pk: scanPk(scanId),
+        pk: scanPk('site-a', scanId),
         sk: SCAN_SK,
         status: 'RUNNING',
         sitePk: 'SITE#site-a',
