@@ -500,10 +500,9 @@ export async function listSiteScans(
   siteId: string,
   range: SiteScanRange = {},
 ): Promise<ScanItem[]> {
-  const names: Record<string, string> = {
-    '#pk': TABLE_KEYS.siteIndexPartitionKey,
-    '#sk': TABLE_KEYS.siteIndexSortKey,
-  };
+  const names: Record<string, string> = { '#pk': TABLE_KEYS.siteIndexPartitionKey };
+  // DynamoDB refuses an expression attribute name that no expression uses.
+  if (range.from !== undefined || range.to !== undefined) names['#sk'] = TABLE_KEYS.siteIndexSortKey;
   const values: Record<string, unknown> = { ':pk': sitePk(siteId) };
   let condition = '#pk = :pk';
   // siteSk starts with the ISO receivedAt; '#' sorts below every digit, so `{to}` excludes `{to}…#…`.
