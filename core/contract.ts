@@ -42,6 +42,14 @@ export const ENV = {
   dicomPseudonymSalt: 'DICOM_PSEUDONYM_SALT',
   /** Every function: Node's options (source maps for readable stack traces). */
   nodeOptions: 'NODE_OPTIONS',
+  /** API: the uploads bucket its presigned POSTs are for. */
+  uploadsBucket: 'UPLOADS_BUCKET',
+  /** API, invoice job: the site registry as JSON, SiteRegistryEnv (core/site-api.ts): name and rates per site id. */
+  siteRegistry: 'SITE_REGISTRY',
+  /** API: JSON {roleUniqueId: siteId} of the per-site IAM roles, how a signed request maps to its site. */
+  siteRoleIds: 'SITE_ROLE_IDS',
+  /** Invoice job: the bucket its `invoices/{siteId}/{YYYY-MM}.csv` go to. */
+  invoicesBucket: 'INVOICES_BUCKET',
 } as const;
 
 /** Extractor job environment variables, set per execution (Batch ContainerOverrides.Environment). */
@@ -92,6 +100,8 @@ export const FUNCTIONS = {
   finalize: { id: 'Finalize', folder: 'finalize', serviceName: 'sonomark-finalize' },
   recordFailure: { id: 'RecordFailure', folder: 'record-failure', serviceName: 'sonomark-record-failure' },
   startExecution: { id: 'StartExecution', folder: 'start-execution', serviceName: 'sonomark-start-execution' },
+  api: { id: 'SiteApi', folder: 'api', serviceName: 'sonomark-api' },
+  invoices: { id: 'MonthlyInvoices', folder: 'invoices', serviceName: 'sonomark-invoices' },
   expert: {
     id: (expert: string): string => `${EXPERT_ID_PREFIX}${pascalName(expert)}`,
     /** Whether a construct id is an expert function's. */

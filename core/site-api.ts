@@ -20,7 +20,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import type { ScanRates } from './pricing';
+import { ScanRates } from './pricing';
 import { getScan, listExpertResults, listSiteScans, type ScanItem } from './results-store';
 import { ScanId, SegmentId } from './schemas';
 import { createUploadLink, UPLOAD_CONTENT_TYPES, uploadEnding, UploadFileName } from './upload-policy';
@@ -46,6 +46,19 @@ export interface ApiSite {
   readonly displayName: string;
   readonly rates: ScanRates;
 }
+
+/** The site registry as the API and the invoice job receive it (env SITE_REGISTRY): by site id. */
+export const SiteRegistryEnv = z.record(
+  SegmentId,
+  z.object({ displayName: z.string().min(1), rates: ScanRates }).strict(),
+);
+export type SiteRegistryEnv = z.infer<typeof SiteRegistryEnv>;
+
+/** The per-site role ids (env SITE_ROLE_IDS): role unique id → site id. */
+export const SiteRoleIdsEnv = z.record(
+  z.string().regex(/^AROA[A-Z0-9]+$/, 'must be a role unique id (AROA…)'),
+  SegmentId,
+);
 
 export interface SiteApiDeps {
   readonly s3: S3Client;

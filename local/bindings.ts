@@ -16,8 +16,8 @@ import { ConfigError } from '../core/errors';
 import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
 
-/** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, which is no workflow task). */
-export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution'>;
+/** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, the API and the invoice job: no workflow task). */
+export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution' | 'api' | 'invoices'>;
 
 export interface LocalHandlers {
   readonly lambdas: Record<LambdaRole, (payload: unknown) => Promise<unknown>>;

@@ -1,0 +1,71 @@
+/**
+ * The API Lambda: the caller's site is the site of the signing IAM role (requestContext
+ * identity), never a site named in the request.
+ */
+import { DynamoDBDocumentClient, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { ENV } from '../../../core/contract';
+import { scanPk } from '../../../core/keys';
+
+const ddbMock = mockClient(DynamoDBDocumentClient);
+const RATES = {
+  basis: 'test prices',
+  extractor: { usdPerSecond: 0.001, minimumSeconds: 0 },
+  lambda: { usdPerGbSecond: 0.00001, usdPerRequest: 0.0000002 },
+  expertMemoryMb: {},
+  usdPerStateTransition: 0.000025,
+};
+const ROLE_A = 'AROAAAAAAAAAAAAAAAAAA';
+const SCAN_ID = 'f'.repeat(32);
+
+type Handler = (event: unknown) => Promise<{ statusCode: number; body: string }>;
+let handler: Handler;
+
+beforeAll(async () => {
+  process.env[ENV.resultsTable] = 'results';
+  process.env[ENV.uploadsBucket] = 'uploads';
+  process.env[ENV.siteRegistry] = JSON.stringify({
+    'site-a': { displayName: 'A', rates: RATES },
+    'site-b': { displayName: 'B', rates: RATES },
+  });
+  process.env[ENV.siteRoleIds] = JSON.stringify({ [ROLE_A]: 'site-a' });
+  process.env.AWS_REGION = 'us-east-1';
+  handler = (await import('../../../lambdas/api/handler')).handler as unknown as Handler;
+});
+
+beforeEach(() => {
+  ddbMock.reset();
+  ddbMock.on(GetCommand).resolves({});
+  ddbMock.on(QueryCommand).resolves({ Items: [] });
+});
+
+const event = (caller: string | null, path: string, query: Record<string, string> | null = null) => ({
+  httpMethod: 'GET',
+  path,
+  resource: path,
+  queryStringParameters: query,
+  body: null,
+  isBase64Encoded: false,
+  requestContext: { identity: { caller, user: caller } },
+});
+
+describe('api handler', () => {
+  it("reads the signing role's site partition, whatever site the path or query names", async () => {
+    // Act
+    const res = await handler(event(`${ROLE_A}:session`, `/scans/${SCAN_ID}`));
+    // Assess
+    expect(res.statusCode).toBe(404);
+    expect(ddbMock).toHaveReceivedCommandWith(GetCommand, { Key: { pk: scanPk('site-a', SCAN_ID), sk: 'SCAN' } });
+  });
+
+  it('refuses a role that is no site role, before reading anything', async () => {
+    // Act
+    const res = await handler(event('AROAOTHEROTHEROTHER:x', '/usage', { month: '2026-01' }));
+    const anonymous = await handler(event(null, '/scans'));
+    // Assess
+    expect(res.statusCode).toBe(403);
+    expect(anonymous.statusCode).toBe(403);
+    expect(ddbMock.calls()).toHaveLength(0);
+  });
+});
