@@ -21,7 +21,9 @@ import { registerFeatures } from './features';
 import { registerFrames } from './frames';
 import { registerModels } from './models';
 import { registerReport } from './report';
+import { registerServe } from './serve';
 import { registerTrain } from './train';
+import { registerUsage } from './usage';
 
 function packageVersion(): string {
   return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -89,6 +91,8 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
   registerModels(program, ctx);
   registerReport(program, ctx);
   registerTrain(program, ctx);
+  registerServe(program, ctx);
+  registerUsage(program, ctx);
 
   // After commander's own usage errors (unknown option, missing argument, ...), the usage line.
   for (const cmd of allCommands(program)) cmd.showHelpAfterError(usageHint(cmd));

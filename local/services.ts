@@ -22,7 +22,13 @@ import { LOCAL_REGION } from './asl';
 const S3rver = require('s3rver') as new (opts: Record<string, unknown>) => {
   run(): Promise<AddressInfo>;
   close(): Promise<void>;
+  on(event: 'event', listener: (e: S3rverEvent) => void): void;
 };
+
+/** The S3 notification s3rver emits for each object it stores (the part read here). */
+interface S3rverEvent {
+  readonly Records: readonly { eventName: string; s3: { bucket: { name: string }; object: { key: string } } }[];
+}
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const dynalite = require('dynalite') as (opts: Record<string, unknown>) => Server;
 
@@ -35,6 +41,8 @@ export interface LocalServices {
   readonly s3: S3Client;
   readonly dynamo: DynamoDBClient;
   readonly doc: DynamoDBDocumentClient;
+  /** Calls `listener` for every object stored (PUT, POST, copy), as S3 event notifications do. */
+  onObjectCreated(listener: (bucket: string, key: string) => void): void;
   close(): Promise<void>;
 }
 
@@ -52,6 +60,13 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
     vhostBuckets: false,
   });
   const s3Address = await s3rver.run();
+  const createdListeners: ((bucket: string, key: string) => void)[] = [];
+  s3rver.on('event', (e) => {
+    for (const r of e.Records) {
+      if (!r.eventName.startsWith('ObjectCreated:')) continue;
+      for (const listener of createdListeners) listener(r.s3.bucket.name, r.s3.object.key);
+    }
+  });
 
   const dynamoServer = dynalite({
     path: path.join(dataDir, 'dynamodb'),
@@ -86,6 +101,9 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
     s3,
     dynamo,
     doc,
+    onObjectCreated(listener) {
+      createdListeners.push(listener);
+    },
     async close() {
       s3.destroy();
       dynamo.destroy();

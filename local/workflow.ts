@@ -3,14 +3,14 @@
  * against s3rver and dynalite, with every Task state bound to the same handler
  * code the cloud runs. `sonomark analyze` and the integration tests use this.
  */
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { createReadStream, statSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadManifest, type LoadedManifest } from '../core/manifest';
-import { uploadKey } from '../core/keys';
+import { NO_SITE, parseUploadKey, uploadKey } from '../core/keys';
 import { getScan, listExpertResults } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, type LocalHandlers } from './bindings';
@@ -166,6 +166,34 @@ export class LocalWorkflow {
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
     const size = statSync(file).size;
     const put = await this.putFile(file, key, size);
+    return this.run(file, key, size, put, started, this.opts.siteId);
+  }
+
+  /**
+   * Runs the workflow on an object already in the uploads bucket (e.g. uploaded through a
+   * presigned POST to `sonomark serve`), as its Object Created event would. The result is
+   * labelled with the key, which is never logged here.
+   */
+  async analyzeStored(key: string): Promise<AnalyzeResult> {
+    const started = Date.now();
+    const head = await this.services.s3.send(new HeadObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key: key }));
+    let siteId = NO_SITE;
+    try {
+      siteId = parseUploadKey(key).siteId;
+    } catch {
+      // Validate rejects the key; its failure is recorded under NO_SITE.
+    }
+    return this.run(key, key, head.ContentLength ?? 0, head, started, siteId);
+  }
+
+  private async run(
+    file: string,
+    key: string,
+    size: number,
+    put: { ETag?: string; VersionId?: string },
+    started: number,
+    siteId: string,
+  ): Promise<AnalyzeResult> {
     const event: S3ObjectCreatedEvent = {
       'detail-type': 'Object Created',
       source: 'aws.s3',
@@ -233,11 +261,12 @@ export class LocalWorkflow {
       // written the FAILED record, which is read below like any other result.
     }
     await logTask;
-    return this.collect(file, scanId, reused, { totalMs: Date.now() - started, states }, firstFailure);
+    return this.collect(file, siteId, scanId, reused, { totalMs: Date.now() - started, states }, firstFailure);
   }
 
   private async collect(
     file: string,
+    siteId: string,
     scanId: string | null,
     reused: boolean,
     timings: AnalyzeResult['timings'],
@@ -260,7 +289,7 @@ export class LocalWorkflow {
         models: null,
       };
     }
-    const scan = await getScan(this.services.doc, LOCAL_TABLE, this.opts.siteId, scanId);
+    const scan = await getScan(this.services.doc, LOCAL_TABLE, siteId, scanId);
     if (!scan || scan.status !== 'COMPLETED') {
       return {
         ...base,
@@ -271,7 +300,7 @@ export class LocalWorkflow {
         models: null,
       };
     }
-    const results = await listExpertResults(this.services.doc, LOCAL_TABLE, this.opts.siteId, scanId);
+    const results = await listExpertResults(this.services.doc, LOCAL_TABLE, siteId, scanId);
     const featuresKeyValue = scan.featuresKey as string;
     const obj = await this.services.s3.send(
       new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: featuresKeyValue }),
