@@ -8,6 +8,7 @@ import { App } from 'aws-cdk-lib';
 import { configFromContext, type SonomarkConfig } from './config';
 import { addNagChecks } from './nag';
 import { modelsDirFromEnv, PACKAGE_ROOT } from '../core/paths';
+import { ApiStack } from './stacks/api-stack';
 import { PipelineStack } from './stacks/pipeline-stack';
 import { StorageStack } from './stacks/storage-stack';
 import { TriggerStack } from './stacks/trigger-stack';
@@ -16,6 +17,7 @@ export const STACK_IDS = {
   storage: 'SonomarkStorage',
   pipeline: 'SonomarkPipeline',
   trigger: 'SonomarkTrigger',
+  api: 'SonomarkApi',
 } as const;
 
 export interface BuildAppOptions {
@@ -44,6 +46,8 @@ export interface BuiltApp {
   readonly storage: StorageStack;
   readonly pipeline: PipelineStack;
   readonly trigger: TriggerStack;
+  /** Only when the site registry (config `sites`) has sites. */
+  readonly api?: ApiStack;
 }
 
 function resolveModelsDir(explicit: string | undefined): string {
@@ -79,9 +83,24 @@ export function buildApp(opts: BuildAppOptions = {}): BuiltApp {
     alarmTopic: pipeline.alarmTopic,
   });
   trigger.addStackDependency(pipeline);
+  let api: ApiStack | undefined;
+  if (config.sites.length > 0) {
+    api = new ApiStack(app, STACK_IDS.api, {
+      description: 'sonomark: multi-site API (IAM, one role per site) and monthly invoices',
+      config,
+      key: storage.key,
+      uploadsBucket: storage.uploadsBucket,
+      artifactsBucket: storage.artifactsBucket,
+      resultsTable: storage.resultsTable,
+      vpc: pipeline.network.vpc,
+      securityGroup: pipeline.network.functionSecurityGroup,
+      experts: pipeline.expertFunctions.map((e) => ({ name: e.expert.name, memoryMb: e.sizing.memoryMb })),
+    });
+    api.addStackDependency(pipeline);
+  }
 
   if (opts.nag !== false) {
     addNagChecks(app);
   }
-  return { app, config, storage, pipeline, trigger };
+  return { app, config, storage, pipeline, trigger, ...(api ? { api } : {}) };
 }

@@ -51,6 +51,8 @@ export class PipelineStack extends Stack {
   /** Batch "Job Queue Blocked" events of the extractor queue (jobs stuck RUNNABLE). */
   readonly queueBlockedRule: events.Rule;
   readonly jobsRunnableTooLongAlarm: cloudwatch.Alarm;
+  /** The VPC and function security group (ApiStack's functions run in them too). */
+  readonly network: Network;
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
@@ -67,6 +69,7 @@ export class PipelineStack extends Stack {
       maxAzs: config.network.maxAzs,
       endpointAzs: config.network.endpointAzs,
     });
+    this.network = network;
     Validations.of(this).acknowledge({
       id: 'HIPAA.Security-IAMNoInlinePolicy',
       reason:
