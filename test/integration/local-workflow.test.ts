@@ -7,7 +7,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { readFileSync } from 'node:fs';
 import { BIOMARKERS } from '../../core/biomarkers';
-import { scanPk, sitePk, TABLE_KEYS } from '../../core/keys';
+import { featuresKey, scanPk, sitePk, TABLE_KEYS } from '../../core/keys';
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LocalWorkflow, type AnalyzeResult } from '../../local/workflow';
 import { FeaturesDocument } from '../../core/schemas';
 import { generateClip, REAL_CLIPS, tempDir, writeFile } from './helpers';
@@ -67,7 +67,7 @@ describe('local workflow on real clips', () => {
     const stored = await workflow.services.s3.send(
       new GetObjectCommand({
         Bucket: LOCAL_ARTIFACTS_BUCKET,
-        Key: `features/${manifest.extractor.name}-${manifest.extractor.version}/${r.scanId}.json`,
+        Key: featuresKey('local', manifest.extractor, r.scanId!),
       }),
     );
     expect(JSON.parse(await stored.Body!.transformToString())).toEqual(r.features);
