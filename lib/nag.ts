@@ -98,7 +98,7 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::<MonthlyInvoicesFunction[A-Za-z0-9]+\.Arn>:\*\]$/,
-    path: /^SonomarkApi\/SchedulerRoleForTarget-[a-z0-9]+\//,
+    path: /^SonomarkApi\/InvoiceScheduleRole\//,
     reason:
       'The scheduler target grants lambda:InvokeFunction on the invoice function and its qualified versions (arn:…:*); still that one function.',
   },

@@ -276,12 +276,24 @@ export class ApiStack extends Stack {
       id: 'AwsSolutions-SQS3',
       reason: 'This queue is itself the dead-letter queue of the invoice schedule.',
     });
+    // The schedule's own role (rather than the target's default one) so it can also encrypt
+    // what it sends to the KMS-encrypted dead-letter queue; this account's schedules only.
+    const scheduleRole = new iam.Role(this, 'InvoiceScheduleRole', {
+      description: 'sonomark monthly invoice schedule: invokes the invoice function',
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+    });
+    scheduleRole.addToPolicy(
+      new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [key.keyArn] }),
+    );
     this.invoiceSchedule = new scheduler.Schedule(this, 'MonthlyInvoiceSchedule', {
       description: "Writes each site's invoice CSV for the previous month",
       // 06:00 UTC on the 1st: scans received on the last evening of the month have finished.
       schedule: scheduler.ScheduleExpression.cron({ minute: '0', hour: '6', day: '1', month: '*', year: '*' }),
       key,
       target: new schedulerTargets.LambdaInvoke(this.invoiceFunction.function, {
+        role: scheduleRole,
         input: scheduler.ScheduleTargetInput.fromObject({}),
         deadLetterQueue: scheduleDlq,
         retryAttempts: 3,

@@ -136,6 +136,17 @@ describe('ApiStack', () => {
       KmsKeyArn: Match.anyValue(),
       Target: Match.objectLike({ DeadLetterConfig: { Arn: Match.anyValue() } }),
     });
+    // Its role may invoke the function and encrypt what it sends to the KMS-encrypted queue.
+    const [roleId] = Object.keys(
+      template.findResources('AWS::IAM::Role', {
+        Properties: { Description: 'sonomark monthly invoice schedule: invokes the invoice function' },
+      }),
+    );
+    const statements = resources('AWS::IAM::Policy')
+      .filter((p) => json(p.Properties.Roles).includes(`"${roleId}"`))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement);
+    expect(json(statements)).toContain('lambda:InvokeFunction');
+    expect(json(statements)).toContain('kms:GenerateDataKey');
   });
 
   test.each([
