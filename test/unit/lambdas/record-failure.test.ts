@@ -3,7 +3,7 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { scanPk, SCAN_SK } from '../../../core/keys';
+import { NO_SITE, scanPk, SCAN_SK } from '../../../core/keys';
 import { scanIdFromObjectIdentity } from '../../../core/scan-id';
 import {
   parseCause,
@@ -143,6 +143,8 @@ describe('recordFailure', () => {
     expect(out.problem).toEqual({ code: 'INTERNAL_ERROR', message: 'The analysis failed (States.Runtime): boom' });
     const update = ddbMock.commandCalls(UpdateCommand)[0]!.args[0].input;
     expect(update.UpdateExpression).not.toMatch(/sitePk/);
+    // Under NO_SITE, a partition no site's role or API caller can read.
+    expect(update.Key).toEqual({ pk: scanPk(NO_SITE, out.scanId), sk: SCAN_SK });
   });
 
   it('does not downgrade a COMPLETED scan', async () => {
