@@ -18,6 +18,8 @@ import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main'
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
 import { localHandlers } from './handlers';
+import { principalClients } from './iam-guard';
+import type { LocalPermissions } from './iam-policy';
 import { localPseudonymSalt } from './pseudonym-salt';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
 
@@ -35,6 +37,11 @@ export interface LocalWorkflowOptions {
   readonly studyId?: string;
   /** Where the synthesized workflow definition is cached (definition.ts). @default <package>/.sonomark/cache */
   readonly cacheDir?: string;
+  /**
+   * The IAM policies local mode enforces instead of the templates' (tests: a template
+   * with a permission removed, iam-policy.ts localPermissions). @default the synthesized templates'
+   */
+  readonly permissions?: LocalPermissions;
 }
 
 export interface AnalyzeResult {
@@ -99,6 +106,8 @@ export class LocalWorkflow {
         artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
         loaded,
         pseudonymSalt: localPseudonymSalt(services.dataDir),
+        // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.
+        clientsFor: principalClients(services, options.permissions ?? synthesized.permissions, synthesized.functions),
       });
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
