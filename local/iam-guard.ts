@@ -213,8 +213,8 @@ export const IAM_MIDDLEWARE_NAME = 'sonomarkLocalIam';
  * serialization: a denied call never reaches s3rver or dynalite). The client
  * must serve one principal only, as a Lambda's client does.
  */
-export function enforceRolePolicy(
-  client: { middlewareStack: MiddlewareStack<any, any> },
+export function enforceRolePolicy<I extends object, O extends object>(
+  client: { middlewareStack: MiddlewareStack<I, O> },
   service: IamService,
   role: RolePolicy,
   bucketPolicies: LocalPermissions['bucketPolicies'] = {},
@@ -229,8 +229,9 @@ export function enforceRolePolicy(
         (s.Action ?? []).some((a) => a === '*' || a.toLowerCase().startsWith(prefix) || a.startsWith('*')),
     ),
   };
-  const middleware: InitializeMiddleware<any, any> = (next, context) => async (args) => {
-    authorize(service, relevant, String(context.commandName ?? 'Unknown'), args.input ?? {}, bucketPolicies);
+  const middleware: InitializeMiddleware<I, O> = (next, context) => async (args) => {
+    const input = (args.input ?? {}) as Record<string, unknown>;
+    authorize(service, relevant, String(context.commandName ?? 'Unknown'), input, bucketPolicies);
     return next(args);
   };
   client.middlewareStack.add(middleware, { step: 'initialize', name: IAM_MIDDLEWARE_NAME, priority: 'high' });

@@ -344,8 +344,8 @@ export function evaluate(
   const unevaluated: string[] = [];
   let allowed = false;
   for (const [where, statements, isResource] of [
-    ['identity-based', role.statements, false],
-    ['resource-based', resourcePolicy, true],
+    ["the role's identity-based", role.statements, false],
+    ["the resource's resource-based", resourcePolicy, true],
   ] as const) {
     for (const s of statements) {
       if (!isResource && s.Principal) continue; // a Principal in an identity policy is invalid; ignore the statement
@@ -356,8 +356,8 @@ export function evaluate(
           allowed: false,
           reason:
             hit === 'unknown'
-              ? `an explicit deny in a ${where} policy applies (its condition ${unknown.join(', ')} cannot be evaluated locally, so it is assumed to hold)`
-              : `an explicit deny in a ${where} policy applies`,
+              ? `an explicit deny in ${where} policy applies (its condition ${unknown.join(', ')} cannot be evaluated locally, so it is assumed to hold)`
+              : `an explicit deny in ${where} policy applies`,
           unevaluated,
         };
       if (s.Effect === 'Allow' && hit === true) allowed = true;
