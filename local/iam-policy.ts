@@ -82,7 +82,7 @@ const PSEUDO: Record<string, string> = {
   'AWS::StackName': 'local',
 };
 
-interface ResolveContext {
+export interface ResolveContext {
   readonly template: IamTemplate;
   /** Templates whose exports Fn::ImportValue may name (the storage stack). */
   readonly exporters: readonly IamTemplate[];
@@ -185,6 +185,13 @@ function resolveStatement(raw: Record<string, Json>, ctx: ResolveContext): Polic
   return out;
 }
 
+/** The resolved statements of one policy document. */
+export function policyStatements(doc: Json | undefined, ctx: ResolveContext): PolicyStatement[] {
+  return list((doc as Record<string, Json> | null | undefined)?.Statement).map((s) =>
+    resolveStatement(s as Record<string, Json>, ctx),
+  );
+}
+
 const refOf = (v: Json | undefined): string | undefined =>
   v !== null && typeof v === 'object' && !Array.isArray(v) && typeof v.Ref === 'string' ? v.Ref : undefined;
 const getAttOf = (v: Json | undefined): string | undefined => {
@@ -209,9 +216,7 @@ export function rolePolicy(template: IamTemplate, roleId: string, ctx: ResolveCo
     if (r.Type !== 'AWS::IAM::Policy' && r.Type !== 'AWS::IAM::ManagedPolicy') continue;
     if (list(r.Properties?.Roles).some((x) => refOf(x) === roleId)) docs.push(r.Properties?.PolicyDocument ?? null);
   }
-  const statements = docs.flatMap((d) =>
-    list((d as Record<string, Json> | null)?.Statement).map((s) => resolveStatement(s as Record<string, Json>, ctx)),
-  );
+  const statements = docs.flatMap((d) => policyStatements(d, ctx));
   return { roleArn: localRoleArn(roleId), statements, notes };
 }
 
@@ -246,10 +251,7 @@ export function localPermissions(
   for (const r of Object.values(storage.Resources)) {
     if (r.Type !== 'AWS::S3::BucketPolicy') continue;
     const bucket = resolvePolicyValue(r.Properties?.Bucket ?? null, storageCtx);
-    const doc = r.Properties?.PolicyDocument as Record<string, Json> | undefined;
-    (bucketPolicies[localBucketArn(bucket)] ??= []).push(
-      ...list(doc?.Statement).map((s) => resolveStatement(s as Record<string, Json>, storageCtx)),
-    );
+    (bucketPolicies[localBucketArn(bucket)] ??= []).push(...policyStatements(r.Properties?.PolicyDocument, storageCtx));
   }
   return {
     functions,
