@@ -165,12 +165,17 @@ export class LocalWorkflow {
   }
 
   /** Puts the file into the local uploads bucket and runs the workflow on its Object Created event. */
-  async analyze(file: string, objectName = path.basename(file)): Promise<AnalyzeResult> {
+  async analyze(
+    file: string,
+    objectName = path.basename(file),
+    /** redeliver: run this Object Created event again, without putting the file (a duplicate delivery). */
+    opts: { redeliver?: S3ObjectCreatedEvent } = {},
+  ): Promise<AnalyzeResult> {
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
     const size = statSync(file).size;
-    const put = await this.putFile(file, key, size);
-    const event: S3ObjectCreatedEvent = {
+    const put = opts.redeliver ? undefined : await this.putFile(file, key, size);
+    const event: S3ObjectCreatedEvent = opts.redeliver ?? {
       'detail-type': 'Object Created',
       source: 'aws.s3',
       time: new Date().toISOString(),
@@ -180,8 +185,8 @@ export class LocalWorkflow {
         object: {
           key,
           size,
-          etag: put.ETag?.replace(/"/g, ''),
-          ...(put.VersionId ? { 'version-id': put.VersionId } : {}),
+          etag: put?.ETag?.replace(/"/g, ''),
+          ...(put?.VersionId ? { 'version-id': put.VersionId } : {}),
         },
         reason: 'PutObject',
       },

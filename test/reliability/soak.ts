@@ -7,8 +7,8 @@
  * The uploads mix real clips from both data sets in ../shared (POCUS and COVID-BLUES),
  * clips ffmpeg generates, and malformed files (noise, truncated, empty, a PDF); some
  * are the same bytes uploaded again under another name, and some the same event
- * delivered twice at once (the same object put again, unchanged, and its Object
- * Created event run a second time while the first still runs).
+ * delivered twice at once (the Object Created event of an upload run a second time,
+ * without a second put, while the first run still goes on).
  *
  * The audit reads the table itself, not the per-upload answers: every upload maps to
  * exactly one scan record, COMPLETED or FAILED (none left RUNNING); no two scan
@@ -19,16 +19,27 @@
  * first upload and removed after the last (SDK middleware on its clients, handler
  * wrappers); the fault-injection work plugs in there, and the audit stays the same.
  */
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PACKAGE_ROOT } from '../../core/paths';
-import { LOCAL_TABLE, LocalWorkflow, type AnalyzeResult, type LocalWorkflowOptions } from '../../local/workflow';
+import { uploadKey } from '../../core/keys';
+import type { S3ObjectCreatedEvent } from '../../core/schemas';
+import {
+  LOCAL_TABLE,
+  LOCAL_UPLOADS_BUCKET,
+  LocalWorkflow,
+  type AnalyzeResult,
+  type LocalWorkflowOptions,
+} from '../../local/workflow';
 import { makeLavfiClip } from '../helpers/clips';
 
 export const POCUS_VIDEOS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus', 'videos');
 export const COVID_BLUES_VIDEOS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'covid-blues', 'videos');
+
+const SOAK_STUDY = 'soak';
 
 export type UploadKind = 'real-pocus' | 'real-covid-blues' | 'generated' | 'malformed';
 
@@ -178,7 +189,9 @@ export function planUploads(n: number, workDir: string): PlannedUpload[] {
         expectFailure = ['UNSUPPORTED_FORMAT'];
       } else if (variant === 1) {
         // A real clip cut short: it sniffs as MP4 and fails to decode.
-        writeFileSync(file, readFileSync(pocus[i % pocus.length]!).subarray(0, 2000 + i));
+        // MP4 sources only: a truncated GIF or AVI can still hold whole frames and rightly complete.
+        const mp4s = pocus.filter((f) => f.toLowerCase().endsWith('.mp4'));
+        writeFileSync(file, readFileSync(mp4s[i % mp4s.length]!).subarray(0, 2000 + i));
         expectFailure = ['DECODE_FAILED', 'UNSUPPORTED_FORMAT', 'NO_FRAMES', 'NO_VIDEO_STREAM'];
       } else if (variant === 2) {
         writeFileSync(file, Buffer.alloc(0));
@@ -211,6 +224,37 @@ export function childProcesses(): string[] {
     }
   }
   return out;
+}
+
+/**
+ * The Object Created event S3 sent for an object of the soak, once the object exists
+ * (the upload it repeats may still be putting it): what a second delivery carries.
+ */
+async function deliveredEvent(
+  workflow: LocalWorkflow,
+  opts: SoakOptions,
+  objectName: string,
+): Promise<S3ObjectCreatedEvent> {
+  const key = uploadKey(opts.workflow?.siteId ?? 'local', opts.workflow?.studyId ?? SOAK_STUDY, objectName);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const head = await workflow.services.s3.send(new HeadObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key: key }));
+      return {
+        'detail-type': 'Object Created',
+        source: 'aws.s3',
+        time: new Date().toISOString(),
+        region: 'local-1',
+        detail: {
+          bucket: { name: LOCAL_UPLOADS_BUCKET },
+          object: { key, size: head.ContentLength ?? 0, etag: head.ETag?.replace(/"/g, '') },
+          reason: 'PutObject',
+        },
+      };
+    } catch (err) {
+      if (attempt >= 200) throw err;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
 }
 
 /** Runs `fn` over the items with at most `limit` in flight; results in item order. */
@@ -268,7 +312,7 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
   }, 100);
   const t0 = performance.now();
   const workflow = await LocalWorkflow.start({
-    studyId: 'soak',
+    studyId: SOAK_STUDY,
     ...opts.workflow,
     dataDir: path.join(opts.workDir, 'data'),
   });
@@ -277,20 +321,15 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
   const items: Item[] = [];
   const experts = workflow.loaded.manifest.experts.map((e) => e.name);
   try {
-    // A redelivered event starts as soon as the upload it repeats has started, so both run at once.
-    const started = new Map<number, Promise<unknown>>();
-    const byFileAndName = new Map<string, number>();
+    // A redelivered event runs as soon as the object it names exists, so both runs overlap.
     outcomes = await pool(plan, concurrency, async (upload) => {
-      const key = `${upload.file}\0${upload.objectName}`;
-      if (upload.repeat === 'redelivered') await started.get(byFileAndName.get(key) ?? -1);
-      else byFileAndName.set(key, upload.index);
-      let markStarted: () => void = () => {};
-      started.set(upload.index, new Promise<void>((r) => (markStarted = r)));
-      const run = workflow.analyze(upload.file, upload.objectName);
-      // analyze() puts the object first; give it a moment so a redelivery overlaps the run, not the upload.
-      setTimeout(markStarted, 50);
       try {
-        const result = await run;
+        const result =
+          upload.repeat === 'redelivered'
+            ? await workflow.analyze(upload.file, upload.objectName, {
+                redeliver: await deliveredEvent(workflow, opts, upload.objectName),
+              })
+            : await workflow.analyze(upload.file, upload.objectName);
         log(
           `  ${upload.index} ${upload.kind}${upload.repeat ? ` (${upload.repeat})` : ''}: ${result.status}` +
             (result.error ? ` ${result.error.code}: ${result.error.message.slice(0, 300)}` : ''),
@@ -298,8 +337,6 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
         return { upload, result };
       } catch (err) {
         return { upload, thrown: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
-      } finally {
-        markStarted();
       }
     });
     let start: Record<string, unknown> | undefined;
