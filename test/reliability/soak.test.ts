@@ -2,8 +2,9 @@
  * The reliability suite's soak: uploads with concurrency through the real local
  * workflow (synthesized definition, s3rver, dynalite), mixing real clips of both
  * data sets, generated clips and malformed files, with the same bytes uploaded twice
- * and the same event delivered twice (soak.ts plans and audits it). Sized to run in
- * about a minute on 2 cores; `npm run soak -- --uploads N` runs longer ones.
+ * and the same event delivered twice (soak.ts plans and audits it). 120 uploads by default
+ * (about a minute alone on 2 cores; SOAK_UPLOADS=200 took 110 s); `npm run soak --
+ * --uploads N` runs longer ones and prints the report.
  */
 import * as path from 'node:path';
 import { formatReport, runSoak, type SoakReport } from './soak';
@@ -11,7 +12,7 @@ import { tempDir } from '../helpers/temp';
 
 jest.setTimeout(600_000);
 
-const UPLOADS = Number(process.env.SOAK_UPLOADS ?? 32);
+const UPLOADS = Number(process.env.SOAK_UPLOADS ?? 120);
 
 describe('a soak of concurrent uploads through the local workflow', () => {
   let report: SoakReport;
