@@ -22,6 +22,13 @@ module.exports = {
       slowTestThreshold: 120,
     },
     {
+      // The local workflow under load (test/reliability/soak.ts): uploads with concurrency, then an audit.
+      ...base,
+      displayName: 'reliability',
+      testMatch: ['<rootDir>/test/reliability/**/*.test.ts'],
+      slowTestThreshold: 240,
+    },
+    {
       // The report opened in Debian's headless Chromium (playwright-core); .ci/run installs it.
       ...base,
       displayName: 'browser',

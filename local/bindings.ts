@@ -20,7 +20,8 @@ import type { LambdaFunctionRef } from './definition';
 export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution' | 'api' | 'invoices'>;
 
 export interface LocalHandlers {
-  readonly lambdas: Record<LambdaRole, (payload: unknown) => Promise<unknown>>;
+  /** functionId: the logical id of the function invoked (its role's IAM policy applies, iam-guard.ts). */
+  readonly lambdas: Record<LambdaRole, (payload: unknown, functionId?: string) => Promise<unknown>>;
   /** Runs the extractor job in-process with the Batch container environment. */
   readonly extractJob: (env: Record<string, string>) => Promise<void>;
 }
@@ -61,7 +62,7 @@ export function bindTaskStates(
   functions: readonly LambdaFunctionRef[],
   handlers: LocalHandlers,
 ): Record<string, LocalHandler> {
-  const byArn = new Map<string, LambdaRole>();
+  const byArn = new Map<string, { role: LambdaRole; logicalId: string }>();
   for (const fn of functions) {
     const role = roleOfConstructPath(fn.path);
     // A function local mode cannot place would only fail mid-run; fail at start-up instead.
@@ -69,7 +70,7 @@ export function bindTaskStates(
       throw new ConfigError(
         `Lambda function ${fn.logicalId} (${fn.path || 'no construct path'}) has no local handler.`,
       );
-    byArn.set(localFunctionArn(fn.logicalId), role);
+    byArn.set(localFunctionArn(fn.logicalId), { role, logicalId: fn.logicalId });
   }
 
   const bound: Record<string, LocalHandler> = {};
@@ -77,10 +78,10 @@ export function bindTaskStates(
     if (task.resource === LAMBDA_INVOKE) {
       bound[task.name] = async (input) => {
         const { FunctionName, Payload } = input as { FunctionName?: string; Payload?: unknown };
-        const role = FunctionName ? byArn.get(FunctionName) : undefined;
-        if (!role) throw new ConfigError(`State ${task.name} invokes ${FunctionName}, which has no local handler.`);
+        const fn = FunctionName ? byArn.get(FunctionName) : undefined;
+        if (!fn) throw new ConfigError(`State ${task.name} invokes ${FunctionName}, which has no local handler.`);
         try {
-          const out = await handlers.lambdas[role](viaJson(Payload));
+          const out = await handlers.lambdas[fn.role](viaJson(Payload), fn.logicalId);
           return { ExecutedVersion: '$LATEST', Payload: viaJson(out), StatusCode: 200 };
         } catch (err) {
           throw lambdaError(err);

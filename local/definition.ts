@@ -19,9 +19,10 @@ import * as path from 'node:path';
 import { MODELS } from '../core/contract';
 import { ModelError } from '../core/errors';
 import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
+import type { LocalPermissions } from './iam-policy';
 
 /** Bumped when the cached file's shape changes. */
-const FORMAT = 1;
+const FORMAT = 2;
 
 export interface LambdaFunctionRef {
   readonly logicalId: string;
@@ -36,6 +37,8 @@ export interface WorkflowDefinition {
   readonly functions: readonly LambdaFunctionRef[];
   /** CloudFormation properties of the results table, so the local table has the same keys and indexes. */
   readonly tableProperties: Record<string, unknown>;
+  /** Each workflow role's IAM policy from the templates, resolved to local ARNs; local mode enforces it (iam-guard.ts). */
+  readonly permissions: LocalPermissions;
 }
 
 interface CacheFile {
@@ -93,7 +96,9 @@ export function definitionInputs(modelsDir: string = DEFAULT_MODELS_DIR): { name
   const code = [
     ...codeFiles(path.join(codeRoot, 'lib')),
     ...codeFiles(path.join(codeRoot, 'core')),
-    ...['asl', 'synth', 'definition'].map((m) => path.join(__dirname, `${m}${path.extname(__filename)}`)),
+    ...['asl', 'synth', 'definition', 'iam-policy', 'names'].map((m) =>
+      path.join(__dirname, `${m}${path.extname(__filename)}`),
+    ),
   ].sort();
   const manifest = path.join(path.resolve(modelsDir), MODELS.manifestFile);
   const cdkJson = path.join(PACKAGE_ROOT, 'cdk.json');
@@ -127,7 +132,12 @@ export function readCachedDefinition(file: string, key: string): WorkflowDefinit
   if (parsed?.format !== FORMAT || parsed.key !== key || !parsed.workflow) return undefined;
   if (sha256(JSON.stringify(parsed.workflow)) !== parsed.digest) return undefined;
   const w = parsed.workflow;
-  if (typeof w.definition !== 'object' || !Array.isArray(w.functions) || typeof w.tableProperties !== 'object')
+  if (
+    typeof w.definition !== 'object' ||
+    !Array.isArray(w.functions) ||
+    typeof w.tableProperties !== 'object' ||
+    typeof w.permissions?.functions !== 'object'
+  )
     return undefined;
   return w;
 }
@@ -140,6 +150,7 @@ export async function synthesizeDefinition(modelsDir: string): Promise<WorkflowD
     definition: synthesized.definition,
     functions: lambdaFunctions(synthesized.pipelineTemplate),
     tableProperties: synthesized.tableProperties,
+    permissions: synthesized.permissions,
   };
 }
 

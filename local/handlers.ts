@@ -15,6 +15,7 @@ import type { LoadedManifest } from '../core/manifest';
 import type { ScanRates } from '../core/pricing';
 import { scanRates } from '../lib/rates';
 import type { LocalHandlers } from './bindings';
+import type { LocalPrincipal, PrincipalClients } from './iam-guard';
 
 export interface LocalHandlerDeps {
   readonly s3: S3Client;
@@ -31,6 +32,11 @@ export interface LocalHandlerDeps {
    * @default localScanRates: what the default cloud deployment would charge for the scan
    */
   readonly rates?: ScanRates;
+  /**
+   * The clients one principal's code uses (workflow.ts: each enforcing its role's IAM
+   * policy from the templates, iam-guard.ts). @default s3 and doc, unchecked, for all
+   */
+  readonly clientsFor?: (principal: LocalPrincipal) => PrincipalClients;
 }
 
 /**
@@ -46,28 +52,32 @@ export function localScanRates(loaded: LoadedManifest): ScanRates {
 }
 
 export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
-  const { s3, doc, table } = deps;
+  const { table } = deps;
   const now = () => new Date();
   const rates = deps.rates ?? localScanRates(deps.loaded);
+  const as = (principal: LocalPrincipal): PrincipalClients =>
+    deps.clientsFor?.(principal) ?? { s3: deps.s3, doc: deps.doc };
   return {
     lambdas: {
-      validate: (payload) =>
+      validate: (payload, functionId) =>
         validateUpload(payload, {
-          s3,
-          doc,
+          ...as({ role: 'validate', functionId }),
           table,
           artifactsBucket: deps.artifactsBucket,
           manifest: deps.loaded.manifest,
           maxUploadBytes: DEFAULT_MAX_UPLOAD_BYTES,
           now,
         }),
-      expert: (payload) => scoreExpert(payload, { s3, doc, table, models: deps.loaded, now }),
-      finalize: (payload) => finalizeScan(payload, { doc, table, rates, now }),
-      recordFailure: (payload) => recordFailure(payload, { doc, table, s3, now }),
+      expert: (payload, functionId) =>
+        scoreExpert(payload, { ...as({ role: 'expert', functionId }), table, models: deps.loaded, now }),
+      finalize: (payload, functionId) =>
+        finalizeScan(payload, { doc: as({ role: 'finalize', functionId }).doc, table, rates, now }),
+      recordFailure: (payload, functionId) =>
+        recordFailure(payload, { ...as({ role: 'recordFailure', functionId }), table, now }),
     },
     extractJob: async (env) => {
       await runExtractJob(env, {
-        s3,
+        s3: as({ role: 'extractJob' }).s3,
         modelsDir: deps.loaded.dir,
         executionProvider: 'cpu',
         log: deps.log ?? (() => {}),

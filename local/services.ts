@@ -43,7 +43,33 @@ export interface LocalServices {
   readonly doc: DynamoDBDocumentClient;
   /** Calls `listener` for every object stored (PUT, POST, copy), as S3 event notifications do. */
   onObjectCreated(listener: (bucket: string, key: string) => void): void;
+  /**
+   * Another set of clients on the same endpoints, destroyed by close(): one per
+   * principal, so each can carry its own middleware (its role's IAM policy, iam-guard.ts).
+   */
+  newClients(): LocalClients;
   close(): Promise<void>;
+}
+
+export interface LocalClients {
+  readonly s3: S3Client;
+  readonly dynamo: DynamoDBClient;
+  readonly doc: DynamoDBDocumentClient;
+}
+
+function localClients(s3Endpoint: string, dynamoEndpoint: string): LocalClients {
+  const s3 = new S3Client({
+    endpoint: s3Endpoint,
+    region: LOCAL_REGION,
+    forcePathStyle: true,
+    credentials: LOCAL_CREDENTIALS,
+    // s3rver does not understand the aws-chunked encoding the SDK uses to attach a checksum
+    // to a streamed body (it would store the chunk framing as the object's bytes).
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+  });
+  const dynamo = new DynamoDBClient({ endpoint: dynamoEndpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  const doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
+  return { s3, dynamo, doc };
 }
 
 export async function startLocalServices(dataDir: string): Promise<LocalServices> {
@@ -82,17 +108,8 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
 
   const s3Endpoint = `http://127.0.0.1:${s3Address.port}`;
   const dynamoEndpoint = `http://127.0.0.1:${dynamoAddress.port}`;
-  const s3 = new S3Client({
-    endpoint: s3Endpoint,
-    region: LOCAL_REGION,
-    forcePathStyle: true,
-    credentials: LOCAL_CREDENTIALS,
-    // s3rver does not understand the aws-chunked encoding the SDK uses to attach a checksum
-    // to a streamed body (it would store the chunk framing as the object's bytes).
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
-  const dynamo = new DynamoDBClient({ endpoint: dynamoEndpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-  const doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
+  const { s3, dynamo, doc } = localClients(s3Endpoint, dynamoEndpoint);
+  const extra: LocalClients[] = [];
 
   return {
     dataDir,
@@ -104,9 +121,18 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
     onObjectCreated(listener) {
       createdListeners.push(listener);
     },
+    newClients() {
+      const clients = localClients(s3Endpoint, dynamoEndpoint);
+      extra.push(clients);
+      return clients;
+    },
     async close() {
       s3.destroy();
       dynamo.destroy();
+      for (const c of extra.splice(0)) {
+        c.s3.destroy();
+        c.dynamo.destroy();
+      }
       await s3rver.close();
       await new Promise<void>((resolve) => dynamoServer.close(() => resolve()));
     },

@@ -6,9 +6,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { CfnElement } from 'aws-cdk-lib';
 import { buildApp } from '../lib/app';
 import { ModelError } from '../core/errors';
 import { extractDefinition, type CfnTemplate } from './asl';
+import { localPermissions, type LocalPermissions, type LocalResourceNames } from './iam-policy';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
 
 export interface SynthesizedWorkflow {
   readonly definition: Record<string, unknown>;
@@ -16,6 +19,10 @@ export interface SynthesizedWorkflow {
   readonly storageTemplate: CfnTemplate;
   /** CloudFormation properties of the results table, so the local table has the same keys and indexes. */
   readonly tableProperties: Record<string, unknown>;
+  /** Every workflow role's IAM policy, resolved to local ARNs (iam-policy.ts): local mode enforces it. */
+  readonly permissions: LocalPermissions;
+  /** Which storage-stack logical ids are the local buckets and table (for localPermissions of an edited template). */
+  readonly localNames: LocalResourceNames;
 }
 
 export function synthesizeWorkflow(opts: { modelsDir?: string } = {}): SynthesizedWorkflow {
@@ -35,7 +42,17 @@ export function synthesizeWorkflow(opts: { modelsDir?: string } = {}): Synthesiz
     const tables = Object.values(storageTemplate.Resources).filter((r) => r.Type === 'AWS::DynamoDB::Table');
     if (tables.length !== 1)
       throw new ModelError(`Expected one DynamoDB table in the storage stack, found ${tables.length}.`);
+    const idOf = (c: { node: { defaultChild?: unknown } }) => storage.getLogicalId(c.node.defaultChild as CfnElement);
+    const localNames: LocalResourceNames = {
+      buckets: {
+        [idOf(storage.uploadsBucket)]: LOCAL_UPLOADS_BUCKET,
+        [idOf(storage.artifactsBucket)]: LOCAL_ARTIFACTS_BUCKET,
+      },
+      tables: { [idOf(storage.resultsTable)]: LOCAL_TABLE },
+    };
     return {
+      permissions: localPermissions(pipelineTemplate, storageTemplate, localNames),
+      localNames,
       definition: extractDefinition(pipelineTemplate),
       pipelineTemplate,
       storageTemplate,

@@ -18,6 +18,8 @@ import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main'
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
 import { localHandlers } from './handlers';
+import { principalClients } from './iam-guard';
+import type { LocalPermissions } from './iam-policy';
 import { localPseudonymSalt } from './pseudonym-salt';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
 
@@ -35,6 +37,11 @@ export interface LocalWorkflowOptions {
   readonly studyId?: string;
   /** Where the synthesized workflow definition is cached (definition.ts). @default <package>/.sonomark/cache */
   readonly cacheDir?: string;
+  /**
+   * The IAM policies local mode enforces instead of the templates' (tests: a template
+   * with a permission removed, iam-policy.ts localPermissions). @default the synthesized templates'
+   */
+  readonly permissions?: LocalPermissions;
 }
 
 export interface AnalyzeResult {
@@ -99,6 +106,8 @@ export class LocalWorkflow {
         artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
         loaded,
         pseudonymSalt: localPseudonymSalt(services.dataDir),
+        // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.
+        clientsFor: principalClients(services, options.permissions ?? synthesized.permissions, synthesized.functions),
       });
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
@@ -161,10 +170,16 @@ export class LocalWorkflow {
   }
 
   /** Puts the file into the local uploads bucket and runs the workflow on its Object Created event. */
-  async analyze(file: string, objectName = path.basename(file)): Promise<AnalyzeResult> {
+  async analyze(
+    file: string,
+    objectName = path.basename(file),
+    /** redeliver: run this Object Created event again, without putting the file (a duplicate delivery). */
+    opts: { redeliver?: S3ObjectCreatedEvent } = {},
+  ): Promise<AnalyzeResult> {
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
     const size = statSync(file).size;
+    if (opts.redeliver) return this.run(file, key, size, undefined, started, this.opts.siteId, opts.redeliver);
     const put = await this.putFile(file, key, size);
     return this.run(file, key, size, put, started, this.opts.siteId);
   }
@@ -190,11 +205,13 @@ export class LocalWorkflow {
     file: string,
     key: string,
     size: number,
-    put: { ETag?: string; VersionId?: string },
+    put: { ETag?: string; VersionId?: string } | undefined,
     started: number,
     siteId: string,
+    /** A duplicate delivery of an earlier Object Created event (the soak's redelivery). */
+    redeliver?: S3ObjectCreatedEvent,
   ): Promise<AnalyzeResult> {
-    const event: S3ObjectCreatedEvent = {
+    const event: S3ObjectCreatedEvent = redeliver ?? {
       'detail-type': 'Object Created',
       source: 'aws.s3',
       time: new Date().toISOString(),
@@ -204,8 +221,8 @@ export class LocalWorkflow {
         object: {
           key,
           size,
-          etag: put.ETag?.replace(/"/g, ''),
-          ...(put.VersionId ? { 'version-id': put.VersionId } : {}),
+          etag: put?.ETag?.replace(/"/g, ''),
+          ...(put?.VersionId ? { 'version-id': put.VersionId } : {}),
         },
         reason: 'PutObject',
       },

@@ -2,7 +2,40 @@ import { Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, type NagPack } from 'cdk-nag';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { NAG_PATTERN_ACKNOWLEDGEMENTS } from '../../lib/nag';
 import { synth, type Synthesized } from './helpers';
+
+/** Namespaces of the acknowledgements the project makes (cdk-nag findings are Annotation::); the rest are aws-cdk-lib's own. */
+const PROJECT_ACK_NAMESPACE = /^Annotation::/;
+
+/**
+ * Every acknowledgement with its namespaced id (e.g. `Annotation::AwsSolutions-IAM5[...]`), by construct path:
+ * the validation report lists only the findings a plugin suppressed, never the project's own acknowledgements.
+ */
+function namespacedAcknowledgements(built: Synthesized): { id: string; path: string; reason: string }[] {
+  const out: { id: string; path: string; reason: string }[] = [];
+  for (const c of built.app.node.findAll()) {
+    for (const m of c.node.metadata) {
+      if (m.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+      for (const [id, reason] of Object.entries(m.data as Record<string, string>))
+        out.push({ id, path: c.node.path, reason: String(reason ?? '') });
+    }
+  }
+  return out;
+}
+
+/** Why a reason is not specific enough, or undefined: it must say what is accepted and why, in a sentence. */
+function reasonProblem(reason: string): string | undefined {
+  const words = reason.trim().split(/\s+/).filter(Boolean);
+  if (words.length < 8) return `too short (${words.length} words)`;
+  if (
+    /^(todo|tbd|fixme|n\/?a|ok|ignore|ignored|suppressed?|acknowledged?|false positive|not needed)\b/i.test(
+      reason.trim(),
+    )
+  )
+    return 'a placeholder, not a reason';
+  return undefined;
+}
 
 /** Every acknowledgement in the app after synthesis (the pattern-matched ones included), as `rule path`. */
 function acknowledgements(built: Synthesized): Map<string, string> {
@@ -61,6 +94,35 @@ describe.each([
       expect(pr.violations).toEqual([]);
       for (const sv of pr.suppressedViolations ?? []) expect(String(sv.reason ?? '').length).toBeGreaterThan(10);
     }
+  });
+
+  test("every one of the project's own cdk-nag acknowledgements has a specific reason", () => {
+    // Prepare
+    const own = namespacedAcknowledgements(built).filter((a) => PROJECT_ACK_NAMESPACE.test(a.id));
+    // Assess: the project's acknowledgements are seen (IAM5 on the function roles at least) and each is justified.
+    expect(own.length).toBeGreaterThan(20);
+    expect(own.some((a) => a.id.includes('AwsSolutions-IAM5') && a.path.includes('/ValidateUpload/Role/'))).toBe(true);
+    const problems = own.map((a) => [a.id, a.path, reasonProblem(a.reason)]).filter(([, , p]) => p !== undefined);
+    expect(problems).toEqual([]);
+  });
+});
+
+describe("the project's pattern acknowledgements (lib/nag.ts)", () => {
+  test('are each used by the default app, so none outlives the finding it was written for', () => {
+    // Prepare
+    const own = namespacedAcknowledgements(synth()).filter((a) => PROJECT_ACK_NAMESPACE.test(a.id));
+    // Assess
+    const unused = NAG_PATTERN_ACKNOWLEDGEMENTS.filter(
+      (p) => !own.some((a) => p.id.test(a.id.replace(PROJECT_ACK_NAMESPACE, '')) && p.path.test(a.path + '/')),
+    ).map((p) => `${p.id} ${p.path}`);
+    expect(unused).toEqual([]);
+  });
+
+  test('each carry a specific reason, and the reason check refuses placeholders', () => {
+    for (const p of NAG_PATTERN_ACKNOWLEDGEMENTS)
+      expect([p.id.source, reasonProblem(p.reason)]).toEqual([p.id.source, undefined]);
+    expect(reasonProblem('ok')).toMatch(/too short/);
+    expect(reasonProblem('TODO: write why this wildcard is acceptable here later on')).toMatch(/placeholder/);
   });
 });
 

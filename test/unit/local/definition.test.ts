@@ -9,6 +9,7 @@ const workflow = {
   definition: { StartAt: 'A', States: { A: { Type: 'Pass', End: true } } },
   functions: [{ logicalId: 'Fn', path: 'SonomarkPipeline/ValidateUpload/Function/Resource' }],
   tableProperties: { KeySchema: [] },
+  permissions: { functions: {}, extractJob: null, bucketPolicies: {} },
 };
 const digest = (w: unknown) => createHash('sha256').update(JSON.stringify(w)).digest('hex');
 
@@ -21,7 +22,7 @@ function writeCache(dir: string, body: Record<string, unknown>): string {
 describe('the cached workflow definition', () => {
   it('is read back when its key and digest match', () => {
     // Prepare
-    const file = writeCache(tempDir(), { format: 1, key: 'k', digest: digest(workflow), inputs: [], workflow });
+    const file = writeCache(tempDir(), { format: 2, key: 'k', digest: digest(workflow), inputs: [], workflow });
 
     // Act
     const read = readCachedDefinition(file, 'k');
@@ -33,12 +34,12 @@ describe('the cached workflow definition', () => {
   it('is refused when written for other inputs, edited, damaged or absent', () => {
     // Prepare
     const dir = tempDir();
-    const otherKey = writeCache(dir, { format: 1, key: 'other', digest: digest(workflow), inputs: [], workflow });
+    const otherKey = writeCache(dir, { format: 2, key: 'other', digest: digest(workflow), inputs: [], workflow });
     const edited = { ...workflow, definition: { StartAt: 'B', States: {} } };
     const editedFile = path.join(dir, 'edited.json');
-    writeFileSync(editedFile, JSON.stringify({ format: 1, key: 'k', digest: digest(workflow), workflow: edited }));
+    writeFileSync(editedFile, JSON.stringify({ format: 2, key: 'k', digest: digest(workflow), workflow: edited }));
     const damaged = path.join(dir, 'damaged.json');
-    writeFileSync(damaged, '{"format":1,"key":"k"');
+    writeFileSync(damaged, '{"format":2,"key":"k"');
 
     // Act / Assess
     expect(readCachedDefinition(otherKey, 'k')).toBeUndefined();

@@ -1,0 +1,254 @@
+/**
+ * The permission matrix: for every IAM role in the synthesized app, what it may do
+ * to the project's storage (each bucket and key prefix, the results table and its
+ * indexes) and every action its policies grant, written out explicitly. The
+ * storage columns are IAM's decisions (local/iam-policy.ts evaluate) over probe
+ * requests, so a wildcard that widens access (s3:* on *, a bucket ARN without a
+ * prefix, an expert role reading raw uploads) changes the matrix and fails here,
+ * whichever statement or construct introduced it.
+ */
+import { CfnElement, Stack } from 'aws-cdk-lib';
+import { CfnRole } from 'aws-cdk-lib/aws-iam';
+import {
+  evaluate,
+  localBucketArn,
+  localTableArn,
+  policyStatements,
+  rolePolicy,
+  type IamTemplate,
+  type LocalResourceNames,
+  type RolePolicy,
+} from '../../local/iam-policy';
+import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
+import { synth, type Synthesized } from './helpers';
+
+const BUCKETS = { uploads: 'uploads', artifacts: 'artifacts', accessLogs: 'access-logs' } as const;
+const TABLE = 'results';
+/** Key prefixes probed in every bucket: the two the workflow uses and one that no role should reach. */
+const PREFIXES = [UPLOADS_PREFIX, FEATURES_PREFIX, 'other/'];
+const S3_OBJECT_ACTIONS = [
+  's3:GetObject',
+  's3:GetObjectVersion',
+  's3:PutObject',
+  's3:DeleteObject',
+  's3:DeleteObjectVersion',
+  's3:AbortMultipartUpload',
+  's3:PutObjectAcl',
+];
+const S3_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketVersions', 's3:PutBucketPolicy', 's3:DeleteBucket'];
+const TABLE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:BatchGetItem',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:DescribeTable',
+  'dynamodb:DeleteTable',
+  'dynamodb:UpdateTable',
+];
+
+interface RoleMatrix {
+  /** `<bucket>/<prefix>*: action,…` and `<bucket>: action,…` for every allowed probe. */
+  readonly storage: string[];
+  /** Every action an Allow statement names, as written (wildcards kept). */
+  readonly actions: string[];
+  readonly notes: readonly string[];
+}
+
+function storageColumn(role: RolePolicy, bucketPolicies: Record<string, RolePolicy['statements']>): string[] {
+  const rows: string[] = [];
+  const allowed = (actions: string[], arn: string, resourcePolicy: RolePolicy['statements'] = []) =>
+    actions.filter((a) => evaluate(role, a, arn, resourcePolicy).allowed);
+  const row = (label: string, actions: string[]) => actions.length && rows.push(`${label}: ${actions.join(',')}`);
+  for (const bucket of Object.values(BUCKETS)) {
+    const arn = localBucketArn(bucket);
+    row(bucket, allowed(S3_BUCKET_ACTIONS, arn, bucketPolicies[arn]));
+    for (const prefix of PREFIXES)
+      row(`${bucket}/${prefix}*`, allowed(S3_OBJECT_ACTIONS, `${arn}/${prefix}some/key`, bucketPolicies[arn]));
+  }
+  row(TABLE, allowed(TABLE_ACTIONS, localTableArn(TABLE)));
+  row(`${TABLE}/index/bySite`, allowed(TABLE_ACTIONS, `${localTableArn(TABLE)}/index/bySite`));
+  row(`${TABLE}/index/other`, allowed(TABLE_ACTIONS, `${localTableArn(TABLE)}/index/other`));
+  return rows;
+}
+
+/** The matrix of every role in the app, keyed by the role's construct path. */
+function permissionMatrix(built: Synthesized): Record<string, RoleMatrix> {
+  const storageJson = built.storageTemplate.toJSON() as IamTemplate;
+  const templates: [Stack, IamTemplate][] = [
+    [built.storage, storageJson],
+    [built.pipeline, built.pipelineTemplate.toJSON() as IamTemplate],
+    [built.trigger, built.triggerTemplate.toJSON() as IamTemplate],
+  ];
+  const idOf = (c: { node: { defaultChild?: unknown } }) =>
+    built.storage.getLogicalId(c.node.defaultChild as CfnElement);
+  const names: LocalResourceNames = {
+    buckets: {
+      [idOf(built.storage.uploadsBucket)]: BUCKETS.uploads,
+      [idOf(built.storage.artifactsBucket)]: BUCKETS.artifacts,
+      [idOf(built.storage.accessLogsBucket)]: BUCKETS.accessLogs,
+    },
+    tables: { [idOf(built.storage.resultsTable)]: TABLE },
+  };
+  const exporters = templates.map(([, t]) => t);
+  const bucketPolicies: Record<string, RolePolicy['statements']> = {};
+  for (const r of Object.values(storageJson.Resources).filter((x) => x.Type === 'AWS::S3::BucketPolicy')) {
+    const { Ref } = r.Properties!.Bucket as { Ref: string };
+    bucketPolicies[localBucketArn(names.buckets[Ref]!)] = policyStatements(r.Properties!.PolicyDocument, {
+      template: storageJson,
+      exporters: [],
+      names,
+    });
+  }
+
+  const out: Record<string, RoleMatrix> = {};
+  for (const role of built.app.node.findAll().filter((c): c is CfnRole => c instanceof CfnRole)) {
+    const stack = Stack.of(role);
+    const template = templates.find(([s]) => s === stack)?.[1];
+    if (!template) throw new Error(`role ${role.node.path} is in no known stack`);
+    const policy = rolePolicy(template, stack.getLogicalId(role), { template, exporters, names });
+    const actions = new Set<string>();
+    for (const s of policy.statements)
+      if (s.Effect === 'Allow') for (const a of s.Action ?? ['NotAction']) actions.add(a);
+    out[role.node.path.replace(/\/Resource$/, '')] = {
+      storage: storageColumn(policy, bucketPolicies),
+      actions: [...actions].sort(),
+      notes: policy.notes,
+    };
+  }
+  return out;
+}
+
+const READ = 's3:GetObject,s3:GetObjectVersion';
+const RESULTS_RW =
+  'dynamodb:GetItem,dynamodb:BatchGetItem,dynamodb:Query,dynamodb:PutItem,dynamodb:UpdateItem,dynamodb:BatchWriteItem,dynamodb:ConditionCheckItem,dynamodb:DescribeTable';
+const RESULTS = [`${TABLE}: ${RESULTS_RW}`, `${TABLE}/index/bySite: ${RESULTS_RW}`];
+const LAMBDA_BASE = [
+  'ec2:AssignPrivateIpAddresses',
+  'ec2:CreateNetworkInterface',
+  'ec2:DeleteNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:UnassignPrivateIpAddresses',
+  'logs:CreateLogStream',
+  'logs:PutLogEvents',
+  'xray:PutTelemetryRecords',
+  'xray:PutTraceSegments',
+];
+const TABLE_KMS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'];
+const expert = {
+  storage: [`artifacts/features/*: ${READ}`, ...RESULTS],
+  actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(','), 's3:GetObject', 's3:GetObjectVersion'].sort(),
+  notes: [],
+};
+
+/** The expected matrix of the default app (GPU compute, endpoint egress). */
+const EXPECTED: Record<string, RoleMatrix> = {
+  'SonomarkPipeline/Network/Vpc/FlowLog/IAMRole': {
+    storage: [],
+    actions: ['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents'],
+    notes: [],
+  },
+  'SonomarkPipeline/ValidateUpload/Role': {
+    storage: [`uploads/uploads/*: ${READ}`, ...RESULTS],
+    actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(','), 's3:GetObject', 's3:GetObjectVersion'].sort(),
+    notes: [],
+  },
+  'SonomarkPipeline/Finalize/Role': {
+    storage: RESULTS,
+    actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(',')].sort(),
+    notes: [],
+  },
+  'SonomarkPipeline/RecordFailure/Role': {
+    // features/ only: the extractor's error document (cb2d16b); never the raw uploads.
+    storage: [`artifacts/features/*: ${READ}`, ...RESULTS],
+    actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(','), 's3:GetObject', 's3:GetObjectVersion'].sort(),
+    notes: [],
+  },
+  'SonomarkPipeline/ExpertDiagnosis/Handler/Role': expert,
+  'SonomarkPipeline/ExpertSeverity/Handler/Role': expert,
+  'SonomarkPipeline/ExpertTriage/Handler/Role': expert,
+  'SonomarkPipeline/Extractor/JobRole': {
+    storage: [`uploads/uploads/*: ${READ}`, 'artifacts/features/*: s3:PutObject,s3:AbortMultipartUpload'],
+    actions: [
+      'kms:Decrypt',
+      'kms:GenerateDataKey',
+      's3:AbortMultipartUpload',
+      's3:GetObject',
+      's3:GetObjectVersion',
+      's3:PutObject',
+    ],
+    notes: [],
+  },
+  'SonomarkPipeline/Extractor/InstanceRole': {
+    storage: [],
+    actions: [],
+    notes: [
+      'managed policy arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role is not modelled (its statements are not granted)',
+    ],
+  },
+  'SonomarkPipeline/Extractor/Container/ExecutionRole': {
+    storage: [],
+    actions: [
+      'ecr:BatchCheckLayerAvailability',
+      'ecr:BatchGetImage',
+      'ecr:GetAuthorizationToken',
+      'ecr:GetDownloadUrlForLayer',
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+    ],
+    notes: [],
+  },
+  'SonomarkPipeline/Workflow/StateMachine/Role': {
+    storage: [],
+    actions: [
+      'batch:SubmitJob',
+      'events:DescribeRule',
+      'events:PutRule',
+      'events:PutTargets',
+      'lambda:InvokeFunction',
+      'logs:CreateLogDelivery',
+      'logs:DeleteLogDelivery',
+      'logs:DescribeLogGroups',
+      'logs:DescribeResourcePolicies',
+      'logs:GetLogDelivery',
+      'logs:ListLogDeliveries',
+      'logs:PutResourcePolicy',
+      'logs:UpdateLogDelivery',
+      'xray:GetSamplingRules',
+      'xray:GetSamplingTargets',
+      'xray:PutTelemetryRecords',
+      'xray:PutTraceSegments',
+    ],
+    notes: [],
+  },
+};
+
+describe('the permission matrix of the default app', () => {
+  let matrix: Record<string, RoleMatrix>;
+  beforeAll(() => {
+    matrix = permissionMatrix(synth());
+  });
+
+  it('is exactly the expected one for the pipeline stack: no role may do more (or less) to the storage', () => {
+    const pipeline = Object.fromEntries(Object.entries(matrix).filter(([p]) => p.startsWith('SonomarkPipeline/')));
+    expect(pipeline).toEqual(EXPECTED);
+  });
+
+  it('gives the storage and trigger stacks no role that can reach a bucket or the table', () => {
+    const others = Object.entries(matrix).filter(([p]) => !p.startsWith('SonomarkPipeline/'));
+    expect(others.map(([p, m]) => [p, m.storage])).toEqual(others.map(([p]) => [p, []]));
+  });
+
+  it('grants no role raw clips except the two steps that read them, and no role writes to uploads/', () => {
+    const readers = Object.entries(matrix)
+      .filter(([, m]) => m.storage.some((r) => r.startsWith('uploads/uploads/*')))
+      .map(([p]) => p);
+    expect(readers.sort()).toEqual(['SonomarkPipeline/Extractor/JobRole', 'SonomarkPipeline/ValidateUpload/Role']);
+    for (const m of Object.values(matrix))
+      expect(m.storage.filter((r) => r.startsWith('uploads') && /Put|Delete/.test(r))).toEqual([]);
+  });
+});
