@@ -21,6 +21,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { ExpertEntry } from '../../core/schemas';
 import { EXTRACT_ENV, PATHS, STATE } from '../../core/contract';
+import { TRANSIENT_ERROR_NAME } from '../../core/errors';
 
 export interface WorkflowExpert {
   readonly entry: ExpertEntry;
@@ -56,6 +57,27 @@ export const BATCH_TRANSIENT_ERRORS = [
   'Batch.TooManyRequestsException',
 ];
 
+/**
+ * Sonomark.TransientError (core/errors.ts): what every handler throws for throttling,
+ * 5xx, timeouts and reset connections (sonomarkHandler classifies them, core/transient.ts),
+ * after the AWS SDK's own 3 attempts. Every Task state retries it, before any other retrier.
+ *
+ * Schedule: 5 s × 2^n, capped at 2 min, with full jitter (each wait is uniform in
+ * [0, cap]), 8 retries: caps 5, 10, 20, 40, 80, 120, 120, 120 s = 515 s, so a scan
+ * rides out a throttle or an outage of up to about 8½ minutes (4¼ minutes expected
+ * under full jitter) before it is recorded FAILED with code RETRIES_EXHAUSTED. Full
+ * jitter spreads a burst of scans throttled together, instead of retrying in lockstep.
+ * Local mode runs this same block with every interval scaled (local/retry.ts).
+ */
+export const TRANSIENT_RETRY: sfn.RetryProps = {
+  errors: [TRANSIENT_ERROR_NAME],
+  interval: Duration.seconds(5),
+  maxAttempts: 8,
+  backoffRate: 2,
+  maxDelay: Duration.minutes(2),
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
 const lambdaRetry: sfn.RetryProps = {
   errors: LAMBDA_TRANSIENT_ERRORS,
   interval: Duration.seconds(2),
@@ -65,6 +87,10 @@ const lambdaRetry: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.FULL,
 };
 
+/**
+ * Everything no retrier took (a permanent error, or a transient one whose retries ran
+ * out) goes to RecordFailure, which turns the error name into a specific code and reason.
+ */
 const catchAll: sfn.CatchProps = { errors: [sfn.Errors.ALL], resultPath: PATHS.error };
 
 export class Workflow extends Construct {
@@ -86,6 +112,7 @@ export class Workflow extends Construct {
       retryOnServiceExceptions: false,
       resultPath: sfn.JsonPath.DISCARD,
     })
+      .addRetry(TRANSIENT_RETRY)
       .addRetry({ ...lambdaRetry, maxAttempts: 6 })
       // A failure to record a failure still ends in Failed (the executions-failed alarm fires).
       .addCatch(failed, { errors: [sfn.Errors.ALL], resultPath: '$.recordFailureError' })
@@ -104,6 +131,7 @@ export class Workflow extends Construct {
       resultSelector: { Payload: sfn.JsonPath.objectAt('$.Payload') },
       resultPath: PATHS.validation,
     })
+      .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry)
       .addCatch(recordFailure, catchAll);
     // ResultSelector can only build an object, so `$.validation` is {Payload: ValidateOutput}
@@ -148,6 +176,10 @@ export class Workflow extends Construct {
       },
       resultPath: PATHS.extract,
     })
+      // In AWS a transient failure inside the container exits with EXIT_TRANSIENT and Batch
+      // retries the attempt (gpu-job.ts); the state sees only Batch.* or States.TaskFailed.
+      // Local mode has no Batch, so its binding raises the transient error to this retrier.
+      .addRetry(TRANSIENT_RETRY)
       .addRetry({
         errors: BATCH_TRANSIENT_ERRORS,
         interval: Duration.seconds(5),
@@ -191,7 +223,9 @@ export class Workflow extends Construct {
         },
         OutputPath: '$.Payload',
       },
-    }).addRetry(lambdaRetry);
+    })
+      .addRetry(TRANSIENT_RETRY)
+      .addRetry(lambdaRetry);
     const score = new sfn.Map(this, STATE.score, {
       itemsPath: PATHS.experts,
       itemSelector: {
@@ -218,6 +252,7 @@ export class Workflow extends Construct {
       resultSelector: { Payload: sfn.JsonPath.objectAt('$.Payload') },
       resultPath: PATHS.summary,
     })
+      .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry)
       .addCatch(recordFailure, catchAll);
     const done = new sfn.Succeed(this, STATE.done, { outputPath: `${PATHS.summary}.Payload` });
