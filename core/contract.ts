@@ -27,6 +27,10 @@ export const ENV = {
   scanRates: 'SCAN_RATES',
   /** StartExecution: the state machine it starts. */
   stateMachineArn: 'STATE_MACHINE_ARN',
+  /** StartExecution: the cap on executions RUNNING at once (config admission.maxRunningScans). */
+  maxRunningScans: 'MAX_RUNNING_SCANS',
+  /** StartExecution: how long one invocation may wait for a free slot, in seconds (below its timeout). */
+  admissionWaitSeconds: 'ADMISSION_WAIT_SECONDS',
   /** The extractor: `auto` (default), `cuda` or `cpu` (the job definition and the Dockerfile set it). */
   onnxExecutionProvider: 'ONNX_EXECUTION_PROVIDER',
   /** The extractor: the ffmpeg binary (the Dockerfile sets the distribution's; else @ffmpeg-installer's). */

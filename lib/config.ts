@@ -271,6 +271,34 @@ export const SonomarkConfig = z
       )
       .default({}),
     /**
+     * Admission control (lambdas/start-execution/admission.ts, README "Reliability"):
+     * uploads wait in the SQS upload queue and the starter starts an execution only
+     * while fewer than `maxRunningScans` run.
+     *
+     * - `maxRunningScans`: the cap on executions RUNNING at once. 64 by default: the
+     *   default GPU fleet runs 8 jobs at once (2 environments × maxvCpus 16 / 4 vCPU per
+     *   job), so 64 keeps about 7 jobs queued per GPU slot: enough to keep the fleet busy,
+     *   few enough that no job waits in Batch for long, far below StartExecution's and
+     *   SubmitJob's rates. Raise it with maxvCpus.
+     * - `starterConcurrency`: the queue event source's maximumConcurrency (2–1000; 2 is
+     *   the least Lambda allows), also the starter's reserved concurrency. Each starter
+     *   holds one batch; the cap is soft by at most one batch per extra starter.
+     * - `batchSize`: messages per starter invocation (1–10).
+     * - `maxReceiveCount`: receives before a message goes to the dead-letter queue. A
+     *   starter that waits for a slot holds its batch about 5 minutes per receive, so
+     *   50 is about 4 hours of a fleet that finishes nothing, or 50 failed starts.
+     * @default { maxRunningScans: 64, starterConcurrency: 2, batchSize: 10, maxReceiveCount: 50 }
+     */
+    admission: z
+      .object({
+        maxRunningScans: z.number().int().min(1).max(100_000).default(64),
+        starterConcurrency: z.number().int().min(2).max(1000).default(2),
+        batchSize: z.number().int().min(1).max(10).default(10),
+        maxReceiveCount: z.number().int().min(1).max(1000).default(50),
+      })
+      .strict()
+      .default({ maxRunningScans: 64, starterConcurrency: 2, batchSize: 10, maxReceiveCount: 50 }),
+    /**
      * Maximum vCPUs each Batch compute environment may scale to.
      * @default 16
      */
