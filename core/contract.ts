@@ -58,6 +58,12 @@ export const EXTRACT_ENV = {
   featuresKey: 'FEATURES_KEY',
 } as const;
 
+/**
+ * The extractor's exit status for a transient failure (core/transient.ts), EX_TEMPFAIL
+ * from sysexits.h: the Batch job definition retries it (gpu-job.ts); 1 is any other failure.
+ */
+export const EXTRACTOR_EXIT_TRANSIENT = 75;
+
 /** Where the models live: the package, a Lambda bundle, the extractor image. */
 export const MODELS = {
   /** The manifest's file name inside a models directory. */
@@ -129,6 +135,10 @@ export const STATE = {
   ignored: 'NotAClip',
   claimed: 'Claimed',
   extract: 'Extract',
+  /** Choice after a failed Extract: a job the spot queue could not place goes on demand, the rest to RecordFailure. */
+  extractFailed: 'ExtractFailed',
+  /** Extract again, on the on-demand queue (same job, same definition). */
+  extractOnDemand: 'ExtractOnDemand',
   loadExperts: 'LoadExperts',
   score: 'Score',
   scoreExpert: 'ScoreExpert',

@@ -165,11 +165,24 @@ export const SonomarkConfig = z
      */
     siteIds: z.array(SegmentId).min(1).optional(),
     /**
-     * EC2 instance types of the GPU compute environments. g5 (A10G) and g6 (L4)
-     * are the cheapest single-GPU NVIDIA families that run the CUDA build of onnxruntime.
-     * @default ['g5.xlarge', 'g6.xlarge']
+     * EC2 instance types of the GPU compute environments: single-GPU NVIDIA types with at
+     * least the job's 4 vCPU and 16 GiB whose GPU runs onnxruntime's CUDA 12 build. g4dn
+     * (T4), g5 (A10G) and g6 (L4) at two sizes give the spot allocation strategy five pools,
+     * so a shortage of one type does not stop the fleet. Each needs a price in prices.gpuInstances.
+     * @default ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge', 'g5.2xlarge', 'g6.2xlarge']
      */
-    gpuInstanceTypes: z.array(InstanceTypeName).min(1).default(['g5.xlarge', 'g6.xlarge']),
+    gpuInstanceTypes: z
+      .array(InstanceTypeName)
+      .min(1)
+      .default(['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge', 'g5.2xlarge', 'g6.2xlarge']),
+    /**
+     * Minutes an extractor job may wait at the head of the spot queue for spot capacity
+     * (Batch's CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY) before Batch cancels it there and
+     * the workflow resubmits it to the on-demand queue (ExtractOnDemand). Batch accepts
+     * 10 minutes to 24 hours.
+     * @default 10
+     */
+    spotCapacityWaitMinutes: z.number().int().min(10).max(1440).default(10),
     /**
      * Where the extractor runs: `gpu` = Batch on EC2 GPU (spot first, on-demand
      * fallback); `cpu` = Batch on Fargate (no GPU quota needed; slower, fine for
@@ -203,9 +216,9 @@ export const SonomarkConfig = z
       })
       .default({ architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 }),
     /**
-     * Minutes an extractor job may sit at the head of the queue in RUNNABLE, blocked
-     * because no capacity can be had (spot and on-demand both short of g5/g6, a vCPU
-     * quota, a job larger than any instance), before Batch cancels it. The
+     * Minutes an extractor job may sit at the head of a queue in RUNNABLE, blocked
+     * because no capacity can be had (on demand: no instance of the configured types, a
+     * vCPU quota; either queue: a job larger than any instance), before Batch cancels it. The
      * cancellation fails the Extract state, so the scan is recorded FAILED with
      * Batch's reason instead of waiting for the execution timeout. Batch accepts
      * 10 minutes to 24 hours.

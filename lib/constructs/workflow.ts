@@ -5,6 +5,7 @@
  * contract.
  *
  *   Start → Validate → Validated → Route ─┬─ analyze → Claimed → Extract → LoadExperts → Score[ScoreExpert] → Finalize → Done
+ *                                         │            no spot capacity ─┴▶ ExtractFailed → ExtractOnDemand ─┘
  *                                         ├─ skip    → AlreadyAnalyzed
  *                                         ├─ ignore  → NotAClip
  *                                         └─ reject  → RecordFailure → Failed
@@ -22,6 +23,7 @@ import { Construct } from 'constructs';
 import type { ExpertEntry } from '../../core/schemas';
 import { EXTRACT_ENV, PATHS, STATE } from '../../core/contract';
 import { TRANSIENT_ERROR_NAME } from '../../core/errors';
+import { SPOT_CAPACITY_CANCEL_REASON } from './gpu-job';
 
 export interface WorkflowExpert {
   readonly entry: ExpertEntry;
@@ -34,7 +36,10 @@ export interface WorkflowProps {
   readonly recordFailureFunction: lambda.IFunction;
   /** One per manifest expert, in manifest order. */
   readonly experts: readonly WorkflowExpert[];
+  /** The spot queue, where Extract submits first. */
   readonly jobQueue: batch.IJobQueue;
+  /** The on-demand queue, where ExtractOnDemand resubmits a job the spot queue cancelled for lack of capacity. */
+  readonly onDemandJobQueue: batch.IJobQueue;
   readonly jobDefinition: batch.IJobDefinition;
   /** Per-attempt limit of the Extract job (the task's `taskTimeout`, rendered as Batch Timeout.AttemptDurationSeconds). */
   readonly extractTimeout: Duration;
@@ -153,42 +158,58 @@ export class Workflow extends Construct {
       },
     });
     const scan = (field: string) => sfn.JsonPath.stringAt(`${PATHS.scan}.${field}`);
-    const extract = new tasks.BatchSubmitJob(this, STATE.extract, {
-      jobName: sfn.JsonPath.format('scan-{}', scan('scanId')),
-      jobQueueArn: props.jobQueue.jobQueueArn,
-      jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
-      integrationPattern: sfn.IntegrationPattern.RUN_JOB,
-      containerOverrides: {
-        environment: {
-          [EXTRACT_ENV.scanId]: scan('scanId'),
-          [EXTRACT_ENV.inputBucket]: scan('bucket'),
-          [EXTRACT_ENV.inputKey]: scan('key'),
-          [EXTRACT_ENV.inputVersionId]: scan('versionId'),
-          [EXTRACT_ENV.featuresBucket]: scan('featuresBucket'),
-          [EXTRACT_ENV.featuresKey]: scan('featuresKey'),
+    // One job, two queues: Extract on the spot queue, ExtractOnDemand (same job name,
+    // definition, environment and retries) on the on-demand queue.
+    const extractOn = (id: string, queue: batch.IJobQueue) =>
+      new tasks.BatchSubmitJob(this, id, {
+        jobName: sfn.JsonPath.format('scan-{}', scan('scanId')),
+        jobQueueArn: queue.jobQueueArn,
+        jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
+        integrationPattern: sfn.IntegrationPattern.RUN_JOB,
+        containerOverrides: {
+          environment: {
+            [EXTRACT_ENV.scanId]: scan('scanId'),
+            [EXTRACT_ENV.inputBucket]: scan('bucket'),
+            [EXTRACT_ENV.inputKey]: scan('key'),
+            [EXTRACT_ENV.inputVersionId]: scan('versionId'),
+            [EXTRACT_ENV.featuresBucket]: scan('featuresBucket'),
+            [EXTRACT_ENV.featuresKey]: scan('featuresKey'),
+          },
         },
-      },
-      taskTimeout: sfn.Timeout.duration(props.extractTimeout),
-      resultSelector: {
-        jobId: sfn.JsonPath.stringAt('$.JobId'),
-        startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
-        stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
-      },
-      resultPath: PATHS.extract,
-    })
-      // In AWS a transient failure inside the container exits with EXIT_TRANSIENT and Batch
-      // retries the attempt (gpu-job.ts); the state sees only Batch.* or States.TaskFailed.
-      // Local mode has no Batch, so its binding raises the transient error to this retrier.
-      .addRetry(TRANSIENT_RETRY)
-      .addRetry({
-        errors: BATCH_TRANSIENT_ERRORS,
-        interval: Duration.seconds(5),
-        maxAttempts: 5,
-        backoffRate: 2,
-        maxDelay: Duration.minutes(2),
-        jitterStrategy: sfn.JitterType.FULL,
+        taskTimeout: sfn.Timeout.duration(props.extractTimeout),
+        resultSelector: {
+          jobId: sfn.JsonPath.stringAt('$.JobId'),
+          startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
+          stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
+        },
+        resultPath: PATHS.extract,
       })
-      .addCatch(recordFailure, catchAll);
+        // In AWS a transient failure inside the container exits with EXTRACTOR_EXIT_TRANSIENT
+        // and Batch retries the attempt (gpu-job.ts); the state sees only Batch.* or
+        // States.TaskFailed. Local mode has no Batch: its binding raises the transient error
+        // to this retrier instead.
+        .addRetry(TRANSIENT_RETRY)
+        .addRetry({
+          errors: BATCH_TRANSIENT_ERRORS,
+          interval: Duration.seconds(5),
+          maxAttempts: 5,
+          backoffRate: 2,
+          maxDelay: Duration.minutes(2),
+          jitterStrategy: sfn.JitterType.FULL,
+        });
+    const extractOnDemand = extractOn(STATE.extractOnDemand, props.onDemandJobQueue).addCatch(recordFailure, catchAll);
+    // A Catch matches error names only, and Batch's cancellation is States.TaskFailed like
+    // any failed job: the job description in the Cause carries the reason.
+    const extractFailed = new sfn.Choice(this, STATE.extractFailed)
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isString(`${PATHS.error}.Cause`),
+          sfn.Condition.stringMatches(`${PATHS.error}.Cause`, `*${SPOT_CAPACITY_CANCEL_REASON}*`),
+        ),
+        extractOnDemand,
+      )
+      .otherwise(recordFailure);
+    const extract = extractOn(STATE.extract, props.jobQueue).addCatch(extractFailed, catchAll);
 
     // -- 3 Score -----------------------------------------------------------
     const loadExperts = new sfn.Pass(this, STATE.loadExperts, {
@@ -267,6 +288,9 @@ export class Workflow extends Construct {
       .when(sfn.Condition.stringEquals(`${PATHS.validation}.action`, 'reject'), recordFailure)
       // An action this workflow does not know is a contract break: record it, do not guess.
       .otherwise(recordFailure);
+
+    // The on-demand job joins the main path where the spot one would have.
+    extractOnDemand.next(loadExperts);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       // Step Functions vended logs need the /aws/vendedlogs/ prefix to avoid the resource-policy size limit.

@@ -153,6 +153,7 @@ export class PipelineStack extends Stack {
       maxvCpus: config.maxvCpus,
       timeout: Duration.seconds(config.extractTimeoutSeconds),
       runnableTimeLimit: Duration.minutes(config.runnableTimeLimitMinutes),
+      spotCapacityWait: Duration.minutes(config.spotCapacityWaitMinutes),
     });
 
     this.workflow = new Workflow(this, 'Workflow', {
@@ -161,6 +162,7 @@ export class PipelineStack extends Stack {
       recordFailureFunction: this.recordFailureFunction.function,
       experts: this.expertFunctions.map((e) => ({ entry: e.expert, function: e.fn.function })),
       jobQueue: this.extractor.jobQueue,
+      onDemandJobQueue: this.extractor.onDemandQueue,
       jobDefinition: this.extractor.jobDefinition,
       extractTimeout: Duration.seconds(config.extractTimeoutSeconds),
       encryptionKey: key,
@@ -200,7 +202,7 @@ export class PipelineStack extends Stack {
       eventPattern: {
         source: ['aws.batch'],
         detailType: ['Batch Job Queue Blocked'],
-        detail: { jobQueue: [this.extractor.jobQueue.jobQueueArn] },
+        detail: { jobQueue: [this.extractor.jobQueue.jobQueueArn, this.extractor.onDemandQueue.jobQueueArn] },
       },
     });
     // targets.SnsTopic would let events.amazonaws.com publish from any rule of any account;

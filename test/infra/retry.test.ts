@@ -55,7 +55,12 @@ const toRecordFailure = [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', N
 /** The expected blocks of every state that may have them; `undefined` = the state must have none. */
 const EXPECTED: Record<string, { Retry?: unknown[]; Catch?: unknown[] }> = {
   [STATE.validate]: { Retry: [transient, lambdaService(5)], Catch: toRecordFailure },
-  [STATE.extract]: { Retry: [transient, batchService], Catch: toRecordFailure },
+  // A failed Extract goes to the ExtractFailed Choice: on demand for want of spot capacity, else RecordFailure.
+  [STATE.extract]: {
+    Retry: [transient, batchService],
+    Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.extractFailed }],
+  },
+  [STATE.extractOnDemand]: { Retry: [transient, batchService], Catch: toRecordFailure },
   // The Map catches for its items: one expert failing for good fails the scan once.
   [STATE.scoreExpert]: { Retry: [transient, lambdaService(5)] },
   [STATE.score]: { Catch: toRecordFailure },
