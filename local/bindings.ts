@@ -21,7 +21,8 @@ import { ConfigError, TransientError } from '../core/errors';
 import { toWorkflowError } from '../core/transient';
 import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
-import type { LocalFaults } from './faults';
+import { NoSpotCapacityFault, type LocalFaults } from './faults';
+import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
 
 /** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, which is no workflow task). */
 export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution'>;
@@ -100,7 +101,7 @@ export function bindTaskStates(
     } else if (task.resource === BATCH_SYNC) {
       bound[task.name] = (input) =>
         runBatchJob(input as BatchSubmitJobInput, async (env) => {
-          faults?.beforeHandler('extract', env);
+          faults?.beforeHandler('extract', env, task.name);
           await handlers.extractJob(env);
         });
     } else {
@@ -123,13 +124,18 @@ async function runBatchJob(input: BatchSubmitJobInput, extractJob: LocalHandlers
   const env = Object.fromEntries((input.ContainerOverrides?.Environment ?? []).map((e) => [e.Name, e.Value]));
   const jobId = `local-${process.pid}-${++localJobCounter}`;
   const startedAt = Date.now();
-  const describe = (status: 'SUCCEEDED' | 'FAILED', exitCode: number, reason?: string) => ({
+  const describe = (
+    status: 'SUCCEEDED' | 'FAILED',
+    exitCode: number | undefined,
+    reason?: string,
+    statusReason?: string,
+  ) => ({
     JobId: jobId,
     JobName: input.JobName,
     JobQueue: input.JobQueue,
     JobDefinition: input.JobDefinition,
     Status: status,
-    StatusReason: status === 'FAILED' ? 'Essential container in task exited' : undefined,
+    StatusReason: status === 'FAILED' ? (statusReason ?? 'Essential container in task exited') : undefined,
     CreatedAt: startedAt,
     StartedAt: startedAt,
     StoppedAt: Date.now(),
@@ -139,6 +145,13 @@ async function runBatchJob(input: BatchSubmitJobInput, extractJob: LocalHandlers
   try {
     await extractJob(env);
   } catch (err) {
+    if (err instanceof NoSpotCapacityFault) {
+      // As Batch reports a job its spot queue cancelled for want of capacity: it never ran.
+      throw new ServiceIntegrationError(
+        'States.TaskFailed',
+        JSON.stringify(viaJson(describe('FAILED', undefined, undefined, SPOT_CAPACITY_CANCEL_REASON))),
+      );
+    }
     const classified = toWorkflowError(err);
     if (classified instanceof TransientError) throw lambdaError(classified);
     // Like Batch, the job description carries only the exit status; the container

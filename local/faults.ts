@@ -14,6 +14,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
+import { STATE } from '../core/contract';
 import { TransientError } from '../core/errors';
 import type { LambdaRole } from './bindings';
 
@@ -39,6 +40,17 @@ export interface HandlerFault {
   readonly expert?: string;
   /** How many invocations throw before the handler runs normally. */
   readonly times: number;
+  /**
+   * `transient` (default): the handler throws Sonomark.TransientError. `no-spot-capacity`
+   * (role `extract` only): the Extract job on the spot queue is cancelled as Batch cancels a
+   * job starved of spot capacity, so the workflow moves it to ExtractOnDemand.
+   */
+  readonly kind?: 'transient' | 'no-spot-capacity';
+}
+
+/** Thrown for a `no-spot-capacity` fault; the Batch binding turns it into Batch's cancellation. */
+export class NoSpotCapacityFault extends Error {
+  override readonly name = 'NoSpotCapacityFault';
 }
 
 export interface FaultPlan {
@@ -145,15 +157,27 @@ export class LocalFaults {
     );
   }
 
-  /** Throws a TransientError when a handler fault for this invocation is left. */
-  beforeHandler(role: HandlerFault['role'], payload: unknown): void {
+  /**
+   * Throws a TransientError (or NoSpotCapacityFault) when a handler fault for this
+   * invocation is left. `state` is the Task state's name: a no-spot-capacity fault hits
+   * only Extract, the spot submit.
+   */
+  beforeHandler(role: HandlerFault['role'], payload: unknown, state?: string): void {
     const expert = (payload as { expert?: { name?: unknown } } | null)?.expert?.name;
     const handlers = this.plan.handlers ?? [];
     const i = handlers.findIndex(
-      (f, j) => this.handlersLeft[j]! > 0 && f.role === role && (f.expert === undefined || f.expert === expert),
+      (f, j) =>
+        this.handlersLeft[j]! > 0 &&
+        f.role === role &&
+        (f.expert === undefined || f.expert === expert) &&
+        (f.kind !== 'no-spot-capacity' || state === STATE.extract),
     );
     if (i < 0) return;
     this.handlersLeft[i]!--;
+    if (handlers[i]!.kind === 'no-spot-capacity') {
+      this.count('batch:no-spot-capacity');
+      throw new NoSpotCapacityFault('Injected: no spot capacity for the Extract job.');
+    }
     const what = `handler:${role}${role === 'expert' && typeof expert === 'string' ? `:${expert}` : ''}`;
     this.count(what);
     throw new TransientError(`Injected transient fault in ${what}.`, 'InjectedFault');

@@ -25,7 +25,7 @@ function queueEnvironments(template: Template): any[] {
   const envs = template.findResources('AWS::Batch::ComputeEnvironment');
   const ref = (o: any): string => o.ComputeEnvironment.Ref ?? o.ComputeEnvironment['Fn::GetAtt'][0];
   return [spot, onDemand].flatMap((id) => {
-    const order = [...(queues[id].Properties.ComputeEnvironmentOrder as any[])];
+    const order = [...((queues[id] as any).Properties.ComputeEnvironmentOrder as any[])];
     // One environment per queue: a spot job never lands on demand without the workflow's say.
     expect(order).toHaveLength(1);
     return order.map((o) => envs[ref(o)]);
@@ -352,7 +352,7 @@ describe('PipelineStack', () => {
       const queues = custom.findResources('AWS::Batch::JobQueue');
       const { spot, onDemand } = jobQueueIds(custom);
       const times = (id: string) =>
-        (queues[id].Properties.JobStateTimeLimitActions as any[]).map((a) => [a.Reason, a.MaxTimeSeconds]);
+        ((queues[id] as any).Properties.JobStateTimeLimitActions as any[]).map((a) => [a.Reason, a.MaxTimeSeconds]);
       // The spot queue gives up on spot capacity after spotCapacityWaitMinutes (10), then the workflow goes on demand.
       expect(times(spot)).toEqual([
         ['CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 600],

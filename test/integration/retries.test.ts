@@ -113,6 +113,22 @@ describe('transient faults recover through the Retry blocks', () => {
   });
 });
 
+describe('GPU capacity', () => {
+  it('a job the spot queue cancels for want of capacity is resubmitted on demand, and the scan completes', async () => {
+    await withWorkflow({ handlers: [{ role: 'extract', kind: 'no-spot-capacity', times: 1 }] }, async (workflow) => {
+      // Act
+      const r = await workflow.analyze(freshClip());
+      // Assess
+      expectCompleted(r);
+      expect(workflow.faults.injected).toEqual({ 'batch:no-spot-capacity': 1 });
+      // Both submits ran (the spot one failed, the on-demand one worked); neither was retried.
+      expect(Object.keys(r.timings.states)).toEqual(expect.arrayContaining([STATE.extract, STATE.extractOnDemand]));
+      expect(r.retries).toEqual({});
+      await expectOneResultPerExpert(workflow, r.scanId!);
+    });
+  });
+});
+
 describe('permanent faults are recorded FAILED with their reason', () => {
   it('access denied to the features is not retried: FAILED, naming AccessDenied', async () => {
     await withWorkflow(

@@ -13,11 +13,12 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ENV, EXTRACT_ENV } from '../../../core/contract';
+import { ENV, EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
 import { ConfigError } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
+import { transientReason } from '../../../core/transient';
 import { loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
@@ -276,7 +277,8 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     console.error(errorLogLine(err, config?.scanId, config ? [config.inputKey, config.featuresKey] : []));
-    return 1;
+    // Throttling, a 5xx, a reset connection: Batch retries this exit (gpu-job.ts); 1 is final.
+    return transientReason(err) !== undefined ? EXTRACTOR_EXIT_TRANSIENT : 1;
   } finally {
     s3?.destroy();
     await releaseCachedSessions().catch(() => undefined);
