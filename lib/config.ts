@@ -289,8 +289,8 @@ export const SonomarkConfig = z
      * while fewer than `maxRunningScans` run.
      *
      * - `maxRunningScans`: the cap on executions RUNNING at once. 64 by default: the
-     *   default GPU fleet runs 8 jobs at once (2 environments × maxvCpus 16 / 4 vCPU per
-     *   job), so 64 keeps about 7 jobs queued per GPU slot: enough to keep the fleet busy,
+     *   default GPU fleet runs up to 8 jobs at once (spot and on-demand environments ×
+     *   maxvCpus 16 / 4 vCPU per job), so 64 keeps about 8 scans per GPU slot: enough to keep the fleet busy,
      *   few enough that no job waits in Batch for long, far below StartExecution's and
      *   SubmitJob's rates. Raise it with maxvCpus.
      * - `starterConcurrency`: the queue event source's maximumConcurrency (2–1000; 2 is
@@ -298,8 +298,9 @@ export const SonomarkConfig = z
      *   holds one batch; the cap is soft by at most one batch per extra starter.
      * - `batchSize`: messages per starter invocation (1–10).
      * - `maxReceiveCount`: receives before a message goes to the dead-letter queue. A
-     *   starter that waits for a slot holds its batch about 5 minutes per receive, so
-     *   50 is about 4 hours of a fleet that finishes nothing, or 50 failed starts.
+     *   message a waiting starter held comes back 6 minutes after it was received (the
+     *   queue's visibility timeout), so 50 is about 5 hours of a fleet that finishes
+     *   nothing, or 50 failed starts.
      * @default { maxRunningScans: 64, starterConcurrency: 2, batchSize: 10, maxReceiveCount: 50 }
      */
     admission: z
