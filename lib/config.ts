@@ -167,14 +167,13 @@ export const SonomarkConfig = z
     /**
      * EC2 instance types of the GPU compute environments: single-GPU NVIDIA types with at
      * least the job's 4 vCPU and 16 GiB whose GPU runs onnxruntime's CUDA 12 build. g4dn
-     * (T4), g5 (A10G) and g6 (L4) at two sizes give the spot allocation strategy five pools,
-     * so a shortage of one type does not stop the fleet. Each needs a price in prices.gpuInstances.
-     * @default ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge', 'g5.2xlarge', 'g6.2xlarge']
+     * (T4), g5 (A10G) and g6 (L4) give the spot allocation strategy three pools, so a
+     * shortage of one type does not stop the fleet. Larger sizes (g5.2xlarge, g6.2xlarge)
+     * add pools but hold one job each at a higher price, and the per-scan cost estimate
+     * uses the dearest type. Each needs a price in prices.gpuInstances.
+     * @default ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge']
      */
-    gpuInstanceTypes: z
-      .array(InstanceTypeName)
-      .min(1)
-      .default(['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge', 'g5.2xlarge', 'g6.2xlarge']),
+    gpuInstanceTypes: z.array(InstanceTypeName).min(1).default(['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge']),
     /**
      * Minutes an extractor job may wait at the head of the spot queue for spot capacity
      * (Batch's CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY) before Batch cancels it there and

@@ -103,7 +103,7 @@ export const SPOT_CAPACITY_CANCEL_REASON =
  * 16 GiB whose GPUs run onnxruntime's CUDA 12 build (T4, A10G, L4). Several families and
  * sizes give the spot allocation strategy pools to choose from; each is in the price table.
  */
-export const DEFAULT_GPU_INSTANCE_TYPES = ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge', 'g5.2xlarge', 'g6.2xlarge'];
+export const DEFAULT_GPU_INSTANCE_TYPES = ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge'];
 
 export class GpuJob extends Construct {
   /** The spot queue: every Extract job starts here. */

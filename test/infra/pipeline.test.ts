@@ -314,7 +314,7 @@ describe('PipelineStack', () => {
         Type: 'SPOT',
         AllocationStrategy: 'SPOT_PRICE_CAPACITY_OPTIMIZED',
         MinvCpus: 0,
-        InstanceTypes: ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge', 'g5.2xlarge', 'g6.2xlarge'],
+        InstanceTypes: ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge'],
       });
       expect(second.Properties.ComputeResources).toMatchObject({ Type: 'EC2', MinvCpus: 0 });
     });
