@@ -209,8 +209,9 @@ export class PipelineStack extends Stack {
     // this grant names the one rule.
     const blockedMessage = events.RuleTargetInput.fromText(
       `sonomark: Batch job ${events.EventField.fromPath('$.detail.jobName')} is blocked RUNNABLE: ` +
-        `${events.EventField.fromPath('$.detail.statusReason')}. Batch cancels it after ` +
-        `${config.runnableTimeLimitMinutes} minutes; its scan is then recorded FAILED.`,
+        `${events.EventField.fromPath('$.detail.statusReason')}. Without spot capacity it moves to the ` +
+        `on-demand queue after ${config.spotCapacityWaitMinutes} minutes; otherwise Batch cancels it after ` +
+        `${config.runnableTimeLimitMinutes} minutes and its scan is recorded FAILED.`,
     );
     const topic = this.alarmTopic;
     this.queueBlockedRule.addTarget({

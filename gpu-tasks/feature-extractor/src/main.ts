@@ -262,6 +262,15 @@ export function errorLogLine(err: unknown, scanId: string | undefined, redact: r
   });
 }
 
+/**
+ * The job's exit status for a failure: EXTRACTOR_EXIT_TRANSIENT for throttling, a 5xx or a
+ * reset connection (core/transient.ts), which the Batch job definition retries; 1 for
+ * everything else (a decode or model error fails the same way again, on a paid GPU).
+ */
+export function exitCodeFor(err: unknown): number {
+  return transientReason(err) !== undefined ? EXTRACTOR_EXIT_TRANSIENT : 1;
+}
+
 async function main(): Promise<number> {
   const env = process.env;
   let config: ExtractJobConfig | undefined;
@@ -277,8 +286,7 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     console.error(errorLogLine(err, config?.scanId, config ? [config.inputKey, config.featuresKey] : []));
-    // Throttling, a 5xx, a reset connection: Batch retries this exit (gpu-job.ts); 1 is final.
-    return transientReason(err) !== undefined ? EXTRACTOR_EXIT_TRANSIENT : 1;
+    return exitCodeFor(err);
   } finally {
     s3?.destroy();
     await releaseCachedSessions().catch(() => undefined);
