@@ -27,6 +27,10 @@ export const ENV = {
   scanRates: 'SCAN_RATES',
   /** StartExecution: the state machine it starts. */
   stateMachineArn: 'STATE_MACHINE_ARN',
+  /** StartExecution: the cap on executions RUNNING at once (config admission.maxRunningScans). */
+  maxRunningScans: 'MAX_RUNNING_SCANS',
+  /** StartExecution: how long one invocation may wait for a free slot, in seconds (below its timeout). */
+  admissionWaitSeconds: 'ADMISSION_WAIT_SECONDS',
   /** The extractor: `auto` (default), `cuda` or `cpu` (the job definition and the Dockerfile set it). */
   onnxExecutionProvider: 'ONNX_EXECUTION_PROVIDER',
   /** The extractor: the ffmpeg binary (the Dockerfile sets the distribution's; else @ffmpeg-installer's). */
@@ -61,6 +65,12 @@ export const EXTRACT_ENV = {
   featuresBucket: 'FEATURES_BUCKET',
   featuresKey: 'FEATURES_KEY',
 } as const;
+
+/**
+ * The extractor's exit status for a transient failure (core/transient.ts), EX_TEMPFAIL
+ * from sysexits.h: the Batch job definition retries it (gpu-job.ts); 1 is any other failure.
+ */
+export const EXTRACTOR_EXIT_TRANSIENT = 75;
 
 /** Where the models live: the package, a Lambda bundle, the extractor image. */
 export const MODELS = {
@@ -135,6 +145,10 @@ export const STATE = {
   ignored: 'NotAClip',
   claimed: 'Claimed',
   extract: 'Extract',
+  /** Choice after a failed Extract: a job the spot queue could not place goes on demand, the rest to RecordFailure. */
+  extractFailed: 'ExtractFailed',
+  /** Extract again, on the on-demand queue (same job, same definition). */
+  extractOnDemand: 'ExtractOnDemand',
   loadExperts: 'LoadExperts',
   score: 'Score',
   scoreExpert: 'ScoreExpert',

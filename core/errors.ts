@@ -39,3 +39,25 @@ export class PayloadError extends Error {
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
+
+/**
+ * The name of TransientError, which the state machine retries with backoff on every
+ * Task state (lib/constructs/workflow.ts): part of the workflow contract.
+ */
+export const TRANSIENT_ERROR_NAME = 'Sonomark.TransientError';
+
+/**
+ * A failure that is not the clip's fault and may pass if the same step runs again:
+ * AWS throttling, a 5xx, a timeout, a reset connection (core/transient.ts classifies
+ * them). The state machine retries it; every other error goes to RecordFailure.
+ */
+export class TransientError extends Error {
+  override readonly name = TRANSIENT_ERROR_NAME;
+  constructor(
+    message: string,
+    /** The classified error's own name (e.g. ThrottlingException), kept for logs and the failure record. */
+    readonly causeName?: string,
+  ) {
+    super(message);
+  }
+}

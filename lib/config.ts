@@ -205,11 +205,23 @@ export const SonomarkConfig = z
         }
       }),
     /**
-     * EC2 instance types of the GPU compute environments. g5 (A10G) and g6 (L4)
-     * are the cheapest single-GPU NVIDIA families that run the CUDA build of onnxruntime.
-     * @default ['g5.xlarge', 'g6.xlarge']
+     * EC2 instance types of the GPU compute environments: single-GPU NVIDIA types with at
+     * least the job's 4 vCPU and 16 GiB whose GPU runs onnxruntime's CUDA 12 build. g4dn
+     * (T4), g5 (A10G) and g6 (L4) give the spot allocation strategy three pools, so a
+     * shortage of one type does not stop the fleet. Larger sizes (g5.2xlarge, g6.2xlarge)
+     * add pools but hold one job each at a higher price, and the per-scan cost estimate
+     * uses the dearest type. Each needs a price in prices.gpuInstances.
+     * @default ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge']
      */
-    gpuInstanceTypes: z.array(InstanceTypeName).min(1).default(['g5.xlarge', 'g6.xlarge']),
+    gpuInstanceTypes: z.array(InstanceTypeName).min(1).default(['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge']),
+    /**
+     * Minutes an extractor job may wait at the head of the spot queue for spot capacity
+     * (Batch's CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY) before Batch cancels it there and
+     * the workflow resubmits it to the on-demand queue (ExtractOnDemand). Batch accepts
+     * 10 minutes to 24 hours.
+     * @default 10
+     */
+    spotCapacityWaitMinutes: z.number().int().min(10).max(1440).default(10),
     /**
      * Where the extractor runs: `gpu` = Batch on EC2 GPU (spot first, on-demand
      * fallback); `cpu` = Batch on Fargate (no GPU quota needed; slower, fine for
@@ -243,9 +255,9 @@ export const SonomarkConfig = z
       })
       .default({ architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 }),
     /**
-     * Minutes an extractor job may sit at the head of the queue in RUNNABLE, blocked
-     * because no capacity can be had (spot and on-demand both short of g5/g6, a vCPU
-     * quota, a job larger than any instance), before Batch cancels it. The
+     * Minutes an extractor job may sit at the head of a queue in RUNNABLE, blocked
+     * because no capacity can be had (on demand: no instance of the configured types, a
+     * vCPU quota; either queue: a job larger than any instance), before Batch cancels it. The
      * cancellation fails the Extract state, so the scan is recorded FAILED with
      * Batch's reason instead of waiting for the execution timeout. Batch accepts
      * 10 minutes to 24 hours.
@@ -310,6 +322,35 @@ export const SonomarkConfig = z
           .strict(),
       )
       .default({}),
+    /**
+     * Admission control (lambdas/start-execution/admission.ts, README "Reliability"):
+     * uploads wait in the SQS upload queue and the starter starts an execution only
+     * while fewer than `maxRunningScans` run.
+     *
+     * - `maxRunningScans`: the cap on executions RUNNING at once. 64 by default: the
+     *   default GPU fleet runs up to 8 jobs at once (spot and on-demand environments ×
+     *   maxvCpus 16 / 4 vCPU per job), so 64 keeps about 8 scans per GPU slot: enough to keep the fleet busy,
+     *   few enough that no job waits in Batch for long, far below StartExecution's and
+     *   SubmitJob's rates. Raise it with maxvCpus.
+     * - `starterConcurrency`: the queue event source's maximumConcurrency (2–1000; 2 is
+     *   the least Lambda allows), also the starter's reserved concurrency. Each starter
+     *   holds one batch; the cap is soft by at most one batch per extra starter.
+     * - `batchSize`: messages per starter invocation (1–10).
+     * - `maxReceiveCount`: receives before a message goes to the dead-letter queue. A
+     *   message a waiting starter held comes back 6 minutes after it was received (the
+     *   queue's visibility timeout), so 50 is about 5 hours of a fleet that finishes
+     *   nothing, or 50 failed starts.
+     * @default { maxRunningScans: 64, starterConcurrency: 2, batchSize: 10, maxReceiveCount: 50 }
+     */
+    admission: z
+      .object({
+        maxRunningScans: z.number().int().min(1).max(100_000).default(64),
+        starterConcurrency: z.number().int().min(2).max(1000).default(2),
+        batchSize: z.number().int().min(1).max(10).default(10),
+        maxReceiveCount: z.number().int().min(1).max(1000).default(50),
+      })
+      .strict()
+      .default({ maxRunningScans: 64, starterConcurrency: 2, batchSize: 10, maxReceiveCount: 50 }),
     /**
      * Maximum vCPUs each Batch compute environment may scale to.
      * @default 16

@@ -4,17 +4,25 @@
  *
  * - `arn:aws:states:::lambda:invoke`: input {FunctionName, Payload} → the
  *   handler behind FunctionName; output {Payload, StatusCode}; a thrown error
- *   surfaces as Step Functions does: Error = errorType, Cause = JSON.
+ *   surfaces as Step Functions does: Error = errorType, Cause = JSON. It is
+ *   classified first as sonomarkHandler does in Lambda (toWorkflowError), so a
+ *   throttled call surfaces as Sonomark.TransientError and the Retry blocks run.
  * - `arn:aws:states:::batch:submitJob.sync`: runs the extractor job with the
  *   container-override environment; a failed job fails the state with
- *   States.TaskFailed and a Cause shaped like Batch's job description.
+ *   States.TaskFailed and a Cause shaped like Batch's job description. A job that
+ *   failed transiently (an S3 500 after the SDK's retries) fails the state with
+ *   Sonomark.TransientError instead: in AWS, Batch retries that attempt (the container
+ *   exits EXIT_TRANSIENT, gpu-job.ts); locally the state's retrier stands in for it.
  *
  * A Resource that local mode cannot run is an error at start-up, not a silent skip.
  */
 import { FUNCTIONS } from '../core/contract';
-import { ConfigError } from '../core/errors';
+import { ConfigError, TransientError } from '../core/errors';
+import { toWorkflowError } from '../core/transient';
 import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
+import { NoSpotCapacityFault, type LocalFaults } from './faults';
+import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
 
 /** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, the API and the invoice job: no workflow task). */
 export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution' | 'api' | 'invoices'>;
@@ -61,6 +69,8 @@ export function bindTaskStates(
   definition: Record<string, unknown>,
   functions: readonly LambdaFunctionRef[],
   handlers: LocalHandlers,
+  /** Injected handler faults (tests, the soak). @default none */
+  faults?: LocalFaults,
 ): Record<string, LocalHandler> {
   const byArn = new Map<string, { role: LambdaRole; logicalId: string }>();
   for (const fn of functions) {
@@ -81,14 +91,20 @@ export function bindTaskStates(
         const fn = FunctionName ? byArn.get(FunctionName) : undefined;
         if (!fn) throw new ConfigError(`State ${task.name} invokes ${FunctionName}, which has no local handler.`);
         try {
-          const out = await handlers.lambdas[fn.role](viaJson(Payload), fn.logicalId);
+          const payload = viaJson(Payload);
+          faults?.beforeHandler(fn.role, payload);
+          const out = await handlers.lambdas[fn.role](payload, fn.logicalId);
           return { ExecutedVersion: '$LATEST', Payload: viaJson(out), StatusCode: 200 };
         } catch (err) {
-          throw lambdaError(err);
+          throw lambdaError(toWorkflowError(err));
         }
       };
     } else if (task.resource === BATCH_SYNC) {
-      bound[task.name] = (input) => runBatchJob(input as BatchSubmitJobInput, handlers.extractJob);
+      bound[task.name] = (input) =>
+        runBatchJob(input as BatchSubmitJobInput, async (env) => {
+          faults?.beforeHandler('extract', env, task.name);
+          await handlers.extractJob(env);
+        });
     } else {
       throw new ConfigError(`Task state ${task.name} uses ${task.resource}, which local mode cannot run.`);
     }
@@ -109,13 +125,18 @@ async function runBatchJob(input: BatchSubmitJobInput, extractJob: LocalHandlers
   const env = Object.fromEntries((input.ContainerOverrides?.Environment ?? []).map((e) => [e.Name, e.Value]));
   const jobId = `local-${process.pid}-${++localJobCounter}`;
   const startedAt = Date.now();
-  const describe = (status: 'SUCCEEDED' | 'FAILED', exitCode: number, reason?: string) => ({
+  const describe = (
+    status: 'SUCCEEDED' | 'FAILED',
+    exitCode: number | undefined,
+    reason?: string,
+    statusReason?: string,
+  ) => ({
     JobId: jobId,
     JobName: input.JobName,
     JobQueue: input.JobQueue,
     JobDefinition: input.JobDefinition,
     Status: status,
-    StatusReason: status === 'FAILED' ? 'Essential container in task exited' : undefined,
+    StatusReason: status === 'FAILED' ? (statusReason ?? 'Essential container in task exited') : undefined,
     CreatedAt: startedAt,
     StartedAt: startedAt,
     StoppedAt: Date.now(),
@@ -124,7 +145,16 @@ async function runBatchJob(input: BatchSubmitJobInput, extractJob: LocalHandlers
   });
   try {
     await extractJob(env);
-  } catch {
+  } catch (err) {
+    if (err instanceof NoSpotCapacityFault) {
+      // As Batch reports a job its spot queue cancelled for want of capacity: it never ran.
+      throw new ServiceIntegrationError(
+        'States.TaskFailed',
+        JSON.stringify(viaJson(describe('FAILED', undefined, undefined, SPOT_CAPACITY_CANCEL_REASON))),
+      );
+    }
+    const classified = toWorkflowError(err);
+    if (classified instanceof TransientError) throw lambdaError(classified);
     // Like Batch, the job description carries only the exit status; the container
     // itself records what went wrong next to the features key (see keys.ts).
     throw new ServiceIntegrationError('States.TaskFailed', JSON.stringify(viaJson(describe('FAILED', 1))));

@@ -255,6 +255,8 @@ export function principalClients(
   services: Pick<LocalServices, 'newClients'>,
   permissions: LocalPermissions,
   functions: readonly LambdaFunctionRef[],
+  /** Called once for each principal's new clients before the IAM check is added (local/faults.ts attaches here). */
+  configure?: (clients: ReturnType<LocalServices['newClients']>) => void,
 ): (principal: LocalPrincipal) => PrincipalClients {
   const byRoleArn = new Map<string, PrincipalClients>();
   const policyOf = (p: LocalPrincipal): RolePolicy => {
@@ -274,6 +276,7 @@ export function principalClients(
     let clients = byRoleArn.get(role.roleArn);
     if (!clients) {
       const c = services.newClients();
+      configure?.(c);
       enforceRolePolicy(c.s3, 's3', role, permissions.bucketPolicies);
       // The DocumentClient shares its DynamoDBClient's middleware stack: one check covers both.
       enforceRolePolicy(c.dynamo, 'dynamodb', role);

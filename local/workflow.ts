@@ -21,6 +21,8 @@ import { localHandlers } from './handlers';
 import { principalClients } from './iam-guard';
 import type { LocalPermissions } from './iam-policy';
 import { localPseudonymSalt } from './pseudonym-salt';
+import { LocalFaults, type FaultPlan } from './faults';
+import { scaleRetries, type RetryScaling } from './retry';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
 
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
@@ -42,6 +44,13 @@ export interface LocalWorkflowOptions {
    * with a permission removed, iam-policy.ts localPermissions). @default the synthesized templates'
    */
   readonly permissions?: LocalPermissions;
+  /**
+   * How the definition's Retry intervals are scaled locally (local/retry.ts): the same
+   * Retry blocks as the cloud, in milliseconds. @default 1/1000, floor 2 ms
+   */
+  readonly retryScaling?: RetryScaling;
+  /** Faults to inject (local/faults.ts): SDK errors on the local clients, transient handler errors. @default none */
+  readonly faults?: FaultPlan;
 }
 
 export interface AnalyzeResult {
@@ -55,6 +64,8 @@ export interface AnalyzeResult {
   readonly experts: Record<string, ExpertOutput>;
   readonly models: { extractor: string; experts: Record<string, string> } | null;
   readonly timings: { totalMs: number; states: Record<string, number> };
+  /** Retries the state machine ran, by state name (a Retry block matched and the state ran again). */
+  readonly retries?: Record<string, number>;
 }
 
 export class LocalWorkflow {
@@ -68,6 +79,8 @@ export class LocalWorkflow {
     private readonly machine: StateMachine,
     private readonly opts: Required<Pick<LocalWorkflowOptions, 'siteId' | 'studyId'>>,
     private readonly ownedDataDir: string | undefined,
+    /** The faults in force and what they have injected so far. */
+    readonly faults: LocalFaults,
   ) {}
 
   static async start(options: LocalWorkflowOptions = {}): Promise<LocalWorkflow> {
@@ -94,6 +107,10 @@ export class LocalWorkflow {
     const services = servicesStarted.value;
     const synthesized = definition.value.workflow;
     try {
+      const faults = new LocalFaults(options.faults);
+      faults.attach('s3', services.s3);
+      // The document client sends through this client's middleware stack.
+      faults.attach('dynamodb', services.dynamo);
       await Promise.all([
         ensureBucket(services.s3, LOCAL_UPLOADS_BUCKET),
         ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET),
@@ -107,15 +124,29 @@ export class LocalWorkflow {
         loaded,
         pseudonymSalt: localPseudonymSalt(services.dataDir),
         // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.
-        clientsFor: principalClients(services, options.permissions ?? synthesized.permissions, synthesized.functions),
+        // Injected faults reach those clients too: they sit below the IAM check, as a service error would.
+        clientsFor: principalClients(
+          services,
+          options.permissions ?? synthesized.permissions,
+          synthesized.functions,
+          (clients) => {
+            faults.attach('s3', clients.s3);
+            faults.attach('dynamodb', clients.dynamo);
+          },
+        ),
       });
-      const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers);
+      const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers, faults);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
       // The library fills in defaults (QueryLanguage) in place, so it gets its own copy
       // (a JSON copy: structuredClone's objects can come from another realm under jest,
       // and the library's plain-object checks then skip them).
-      const machine = new StateMachine(JSON.parse(JSON.stringify(synthesized.definition)) as never, {
+      new StateMachine(JSON.parse(JSON.stringify(synthesized.definition)) as never, {
         validationOptions: { checkArn: false },
+      });
+      // The machine that runs: the same definition with its Retry intervals scaled to
+      // milliseconds (fractional seconds, which ASL validation rejects: validated above).
+      const machine = new StateMachine(scaleRetries(synthesized.definition, options.retryScaling) as never, {
+        validationOptions: { noValidate: true },
       });
       return new LocalWorkflow(
         services,
@@ -129,6 +160,7 @@ export class LocalWorkflow {
           studyId: options.studyId ?? 'local',
         },
         ownedDataDir,
+        faults,
       );
     } catch (err) {
       await services.close();
@@ -233,12 +265,9 @@ export class LocalWorkflow {
     let scanId: string | null = null;
     let reused = false;
     let firstFailure: { state: string; error: string; cause: string } | undefined;
+    const retries: Record<string, number> = {};
     const execution = this.machine.run(event as never, {
-      overrides: {
-        taskResourceLocalHandlers: this.taskHandlers as never,
-        // Local failures are deterministic: retrying them only slows the run down.
-        retryIntervalOverrides: retryOverrides(this.synthesized.definition),
-      },
+      overrides: { taskResourceLocalHandlers: this.taskHandlers as never },
     });
     const logTask = (async () => {
       for await (const ev of execution.eventLogs) {
@@ -252,6 +281,7 @@ export class LocalWorkflow {
         if (e.type === 'StateFailed' && e.state && !firstFailure) {
           firstFailure = { state: e.state.name, error: e.Error ?? 'Error', cause: e.Cause ?? '' };
         }
+        if (e.type === 'StateRetried' && e.state) retries[e.state.name] = (retries[e.state.name] ?? 0) + 1;
         if (e.type === 'StateEntered' && e.state) entered.set(e.state.name, e.timestamp);
         if ((e.type === 'StateExited' || e.type === 'StateFailed') && e.state) {
           const t0 = entered.get(e.state.name);
@@ -278,7 +308,7 @@ export class LocalWorkflow {
       // written the FAILED record, which is read below like any other result.
     }
     await logTask;
-    return this.collect(file, siteId, scanId, reused, { totalMs: Date.now() - started, states }, firstFailure);
+    return this.collect(file, siteId, scanId, reused, { totalMs: Date.now() - started, states }, retries, firstFailure);
   }
 
   private async collect(
@@ -287,9 +317,10 @@ export class LocalWorkflow {
     scanId: string | null,
     reused: boolean,
     timings: AnalyzeResult['timings'],
+    retries: Record<string, number>,
     firstFailure?: { state: string; error: string; cause: string },
   ): Promise<AnalyzeResult> {
-    const base = { file, scanId, reused, timings };
+    const base = { file, scanId, reused, timings, retries };
     if (!scanId) {
       // Failed before a scan existed (the workflow itself broke): say where and why.
       return {
@@ -349,17 +380,4 @@ function causeMessage(cause: string): string {
   } catch {
     return cause;
   }
-}
-
-function retryOverrides(definition: Record<string, unknown>): Record<string, number> {
-  const out: Record<string, number> = {};
-  const visit = (states: Record<string, Record<string, unknown>>) => {
-    for (const [name, s] of Object.entries(states)) {
-      if (Array.isArray(s.Retry)) out[name] = 0;
-      const inner = (s.ItemProcessor ?? s.Iterator) as { States?: Record<string, Record<string, unknown>> } | undefined;
-      if (inner?.States) visit(inner.States);
-    }
-  };
-  visit(definition.States as Record<string, Record<string, unknown>>);
-  return out;
 }

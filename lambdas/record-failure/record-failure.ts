@@ -5,6 +5,7 @@
  */
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { TRANSIENT_ERROR_NAME } from '../../core/errors';
 import { extractErrorKey, parseUploadKey } from '../../core/keys';
 import { failScan, type ScanIdentity } from '../../core/results-store';
 import { scanIdFromObjectIdentity } from '../../core/scan-id';
@@ -38,6 +39,8 @@ const ERROR_CODES: Record<string, string> = {
   'States.Timeout': 'TIMEOUT',
   'States.HeartbeatTimeout': 'TIMEOUT',
   'Sandbox.Timedout': 'TIMEOUT',
+  // Throttling, 5xx or timeouts that outlasted every retry of the state (workflow.ts TRANSIENT_RETRY).
+  [TRANSIENT_ERROR_NAME]: 'RETRIES_EXHAUSTED',
 };
 
 const GENERIC_ERRORS = new Set(['States.TaskFailed', 'States.ALL', 'Error', 'Lambda.Unknown']);

@@ -10,6 +10,7 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { toWorkflowError } from '../../core/transient';
 import type { Powertools } from './runtime';
 
 /** Log fields of an error without its stack (stacks can quote payloads, and payloads can quote keys). */
@@ -59,13 +60,25 @@ export type SonomarkHandler<T> = (input: unknown, context?: Context) => Promise<
  * Wraps a handler's work in the middleware: tracing, the Lambda context on every log
  * line, metrics published after success and failure alike, and logFailure. The
  * response is not captured in the trace: it carries the scan's object key.
+ *
+ * Every error the work throws passes through toWorkflowError (core/transient.ts) first:
+ * throttling, 5xx, timeouts and reset connections become Sonomark.TransientError, which
+ * the state machine retries with backoff; the rest keep their own name for the Catch.
+ * Handlers therefore never classify AWS errors themselves.
  */
 export function sonomarkHandler<T>(
   work: (input: unknown) => Promise<T>,
   { logger, metrics, tracer }: Powertools,
   failure: FailureLog,
 ): SonomarkHandler<T> {
-  const handler = middy(work)
+  const classified = async (input: unknown): Promise<T> => {
+    try {
+      return await work(input);
+    } catch (err) {
+      throw toWorkflowError(err);
+    }
+  };
+  const handler = middy(classified)
     .use(captureLambdaHandler(tracer, { captureResponse: false }))
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics))

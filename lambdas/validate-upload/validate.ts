@@ -111,6 +111,10 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   const extractor = extractorRef(deps.manifest.extractor);
   const receivedAt = deps.now().toISOString();
 
+  // Every read that can fail transiently comes before the claim: a Validate retried after
+  // its own claim would find the scan RUNNING and skip it, leaving it RUNNING for good.
+  const sidecar = await readSidecar(deps.s3, bucket, key);
+
   // Claim first: a reject then maps to a scan record that RecordFailure marks FAILED,
   // and a re-delivered event for bytes already analysed stops here.
   const claim: ScanClaim = {
@@ -175,7 +179,6 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   );
   if (overLimit) return reject(overLimit.code, overLimit.message);
 
-  const sidecar = await readSidecar(deps.s3, bucket, key);
   if (sidecar.kind === 'invalid') return reject('INVALID_SIDECAR', sidecar.message);
 
   // The scan is the claim, now known to be a supported clip, plus its sidecar.

@@ -1,11 +1,15 @@
 /**
- * The feature-extractor job: a Batch queue whose compute runs the container in
- * gpu-tasks/feature-extractor on one NVIDIA GPU (EC2 g5/g6, spot first with an
- * on-demand fallback, scaled to zero when idle), or on Fargate when
- * `computeMode` is `cpu`. The VPC (no NAT; see network.ts), the subnets and
+ * The feature-extractor job: two Batch queues whose compute runs the container in
+ * gpu-tasks/feature-extractor on one NVIDIA GPU (EC2 g4dn/g5/g6, scaled to zero when
+ * idle), or on Fargate when `computeMode` is `cpu`: a spot queue, where every job goes
+ * first, and an on-demand queue. A job the spot queue cannot place for lack of capacity
+ * is cancelled after `spotCapacityWait` (SPOT_CAPACITY_CANCEL_REASON) and the workflow
+ * submits it again to the on-demand queue (workflow.ts, ExtractOnDemand), so a spot
+ * shortage costs minutes, never the scan. A reclaimed spot host is retried by Batch
+ * itself (retryStrategies). The VPC (no NAT; see network.ts), the subnets and
  * whether the compute gets a public IP (`network.egress`) are passed in.
  */
-import { Duration, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -15,7 +19,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { Construct } from 'constructs';
-import { ENV } from '../../core/contract';
+import { ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../core/contract';
 import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { PACKAGE_ROOT } from '../../core/paths';
 import { grantReadObjects, grantWriteObjects } from './grants';
@@ -41,7 +45,7 @@ export interface GpuJobProps {
   readonly logRetention: logs.RetentionDays;
   /** @default 'gpu' */
   readonly computeMode?: 'gpu' | 'cpu';
-  /** EC2 instance types for `gpu` mode. @default ['g5.xlarge', 'g6.xlarge'] */
+  /** EC2 instance types for `gpu` mode. @default DEFAULT_GPU_INSTANCE_TYPES */
   readonly instanceTypes?: readonly string[];
   /** @default 16 */
   readonly maxvCpus?: number;
@@ -53,6 +57,13 @@ export interface GpuJobProps {
    * @default Duration.minutes(30)
    */
   readonly runnableTimeLimit?: Duration;
+  /**
+   * How long a job may wait at the head of the spot queue for spot capacity
+   * (CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY) before Batch cancels it there and the
+   * workflow moves it to the on-demand queue. 10 minutes to 24 hours.
+   * @default Duration.minutes(10)
+   */
+  readonly spotCapacityWait?: Duration;
   /** The Fargate task of `cpu` mode. @default { architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 } */
   readonly cpuJob?: CpuJobProps;
 }
@@ -79,12 +90,30 @@ export const RUNNABLE_CANCEL_REASONS = [
   batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
 ] as const;
 
+/**
+ * The StatusReason of a job Batch cancelled in the spot queue for lack of spot capacity
+ * (AWS Batch user guide, "Jobs stuck in RUNNABLE due to capacity"). The workflow matches
+ * it in the Extract failure's Cause to resubmit the job on demand; local mode raises it.
+ */
+export const SPOT_CAPACITY_CANCEL_REASON =
+  'Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY';
+
+/**
+ * Default GPU instance types: single-GPU NVIDIA types with at least the job's 4 vCPU and
+ * 16 GiB whose GPUs run onnxruntime's CUDA 12 build (T4, A10G, L4). Several families and
+ * sizes give the spot allocation strategy pools to choose from; each is in the price table.
+ */
+export const DEFAULT_GPU_INSTANCE_TYPES = ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge'];
+
 export class GpuJob extends Construct {
+  /** The spot queue: every Extract job starts here. */
   readonly jobQueue: batch.JobQueue;
+  /** The on-demand queue: ExtractOnDemand resubmits a job the spot queue could not place. */
+  readonly onDemandQueue: batch.JobQueue;
   readonly jobDefinition: batch.EcsJobDefinition;
   readonly jobRole: iam.Role;
   readonly logGroup: logs.LogGroup;
-  /** Compute environments in the queue's order (spot first). */
+  /** Compute environments: the spot queue's, then the on-demand queue's. */
   readonly computeEnvironments: batch.IManagedComputeEnvironment[];
   readonly computeMode: 'gpu' | 'cpu';
 
@@ -117,7 +146,11 @@ export class GpuJob extends Construct {
       platform: mode === 'cpu' && cpuJob.architecture === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
     });
     const logging = ecs.LogDrivers.awsLogs({ streamPrefix: 'extractor', logGroup: this.logGroup });
-    const environment = { [ENV.onnxExecutionProvider]: mode === 'gpu' ? 'cuda' : 'cpu' };
+    const environment = {
+      [ENV.onnxExecutionProvider]: mode === 'gpu' ? 'cuda' : 'cpu',
+      // The container requires it (its S3 client's region) and Batch on EC2 does not set it.
+      AWS_REGION: Aws.REGION,
+    };
 
     let container: batch.IEcsContainerDefinition;
     if (mode === 'gpu') {
@@ -141,7 +174,7 @@ export class GpuJob extends Construct {
           allocationStrategy: spot
             ? batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
             : batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
-          instanceTypes: (props.instanceTypes ?? ['g5.xlarge', 'g6.xlarge']).map((t) => new ec2.InstanceType(t)),
+          instanceTypes: (props.instanceTypes ?? DEFAULT_GPU_INSTANCE_TYPES).map((t) => new ec2.InstanceType(t)),
           useOptimalInstanceClasses: false,
           images: [{ imageType: batch.EcsMachineImageType.ECS_AL2023_NVIDIA }],
           instanceRole,
@@ -153,7 +186,7 @@ export class GpuJob extends Construct {
       container = new batch.EcsEc2ContainerDefinition(this, 'Container', {
         image,
         gpu: 1,
-        // g5.xlarge / g6.xlarge: 4 vCPU, 16 GiB; leave headroom for the ECS agent.
+        // The smallest default types (g4dn/g5/g6.xlarge): 4 vCPU, 16 GiB; leave headroom for the ECS agent.
         cpu: 4,
         memory: Size.gibibytes(14),
         jobRole: this.jobRole,
@@ -191,21 +224,35 @@ export class GpuJob extends Construct {
     }
 
     const runnableTimeLimit = props.runnableTimeLimit ?? Duration.minutes(30);
-    this.jobQueue = new batch.JobQueue(this, 'Queue', {
-      priority: 1,
-      computeEnvironments: this.computeEnvironments.map((computeEnvironment, i) => ({
-        computeEnvironment,
-        order: i + 1,
-      })),
-      // A job that cannot get capacity would otherwise sit RUNNABLE until the execution
-      // times out (hours), holding its scan RUNNING. Cancelled, it fails the Extract
-      // task, and the workflow records the scan FAILED with Batch's reason.
-      jobStateTimeLimitActions: RUNNABLE_CANCEL_REASONS.map((reason) => ({
+    const spotCapacityWait = props.spotCapacityWait ?? Duration.minutes(10);
+    // A job that cannot get capacity would otherwise sit RUNNABLE until the execution
+    // times out (hours), holding its scan RUNNING. Cancelled, it fails its Extract state:
+    // in the spot queue, a capacity shortage moves it to the on-demand queue; anything
+    // else, and any cancellation in the on-demand queue, records the scan FAILED with
+    // Batch's reason.
+    const cancelRunnable = (capacityWait: Duration): batch.JobStateTimeLimitAction[] =>
+      RUNNABLE_CANCEL_REASONS.map((reason) => ({
         action: batch.JobStateTimeLimitActionsAction.CANCEL,
         state: batch.JobStateTimeLimitActionsState.RUNNABLE,
-        maxTime: runnableTimeLimit,
+        maxTime:
+          reason === batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY
+            ? capacityWait
+            : runnableTimeLimit,
         reason,
-      })),
+      }));
+    const [spotCe, onDemandCe] = this.computeEnvironments as [
+      batch.IManagedComputeEnvironment,
+      batch.IManagedComputeEnvironment,
+    ];
+    this.jobQueue = new batch.JobQueue(this, 'Queue', {
+      priority: 1,
+      computeEnvironments: [{ computeEnvironment: spotCe, order: 1 }],
+      jobStateTimeLimitActions: cancelRunnable(spotCapacityWait),
+    });
+    this.onDemandQueue = new batch.JobQueue(this, 'OnDemandQueue', {
+      priority: 1,
+      computeEnvironments: [{ computeEnvironment: onDemandCe, order: 1 }],
+      jobStateTimeLimitActions: cancelRunnable(runnableTimeLimit),
     });
 
     this.jobDefinition = new batch.EcsJobDefinition(this, 'JobDefinition', {
@@ -213,9 +260,11 @@ export class GpuJob extends Construct {
       timeout: props.timeout ?? Duration.hours(1),
       propagateTags: true,
       // Retry only what is not the clip's fault: a reclaimed spot instance or a lost
-      // host (both surface as status reason "Host EC2*") and an image pull that failed
-      // on the host. A decode or model error exits non-zero and must not be retried
-      // (it would fail the same way, on a paid GPU).
+      // host (both surface as status reason "Host EC2*"), an image pull that failed
+      // on the host, and the extractor's own transient exit (EXTRACTOR_EXIT_TRANSIENT:
+      // S3 throttling or a 5xx that outlasted the SDK's retries). A decode or model error
+      // exits 1 and must not be retried (it would fail the same way, on a paid GPU).
+      // Batch takes at most 5 rules, evaluated in order.
       retryAttempts: 3,
       retryStrategies: [
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
@@ -229,6 +278,10 @@ export class GpuJob extends Construct {
             ]
           : []),
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.CANNOT_PULL_CONTAINER),
+        batch.RetryStrategy.of(
+          batch.Action.RETRY,
+          batch.Reason.custom({ onExitCode: String(EXTRACTOR_EXIT_TRANSIENT) }),
+        ),
         batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onReason: '*' })),
       ],
     });

@@ -5,6 +5,7 @@
  * contract.
  *
  *   Start → Validate → Validated → Route ─┬─ analyze → Claimed → Extract → LoadExperts → Score[ScoreExpert] → Finalize → Done
+ *                                         │            no spot capacity ─┴▶ ExtractFailed → ExtractOnDemand ─┘
  *                                         ├─ skip    → AlreadyAnalyzed
  *                                         ├─ ignore  → NotAClip
  *                                         └─ reject  → RecordFailure → Failed
@@ -21,6 +22,8 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { ExpertEntry } from '../../core/schemas';
 import { EXTRACT_ENV, PATHS, STATE } from '../../core/contract';
+import { TRANSIENT_ERROR_NAME } from '../../core/errors';
+import { SPOT_CAPACITY_CANCEL_REASON } from './gpu-job';
 
 export interface WorkflowExpert {
   readonly entry: ExpertEntry;
@@ -33,7 +36,10 @@ export interface WorkflowProps {
   readonly recordFailureFunction: lambda.IFunction;
   /** One per manifest expert, in manifest order. */
   readonly experts: readonly WorkflowExpert[];
+  /** The spot queue, where Extract submits first. */
   readonly jobQueue: batch.IJobQueue;
+  /** The on-demand queue, where ExtractOnDemand resubmits a job the spot queue cancelled for lack of capacity. */
+  readonly onDemandJobQueue: batch.IJobQueue;
   readonly jobDefinition: batch.IJobDefinition;
   /** Per-attempt limit of the Extract job (the task's `taskTimeout`, rendered as Batch Timeout.AttemptDurationSeconds). */
   readonly extractTimeout: Duration;
@@ -56,6 +62,27 @@ export const BATCH_TRANSIENT_ERRORS = [
   'Batch.TooManyRequestsException',
 ];
 
+/**
+ * Sonomark.TransientError (core/errors.ts): what every handler throws for throttling,
+ * 5xx, timeouts and reset connections (sonomarkHandler classifies them, core/transient.ts),
+ * after the AWS SDK's own 3 attempts. Every Task state retries it, before any other retrier.
+ *
+ * Schedule: 5 s × 2^n, capped at 2 min, with full jitter (each wait is uniform in
+ * [0, cap]), 8 retries: caps 5, 10, 20, 40, 80, 120, 120, 120 s = 515 s, so a scan
+ * rides out a throttle or an outage of up to about 8½ minutes (4¼ minutes expected
+ * under full jitter) before it is recorded FAILED with code RETRIES_EXHAUSTED. Full
+ * jitter spreads a burst of scans throttled together, instead of retrying in lockstep.
+ * Local mode runs this same block with every interval scaled (local/retry.ts).
+ */
+export const TRANSIENT_RETRY: sfn.RetryProps = {
+  errors: [TRANSIENT_ERROR_NAME],
+  interval: Duration.seconds(5),
+  maxAttempts: 8,
+  backoffRate: 2,
+  maxDelay: Duration.minutes(2),
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
 const lambdaRetry: sfn.RetryProps = {
   errors: LAMBDA_TRANSIENT_ERRORS,
   interval: Duration.seconds(2),
@@ -65,6 +92,10 @@ const lambdaRetry: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.FULL,
 };
 
+/**
+ * Everything no retrier took (a permanent error, or a transient one whose retries ran
+ * out) goes to RecordFailure, which turns the error name into a specific code and reason.
+ */
 const catchAll: sfn.CatchProps = { errors: [sfn.Errors.ALL], resultPath: PATHS.error };
 
 export class Workflow extends Construct {
@@ -86,6 +117,7 @@ export class Workflow extends Construct {
       retryOnServiceExceptions: false,
       resultPath: sfn.JsonPath.DISCARD,
     })
+      .addRetry(TRANSIENT_RETRY)
       .addRetry({ ...lambdaRetry, maxAttempts: 6 })
       // A failure to record a failure still ends in Failed (the executions-failed alarm fires).
       .addCatch(failed, { errors: [sfn.Errors.ALL], resultPath: '$.recordFailureError' })
@@ -104,6 +136,7 @@ export class Workflow extends Construct {
       resultSelector: { Payload: sfn.JsonPath.objectAt('$.Payload') },
       resultPath: PATHS.validation,
     })
+      .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry)
       .addCatch(recordFailure, catchAll);
     // ResultSelector can only build an object, so `$.validation` is {Payload: ValidateOutput}
@@ -125,38 +158,58 @@ export class Workflow extends Construct {
       },
     });
     const scan = (field: string) => sfn.JsonPath.stringAt(`${PATHS.scan}.${field}`);
-    const extract = new tasks.BatchSubmitJob(this, STATE.extract, {
-      jobName: sfn.JsonPath.format('scan-{}', scan('scanId')),
-      jobQueueArn: props.jobQueue.jobQueueArn,
-      jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
-      integrationPattern: sfn.IntegrationPattern.RUN_JOB,
-      containerOverrides: {
-        environment: {
-          [EXTRACT_ENV.scanId]: scan('scanId'),
-          [EXTRACT_ENV.inputBucket]: scan('bucket'),
-          [EXTRACT_ENV.inputKey]: scan('key'),
-          [EXTRACT_ENV.inputVersionId]: scan('versionId'),
-          [EXTRACT_ENV.featuresBucket]: scan('featuresBucket'),
-          [EXTRACT_ENV.featuresKey]: scan('featuresKey'),
+    // One job, two queues: Extract on the spot queue, ExtractOnDemand (same job name,
+    // definition, environment and retries) on the on-demand queue.
+    const extractOn = (id: string, queue: batch.IJobQueue) =>
+      new tasks.BatchSubmitJob(this, id, {
+        jobName: sfn.JsonPath.format('scan-{}', scan('scanId')),
+        jobQueueArn: queue.jobQueueArn,
+        jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
+        integrationPattern: sfn.IntegrationPattern.RUN_JOB,
+        containerOverrides: {
+          environment: {
+            [EXTRACT_ENV.scanId]: scan('scanId'),
+            [EXTRACT_ENV.inputBucket]: scan('bucket'),
+            [EXTRACT_ENV.inputKey]: scan('key'),
+            [EXTRACT_ENV.inputVersionId]: scan('versionId'),
+            [EXTRACT_ENV.featuresBucket]: scan('featuresBucket'),
+            [EXTRACT_ENV.featuresKey]: scan('featuresKey'),
+          },
         },
-      },
-      taskTimeout: sfn.Timeout.duration(props.extractTimeout),
-      resultSelector: {
-        jobId: sfn.JsonPath.stringAt('$.JobId'),
-        startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
-        stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
-      },
-      resultPath: PATHS.extract,
-    })
-      .addRetry({
-        errors: BATCH_TRANSIENT_ERRORS,
-        interval: Duration.seconds(5),
-        maxAttempts: 5,
-        backoffRate: 2,
-        maxDelay: Duration.minutes(2),
-        jitterStrategy: sfn.JitterType.FULL,
+        taskTimeout: sfn.Timeout.duration(props.extractTimeout),
+        resultSelector: {
+          jobId: sfn.JsonPath.stringAt('$.JobId'),
+          startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
+          stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
+        },
+        resultPath: PATHS.extract,
       })
-      .addCatch(recordFailure, catchAll);
+        // In AWS a transient failure inside the container exits with EXTRACTOR_EXIT_TRANSIENT
+        // and Batch retries the attempt (gpu-job.ts); the state sees only Batch.* or
+        // States.TaskFailed. Local mode has no Batch: its binding raises the transient error
+        // to this retrier instead.
+        .addRetry(TRANSIENT_RETRY)
+        .addRetry({
+          errors: BATCH_TRANSIENT_ERRORS,
+          interval: Duration.seconds(5),
+          maxAttempts: 5,
+          backoffRate: 2,
+          maxDelay: Duration.minutes(2),
+          jitterStrategy: sfn.JitterType.FULL,
+        });
+    const extractOnDemand = extractOn(STATE.extractOnDemand, props.onDemandJobQueue).addCatch(recordFailure, catchAll);
+    // A Catch matches error names only, and Batch's cancellation is States.TaskFailed like
+    // any failed job: the job description in the Cause carries the reason.
+    const extractFailed = new sfn.Choice(this, STATE.extractFailed)
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isString(`${PATHS.error}.Cause`),
+          sfn.Condition.stringMatches(`${PATHS.error}.Cause`, `*${SPOT_CAPACITY_CANCEL_REASON}*`),
+        ),
+        extractOnDemand,
+      )
+      .otherwise(recordFailure);
+    const extract = extractOn(STATE.extract, props.jobQueue).addCatch(extractFailed, catchAll);
 
     // -- 3 Score -----------------------------------------------------------
     const loadExperts = new sfn.Pass(this, STATE.loadExperts, {
@@ -191,7 +244,9 @@ export class Workflow extends Construct {
         },
         OutputPath: '$.Payload',
       },
-    }).addRetry(lambdaRetry);
+    })
+      .addRetry(TRANSIENT_RETRY)
+      .addRetry(lambdaRetry);
     const score = new sfn.Map(this, STATE.score, {
       itemsPath: PATHS.experts,
       itemSelector: {
@@ -218,6 +273,7 @@ export class Workflow extends Construct {
       resultSelector: { Payload: sfn.JsonPath.objectAt('$.Payload') },
       resultPath: PATHS.summary,
     })
+      .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry)
       .addCatch(recordFailure, catchAll);
     const done = new sfn.Succeed(this, STATE.done, { outputPath: `${PATHS.summary}.Payload` });
@@ -232,6 +288,9 @@ export class Workflow extends Construct {
       .when(sfn.Condition.stringEquals(`${PATHS.validation}.action`, 'reject'), recordFailure)
       // An action this workflow does not know is a contract break: record it, do not guess.
       .otherwise(recordFailure);
+
+    // The on-demand job joins the main path where the spot one would have.
+    extractOnDemand.next(loadExperts);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       // Step Functions vended logs need the /aws/vendedlogs/ prefix to avoid the resource-policy size limit.

@@ -156,6 +156,7 @@ export class PipelineStack extends Stack {
       maxvCpus: config.maxvCpus,
       timeout: Duration.seconds(config.extractTimeoutSeconds),
       runnableTimeLimit: Duration.minutes(config.runnableTimeLimitMinutes),
+      spotCapacityWait: Duration.minutes(config.spotCapacityWaitMinutes),
     });
 
     this.workflow = new Workflow(this, 'Workflow', {
@@ -164,6 +165,7 @@ export class PipelineStack extends Stack {
       recordFailureFunction: this.recordFailureFunction.function,
       experts: this.expertFunctions.map((e) => ({ entry: e.expert, function: e.fn.function })),
       jobQueue: this.extractor.jobQueue,
+      onDemandJobQueue: this.extractor.onDemandQueue,
       jobDefinition: this.extractor.jobDefinition,
       extractTimeout: Duration.seconds(config.extractTimeoutSeconds),
       encryptionKey: key,
@@ -203,15 +205,16 @@ export class PipelineStack extends Stack {
       eventPattern: {
         source: ['aws.batch'],
         detailType: ['Batch Job Queue Blocked'],
-        detail: { jobQueue: [this.extractor.jobQueue.jobQueueArn] },
+        detail: { jobQueue: [this.extractor.jobQueue.jobQueueArn, this.extractor.onDemandQueue.jobQueueArn] },
       },
     });
     // targets.SnsTopic would let events.amazonaws.com publish from any rule of any account;
     // this grant names the one rule.
     const blockedMessage = events.RuleTargetInput.fromText(
       `sonomark: Batch job ${events.EventField.fromPath('$.detail.jobName')} is blocked RUNNABLE: ` +
-        `${events.EventField.fromPath('$.detail.statusReason')}. Batch cancels it after ` +
-        `${config.runnableTimeLimitMinutes} minutes; its scan is then recorded FAILED.`,
+        `${events.EventField.fromPath('$.detail.statusReason')}. Without spot capacity it moves to the ` +
+        `on-demand queue after ${config.spotCapacityWaitMinutes} minutes; otherwise Batch cancels it after ` +
+        `${config.runnableTimeLimitMinutes} minutes and its scan is recorded FAILED.`,
     );
     const topic = this.alarmTopic;
     this.queueBlockedRule.addTarget({

@@ -18,9 +18,11 @@ describe('SonomarkConfig', () => {
     // Assess
     expect(config).toMatchObject({
       computeMode: 'gpu',
-      gpuInstanceTypes: ['g5.xlarge', 'g6.xlarge'],
+      gpuInstanceTypes: ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge'],
       cpuJob: { architecture: 'x86_64', vcpus: 2, memoryMiB: 4096 },
       runnableTimeLimitMinutes: 30,
+      spotCapacityWaitMinutes: 10,
+      admission: { maxRunningScans: 64, starterConcurrency: 2, batchSize: 10, maxReceiveCount: 50 },
       network: { maxAzs: 2, endpointAzs: 2, egress: 'endpoints' },
       expertOverrides: {},
     });

@@ -6,18 +6,30 @@ import { EXTRACTOR_IMAGE_TARGETS } from '../../lib/constructs/gpu-job';
 import { loadManifest } from '../../core/manifest';
 import { COMPLETED_SCAN_STATES, PER_EXPERT_STATES, ScanRates } from '../../core/pricing';
 import { scanRates } from '../../lib/rates';
-import { ENV, EXTRACT_ENV, FUNCTIONS, STATE } from '../../core/contract';
+import { ENV, EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT, FUNCTIONS, STATE } from '../../core/contract';
 import { DEFAULT_INPUT_LIMITS, DEFAULT_MAX_UPLOAD_BYTES, parseInputLimits } from '../../core/limits';
 import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { allStatements, definitionOf, synth, type Synthesized } from './helpers';
 
-/** The CloudFormation resource of each compute environment, in the queue's order. */
+/** The extractor's job queues by logical id: the spot queue (where Extract submits) and the on-demand queue. */
+function jobQueueIds(template: Template): { spot: string; onDemand: string } {
+  const ids = Object.keys(template.findResources('AWS::Batch::JobQueue'));
+  expect(ids).toHaveLength(2);
+  return { spot: ids.find((id) => !id.includes('OnDemand'))!, onDemand: ids.find((id) => id.includes('OnDemand'))! };
+}
+
+/** The CloudFormation resource of each compute environment: the spot queue's, then the on-demand queue's. */
 function queueEnvironments(template: Template): any[] {
-  const queue = Object.values(template.findResources('AWS::Batch::JobQueue'))[0] as any;
-  const order = [...(queue.Properties.ComputeEnvironmentOrder as any[])].sort((a, b) => a.Order - b.Order);
+  const queues = template.findResources('AWS::Batch::JobQueue');
+  const { spot, onDemand } = jobQueueIds(template);
   const envs = template.findResources('AWS::Batch::ComputeEnvironment');
   const ref = (o: any): string => o.ComputeEnvironment.Ref ?? o.ComputeEnvironment['Fn::GetAtt'][0];
-  return order.map((o) => envs[ref(o)]);
+  return [spot, onDemand].flatMap((id) => {
+    const order = [...((queues[id] as any).Properties.ComputeEnvironmentOrder as any[])];
+    // One environment per queue: a spot job never lands on demand without the workflow's say.
+    expect(order).toHaveLength(1);
+    return order.map((o) => envs[ref(o)]);
+  });
 }
 
 /** The service suffix (e.g. `ecr.api`) of every interface endpoint, with the subnets it is placed in. */
@@ -217,13 +229,19 @@ describe('PipelineStack', () => {
 
     test('every Task outside the Map, and the Map, catches States.ALL into $.error → RecordFailure', () => {
       // Assess
-      for (const name of [...outsideMapTasks, STATE.score]) {
+      for (const name of [...outsideMapTasks.filter((n) => n !== STATE.extract), STATE.extractOnDemand, STATE.score]) {
         expect(definition.States[name].Catch).toEqual([
           { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.recordFailure },
         ]);
       }
+      // Extract's failures pass the ExtractFailed Choice first (spot capacity → on demand).
+      expect(definition.States[STATE.extract].Catch).toEqual([
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.extractFailed },
+      ]);
       const tasks = Object.entries(definition.States).filter(([, s]: [string, any]) => s.Type === 'Task');
-      expect(tasks.map(([n]) => n).sort()).toEqual([...outsideMapTasks, STATE.recordFailure].sort());
+      expect(tasks.map(([n]) => n).sort()).toEqual(
+        [...outsideMapTasks, STATE.extractOnDemand, STATE.recordFailure].sort(),
+      );
     });
 
     test('RecordFailure gets the whole state, retries, and always ends in Failed', () => {
@@ -242,11 +260,14 @@ describe('PipelineStack', () => {
       const extractRetry = definition.States[STATE.extract].Retry as any[];
       const scoreRetry = definition.States[STATE.score].ItemProcessor.States[STATE.scoreExpert].Retry as any[];
       // Assess
-      expect(extractRetry[0]).toMatchObject({
-        JitterStrategy: 'FULL',
-        ErrorEquals: expect.arrayContaining(['Batch.AWSBatchException']),
-      });
-      expect(scoreRetry[0]).toMatchObject({
+      // retry.test.ts checks every state's blocks whole; here: the service retriers exist.
+      expect(extractRetry).toContainEqual(
+        expect.objectContaining({
+          JitterStrategy: 'FULL',
+          ErrorEquals: expect.arrayContaining(['Batch.AWSBatchException']),
+        }),
+      );
+      expect(scoreRetry[1]).toMatchObject({
         JitterStrategy: 'FULL',
         ErrorEquals: expect.arrayContaining(['Lambda.ServiceException', 'Lambda.TooManyRequestsException']),
       });
@@ -279,6 +300,7 @@ describe('PipelineStack', () => {
       expect(rules).toEqual([
         { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
         { Action: 'RETRY', OnReason: 'CannotPullContainerError:*' },
+        { Action: 'RETRY', OnExitCode: String(EXTRACTOR_EXIT_TRANSIENT) },
         { Action: 'EXIT', OnReason: '*' },
       ]);
     });
@@ -292,7 +314,7 @@ describe('PipelineStack', () => {
         Type: 'SPOT',
         AllocationStrategy: 'SPOT_PRICE_CAPACITY_OPTIMIZED',
         MinvCpus: 0,
-        InstanceTypes: ['g5.xlarge', 'g6.xlarge'],
+        InstanceTypes: ['g4dn.xlarge', 'g5.xlarge', 'g6.xlarge'],
       });
       expect(second.Properties.ComputeResources).toMatchObject({ Type: 'EC2', MinvCpus: 0 });
     });
@@ -327,10 +349,17 @@ describe('PipelineStack', () => {
       // Prepare / Act
       const custom = synth({ context: { sonomark: { runnableTimeLimitMinutes: 45 } }, nag: false }).pipelineTemplate;
       // Assess
-      const queue = Object.values(custom.findResources('AWS::Batch::JobQueue'))[0] as any;
-      expect((queue.Properties.JobStateTimeLimitActions as any[]).map((a) => a.MaxTimeSeconds)).toEqual([
-        2700, 2700, 2700,
+      const queues = custom.findResources('AWS::Batch::JobQueue');
+      const { spot, onDemand } = jobQueueIds(custom);
+      const times = (id: string) =>
+        ((queues[id] as any).Properties.JobStateTimeLimitActions as any[]).map((a) => [a.Reason, a.MaxTimeSeconds]);
+      // The spot queue gives up on spot capacity after spotCapacityWaitMinutes (10), then the workflow goes on demand.
+      expect(times(spot)).toEqual([
+        ['CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 600],
+        ['MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE', 2700],
+        ['MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT', 2700],
       ]);
+      expect(times(onDemand).map(([, t]) => t)).toEqual([2700, 2700, 2700]);
       expect(() => synth({ context: { sonomark: { runnableTimeLimitMinutes: 5 } }, nag: false })).toThrow(
         /runnableTimeLimitMinutes/,
       );
@@ -422,7 +451,10 @@ describe('PipelineStack', () => {
           ],
           NetworkConfiguration: { AssignPublicIp: 'DISABLED' },
           RuntimePlatform: { CpuArchitecture: 'X86_64', OperatingSystemFamily: 'LINUX' },
-          Environment: [{ Name: 'ONNX_EXECUTION_PROVIDER', Value: 'cpu' }],
+          Environment: [
+            { Name: 'ONNX_EXECUTION_PROVIDER', Value: 'cpu' },
+            { Name: 'AWS_REGION', Value: { Ref: 'AWS::Region' } },
+          ],
           JobRoleArn: Match.anyValue(),
           ExecutionRoleArn: Match.anyValue(),
         }),
@@ -438,6 +470,7 @@ describe('PipelineStack', () => {
         { Action: 'RETRY', OnStatusReason: 'Host EC2*' },
         { Action: 'RETRY', OnStatusReason: 'Your Spot Task was interrupted*' },
         { Action: 'RETRY', OnReason: 'CannotPullContainerError:*' },
+        { Action: 'RETRY', OnExitCode: String(EXTRACTOR_EXIT_TRANSIENT) },
         { Action: 'EXIT', OnReason: '*' },
       ]);
     });
@@ -451,12 +484,12 @@ describe('PipelineStack', () => {
     test("Extract submits to the Fargate queue and job definition (the workflow's only queue)", () => {
       // Prepare
       const extract = definitionOf(cpuTemplate).States[STATE.extract];
-      const queueId = Object.keys(cpuTemplate.findResources('AWS::Batch::JobQueue'))[0]!;
+      const queueId = jobQueueIds(cpuTemplate).spot;
       const jdId = Object.keys(cpuTemplate.findResources('AWS::Batch::JobDefinition'))[0]!;
       // Assess
       expect(JSON.stringify(extract.Parameters.JobQueue)).toContain(queueId);
       expect(JSON.stringify(extract.Parameters.JobDefinition)).toContain(jdId);
-      cpuTemplate.resourceCountIs('AWS::Batch::JobQueue', 1);
+      cpuTemplate.resourceCountIs('AWS::Batch::JobQueue', 2);
     });
 
     test('only the three interface endpoints Fargate needs (ECR api, ECR dkr, Logs)', () => {
@@ -715,13 +748,15 @@ describe('PipelineStack', () => {
   describe('jobs RUNNABLE too long', () => {
     test("a rule matches Batch's Job Queue Blocked events of the extractor queue only", () => {
       // Prepare
-      const queueId = Object.keys(template.findResources('AWS::Batch::JobQueue'))[0]!;
+      const { spot, onDemand } = jobQueueIds(template);
       // Assess
       template.hasResourceProperties('AWS::Events::Rule', {
         EventPattern: {
           source: ['aws.batch'],
           'detail-type': ['Batch Job Queue Blocked'],
-          detail: { jobQueue: [{ 'Fn::GetAtt': [queueId, 'JobQueueArn'] }] },
+          detail: {
+            jobQueue: [{ 'Fn::GetAtt': [spot, 'JobQueueArn'] }, { 'Fn::GetAtt': [onDemand, 'JobQueueArn'] }],
+          },
         },
       });
     });

@@ -8,6 +8,7 @@ describe('TriggerStack', () => {
   let template: Template;
   let functionId: string;
   let queueId: string;
+  let uploadQueueId: string;
   let ruleId: string;
 
   beforeAll(() => {
@@ -15,7 +16,9 @@ describe('TriggerStack', () => {
     built = synth({ nag: false });
     template = built.triggerTemplate;
     functionId = Object.keys(template.findResources('AWS::Lambda::Function'))[0]!;
-    queueId = Object.keys(template.findResources('AWS::SQS::Queue'))[0]!;
+    const queues = Object.keys(template.findResources('AWS::SQS::Queue'));
+    queueId = queues.find((id) => id.includes('TriggerDeadLetterQueue'))!;
+    uploadQueueId = queues.find((id) => id.includes('UploadQueue'))!;
     ruleId = Object.keys(template.findResources('AWS::Events::Rule'))[0]!;
   });
 
@@ -25,7 +28,7 @@ describe('TriggerStack', () => {
     expect(built.trigger.dependencies).toContain(built.pipeline);
     template.resourceCountIs('AWS::Lambda::Function', 1);
     template.resourceCountIs('AWS::Events::Rule', 1);
-    template.resourceCountIs('AWS::SQS::Queue', 1);
+    template.resourceCountIs('AWS::SQS::Queue', 2);
   });
 
   test('EventBridge rule matches S3 Object Created under uploads/ of the uploads bucket', () => {
@@ -42,24 +45,87 @@ describe('TriggerStack', () => {
     });
   });
 
-  test('rule targets the StartExecution function (not the state machine) with the DLQ and a retry policy', () => {
+  test('rule targets the upload queue (not the starter, not the state machine) with the DLQ and a retry policy', () => {
     // Assess
     template.hasResourceProperties('AWS::Events::Rule', {
       Targets: [
         {
           Id: Match.anyValue(),
-          Arn: { 'Fn::GetAtt': [functionId, 'Arn'] },
+          Arn: { 'Fn::GetAtt': [uploadQueueId, 'Arn'] },
           DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueId, 'Arn'] } },
           RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 },
         },
       ],
     });
-    template.hasResourceProperties('AWS::Lambda::Permission', {
-      Action: 'lambda:InvokeFunction',
-      Principal: 'events.amazonaws.com',
-      FunctionName: { 'Fn::GetAtt': [functionId, 'Arn'] },
-      SourceArn: { 'Fn::GetAtt': [ruleId, 'Arn'] },
+    template.resourceCountIs('AWS::Lambda::Permission', 0);
+  });
+
+  test('the upload queue: KMS, TLS only, 14 days, visibility above the starter timeout, DLQ after maxReceiveCount', () => {
+    // Prepare
+    const queue = template.findResources('AWS::SQS::Queue')[uploadQueueId] as any;
+    const fn = template.findResources('AWS::Lambda::Function')[functionId] as any;
+    // Assess
+    expect(queue.Properties).toMatchObject({
+      KmsMasterKeyId: expect.anything(),
+      MessageRetentionPeriod: 1209600,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [queueId, 'Arn'] }, maxReceiveCount: 50 },
     });
+    expect(queue.Properties.VisibilityTimeout).toBeGreaterThan(fn.Properties.Timeout);
+    expect(queue.DeletionPolicy).toBe('Retain');
+    const policies = Object.values(template.findResources('AWS::SQS::QueuePolicy')) as any[];
+    const uploadPolicy = policies.find((p) => JSON.stringify(p.Properties.Queues).includes(uploadQueueId));
+    expect(uploadPolicy.Properties.PolicyDocument.Statement).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        expect.objectContaining({
+          Effect: 'Allow',
+          Principal: { Service: 'events.amazonaws.com' },
+          Action: 'sqs:SendMessage',
+          Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [ruleId, 'Arn'] } } },
+        }),
+      ]),
+    );
+  });
+
+  test('the starter drains the queue: partial batch failures, bounded concurrency, the admission cap in its env', () => {
+    // Prepare
+    const fn = template.findResources('AWS::Lambda::Function')[functionId] as any;
+    // Assess
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [uploadQueueId, 'Arn'] },
+      FunctionName: { Ref: functionId },
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 2 },
+    });
+    expect(fn.Properties.ReservedConcurrentExecutions).toBe(2);
+    expect(fn.Properties.Environment.Variables).toMatchObject({
+      [ENV.maxRunningScans]: '64',
+      [ENV.admissionWaitSeconds]: String(fn.Properties.Timeout - 30),
+    });
+    // No asynchronous invocation any more: the queue's redrive policy is the only retry.
+    template.resourceCountIs('AWS::Lambda::EventInvokeConfig', 0);
+    expect(fn.Properties.DeadLetterConfig).toBeUndefined();
+  });
+
+  test('admission settings come from the config', () => {
+    // Prepare / Act
+    const t = synth({
+      context: {
+        sonomark: { admission: { maxRunningScans: 500, starterConcurrency: 4, batchSize: 5, maxReceiveCount: 9 } },
+      },
+      nag: false,
+    }).triggerTemplate;
+    // Assess
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      BatchSize: 5,
+      ScalingConfig: { MaximumConcurrency: 4 },
+    });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: 4,
+      Environment: { Variables: Match.objectLike({ [ENV.maxRunningScans]: '500' }) },
+    });
+    t.hasResourceProperties('AWS::SQS::Queue', { RedrivePolicy: Match.objectLike({ maxReceiveCount: 9 }) });
   });
 
   test('siteIds narrows the rule to those sites', () => {
@@ -81,8 +147,7 @@ describe('TriggerStack', () => {
       Runtime: 'nodejs22.x',
       Architectures: ['arm64'],
       TracingConfig: { Mode: 'Active' },
-      ReservedConcurrentExecutions: 20,
-      Timeout: 10,
+      Timeout: 300,
       KmsKeyArn: expect.anything(),
     });
     expect(fn.Properties.Environment.Variables[ENV.stateMachineArn]).toEqual({
@@ -91,29 +156,15 @@ describe('TriggerStack', () => {
     expect(fn.Properties.VpcConfig).toBeUndefined();
   });
 
-  test('a failure inside the starter is retried by Lambda, then dead-lettered to the same queue', () => {
-    // Assess
-    template.hasResourceProperties('AWS::Lambda::Function', {
-      DeadLetterConfig: { TargetArn: { 'Fn::GetAtt': [queueId, 'Arn'] } },
-    });
-    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
-      FunctionName: { Ref: functionId },
-      MaximumRetryAttempts: 2,
-      MaximumEventAgeInSeconds: 21600,
-    });
-  });
-
-  test('least privilege: states:StartExecution on the one state machine, and nothing else of Step Functions', () => {
+  test('least privilege: StartExecution and ListExecutions on the one state machine, nothing else of Step Functions', () => {
     // Prepare
     const statements = allStatements(template).map((s) => s.statement);
     const states = statements.filter((st) => ([st.Action].flat() as string[]).some((a) => a.startsWith('states:')));
     // Assess
+    const machine = { 'Fn::ImportValue': expect.stringMatching(/^SonomarkPipeline:.*StateMachine/) };
     expect(states).toEqual([
-      {
-        Action: 'states:StartExecution',
-        Effect: 'Allow',
-        Resource: { 'Fn::ImportValue': expect.stringMatching(/^SonomarkPipeline:.*StateMachine/) },
-      },
+      { Action: 'states:StartExecution', Effect: 'Allow', Resource: machine },
+      { Action: 'states:ListExecutions', Effect: 'Allow', Resource: machine },
     ]);
     for (const st of statements) {
       expect(([st.Action].flat() as string[]).some((a) => a.includes('*'))).toBe(false);

@@ -13,11 +13,12 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ENV, EXTRACT_ENV } from '../../../core/contract';
+import { ENV, EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
 import { ConfigError } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
+import { transientReason } from '../../../core/transient';
 import { loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
@@ -261,6 +262,15 @@ export function errorLogLine(err: unknown, scanId: string | undefined, redact: r
   });
 }
 
+/**
+ * The job's exit status for a failure: EXTRACTOR_EXIT_TRANSIENT for throttling, a 5xx or a
+ * reset connection (core/transient.ts), which the Batch job definition retries; 1 for
+ * everything else (a decode or model error fails the same way again, on a paid GPU).
+ */
+export function exitCodeFor(err: unknown): number {
+  return transientReason(err) !== undefined ? EXTRACTOR_EXIT_TRANSIENT : 1;
+}
+
 async function main(): Promise<number> {
   const env = process.env;
   let config: ExtractJobConfig | undefined;
@@ -276,7 +286,7 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     console.error(errorLogLine(err, config?.scanId, config ? [config.inputKey, config.featuresKey] : []));
-    return 1;
+    return exitCodeFor(err);
   } finally {
     s3?.destroy();
     await releaseCachedSessions().catch(() => undefined);

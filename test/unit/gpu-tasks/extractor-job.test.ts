@@ -8,8 +8,8 @@ import { ConfigError } from '../../../core/errors';
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { extractErrorKey } from '../../../core/keys';
 import { FeaturesDocument, ProblemDetail } from '../../../core/schemas';
-import { EXTRACT_ENV } from '../../../core/contract';
-import { errorLogLine, problemFor, readExtractEnv } from '../../../gpu-tasks/feature-extractor/src/main';
+import { EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contract';
+import { errorLogLine, exitCodeFor, problemFor, readExtractEnv } from '../../../gpu-tasks/feature-extractor/src/main';
 import { releaseCachedSessions, runExtractJob } from '../../../gpu-tasks/feature-extractor/src';
 import { s3Body } from '../../helpers/s3';
 
@@ -204,5 +204,33 @@ describe('extractor job: configuration and error logs', () => {
     expect(line.split('\n')).toHaveLength(1);
     expect(JSON.parse(line)).toMatchObject({ level: 'ERROR', scanId: SCAN_ID, error: { name: 'AccessDenied' } });
     expect(line).not.toMatch(/Patient|uploads\//);
+  });
+});
+
+describe('extractor job: exit status', () => {
+  it.each([
+    [
+      'an S3 503 SlowDown',
+      Object.assign(new Error('Please reduce your request rate.'), {
+        name: 'SlowDown',
+        $metadata: { httpStatusCode: 503 },
+      }),
+      EXTRACTOR_EXIT_TRANSIENT,
+    ],
+    [
+      'a reset connection',
+      Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }),
+      EXTRACTOR_EXIT_TRANSIENT,
+    ],
+    ['a decode error', Object.assign(new Error('no video stream'), { name: 'DecodeError' }), 1],
+    [
+      'access denied (HTTP 403)',
+      Object.assign(new Error('Access Denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }),
+      1,
+    ],
+    ['a configuration error', new ConfigError('SCAN_ID is not set'), 1],
+  ])('%s: Batch retries only the transient exit', (_what, err, code) => {
+    // Act / Assess
+    expect(exitCodeFor(err)).toBe(code);
   });
 });

@@ -1,6 +1,8 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
-import { PayloadError } from '../../../core/errors';
+import { PayloadError, TRANSIENT_ERROR_NAME, TransientError } from '../../../core/errors';
+import { ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
+import { S3ServiceException } from '@aws-sdk/client-s3';
 import { sonomarkHandler } from '../../../lambdas/shared/middleware';
 import { powertools } from '../../../lambdas/shared/runtime';
 
@@ -89,5 +91,93 @@ describe('sonomarkHandler', () => {
     // Assess
     expect(out).toEqual({ echoed: 7 });
     expect(lines.some((l) => l.level === 'ERROR')).toBe(false);
+  });
+
+  it.each([
+    [
+      'a DynamoDB throttle',
+      () =>
+        new ProvisionedThroughputExceededException({
+          message: 'Rate of requests exceeds the allowed throughput.',
+          $metadata: { httpStatusCode: 400 },
+        }),
+    ],
+    [
+      'an S3 503',
+      () =>
+        new S3ServiceException({
+          name: 'SlowDown',
+          $fault: 'server',
+          message: 'Please reduce your request rate.',
+          $metadata: { httpStatusCode: 503 },
+        }),
+    ],
+    [
+      'an S3 500 of any name',
+      () =>
+        new S3ServiceException({
+          name: 'UnknownError',
+          $fault: 'server',
+          message: 'We encountered an internal error.',
+          $metadata: { httpStatusCode: 500 },
+        }),
+    ],
+    ['a reset connection', () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
+  ])('rethrows %s as Sonomark.TransientError, logged under that name', async (_what, make) => {
+    // Prepare
+    const tools = powertools({ serviceName: 'sonomark-test' });
+    const handler = sonomarkHandler(
+      async () => {
+        throw make();
+      },
+      tools,
+      { message: 'test failed' },
+    );
+    let thrown: unknown;
+    // Act
+    const lines = await captured(() => handler({}, context).catch((e) => (thrown = e)));
+    // Assess
+    expect(thrown).toBeInstanceOf(TransientError);
+    expect((thrown as Error).name).toBe(TRANSIENT_ERROR_NAME);
+    expect(lines.find((l) => l.message === 'test failed')).toMatchObject({ errorName: TRANSIENT_ERROR_NAME });
+  });
+
+  it.each([
+    [
+      'a failed condition (HTTP 400)',
+      () =>
+        Object.assign(new Error('The conditional request failed'), {
+          name: 'ConditionalCheckFailedException',
+          $metadata: { httpStatusCode: 400 },
+        }),
+    ],
+    [
+      'a missing object (HTTP 404)',
+      () =>
+        Object.assign(new Error('The specified key does not exist.'), {
+          name: 'NoSuchKey',
+          $metadata: { httpStatusCode: 404 },
+        }),
+    ],
+    [
+      'access denied (HTTP 403)',
+      () => Object.assign(new Error('Access Denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }),
+    ],
+  ])('rethrows %s unchanged: it is permanent', async (_what, make) => {
+    // Prepare
+    const tools = powertools({ serviceName: 'sonomark-test' });
+    const err = make();
+    const handler = sonomarkHandler(
+      async () => {
+        throw err;
+      },
+      tools,
+      { message: 'test failed' },
+    );
+    let thrown: unknown;
+    // Act
+    await captured(() => handler({}, context).catch((e) => (thrown = e)));
+    // Assess
+    expect(thrown).toBe(err);
   });
 });

@@ -1,5 +1,6 @@
 import {
   ExecutionAlreadyExists,
+  ListExecutionsCommand,
   SFNClient,
   StartExecutionCommand,
   StateMachineDoesNotExist,
@@ -13,6 +14,7 @@ import {
   startExecution,
   type StartExecutionDeps,
 } from '../../../lambdas/start-execution/start-execution';
+import { admitBatch, type AdmissionDeps } from '../../../lambdas/start-execution/admission';
 import { scanIdFromObjectIdentity } from '../../../core/scan-id';
 import { objectCreatedEvent } from '../helpers/fakes';
 
@@ -164,10 +166,161 @@ describe('startExecution', () => {
   });
 });
 
+/** An SQS event as the upload queue's event source delivers it: each body an EventBridge event. */
+const sqsEvent = (...bodies: unknown[]) => ({
+  Records: bodies.map((b, i) => ({
+    messageId: `m-${i}`,
+    receiptHandle: `r-${i}`,
+    body: typeof b === 'string' ? b : JSON.stringify(b),
+    attributes: { ApproximateReceiveCount: '1' },
+    messageAttributes: {},
+    eventSource: 'aws:sqs',
+  })),
+});
+
+const running = (n: number) => ({
+  executions: Array.from({ length: n }, (_, i) => ({
+    executionArn: `${STATE_MACHINE}:e${i}`,
+    stateMachineArn: STATE_MACHINE,
+    name: `e${i}`,
+    status: 'RUNNING' as const,
+    startDate: new Date(),
+  })),
+});
+
+describe('admitBatch', () => {
+  /** Deps with a fake clock: sleep advances it instead of waiting. */
+  function admissionDeps(cap: number, maxWaitMs = 60_000): AdmissionDeps & { slept: number[] } {
+    let t = 0;
+    const slept: number[] = [];
+    return {
+      ...deps(),
+      maxRunningScans: cap,
+      maxWaitMs,
+      pollMs: 10_000,
+      now: () => t,
+      sleep: async (ms) => {
+        slept.push(ms);
+        t += ms;
+      },
+      random: () => 0.5,
+      slept,
+    };
+  }
+
+  it('starts every message while slots are free, and counts only RUNNING executions of this state machine', async () => {
+    // Prepare
+    sfnMock.on(ListExecutionsCommand).resolves(running(1));
+    sfnMock.on(StartExecutionCommand).resolves({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() });
+    // Act
+    const out = await admitBatch(sqsEvent(eventBridgeEvent(KEY, 'v1'), eventBridgeEvent(KEY, 'v2')), admissionDeps(5));
+    // Assess
+    expect(out).toMatchObject({ batchItemFailures: [], started: 2, deferred: 0, failed: 0 });
+    expect(sfnMock).toHaveReceivedCommandWith(ListExecutionsCommand, {
+      stateMachineArn: STATE_MACHINE,
+      statusFilter: 'RUNNING',
+    });
+    // The execution input is the EventBridge event, exactly as queued.
+    const inputs = sfnMock.commandCalls(StartExecutionCommand).map((c) => JSON.parse(c.args[0].input.input!));
+    expect(inputs).toEqual([eventBridgeEvent(KEY, 'v1'), eventBridgeEvent(KEY, 'v2')]);
+  });
+
+  it('starts only up to the cap; the rest wait, and stay in the queue when no slot frees within the wait', async () => {
+    // Prepare: 3 of 4 slots taken; then the one it starts takes the last, and none frees.
+    sfnMock.on(ListExecutionsCommand).resolvesOnce(running(3)).resolves(running(4));
+    sfnMock.on(StartExecutionCommand).resolves({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() });
+    const d = admissionDeps(4, 60_000);
+    // Act
+    const out = await admitBatch(
+      sqsEvent(eventBridgeEvent(KEY, 'v1'), eventBridgeEvent(KEY, 'v2'), eventBridgeEvent(KEY, 'v3')),
+      d,
+    );
+    // Assess
+    expect(out).toMatchObject({
+      batchItemFailures: [{ itemIdentifier: 'm-1' }, { itemIdentifier: 'm-2' }],
+      started: 1,
+      deferred: 2,
+      failed: 0,
+    });
+    expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 1);
+    // It waited in jittered polls (10 s × 1.0 here) for no longer than the wait allows.
+    expect(d.slept.length).toBeGreaterThan(0);
+    expect(d.slept.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(60_000);
+  });
+
+  it('starts a waiting message as soon as a slot frees', async () => {
+    // Prepare: full, then one execution ends.
+    sfnMock.on(ListExecutionsCommand).resolvesOnce(running(2)).resolves(running(1));
+    sfnMock.on(StartExecutionCommand).resolves({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() });
+    const d = admissionDeps(2);
+    // Act
+    const out = await admitBatch(sqsEvent(eventBridgeEvent()), d);
+    // Assess
+    expect(out).toMatchObject({ batchItemFailures: [], started: 1, deferred: 0 });
+    expect(d.slept).toEqual([10_000]);
+  });
+
+  it('counts past one page of ListExecutions when the cap is larger than a page', async () => {
+    // Prepare
+    sfnMock
+      .on(ListExecutionsCommand)
+      .resolvesOnce({ ...running(1000), nextToken: 't' })
+      .resolvesOnce(running(500));
+    sfnMock.on(StartExecutionCommand).resolves({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() });
+    // Act
+    const out = await admitBatch(sqsEvent(eventBridgeEvent()), admissionDeps(2000));
+    // Assess
+    expect(out.started).toBe(1);
+    expect(sfnMock.commandCalls(ListExecutionsCommand).map((c) => c.args[0].input.maxResults)).toEqual([1000, 1000]);
+  });
+
+  it('a duplicate delivery is a success and takes no slot; a failed start stays in the queue with its error name', async () => {
+    // Prepare
+    sfnMock.on(ListExecutionsCommand).resolves(running(0));
+    sfnMock
+      .on(StartExecutionCommand)
+      .rejectsOnce(new ExecutionAlreadyExists({ message: 'exists', $metadata: {} }))
+      .rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))
+      .resolves({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() });
+    // Act
+    const out = await admitBatch(
+      sqsEvent(eventBridgeEvent(KEY, 'v1'), eventBridgeEvent(KEY, 'v2'), 'not json', eventBridgeEvent(KEY, 'v3')),
+      admissionDeps(1),
+    );
+    // Assess
+    expect(out).toMatchObject({
+      batchItemFailures: [{ itemIdentifier: 'm-1' }, { itemIdentifier: 'm-2' }],
+      started: 1,
+      duplicates: 1,
+      failed: 2,
+      errors: ['ThrottlingException', 'PayloadError'],
+    });
+  });
+
+  it('a ListExecutions failure fails the whole batch (every message stays)', async () => {
+    // Prepare
+    sfnMock
+      .on(ListExecutionsCommand)
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    // Act / Assess
+    await expect(admitBatch(sqsEvent(eventBridgeEvent()), admissionDeps(3))).rejects.toMatchObject({
+      name: 'ThrottlingException',
+    });
+    expect(sfnMock).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('rejects an event that is not an SQS batch with a PayloadError', async () => {
+    // Act / Assess
+    await expect(admitBatch(eventBridgeEvent(), admissionDeps(3))).rejects.toMatchObject({ name: 'PayloadError' });
+  });
+});
+
 describe('handler', () => {
-  it('logs the execution name and never the object key; rethrows failures', async () => {
+  it('returns the partial batch response, logs counts and never the object key', async () => {
     // Prepare
     process.env.STATE_MACHINE_ARN = STATE_MACHINE;
+    process.env.MAX_RUNNING_SCANS = '10';
+    process.env.ADMISSION_WAIT_SECONDS = '1';
     process.env.POWERTOOLS_TRACE_ENABLED = 'false';
     const written: string[] = [];
     const capture = (chunk: string | Uint8Array) => {
@@ -179,30 +332,31 @@ describe('handler', () => {
       jest.spyOn(process.stderr, 'write').mockImplementation(capture),
     ];
     // The environment and the spies are restored even when this throws, so no later test sees them.
-    let started, again, failed;
+    let out;
     try {
       const { handler } = await import('../../../lambdas/start-execution/handler');
+      sfnMock.on(ListExecutionsCommand).resolves(running(0));
       sfnMock
         .on(StartExecutionCommand)
         .resolvesOnce({ executionArn: `${STATE_MACHINE}:x`, startDate: new Date() })
         .rejectsOnce(new ExecutionAlreadyExists({ message: 'exists', $metadata: {} }))
         .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
       // Act
-      started = await handler(eventBridgeEvent());
-      again = await handler(eventBridgeEvent());
-      failed = await handler(eventBridgeEvent()).catch((e: unknown) => e);
+      out = await handler(
+        sqsEvent(eventBridgeEvent(KEY, 'v1'), eventBridgeEvent(KEY, 'v1'), eventBridgeEvent(KEY, 'v2')),
+      );
     } finally {
       for (const spy of spies) spy.mockRestore();
       delete process.env.STATE_MACHINE_ARN;
+      delete process.env.MAX_RUNNING_SCANS;
+      delete process.env.ADMISSION_WAIT_SECONDS;
       delete process.env.POWERTOOLS_TRACE_ENABLED;
     }
     // Assess
-    expect(started.status).toBe('started');
-    expect(again.status).toBe('already-started');
-    expect(failed).toMatchObject({ name: 'ThrottlingException' });
+    expect(out).toEqual({ batchItemFailures: [{ itemIdentifier: 'm-2' }] });
     const logs = written.join('');
-    expect(logs).toContain(started.executionName);
-    expect(logs).toMatch(/starting the execution failed/);
+    expect(logs).toMatch(/batch admitted/);
+    expect(logs).toMatch(/"started":1/);
     expect(logs).not.toContain('Jane');
     expect(logs).not.toContain('uploads/');
   });

@@ -64,6 +64,8 @@ beforeEach(() => {
   s3Mock.reset();
   ddbMock.reset();
   ddbMock.on(PutCommand).resolves({});
+  // Validate reads the sidecar before it claims; an object a test does not give is absent.
+  s3Mock.on(GetObjectCommand).rejects(s3Error('NoSuchKey', 404));
 });
 
 describe('validateUpload', () => {
@@ -330,6 +332,15 @@ describe('validateUpload', () => {
   it('rethrows S3 errors other than not-found, for Step Functions to retry', async () => {
     s3Mock.on(GetObjectCommand).rejects(s3Error('AccessDenied', 403));
     await expect(run()).rejects.toMatchObject({ name: 'AccessDenied' });
+  });
+
+  it('fails on a sidecar read error before it claims, so the retried Validate can claim the scan', async () => {
+    // Prepare
+    givenObject(MP4);
+    s3Mock.on(GetObjectCommand, { Key: `${KEY}.meta.json` }).rejects(s3Error('SlowDown', 503));
+    // Act / Assess
+    await expect(run()).rejects.toMatchObject({ name: 'SlowDown' });
+    expect(ddbMock).not.toHaveReceivedCommand(PutCommand);
   });
 
   it('rejects a malformed event as a PayloadError', async () => {
