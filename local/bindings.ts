@@ -16,7 +16,10 @@ import { ConfigError } from '../core/errors';
 import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
 
-/** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, which is no workflow task). */
+/**
+ * The pipeline's functions (FUNCTIONS in core/contract.ts, less the starter, which is no workflow
+ * task). ExecutionEnded is no task either: the local runner calls it when an execution ends badly.
+ */
 export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution'>;
 
 export interface LocalHandlers {
@@ -31,6 +34,7 @@ export function roleOfConstructPath(cdkPath: string): LambdaRole | undefined {
   if (parts.includes(FUNCTIONS.validate.id)) return 'validate';
   if (parts.includes(FUNCTIONS.finalize.id)) return 'finalize';
   if (parts.includes(FUNCTIONS.recordFailure.id)) return 'recordFailure';
+  if (parts.includes(FUNCTIONS.executionEnded.id)) return 'executionEnded';
   if (parts.some(FUNCTIONS.expert.isId)) return 'expert';
   return undefined;
 }

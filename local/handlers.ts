@@ -8,6 +8,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { runExtractJob } from '../gpu-tasks/feature-extractor/src/main';
 import { scoreExpert } from '../lambdas/expert/score';
 import { finalizeScan } from '../lambdas/finalize/finalize';
+import { executionEnded } from '../lambdas/execution-ended/execution-ended';
 import { recordFailure } from '../lambdas/record-failure/record-failure';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload } from '../lambdas/validate-upload/validate';
 import { parseConfig } from '../lib/config';
@@ -64,6 +65,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
       expert: (payload) => scoreExpert(payload, { s3, doc, table, models: deps.loaded, now }),
       finalize: (payload) => finalizeScan(payload, { doc, table, rates, now }),
       recordFailure: (payload) => recordFailure(payload, { doc, table, s3, now }),
+      executionEnded: (payload) => executionEnded(payload, { doc, table, now }),
     },
     extractJob: async (env) => {
       await runExtractJob(env, {
