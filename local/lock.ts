@@ -60,7 +60,8 @@ export function lockDataDir(dataDir: string): DataDirLock {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = readOwner(file);
-      if (owner !== undefined && owner !== process.pid && pidAlive(owner)) {
+      // This very process counts too: two workflows in one process would share the files as badly.
+      if (owner !== undefined && pidAlive(owner)) {
         throw new DataDirLockedError(dataDir, owner);
       }
       // Stale (its process is gone), or half-written by a process that died creating it.

@@ -5,16 +5,21 @@
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { randomUUID } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadManifest, type LoadedManifest } from '../core/manifest';
 import { uploadKey } from '../core/keys';
-import { getScan, listExpertResults } from '../core/results-store';
+import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, type LocalHandlers } from './bindings';
 import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
+import { killDecoders } from '../gpu-tasks/feature-extractor/src/decode';
+import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/execution-ended/execution-ended';
+import { LOCAL_ACCOUNT, LOCAL_REGION } from './asl';
+import { lockDataDir, type DataDirLock } from './lock';
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
 import { localHandlers } from './handlers';
@@ -37,6 +42,19 @@ export interface LocalWorkflowOptions {
   readonly cacheDir?: string;
 }
 
+/** The ARN-shaped id of a local execution: the lease holder of its claim, as an execution ARN is in AWS. */
+export function localExecutionId(name: string): string {
+  return `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:execution:sonomark-local:${name}`;
+}
+
+/** How a local execution ended, in the cloud's Execution Status Change terms. */
+export type LocalExecutionEnd = 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+
+export interface AnalyzeOptions {
+  /** Called as each state is entered (tests abort an execution during Extract through it). */
+  readonly onStateEntered?: (state: string, executionId: string) => void;
+}
+
 export interface AnalyzeResult {
   readonly file: string;
   readonly scanId: string | null;
@@ -48,6 +66,14 @@ export interface AnalyzeResult {
   readonly experts: Record<string, ExpertOutput>;
   readonly models: { extractor: string; experts: Record<string, string> } | null;
   readonly timings: { totalMs: number; states: Record<string, number> };
+  /** How the execution ended (ABORTED/TIMED_OUT/FAILED ones were handed to ExecutionEnded). */
+  readonly execution?: { readonly id: string; readonly status: LocalExecutionEnd };
+}
+
+interface RunningExecution {
+  readonly abort: () => void;
+  /** StopExecution's `error`: why it was aborted (INTERRUPTED_ERROR for a signal). */
+  stopError?: string;
 }
 
 export class LocalWorkflow {
@@ -61,11 +87,23 @@ export class LocalWorkflow {
     private readonly machine: StateMachine,
     private readonly opts: Required<Pick<LocalWorkflowOptions, 'siteId' | 'studyId'>>,
     private readonly ownedDataDir: string | undefined,
+    private readonly lock: DataDirLock,
+    private readonly handlers: LocalHandlers,
   ) {}
+
+  /** Executions in progress, by id. */
+  private readonly running = new Map<string, RunningExecution>();
+  /** Task handlers in progress: an aborted execution's task keeps running until it settles. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private interruptedBy: string | undefined;
 
   static async start(options: LocalWorkflowOptions = {}): Promise<LocalWorkflow> {
     const loaded = loadManifest(options.modelsDir);
     const ownedDataDir = options.dataDir ? undefined : mkdtempSync(path.join(os.tmpdir(), 'sonomark-local-'));
+    const dataDir = options.dataDir ?? (ownedDataDir as string);
+    // One process per data dir (local/lock.ts): taken before any service opens its files.
+    mkdirSync(dataDir, { recursive: true });
+    const lock = lockDataDir(dataDir);
     // Start-up work that does not depend on each other runs together: the model sessions
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
@@ -77,10 +115,11 @@ export class LocalWorkflow {
     }
     const [definition, servicesStarted] = await Promise.allSettled([
       loadWorkflowDefinition({ modelsDir: loaded.dir, cacheDir: options.cacheDir }),
-      startLocalServices(options.dataDir ?? (ownedDataDir as string)),
+      startLocalServices(dataDir),
     ]);
     if (servicesStarted.status === 'rejected' || definition.status === 'rejected') {
       if (servicesStarted.status === 'fulfilled') await servicesStarted.value.close();
+      lock.release();
       if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
       throw definition.status === 'rejected' ? definition.reason : (servicesStarted as PromiseRejectedResult).reason;
     }
@@ -108,7 +147,7 @@ export class LocalWorkflow {
       const machine = new StateMachine(JSON.parse(JSON.stringify(synthesized.definition)) as never, {
         validationOptions: { checkArn: false },
       });
-      return new LocalWorkflow(
+      const workflow = new LocalWorkflow(
         services,
         synthesized,
         definition.value.source,
@@ -120,9 +159,14 @@ export class LocalWorkflow {
           studyId: options.studyId ?? 'local',
         },
         ownedDataDir,
+        lock,
+        handlers,
       );
+      await workflow.recoverAbandoned();
+      return workflow;
     } catch (err) {
       await services.close();
+      lock.release();
       if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
       throw err;
     }
@@ -156,7 +200,8 @@ export class LocalWorkflow {
   }
 
   /** Puts the file into the local uploads bucket and runs the workflow on its Object Created event. */
-  async analyze(file: string, objectName = path.basename(file)): Promise<AnalyzeResult> {
+  async analyze(file: string, objectName = path.basename(file), options: AnalyzeOptions = {}): Promise<AnalyzeResult> {
+    if (this.interruptedBy) throw new Error(`The local workflow was interrupted (${this.interruptedBy}).`);
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
     const size = statSync(file).size;
@@ -183,9 +228,13 @@ export class LocalWorkflow {
     let scanId: string | null = null;
     let reused = false;
     let firstFailure: { state: string; error: string; cause: string } | undefined;
+    const executionName = randomUUID();
+    const executionId = localExecutionId(executionName);
     const execution = this.machine.run(event as never, {
+      // $$.Execution.Id: Validate's lease holder, as the execution ARN is in AWS.
+      context: { Execution: { Id: executionId, Name: executionName } },
       overrides: {
-        taskResourceLocalHandlers: this.taskHandlers as never,
+        taskResourceLocalHandlers: this.trackedTaskHandlers() as never,
         // Local failures are deterministic: retrying them only slows the run down.
         retryIntervalOverrides: retryOverrides(this.synthesized.definition),
       },
@@ -202,7 +251,10 @@ export class LocalWorkflow {
         if (e.type === 'StateFailed' && e.state && !firstFailure) {
           firstFailure = { state: e.state.name, error: e.Error ?? 'Error', cause: e.Cause ?? '' };
         }
-        if (e.type === 'StateEntered' && e.state) entered.set(e.state.name, e.timestamp);
+        if (e.type === 'StateEntered' && e.state) {
+          entered.set(e.state.name, e.timestamp);
+          options.onStateEntered?.(e.state.name, executionId);
+        }
         if ((e.type === 'StateExited' || e.type === 'StateFailed') && e.state) {
           const t0 = entered.get(e.state.name);
           // Work happens in Task and Map states; Pass/Choice transitions would only add noise.
@@ -221,14 +273,116 @@ export class LocalWorkflow {
         }
       }
     })();
+    const handle: RunningExecution = { abort: execution.abort };
+    this.running.set(executionId, handle);
+    if (this.interruptedBy) this.stop(executionId, INTERRUPTED_ERROR);
+    let status: LocalExecutionEnd = 'SUCCEEDED';
     try {
       await execution.result;
-    } catch {
+    } catch (err) {
       // A failed execution is an outcome here, not an exception: RecordFailure has
       // written the FAILED record, which is read below like any other result.
+      const name = (err as { name?: string } | null)?.name;
+      status =
+        name === 'ExecutionAbortedError' ? 'ABORTED' : name === 'ExecutionTimeoutError' ? 'TIMED_OUT' : 'FAILED';
+    } finally {
+      this.running.delete(executionId);
     }
-    await logTask;
-    return this.collect(file, scanId, reused, { totalMs: Date.now() - started, states }, firstFailure);
+    // An aborted execution's task may still be running (the library does not cancel it):
+    // it must settle before the scan is recorded, or a late claim could follow the record.
+    await this.settleTasks();
+    if (status !== 'SUCCEEDED') await this.executionEnded(executionId, status, handle.stopError);
+    await logTask.catch(() => undefined);
+    const result = await this.collect(file, scanId, reused, { totalMs: Date.now() - started, states }, firstFailure);
+    return { ...result, execution: { id: executionId, status } };
+  }
+
+  /** The Task handlers, each call tracked in `inFlight` until it settles. */
+  private trackedTaskHandlers(): Record<string, (input: unknown) => Promise<unknown>> {
+    return Object.fromEntries(
+      Object.entries(this.taskHandlers).map(([name, run]) => [
+        name,
+        (input: unknown) => {
+          const p = run(input);
+          const tracked = p.then(
+            () => undefined,
+            () => undefined,
+          );
+          this.inFlight.add(tracked);
+          void tracked.then(() => this.inFlight.delete(tracked));
+          return p;
+        },
+      ]),
+    );
+  }
+
+  private async settleTasks(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+
+  /**
+   * What the cloud's ExecutionEnded rule does for an execution that ended ABORTED,
+   * TIMED_OUT or FAILED: the same handler, with the same event shape.
+   */
+  private async executionEnded(
+    executionId: string,
+    status: Exclude<LocalExecutionEnd, 'SUCCEEDED'>,
+    error?: string,
+  ): Promise<ExecutionEndedOutput> {
+    return (await this.handlers.lambdas.executionEnded({
+      'detail-type': 'Step Functions Execution Status Change',
+      source: 'aws.states',
+      detail: { executionArn: executionId, status, error: error ?? null, cause: null },
+    })) as ExecutionEndedOutput;
+  }
+
+  /** Stops one execution, as StopExecution would, with an error name. */
+  private stop(executionId: string, error: string): boolean {
+    const handle = this.running.get(executionId);
+    if (!handle) return false;
+    handle.stopError = error;
+    handle.abort();
+    return true;
+  }
+
+  /**
+   * Aborts an execution in progress (StopExecution): its scan is recorded FAILED
+   * (EXECUTION_ABORTED) through ExecutionEnded once its running task settles.
+   */
+  abort(executionId: string): boolean {
+    return this.stop(executionId, 'sonomark.Aborted');
+  }
+
+  /**
+   * Ctrl-C / SIGTERM: stops every execution in progress (each scan is recorded FAILED
+   * with code INTERRUPTED, so the next run analyses it again), kills the ffmpeg children
+   * so their tasks settle now, and refuses new analyses. The caller then awaits the
+   * analyze() in progress and close().
+   */
+  interrupt(signal = 'SIGINT'): void {
+    this.interruptedBy ??= signal;
+    for (const id of [...this.running.keys()]) this.stop(id, INTERRUPTED_ERROR);
+    killDecoders();
+  }
+
+  /** The signal that interrupted this workflow, if any. */
+  get interrupted(): string | undefined {
+    return this.interruptedBy;
+  }
+
+  /**
+   * At start-up, under the data dir's lock: no other process can be running a scan in
+   * this data dir, so a RUNNING scan was left by a run that died without a word (killed,
+   * crashed). Recorded FAILED (INTERRUPTED) like a Ctrl-C, so this run analyses it again.
+   */
+  private async recoverAbandoned(): Promise<number> {
+    let recovered = 0;
+    for (const scan of await listScans(this.services.doc, LOCAL_TABLE)) {
+      if (scan.status !== 'RUNNING' || !scan.lease) continue;
+      const out = await this.executionEnded(scan.lease.executionId, 'ABORTED', INTERRUPTED_ERROR);
+      if (out.result.recorded) recovered++;
+    }
+    return recovered;
   }
 
   private async collect(
@@ -285,8 +439,13 @@ export class LocalWorkflow {
   }
 
   async close(): Promise<void> {
-    await this.services.close();
-    if (this.ownedDataDir) rmSync(this.ownedDataDir, { recursive: true, force: true });
+    await this.settleTasks();
+    try {
+      await this.services.close();
+    } finally {
+      this.lock.release();
+      if (this.ownedDataDir) rmSync(this.ownedDataDir, { recursive: true, force: true });
+    }
   }
 }
 
