@@ -40,6 +40,13 @@ export interface LocalWorkflowOptions {
   readonly studyId?: string;
   /** Where the synthesized workflow definition is cached (definition.ts). @default <package>/.sonomark/cache */
   readonly cacheDir?: string;
+  /** Where the extractor job's JSON log lines go (in the cloud: its CloudWatch log stream). @default dropped */
+  readonly extractorLog?: (line: string) => void;
+  /**
+   * Replaces or wraps the handlers bound to the states (tests: the Lambda handler modules
+   * themselves, with their Powertools logging). @default the local handlers as they are
+   */
+  readonly handlers?: (defaults: LocalHandlers) => LocalHandlers;
 }
 
 /** The ARN-shaped id of a local execution: the lease holder of its claim, as an execution ARN is in AWS. */
@@ -131,14 +138,16 @@ export class LocalWorkflow {
         ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET),
         ensureTable(services.dynamo, LOCAL_TABLE, synthesized.tableProperties),
       ]);
-      const handlers: LocalHandlers = localHandlers({
+      const defaults: LocalHandlers = localHandlers({
         s3: services.s3,
         doc: services.doc,
         table: LOCAL_TABLE,
         artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
         loaded,
         pseudonymSalt: localPseudonymSalt(services.dataDir),
+        ...(options.extractorLog ? { log: options.extractorLog } : {}),
       });
+      const handlers = options.handlers ? options.handlers(defaults) : defaults;
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
       // The library fills in defaults (QueryLanguage) in place, so it gets its own copy
