@@ -5,7 +5,7 @@
  * created atomically (O_EXCL) with the owner's pid. A lock whose pid is no longer alive
  * (the owner was killed) is stale and taken over.
  */
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 
 export const LOCK_FILE = '.sonomark.lock';
@@ -53,6 +53,8 @@ function readOwner(file: string): number | undefined {
 /** Takes the data directory's lock, or throws DataDirLockedError naming the holder's pid. */
 export function lockDataDir(dataDir: string): DataDirLock {
   const file = path.join(dataDir, LOCK_FILE);
+  // The services create it anyway; the lock must exist before they open anything there.
+  mkdirSync(dataDir, { recursive: true });
   for (let attempt = 0; attempt < 3; attempt++) {
     let fd: number;
     try {

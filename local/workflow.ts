@@ -7,7 +7,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadManifest, type LoadedManifest } from '../core/manifest';
@@ -109,7 +109,6 @@ export class LocalWorkflow {
     const ownedDataDir = options.dataDir ? undefined : mkdtempSync(path.join(os.tmpdir(), 'sonomark-local-'));
     const dataDir = options.dataDir ?? (ownedDataDir as string);
     // One process per data dir (local/lock.ts): taken before any service opens its files.
-    mkdirSync(dataDir, { recursive: true });
     const lock = lockDataDir(dataDir);
     // Start-up work that does not depend on each other runs together: the model sessions
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
