@@ -90,21 +90,15 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
             : expandInputs([a]).map((file) => ({ kind: 'file', file })),
         );
 
-  const [
-    { startLocalServices },
-    names,
-    local,
-    { loadManifest },
-    { scanIdFromContent, sha256Hex },
-    { lockDataDir },
-  ] = await Promise.all([
-    import('../local/services'),
-    import('../local/names'),
-    import('../local/report'),
-    import('../core/manifest'),
-    import('../core/scan-id'),
-    import('../local/lock'),
-  ]);
+  const [{ startLocalServices }, names, local, { loadManifest }, { scanIdFromContent, sha256Hex }, { lockDataDir }] =
+    await Promise.all([
+      import('../local/services'),
+      import('../local/names'),
+      import('../local/report'),
+      import('../core/manifest'),
+      import('../core/scan-id'),
+      import('../local/lock'),
+    ]);
   const manifest = loadManifest(opts.modelsDir ? path.resolve(opts.modelsDir) : undefined).manifest;
   // The same data dir lock as analyze (local/lock.ts): the stores' files serve one process at a time.
   const lock = lockDataDir(dataDir);

@@ -291,8 +291,7 @@ export class LocalWorkflow {
       // A failed execution is an outcome here, not an exception: RecordFailure has
       // written the FAILED record, which is read below like any other result.
       const name = (err as { name?: string } | null)?.name;
-      status =
-        name === 'ExecutionAbortedError' ? 'ABORTED' : name === 'ExecutionTimeoutError' ? 'TIMED_OUT' : 'FAILED';
+      status = name === 'ExecutionAbortedError' ? 'ABORTED' : name === 'ExecutionTimeoutError' ? 'TIMED_OUT' : 'FAILED';
     } finally {
       this.running.delete(executionId);
     }

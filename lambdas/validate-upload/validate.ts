@@ -20,12 +20,7 @@ import { extractorRef } from '../../core/manifest';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { checkHeaderLimits, readHeaderInfo } from '../../core/media-header';
-import {
-  claimScan,
-  DEFAULT_LEASE_SECONDS,
-  putExecutionPointer,
-  type ScanClaim,
-} from '../../core/results-store';
+import { claimScan, DEFAULT_LEASE_SECONDS, putExecutionPointer, type ScanClaim } from '../../core/results-store';
 import { hashStream, scanIdFromContent, scanIdFromObjectIdentity, type HashedStream } from '../../core/scan-id';
 import {
   S3ObjectCreatedEvent,

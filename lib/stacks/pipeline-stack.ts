@@ -171,10 +171,7 @@ export class PipelineStack extends Stack {
     });
 
     // Claims last as long as an execution can: a RUNNING scan older than that was abandoned.
-    this.validateFunction.function.addEnvironment(
-      ENV.scanLeaseSeconds,
-      String(this.workflow.timeout.toSeconds()),
-    );
+    this.validateFunction.function.addEnvironment(ENV.scanLeaseSeconds, String(this.workflow.timeout.toSeconds()));
     this.executionEnded = new ExecutionEnded(this, 'ExecutionEnded', {
       stateMachine: this.workflow.stateMachine,
       resultsTable: props.resultsTable,

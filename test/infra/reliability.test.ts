@@ -41,7 +41,15 @@ describe('reliability (PipelineStack)', () => {
       expect(terminate[0]!.Resource).toEqual({
         'Fn::Join': [
           '',
-          ['arn:', { Ref: 'AWS::Partition' }, ':batch:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':job/*'],
+          [
+            'arn:',
+            { Ref: 'AWS::Partition' },
+            ':batch:',
+            { Ref: 'AWS::Region' },
+            ':',
+            { Ref: 'AWS::AccountId' },
+            ':job/*',
+          ],
         ],
       });
     });
@@ -78,8 +86,9 @@ describe('reliability (PipelineStack)', () => {
     // Prepare
     const definition = definitionOf(template);
     const fn = built.pipeline.validateFunction.function;
-    const vars = template.toJSON().Resources[built.pipeline.getLogicalId(fn.node.defaultChild as any)].Properties
-      .Environment.Variables;
+    const vars =
+      template.toJSON().Resources[built.pipeline.getLogicalId(fn.node.defaultChild as any)].Properties.Environment
+        .Variables;
     // Assess
     expect(definition.States.Validate.Parameters.Payload['execution.$']).toBe('$$.Execution.Id');
     expect(Number(vars[ENV.scanLeaseSeconds])).toBe(definition.TimeoutSeconds);

@@ -69,9 +69,11 @@ describe('sonomark analyze: interrupted, and locked', () => {
     const env = { ...process.env, TMPDIR: tmp, FFMPEG_PATH: slowFfmpeg };
     const first = run(['analyze', '--json', '--data-dir', dataDir, clip], env);
     // Extract has begun once the decoder's private temp dir exists.
-    await waitFor('Extract (a sonomark-decode- temp dir)', () =>
-      readdirSync(tmp).some((e) => e.startsWith('sonomark-job-')) &&
-      processesMentioning(tmp).some((p) => p.includes('-re')),
+    await waitFor(
+      'Extract (a sonomark-decode- temp dir)',
+      () =>
+        readdirSync(tmp).some((e) => e.startsWith('sonomark-job-')) &&
+        processesMentioning(tmp).some((p) => p.includes('-re')),
     );
 
     // Act
@@ -121,7 +123,9 @@ describe('sonomark analyze: interrupted, and locked', () => {
 
     // Assess
     expect(blocked.code).toBe(1);
-    expect(blocked.stderr).toContain(`The data directory ${dataDir} is in use by another sonomark process (pid ${process.pid})`);
+    expect(blocked.stderr).toContain(
+      `The data directory ${dataDir} is in use by another sonomark process (pid ${process.pid})`,
+    );
     expect(blocked.stderr).not.toMatch(/Database is closed|\n\s+at /);
 
     // Prepare: a lock left by a process that no longer exists.

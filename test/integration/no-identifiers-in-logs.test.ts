@@ -174,13 +174,24 @@ describe('no patient identifiers in any log line', () => {
     );
     // Assess
     expect(r.status).toBe(1); // one input failed
-    const results = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; status: string });
+    const results = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { file: string; status: string });
     expect(results.map((x) => [x.file, x.status])).toEqual([
       [clip, 'completed'],
       [junk, 'failed'],
     ]);
     const without = (text: string) => text.split(clip).join('<input>').split(junk).join('<input>');
-    expect(without(r.stdout).split('\n').filter((l) => NAME.test(l))).toEqual([]);
-    expect(without(r.stderr).split('\n').filter((l) => NAME.test(l))).toEqual([]);
+    expect(
+      without(r.stdout)
+        .split('\n')
+        .filter((l) => NAME.test(l)),
+    ).toEqual([]);
+    expect(
+      without(r.stderr)
+        .split('\n')
+        .filter((l) => NAME.test(l)),
+    ).toEqual([]);
   });
 });

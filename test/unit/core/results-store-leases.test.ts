@@ -95,8 +95,18 @@ describe('claims carry a lease', () => {
     const first = claimOf('exec-1', at(60));
     await claimScan(doc, TABLE, first, T0);
     // Act
-    const during = await claimScan(doc, TABLE, { ...first, lease: { executionId: 'exec-2', expiresAt: at(90) } }, at(30));
-    const after = await claimScan(doc, TABLE, { ...first, lease: { executionId: 'exec-3', expiresAt: at(200) } }, at(61));
+    const during = await claimScan(
+      doc,
+      TABLE,
+      { ...first, lease: { executionId: 'exec-2', expiresAt: at(90) } },
+      at(30),
+    );
+    const after = await claimScan(
+      doc,
+      TABLE,
+      { ...first, lease: { executionId: 'exec-3', expiresAt: at(200) } },
+      at(61),
+    );
     // Assess
     expect(during).toMatchObject({ claimed: false, existingStatus: 'RUNNING' });
     expect(after).toMatchObject({ claimed: true, reclaimed: true, leaseExpired: true });
@@ -180,7 +190,10 @@ describe('recordAbandonedScan', () => {
     const out = await recordAbandonedScan(doc, TABLE, 'exec-old', PROBLEM, at(21));
     // Assess
     expect(out).toMatchObject({ recorded: false, reason: 'not-running-under-execution' });
-    expect(await getScan(doc, TABLE, c.scanId)).toMatchObject({ status: 'RUNNING', lease: { executionId: 'exec-new' } });
+    expect(await getScan(doc, TABLE, c.scanId)).toMatchObject({
+      status: 'RUNNING',
+      lease: { executionId: 'exec-new' },
+    });
   });
 
   it('an execution without a pointer (it never reached a claim) records nothing', async () => {
