@@ -77,13 +77,16 @@ export function abandonedProblem(status: (typeof ENDED_STATUSES)[number], error?
         code: 'EXECUTION_ABORTED',
         message: 'The analysis was stopped by an operator before it finished. Upload the clip again to retry.',
       };
-    case 'FAILED':
+    case 'FAILED': {
+      // An error *name* (States.Runtime, a Lambda errorType) is safe to quote; anything else is dropped.
+      const name = error && /^[A-Za-z0-9_.]{1,100}$/.test(error) ? error : undefined;
       return {
         code: 'EXECUTION_FAILED',
         message: `The analysis failed without recording why (the workflow failed${
-          error ? ` with ${error.slice(0, 100)}` : ''
+          name ? ` with ${name}` : ''
         } before or while recording the failure). Upload the clip again to retry.`,
       };
+    }
   }
 }
 

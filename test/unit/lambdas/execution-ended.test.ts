@@ -112,12 +112,18 @@ describe('executionEnded', () => {
     expect(out.problem.code).toBe('INTERRUPTED');
   });
 
-  it('the problem never quotes the cause (it can carry the execution input), only a short error name', () => {
+  it('the problem never quotes the cause (it can carry the execution input), only an error name', async () => {
     // Act
-    const p = abandonedProblem('FAILED', 'States.Runtime');
+    const named = abandonedProblem('FAILED', 'States.Runtime');
+    const free = abandonedProblem('FAILED', 'uploads/site-a/study-1/DOE^JANE.mp4');
+    const out = await executionEnded(
+      statusChange('FAILED', { error: 'States.Runtime', cause: 'at uploads/site-a/study-1/DOE^JANE.mp4' }),
+      deps(),
+    );
     // Assess
-    expect(p.message).toContain('States.Runtime');
-    expect(abandonedProblem('TIMED_OUT', 'x').message).not.toContain('x.');
+    expect(named.message).toContain('with States.Runtime');
+    expect(free.message).not.toMatch(/DOE|uploads/);
+    expect(JSON.stringify(out)).not.toMatch(/DOE|uploads/);
   });
 
   it.each([
