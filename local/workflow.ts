@@ -18,7 +18,6 @@ import { bindTaskStates, type LocalHandlers } from './bindings';
 import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
 import { killDecoders } from '../gpu-tasks/feature-extractor/src/decode';
 import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/execution-ended/execution-ended';
-import { LOCAL_ACCOUNT, LOCAL_REGION } from './asl';
 import { lockDataDir, type DataDirLock } from './lock';
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
@@ -49,9 +48,13 @@ export interface LocalWorkflowOptions {
   readonly handlers?: (defaults: LocalHandlers) => LocalHandlers;
 }
 
-/** The ARN-shaped id of a local execution: the lease holder of its claim, as an execution ARN is in AWS. */
+/**
+ * The id of a local execution: the lease holder of its claim, as the execution ARN is in
+ * AWS. Not ARN-shaped: nothing parses it, and a placeholder account id of zeros would only
+ * look like data (test/integration/dicom.test.ts searches results for header values).
+ */
 export function localExecutionId(name: string): string {
-  return `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:execution:sonomark-local:${name}`;
+  return `local-execution:${name}`;
 }
 
 /** How a local execution ended, in the cloud's Execution Status Change terms. */
