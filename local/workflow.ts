@@ -239,13 +239,16 @@ export class LocalWorkflow {
     let scanId: string | null = null;
     let reused = false;
     let firstFailure: { state: string; error: string; cause: string } | undefined;
+    // This execution's tasks in progress (Map iterations included): it waits for its own only,
+    // so concurrent analyses do not wait for each other.
+    const ownTasks = new Set<Promise<unknown>>();
     const executionName = randomUUID();
     const executionId = localExecutionId(executionName);
     const execution = this.machine.run(event as never, {
       // $$.Execution.Id: Validate's lease holder, as the execution ARN is in AWS.
       context: { Execution: { Id: executionId, Name: executionName } },
       overrides: {
-        taskResourceLocalHandlers: this.trackedTaskHandlers() as never,
+        taskResourceLocalHandlers: this.trackedTaskHandlers(ownTasks) as never,
         // Local failures are deterministic: retrying them only slows the run down.
         retryIntervalOverrides: retryOverrides(this.synthesized.definition),
       },
@@ -300,15 +303,23 @@ export class LocalWorkflow {
     }
     // An aborted execution's task may still be running (the library does not cancel it):
     // it must settle before the scan is recorded, or a late claim could follow the record.
-    await this.settleTasks();
-    if (status !== 'SUCCEEDED') await this.executionEnded(executionId, status, handle.stopError);
+    await settle(ownTasks);
+    const ended = status === 'SUCCEEDED' ? undefined : await this.executionEnded(executionId, status, handle.stopError);
     await logTask.catch(() => undefined);
-    const result = await this.collect(file, scanId, reused, { totalMs: Date.now() - started, states }, firstFailure);
+    const result = await this.collect(
+      file,
+      scanId,
+      reused,
+      { totalMs: Date.now() - started, states },
+      firstFailure,
+      // A failed execution says why in its first failure; a stopped one, through ExecutionEnded.
+      status === 'FAILED' ? undefined : ended?.problem,
+    );
     return { ...result, execution: { id: executionId, status } };
   }
 
-  /** The Task handlers, each call tracked in `inFlight` until it settles. */
-  private trackedTaskHandlers(): Record<string, (input: unknown) => Promise<unknown>> {
+  /** The Task handlers, each call tracked in `own` and in `inFlight` (all executions') until it settles. */
+  private trackedTaskHandlers(own: Set<Promise<unknown>>): Record<string, (input: unknown) => Promise<unknown>> {
     return Object.fromEntries(
       Object.entries(this.taskHandlers).map(([name, run]) => [
         name,
@@ -318,16 +329,16 @@ export class LocalWorkflow {
             () => undefined,
             () => undefined,
           );
+          own.add(tracked);
           this.inFlight.add(tracked);
-          void tracked.then(() => this.inFlight.delete(tracked));
+          void tracked.then(() => {
+            own.delete(tracked);
+            this.inFlight.delete(tracked);
+          });
           return p;
         },
       ]),
     );
-  }
-
-  private async settleTasks(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
   /**
@@ -401,14 +412,16 @@ export class LocalWorkflow {
     reused: boolean,
     timings: AnalyzeResult['timings'],
     firstFailure?: { state: string; error: string; cause: string },
+    /** Why the execution ended early (aborted, interrupted, timed out), when it did. */
+    ended?: ProblemDetail,
   ): Promise<AnalyzeResult> {
     const base = { file, scanId, reused, timings };
     if (!scanId) {
-      // Failed before a scan existed (the workflow itself broke): say where and why.
+      // Stopped, or failed before a scan existed (the workflow itself broke): say where and why.
       return {
         ...base,
         status: 'failed',
-        error: {
+        error: ended ?? {
           code: 'NOT_ANALYZED',
           message: firstFailure
             ? `${firstFailure.state} failed before a scan id existed: ${firstFailure.error}: ${causeMessage(firstFailure.cause)}`
@@ -449,7 +462,7 @@ export class LocalWorkflow {
   }
 
   async close(): Promise<void> {
-    await this.settleTasks();
+    await settle(this.inFlight);
     try {
       await this.services.close();
     } finally {
@@ -457,6 +470,11 @@ export class LocalWorkflow {
       if (this.ownedDataDir) rmSync(this.ownedDataDir, { recursive: true, force: true });
     }
   }
+}
+
+/** Waits until every task in `tasks` has settled, including any added meanwhile. */
+async function settle(tasks: Set<Promise<unknown>>): Promise<void> {
+  while (tasks.size > 0) await Promise.all([...tasks]);
 }
 
 /** A Lambda-style Cause is JSON with errorMessage; others are plain text. */

@@ -75,6 +75,26 @@ describe('local workflow: executions that end without finishing', () => {
     });
   });
 
+  it('aborted during Validate: the claim it was making is recorded once Validate settles, so a re-upload runs', async () => {
+    // Prepare
+    const clip = generateClip(work, 'aborted-in-validate.avi', 18);
+    const scanId = scanIdFromContent('local', 'it-ended', sha256(clip));
+    // Act
+    const aborted = await workflow.analyze(clip, 'aborted-in-validate.avi', {
+      onStateEntered: (state, executionId) => {
+        if (state === STATE.validate) workflow.abort(executionId);
+      },
+    });
+    // Assess: no Extract ran; the claim Validate made is FAILED, not RUNNING.
+    expect(aborted).toMatchObject({ status: 'failed', error: { code: 'EXECUTION_ABORTED' } });
+    expect(aborted.timings.states[STATE.extract]).toBeUndefined();
+    expect(await getScan(workflow.services.doc, LOCAL_TABLE, scanId)).toMatchObject({
+      status: 'FAILED',
+      error: { code: 'EXECUTION_ABORTED' },
+    });
+    expect(await workflow.analyze(clip)).toMatchObject({ scanId, status: 'completed', reused: false });
+  });
+
   it('a scan RUNNING under an expired lease (its execution died) is claimed again and completes', async () => {
     // Prepare
     const clip = generateClip(work, 'expired.avi', 12);
