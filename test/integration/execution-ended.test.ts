@@ -95,6 +95,24 @@ describe('local workflow: executions that end without finishing', () => {
     expect(await workflow.analyze(clip)).toMatchObject({ scanId, status: 'completed', reused: false });
   });
 
+  it('concurrent executions: aborting one leaves the other to complete', async () => {
+    // Prepare
+    const a = generateClip(work, 'concurrent-a.avi', 22);
+    const b = generateClip(work, 'concurrent-b.avi', 24);
+    // Act
+    const [stopped, finished] = await Promise.all([
+      workflow.analyze(a, 'concurrent-a.avi', {
+        onStateEntered: (state, executionId) => {
+          if (state === STATE.extract) workflow.abort(executionId);
+        },
+      }),
+      workflow.analyze(b, 'concurrent-b.avi'),
+    ]);
+    // Assess
+    expect(stopped).toMatchObject({ status: 'failed', error: { code: 'EXECUTION_ABORTED' } });
+    expect(finished).toMatchObject({ status: 'completed', execution: { status: 'SUCCEEDED' } });
+  });
+
   it('a scan RUNNING under an expired lease (its execution died) is claimed again and completes', async () => {
     // Prepare
     const clip = generateClip(work, 'expired.avi', 12);
