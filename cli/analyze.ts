@@ -50,7 +50,12 @@ Examples:
   $ sonomark analyze --json --data-dir .sonomark/local ../shared/data/pocus \\
       > results.jsonl
 
-Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error.`,
+Ctrl-C (SIGINT) or SIGTERM stops the run: the clip in progress is recorded failed
+(INTERRUPTED) and analysed again by the next run; ffmpeg children and temp files
+are removed. A second Ctrl-C exits at once. One run per --data-dir at a time.
+
+Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error,
+130 when interrupted by SIGINT (143 by SIGTERM).`,
     )
     .action(async (inputs: string[], opts: AnalyzeOptions) => ctx.exit(await analyze(inputs, opts, ctx)));
 }
@@ -64,12 +69,20 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
   }
 
   const { LocalWorkflow } = await import('../local/workflow');
-  const workflow = await LocalWorkflow.start({
-    dataDir: opts.dataDir,
-    modelsDir: opts.modelsDir,
-    siteId: opts.site,
-    studyId: opts.study,
-  });
+  const signals = new InterruptHandler(err);
+  let workflow: LocalWorkflow;
+  try {
+    workflow = await LocalWorkflow.start({
+      dataDir: opts.dataDir,
+      modelsDir: opts.modelsDir,
+      siteId: opts.site,
+      studyId: opts.study,
+    });
+  } catch (e) {
+    signals.dispose();
+    throw e;
+  }
+  signals.attach(workflow);
   err.write(modelsBanner(workflow.loaded.manifest) + '\n\n');
   const names = objectNames(files);
   const batch = files.length > 1;
@@ -77,7 +90,7 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
   let failed = 0;
   let reportFile: string | undefined;
   try {
-    for (let i = 0; i < files.length; i++) {
+    for (let i = 0; i < files.length && !signals.signal; i++) {
       const file = files[i] as string;
       let result: AnalyzeResult;
       try {
@@ -95,11 +108,22 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
       if (opts.json) out.write(JSON.stringify(resultJson(result)) + '\n');
       else if (!batch) out.write(resultTable(result) + '\n\n');
     }
-    if (!opts.json && batch) out.write(summaryTable(results) + '\n\n');
+    if (!opts.json && batch && !signals.signal) out.write(summaryTable(results) + '\n\n');
     // Written while the services still run: without --data-dir they and their data go on close.
-    if (opts.report) reportFile = await writeAnalyzeReport(workflow, results, opts.report, opts.dataDir);
+    if (opts.report && !signals.signal) {
+      reportFile = await writeAnalyzeReport(workflow, results, opts.report, opts.dataDir);
+    }
   } finally {
     await workflow.close();
+    signals.dispose();
+  }
+  if (signals.signal) {
+    const left = files.length - results.length;
+    err.write(
+      `Interrupted by ${signals.signal}: ${results.length} of ${files.length} input(s) attempted` +
+        `${left > 0 ? `, ${left} not started` : ''}; a clip in progress was recorded failed (INTERRUPTED) and will be analysed again by the next run.\n`,
+    );
+    return signals.exitCode;
   }
   if (batch) err.write(`${files.length - failed} completed, ${failed} failed\n`);
   // --json keeps stdout to the JSON lines; otherwise the path is the last thing on stdout.
@@ -179,4 +203,46 @@ function unreadable(file: string, err: unknown): AnalyzeResult {
     models: null,
     timings: { totalMs: 0, states: {} },
   };
+}
+
+/**
+ * SIGINT/SIGTERM during `analyze`: the first stops the workflow cleanly (its executions
+ * aborted and their scans recorded INTERRUPTED, ffmpeg killed, temp files removed by the
+ * tasks as they fail, the services closed and the data dir unlocked by the caller), the
+ * second exits at once. Node's default (exit without cleanup) left the clip RUNNING in the
+ * data dir, and its copy in the temp directory, for good.
+ */
+class InterruptHandler {
+  signal: NodeJS.Signals | undefined;
+  private workflow: LocalWorkflow | undefined;
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    if (this.signal) {
+      this.err.write(`${signal} again: exiting now without cleaning up.\n`);
+      process.exit(this.exitCode);
+    }
+    this.signal = signal;
+    this.err.write(`\n${signal}: stopping; the clip in progress is recorded failed and cleaned up (again to force).\n`);
+    this.workflow?.interrupt(signal);
+  };
+
+  constructor(private readonly err: NodeJS.WritableStream) {
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+  }
+
+  /** The workflow to interrupt; a signal that came during its start-up interrupts it now. */
+  attach(workflow: LocalWorkflow): void {
+    this.workflow = workflow;
+    if (this.signal) workflow.interrupt(this.signal);
+  }
+
+  /** 128 + the signal number, as a shell reports a process the signal ended. */
+  get exitCode(): number {
+    return this.signal === 'SIGTERM' ? 143 : 130;
+  }
+
+  dispose(): void {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+  }
 }

@@ -90,15 +90,25 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
             : expandInputs([a]).map((file) => ({ kind: 'file', file })),
         );
 
-  const [{ startLocalServices }, names, local, { loadManifest }, { scanIdFromContent, sha256Hex }] = await Promise.all([
-    import('../local/services'),
-    import('../local/names'),
-    import('../local/report'),
-    import('../core/manifest'),
-    import('../core/scan-id'),
-  ]);
+  const [{ startLocalServices }, names, local, { loadManifest }, { scanIdFromContent, sha256Hex }, { lockDataDir }] =
+    await Promise.all([
+      import('../local/services'),
+      import('../local/names'),
+      import('../local/report'),
+      import('../core/manifest'),
+      import('../core/scan-id'),
+      import('../local/lock'),
+    ]);
   const manifest = loadManifest(opts.modelsDir ? path.resolve(opts.modelsDir) : undefined).manifest;
-  const services = await startLocalServices(dataDir);
+  // The same data dir lock as analyze (local/lock.ts): the stores' files serve one process at a time.
+  const lock = lockDataDir(dataDir);
+  let services;
+  try {
+    services = await startLocalServices(dataDir);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
   try {
     const store = {
       s3: services.s3,
@@ -187,7 +197,11 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
     out.write(`${file}\n`);
     return 0;
   } finally {
-    await services.close();
+    try {
+      await services.close();
+    } finally {
+      lock.release();
+    }
   }
 }
 

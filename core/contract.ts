@@ -25,6 +25,11 @@ export const ENV = {
   inputLimits: 'INPUT_LIMITS',
   /** Finalize: this deployment's ScanRates (core/pricing.ts) as JSON, for the usage record's cost estimate. */
   scanRates: 'SCAN_RATES',
+  /**
+   * Validate: how long a claim holds (seconds), the state machine's own timeout: a RUNNING
+   * scan whose lease is older may be claimed again (optional; results-store.ts has the default).
+   */
+  scanLeaseSeconds: 'SCAN_LEASE_SECONDS',
   /** StartExecution: the state machine it starts. */
   stateMachineArn: 'STATE_MACHINE_ARN',
   /** StartExecution: the cap on executions RUNNING at once (config admission.maxRunningScans). */
@@ -112,6 +117,11 @@ export const FUNCTIONS = {
   startExecution: { id: 'StartExecution', folder: 'start-execution', serviceName: 'sonomark-start-execution' },
   api: { id: 'SiteApi', folder: 'api', serviceName: 'sonomark-api' },
   invoices: { id: 'MonthlyInvoices', folder: 'invoices', serviceName: 'sonomark-invoices' },
+  /**
+   * Not a workflow task: an EventBridge rule on the state machine's TIMED_OUT, ABORTED and
+   * FAILED executions runs it (local mode: the local runner), to record a scan left RUNNING.
+   */
+  executionEnded: { id: 'ExecutionEnded', folder: 'execution-ended', serviceName: 'sonomark-execution-ended' },
   expert: {
     id: (expert: string): string => `${EXPERT_ID_PREFIX}${pascalName(expert)}`,
     /** Whether a construct id is an expert function's. */
@@ -120,6 +130,13 @@ export const FUNCTIONS = {
     serviceName: 'sonomark-expert',
   },
 } as const;
+
+/**
+ * The execution statuses whose "Step Functions Execution Status Change" events the
+ * ExecutionEnded rule forwards (lib/constructs/execution-ended.ts) and its handler accepts:
+ * the ways an execution ends without having recorded its scan's outcome itself.
+ */
+export const EXECUTION_ENDED_STATUSES = ['TIMED_OUT', 'ABORTED', 'FAILED'] as const;
 
 /** One of FUNCTIONS: what the CDK needs to build it and the handler to name itself. */
 export interface FunctionNames {

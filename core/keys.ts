@@ -106,6 +106,12 @@ export const SCAN_SK = 'SCAN';
 export const expertSk = (expertName: string): string => `EXPERT#${expertName}`;
 export const sitePk = (siteId: string): string => `SITE#${siteId}`;
 export const siteSk = (receivedAt: string, scanId: string): string => `${receivedAt}#${scanId}`;
+/**
+ * The execution pointer: which scan an execution claimed (`pk = EXECUTION#{executionId}`), so
+ * that an execution-ended event, which names only the execution, finds its scan.
+ */
+export const executionPk = (executionId: string): string => `EXECUTION#${executionId}`;
+export const EXECUTION_SK = 'EXECUTION';
 
 /**
  * Where the extractor job records why it failed. Batch reports only an exit

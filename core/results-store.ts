@@ -7,6 +7,10 @@
  * - `SCAN`            status RUNNING | COMPLETED | FAILED, identity, error or summary
  * - `EXPERT#{name}`   one ExpertResult per expert
  * - `usage` on `SCAN`  the billing record, written in the same conditional update as COMPLETED
+ * - `lease` on a RUNNING `SCAN`  which execution holds the claim, and until when
+ *
+ * And one item per execution that reached a claim (`pk = EXECUTION#{executionId}`):
+ * the scan it claimed, so an execution-ended event (it names only the execution) finds it.
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
@@ -17,7 +21,7 @@ import {
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import { expertSk, NO_SITE, SCAN_SK, scanPk, sitePk, siteSk, TABLE_KEYS } from './keys';
+import { EXECUTION_SK, executionPk, expertSk, NO_SITE, SCAN_SK, scanPk, sitePk, siteSk, TABLE_KEYS } from './keys';
 import type { ScanCostEstimate } from './pricing';
 import type {
   ExpertOutput,
@@ -56,7 +60,27 @@ export interface ScanClaim {
   readonly featuresBucket?: string;
   readonly featuresKey?: string;
   readonly receivedAt: string;
+  /** The claiming execution and the claim's expiry; absent for a caller outside any execution (tests, tools). */
+  readonly lease?: ScanLease;
 }
+
+/**
+ * Who holds a RUNNING scan: the execution's ARN (a local execution id in local mode) and
+ * when the claim lapses. An expired lease may be claimed again, so a scan whose execution
+ * died without a word (a crash, a lost event) is analysed again, not skipped forever.
+ */
+export interface ScanLease {
+  readonly executionId: string;
+  /** ISO-8601 (UTC, toISOString): compared as a string in the claim's condition. */
+  readonly expiresAt: string;
+}
+
+/**
+ * How long a claim holds when the caller names no lease duration: the deployed state
+ * machine's default timeout (3 × 1 h extract + 2 h; lib/constructs/workflow.ts), after
+ * which its execution cannot be running any more.
+ */
+export const DEFAULT_LEASE_SECONDS = 5 * 3600;
 
 /** Where the object is, for a failure recorded before (or without) a claim. */
 export interface ScanIdentity {
@@ -101,6 +125,8 @@ export interface ScanItem {
   readonly updatedAt: string;
   /** How many executions have claimed this scan (a re-claim after FAILED adds one). */
   readonly attempts?: number;
+  /** On a RUNNING scan: which execution holds it, until when. Kept on the item after it ends (history). */
+  readonly lease?: ScanLease;
   readonly sitePk?: string;
   readonly siteSk?: string;
   readonly error?: ProblemDetail;
@@ -171,6 +197,7 @@ export function runningScanItem(claim: ScanClaim, now: string, attempts = 1): Sc
     receivedAt: claim.receivedAt,
     updatedAt: now,
     attempts,
+    lease: claim.lease,
     sitePk: sitePk(claim.siteId),
     siteSk: siteSk(claim.receivedAt, claim.scanId),
   });
@@ -210,7 +237,13 @@ export function measuredSeconds(startedAt?: number, stoppedAt?: number): number 
 // ---------------------------------------------------------------------------
 
 export type ClaimResult =
-  | { readonly claimed: true; readonly reclaimed: boolean; readonly item: ScanItem }
+  | {
+      readonly claimed: true;
+      readonly reclaimed: boolean;
+      /** The scan was RUNNING under an expired lease (its execution died) and is claimed again. */
+      readonly leaseExpired?: boolean;
+      readonly item: ScanItem;
+    }
   | { readonly claimed: false; readonly existingStatus: ScanStatus; readonly item: ScanItem };
 
 const isConditionFailure = (err: unknown): boolean =>
@@ -218,10 +251,23 @@ const isConditionFailure = (err: unknown): boolean =>
   (err as { name?: string } | null)?.name === 'ConditionalCheckFailedException';
 
 /**
+ * Whether a RUNNING scan's claim has lapsed at `now`: its lease expired, or (an item
+ * claimed before leases existed) it was last updated longer than DEFAULT_LEASE_SECONDS ago.
+ */
+export function leaseExpired(item: ScanItem, now: string): boolean {
+  if (item.status !== 'RUNNING') return false;
+  if (item.lease) return item.lease.expiresAt < now;
+  return item.updatedAt < legacyCutoff(now);
+}
+
+const legacyCutoff = (now: string): string => new Date(Date.parse(now) - DEFAULT_LEASE_SECONDS * 1000).toISOString();
+
+/**
  * Claims a scan for this execution. A new scan is written RUNNING. An existing
- * RUNNING or COMPLETED scan is left alone and reported (the caller skips). A
- * FAILED scan may be claimed again, so a retry or a fixed re-upload can run;
- * the conditional write makes two racing re-claims end with exactly one winner.
+ * COMPLETED scan, or a RUNNING one whose lease holds, is left alone and reported
+ * (the caller skips). A FAILED scan, or a RUNNING one whose lease has expired (its
+ * execution died without recording anything), may be claimed again, so a retry or a
+ * re-upload runs; the conditional write makes two racing re-claims end with exactly one winner.
  */
 export async function claimScan(
   doc: DynamoDBDocumentClient,
@@ -241,23 +287,144 @@ export async function claimScan(
     // Deleted between the two calls (only an operator does that): the caller's retry will claim it.
     throw new ScanStateError(`Scan ${claim.scanId} existed at claim time but is gone now; retry.`);
   }
-  if (existing.status !== 'FAILED') return { claimed: false, existingStatus: existing.status, item: existing };
+  const expired = leaseExpired(existing, now);
+  if (existing.status !== 'FAILED' && !expired) {
+    return { claimed: false, existingStatus: existing.status, item: existing };
+  }
   const again = runningScanItem(claim, now, (existing.attempts ?? 1) + 1);
   try {
     await doc.send(
       new PutCommand({
         TableName: table,
         Item: again,
-        ConditionExpression: '#status = :failed',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: { ':failed': 'FAILED' },
+        // The state read above, re-checked: FAILED, or RUNNING under a lapsed lease.
+        ConditionExpression:
+          '#status = :failed OR (#status = :running AND (#lease.#expiresAt < :now OR ' +
+          '(attribute_not_exists(#lease) AND #updatedAt < :legacyCutoff)))',
+        ExpressionAttributeNames: {
+          '#status': 'status',
+          '#lease': 'lease',
+          '#expiresAt': 'expiresAt',
+          '#updatedAt': 'updatedAt',
+        },
+        ExpressionAttributeValues: {
+          ':failed': 'FAILED',
+          ':running': 'RUNNING',
+          ':now': now,
+          ':legacyCutoff': legacyCutoff(now),
+        },
       }),
     );
-    return { claimed: true, reclaimed: true, item: again };
+    return { claimed: true, reclaimed: true, ...(expired ? { leaseExpired: true } : {}), item: again };
   } catch (err) {
     if (!isConditionFailure(err)) throw err;
     const winner = await getScan(doc, table, claim.siteId, claim.scanId);
     return { claimed: false, existingStatus: winner?.status ?? 'RUNNING', item: winner ?? existing };
+  }
+}
+
+/** The execution pointer item: which scan an execution claimed. */
+export interface ExecutionItem {
+  readonly pk: string;
+  readonly sk: typeof EXECUTION_SK;
+  readonly executionId: string;
+  /** The scan's site: its item lives in the site's partition (scanPk). */
+  readonly siteId: string;
+  readonly scanId: string;
+  readonly createdAt: string;
+}
+
+/**
+ * Records which scan an execution is about to claim. Written before the claim, so an
+ * execution that dies right after claiming can still be found; harmless if the claim
+ * then goes to another execution (recordAbandonedScan checks the scan's lease).
+ */
+export async function putExecutionPointer(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  executionId: string,
+  siteId: string,
+  scanId: string,
+  now: string = new Date().toISOString(),
+): Promise<ExecutionItem> {
+  const item: ExecutionItem = {
+    pk: executionPk(executionId),
+    sk: EXECUTION_SK,
+    executionId,
+    siteId,
+    scanId,
+    createdAt: now,
+  };
+  await doc.send(new PutCommand({ TableName: table, Item: item }));
+  return item;
+}
+
+export async function getExecutionPointer(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  executionId: string,
+): Promise<ExecutionItem | undefined> {
+  const out = await doc.send(
+    new GetCommand({ TableName: table, Key: { pk: executionPk(executionId), sk: EXECUTION_SK }, ConsistentRead: true }),
+  );
+  return out.Item as ExecutionItem | undefined;
+}
+
+export type AbandonedScanResult =
+  | { readonly recorded: true; readonly scanId: string }
+  /**
+   * Nothing written: the execution claimed no scan (it stopped before, or skipped), or
+   * the scan is no longer RUNNING under this execution (RecordFailure or Finalize
+   * recorded it, another execution re-claimed it, or this event was delivered before).
+   */
+  | {
+      readonly recorded: false;
+      readonly reason: 'no-claim' | 'not-running-under-execution';
+      readonly scanId?: string;
+    };
+
+/**
+ * An execution ended without recording its scan (timed out, aborted, or failed in a
+ * way that skipped RecordFailure): records the scan FAILED with `problem` if and only
+ * if it is still RUNNING under that execution's lease. One conditional write, so a
+ * duplicated or late event, or a scan another execution has re-claimed, is never touched.
+ */
+export async function recordAbandonedScan(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  executionId: string,
+  problem: ProblemDetail,
+  now: string = new Date().toISOString(),
+): Promise<AbandonedScanResult> {
+  const pointer = await getExecutionPointer(doc, table, executionId);
+  if (!pointer) return { recorded: false, reason: 'no-claim' };
+  try {
+    await doc.send(
+      new UpdateCommand({
+        TableName: table,
+        Key: scanKey(pointer.siteId, pointer.scanId),
+        UpdateExpression: 'SET #status = :failed, #error = :error, #updatedAt = :now',
+        ConditionExpression: '#status = :running AND #lease.#executionId = :executionId',
+        ExpressionAttributeNames: {
+          '#status': 'status',
+          '#error': 'error',
+          '#updatedAt': 'updatedAt',
+          '#lease': 'lease',
+          '#executionId': 'executionId',
+        },
+        ExpressionAttributeValues: {
+          ':failed': 'FAILED',
+          ':running': 'RUNNING',
+          ':error': problem,
+          ':now': now,
+          ':executionId': executionId,
+        },
+      }),
+    );
+    return { recorded: true, scanId: pointer.scanId };
+  } catch (err) {
+    if (!isConditionFailure(err)) throw err;
+    return { recorded: false, reason: 'not-running-under-execution', scanId: pointer.scanId };
   }
 }
 

@@ -48,10 +48,16 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
       'batch:SubmitJob authorizes the job definition by name:revision; the revision changes on every deploy, so CDK grants job-definition/* in this account and region (the queue is a single ARN).',
   },
   {
+    id: /^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job\/\*\]$/,
+    path: /\/Workflow\/StateMachine\/Role\//,
+    reason:
+      'batch:TerminateJob (the .sync integration stopping an abandoned extractor job) authorizes the job ARN job/{jobId}, which Batch assigns at submission and which has no condition key for its queue or definition: job/* in this account and region.',
+  },
+  {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
     path: /\/Workflow\/StateMachine\/Role\//,
     reason:
-      'X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*) and CloudWatch Logs delivery (logs:CreateLogDelivery, …) actions do not support resource-level permissions.',
+      'X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*), CloudWatch Logs delivery (logs:CreateLogDelivery, …) and batch:DescribeJobs (the .sync integration polling the extractor job) do not support resource-level permissions.',
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
@@ -67,7 +73,7 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
-    path: /\/(ValidateUpload|Finalize|RecordFailure|Expert[A-Za-z0-9]+\/Handler)\/Role\//,
+    path: /\/(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|Expert[A-Za-z0-9]+\/Handler)\/Role\//,
     reason:
       'ec2:*NetworkInterface* (Lambda VPC ENIs) and xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions.',
   },

@@ -24,7 +24,11 @@ import type { LambdaFunctionRef } from './definition';
 import { NoSpotCapacityFault, type LocalFaults } from './faults';
 import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
 
-/** The workflow's functions (FUNCTIONS in core/contract.ts, less the starter, the API and the invoice job: no workflow task). */
+/**
+ * The pipeline's functions (FUNCTIONS in core/contract.ts, less the starter, the API and the
+ * invoice job, which are no workflow task). ExecutionEnded is no task either: the local runner
+ * calls it when an execution ends badly.
+ */
 export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution' | 'api' | 'invoices'>;
 
 export interface LocalHandlers {
@@ -40,6 +44,7 @@ export function roleOfConstructPath(cdkPath: string): LambdaRole | undefined {
   if (parts.includes(FUNCTIONS.validate.id)) return 'validate';
   if (parts.includes(FUNCTIONS.finalize.id)) return 'finalize';
   if (parts.includes(FUNCTIONS.recordFailure.id)) return 'recordFailure';
+  if (parts.includes(FUNCTIONS.executionEnded.id)) return 'executionEnded';
   if (parts.some(FUNCTIONS.expert.isId)) return 'expert';
   return undefined;
 }

@@ -8,6 +8,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { runExtractJob } from '../gpu-tasks/feature-extractor/src/main';
 import { scoreExpert } from '../lambdas/expert/score';
 import { finalizeScan } from '../lambdas/finalize/finalize';
+import { executionEnded } from '../lambdas/execution-ended/execution-ended';
 import { recordFailure } from '../lambdas/record-failure/record-failure';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload } from '../lambdas/validate-upload/validate';
 import { parseConfig } from '../lib/config';
@@ -74,6 +75,8 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
         finalizeScan(payload, { doc: as({ role: 'finalize', functionId }).doc, table, rates, now }),
       recordFailure: (payload, functionId) =>
         recordFailure(payload, { ...as({ role: 'recordFailure', functionId }), table, now }),
+      executionEnded: (payload, functionId) =>
+        executionEnded(payload, { doc: as({ role: 'executionEnded', functionId }).doc, table, now }),
     },
     extractJob: async (env) => {
       await runExtractJob(env, {

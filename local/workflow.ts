@@ -5,24 +5,28 @@
  */
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { randomUUID } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadManifest, type LoadedManifest } from '../core/manifest';
 import { NO_SITE, parseUploadKey, uploadKey } from '../core/keys';
-import { getScan, listExpertResults } from '../core/results-store';
+import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, type LocalHandlers } from './bindings';
 import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
+import { killDecoders } from '../gpu-tasks/feature-extractor/src/decode';
+import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/execution-ended/execution-ended';
+import { lockDataDir, type DataDirLock } from './lock';
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
 import { localHandlers } from './handlers';
 import { principalClients } from './iam-guard';
 import type { LocalPermissions } from './iam-policy';
-import { localPseudonymSalt } from './pseudonym-salt';
 import { LocalFaults, type FaultPlan } from './faults';
 import { scaleRetries, type RetryScaling } from './retry';
+import { localPseudonymSalt } from './pseudonym-salt';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
 
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
@@ -51,6 +55,30 @@ export interface LocalWorkflowOptions {
   readonly retryScaling?: RetryScaling;
   /** Faults to inject (local/faults.ts): SDK errors on the local clients, transient handler errors. @default none */
   readonly faults?: FaultPlan;
+  /** Where the extractor job's JSON log lines go (in the cloud: its CloudWatch log stream). @default dropped */
+  readonly extractorLog?: (line: string) => void;
+  /**
+   * Replaces or wraps the handlers bound to the states (tests: the Lambda handler modules
+   * themselves, with their Powertools logging). @default the local handlers as they are
+   */
+  readonly handlers?: (defaults: LocalHandlers) => LocalHandlers;
+}
+
+/**
+ * The id of a local execution: the lease holder of its claim, as the execution ARN is in
+ * AWS. Not ARN-shaped: nothing parses it, and a placeholder account id of zeros would only
+ * look like data (test/integration/dicom.test.ts searches results for header values).
+ */
+export function localExecutionId(name: string): string {
+  return `local-execution:${name}`;
+}
+
+/** How a local execution ended, in the cloud's Execution Status Change terms. */
+export type LocalExecutionEnd = 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+
+export interface AnalyzeOptions {
+  /** Called as each state is entered (tests abort an execution during Extract through it). */
+  readonly onStateEntered?: (state: string, executionId: string) => void;
 }
 
 export interface AnalyzeResult {
@@ -66,6 +94,14 @@ export interface AnalyzeResult {
   readonly timings: { totalMs: number; states: Record<string, number> };
   /** Retries the state machine ran, by state name (a Retry block matched and the state ran again). */
   readonly retries?: Record<string, number>;
+  /** How the execution ended (ABORTED/TIMED_OUT/FAILED ones were handed to ExecutionEnded). */
+  readonly execution?: { readonly id: string; readonly status: LocalExecutionEnd };
+}
+
+interface RunningExecution {
+  readonly abort: () => void;
+  /** StopExecution's `error`: why it was aborted (INTERRUPTED_ERROR for a signal). */
+  stopError?: string;
 }
 
 export class LocalWorkflow {
@@ -79,13 +115,24 @@ export class LocalWorkflow {
     private readonly machine: StateMachine,
     private readonly opts: Required<Pick<LocalWorkflowOptions, 'siteId' | 'studyId'>>,
     private readonly ownedDataDir: string | undefined,
+    private readonly lock: DataDirLock,
+    private readonly handlers: LocalHandlers,
     /** The faults in force and what they have injected so far. */
     readonly faults: LocalFaults,
   ) {}
 
+  /** Executions in progress, by id. */
+  private readonly running = new Map<string, RunningExecution>();
+  /** Task handlers in progress: an aborted execution's task keeps running until it settles. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private interruptedBy: string | undefined;
+
   static async start(options: LocalWorkflowOptions = {}): Promise<LocalWorkflow> {
     const loaded = loadManifest(options.modelsDir);
     const ownedDataDir = options.dataDir ? undefined : mkdtempSync(path.join(os.tmpdir(), 'sonomark-local-'));
+    const dataDir = options.dataDir ?? (ownedDataDir as string);
+    // One process per data dir (local/lock.ts): taken before any service opens its files.
+    const lock = lockDataDir(dataDir);
     // Start-up work that does not depend on each other runs together: the model sessions
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
@@ -97,10 +144,11 @@ export class LocalWorkflow {
     }
     const [definition, servicesStarted] = await Promise.allSettled([
       loadWorkflowDefinition({ modelsDir: loaded.dir, cacheDir: options.cacheDir }),
-      startLocalServices(options.dataDir ?? (ownedDataDir as string)),
+      startLocalServices(dataDir),
     ]);
     if (servicesStarted.status === 'rejected' || definition.status === 'rejected') {
       if (servicesStarted.status === 'fulfilled') await servicesStarted.value.close();
+      lock.release();
       if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
       throw definition.status === 'rejected' ? definition.reason : (servicesStarted as PromiseRejectedResult).reason;
     }
@@ -116,13 +164,14 @@ export class LocalWorkflow {
         ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET),
         ensureTable(services.dynamo, LOCAL_TABLE, synthesized.tableProperties),
       ]);
-      const handlers: LocalHandlers = localHandlers({
+      const defaults: LocalHandlers = localHandlers({
         s3: services.s3,
         doc: services.doc,
         table: LOCAL_TABLE,
         artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
         loaded,
         pseudonymSalt: localPseudonymSalt(services.dataDir),
+        ...(options.extractorLog ? { log: options.extractorLog } : {}),
         // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.
         // Injected faults reach those clients too: they sit below the IAM check, as a service error would.
         clientsFor: principalClients(
@@ -135,6 +184,7 @@ export class LocalWorkflow {
           },
         ),
       });
+      const handlers = options.handlers ? options.handlers(defaults) : defaults;
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers, faults);
       // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
       // The library fills in defaults (QueryLanguage) in place, so it gets its own copy
@@ -148,7 +198,7 @@ export class LocalWorkflow {
       const machine = new StateMachine(scaleRetries(synthesized.definition, options.retryScaling) as never, {
         validationOptions: { noValidate: true },
       });
-      return new LocalWorkflow(
+      const workflow = new LocalWorkflow(
         services,
         synthesized,
         definition.value.source,
@@ -160,18 +210,18 @@ export class LocalWorkflow {
           studyId: options.studyId ?? 'local',
         },
         ownedDataDir,
+        lock,
+        handlers,
         faults,
       );
+      await workflow.recoverAbandoned();
+      return workflow;
     } catch (err) {
       await services.close();
+      lock.release();
       if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
       throw err;
     }
-  }
-
-  /** The site this workflow's uploads go under (`uploads/{siteId}/…`), whose partition holds its scans. */
-  get siteId(): string {
-    return this.opts.siteId;
   }
 
   /** The definition the local StateMachine executes (the synthesized one, tokens substituted). */
@@ -206,14 +256,15 @@ export class LocalWorkflow {
     file: string,
     objectName = path.basename(file),
     /** redeliver: run this Object Created event again, without putting the file (a duplicate delivery). */
-    opts: { redeliver?: S3ObjectCreatedEvent } = {},
+    options: AnalyzeOptions & { redeliver?: S3ObjectCreatedEvent } = {},
   ): Promise<AnalyzeResult> {
+    if (this.interruptedBy) throw new Error(`The local workflow was interrupted (${this.interruptedBy}).`);
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
     const size = statSync(file).size;
-    if (opts.redeliver) return this.run(file, key, size, undefined, started, this.opts.siteId, opts.redeliver);
+    if (options.redeliver) return this.run(file, key, size, undefined, started, this.opts.siteId, options);
     const put = await this.putFile(file, key, size);
-    return this.run(file, key, size, put, started, this.opts.siteId);
+    return this.run(file, key, size, put, started, this.opts.siteId, options);
   }
 
   /**
@@ -222,6 +273,7 @@ export class LocalWorkflow {
    * labelled with the key, which is never logged here.
    */
   async analyzeStored(key: string): Promise<AnalyzeResult> {
+    if (this.interruptedBy) throw new Error(`The local workflow was interrupted (${this.interruptedBy}).`);
     const started = Date.now();
     const head = await this.services.s3.send(new HeadObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key: key }));
     let siteId = NO_SITE;
@@ -230,7 +282,7 @@ export class LocalWorkflow {
     } catch {
       // Validate rejects the key; its failure is recorded under NO_SITE.
     }
-    return this.run(key, key, head.ContentLength ?? 0, head, started, siteId);
+    return this.run(key, key, head.ContentLength ?? 0, head, started, siteId, {});
   }
 
   private async run(
@@ -240,10 +292,10 @@ export class LocalWorkflow {
     put: { ETag?: string; VersionId?: string } | undefined,
     started: number,
     siteId: string,
-    /** A duplicate delivery of an earlier Object Created event (the soak's redelivery). */
-    redeliver?: S3ObjectCreatedEvent,
+    /** redeliver: a duplicate delivery of an earlier Object Created event (the soak's redelivery). */
+    options: AnalyzeOptions & { redeliver?: S3ObjectCreatedEvent },
   ): Promise<AnalyzeResult> {
-    const event: S3ObjectCreatedEvent = redeliver ?? {
+    const event: S3ObjectCreatedEvent = options.redeliver ?? {
       'detail-type': 'Object Created',
       source: 'aws.s3',
       time: new Date().toISOString(),
@@ -266,8 +318,15 @@ export class LocalWorkflow {
     let reused = false;
     let firstFailure: { state: string; error: string; cause: string } | undefined;
     const retries: Record<string, number> = {};
+    // This execution's tasks in progress (Map iterations included): it waits for its own only,
+    // so concurrent analyses do not wait for each other.
+    const ownTasks = new Set<Promise<unknown>>();
+    const executionName = randomUUID();
+    const executionId = localExecutionId(executionName);
     const execution = this.machine.run(event as never, {
-      overrides: { taskResourceLocalHandlers: this.taskHandlers as never },
+      // $$.Execution.Id: Validate's lease holder, as the execution ARN is in AWS.
+      context: { Execution: { Id: executionId, Name: executionName } },
+      overrides: { taskResourceLocalHandlers: this.trackedTaskHandlers(ownTasks) as never },
     });
     const logTask = (async () => {
       for await (const ev of execution.eventLogs) {
@@ -282,7 +341,10 @@ export class LocalWorkflow {
           firstFailure = { state: e.state.name, error: e.Error ?? 'Error', cause: e.Cause ?? '' };
         }
         if (e.type === 'StateRetried' && e.state) retries[e.state.name] = (retries[e.state.name] ?? 0) + 1;
-        if (e.type === 'StateEntered' && e.state) entered.set(e.state.name, e.timestamp);
+        if (e.type === 'StateEntered' && e.state) {
+          entered.set(e.state.name, e.timestamp);
+          options.onStateEntered?.(e.state.name, executionId);
+        }
         if ((e.type === 'StateExited' || e.type === 'StateFailed') && e.state) {
           const t0 = entered.get(e.state.name);
           // Work happens in Task and Map states; Pass/Choice transitions would only add noise.
@@ -301,14 +363,130 @@ export class LocalWorkflow {
         }
       }
     })();
+    const handle: RunningExecution = { abort: execution.abort };
+    this.running.set(executionId, handle);
+    if (this.interruptedBy) this.stop(executionId, INTERRUPTED_ERROR);
+    let status: LocalExecutionEnd = 'SUCCEEDED';
     try {
       await execution.result;
-    } catch {
+    } catch (err) {
       // A failed execution is an outcome here, not an exception: RecordFailure has
       // written the FAILED record, which is read below like any other result.
+      const name = (err as { name?: string } | null)?.name;
+      status = name === 'ExecutionAbortedError' ? 'ABORTED' : name === 'ExecutionTimeoutError' ? 'TIMED_OUT' : 'FAILED';
+    } finally {
+      this.running.delete(executionId);
     }
-    await logTask;
-    return this.collect(file, siteId, scanId, reused, { totalMs: Date.now() - started, states }, retries, firstFailure);
+    // An aborted execution's task may still be running (the library does not cancel it):
+    // it must settle before the scan is recorded, or a late claim could follow the record.
+    await settle(ownTasks);
+    const ended = status === 'SUCCEEDED' ? undefined : await this.executionEnded(executionId, status, handle.stopError);
+    await logTask.catch(() => undefined);
+    const result = await this.collect(
+      file,
+      siteId,
+      scanId,
+      reused,
+      { totalMs: Date.now() - started, states },
+      retries,
+      firstFailure,
+      // A failed execution says why in its first failure; a stopped one, through ExecutionEnded.
+      status === 'FAILED' ? undefined : ended?.problem,
+    );
+    return { ...result, execution: { id: executionId, status } };
+  }
+
+  /** The Task handlers, each call tracked in `own` and in `inFlight` (all executions') until it settles. */
+  private trackedTaskHandlers(own: Set<Promise<unknown>>): Record<string, (input: unknown) => Promise<unknown>> {
+    return Object.fromEntries(
+      Object.entries(this.taskHandlers).map(([name, run]) => [
+        name,
+        (input: unknown) => {
+          const p = run(input);
+          const tracked = p.then(
+            () => undefined,
+            () => undefined,
+          );
+          own.add(tracked);
+          this.inFlight.add(tracked);
+          void tracked.then(() => {
+            own.delete(tracked);
+            this.inFlight.delete(tracked);
+          });
+          return p;
+        },
+      ]),
+    );
+  }
+
+  /**
+   * What the cloud's ExecutionEnded rule does for an execution that ended ABORTED,
+   * TIMED_OUT or FAILED: the same handler, with the same event shape.
+   */
+  private async executionEnded(
+    executionId: string,
+    status: Exclude<LocalExecutionEnd, 'SUCCEEDED'>,
+    error?: string,
+  ): Promise<ExecutionEndedOutput> {
+    return (await this.handlers.lambdas.executionEnded({
+      'detail-type': 'Step Functions Execution Status Change',
+      source: 'aws.states',
+      detail: { executionArn: executionId, status, error: error ?? null, cause: null },
+    })) as ExecutionEndedOutput;
+  }
+
+  /** Stops one execution, as StopExecution would, with an error name. */
+  private stop(executionId: string, error: string): boolean {
+    const handle = this.running.get(executionId);
+    if (!handle) return false;
+    handle.stopError = error;
+    handle.abort();
+    return true;
+  }
+
+  /**
+   * Aborts an execution in progress (StopExecution): its scan is recorded FAILED
+   * (EXECUTION_ABORTED) through ExecutionEnded once its running task settles.
+   */
+  abort(executionId: string): boolean {
+    return this.stop(executionId, 'sonomark.Aborted');
+  }
+
+  /**
+   * Ctrl-C / SIGTERM: stops every execution in progress (each scan is recorded FAILED
+   * with code INTERRUPTED, so the next run analyses it again), kills the ffmpeg children
+   * so their tasks settle now, and refuses new analyses. The caller then awaits the
+   * analyze() in progress and close().
+   */
+  interrupt(signal = 'SIGINT'): void {
+    this.interruptedBy ??= signal;
+    for (const id of [...this.running.keys()]) this.stop(id, INTERRUPTED_ERROR);
+    killDecoders();
+  }
+
+  /** The site this workflow's uploads go under (`uploads/{siteId}/…`), whose partition holds its scans. */
+  get siteId(): string {
+    return this.opts.siteId;
+  }
+
+  /** The signal that interrupted this workflow, if any. */
+  get interrupted(): string | undefined {
+    return this.interruptedBy;
+  }
+
+  /**
+   * At start-up, under the data dir's lock: no other process can be running a scan in
+   * this data dir, so a RUNNING scan was left by a run that died without a word (killed,
+   * crashed). Recorded FAILED (INTERRUPTED) like a Ctrl-C, so this run analyses it again.
+   */
+  private async recoverAbandoned(): Promise<number> {
+    let recovered = 0;
+    for (const scan of await listScans(this.services.doc, LOCAL_TABLE)) {
+      if (scan.status !== 'RUNNING' || !scan.lease) continue;
+      const out = await this.executionEnded(scan.lease.executionId, 'ABORTED', INTERRUPTED_ERROR);
+      if (out.result.recorded) recovered++;
+    }
+    return recovered;
   }
 
   private async collect(
@@ -319,14 +497,16 @@ export class LocalWorkflow {
     timings: AnalyzeResult['timings'],
     retries: Record<string, number>,
     firstFailure?: { state: string; error: string; cause: string },
+    /** Why the execution ended early (aborted, interrupted, timed out), when it did. */
+    ended?: ProblemDetail,
   ): Promise<AnalyzeResult> {
     const base = { file, scanId, reused, timings, retries };
     if (!scanId) {
-      // Failed before a scan existed (the workflow itself broke): say where and why.
+      // Stopped, or failed before a scan existed (the workflow itself broke): say where and why.
       return {
         ...base,
         status: 'failed',
-        error: {
+        error: ended ?? {
           code: 'NOT_ANALYZED',
           message: firstFailure
             ? `${firstFailure.state} failed before a scan id existed: ${firstFailure.error}: ${causeMessage(firstFailure.cause)}`
@@ -367,9 +547,19 @@ export class LocalWorkflow {
   }
 
   async close(): Promise<void> {
-    await this.services.close();
-    if (this.ownedDataDir) rmSync(this.ownedDataDir, { recursive: true, force: true });
+    await settle(this.inFlight);
+    try {
+      await this.services.close();
+    } finally {
+      this.lock.release();
+      if (this.ownedDataDir) rmSync(this.ownedDataDir, { recursive: true, force: true });
+    }
   }
+}
+
+/** Waits until every task in `tasks` has settled, including any added meanwhile. */
+async function settle(tasks: Set<Promise<unknown>>): Promise<void> {
+  while (tasks.size > 0) await Promise.all([...tasks]);
 }
 
 /** A Lambda-style Cause is JSON with errorMessage; others are plain text. */
@@ -381,3 +571,4 @@ function causeMessage(cause: string): string {
     return cause;
   }
 }
+

@@ -8,6 +8,7 @@ import { optionalEnv, requireEnv } from '../../core/env';
 import { ConfigError } from '../../core/errors';
 import { parseInputLimits } from '../../core/limits';
 import { loadManifest } from '../../core/manifest';
+import { DEFAULT_LEASE_SECONDS } from '../../core/results-store';
 import { sonomarkHandler } from '../shared/middleware';
 import { documentClient, powertools, s3Client } from '../shared/runtime';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload, type ValidateDeps } from './validate';
@@ -18,6 +19,10 @@ const { logger, metrics, tracer } = tools;
 const maxUploadBytes = Number(optionalEnv(ENV.maxUploadBytes, String(DEFAULT_MAX_UPLOAD_BYTES)));
 if (!Number.isSafeInteger(maxUploadBytes) || maxUploadBytes <= 0) {
   throw new ConfigError(`Environment variable ${ENV.maxUploadBytes} must be a positive integer number of bytes.`);
+}
+const leaseSeconds = Number(optionalEnv(ENV.scanLeaseSeconds, String(DEFAULT_LEASE_SECONDS)));
+if (!Number.isSafeInteger(leaseSeconds) || leaseSeconds <= 0) {
+  throw new ConfigError(`Environment variable ${ENV.scanLeaseSeconds} must be a positive integer number of seconds.`);
 }
 let limits;
 try {
@@ -33,6 +38,7 @@ const deps: ValidateDeps = {
   manifest: loadManifest(requireEnv(ENV.modelsDir)).manifest,
   maxUploadBytes,
   limits,
+  leaseSeconds,
   now: () => new Date(),
 };
 

@@ -20,7 +20,7 @@ import { extractorRef } from '../../core/manifest';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { checkHeaderLimits, readHeaderInfo } from '../../core/media-header';
-import { claimScan, type ScanClaim } from '../../core/results-store';
+import { claimScan, DEFAULT_LEASE_SECONDS, putExecutionPointer, type ScanClaim } from '../../core/results-store';
 import { hashStream, scanIdFromContent, scanIdFromObjectIdentity, type HashedStream } from '../../core/scan-id';
 import {
   S3ObjectCreatedEvent,
@@ -32,7 +32,14 @@ import {
 } from '../../core/schemas';
 import { parsePayload } from '../../core/zod-parse';
 
-export const ValidateInput = z.object({ event: S3ObjectCreatedEvent });
+export const ValidateInput = z.object({
+  event: S3ObjectCreatedEvent,
+  /**
+   * The execution's id (`$$.Execution.Id`: its ARN; a local execution id in local mode): the
+   * claim's lease holder. Absent outside an execution (tests, tools): the claim has no lease holder.
+   */
+  execution: z.string().min(1).optional(),
+});
 export type ValidateInput = z.infer<typeof ValidateInput>;
 
 export { DEFAULT_MAX_UPLOAD_BYTES } from '../../core/limits';
@@ -49,13 +56,15 @@ export interface ValidateDeps {
   readonly maxUploadBytes: number;
   /** Duration, size and frame limits checked on the container header. @default DEFAULT_INPUT_LIMITS */
   readonly limits?: InputLimits;
+  /** How long a claim holds (the state machine's timeout). @default DEFAULT_LEASE_SECONDS */
+  readonly leaseSeconds?: number;
   readonly now: () => Date;
 }
 
 const SIDECAR_FIELDS = Object.keys(SidecarMetadata.shape);
 
 export async function validateUpload(input: unknown, deps: ValidateDeps): Promise<ValidateOutput> {
-  const { event } = parsePayload(ValidateInput, input, 'Validate input');
+  const { event, execution } = parsePayload(ValidateInput, input, 'Validate input');
   const bucket = event.detail.bucket.name;
   const key = event.detail.object.key;
   const versionId = event.detail.object['version-id'];
@@ -109,7 +118,9 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   const sniffed = hashed.size > 0 && object.kind === 'hashed' ? sniffContainer(hashed.head) : undefined;
   const container = sniffed !== undefined && !isUnsupported(sniffed) ? sniffed : undefined;
   const extractor = extractorRef(deps.manifest.extractor);
-  const receivedAt = deps.now().toISOString();
+  const nowDate = deps.now();
+  const receivedAt = nowDate.toISOString();
+  const leaseSeconds = deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
 
   // Every read that can fail transiently comes before the claim: a Validate retried after
   // its own claim would find the scan RUNNING and skip it, leaving it RUNNING for good.
@@ -132,7 +143,18 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
     featuresBucket: deps.artifactsBucket,
     featuresKey: featuresKey(upload.siteId, extractor, scanId),
     receivedAt,
+    ...(execution
+      ? {
+          lease: {
+            executionId: execution,
+            expiresAt: new Date(nowDate.getTime() + leaseSeconds * 1000).toISOString(),
+          },
+        }
+      : {}),
   };
+  // The pointer first: an execution that dies right after its claim can still be found
+  // from its execution-ended event (lambdas/execution-ended).
+  if (execution) await putExecutionPointer(deps.doc, deps.table, execution, upload.siteId, scanId, receivedAt);
   const claimed = await claimScan(deps.doc, deps.table, claim, receivedAt);
   if (!claimed.claimed) {
     return {
@@ -182,8 +204,10 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   if (sidecar.kind === 'invalid') return reject('INVALID_SIDECAR', sidecar.message);
 
   // The scan is the claim, now known to be a supported clip, plus its sidecar.
+  // The lease is the table's business, not the workflow state's.
+  const { lease: _lease, ...claimFields } = claim;
   const scan: ScanRef = {
-    ...claim,
+    ...claimFields,
     sha256: hashed.sha256,
     container,
     featuresBucket: deps.artifactsBucket,

@@ -11,7 +11,7 @@
  *                                         └─ reject  → RecordFailure → Failed
  *   any Task / Map error ──Catch($.error)──▶ RecordFailure → Failed
  */
-import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -101,6 +101,8 @@ const catchAll: sfn.CatchProps = { errors: [sfn.Errors.ALL], resultPath: PATHS.e
 export class Workflow extends Construct {
   readonly stateMachine: sfn.StateMachine;
   readonly logGroup: logs.LogGroup;
+  /** The execution timeout: no execution runs longer, so no claim (lease) need hold longer. */
+  readonly timeout: Duration;
 
   constructor(scope: Construct, id: string, props: WorkflowProps) {
     super(scope, id);
@@ -129,7 +131,11 @@ export class Workflow extends Construct {
     });
     const validate = new tasks.LambdaInvoke(this, STATE.validate, {
       lambdaFunction: props.validateFunction,
-      payload: sfn.TaskInput.fromObject({ event: sfn.JsonPath.objectAt(PATHS.event) }),
+      // The execution's ARN is the claim's lease holder (lambdas/execution-ended finds the scan by it).
+      payload: sfn.TaskInput.fromObject({
+        event: sfn.JsonPath.objectAt(PATHS.event),
+        execution: sfn.JsonPath.executionId,
+      }),
       payloadResponseOnly: false,
       retryOnServiceExceptions: false,
       // Keep only the handler's return value; the invoke metadata would bloat the history.
@@ -300,13 +306,16 @@ export class Workflow extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
+    // A GPU job can queue for capacity and retry on spot reclaim (3 attempts); bound the execution anyway.
+    this.timeout = Duration.seconds(props.extractTimeout.toSeconds() * 3).plus(Duration.hours(2));
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       definitionBody: sfn.DefinitionBody.fromChainable(start.next(validate).next(validated).next(route)),
       stateMachineType: sfn.StateMachineType.STANDARD,
       tracingEnabled: true,
-      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
-      // A GPU job can queue for capacity and retry on spot reclaim (3 attempts); bound the execution anyway.
-      timeout: Duration.seconds(props.extractTimeout.toSeconds() * 3).plus(Duration.hours(2)),
+      // Execution data (state input and output) carries object keys and sidecar metadata, and
+      // a key can name a patient: the log keeps states, events and error names, not the data.
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+      timeout: this.timeout,
     });
 
     // ScoreExpert is raw ASL, so CDK cannot infer its permissions: exactly the expert functions.
@@ -316,5 +325,20 @@ export class Workflow extends Construct {
         resources: props.experts.map((e) => e.function.functionArn),
       }),
     );
+
+    // Extract is a Run a Job (.sync) task: Step Functions polls the job and, when the
+    // execution is stopped or times out, or the task times out, terminates it. CDK's
+    // BatchSubmitJob grants only batch:SubmitJob and the managed events rule; without
+    // these two, an abandoned scan's GPU job kept running (and billing). TerminateJob
+    // authorizes a job ARN (job/{jobId}, known only at run time, with no condition key
+    // for its queue or definition): job/* in this account and region. DescribeJobs
+    // supports no resource-level permissions at all (Resource "*", lib/nag.ts).
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['batch:TerminateJob'],
+        resources: [Stack.of(this).formatArn({ service: 'batch', resource: 'job', resourceName: '*' })],
+      }),
+    );
+    this.stateMachine.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
   }
 }

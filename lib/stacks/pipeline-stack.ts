@@ -19,6 +19,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct } from 'constructs';
 import { interfaceEndpointsFor, type SonomarkConfig } from '../config';
+import { ExecutionEnded } from '../constructs/execution-ended';
 import { ExpertFunction } from '../constructs/expert-function';
 import { GpuJob } from '../constructs/gpu-job';
 import { Network } from '../constructs/network';
@@ -47,6 +48,8 @@ export class PipelineStack extends Stack {
   readonly expertFunctions: ExpertFunction[];
   readonly extractor: GpuJob;
   readonly workflow: Workflow;
+  /** Records a scan FAILED when its execution timed out, was aborted, or failed without recording it. */
+  readonly executionEnded: ExecutionEnded;
   readonly alarmTopic: sns.Topic;
   /** Batch "Job Queue Blocked" events of the extractor queue (jobs stuck RUNNABLE). */
   readonly queueBlockedRule: events.Rule;
@@ -172,6 +175,17 @@ export class PipelineStack extends Stack {
       logRetention,
     });
 
+    // Claims last as long as an execution can: a RUNNING scan older than that was abandoned.
+    this.validateFunction.function.addEnvironment(ENV.scanLeaseSeconds, String(this.workflow.timeout.toSeconds()));
+    this.executionEnded = new ExecutionEnded(this, 'ExecutionEnded', {
+      stateMachine: this.workflow.stateMachine,
+      resultsTable: props.resultsTable,
+      encryptionKey: key,
+      logRetention,
+      vpc: network.vpc,
+      securityGroup: network.functionSecurityGroup,
+    });
+
     // -- alarms ------------------------------------------------------------
     this.alarmTopic = new sns.Topic(this, 'AlarmTopic', {
       displayName: 'sonomark alarms',
@@ -184,6 +198,27 @@ export class PipelineStack extends Stack {
     const failedExecutions = new cloudwatch.Alarm(this, 'ExecutionsFailedAlarm', {
       alarmDescription: 'A sonomark scan failed (its FAILED result item in the results table says why).',
       metric: this.workflow.stateMachine.metricFailed({ period: Duration.minutes(5), statistic: 'Sum' }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    // Executions that ended without finishing: ExecutionEnded records their scans FAILED,
+    // but someone should know why they timed out (capacity?) or who stopped them.
+    const timedOutExecutions = new cloudwatch.Alarm(this, 'ExecutionsTimedOutAlarm', {
+      alarmDescription:
+        'A sonomark execution timed out (its scan is recorded FAILED with EXECUTION_TIMED_OUT); check GPU capacity and the extractor queue.',
+      metric: this.workflow.stateMachine.metricTimedOut({ period: Duration.minutes(5), statistic: 'Sum' }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const abortedExecutions = new cloudwatch.Alarm(this, 'ExecutionsAbortedAlarm', {
+      alarmDescription:
+        'A sonomark execution was stopped (aborted); its scan is recorded FAILED with EXECUTION_ABORTED.',
+      metric: this.workflow.stateMachine.metricAborted({ period: Duration.minutes(5), statistic: 'Sum' }),
       threshold: 1,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -247,7 +282,7 @@ export class PipelineStack extends Stack {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    for (const alarm of [failedExecutions, this.jobsRunnableTooLongAlarm]) {
+    for (const alarm of [failedExecutions, timedOutExecutions, abortedExecutions, this.jobsRunnableTooLongAlarm]) {
       alarm.addAlarmAction(notify);
       alarm.addOkAction(notify);
     }

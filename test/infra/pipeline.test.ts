@@ -109,12 +109,13 @@ describe('PipelineStack', () => {
   describe('state machine', () => {
     const outsideMapTasks = [STATE.validate, STATE.extract, STATE.finalize];
 
-    test('is a Standard workflow with tracing and ALL-level KMS-encrypted logging', () => {
-      // Assess
+    test('is a Standard workflow with tracing and ALL-level KMS-encrypted logging, without execution data', () => {
+      // Assess: execution data (state input/output) holds object keys and sidecar metadata,
+      // and a key can name a patient; the log keeps the events, never the data.
       template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
         StateMachineType: 'STANDARD',
         TracingConfiguration: { Enabled: true },
-        LoggingConfiguration: Match.objectLike({ Level: 'ALL', IncludeExecutionData: true }),
+        LoggingConfiguration: Match.objectLike({ Level: 'ALL', IncludeExecutionData: false }),
       });
       const logGroups = Object.values(template.findResources('AWS::Logs::LogGroup')) as any[];
       for (const lg of logGroups) expect(lg.Properties.KmsKeyId).toBeDefined();
@@ -145,7 +146,7 @@ describe('PipelineStack', () => {
       // Assess
       expect(s[STATE.start].Parameters).toEqual({ 'event.$': '$' });
       expect(s[STATE.validate].Resource).toMatch(/:states:::lambda:invoke$/);
-      expect(s[STATE.validate].Parameters.Payload).toEqual({ 'event.$': '$.event' });
+      expect(s[STATE.validate].Parameters.Payload).toEqual({ 'event.$': '$.event', 'execution.$': '$$.Execution.Id' });
       expect(s[STATE.validate].Next).toBe(STATE.validated);
       expect(s[STATE.validated].Parameters).toEqual({ 'event.$': '$.event', 'validation.$': '$.validation.Payload' });
       expect(s[STATE.validated].Next).toBe(STATE.route);
@@ -538,7 +539,7 @@ describe('PipelineStack', () => {
       // Prepare
       const fns = Object.values(template.findResources('AWS::Lambda::Function')) as any[];
       // Assess
-      expect(fns.length).toBe(3 + loadManifest().manifest.experts.length);
+      expect(fns.length).toBe(4 + loadManifest().manifest.experts.length);
       for (const f of fns) {
         expect(f.Properties.Runtime).toBe('nodejs22.x');
         expect(f.Properties.Architectures).toEqual(['arm64']);
@@ -683,6 +684,8 @@ describe('PipelineStack', () => {
       'logs:PutResourcePolicy',
       'logs:DescribeResourcePolicies',
       'logs:DescribeLogGroups',
+      // The .sync Batch integration polls its job; DescribeJobs has no resource-level permissions.
+      'batch:DescribeJobs',
     ]);
 
     test('no IAM statement grants Resource "*" except for actions AWS cannot scope', () => {
@@ -728,10 +731,11 @@ describe('PipelineStack', () => {
   });
 
   describe('encryption', () => {
-    test('topic and log groups use the KMS key (the trigger queue is in TriggerStack)', () => {
+    test('topic, log groups and the one queue (ExecutionEnded DLQ) use the KMS key (the trigger queue is in TriggerStack)', () => {
       // Assess
       template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
-      template.resourceCountIs('AWS::SQS::Queue', 0);
+      template.resourceCountIs('AWS::SQS::Queue', 1);
+      template.allResourcesProperties('AWS::SQS::Queue', { KmsMasterKeyId: Match.anyValue() });
       template.allResourcesProperties('AWS::Logs::LogGroup', { KmsKeyId: Match.anyValue() });
     });
 
@@ -810,11 +814,14 @@ describe('PipelineStack', () => {
     });
   });
 
-  test('the pipeline template holds only the functions the workflow invokes (local mode binds every one)', () => {
+  test('the pipeline template holds only functions local mode binds: the workflow tasks and ExecutionEnded', () => {
     // Prepare
     const ids = Object.keys(template.findResources('AWS::Lambda::Function'));
     // Assess
-    expect(ids.every((id) => /^(ValidateUpload|Finalize|RecordFailure|Expert[A-Z])/.test(id))).toBe(true);
-    template.resourceCountIs('AWS::Events::Rule', 1);
+    expect(ids.every((id) => /^(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|Expert[A-Z])/.test(id))).toBe(
+      true,
+    );
+    // The queue-blocked rule and the execution-ended rule.
+    template.resourceCountIs('AWS::Events::Rule', 2);
   });
 });

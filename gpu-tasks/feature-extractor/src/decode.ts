@@ -18,7 +18,7 @@
  * and the container's could disagree on the border. Frames come out as a PGM
  * stream so each one carries its own width and height.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -398,6 +398,25 @@ export function lastLine(stderr: string, file: string): string | undefined {
   );
 }
 
+/** Every ffmpeg this process is running, so an interrupted run can stop them (killDecoders). */
+const runningDecoders = new Set<ChildProcess>();
+
+/**
+ * Kills every running ffmpeg child (SIGKILL): for a process that is shutting down (local
+ * mode's Ctrl-C). Each killed decode then fails, and its caller's `finally` removes its
+ * temp files. Returns how many were running.
+ */
+export function killDecoders(): number {
+  const n = runningDecoders.size;
+  for (const child of runningDecoders) child.kill('SIGKILL');
+  return n;
+}
+
+/** How many ffmpeg children are running (tests of the shutdown path). */
+export function runningDecoderCount(): number {
+  return runningDecoders.size;
+}
+
 function spawnFfmpeg(
   ffmpeg: string,
   args: string[],
@@ -407,6 +426,7 @@ function spawnFfmpeg(
 ): Promise<FfmpegResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    runningDecoders.add(child);
     const maxBytes = (size * size + 32) * frameLimit; // pixels plus each frame's PGM header
     const chunks: Buffer[] = [];
     let length = 0;
@@ -431,6 +451,7 @@ function spawnFfmpeg(
     });
     child.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
+      runningDecoders.delete(child);
       // The binary is missing or not executable: a deployment problem, not a bad clip.
       reject(
         new DecodeError(
@@ -441,6 +462,7 @@ function spawnFfmpeg(
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      runningDecoders.delete(child);
       resolve({ code, signal, stdout: Buffer.concat(chunks, length), stderr, timedOut });
     });
   });

@@ -52,6 +52,10 @@ function givenSidecar(json: string, key = KEY): void {
     .on(GetObjectCommand, { Key: `${key}.meta.json` })
     .callsFake(async () => ({ Body: s3Body(json), ContentLength: json.length }));
 }
+/** The re-claim's condition: FAILED, or RUNNING under a lapsed lease (core/results-store.ts claimScan). */
+const RECLAIM =
+  '#status = :failed OR (#status = :running AND (#lease.#expiresAt < :now OR ' +
+  '(attribute_not_exists(#lease) AND #updatedAt < :legacyCutoff)))';
 const conditionFailed = (): Error =>
   new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
 
@@ -150,7 +154,7 @@ describe('validateUpload', () => {
     givenObject(MP4);
     givenNoSidecar();
     ddbMock.on(PutCommand, { ConditionExpression: 'attribute_not_exists(pk)' }).rejects(conditionFailed());
-    ddbMock.on(PutCommand, { ConditionExpression: '#status = :failed' }).resolves({});
+    ddbMock.on(PutCommand, { ConditionExpression: RECLAIM }).resolves({});
     ddbMock.on(GetCommand).resolves({
       Item: { pk: 'x', sk: SCAN_SK, scanId: 'x', status: 'FAILED', attempts: 1, updatedAt: NOW.toISOString() },
     });
@@ -159,10 +163,65 @@ describe('validateUpload', () => {
     // Assess
     expect(out.action).toBe('analyze');
     expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
-      ConditionExpression: '#status = :failed',
-      ExpressionAttributeValues: { ':failed': 'FAILED' },
+      ConditionExpression: RECLAIM,
+      ExpressionAttributeValues: expect.objectContaining({ ':failed': 'FAILED', ':running': 'RUNNING' }),
       Item: expect.objectContaining({ status: 'RUNNING', attempts: 2 }),
     });
+  });
+
+  it('with the execution id: writes the execution pointer first, then a claim leased to it for leaseSeconds', async () => {
+    // Prepare
+    givenObject(MP4);
+    givenNoSidecar();
+    const execution = 'arn:aws:states:us-east-1:123456789012:execution:sm:scan-obj-1';
+    const scanId = scanIdFromContent('site-a', 'study-1', sha256Hex(MP4));
+    // Act
+    const out = await validateUpload(
+      { event: objectCreatedEvent(KEY, { versionId: 'v1', etag: 'e1' }), execution },
+      deps({ leaseSeconds: 600 }),
+    );
+    // Assess
+    const puts = ddbMock.commandCalls(PutCommand).map((c) => c.args[0].input.Item as Record<string, any>);
+    expect(puts.map((i) => i.pk)).toEqual([`EXECUTION#${execution}`, scanPk('site-a', scanId)]);
+    expect(puts[0]).toMatchObject({ executionId: execution, siteId: 'site-a', scanId });
+    expect(puts[1]!.lease).toEqual({ executionId: execution, expiresAt: '2025-01-02T03:14:05.000Z' });
+    // The lease stays in the table: the workflow's ScanRef does not carry it.
+    expect(out.action === 'analyze' && 'lease' in out.scan).toBe(false);
+  });
+
+  it('re-claims a RUNNING scan whose lease has expired (its execution died), and skips one whose lease holds', async () => {
+    // Prepare
+    givenObject(MP4);
+    givenNoSidecar();
+    const running = (expiresAt: string) => ({
+      Item: {
+        pk: 'x',
+        sk: SCAN_SK,
+        scanId: 'x',
+        status: 'RUNNING',
+        attempts: 1,
+        updatedAt: '2025-01-02T00:00:00.000Z',
+        lease: { executionId: 'arn:old', expiresAt },
+      },
+    });
+    ddbMock.on(PutCommand, { ConditionExpression: 'attribute_not_exists(pk)' }).rejects(conditionFailed());
+    ddbMock.on(PutCommand, { ConditionExpression: RECLAIM }).resolves({});
+    ddbMock.on(GetCommand).resolves(running('2025-01-02T03:00:00.000Z'));
+    // Act
+    const expired = await run();
+    // Assess
+    expect(expired.action).toBe('analyze');
+    expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+      ConditionExpression: RECLAIM,
+      ExpressionAttributeValues: expect.objectContaining({ ':now': NOW.toISOString() }),
+    });
+
+    // Prepare: a lease that runs until after NOW.
+    ddbMock.on(GetCommand).resolves(running('2025-01-02T04:00:00.000Z'));
+    // Act
+    const live = await run();
+    // Assess
+    expect(live).toMatchObject({ action: 'skip', existingStatus: 'RUNNING' });
   });
 
   it('skips when another execution wins the re-claim race', async () => {
