@@ -21,6 +21,7 @@ import { registerFeatures } from './features';
 import { registerFrames } from './frames';
 import { registerModels } from './models';
 import { registerReport } from './report';
+import { registerRescore } from './rescore';
 import { registerTrain } from './train';
 
 function packageVersion(): string {
@@ -88,6 +89,7 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
   registerExperts(program, ctx);
   registerModels(program, ctx);
   registerReport(program, ctx);
+  registerRescore(program, ctx);
   registerTrain(program, ctx);
 
   // After commander's own usage errors (unknown option, missing argument, ...), the usage line.

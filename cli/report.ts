@@ -97,7 +97,9 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
     import('../core/manifest'),
     import('../core/scan-id'),
   ]);
-  const manifest = loadManifest(opts.modelsDir ? path.resolve(opts.modelsDir) : undefined).manifest;
+  const { resolveModelsDir } = await import('../local/models');
+  // The data dir's own models when it has them: their versions are the ones the page shows as current.
+  const manifest = loadManifest(resolveModelsDir({ modelsDir: opts.modelsDir, dataDir })).manifest;
   const services = await startLocalServices(dataDir);
   try {
     const store = {

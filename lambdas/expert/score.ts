@@ -66,6 +66,21 @@ export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<Expe
       `Features document at the scan's features key belongs to scan ${features.scanId}, not ${scan.scanId}.`,
     );
   }
+  const result = await scoreFeatures(features, entry, deps);
+  await putExpertResult(deps.doc, deps.table, result);
+  return result;
+}
+
+/**
+ * One expert on one stored features document, nothing written: the Score step above and a
+ * re-score of stored features (local/rescore.ts) both run this, so a re-scored result is the
+ * one the workflow would have written. Throws ModelError when the expert cannot read these features.
+ */
+export async function scoreFeatures(
+  features: FeaturesDocument,
+  entry: ExpertEntry,
+  deps: Pick<ScoreDeps, 'models' | 'now' | 'sessions'>,
+): Promise<ExpertResult> {
   if (features.extractor.name !== entry.extractor.name || features.extractor.version !== entry.extractor.version) {
     throw new ModelError(
       `Expert "${entry.name}"@${entry.version} was trained on ${entry.extractor.name}@${entry.extractor.version} features, ` +
@@ -90,19 +105,18 @@ export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<Expe
     );
   }
 
-  const result: ExpertResult = {
-    scanId: scan.scanId,
+  return {
+    scanId: features.scanId,
     expert: { name: entry.name, version: entry.version, sha256: entry.sha256 },
     extractor: features.extractor,
     output: interpretProbabilities(entry, probs.data as Float32Array),
     inferMs,
     createdAt: (deps.now?.() ?? new Date()).toISOString(),
   };
-  await putExpertResult(deps.doc, deps.table, result);
-  return result;
 }
 
-async function readFeatures(s3: S3Client, bucket: string, key: string): Promise<FeaturesDocument> {
+/** The features document at a scan's features key, validated. */
+export async function readFeatures(s3: S3Client, bucket: string, key: string): Promise<FeaturesDocument> {
   const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   const text = out.Body ? await out.Body.transformToString('utf8') : '';
   let json: unknown;
