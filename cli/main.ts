@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { PACKAGE_ROOT } from '../core/paths';
 import { registerAnalyze } from './analyze';
+import { registerCohort } from './cohort';
 import { UsageError, type CliContext } from './context';
 import { registerExperts } from './experts';
 import { registerFeatures } from './features';
@@ -90,6 +91,7 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
   registerModels(program, ctx);
   registerReport(program, ctx);
   registerRescore(program, ctx);
+  registerCohort(program, ctx);
   registerTrain(program, ctx);
 
   // After commander's own usage errors (unknown option, missing argument, ...), the usage line.
