@@ -13,7 +13,7 @@ import { loadManifest, type LoadedManifest } from '../core/manifest';
 import { uploadKey } from '../core/keys';
 import { getScan, listExpertResults } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
-import { bindTaskStates, type LocalHandlers } from './bindings';
+import { bindTaskStates, expertFunctionArns, type LocalHandlers } from './bindings';
 import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
@@ -98,6 +98,10 @@ export class LocalWorkflow {
         table: LOCAL_TABLE,
         artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
         loaded,
+        expertFunctions: expertFunctionArns(
+          synthesized.functions,
+          loaded.manifest.experts.map((e) => e.name),
+        ),
         pseudonymSalt: localPseudonymSalt(services.dataDir),
       });
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers);

@@ -17,7 +17,13 @@ export interface ScoreDeps {
   readonly s3: S3Client;
   readonly doc: DynamoDBDocumentClient;
   readonly table: string;
-  readonly models: LoadedManifest;
+  /** The models, in a local folder: the Lambda bundle's or local mode's manifest. */
+  readonly models?: LoadedManifest;
+  /**
+   * The models as this expert version needs them (the cloud: the artifacts bucket's manifest and
+   * file, fetched into the container, core/bucket-models.ts). Used instead of `models` when set.
+   */
+  readonly resolveModels?: (expert: { name: string; version: string; sha256: string }) => Promise<LoadedManifest>;
   readonly now?: () => Date;
   /** Per-container session cache; defaults to the module-level one. */
   readonly sessions?: Map<string, Promise<ort.InferenceSession>>;
@@ -52,7 +58,9 @@ export function expertSession(
 export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<ExpertResult> {
   const task = parsePayload(ExpertTaskInput, input, 'expert task input');
   const { scan } = task;
-  const entry = findExpert(deps.models.manifest, task.expert.name);
+  const models = deps.resolveModels ? await deps.resolveModels(task.expert) : deps.models;
+  if (!models) throw new ModelError('The expert function has no models: set MODELS_DIR or ARTIFACTS_BUCKET.');
+  const entry = findExpert(models.manifest, task.expert.name);
   if (entry.version !== task.expert.version || entry.sha256 !== task.expert.sha256) {
     throw new ModelError(
       `Expert "${entry.name}" was requested as version ${task.expert.version} (sha256 ${task.expert.sha256.slice(0, 12)}…), ` +
@@ -66,7 +74,7 @@ export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<Expe
       `Features document at the scan's features key belongs to scan ${features.scanId}, not ${scan.scanId}.`,
     );
   }
-  const result = await scoreFeatures(features, entry, deps);
+  const result = await scoreFeatures(features, entry, { ...deps, models });
   await putExpertResult(deps.doc, deps.table, result);
   return result;
 }
@@ -79,7 +87,7 @@ export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<Expe
 export async function scoreFeatures(
   features: FeaturesDocument,
   entry: ExpertEntry,
-  deps: Pick<ScoreDeps, 'models' | 'now' | 'sessions'>,
+  deps: { readonly models: LoadedManifest } & Pick<ScoreDeps, 'now' | 'sessions'>,
 ): Promise<ExpertResult> {
   if (features.extractor.name !== entry.extractor.name || features.extractor.version !== entry.extractor.version) {
     throw new ModelError(

@@ -285,6 +285,7 @@ describe('bindTaskStates', () => {
         expert: lambda('expert'),
         finalize: lambda('finalize'),
         recordFailure: lambda('recordFailure'),
+        loadExperts: lambda('loadExperts'),
       },
       extractJob: async (env) => {
         calls.push({ role: 'extract', env });
