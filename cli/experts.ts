@@ -129,6 +129,7 @@ interface ExpertsPublishOptions {
   card?: string;
   dataDir?: string;
   modelsDir?: string;
+  bucket?: string;
 }
 
 function registerPublish(experts: Command, ctx: CliContext): void {
@@ -140,11 +141,19 @@ function registerPublish(experts: Command, ctx: CliContext): void {
         "the expert's inputs and labels, takes the file's sha256, and becomes the version that analyze, rescore and " +
         'cohort run score with. The model is run once before anything is written.',
     )
-    .argument('<NAME@VERSION>', 'the expert and its new version, e.g. diagnosis@1.2.0')
+    .argument(
+      '[NAME@VERSION]',
+      'the expert and its new version, e.g. diagnosis@1.2.0; none with --bucket: upload the manifest and every expert as they are',
+    )
     .option('--file <F.onnx>', 'the ONNX model (required)')
     .option('--card <C.md>', 'the model card, stored beside the model as experts/NAME-VERSION.md')
     .option('--data-dir <DIR>', 'publish into this local data directory (DIR/models), default .sonomark/local')
     .option('--models-dir <DIR>', 'publish into this models directory instead')
+    .option(
+      '--bucket <B>',
+      "also upload to a deployment's artifacts bucket (models/: the expert's files, then the manifest), " +
+        'which the next scan reads; AWS credentials from the environment',
+    )
     .addHelpText(
       'after',
       `
@@ -153,12 +162,19 @@ Prints one JSON line on stdout: {name, version, file, sha256, replaced, modelsDi
 Example:
   $ sonomark experts publish diagnosis@1.2.0 --file diagnosis.onnx --card diagnosis.md \\
       --data-dir .sonomark/local
-  $ sonomark rescore --data-dir .sonomark/local --experts diagnosis@1.2.0`,
+  $ sonomark rescore --data-dir .sonomark/local --experts diagnosis@1.2.0
+  $ sonomark experts publish --models-dir models --bucket ARTIFACTS_BUCKET   # after cdk deploy`,
     )
-    .action(async (ref: string, opts: ExpertsPublishOptions) => ctx.exit(await publish(ref, opts, ctx)));
+    .action(async (ref: string | undefined, opts: ExpertsPublishOptions) => ctx.exit(await publish(ref, opts, ctx)));
 }
 
-async function publish(ref: string, opts: ExpertsPublishOptions, { out, err }: CliContext): Promise<number> {
+async function publish(ref: string | undefined, opts: ExpertsPublishOptions, ctx: CliContext): Promise<number> {
+  const { out, err } = ctx;
+  if (ref === undefined) {
+    if (!opts.bucket)
+      throw new UsageError('experts publish needs NAME@VERSION (or --bucket B to upload the manifest as it is).');
+    return uploadOnly(opts, ctx);
+  }
   if (!opts.file) throw new UsageError('experts publish needs --file F.onnx.');
   existingPath(opts.file, '--file');
   if (opts.card) existingPath(opts.card, '--card');
@@ -185,8 +201,9 @@ async function publish(ref: string, opts: ExpertsPublishOptions, { out, err }: C
       mkdirSync(path.dirname(cardPath), { recursive: true });
       writeFileSync(cardPath, cardMarkdown);
     }
-    publishExpert(dir, plan, bytes);
+    const loaded = publishExpert(dir, plan, bytes);
     err.write(`${name}@${version} registered in ${dir} (was ${plan.replaced?.version ?? 'none'})\n`);
+    if (opts.bucket) await upload(opts.bucket, loaded, [name], err);
     out.write(
       JSON.stringify({
         name,
@@ -205,6 +222,40 @@ async function publish(ref: string, opts: ExpertsPublishOptions, { out, err }: C
     }
     throw e;
   }
+}
+
+/** An S3 client from the environment's credentials; path-style when AWS_ENDPOINT_URL_S3 points at a local S3. */
+async function bucketClient() {
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  return new S3Client({ forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) });
+}
+
+async function upload(
+  bucket: string,
+  loaded: import('../core/manifest').LoadedManifest,
+  experts: string[] | undefined,
+  err: NodeJS.WritableStream,
+): Promise<void> {
+  const { uploadModelsToBucket } = await import('../core/bucket-models');
+  const s3 = await bucketClient();
+  try {
+    const keys = await uploadModelsToBucket(s3, bucket, loaded, experts);
+    err.write(`uploaded ${keys.length} objects to s3://${bucket}/ (${keys.join(', ')})\n`);
+  } finally {
+    s3.destroy();
+  }
+}
+
+async function uploadOnly(opts: ExpertsPublishOptions, { out, err }: CliContext): Promise<number> {
+  existingDir(opts.modelsDir, '--models-dir');
+  const [{ loadManifest }, models] = await Promise.all([import('../core/manifest'), import('../local/models')]);
+  const loaded = loadManifest(models.resolveModelsDir({ modelsDir: opts.modelsDir, dataDir: opts.dataDir }));
+  await upload(opts.bucket as string, loaded, undefined, err);
+  out.write(
+    JSON.stringify({ bucket: opts.bucket, experts: loaded.manifest.experts.map((e) => `${e.name}@${e.version}`) }) +
+      '\n',
+  );
+  return 0;
 }
 
 async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promise<number> {

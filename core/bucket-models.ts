@@ -5,8 +5,8 @@
  * and scores through the same LoadedManifest code as local mode, so the sha256 of every file is
  * checked on load (readVerifiedModel) whichever way it came.
  */
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MODELS } from './contract';
@@ -87,4 +87,37 @@ export class BucketModels {
   }
 
   private readonly fetched = new Map<string, string>();
+}
+
+/**
+ * Puts a models directory's manifest and the files it names for `experts` (ONNX and card) under
+ * the bucket's models/: the model files first, the manifest last, so the bucket's manifest never
+ * names a file that is not there. The extractor's files are left out: the image carries them.
+ */
+export async function uploadModelsToBucket(
+  s3: S3Client,
+  bucket: string,
+  loaded: LoadedManifest,
+  experts: readonly string[] = loaded.manifest.experts.map((e) => e.name),
+): Promise<string[]> {
+  const keys: string[] = [];
+  for (const e of loaded.manifest.experts.filter((x) => experts.includes(x.name))) {
+    for (const file of [e.file, ...(e.card.cardFile ? [e.card.cardFile] : [])]) {
+      const local = path.join(loaded.dir, file);
+      if (file !== e.file && !existsSync(local)) continue; // a card the manifest names but nobody wrote
+      const key = `${MODELS.bucketPrefix}${file}`;
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: readFileSync(local) }));
+      keys.push(key);
+    }
+  }
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: MODELS.bucketManifestKey,
+      Body: readFileSync(path.join(loaded.dir, MODELS.manifestFile)),
+      ContentType: 'application/json',
+    }),
+  );
+  keys.push(MODELS.bucketManifestKey);
+  return keys;
 }

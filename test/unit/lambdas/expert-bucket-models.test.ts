@@ -6,7 +6,8 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { BucketModels } from '../../../core/bucket-models';
+import { BucketModels, readBucketManifest } from '../../../core/bucket-models';
+import { runCli } from '../../helpers/cli';
 import { MODELS } from '../../../core/contract';
 import { featuresKey } from '../../../core/keys';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
@@ -99,4 +100,46 @@ describe('expert models from the artifacts bucket', () => {
       ),
     ).rejects.toThrow(/has sha256 [0-9a-f]{64}, but the manifest says/);
   });
+
+  it('sonomark experts publish --bucket puts the model, then the manifest, where LoadExperts and the experts read', async () => {
+    // Prepare: the CLI's S3 client aimed at s3rver through the SDK's own endpoint variable
+    const env = { ...process.env };
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL_S3: services.s3Endpoint,
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    });
+    try {
+      // Act
+      const r = await runCli([
+        'experts',
+        'publish',
+        'severity@2.0.0',
+        '--file',
+        path.join(DEFAULT_MODELS_DIR, 'experts', 'severity-1.1.1.onnx'),
+        '--models-dir',
+        await copyOfShippedModels(),
+        '--bucket',
+        BUCKET,
+      ]);
+      // Assess
+      expect(r.stderr).toMatch(
+        /uploaded 2 objects to s3:\/\/artifacts\/ \(models\/experts\/severity-2\.0\.0\.onnx, models\/manifest\.json\)/,
+      );
+      expect(r.code).toBe(0);
+      const manifest = await readBucketManifest(services.s3, BUCKET);
+      expect(manifest.experts.find((e) => e.name === 'severity')?.version).toBe('2.0.0');
+      const entry = manifest.experts.find((e) => e.name === 'severity')!;
+      await expect(new BucketModels(services.s3, BUCKET, tempDir()).forExpert(entry)).resolves.toBeDefined();
+    } finally {
+      process.env = env;
+    }
+  });
 });
+
+/** A writable copy of the shipped models (manifest and expert files). */
+async function copyOfShippedModels(): Promise<string> {
+  const { ensureDataDirModels } = await import('../../../local/models');
+  return ensureDataDirModels(tempDir(), DEFAULT_MODELS_DIR);
+}
