@@ -57,6 +57,12 @@ export const EXTRACT_ENV = {
   inputVersionId: 'INPUT_VERSION_ID',
   featuresBucket: 'FEATURES_BUCKET',
   featuresKey: 'FEATURES_KEY',
+  /**
+   * Batch mode (a cohort batch): the S3 object holding a JSON array of items, each with the six
+   * values above; set instead of them (gpu-tasks/feature-extractor/src/batch.ts).
+   */
+  itemsBucket: 'ITEMS_BUCKET',
+  itemsKey: 'ITEMS_KEY',
 } as const;
 
 /** Where the models live: the package, a Lambda bundle, the extractor image. */
