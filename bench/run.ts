@@ -24,6 +24,8 @@ import {
 } from '../gpu-tasks/feature-extractor/src';
 import { defaultFfmpegPath } from '../gpu-tasks/feature-extractor/src/decode';
 import { LocalWorkflow } from '../local/workflow';
+import { scoreFeatures } from '../lambdas/expert/score';
+import { rescoreStoredBench } from './rescore';
 import { costModel, renderCost, renderScale, scaleModel, type MeasuredSeconds } from './cost';
 import { cycleFrames, flopsPerFrame, framesPerSecond, gemmGflops } from './ort';
 import { fmt, fmtSummary, rate, summarize, timeRuns, type Summary } from './stats';
@@ -364,14 +366,13 @@ async function rescoring(
       }),
     })),
   );
-  // One clip at a time, as the Map state scores a scan.
+  // One clip at a time, through the Score step's own scoring (scoreFeatures: the Lambda and
+  // `sonomark rescore` both run it), nothing stored.
+  const loaded = { dir, manifest };
   const single = await timeRuns(runs, async () => {
     for (const text of cohort.slice(0, 200)) {
       const doc = FeaturesDocument.parse(JSON.parse(text));
-      for (const { e, s } of experts) {
-        const v = featureVector(doc, e.input.blocks);
-        await s.run({ [e.input.name]: new ort.Tensor('float32', v, [1, v.length]) });
-      }
+      for (const { e } of experts) await scoreFeatures(doc, e, { models: loaded });
     }
   });
   // A cohort re-run: every clip's vector in one batch per expert.
@@ -392,10 +393,14 @@ async function rescoring(
     }
   });
   for (const { s } of experts) await s.release();
+  // `sonomark rescore` end to end on a local data dir: features read from s3rver, every new
+  // version written beside the old in dynalite and the pointer moved.
+  const storedScans = await rescoreStoredBench(loaded, docs, 200, runs);
   return {
     experts: experts.map((x) => x.e.name),
     oneAtATime: { clips: 200, clipsPerS: rate(single, 200) },
     cohortBatch: { clips: cohort.length, clipsPerS: rate(batch, cohort.length), batched },
+    storedScans,
   };
 }
 
@@ -523,6 +528,12 @@ function render(r: Results): string {
   p(
     `JSON text → validated FeaturesDocument → vector → ${r.rescore.experts.join(', ')}. One clip at a time: ${fmtSummary(r.rescore.oneAtATime.clipsPerS)} clips/s; a cohort of ${r.rescore.cohortBatch.clips} in one batch per expert${r.rescore.cohortBatch.batched ? '' : ' (models take batch 1: row by row)'}: ${fmtSummary(r.rescore.cohortBatch.clipsPerS)} clips/s. No GPU and no decode.`,
   );
+  if (r.rescore.storedScans) {
+    p();
+    p(
+      `\`sonomark rescore\` end to end (${r.rescore.storedScans.command}): ${r.rescore.storedScans.scans} stored scans re-scored to a new version of every expert per run, ${fmtSummary(r.rescore.storedScans.clipsPerS)} clips/s; the local store (s3rver, dynalite: one query, one features read and the result, pointer and summary writes per scan) dominates, not the experts.`,
+    );
+  }
   p();
   lines.push(...renderCost(r.cost, r.measured));
   p();

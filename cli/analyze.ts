@@ -68,13 +68,17 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
     throw new UsageError(`--report ${opts.report}: not a directory`);
   }
 
-  const { LocalWorkflow } = await import('../local/workflow');
+  const [{ LocalWorkflow }, { resolveModelsDir }] = await Promise.all([
+    import('../local/workflow'),
+    import('../local/models'),
+  ]);
   const signals = new InterruptHandler(err);
-  let workflow: LocalWorkflow;
+  let workflow: Awaited<ReturnType<typeof LocalWorkflow.start>>;
   try {
     workflow = await LocalWorkflow.start({
       dataDir: opts.dataDir,
-      modelsDir: opts.modelsDir,
+      // The data dir's own models (experts published into it) when it has them.
+      modelsDir: resolveModelsDir(opts),
       siteId: opts.site,
       studyId: opts.study,
     });

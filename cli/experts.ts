@@ -23,6 +23,7 @@ interface ExpertsTrainOptions {
   cvFeatures?: string;
   losoFeatures?: string;
   modelsDir?: string;
+  dataDir?: string;
   version?: string;
   report?: string;
   seed?: number;
@@ -80,6 +81,11 @@ export function registerExperts(program: Command, ctx: CliContext): void {
         'the extractor trained without s (needs --source-column)',
     )
     .option('--models-dir <DIR>', "manifest to add the expert to (default: the package's models/)")
+    .option(
+      '--data-dir <DIR>',
+      "add the expert to this local data directory's models (DIR/models, copied from the package's on first use), " +
+        'which analyze, rescore and cohort run read',
+    )
     .option('--version <X.Y.Z>', "expert version (default: the existing entry's patch + 1; required for a new expert)")
     .option('--report <FILE>', 'write the full JSON report here')
     .option('--candidates <LIST>', 'model families to compare (default: linear,mlp)', list)
@@ -115,6 +121,141 @@ Exit status: 0 on success, 1 when the training data is wrong (the file and row
 are named), 2 on a usage error.`,
     )
     .action(async (opts: ExpertsTrainOptions) => ctx.exit(await train(opts, ctx)));
+  registerPublish(experts, ctx);
+}
+
+interface ExpertsPublishOptions {
+  file?: string;
+  card?: string;
+  dataDir?: string;
+  modelsDir?: string;
+  bucket?: string;
+}
+
+function registerPublish(experts: Command, ctx: CliContext): void {
+  experts
+    .command('publish')
+    .summary('register an expert ONNX file as a new version in a manifest')
+    .description(
+      'Register an expert ONNX file (and its Markdown card) as a new version of a manifest expert: the entry keeps ' +
+        "the expert's inputs and labels, takes the file's sha256, and becomes the version that analyze, rescore and " +
+        'cohort run score with. The model is run once before anything is written.',
+    )
+    .argument(
+      '[NAME@VERSION]',
+      'the expert and its new version, e.g. diagnosis@1.2.0; none with --bucket: upload the manifest and every expert as they are',
+    )
+    .option('--file <F.onnx>', 'the ONNX model (required)')
+    .option('--card <C.md>', 'the model card, stored beside the model as experts/NAME-VERSION.md')
+    .option('--data-dir <DIR>', 'publish into this local data directory (DIR/models), default .sonomark/local')
+    .option('--models-dir <DIR>', 'publish into this models directory instead')
+    .option(
+      '--bucket <B>',
+      "also upload to a deployment's artifacts bucket (models/: the expert's files, then the manifest), " +
+        'which the next scan reads; AWS credentials from the environment',
+    )
+    .addHelpText(
+      'after',
+      `
+Prints one JSON line on stdout: {name, version, file, sha256, replaced, modelsDir}.
+
+Example:
+  $ sonomark experts publish diagnosis@1.2.0 --file diagnosis.onnx --card diagnosis.md \\
+      --data-dir .sonomark/local
+  $ sonomark rescore --data-dir .sonomark/local --experts diagnosis@1.2.0
+  $ sonomark experts publish --models-dir models --bucket ARTIFACTS_BUCKET   # after cdk deploy`,
+    )
+    .action(async (ref: string | undefined, opts: ExpertsPublishOptions) => ctx.exit(await publish(ref, opts, ctx)));
+}
+
+async function publish(ref: string | undefined, opts: ExpertsPublishOptions, ctx: CliContext): Promise<number> {
+  const { out, err } = ctx;
+  if (ref === undefined) {
+    if (!opts.bucket)
+      throw new UsageError('experts publish needs NAME@VERSION (or --bucket B to upload the manifest as it is).');
+    return uploadOnly(opts, ctx);
+  }
+  if (!opts.file) throw new UsageError('experts publish needs --file F.onnx.');
+  existingPath(opts.file, '--file');
+  if (opts.card) existingPath(opts.card, '--card');
+  existingDir(opts.modelsDir, '--models-dir');
+  const [{ readFileSync, writeFileSync, mkdirSync }, { loadManifest }, register, { publishExpert }, models, errors] =
+    await Promise.all([
+      import('node:fs'),
+      import('../core/manifest'),
+      import('../training/experts/register'),
+      import('../training/experts/publish'),
+      import('../local/models'),
+      import('../training/experts/errors'),
+    ]);
+  const dir = opts.modelsDir
+    ? path.resolve(opts.modelsDir)
+    : models.ensureDataDirModels(opts.dataDir ?? '.sonomark/local');
+  try {
+    const { name, version } = register.parseExpertRef(ref);
+    const bytes = readFileSync(opts.file);
+    const cardMarkdown = opts.card ? readFileSync(opts.card, 'utf8') : undefined;
+    const plan = await register.planRegister(loadManifest(dir), { name, version, bytes, cardMarkdown });
+    if (cardMarkdown !== undefined) {
+      const cardPath = path.join(dir, register.cardFileFor(name, version));
+      mkdirSync(path.dirname(cardPath), { recursive: true });
+      writeFileSync(cardPath, cardMarkdown);
+    }
+    const loaded = publishExpert(dir, plan, bytes);
+    err.write(`${name}@${version} registered in ${dir} (was ${plan.replaced?.version ?? 'none'})\n`);
+    if (opts.bucket) await upload(opts.bucket, loaded, [name], err);
+    out.write(
+      JSON.stringify({
+        name,
+        version,
+        file: plan.entry.file,
+        sha256: plan.entry.sha256,
+        replaced: plan.replaced?.version ?? null,
+        modelsDir: dir,
+      }) + '\n',
+    );
+    return 0;
+  } catch (e) {
+    if (e instanceof errors.TrainingDataError) {
+      err.write(`sonomark experts publish: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+/** An S3 client from the environment's credentials; path-style when AWS_ENDPOINT_URL_S3 points at a local S3. */
+async function bucketClient() {
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  return new S3Client({ forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) });
+}
+
+async function upload(
+  bucket: string,
+  loaded: import('../core/manifest').LoadedManifest,
+  experts: string[] | undefined,
+  err: NodeJS.WritableStream,
+): Promise<void> {
+  const { uploadModelsToBucket } = await import('../core/bucket-models');
+  const s3 = await bucketClient();
+  try {
+    const keys = await uploadModelsToBucket(s3, bucket, loaded, experts);
+    err.write(`uploaded ${keys.length} objects to s3://${bucket}/ (${keys.join(', ')})\n`);
+  } finally {
+    s3.destroy();
+  }
+}
+
+async function uploadOnly(opts: ExpertsPublishOptions, { out, err }: CliContext): Promise<number> {
+  existingDir(opts.modelsDir, '--models-dir');
+  const [{ loadManifest }, models] = await Promise.all([import('../core/manifest'), import('../local/models')]);
+  const loaded = loadManifest(models.resolveModelsDir({ modelsDir: opts.modelsDir, dataDir: opts.dataDir }));
+  await upload(opts.bucket as string, loaded, undefined, err);
+  out.write(
+    JSON.stringify({ bucket: opts.bucket, experts: loaded.manifest.experts.map((e) => `${e.name}@${e.version}`) }) +
+      '\n',
+  );
+  return 0;
 }
 
 async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promise<number> {
@@ -125,6 +266,11 @@ async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promi
   existingPath(opts.labels as string, '--labels');
   if (opts.cvFeatures && !opts.cvFeatures.includes('{fold}')) existingPath(opts.cvFeatures, '--cv-features');
   existingDir(opts.modelsDir, '--models-dir');
+  if (opts.modelsDir && opts.dataDir) throw new UsageError('Give --models-dir or --data-dir, not both.');
+  if (opts.dataDir) {
+    const { ensureDataDirModels } = await import('../local/models');
+    opts.modelsDir = ensureDataDirModels(opts.dataDir);
+  }
   if (opts.report) existingDir(path.dirname(path.resolve(opts.report)), `--report ${opts.report}: directory`);
 
   const options: TrainOptions = {

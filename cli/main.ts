@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { PACKAGE_ROOT } from '../core/paths';
 import { registerAnalyze } from './analyze';
+import { registerCohort } from './cohort';
 import { UsageError, type CliContext } from './context';
 import { registerExperts } from './experts';
 import { registerFeatures } from './features';
@@ -22,6 +23,7 @@ import { registerFrames } from './frames';
 import { registerModels } from './models';
 import { registerReport } from './report';
 import { registerServe } from './serve';
+import { registerRescore } from './rescore';
 import { registerTrain } from './train';
 import { registerUsage } from './usage';
 
@@ -90,6 +92,8 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
   registerExperts(program, ctx);
   registerModels(program, ctx);
   registerReport(program, ctx);
+  registerRescore(program, ctx);
+  registerCohort(program, ctx);
   registerTrain(program, ctx);
   registerServe(program, ctx);
   registerUsage(program, ctx);

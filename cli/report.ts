@@ -9,7 +9,7 @@ import { existingDir, expandInputs } from './inputs';
 
 interface ReportOptions {
   dataDir?: string;
-  out: string;
+  out?: string;
   site?: string;
   study?: string;
   title?: string;
@@ -36,7 +36,10 @@ export function registerReport(program: Command, ctx: CliContext): void {
         '(COHORT_DIR: all its scans); none: every scan in --data-dir',
     )
     .option('--data-dir <DIR>', 'the directory "sonomark analyze --data-dir" kept its S3/DynamoDB data in')
-    .requiredOption('--out <DIR>', 'write the page into this directory (created if missing)')
+    .option(
+      '--out <DIR>',
+      'write the page into this directory (created if missing); required, except for a cohort run folder (default: that folder)',
+    )
     .option('--site <ID>', 'site id the clips were analysed under, to find a FILE (default: local)')
     .option('--study <ID>', 'study id the clips were analysed under, to find a FILE (default: local)')
     .option('--title <TEXT>', 'page title')
@@ -45,13 +48,16 @@ export function registerReport(program: Command, ctx: CliContext): void {
     .addHelpText(
       'after',
       `
-A COHORT_DIR is, for now, a data directory that "sonomark analyze --data-dir" filled:
-the report covers every scan in it. (Cohorts across sites in the cloud come later.)
+A COHORT_DIR is a data directory that "sonomark analyze --data-dir" filled (the
+report covers every scan in it), or the folder "sonomark cohort run" wrote its
+summary.json into (the report covers that cohort's scans, read from its data dir,
+and is written into that folder unless --out says otherwise).
 
 Examples:
   $ sonomark analyze --data-dir .sonomark/local ../shared/data/pocus/videos/convex
   $ sonomark report --data-dir .sonomark/local --out report clip.mp4
   $ sonomark report --out report .sonomark/local          # every scan in the data dir
+  $ sonomark report .sonomark/local/cohort-report         # the scans of a cohort run
 
 Prints the page's path on stdout. Exit status: 0 when the page was written, 1 on an
 error, 2 on a usage error (unknown scan id, nothing analysed yet).`,
@@ -64,7 +70,51 @@ type Target = { kind: 'scanId'; scanId: string } | { kind: 'file'; file: string 
 const isDataDir = (dir: string) =>
   existsSync(path.join(dir, 'dynamodb')) && existsSync(path.join(dir, 's3')) && statSync(dir).isDirectory();
 
-async function report(args: string[], opts: ReportOptions, { out, err }: CliContext): Promise<number> {
+/** The summary.json of a `sonomark cohort run` output folder, when `dir` is one. */
+function cohortRunIn(dir: string): { dataDir: string; scanIds: string[]; source: string } | undefined {
+  const file = path.join(dir, 'summary.json');
+  if (!existsSync(file) || !statSync(dir).isDirectory()) return undefined;
+  try {
+    const s = JSON.parse(readFileSync(file, 'utf8')) as {
+      kind?: string;
+      dataDir?: string;
+      scanIds?: string[];
+      source?: string;
+    };
+    if (s.kind !== 'sonomark-cohort-summary' || !s.dataDir || !Array.isArray(s.scanIds)) return undefined;
+    return { dataDir: s.dataDir, scanIds: s.scanIds, source: s.source ?? dir };
+  } catch {
+    return undefined;
+  }
+}
+
+async function report(argsIn: string[], opts: ReportOptions, ctx: CliContext): Promise<number> {
+  const cohortRun = argsIn.length === 1 ? cohortRunIn(argsIn[0] as string) : undefined;
+  if (cohortRun) {
+    if (cohortRun.scanIds.length === 0) throw new UsageError(`The cohort run in ${argsIn[0]} stored no scan.`);
+    return reportStored(
+      cohortRun.scanIds,
+      {
+        ...opts,
+        dataDir: opts.dataDir ?? cohortRun.dataDir,
+        out: opts.out ?? (argsIn[0] as string),
+        title: opts.title ?? `sonomark cohort report (${cohortRun.scanIds.length} scans)`,
+      },
+      ctx,
+      `The scans of the cohort ${cohortRun.source}, as "sonomark cohort run" left them in ${opts.dataDir ?? cohortRun.dataDir}.`,
+    );
+  }
+  return reportStored(argsIn, opts, ctx);
+}
+
+async function reportStored(
+  args: string[],
+  opts: ReportOptions,
+  { out, err }: CliContext,
+  cohortSource?: string,
+): Promise<number> {
+  if (!opts.out) throw new UsageError("required option '--out <DIR>' not specified");
+  const outDir = opts.out;
   // Arguments first, before any service starts: what to report, and from where.
   const dataDirs = args.filter((a) => existsSync(a) && statSync(a).isDirectory() && isDataDir(a));
   if (dataDirs.length > 1 || (dataDirs.length === 1 && args.length > 1)) {
@@ -99,7 +149,9 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
       import('../core/scan-id'),
       import('../local/lock'),
     ]);
-  const manifest = loadManifest(opts.modelsDir ? path.resolve(opts.modelsDir) : undefined).manifest;
+  const { resolveModelsDir } = await import('../local/models');
+  // The data dir's own models when it has them: their versions are the ones the page shows as current.
+  const manifest = loadManifest(resolveModelsDir({ modelsDir: opts.modelsDir, dataDir })).manifest;
   // The same data dir lock as analyze (local/lock.ts): the stores' files serve one process at a time.
   const lock = lockDataDir(dataDir);
   let services;
@@ -174,10 +226,12 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
       );
     }
     const cohort = entries.length > 1;
-    const source = targets.some((t) => t.kind === 'all')
-      ? `Every scan stored in the data directory ${dataDir}. A COHORT_DIR is, for now, a data directory that ` +
-        '"sonomark analyze --data-dir" filled; the report covers all of its scans.'
-      : `${cohort ? `${entries.length} inputs` : 'One scan'} (${args.join(', ')}), as stored in ${dataDir} by "sonomark analyze --data-dir".`;
+    const source = cohortSource
+      ? cohortSource
+      : targets.some((t) => t.kind === 'all')
+        ? `Every scan stored in the data directory ${dataDir}. A COHORT_DIR is, for now, a data directory that ` +
+          '"sonomark analyze --data-dir" filled; the report covers all of its scans.'
+        : `${cohort ? `${entries.length} inputs` : 'One scan'} (${args.join(', ')}), as stored in ${dataDir} by "sonomark analyze --data-dir".`;
     const t0 = performance.now();
     const { html } = await local.renderStoredReport(store, entries, {
       title:
@@ -189,7 +243,7 @@ async function report(args: string[], opts: ReportOptions, { out, err }: CliCont
       manifest,
       thumbnails: opts.thumbnails,
     });
-    const file = local.writeReportFile(opts.out, local.reportFileName(entries), html);
+    const file = local.writeReportFile(outDir, local.reportFileName(entries), html);
     err.write(
       `${entries.length} scan${cohort ? 's' : ''}, ${(Buffer.byteLength(html) / 1024).toFixed(0)} KiB, ${Math.round(performance.now() - t0)} ms ` +
         '(research software, not a medical device)\n',

@@ -49,6 +49,11 @@ export const ENV = {
    * at least 16 characters. Unset: DICOM scans carry no pseudonyms. Local mode keeps one per data dir.
    */
   dicomPseudonymSalt: 'DICOM_PSEUDONYM_SALT',
+  /**
+   * LoadExperts: the deployed expert functions as JSON `{name: functionArn}`; the expert list
+   * itself comes from the manifest in the artifacts bucket at run time (MODELS.bucketManifestKey).
+   */
+  expertFunctions: 'EXPERT_FUNCTIONS',
   /** Every function: Node's options (source maps for readable stack traces). */
   nodeOptions: 'NODE_OPTIONS',
   /** API: the uploads bucket its presigned POSTs are for. */
@@ -69,6 +74,12 @@ export const EXTRACT_ENV = {
   inputVersionId: 'INPUT_VERSION_ID',
   featuresBucket: 'FEATURES_BUCKET',
   featuresKey: 'FEATURES_KEY',
+  /**
+   * Batch mode (a cohort batch): the S3 object holding a JSON array of items, each with the six
+   * values above; set instead of them (gpu-tasks/feature-extractor/src/batch.ts).
+   */
+  itemsBucket: 'ITEMS_BUCKET',
+  itemsKey: 'ITEMS_KEY',
 } as const;
 
 /**
@@ -85,8 +96,14 @@ export const MODELS = {
   folder: 'models',
   /** MODELS_DIR of a Lambda function: its bundle (unpacked at /var/task) carries models/. */
   lambdaDir: '/var/task/models',
-  /** MODELS_DIR of the extractor image (its Dockerfile: WORKDIR /app, COPY models/ models/). */
+  /** MODELS_DIR of the extractor image (its Dockerfile: WORKDIR /app, models/extractor/ and its own manifest). */
   containerDir: '/app/models',
+  /**
+   * The artifacts bucket's copy of models/ (manifest and expert ONNX files, deployed by the CDK app
+   * and by `sonomark experts publish --bucket`): what LoadExperts and the experts read at run time.
+   */
+  bucketPrefix: 'models/',
+  bucketManifestKey: 'models/manifest.json',
 } as const;
 
 /** The Powertools metrics namespace of every function. */
@@ -122,6 +139,7 @@ export const FUNCTIONS = {
    * FAILED executions runs it (local mode: the local runner), to record a scan left RUNNING.
    */
   executionEnded: { id: 'ExecutionEnded', folder: 'execution-ended', serviceName: 'sonomark-execution-ended' },
+  loadExperts: { id: 'LoadExperts', folder: 'load-experts', serviceName: 'sonomark-load-experts' },
   expert: {
     id: (expert: string): string => `${EXPERT_ID_PREFIX}${pascalName(expert)}`,
     /** Whether a construct id is an expert function's. */
@@ -181,7 +199,7 @@ export const STATE = {
  * - `$.validation`  ValidateOutput
  * - `$.scan`        ScanRef (copied from $.validation.scan by Claimed)
  * - `$.extract`     Batch job summary {jobId, startedAt, stoppedAt}
- * - `$.experts`     [{name, version, file, sha256, functionArn}] from the manifest
+ * - `$.experts`     {list: [{name, version, file, sha256, functionArn}]}: LoadExperts' reading of the manifest
  * - `$.results`     ExpertResult[] (Score's output)
  * - `$.summary`     Finalize output
  * - `$.error`       {Error, Cause} set by any Catch

@@ -103,7 +103,17 @@ export const scanPk = (siteId: string, scanId: string): string => `SITE#${siteId
 /** The partition-key prefix of every item of one site: the value an IAM LeadingKeys condition allows. */
 export const siteItemsPrefix = (siteId: string): string => `SITE#${siteId}#`;
 export const SCAN_SK = 'SCAN';
+/** The prefix of an expert's result items; `EXPERT#{name}` alone is a result stored before versions were kept. */
 export const expertSk = (expertName: string): string => `EXPERT#${expertName}`;
+/**
+ * One result item per expert version (`EXPERT#{name}#{version}`): a new version is stored beside
+ * the earlier ones, never over them. Names and versions cannot hold `#` (ExpertEntry's patterns).
+ */
+export const expertVersionSk = (expertName: string, version: string): string => `EXPERT#${expertName}#${version}`;
+/** Prefix of the pointer items; kept apart from `EXPERT#` so a prefix query of results never returns one. */
+export const CURRENT_EXPERT_SK_PREFIX = 'CURRENT#EXPERT#';
+/** The pointer naming which stored version of an expert is the scan's current result. */
+export const currentExpertSk = (expertName: string): string => `${CURRENT_EXPERT_SK_PREFIX}${expertName}`;
 export const sitePk = (siteId: string): string => `SITE#${siteId}`;
 export const siteSk = (receivedAt: string, scanId: string): string => `${receivedAt}#${scanId}`;
 /**

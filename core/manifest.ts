@@ -4,7 +4,7 @@
  * Lambda and the extractor container.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIOMARKERS } from './biomarkers';
 import { ModelError } from './errors';
@@ -72,11 +72,34 @@ export function writeManifest(dir: string, manifest: ManifestJson): LoadedManife
   try {
     writeFileSync(tmp, manifestJson(manifest));
     renameSync(tmp, file);
+    writeExtractorManifest(dir, manifest);
   } catch (err) {
     rmSync(tmp, { force: true });
     throw new ModelError(`Cannot write model manifest ${file}: ${(err as Error).message}`);
   }
   return { dir, manifest: parsed };
+}
+
+/**
+ * The extractor's own manifest, `extractor/manifest.json` beside its ONNX file: the shared manifest
+ * with no experts. The extractor image copies only models/extractor/ (its Dockerfile), so adding or
+ * publishing an expert changes no byte of the image's build context and never rebuilds it.
+ */
+export const EXTRACTOR_MANIFEST_FILE = `extractor/${MODELS.manifestFile}`;
+
+export function extractorOnlyManifest(manifest: ManifestJson): ManifestJson {
+  return { ...manifest, experts: [] };
+}
+
+/** Writes the extractor's own manifest when `dir` has an extractor/ folder and its content changed. */
+function writeExtractorManifest(dir: string, manifest: ManifestJson): void {
+  const file = path.join(dir, EXTRACTOR_MANIFEST_FILE);
+  if (!existsSync(path.dirname(file))) return;
+  const text = manifestJson(extractorOnlyManifest(manifest));
+  if (existsSync(file) && readFileSync(file, 'utf8') === text) return;
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
 }
 
 function checkConsistency(m: Manifest): void {

@@ -39,8 +39,8 @@ export const COMPLETED_SCAN_STATES = [
 /** States a completed scan passes once per expert (Score's iterations). */
 export const PER_EXPERT_STATES = [STATE.scoreExpert] as const;
 
-/** Lambda invocations of a completed scan besides one per expert: StartExecution, Validate, Finalize. */
-export const FIXED_LAMBDA_REQUESTS_PER_SCAN = 3;
+/** Lambda invocations of a completed scan besides one per expert: StartExecution, Validate, LoadExperts, Finalize. */
+export const FIXED_LAMBDA_REQUESTS_PER_SCAN = 4;
 
 const UsdRate = z.number().finite().nonnegative();
 
@@ -72,7 +72,7 @@ export interface ScanCostEstimate {
   readonly extractorUsd: number;
   /** Experts' inference milliseconds × their memory (GB) × the Lambda GB-second price. */
   readonly expertsUsd: number;
-  /** Lambda requests: StartExecution, Validate, each expert, Finalize. */
+  /** Lambda requests: StartExecution, Validate, LoadExperts, each expert, Finalize. */
   readonly requestsUsd: number;
   /** State transitions of a completed scan without retries. */
   readonly stateTransitionsUsd: number;

@@ -5,7 +5,10 @@
  *
  * Items of one scan share a partition (`pk = SITE#{siteId}#SCAN#{scanId}`, keys.ts):
  * - `SCAN`            status RUNNING | COMPLETED | FAILED, identity, error or summary
- * - `EXPERT#{name}`   one ExpertResult per expert
+ * - `EXPERT#{name}#{version}`  one ExpertResult per expert version, each beside the earlier ones
+ *                    (`EXPERT#{name}` without a version: a result stored before versions were kept)
+ * - `CURRENT#EXPERT#{name}`    which stored version is the scan's current result for that expert;
+ *                    readers return the current version unless they ask for every version
  * - `usage` on `SCAN`  the billing record, written in the same conditional update as COMPLETED
  * - `lease` on a RUNNING `SCAN`  which execution holds the claim, and until when
  *
@@ -21,7 +24,20 @@ import {
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import { EXECUTION_SK, executionPk, expertSk, NO_SITE, SCAN_SK, scanPk, sitePk, siteSk, TABLE_KEYS } from './keys';
+import {
+  CURRENT_EXPERT_SK_PREFIX,
+  currentExpertSk,
+  EXECUTION_SK,
+  executionPk,
+  expertSk,
+  expertVersionSk,
+  NO_SITE,
+  SCAN_SK,
+  scanPk,
+  sitePk,
+  siteSk,
+  TABLE_KEYS,
+} from './keys';
 import type { ScanCostEstimate } from './pricing';
 import type {
   ExpertOutput,
@@ -164,6 +180,15 @@ export interface UsageRecord {
 
 export type ExpertResultItem = ExpertResult & { readonly pk: string; readonly sk: string };
 
+/** The pointer to an expert's current stored version for one scan. */
+export interface CurrentExpertItem {
+  readonly pk: string;
+  readonly sk: string;
+  readonly scanId: string;
+  readonly expert: ExpertResult['expert'];
+  readonly updatedAt: string;
+}
+
 // ---------------------------------------------------------------------------
 // Pure builders
 // ---------------------------------------------------------------------------
@@ -205,7 +230,7 @@ export function runningScanItem(claim: ScanClaim, now: string, attempts = 1): Sc
 
 /** `siteId`: the scan's site, whose partition the result goes in (an ExpertResult does not carry it). */
 export function expertResultItem(result: ExpertResult, siteId: string): ExpertResultItem {
-  return { pk: scanPk(siteId, result.scanId), sk: expertSk(result.expert.name), ...result };
+  return { pk: scanPk(siteId, result.scanId), sk: expertVersionSk(result.expert.name, result.expert.version), ...result };
 }
 
 export function usageRecord(
@@ -428,16 +453,101 @@ export async function recordAbandonedScan(
   }
 }
 
-/** Writes (or, on a retried invocation, overwrites with the same content) one expert's result. */
+export function currentExpertItem(
+  result: Pick<ExpertResult, 'scanId' | 'expert'>,
+  siteId: string,
+  now: string,
+): CurrentExpertItem {
+  return {
+    pk: scanPk(siteId, result.scanId),
+    sk: currentExpertSk(result.expert.name),
+    scanId: result.scanId,
+    expert: result.expert,
+    updatedAt: now,
+  };
+}
+
+/**
+ * Stores one expert version's result beside the earlier versions and makes it the scan's
+ * current one (putExpertVersion, then setCurrentExpertVersion).
+ */
 export async function putExpertResult(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  result: ExpertResult,
+  siteId: string,
+  now: string = new Date().toISOString(),
+): Promise<ExpertResultItem> {
+  const item = await putExpertVersion(doc, table, result, siteId);
+  await setCurrentExpertVersion(doc, table, result, siteId, now);
+  return item;
+}
+
+/**
+ * Stores one expert version's result under its own sort key. Written once: a retried
+ * invocation or a second re-score with the same version keeps the first item (the same
+ * expert on the same features gives the same output), so no stored result is ever replaced.
+ */
+export async function putExpertVersion(
   doc: DynamoDBDocumentClient,
   table: string,
   result: ExpertResult,
   siteId: string,
 ): Promise<ExpertResultItem> {
   const item = expertResultItem(result, siteId);
-  await doc.send(new PutCommand({ TableName: table, Item: item }));
-  return item;
+  try {
+    await doc.send(new PutCommand({ TableName: table, Item: item, ConditionExpression: 'attribute_not_exists(pk)' }));
+    return item;
+  } catch (err) {
+    if (!isConditionFailure(err)) throw err;
+  }
+  const out = await doc.send(
+    new GetCommand({ TableName: table, Key: { pk: item.pk, sk: item.sk }, ConsistentRead: true }),
+  );
+  return (out.Item as ExpertResultItem | undefined) ?? item;
+}
+
+/**
+ * Points the scan's current result for this expert at this version. On a COMPLETED scan (a
+ * re-score) the scan's summary follows, so listScans reads the current outputs; on a RUNNING
+ * scan Finalize writes the summary from the results it is handed.
+ */
+export async function setCurrentExpertVersion(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  result: Pick<ExpertResult, 'scanId' | 'expert'> & { readonly output?: ExpertResult['output'] },
+  siteId: string,
+  now: string = new Date().toISOString(),
+): Promise<CurrentExpertItem> {
+  const pointer = currentExpertItem(result, siteId, now);
+  await doc.send(new PutCommand({ TableName: table, Item: pointer }));
+  if (result.output) {
+    try {
+      await doc.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: scanKey(siteId, result.scanId),
+          UpdateExpression: 'SET #summary.#experts.#name = :output, #summary.#versions.#name = :version',
+          ConditionExpression: '#status = :completed AND attribute_exists(#summary)',
+          ExpressionAttributeNames: {
+            '#status': 'status',
+            '#summary': 'summary',
+            '#experts': 'experts',
+            '#versions': 'expertVersions',
+            '#name': result.expert.name,
+          },
+          ExpressionAttributeValues: {
+            ':completed': 'COMPLETED',
+            ':output': result.output,
+            ':version': { version: result.expert.version, sha256: result.expert.sha256 },
+          },
+        }),
+      );
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+    }
+  }
+  return pointer;
 }
 
 export interface CompleteScanInput {
@@ -583,34 +693,89 @@ export async function getUsage(
   return (await getScan(doc, table, siteId, scanId))?.usage;
 }
 
+/** Every item of one scan's partition: the scan, each stored expert version and the pointers. */
+async function scanPartition(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  siteId: string,
+  scanId: string,
+): Promise<Record<string, unknown>[]> {
+  const items: Record<string, unknown>[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await doc.send(
+      new QueryCommand({
+        TableName: table,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': scanPk(siteId, scanId) },
+        ConsistentRead: true,
+        ExclusiveStartKey: start,
+      }),
+    );
+    items.push(...(out.Items ?? []));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
+const isResultItem = (i: Record<string, unknown>): boolean => typeof i.sk === 'string' && i.sk.startsWith(expertSk(''));
+const isPointerItem = (i: Record<string, unknown>): boolean =>
+  typeof i.sk === 'string' && i.sk.startsWith(CURRENT_EXPERT_SK_PREFIX);
+
+/**
+ * The current result of each expert on a scan: the version its pointer names; for an expert
+ * without a pointer (results stored before versions were kept), its most recent result.
+ */
+export function currentResults(
+  results: readonly ExpertResultItem[],
+  pointers: readonly Pick<CurrentExpertItem, 'expert'>[],
+): ExpertResultItem[] {
+  const pointed = new Map(pointers.map((p) => [p.expert.name, p.expert.version]));
+  const byName = new Map<string, ExpertResultItem>();
+  for (const r of results) {
+    const want = pointed.get(r.expert.name);
+    const held = byName.get(r.expert.name);
+    if (want !== undefined) {
+      if (r.expert.version === want) byName.set(r.expert.name, r);
+    } else if (!held || r.createdAt > held.createdAt) {
+      byName.set(r.expert.name, r);
+    }
+  }
+  return [...byName.values()].sort((a, b) => a.expert.name.localeCompare(b.expert.name));
+}
+
+/** The scan's current expert results, one per expert (what `analyze`, reports and exports show by default). */
 export async function listExpertResults(
   doc: DynamoDBDocumentClient,
   table: string,
   siteId: string,
   scanId: string,
 ): Promise<ExpertResultItem[]> {
-  const items: ExpertResultItem[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await doc.send(
-      new QueryCommand({
-        TableName: table,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: { ':pk': scanPk(siteId, scanId), ':prefix': expertSk('') },
-        ConsistentRead: true,
-        ExclusiveStartKey: start,
-      }),
-    );
-    items.push(...((out.Items ?? []) as ExpertResultItem[]));
-    start = out.LastEvaluatedKey;
-  } while (start);
-  return items;
+  const items = await scanPartition(doc, table, siteId, scanId);
+  return currentResults(
+    items.filter(isResultItem) as unknown as ExpertResultItem[],
+    items.filter(isPointerItem) as unknown as CurrentExpertItem[],
+  );
+}
+
+/** Every stored version of every expert's result on a scan (the report's agreement between versions reads these). */
+export async function listExpertResultVersions(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  siteId: string,
+  scanId: string,
+): Promise<{ results: ExpertResultItem[]; current: Record<string, string> }> {
+  const items = await scanPartition(doc, table, siteId, scanId);
+  const results = items.filter(isResultItem) as unknown as ExpertResultItem[];
+  const current = currentResults(results, items.filter(isPointerItem) as unknown as CurrentExpertItem[]);
+  return { results, current: Object.fromEntries(current.map((r) => [r.expert.name, r.expert.version])) };
 }
 
 /**
  * Every scan item in the table, in no particular order: a whole-table Scan, which is
  * what a local data directory's cohort report wants (hundreds of items). In the cloud
- * a cohort is listed per site through the bySite index instead.
+ * a cohort is listed per site through the bySite index instead. Each item's summary holds
+ * the current version of every expert (setCurrentExpertVersion keeps it so after a re-score).
  */
 export async function listScans(doc: DynamoDBDocumentClient, table: string): Promise<ScanItem[]> {
   const items: ScanItem[] = [];

@@ -30,10 +30,16 @@ export interface NagPatternAcknowledgement {
 /** Every pattern-matched acknowledgement in the app, with why. */
 export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] = [
   {
-    id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|features)\/\*\]$/,
+    id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|features|models)\/\*\]$/,
     path: /\/(ValidateUpload|RecordFailure|Expert[A-Za-z0-9]+\/Handler|Extractor\/JobRole)\//,
     reason:
-      'Object-level S3 permissions are scoped to one key prefix (uploads/ or features/); object keys are only known at run time.',
+      'Object-level S3 permissions are scoped to one key prefix (uploads/, features/, or models/ for an expert reading its model version); object keys are only known at run time.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::.*\/models\/manifest\.json\*\]$/,
+    path: /\/LoadExperts\/Role\//,
+    reason:
+      'LoadExperts reads the one object models/manifest.json; CDK grant helpers append * to a key pattern, which here only widens to keys beginning with that exact name.',
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::<[A-Za-z0-9]+\.Arn>:\*\]$/,
@@ -73,7 +79,7 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
-    path: /\/(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|Expert[A-Za-z0-9]+\/Handler)\/Role\//,
+    path: /\/(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|LoadExperts|Expert[A-Za-z0-9]+\/Handler)\/Role\//,
     reason:
       'ec2:*NetworkInterface* (Lambda VPC ENIs) and xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions.',
   },

@@ -45,8 +45,25 @@ export function roleOfConstructPath(cdkPath: string): LambdaRole | undefined {
   if (parts.includes(FUNCTIONS.finalize.id)) return 'finalize';
   if (parts.includes(FUNCTIONS.recordFailure.id)) return 'recordFailure';
   if (parts.includes(FUNCTIONS.executionEnded.id)) return 'executionEnded';
+  if (parts.includes(FUNCTIONS.loadExperts.id)) return 'loadExperts';
   if (parts.some(FUNCTIONS.expert.isId)) return 'expert';
   return undefined;
+}
+
+/**
+ * The local ARN of each expert's function in the synthesized definition, by expert name: what
+ * LoadExperts pairs the manifest's experts with (the cloud reads the same map from EXPERT_FUNCTIONS).
+ */
+export function expertFunctionArns(
+  functions: readonly LambdaFunctionRef[],
+  expertNames: readonly string[],
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of expertNames) {
+    const fn = functions.find((f) => f.path.split('/').includes(FUNCTIONS.expert.id(name)));
+    if (fn) out[name] = localFunctionArn(fn.logicalId);
+  }
+  return out;
 }
 
 const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';

@@ -109,8 +109,23 @@ export function definitionInputs(modelsDir: string = DEFAULT_MODELS_DIR): { name
     { name: 'CDK_CONTEXT_JSON', sha256: sha256(process.env.CDK_CONTEXT_JSON ?? '') },
     ...['aws-cdk-lib', 'constructs'].map((p) => ({ name: `${p}@${packageVersion(p)}`, sha256: '' })),
     // The directory too: the app resolves model files under it.
-    { name: `models ${path.resolve(modelsDir)}`, sha256: sha256(readFileSync(manifest)) },
+    { name: `models ${path.resolve(modelsDir)}`, sha256: sha256(definingManifest(readFileSync(manifest, 'utf8'))) },
   ];
+}
+
+/**
+ * The parts of the manifest the definition depends on: everything but each expert's version,
+ * file, sha256 and card, which LoadExperts reads at run time. Publishing a new version of an
+ * expert therefore keeps the cached definition; a new expert name or new sizing does not.
+ */
+function definingManifest(text: string): string {
+  try {
+    const m = JSON.parse(text) as { experts?: Record<string, unknown>[] };
+    const experts = (m.experts ?? []).map(({ version: _v, file: _f, sha256: _s, card: _c, ...rest }) => rest);
+    return JSON.stringify({ ...m, experts });
+  } catch {
+    return text; // not JSON: hashed as is, and the synthesis says what is wrong with it
+  }
 }
 
 export function definitionKey(inputs: readonly { name: string; sha256: string }[]): string {

@@ -7,6 +7,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { runExtractJob } from '../gpu-tasks/feature-extractor/src/main';
 import { scoreExpert } from '../lambdas/expert/score';
+import { loadExperts } from '../lambdas/load-experts/load-experts';
 import { finalizeScan } from '../lambdas/finalize/finalize';
 import { executionEnded } from '../lambdas/execution-ended/execution-ended';
 import { recordFailure } from '../lambdas/record-failure/record-failure';
@@ -24,6 +25,8 @@ export interface LocalHandlerDeps {
   readonly table: string;
   readonly artifactsBucket: string;
   readonly loaded: LoadedManifest;
+  /** The definition's expert functions by expert name (bindings.ts expertFunctionArns). */
+  readonly expertFunctions: Readonly<Record<string, string>>;
   /** Where the extractor job's JSON log lines go; local mode keeps stdout for results. */
   readonly log?: (line: string) => void;
   /** The extractor's DICOM pseudonym salt (the cloud job's DICOM_PSEUDONYM_SALT). @default none */
@@ -69,6 +72,9 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
           maxUploadBytes: DEFAULT_MAX_UPLOAD_BYTES,
           now,
         }),
+      // The local binding of LoadExperts reads the local manifest (the cloud reads the artifacts bucket's).
+      loadExperts: (payload) =>
+        loadExperts(payload, { manifest: async () => deps.loaded.manifest, functions: deps.expertFunctions }),
       expert: (payload, functionId) =>
         scoreExpert(payload, { ...as({ role: 'expert', functionId }), table, models: deps.loaded, now }),
       finalize: (payload, functionId) =>

@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { NO_SITE, parseUploadKey } from '../core/keys';
 import { renderReport, thumbnailSamples, type ReportScanInput, type ReportThumbnail } from '../core/report';
-import { findScansById, getScan, listExpertResults, listScans, type ScanItem } from '../core/results-store';
+import { findScansById, getScan, listExpertResultVersions, listScans, type ScanItem } from '../core/results-store';
 import { ExpertResult, FeaturesDocument, type Manifest, type ProblemDetail } from '../core/schemas';
 import { parsePayload } from '../core/zod-parse';
 import { decodeFrameBytes } from '../gpu-tasks/feature-extractor/src';
@@ -70,7 +70,10 @@ export async function loadReportScan(
     JSON.parse(await getText(store.s3, scan.featuresBucket ?? store.artifactsBucket, scan.featuresKey)),
     `features document ${scan.featuresKey}`,
   );
-  const results = (await listExpertResults(store.doc, store.table, scan.siteId ?? NO_SITE, scan.scanId)).map((r) =>
+  // Every stored version: the page shows the current one per expert and the agreement between versions.
+  const results = (
+    await listExpertResultVersions(store.doc, store.table, scan.siteId ?? NO_SITE, scan.scanId)
+  ).results.map((r) =>
     parsePayload(ExpertResult, r, `expert result ${r.sk} of scan ${scan.scanId}`),
   );
   const thumbnails =

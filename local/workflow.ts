@@ -14,7 +14,7 @@ import { loadManifest, type LoadedManifest } from '../core/manifest';
 import { NO_SITE, parseUploadKey, uploadKey } from '../core/keys';
 import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
-import { bindTaskStates, type LocalHandlers } from './bindings';
+import { bindTaskStates, expertFunctionArns, type LocalHandlers } from './bindings';
 import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
 import { killDecoders } from '../gpu-tasks/feature-extractor/src/decode';
 import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/execution-ended/execution-ended';
@@ -170,6 +170,10 @@ export class LocalWorkflow {
         table: LOCAL_TABLE,
         artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
         loaded,
+        expertFunctions: expertFunctionArns(
+          synthesized.functions,
+          loaded.manifest.experts.map((e) => e.name),
+        ),
         pseudonymSalt: localPseudonymSalt(services.dataDir),
         ...(options.extractorLog ? { log: options.extractorLog } : {}),
         // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.

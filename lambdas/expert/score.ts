@@ -17,7 +17,13 @@ export interface ScoreDeps {
   readonly s3: S3Client;
   readonly doc: DynamoDBDocumentClient;
   readonly table: string;
-  readonly models: LoadedManifest;
+  /** The models, in a local folder: the Lambda bundle's or local mode's manifest. */
+  readonly models?: LoadedManifest;
+  /**
+   * The models as this expert version needs them (the cloud: the artifacts bucket's manifest and
+   * file, fetched into the container, core/bucket-models.ts). Used instead of `models` when set.
+   */
+  readonly resolveModels?: (expert: { name: string; version: string; sha256: string }) => Promise<LoadedManifest>;
   readonly now?: () => Date;
   /** Per-container session cache; defaults to the module-level one. */
   readonly sessions?: Map<string, Promise<ort.InferenceSession>>;
@@ -52,7 +58,9 @@ export function expertSession(
 export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<ExpertResult> {
   const task = parsePayload(ExpertTaskInput, input, 'expert task input');
   const { scan } = task;
-  const entry = findExpert(deps.models.manifest, task.expert.name);
+  const models = deps.resolveModels ? await deps.resolveModels(task.expert) : deps.models;
+  if (!models) throw new ModelError('The expert function has no models: set MODELS_DIR or ARTIFACTS_BUCKET.');
+  const entry = findExpert(models.manifest, task.expert.name);
   if (entry.version !== task.expert.version || entry.sha256 !== task.expert.sha256) {
     throw new ModelError(
       `Expert "${entry.name}" was requested as version ${task.expert.version} (sha256 ${task.expert.sha256.slice(0, 12)}…), ` +
@@ -66,6 +74,21 @@ export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<Expe
       `Features document at the scan's features key belongs to scan ${features.scanId}, not ${scan.scanId}.`,
     );
   }
+  const result = await scoreFeatures(features, entry, { ...deps, models });
+  await putExpertResult(deps.doc, deps.table, result, scan.siteId);
+  return result;
+}
+
+/**
+ * One expert on one stored features document, nothing written: the Score step above and a
+ * re-score of stored features (local/rescore.ts) both run this, so a re-scored result is the
+ * one the workflow would have written. Throws ModelError when the expert cannot read these features.
+ */
+export async function scoreFeatures(
+  features: FeaturesDocument,
+  entry: ExpertEntry,
+  deps: { readonly models: LoadedManifest } & Pick<ScoreDeps, 'now' | 'sessions'>,
+): Promise<ExpertResult> {
   if (features.extractor.name !== entry.extractor.name || features.extractor.version !== entry.extractor.version) {
     throw new ModelError(
       `Expert "${entry.name}"@${entry.version} was trained on ${entry.extractor.name}@${entry.extractor.version} features, ` +
@@ -90,19 +113,18 @@ export async function scoreExpert(input: unknown, deps: ScoreDeps): Promise<Expe
     );
   }
 
-  const result: ExpertResult = {
-    scanId: scan.scanId,
+  return {
+    scanId: features.scanId,
     expert: { name: entry.name, version: entry.version, sha256: entry.sha256 },
     extractor: features.extractor,
     output: interpretProbabilities(entry, probs.data as Float32Array),
     inferMs,
     createdAt: (deps.now?.() ?? new Date()).toISOString(),
   };
-  await putExpertResult(deps.doc, deps.table, result, scan.siteId);
-  return result;
 }
 
-async function readFeatures(s3: S3Client, bucket: string, key: string): Promise<FeaturesDocument> {
+/** The features document at a scan's features key, validated. */
+export async function readFeatures(s3: S3Client, bucket: string, key: string): Promise<FeaturesDocument> {
   const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   const text = out.Body ? await out.Body.transformToString('utf8') : '';
   let json: unknown;

@@ -1,8 +1,9 @@
 /**
  * One Lambda function per expert in the model manifest, all running the generic
- * `lambdas/expert/handler.ts`. Each bundle carries only its own ONNX file, the
- * manifest, and onnxruntime-node's linux/arm64 binding (the npm package ships
- * it; nothing is downloaded at synth time).
+ * `lambdas/expert/handler.ts`. Each bundle carries onnxruntime-node's linux/arm64
+ * binding (the npm package ships it; nothing is downloaded at synth time) and no
+ * model: the manifest and the ONNX file are read from the artifacts bucket's
+ * models/ at run time (core/bucket-models.ts), sha256-checked on load.
  */
 import { Duration } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -11,7 +12,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { FUNCTIONS } from '../../core/contract';
+import { ENV, FUNCTIONS, MODELS } from '../../core/contract';
 import { FEATURES_PREFIX } from '../../core/keys';
 import type { ExpertEntry } from '../../core/schemas';
 import { shellQuote as q, SonomarkFunction } from './sonomark-function';
@@ -83,14 +84,18 @@ export class ExpertFunction extends Construct {
       memorySize: this.sizing.memoryMb,
       timeout: Duration.seconds(this.sizing.timeoutSeconds),
       reservedConcurrentExecutions: this.sizing.reservedConcurrency,
-      // The manifest and this expert's own model only.
-      models: { dir: props.modelsDir, files: [expert.file] },
+      // No models in the bundle: the function reads the manifest and its model from the
+      // artifacts bucket (models/), so publishing a version changes no function code.
       externalModules: ['onnxruntime-node'],
       afterBundling: onnxRuntimeCopyCommands,
     });
 
-    // Least privilege: read features documents only (the scan names their bucket), write result items only.
+    // Least privilege: read features documents (the scan names their bucket) and models/, write result items only.
     this.fn.bindObjects(props.artifactsBucket, props.encryptionKey, { read: FEATURES_PREFIX });
+    this.fn.bindObjects(props.artifactsBucket, props.encryptionKey, {
+      read: MODELS.bucketPrefix,
+      envVar: ENV.artifactsBucket,
+    });
     this.fn.bindResultsTable(props.resultsTable, props.encryptionKey);
   }
 }

@@ -4,7 +4,7 @@
  * states by name (STATE in core/contract.ts), so names and paths here are a
  * contract.
  *
- *   Start → Validate → Validated → Route ─┬─ analyze → Claimed → Extract → LoadExperts → Score[ScoreExpert] → Finalize → Done
+ *   Start → Validate → Validated → Route ─┬─ analyze → Claimed → Extract → LoadExperts (manifest, at run time) → Score[ScoreExpert] → Finalize → Done
  *                                         │            no spot capacity ─┴▶ ExtractFailed → ExtractOnDemand ─┘
  *                                         ├─ skip    → AlreadyAnalyzed
  *                                         ├─ ignore  → NotAClip
@@ -34,7 +34,9 @@ export interface WorkflowProps {
   readonly validateFunction: lambda.IFunction;
   readonly finalizeFunction: lambda.IFunction;
   readonly recordFailureFunction: lambda.IFunction;
-  /** One per manifest expert, in manifest order. */
+  /** Reads the manifest at run time and returns the experts to score with (lambdas/load-experts). */
+  readonly loadExpertsFunction: lambda.IFunction;
+  /** One function per manifest expert name, in manifest order (which functions ScoreExpert may invoke). */
   readonly experts: readonly WorkflowExpert[];
   /** The spot queue, where Extract submits first. */
   readonly jobQueue: batch.IJobQueue;
@@ -218,18 +220,20 @@ export class Workflow extends Construct {
     const extract = extractOn(STATE.extract, props.jobQueue).addCatch(extractFailed, catchAll);
 
     // -- 3 Score -----------------------------------------------------------
-    const loadExperts = new sfn.Pass(this, STATE.loadExperts, {
-      result: sfn.Result.fromArray(
-        props.experts.map((e) => ({
-          name: e.entry.name,
-          version: e.entry.version,
-          file: e.entry.file,
-          sha256: e.entry.sha256,
-          functionArn: e.function.functionArn,
-        })),
-      ),
+    // The expert list is read from the manifest when the scan runs (the artifacts bucket's copy
+    // in the cloud, the local manifest in local mode), not baked into this definition: a new
+    // expert version is published without redeploying the state machine.
+    const loadExperts = new tasks.LambdaInvoke(this, STATE.loadExperts, {
+      lambdaFunction: props.loadExpertsFunction,
+      payload: sfn.TaskInput.fromObject({ scan: sfn.JsonPath.objectAt(PATHS.scan) }),
+      payloadResponseOnly: false,
+      retryOnServiceExceptions: false,
+      resultSelector: { list: sfn.JsonPath.objectAt('$.Payload.list') },
       resultPath: PATHS.experts,
-    });
+    })
+      .addRetry(TRANSIENT_RETRY)
+      .addRetry(lambdaRetry)
+      .addCatch(recordFailure, catchAll);
     // Raw state JSON: LambdaInvoke cannot take the function name from the input.
     // OutputPath $.Payload makes each iteration's output the ExpertResult itself.
     const scoreExpert = new sfn.CustomState(this, STATE.scoreExpert, {
@@ -254,7 +258,7 @@ export class Workflow extends Construct {
       .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry);
     const score = new sfn.Map(this, STATE.score, {
-      itemsPath: PATHS.experts,
+      itemsPath: `${PATHS.experts}.list`,
       itemSelector: {
         scan: sfn.JsonPath.objectAt(PATHS.scan),
         expert: sfn.JsonPath.objectAt('$$.Map.Item.Value'),

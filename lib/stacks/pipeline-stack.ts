@@ -25,7 +25,7 @@ import { GpuJob } from '../constructs/gpu-job';
 import { Network } from '../constructs/network';
 import { SonomarkFunction } from '../constructs/sonomark-function';
 import { Workflow } from '../constructs/workflow';
-import { ENV, FUNCTIONS } from '../../core/contract';
+import { ENV, FUNCTIONS, MODELS } from '../../core/contract';
 import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { loadManifest } from '../../core/manifest';
 import { scanRates } from '../rates';
@@ -45,6 +45,7 @@ export class PipelineStack extends Stack {
   readonly validateFunction: SonomarkFunction;
   readonly finalizeFunction: SonomarkFunction;
   readonly recordFailureFunction: SonomarkFunction;
+  readonly loadExpertsFunction: SonomarkFunction;
   readonly expertFunctions: ExpertFunction[];
   readonly extractor: GpuJob;
   readonly workflow: Workflow;
@@ -131,6 +132,22 @@ export class PipelineStack extends Stack {
           resultsTable: props.resultsTable,
         }),
     );
+    // LoadExperts reads the manifest in the artifacts bucket at run time (models/manifest.json,
+    // read-only) and pairs each expert with its function (EXPERT_FUNCTIONS, from this synth).
+    this.loadExpertsFunction = new SonomarkFunction(this, FUNCTIONS.loadExperts.id, {
+      ...common,
+      handler: FUNCTIONS.loadExperts,
+      environment: {
+        [ENV.expertFunctions]: JSON.stringify(
+          Object.fromEntries(this.expertFunctions.map((e) => [e.expert.name, e.fn.function.functionArn])),
+        ),
+      },
+    });
+    this.loadExpertsFunction.bindObjects(props.artifactsBucket, key, {
+      read: MODELS.bucketManifestKey,
+      envVar: ENV.artifactsBucket,
+    });
+
     // The usage record's cost estimate: this deployment's list-price rates (config
     // `prices`, compute mode, each expert's memory), resolved here, checked by the
     // Finalize handler's schema when it starts.
@@ -166,6 +183,7 @@ export class PipelineStack extends Stack {
       validateFunction: this.validateFunction.function,
       finalizeFunction: this.finalizeFunction.function,
       recordFailureFunction: this.recordFailureFunction.function,
+      loadExpertsFunction: this.loadExpertsFunction.function,
       experts: this.expertFunctions.map((e) => ({ entry: e.expert, function: e.fn.function })),
       jobQueue: this.extractor.jobQueue,
       onDemandJobQueue: this.extractor.onDemandQueue,

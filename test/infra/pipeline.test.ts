@@ -107,7 +107,7 @@ describe('PipelineStack', () => {
   });
 
   describe('state machine', () => {
-    const outsideMapTasks = [STATE.validate, STATE.extract, STATE.finalize];
+    const outsideMapTasks = [STATE.validate, STATE.extract, STATE.loadExperts, STATE.finalize];
 
     test('is a Standard workflow with tracing and ALL-level KMS-encrypted logging, without execution data', () => {
       // Assess: execution data (state input/output) holds object keys and sidecar metadata,
@@ -194,16 +194,28 @@ describe('PipelineStack', () => {
       expect(extract.ResultPath).toBe('$.extract');
     });
 
-    test('LoadExperts lists every manifest expert with its function ARN', () => {
+    test('LoadExperts reads the manifest at run time: a Lambda task, no expert version in the definition', () => {
       // Prepare
       const { manifest } = loadManifest();
-      const result = definition.States[STATE.loadExperts].Result as any[];
-      // Assess
-      expect(result.map((e) => e.name)).toEqual(manifest.experts.map((e) => e.name));
-      for (const e of result) {
-        expect(Object.keys(e).sort()).toEqual(['file', 'functionArn', 'name', 'sha256', 'version']);
-        expect(e.functionArn).toMatch(/^<.*Expert.*Arn.*>$/);
-      }
+      const load = definition.States[STATE.loadExperts];
+      // Assess: a lambda:invoke of the LoadExperts function, its list at $.experts.list
+      expect(load.Type).toBe('Task');
+      expect(load.Resource).toMatch(/:states:::lambda:invoke$/);
+      expect(JSON.stringify(load.Parameters.FunctionName)).toMatch(/LoadExperts/);
+      expect(load.Parameters.Payload).toEqual({ 'scan.$': '$.scan' });
+      expect(load.ResultSelector).toEqual({ 'list.$': '$.Payload.list' });
+      expect(load.ResultPath).toBe('$.experts');
+      expect(load.Catch[0].Next).toBe(STATE.recordFailure);
+      // No expert's version or model hash is baked in: publishing one needs no redeploy
+      const text = JSON.stringify(definition);
+      for (const e of manifest.experts) expect(text).not.toContain(e.sha256);
+      // The function pairs experts with their functions (EXPERT_FUNCTIONS) and reads only the bucket's manifest
+      const fn = Object.values(template.findResources('AWS::Lambda::Function')).find(
+        (f: any) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === FUNCTIONS.loadExperts.serviceName,
+      ) as any;
+      const names = JSON.stringify(fn.Properties.Environment.Variables[ENV.expertFunctions]);
+      for (const e of manifest.experts) expect(names).toContain(e.name);
+      expect(fn.Properties.Environment.Variables[ENV.artifactsBucket]).toBeDefined();
     });
 
     test('Score maps ScoreExpert over $.experts with a dynamic FunctionName, returning the Payload', () => {
@@ -211,7 +223,7 @@ describe('PipelineStack', () => {
       const score = definition.States[STATE.score];
       const task = score.ItemProcessor.States[STATE.scoreExpert];
       // Assess
-      expect(score.ItemsPath).toBe('$.experts');
+      expect(score.ItemsPath).toBe('$.experts.list');
       expect(score.ItemSelector).toEqual({ 'scan.$': '$.scan', 'expert.$': '$$.Map.Item.Value' });
       expect(score.ResultPath).toBe('$.results');
       expect(task.Resource).toMatch(/:states:::lambda:invoke$/);
@@ -564,8 +576,10 @@ describe('PipelineStack', () => {
           MemorySize: e.lambda.memoryMb,
           Timeout: e.lambda.timeoutSeconds,
           ReservedConcurrentExecutions: e.lambda.reservedConcurrency,
-          Environment: { Variables: { MODELS_DIR: '/var/task/models' } },
+          // No model in the bundle: the manifest and model are read from the artifacts bucket's models/
+          Environment: { Variables: { ARTIFACTS_BUCKET: expect.anything() } },
         });
+        expect(props.Environment.Variables.MODELS_DIR).toBeUndefined();
       }
     });
 
@@ -818,9 +832,9 @@ describe('PipelineStack', () => {
     // Prepare
     const ids = Object.keys(template.findResources('AWS::Lambda::Function'));
     // Assess
-    expect(ids.every((id) => /^(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|Expert[A-Z])/.test(id))).toBe(
-      true,
-    );
+    expect(
+      ids.every((id) => /^(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|LoadExperts|Expert[A-Z])/.test(id)),
+    ).toBe(true);
     // The queue-blocked rule and the execution-ended rule.
     template.resourceCountIs('AWS::Events::Rule', 2);
   });

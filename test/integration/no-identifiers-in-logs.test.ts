@@ -14,6 +14,8 @@
  * exact paths are taken out of the CLI's output before the search; the name may appear
  * nowhere else (no object key, no sidecar value, no error message).
  */
+import { uploadModelsToBucket } from '../../core/bucket-models';
+import { expertFunctionArns } from '../../local/bindings';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync } from 'node:fs';
@@ -63,6 +65,15 @@ describe('no patient identifiers in any log line', () => {
         handlers: (defaults) => lambdaModules(defaults),
       });
       const { services } = workflow;
+      // LoadExperts and the experts read the manifest and models from the artifacts bucket, as
+      // in the cloud after `sonomark experts publish --bucket` (the modules load on first call).
+      await uploadModelsToBucket(services.s3, LOCAL_ARTIFACTS_BUCKET, workflow.loaded);
+      process.env[ENV.expertFunctions] = JSON.stringify(
+        expertFunctionArns(
+          workflow.synthesized.functions,
+          workflow.loaded.manifest.experts.map((e) => e.name),
+        ),
+      );
       /** The Lambda handler modules, configured as the CDK configures them, pointed at s3rver and dynalite. */
       function lambdaModules(defaults: LocalHandlers): LocalHandlers {
         Object.assign(process.env, {
@@ -84,6 +95,7 @@ describe('no patient identifiers in any log line', () => {
           ...defaults,
           lambdas: {
             validate: load('validate-upload'),
+            loadExperts: load('load-experts'),
             expert: load('expert'),
             finalize: load('finalize'),
             recordFailure: load('record-failure'),

@@ -276,11 +276,26 @@ async function main(): Promise<number> {
   let config: ExtractJobConfig | undefined;
   let s3: S3Client | undefined;
   try {
-    // Everything the job needs, checked before any work so a misconfigured job definition fails in milliseconds.
-    config = readExtractEnv(env);
     // AWS_REGION is the platform's (Batch sets it), not part of sonomark's contract.
     const region = requireEnv('AWS_REGION', env);
     const modelsDir = requireEnv(ENV.modelsDir, env);
+    if (env[EXTRACT_ENV.itemsKey]) {
+      // A cohort batch: every item on one model load; each failed item has its error document.
+      const { runExtractItems } = await import('./batch');
+      s3 = new S3Client({ region });
+      const result = await runExtractItems(env, { s3, modelsDir });
+      console.log(
+        JSON.stringify({
+          level: 'INFO',
+          msg: 'batch extracted',
+          succeeded: result.succeeded.length,
+          failed: result.failed.length,
+        }),
+      );
+      return 0;
+    }
+    // Everything the job needs, checked before any work so a misconfigured job definition fails in milliseconds.
+    config = readExtractEnv(env);
     s3 = new S3Client({ region });
     await runExtractJob(env, { s3, modelsDir });
     return 0;

@@ -78,7 +78,17 @@ describe('help and version', () => {
   it.each([['--help'], ['-h'], ['help']])('sonomark %s lists every command and exits 0', async (flag) => {
     const r = await cli([flag]);
     expect(r.code).toBe(0);
-    for (const command of ['analyze', 'frames', 'features', 'experts', 'models', 'report', 'help']) {
+    for (const command of [
+      'analyze',
+      'frames',
+      'features',
+      'experts',
+      'models',
+      'report',
+      'rescore',
+      'cohort',
+      'help',
+    ]) {
       expect(r.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     }
   });

@@ -75,16 +75,16 @@ describe('estimateScanCost', () => {
   test('sums extractor seconds, expert GB-seconds, requests and state transitions', () => {
     // Act
     const cost = estimateScanCost({ extractorSeconds: 30, expertMs: { diagnosis: 100, triage: 200 } }, rates);
-    // Assess: 30 s × 0.0002; (0.1 s × 1 GB + 0.2 s × 0.5 GB) × 0.00002; (3 + 2) requests; (10 + 2) transitions
+    // Assess: 30 s × 0.0002; (0.1 s × 1 GB + 0.2 s × 0.5 GB) × 0.00002; (4 + 2) requests; (10 + 2) transitions
     expect(cost).toEqual({
       extractorUsd: 0.006,
       expertsUsd: 0.000004,
-      requestsUsd: 0.000001,
+      requestsUsd: 0.0000012,
       stateTransitionsUsd: 0.0003,
-      totalUsd: 0.006305,
+      totalUsd: 0.0063052,
       basis: 'test prices',
     });
-    expect(FIXED_LAMBDA_REQUESTS_PER_SCAN + 2).toBe(5);
+    expect(FIXED_LAMBDA_REQUESTS_PER_SCAN + 2).toBe(6);
     expect(COMPLETED_SCAN_STATES.length + 2).toBe(12);
   });
 
@@ -113,7 +113,7 @@ describe('estimateScanCost', () => {
     ]);
     // Act
     const cost = estimateScanCost({ extractorSeconds: 30, expertMs: { a: 5, b: 5, c: 5 } }, defaults);
-    // Assess: 30 × 1.006 / 3600 ≈ $0.00838, plus 13 transitions ($0.000325), 6 requests and 15 ms of 1 GB
+    // Assess: 30 × 1.006 / 3600 ≈ $0.00838, plus 13 transitions ($0.000325), 7 requests and 15 ms of 1 GB
     expect(cost?.totalUsd).toBeCloseTo(0.00871, 6);
   });
 });

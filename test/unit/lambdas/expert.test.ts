@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { featureVector } from '../../../core/features';
-import { expertSk, scanPk } from '../../../core/keys';
+import { currentExpertSk, expertVersionSk, scanPk } from '../../../core/keys';
 import { extractorRef, findExpert, loadManifest, type LoadedManifest } from '../../../core/manifest';
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { linearExpertWeights, runLinearExpertReference } from '../../../training/onnx/fixtures';
@@ -100,10 +100,17 @@ describe('scoreExpert', () => {
         TableName: 'results',
         Item: expect.objectContaining({
           pk: scanPk(input.scan.siteId, input.scan.scanId),
-          sk: expertSk(name),
+          sk: expertVersionSk(name, entry.version),
           expert: result.expert,
           extractor: input.scan.extractor,
         }),
+        // A version is written once: a later version is stored beside it, never over it.
+        ConditionExpression: 'attribute_not_exists(pk)',
+      });
+      // The pointer moves to this version.
+      expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+        TableName: 'results',
+        Item: expect.objectContaining({ sk: currentExpertSk(name), expert: result.expert }),
       });
     },
   );

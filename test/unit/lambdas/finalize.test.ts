@@ -24,12 +24,12 @@ const deps = (): FinalizeDeps => ({
   rates: RATES,
   now: () => new Date(NOW),
 });
-// 42.5 s × $0.001; (2.5 ms × 1 GB + 1.5 ms × 2 GB) × $0.00001/GB-s; 5 requests; 12 transitions.
+// 42.5 s × $0.001; (2.5 ms × 1 GB + 1.5 ms × 2 GB) × $0.00001/GB-s; 6 requests; 12 transitions.
 const ESTIMATE = {
-  totalUsd: 0.042801055,
+  totalUsd: 0.042801255,
   extractorUsd: 0.0425,
   expertsUsd: 0.000000055,
-  requestsUsd: 0.000001,
+  requestsUsd: 0.0000012,
   stateTransitionsUsd: 0.0003,
   basis: 'test prices',
 };

@@ -54,12 +54,18 @@ describe('the cached workflow definition', () => {
     cpSync(DEFAULT_MODELS_DIR, models, { recursive: true });
     const before = definitionInputs(models);
     const manifestFile = path.join(models, 'manifest.json');
-    writeFileSync(manifestFile, readFileSync(manifestFile, 'utf8') + '\n');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
+    const edit = (change: (e: any) => any) =>
+      writeFileSync(manifestFile, JSON.stringify({ ...manifest, experts: manifest.experts.map(change) }));
 
-    // Act
+    // Act: a new expert version (LoadExperts reads it at run time), then new sizing (in the definition's functions)
+    edit((e) => ({ ...e, version: '9.9.9', sha256: 'f'.repeat(64), file: 'experts/x.onnx' }));
+    const newVersion = definitionInputs(models);
+    edit((e) => ({ ...e, lambda: { ...e.lambda, memoryMb: 2048 } }));
     const after = definitionInputs(models);
 
     // Assess
+    expect(definitionKey(newVersion)).toBe(definitionKey(before));
     expect(definitionKey(after)).not.toBe(definitionKey(before));
     expect(definitionKey(definitionInputs(models))).toBe(definitionKey(after));
     const names = before.map((i) => i.name);

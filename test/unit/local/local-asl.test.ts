@@ -286,6 +286,7 @@ describe('bindTaskStates', () => {
         finalize: lambda('finalize'),
         recordFailure: lambda('recordFailure'),
         executionEnded: lambda('executionEnded'),
+        loadExperts: lambda('loadExperts'),
       },
       extractJob: async (env) => {
         calls.push({ role: 'extract', env });

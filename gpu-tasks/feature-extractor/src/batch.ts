@@ -1,0 +1,88 @@
+/**
+ * Batch mode of the extractor job: a list of items extracted in one container, so a cohort pays
+ * the container start and the model load once per batch, not once per clip. The list is a JSON
+ * array in S3 (ITEMS_BUCKET/ITEMS_KEY: Batch's environment is too small for a list), each item
+ * what one job's environment holds (EXTRACT_ENV). Every item runs through runExtractJob, so a
+ * failed item leaves its own error document beside its features key and the others go on.
+ */
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { EXTRACT_ENV } from '../../../core/contract';
+import { ConfigError } from '../../../core/errors';
+import { ScanId } from '../../../core/schemas';
+import { parsePayload } from '../../../core/zod-parse';
+import { runExtractJob, type ExtractJobDeps } from './main';
+
+export const ExtractItem = z
+  .object({
+    scanId: ScanId,
+    inputBucket: z.string().min(3),
+    inputKey: z.string().min(1),
+    inputVersionId: z.string().default(''),
+    featuresBucket: z.string().min(3),
+    featuresKey: z.string().min(1),
+  })
+  .strict();
+export type ExtractItem = z.infer<typeof ExtractItem>;
+
+export const ExtractItems = z.array(ExtractItem).min(1).max(10_000);
+
+export interface ExtractItemsResult {
+  readonly succeeded: readonly string[];
+  /** Scan ids whose extraction failed (each has its error document). */
+  readonly failed: readonly string[];
+}
+
+/** Whether the job's environment names a list of items rather than one scan. */
+export function isBatchJob(env: Record<string, string | undefined>): boolean {
+  return Boolean(env[EXTRACT_ENV.itemsKey]);
+}
+
+/** Reads the item list the environment names. */
+export async function readExtractItems(
+  env: Record<string, string | undefined>,
+  deps: Pick<ExtractJobDeps, 's3'>,
+): Promise<ExtractItem[]> {
+  const bucket = env[EXTRACT_ENV.itemsBucket];
+  const key = env[EXTRACT_ENV.itemsKey];
+  if (!bucket || !key) {
+    throw new ConfigError(`A batch job needs both ${EXTRACT_ENV.itemsBucket} and ${EXTRACT_ENV.itemsKey}.`);
+  }
+  const out = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  let json: unknown;
+  try {
+    json = JSON.parse((await out.Body?.transformToString('utf8')) ?? '');
+  } catch {
+    throw new ConfigError(`The item list at ${EXTRACT_ENV.itemsKey} is not JSON (expected an array of items).`);
+  }
+  return parsePayload(ExtractItems, json, 'extractor item list');
+}
+
+/** Extracts every item, one after another on the process's one model session. */
+export async function runExtractItems(
+  env: Record<string, string | undefined>,
+  deps: ExtractJobDeps,
+): Promise<ExtractItemsResult> {
+  const items = await readExtractItems(env, deps);
+  const succeeded: string[] = [];
+  const failed: string[] = [];
+  for (const item of items) {
+    const itemEnv = {
+      ...env,
+      [EXTRACT_ENV.scanId]: item.scanId,
+      [EXTRACT_ENV.inputBucket]: item.inputBucket,
+      [EXTRACT_ENV.inputKey]: item.inputKey,
+      [EXTRACT_ENV.inputVersionId]: item.inputVersionId,
+      [EXTRACT_ENV.featuresBucket]: item.featuresBucket,
+      [EXTRACT_ENV.featuresKey]: item.featuresKey,
+    };
+    try {
+      await runExtractJob(itemEnv, deps);
+      succeeded.push(item.scanId);
+    } catch {
+      // runExtractJob wrote this item's error document; the batch goes on.
+      failed.push(item.scanId);
+    }
+  }
+  return { succeeded, failed };
+}

@@ -1,0 +1,236 @@
+/**
+ * `sonomark cohort run` in local mode: every item of a cohort (a directory, or a CSV/JSONL
+ * manifest of files) through the local workflow, with the cohort workflow's semantics per item:
+ * a scan that already has features for the current extractor is only scored (rescoreScan: no
+ * decode, no extractor job), and is left alone when every current expert version has scored it
+ * (so a second run resumes); anything else runs the whole workflow (the synthesized definition,
+ * as `sonomark analyze` does). Items run with bounded concurrency. The scored-only items are done
+ * before the workflow starts, and a cohort with nothing new never starts it: re-scoring after a
+ * new expert version runs no extractor job, by construction.
+ */
+import { createReadStream, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import type { CohortItemOutcome } from '../core/cohort';
+import type { LoadedManifest } from '../core/manifest';
+import { getScan, listExpertResultVersions } from '../core/results-store';
+import { hashStream, scanIdFromContent } from '../core/scan-id';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from './names';
+import { forEachLimited, rescoreScan, type RescoreStore } from './rescore';
+import { startLocalServices, type LocalServices } from './services';
+import { LocalWorkflow, type LocalWorkflowOptions } from './workflow';
+
+export interface CohortInput {
+  /** The file to read. */
+  readonly file: string;
+  /** Its object name below the study: the path relative to the cohort's folder (stable across runs). */
+  readonly name: string;
+}
+
+export class CohortManifestError extends Error {
+  override readonly name = 'CohortManifestError';
+}
+
+/**
+ * The files a CSV or JSONL cohort manifest lists. CSV: a header row with a `file` (or `path`)
+ * column; JSONL: one object per line with `file` (or `path`). Relative paths are read from the
+ * manifest's folder. Throws CohortManifestError naming the line that is wrong.
+ */
+export function readCohortManifest(manifestFile: string): CohortInput[] {
+  const base = path.dirname(path.resolve(manifestFile));
+  const text = readFileSync(manifestFile, 'utf8');
+  const lines = text.split(/\r?\n/).map((l, i) => ({ l: l.trim(), n: i + 1 }));
+  const nonEmpty = lines.filter((x) => x.l.length > 0);
+  const files: string[] = [];
+  if (/\.jsonl?$/i.test(manifestFile)) {
+    for (const { l, n } of nonEmpty) {
+      let row: unknown;
+      try {
+        row = JSON.parse(l);
+      } catch {
+        throw new CohortManifestError(`${manifestFile} line ${n}: not JSON (expected {"file": "PATH"} per line).`);
+      }
+      const f = (row as { file?: unknown; path?: unknown } | null)?.file ?? (row as { path?: unknown } | null)?.path;
+      if (typeof f !== 'string' || f.length === 0) {
+        throw new CohortManifestError(`${manifestFile} line ${n}: no "file" (or "path") string.`);
+      }
+      files.push(f);
+    }
+  } else {
+    const header = (nonEmpty[0]?.l ?? '').split(',').map((h) => h.trim().replace(/^"|"$/g, '').toLowerCase());
+    const col = header.findIndex((h) => h === 'file' || h === 'path');
+    if (col < 0) {
+      throw new CohortManifestError(
+        `${manifestFile}: the first line must be a CSV header with a "file" (or "path") column; it is "${nonEmpty[0]?.l ?? ''}".`,
+      );
+    }
+    for (const { l, n } of nonEmpty.slice(1)) {
+      const cell = (l.split(',')[col] ?? '').trim().replace(/^"|"$/g, '');
+      if (!cell) throw new CohortManifestError(`${manifestFile} line ${n}: empty "${header[col]}" cell.`);
+      files.push(cell);
+    }
+  }
+  if (files.length === 0) throw new CohortManifestError(`${manifestFile} lists no files.`);
+  return files.map((f) => {
+    const file = path.resolve(base, f);
+    const rel = path.relative(base, file);
+    return { file, name: rel.startsWith('..') ? path.basename(file) : rel.split(path.sep).join('/') };
+  });
+}
+
+/** Items of a directory cohort: each file named by its path below the directory. */
+export function directoryInputs(dir: string, files: readonly string[]): CohortInput[] {
+  return files.map((file) => {
+    const rel = path.relative(dir, file);
+    return { file, name: rel.startsWith('..') ? path.basename(file) : rel.split(path.sep).join('/') };
+  });
+}
+
+/** Where a cohort runs: the data dir and its manifest, the site and study the clips are uploaded under. */
+export interface CohortRunOptions {
+  readonly dataDir: string;
+  readonly loaded: LoadedManifest;
+  readonly siteId?: string;
+  readonly studyId?: string;
+  readonly concurrency?: number;
+  readonly onItem?: (outcome: CohortItemOutcome) => void;
+  /** Starts the local workflow for the items that need analysing. @default LocalWorkflow.start */
+  readonly startWorkflow?: (opts: LocalWorkflowOptions) => Promise<LocalWorkflow>;
+}
+
+const storeOf = (services: LocalServices): RescoreStore => ({
+  s3: services.s3,
+  doc: services.doc,
+  table: LOCAL_TABLE,
+  artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
+});
+
+const failedOutcome = (item: string, scanId: string | null, code: string, message: string): CohortItemOutcome => ({
+  item,
+  scanId,
+  action: 'failed',
+  error: { code, message },
+  results: [],
+  current: {},
+});
+
+function thrown(item: string, scanId: string | null, err: unknown): CohortItemOutcome {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT'
+    ? failedOutcome(item, scanId, 'UNREADABLE_INPUT', 'No such file.')
+    : failedOutcome(item, scanId, 'FAILED', (err as Error).message);
+}
+
+async function withResults(
+  store: RescoreStore,
+  loaded: LoadedManifest,
+  item: string,
+  siteId: string,
+  scanId: string,
+  action: CohortItemOutcome['action'],
+): Promise<CohortItemOutcome> {
+  const { results, current } = await listExpertResultVersions(store.doc, store.table, siteId, scanId);
+  const x = loaded.manifest.extractor;
+  return { item, scanId, action, results, current, extractor: `${x.name}@${x.version}` };
+}
+
+/**
+ * Phase 1, on the data dir's stores alone (no workflow, no extractor): each item's scan id from
+ * its bytes; a completed scan with features for the current extractor is scored by the experts
+ * whose current version has not scored it (or is already done). Returns the outcome of those,
+ * and undefined for each item that needs the whole workflow.
+ */
+async function scoreStored(
+  store: RescoreStore | undefined,
+  inputs: readonly CohortInput[],
+  opts: CohortRunOptions,
+): Promise<(CohortItemOutcome | undefined)[]> {
+  const out: (CohortItemOutcome | undefined)[] = new Array(inputs.length).fill(undefined);
+  if (!store) return out;
+  const x = opts.loaded.manifest.extractor;
+  await forEachLimited(inputs, opts.concurrency ?? 2, async (input, i) => {
+    let scanId: string | null = null;
+    try {
+      const { sha256 } = await hashStream(createReadStream(input.file));
+      scanId = scanIdFromContent(opts.siteId ?? 'local', opts.studyId ?? 'local', sha256);
+      const scan = await getScan(store.doc, store.table, opts.siteId ?? 'local', scanId);
+      if (scan?.status !== 'COMPLETED') return; // new, or FAILED before (the workflow claims it again)
+      if (scan.extractor?.name !== x.name || scan.extractor.version !== x.version) {
+        out[i] = failedOutcome(
+          input.file,
+          scanId,
+          'OTHER_EXTRACTOR',
+          `Stored with ${scan.extractor?.name}@${scan.extractor?.version} features; the manifest's extractor is ${x.name}@${x.version}, ` +
+            'and a completed scan is not extracted again in local mode.',
+        );
+      } else {
+        const r = await rescoreScan(store, opts.loaded, opts.loaded.manifest.experts, scan);
+        out[i] =
+          r.status === 'failed' || r.status === 'skipped'
+            ? failedOutcome(input.file, scanId, 'SCORE_FAILED', r.reason ?? r.status)
+            : await withResults(
+                store,
+                opts.loaded,
+                input.file,
+                opts.siteId ?? 'local',
+                scanId,
+                r.status === 'unchanged' ? 'done' : 'scored',
+              );
+      }
+    } catch (err) {
+      out[i] = thrown(input.file, scanId, err);
+    }
+    if (out[i]) opts.onItem?.(out[i] as CohortItemOutcome);
+  });
+  return out;
+}
+
+/**
+ * Every item of the cohort, outcomes in input order; `onItem` hears each as it lands. Items
+ * with stored features are scored first without starting the workflow; the workflow (and so
+ * the extractor) starts only when some item needs analysing.
+ */
+export async function runCohort(inputs: readonly CohortInput[], opts: CohortRunOptions): Promise<CohortItemOutcome[]> {
+  let phase1: (CohortItemOutcome | undefined)[];
+  const services = await startLocalServices(opts.dataDir);
+  try {
+    const hasTable = await services.dynamo.send(new DescribeTableCommand({ TableName: LOCAL_TABLE })).then(
+      () => true,
+      () => false,
+    );
+    phase1 = await scoreStored(hasTable ? storeOf(services) : undefined, inputs, opts);
+  } finally {
+    await services.close();
+  }
+  const outcomes = [...phase1];
+  const pending = inputs.flatMap((input, i) => (phase1[i] ? [] : [{ input, i }]));
+  if (pending.length === 0) return outcomes as CohortItemOutcome[];
+
+  const start = opts.startWorkflow ?? ((o: LocalWorkflowOptions) => LocalWorkflow.start(o));
+  const workflow = await start({
+    dataDir: opts.dataDir,
+    modelsDir: opts.loaded.dir,
+    siteId: opts.siteId,
+    studyId: opts.studyId,
+  });
+  try {
+    const store = storeOf(workflow.services);
+    await forEachLimited(pending, opts.concurrency ?? 2, async ({ input, i }) => {
+      let outcome: CohortItemOutcome;
+      try {
+        const r = await workflow.analyze(input.file, input.name);
+        outcome =
+          r.status === 'failed' || !r.scanId
+            ? failedOutcome(input.file, r.scanId, r.error?.code ?? 'FAILED', r.error?.message ?? 'The workflow failed.')
+            : await withResults(store, workflow.loaded, input.file, workflow.siteId, r.scanId, 'analysed');
+      } catch (err) {
+        outcome = thrown(input.file, null, err);
+      }
+      outcomes[i] = outcome;
+      opts.onItem?.(outcome);
+    });
+  } finally {
+    await workflow.close();
+  }
+  return outcomes as CohortItemOutcome[];
+}

@@ -1,0 +1,73 @@
+/** LoadExperts: the Score step's expert list from the manifest in the artifacts bucket, read when the scan runs. */
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { MODELS } from '../../../core/contract';
+import { DEFAULT_MODELS_DIR } from '../../../core/paths';
+import { loadExperts, readBucketManifest } from '../../../lambdas/load-experts/load-experts';
+import { s3Body, scanRef } from '../helpers/fakes';
+
+const s3Mock = mockClient(S3Client);
+const manifestText = readFileSync(path.join(DEFAULT_MODELS_DIR, MODELS.manifestFile), 'utf8');
+const shipped = JSON.parse(manifestText);
+const x = shipped.extractor;
+const scan = scanRef({ extractor: { name: x.name, version: x.version, sha256: x.sha256 } });
+const functions = { diagnosis: 'arn:fn:diagnosis', severity: 'arn:fn:severity', triage: 'arn:fn:triage' };
+const s3 = () => new S3Client({ region: 'us-east-1' });
+
+beforeEach(() => s3Mock.reset());
+
+describe('LoadExperts', () => {
+  it('lists the bucket manifest’s experts, each with its function, as published now', async () => {
+    // Prepare: the bucket holds a manifest where diagnosis was published as 1.2.0
+    const published = {
+      ...shipped,
+      experts: shipped.experts.map((e: any) =>
+        e.name === 'diagnosis' ? { ...e, version: '1.2.0', file: 'experts/diagnosis-1.2.0.onnx' } : e,
+      ),
+    };
+    s3Mock.on(GetObjectCommand).resolves({ Body: s3Body(JSON.stringify(published)) });
+    // Act
+    const out = await loadExperts({ scan }, { manifest: () => readBucketManifest(s3(), 'artifacts'), functions });
+    // Assess
+    expect(s3Mock).toHaveReceivedCommandWith(GetObjectCommand, { Bucket: 'artifacts', Key: 'models/manifest.json' });
+    expect(out.list.map((e) => `${e.name}@${e.version} ${e.functionArn}`)).toEqual([
+      'diagnosis@1.2.0 arn:fn:diagnosis',
+      'severity@1.1.1 arn:fn:severity',
+      'triage@1.1.1 arn:fn:triage',
+    ]);
+    expect(out.list[0]).toEqual({
+      name: 'diagnosis',
+      version: '1.2.0',
+      file: 'experts/diagnosis-1.2.0.onnx',
+      sha256: shipped.experts[0].sha256,
+      functionArn: 'arn:fn:diagnosis',
+    });
+  });
+
+  it('refuses an expert this deployment has no function for, saying to deploy', async () => {
+    s3Mock.on(GetObjectCommand).resolves({ Body: s3Body(manifestText) });
+    await expect(
+      loadExperts({ scan }, { manifest: () => readBucketManifest(s3(), 'artifacts'), functions: { diagnosis: 'a' } }),
+    ).rejects.toMatchObject({ name: 'ModelError', message: expect.stringMatching(/"severity".*deploy the pipeline/) });
+  });
+
+  it('refuses experts of another extractor than the scan’s', async () => {
+    s3Mock.on(GetObjectCommand).resolves({ Body: s3Body(manifestText) });
+    const other = scanRef({ extractor: { name: x.name, version: '9.9.9', sha256: x.sha256 } });
+    await expect(
+      loadExperts({ scan: other }, { manifest: () => readBucketManifest(s3(), 'artifacts'), functions }),
+    ).rejects.toMatchObject({ message: expect.stringMatching(/extracted by .*@9\.9\.9/) });
+  });
+
+  it('names the object when the bucket has no manifest or a broken one', async () => {
+    s3Mock.on(GetObjectCommand).rejects(Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' }));
+    await expect(readBucketManifest(s3(), 'artifacts')).rejects.toThrow(
+      /Cannot read the model manifest s3:\/\/artifacts\/models\/manifest\.json: NoSuchKey/,
+    );
+    s3Mock.on(GetObjectCommand).resolves({ Body: s3Body('{"schemaVersion": 1}') });
+    await expect(readBucketManifest(s3(), 'artifacts')).rejects.toThrow(/s3:\/\/artifacts\/models\/manifest\.json/);
+  });
+});
