@@ -230,7 +230,11 @@ export function runningScanItem(claim: ScanClaim, now: string, attempts = 1): Sc
 
 /** `siteId`: the scan's site, whose partition the result goes in (an ExpertResult does not carry it). */
 export function expertResultItem(result: ExpertResult, siteId: string): ExpertResultItem {
-  return { pk: scanPk(siteId, result.scanId), sk: expertVersionSk(result.expert.name, result.expert.version), ...result };
+  return {
+    pk: scanPk(siteId, result.scanId),
+    sk: expertVersionSk(result.expert.name, result.expert.version),
+    ...result,
+  };
 }
 
 export function usageRecord(

@@ -73,9 +73,7 @@ export async function loadReportScan(
   // Every stored version: the page shows the current one per expert and the agreement between versions.
   const results = (
     await listExpertResultVersions(store.doc, store.table, scan.siteId ?? NO_SITE, scan.scanId)
-  ).results.map((r) =>
-    parsePayload(ExpertResult, r, `expert result ${r.sk} of scan ${scan.scanId}`),
-  );
+  ).results.map((r) => parsePayload(ExpertResult, r, `expert result ${r.sk} of scan ${scan.scanId}`));
   const thumbnails =
     opts.thumbnails === false || !scan.bucket || !scan.key
       ? []

@@ -575,4 +575,3 @@ function causeMessage(cause: string): string {
     return cause;
   }
 }
-

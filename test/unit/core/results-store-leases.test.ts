@@ -177,7 +177,11 @@ describe('recordAbandonedScan', () => {
     // Assess
     expect(first).toEqual({ recorded: true, scanId: c.scanId });
     expect(again).toEqual({ recorded: false, reason: 'not-running-under-execution', scanId: c.scanId });
-    expect(await getScan(doc, TABLE, c.siteId, c.scanId)).toMatchObject({ status: 'FAILED', error: PROBLEM, updatedAt: at(1) });
+    expect(await getScan(doc, TABLE, c.siteId, c.scanId)).toMatchObject({
+      status: 'FAILED',
+      error: PROBLEM,
+      updatedAt: at(1),
+    });
   });
 
   it('leaves a scan that another execution has re-claimed, or that completed, alone', async () => {

@@ -54,7 +54,9 @@ beforeEach(() => {
   ddbMock.reset();
   ddbMock
     .on(GetCommand, { Key: { pk: executionPk(ARN), sk: EXECUTION_SK } })
-    .resolves({ Item: { pk: executionPk(ARN), sk: EXECUTION_SK, executionId: ARN, siteId: 'site-a', scanId: SCAN_ID } });
+    .resolves({
+      Item: { pk: executionPk(ARN), sk: EXECUTION_SK, executionId: ARN, siteId: 'site-a', scanId: SCAN_ID },
+    });
   ddbMock.on(UpdateCommand).resolves({});
 });
 
