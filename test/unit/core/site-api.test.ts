@@ -276,7 +276,7 @@ describe('GET /usage', () => {
   it('bills completed scans of the month only: failed and running ones are listed, not billed', async () => {
     // Act
     const res = await as('site-a', get('/usage', { month: '2026-01' }));
-    // Assess: 10 s × $0.001 + 2 ms × 1 GB × $0.00001 + 4 requests + 11 transitions
+    // Assess: 10 s × $0.001 + 2 ms × 1 GB × $0.00001 + 5 requests (StartExecution, Validate, LoadExperts, the expert, Finalize) + 11 transitions
     expect(res.statusCode).toBe(200);
     expect(res.json).toMatchObject({
       siteId: 'site-a',
@@ -286,10 +286,10 @@ describe('GET /usage', () => {
       scansNotBilled: { failed: 1, running: 1 },
       extractorSeconds: 10,
       expertMs: 2,
-      cost: { extractorUsd: 0.01, expertsUsd: 2e-8, requestsUsd: 8e-7, stateTransitionsUsd: 0.000275 },
+      cost: { extractorUsd: 0.01, expertsUsd: 2e-8, requestsUsd: 1e-6, stateTransitionsUsd: 0.000275 },
       unpricedScans: 0,
     });
-    expect(res.json.cost.totalUsd).toBeCloseTo(0.01 + 2e-8 + 8e-7 + 0.000275, 12);
+    expect(res.json.cost.totalUsd).toBeCloseTo(0.01 + 2e-8 + 1e-6 + 0.000275, 12);
     expect(res.json.scans.map((s: { scanId: string }) => s.scanId)).toEqual([aCompleted]);
   });
 

@@ -85,10 +85,10 @@ describe('summarizeUsage', () => {
     expect(s.scansNotBilled).toEqual({ failed: 1, running: 0 });
     expect(s.unpricedScans).toBe(1);
     expect(s.scans.map((x) => x.scanId)).toEqual(['a', 'bb', 'ccc']);
-    // a: 10 s × 0.001 + 2 ms at 1 GB + 4 requests + 11 transitions; bb: the stored $1
-    expect(s.scans[0]!.cost!.totalUsd).toBeCloseTo(0.01 + 2e-8 + 8e-7 + 0.000275, 12);
+    // a: 10 s × 0.001 + 2 ms at 1 GB + 5 requests (StartExecution, Validate, LoadExperts, the expert, Finalize) + 11 transitions; bb: the stored $1
+    expect(s.scans[0]!.cost!.totalUsd).toBeCloseTo(0.01 + 2e-8 + 1e-6 + 0.000275, 12);
     expect(s.scans[1]!.cost!.totalUsd).toBe(1);
-    expect(s.cost.totalUsd).toBeCloseTo(1 + 0.01 + 2e-8 + 8e-7 + 0.000275, 10);
+    expect(s.cost.totalUsd).toBeCloseTo(1 + 0.01 + 2e-8 + 1e-6 + 0.000275, 10);
     expect(s.extractorSeconds).toBe(15);
   });
 });
