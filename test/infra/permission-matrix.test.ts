@@ -19,13 +19,14 @@ import {
   type LocalResourceNames,
   type RolePolicy,
 } from '../../local/iam-policy';
+import { MODELS } from '../../core/contract';
 import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { synth, type Synthesized } from './helpers';
 
 const BUCKETS = { uploads: 'uploads', artifacts: 'artifacts', accessLogs: 'access-logs' } as const;
 const TABLE = 'results';
-/** Key prefixes probed in every bucket: the two the workflow uses and one that no role should reach. */
-const PREFIXES = [UPLOADS_PREFIX, FEATURES_PREFIX, 'other/'];
+/** Key prefixes probed in every bucket: the three the workflow uses and one that no role should reach. */
+const PREFIXES = [UPLOADS_PREFIX, FEATURES_PREFIX, MODELS.bucketPrefix, 'other/'];
 const S3_OBJECT_ACTIONS = [
   's3:GetObject',
   's3:GetObjectVersion',
@@ -140,7 +141,8 @@ const LAMBDA_BASE = [
 ];
 const TABLE_KMS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'];
 const expert = {
-  storage: [`artifacts/features/*: ${READ}`, ...RESULTS],
+  // Its features and, since experts live outside the image, its model and the manifest (models/).
+  storage: [`artifacts/features/*: ${READ}`, `artifacts/models/*: ${READ}`, ...RESULTS],
   actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(','), 's3:GetObject', 's3:GetObjectVersion'].sort(),
   notes: [],
 };
@@ -155,6 +157,27 @@ const EXPECTED: Record<string, RoleMatrix> = {
   'SonomarkPipeline/ValidateUpload/Role': {
     storage: [`uploads/uploads/*: ${READ}`, ...RESULTS],
     actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(','), 's3:GetObject', 's3:GetObjectVersion'].sort(),
+    notes: [],
+  },
+  'SonomarkPipeline/LoadExperts/Role': {
+    // Exactly the manifest object (models/manifest.json), narrower than any probed prefix:
+    // no clip, no feature, no expert file, no result.
+    storage: [],
+    actions: [...LAMBDA_BASE, 'kms:Decrypt', 's3:GetObject', 's3:GetObjectVersion'].sort(),
+    notes: [],
+  },
+  'SonomarkPipeline/ExecutionEnded/ExecutionEnded/Role': {
+    // Reads the execution pointer and conditionally marks its scan FAILED; sends to its own DLQ.
+    storage: [`${TABLE}: dynamodb:GetItem,dynamodb:UpdateItem`],
+    actions: [
+      ...LAMBDA_BASE,
+      'dynamodb:GetItem',
+      'dynamodb:UpdateItem',
+      'kms:Decrypt',
+      'kms:Encrypt',
+      'kms:GenerateDataKey',
+      'sqs:SendMessage',
+    ].sort(),
     notes: [],
   },
   'SonomarkPipeline/Finalize/Role': {
@@ -205,7 +228,10 @@ const EXPECTED: Record<string, RoleMatrix> = {
   'SonomarkPipeline/Workflow/StateMachine/Role': {
     storage: [],
     actions: [
+      // DescribeJobs and TerminateJob: the .sync integration cancels a job it abandons.
+      'batch:DescribeJobs',
       'batch:SubmitJob',
+      'batch:TerminateJob',
       'events:DescribeRule',
       'events:PutRule',
       'events:PutTargets',

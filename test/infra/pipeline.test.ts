@@ -551,7 +551,8 @@ describe('PipelineStack', () => {
       // Prepare
       const fns = Object.values(template.findResources('AWS::Lambda::Function')) as any[];
       // Assess
-      expect(fns.length).toBe(4 + loadManifest().manifest.experts.length);
+      // Validate, LoadExperts, Finalize, RecordFailure, ExecutionEnded and one per expert.
+      expect(fns.length).toBe(5 + loadManifest().manifest.experts.length);
       for (const f of fns) {
         expect(f.Properties.Runtime).toBe('nodejs22.x');
         expect(f.Properties.Architectures).toEqual(['arm64']);

@@ -63,15 +63,19 @@ describe('reliability (PipelineStack)', () => {
       expect(describe_[0]!.Resource).toBe('*');
     });
 
-    test('batch:SubmitJob stays on the one queue and the job definitions', () => {
+    test('batch:SubmitJob stays on the two queues (spot, then on-demand) and the job definitions', () => {
       // Act
       const submit = statements.filter((st) => actionsOf(st).includes('batch:SubmitJob'));
-      const queueId = Object.keys(template.findResources('AWS::Batch::JobQueue'))[0]!;
-      // Assess
-      expect(submit).toHaveLength(1);
-      expect(JSON.stringify(submit[0]!.Resource)).toContain(queueId);
-      expect(JSON.stringify(submit[0]!.Resource)).toContain(':job-definition/*');
-      expect(submit[0]!.Resource).not.toContain('*');
+      const queueIds = Object.keys(template.findResources('AWS::Batch::JobQueue')).sort();
+      // Assess: one statement per submitting state (Extract, ExtractOnDemand), each on its own queue
+      expect(queueIds).toHaveLength(2);
+      expect(submit).toHaveLength(2);
+      const queuesNamed = submit.map((st) => queueIds.filter((q) => JSON.stringify(st.Resource).includes(q)));
+      expect(queuesNamed.flat().sort()).toEqual(queueIds);
+      for (const st of submit) {
+        expect(JSON.stringify(st.Resource)).toContain(':job-definition/*');
+        expect(st.Resource).not.toContain('*');
+      }
     });
   });
 

@@ -61,6 +61,8 @@ const EXPECTED: Record<string, { Retry?: unknown[]; Catch?: unknown[] }> = {
     Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.extractFailed }],
   },
   [STATE.extractOnDemand]: { Retry: [transient, batchService], Catch: toRecordFailure },
+  // Reads the manifest from the artifacts bucket at run time: an S3 5xx is transient like any other.
+  [STATE.loadExperts]: { Retry: [transient, lambdaService(5)], Catch: toRecordFailure },
   // The Map catches for its items: one expert failing for good fails the scan once.
   [STATE.scoreExpert]: { Retry: [transient, lambdaService(5)] },
   [STATE.score]: { Catch: toRecordFailure },
