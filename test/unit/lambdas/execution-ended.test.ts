@@ -52,11 +52,9 @@ const conditionFailed = (): Error =>
 
 beforeEach(() => {
   ddbMock.reset();
-  ddbMock
-    .on(GetCommand, { Key: { pk: executionPk(ARN), sk: EXECUTION_SK } })
-    .resolves({
-      Item: { pk: executionPk(ARN), sk: EXECUTION_SK, executionId: ARN, siteId: 'site-a', scanId: SCAN_ID },
-    });
+  ddbMock.on(GetCommand, { Key: { pk: executionPk(ARN), sk: EXECUTION_SK } }).resolves({
+    Item: { pk: executionPk(ARN), sk: EXECUTION_SK, executionId: ARN, siteId: 'site-a', scanId: SCAN_ID },
+  });
   ddbMock.on(UpdateCommand).resolves({});
 });
 
