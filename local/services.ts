@@ -175,4 +175,14 @@ export async function ensureTable(
     })),
   };
   await dynamo.send(new CreateTableCommand(input));
+  // dynalite answers CreateTable with the table CREATING and flips it to ACTIVE on a timer
+  // (createTableMs: 0 still means a later tick): until then every item operation fails with
+  // ResourceNotFoundException, which a busy machine hits when the first Scan follows at once.
+  for (let attempt = 0; ; attempt++) {
+    const { Table } = await dynamo.send(new DescribeTableCommand({ TableName: name }));
+    if (Table?.TableStatus === 'ACTIVE') return;
+    if (attempt >= 200)
+      throw new Error(`The local table ${name} did not become ACTIVE (status ${Table?.TableStatus}).`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }

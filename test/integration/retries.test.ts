@@ -9,7 +9,7 @@
  */
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { STATE } from '../../core/contract';
-import { scanPk, TABLE_KEYS } from '../../core/keys';
+import { expertVersionSk, scanPk, TABLE_KEYS } from '../../core/keys';
 import type { FaultPlan } from '../../local/faults';
 import { LOCAL_TABLE, LocalWorkflow, type AnalyzeResult } from '../../local/workflow';
 import { generateClip, tempDir } from './helpers';
@@ -53,7 +53,7 @@ function expectCompleted(r: AnalyzeResult): void {
 async function expectOneResultPerExpert(workflow: LocalWorkflow, scanId: string): Promise<void> {
   const sks = await itemsOf(workflow, scanId);
   const experts = sks.filter((sk) => sk.startsWith('EXPERT#'));
-  expect(experts).toEqual(workflow.loaded.manifest.experts.map((e) => `EXPERT#${e.name}`).sort());
+  expect(experts).toEqual(workflow.loaded.manifest.experts.map((e) => expertVersionSk(e.name, e.version)).sort());
   expect(new Set(sks).size).toBe(sks.length);
 }
 
