@@ -97,6 +97,33 @@ describe('local workflow on DICOM', () => {
     expect(da.dicom?.studyPseudonym).toBe(pseudonym(salt, 'study', String(headerOf(readFileSync(a)).StudyInstanceUID)));
     expect(existsSync(path.join(dataDir, LEGACY_SALT_FILE))).toBe(false);
   });
+
+  it('a data dir from an earlier version keeps its salt file’s pseudonyms: the file seeds the salt object', async () => {
+    // Prepare: a data dir an earlier version used, with its salt file
+    const oldDir = tempDir();
+    const legacySalt = 'e'.repeat(64);
+    writeFile(oldDir, LEGACY_SALT_FILE, `${legacySalt}\n`);
+    const clip = writeFile(
+      work,
+      'c.dcm',
+      buildDicom({ rows: 64, columns: 64, frames: [new Uint8Array(64 * 64).fill(7)] }),
+    );
+    const w = await LocalWorkflow.start({ studyId: 'it-dicom-salt', dataDir: oldDir });
+    try {
+      // Act
+      const doc = completed(await w.analyze(clip));
+      // Assess: the old pseudonyms, and the object (kept in the data dir) now holds that salt
+      expect(doc.dicom?.studyPseudonym).toBe(
+        pseudonym(legacySalt, 'study', String(headerOf(readFileSync(clip)).StudyInstanceUID)),
+      );
+      const object = await w.services.s3.send(
+        new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: DICOM_PSEUDONYM_SALT_KEY }),
+      );
+      expect((await object.Body!.transformToString()).trim()).toBe(legacySalt);
+    } finally {
+      await w.close();
+    }
+  });
 });
 
 function headerOf(bytes: Buffer) {
