@@ -15,7 +15,10 @@
 export const ENV = {
   /** Every function but StartExecution: the results table's name. */
   resultsTable: 'RESULTS_TABLE',
-  /** Validate: the bucket the extractor writes features into (Validate names it in the scan; it touches nothing there). */
+  /**
+   * Validate: the bucket the extractor writes features into (Validate names it in the scan; it touches nothing there).
+   * The extractor: the bucket holding the DICOM pseudonym salt object (DICOM_PSEUDONYM_SALT_KEY, core/dicom/salt-object.ts).
+   */
   artifactsBucket: 'ARTIFACTS_BUCKET',
   /** Validate, experts, the extractor: the directory holding MODELS.manifestFile and the ONNX files. */
   modelsDir: 'MODELS_DIR',
@@ -45,8 +48,9 @@ export const ENV = {
   /** Every function: METRICS_NAMESPACE, the same value the handler passes to Powertools. */
   powertoolsMetricsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
   /**
-   * The extractor: the secret salt of the DICOM study/series pseudonyms (core/dicom/pseudonym.ts),
-   * at least 16 characters. Unset: DICOM scans carry no pseudonyms. Local mode keeps one per data dir.
+   * Local mode only: a salt for the DICOM study/series pseudonyms (core/dicom/pseudonym.ts), at least
+   * 16 characters, instead of the data dir's salt object. The cloud never passes a salt in the
+   * environment: the extractor reads the salt object in the artifacts bucket (core/dicom/salt-object.ts).
    */
   dicomPseudonymSalt: 'DICOM_PSEUDONYM_SALT',
   /**

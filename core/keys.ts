@@ -65,6 +65,13 @@ export function featuresKey(siteId: string, extractor: { name: string; version: 
   return `${FEATURES_PREFIX}${siteId}/${extractor.name}-${extractor.version}/${scanId}.json`;
 }
 
+/**
+ * The DICOM pseudonym salt (core/dicom/salt-object.ts): one object in the artifacts bucket, outside
+ * every prefix a role reads by prefix (features/, models/), so only the roles granted this exact key
+ * (the extractor's) can read it.
+ */
+export const DICOM_PSEUDONYM_SALT_KEY = 'secrets/dicom-pseudonym-salt';
+
 /** A site's monthly invoices (CSV, written by the scheduled invoice job): `invoices/{siteId}/{YYYY-MM}.csv`. */
 export const INVOICES_PREFIX = 'invoices/';
 export function invoiceKey(siteId: string, month: string): string {

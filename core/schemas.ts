@@ -196,7 +196,7 @@ export const DicomSource = z
       })
       .strict()
       .optional(),
-    /** HMAC-SHA256 of StudyInstanceUID / SeriesInstanceUID with the deployment's salt (DICOM_PSEUDONYM_SALT). */
+    /** HMAC-SHA256 of StudyInstanceUID / SeriesInstanceUID with the deployment's salt (core/dicom/salt-object.ts). */
     studyPseudonym: Pseudonym.optional(),
     seriesPseudonym: Pseudonym.optional(),
   })

@@ -5,6 +5,7 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { cachedPseudonymSalt, type SaltObjectOptions } from '../core/dicom/salt-object';
 import { runExtractJob } from '../gpu-tasks/feature-extractor/src/main';
 import { scoreExpert } from '../lambdas/expert/score';
 import { loadExperts } from '../lambdas/load-experts/load-experts';
@@ -29,8 +30,12 @@ export interface LocalHandlerDeps {
   readonly expertFunctions: Readonly<Record<string, string>>;
   /** Where the extractor job's JSON log lines go; local mode keeps stdout for results. */
   readonly log?: (line: string) => void;
-  /** The extractor's DICOM pseudonym salt (the cloud job's DICOM_PSEUDONYM_SALT). @default none */
-  readonly pseudonymSalt?: string;
+  /**
+   * The extractor's DICOM pseudonym salt (local/pseudonym-salt.ts): a fixed one, or the artifacts
+   * bucket's salt object, as in the cloud, created with these options when missing.
+   * @default the salt object, created with a new random salt
+   */
+  readonly pseudonymSalt?: { readonly fixed: string } | { readonly object: SaltObjectOptions };
   /**
    * Prices for the usage record's cost estimate (the cloud's SCAN_RATES).
    * @default localScanRates: what the default cloud deployment would charge for the scan
@@ -85,12 +90,15 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
         executionEnded(payload, { doc: as({ role: 'executionEnded', functionId }).doc, table, now }),
     },
     extractJob: async (env) => {
+      const { s3 } = as({ role: 'extractJob' });
+      const salt = deps.pseudonymSalt ?? { object: {} };
       await runExtractJob(env, {
-        s3: as({ role: 'extractJob' }).s3,
+        s3,
         modelsDir: deps.loaded.dir,
         executionProvider: 'cpu',
         log: deps.log ?? (() => {}),
-        ...(deps.pseudonymSalt ? { pseudonymSalt: deps.pseudonymSalt } : {}),
+        // The cloud job's default (main.ts) with the local artifacts bucket, through the job role's IAM check.
+        pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),
       });
     },
   };

@@ -20,9 +20,9 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { Construct } from 'constructs';
 import { ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../core/contract';
-import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
+import { DICOM_PSEUDONYM_SALT_KEY, FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { PACKAGE_ROOT } from '../../core/paths';
-import { grantReadObjects, grantWriteObjects } from './grants';
+import { grantReadCreateObject, grantReadObjects, grantWriteObjects } from './grants';
 
 export const EXTRACTOR_DOCKERFILE = 'gpu-tasks/feature-extractor/Dockerfile';
 
@@ -127,10 +127,13 @@ export class GpuJob extends Construct {
 
     this.jobRole = new iam.Role(this, 'JobRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-      description: 'sonomark feature extractor: read uploads, write features',
+      description: 'sonomark feature extractor: read uploads, write features, read/create the DICOM pseudonym salt',
     });
     grantReadObjects(this.jobRole, props.uploadsBucket, UPLOADS_PREFIX, props.encryptionKey);
     grantWriteObjects(this.jobRole, props.artifactsBucket, FEATURES_PREFIX, props.encryptionKey);
+    // The DICOM pseudonym salt: this role alone reads it, and creates it on first use
+    // (core/dicom/salt-object.ts says why an S3 object and not a secret store).
+    grantReadCreateObject(this.jobRole, props.artifactsBucket, DICOM_PSEUDONYM_SALT_KEY, props.encryptionKey);
 
     this.logGroup = new logs.LogGroup(this, 'LogGroup', {
       retention: props.logRetention,
@@ -150,6 +153,8 @@ export class GpuJob extends Construct {
       [ENV.onnxExecutionProvider]: mode === 'gpu' ? 'cuda' : 'cpu',
       // The container requires it (its S3 client's region) and Batch on EC2 does not set it.
       AWS_REGION: Aws.REGION,
+      // Where the DICOM pseudonym salt object lives; the salt itself never is in the environment.
+      [ENV.artifactsBucket]: props.artifactsBucket.bucketName,
     };
 
     let container: batch.IEcsContainerDefinition;

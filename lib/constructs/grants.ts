@@ -37,6 +37,25 @@ export function grantWriteObjects(grantee: iam.IGrantable, bucket: s3.IBucket, p
   );
 }
 
+/**
+ * Read and create one object, `key` exactly (no prefix wildcard): the DICOM pseudonym salt,
+ * which its reader creates on first use with a conditional write (core/dicom/salt-object.ts).
+ * No s3:ListBucket: a missing key then reads as 403, which the reader treats as "maybe missing".
+ */
+export function grantReadCreateObject(
+  grantee: iam.IGrantable,
+  bucket: s3.IBucket,
+  key: string,
+  kmsKey: kms.IKey,
+): void {
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [bucket.arnForObjects(key)] }),
+  );
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [kmsKey.keyArn] }),
+  );
+}
+
 /** Item-level reads and writes on the results table and its site index; no scans, no table admin. */
 export function grantTableItems(grantee: iam.IGrantable, table: dynamodb.ITable, key: kms.IKey): void {
   grantee.grantPrincipal.addToPrincipalPolicy(

@@ -20,13 +20,15 @@ import {
   type RolePolicy,
 } from '../../local/iam-policy';
 import { MODELS } from '../../core/contract';
-import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
+import { DICOM_PSEUDONYM_SALT_KEY, FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { synth, type Synthesized } from './helpers';
 
 const BUCKETS = { uploads: 'uploads', artifacts: 'artifacts', accessLogs: 'access-logs' } as const;
 const TABLE = 'results';
 /** Key prefixes probed in every bucket: the three the workflow uses and one that no role should reach. */
 const PREFIXES = [UPLOADS_PREFIX, FEATURES_PREFIX, MODELS.bucketPrefix, 'other/'];
+/** Single objects probed in every bucket: the DICOM pseudonym salt, which only the extractor may read or create. */
+const OBJECTS = [DICOM_PSEUDONYM_SALT_KEY];
 const S3_OBJECT_ACTIONS = [
   's3:GetObject',
   's3:GetObjectVersion',
@@ -70,6 +72,8 @@ function storageColumn(role: RolePolicy, bucketPolicies: Record<string, RolePoli
     row(bucket, allowed(S3_BUCKET_ACTIONS, arn, bucketPolicies[arn]));
     for (const prefix of PREFIXES)
       row(`${bucket}/${prefix}*`, allowed(S3_OBJECT_ACTIONS, `${arn}/${prefix}some/key`, bucketPolicies[arn]));
+    for (const key of OBJECTS)
+      row(`${bucket}/${key}`, allowed(S3_OBJECT_ACTIONS, `${arn}/${key}`, bucketPolicies[arn]));
   }
   row(TABLE, allowed(TABLE_ACTIONS, localTableArn(TABLE)));
   row(`${TABLE}/index/bySite`, allowed(TABLE_ACTIONS, `${localTableArn(TABLE)}/index/bySite`));
@@ -195,7 +199,12 @@ const EXPECTED: Record<string, RoleMatrix> = {
   'SonomarkPipeline/ExpertSeverity/Handler/Role': expert,
   'SonomarkPipeline/ExpertTriage/Handler/Role': expert,
   'SonomarkPipeline/Extractor/JobRole': {
-    storage: [`uploads/uploads/*: ${READ}`, 'artifacts/features/*: s3:PutObject,s3:AbortMultipartUpload'],
+    storage: [
+      `uploads/uploads/*: ${READ}`,
+      'artifacts/features/*: s3:PutObject,s3:AbortMultipartUpload',
+      // The DICOM pseudonym salt: read, and created on first use (core/dicom/salt-object.ts).
+      `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: s3:GetObject,s3:PutObject`,
+    ],
     actions: [
       'kms:Decrypt',
       'kms:GenerateDataKey',
@@ -267,6 +276,14 @@ describe('the permission matrix of the default app', () => {
   it('gives the storage and trigger stacks no role that can reach a bucket or the table', () => {
     const others = Object.entries(matrix).filter(([p]) => !p.startsWith('SonomarkPipeline/'));
     expect(others.map(([p, m]) => [p, m.storage])).toEqual(others.map(([p]) => [p, []]));
+  });
+
+  it('lets exactly the extractor job role read and create the DICOM pseudonym salt object, and no role delete it', () => {
+    const label = `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: `;
+    const holders = Object.entries(matrix)
+      .filter(([, m]) => m.storage.some((r) => r.startsWith(label)))
+      .map(([p, m]) => [p, m.storage.find((r) => r.startsWith(label))]);
+    expect(holders).toEqual([['SonomarkPipeline/Extractor/JobRole', `${label}s3:GetObject,s3:PutObject`]]);
   });
 
   it('grants no role raw clips except the two steps that read them, and no role writes to uploads/', () => {

@@ -299,6 +299,18 @@ describe('PipelineStack', () => {
   });
 
   describe('Batch', () => {
+    test('the job is told where the DICOM pseudonym salt object lives, never the salt', () => {
+      // Assess: the bucket's name (imported from the storage stack), and no salt in any template
+      const jd = Object.values(template.findResources('AWS::Batch::JobDefinition'))[0] as any;
+      const env = Object.fromEntries(
+        (jd.Properties.ContainerProperties.Environment as any[]).map((e) => [e.Name, e.Value]),
+      );
+      expect(JSON.stringify(env[ENV.artifactsBucket])).toMatch(/Artifacts/);
+      for (const t of [built.storageTemplate, built.pipelineTemplate, built.triggerTemplate]) {
+        expect(JSON.stringify(t.toJSON())).not.toContain(ENV.dicomPseudonymSalt);
+      }
+    });
+
     test('GPU job definition: one GPU, timeout, retry only spot reclaim and host errors', () => {
       // Assess
       template.hasResourceProperties('AWS::Batch::JobDefinition', {
@@ -467,6 +479,7 @@ describe('PipelineStack', () => {
           Environment: [
             { Name: 'ONNX_EXECUTION_PROVIDER', Value: 'cpu' },
             { Name: 'AWS_REGION', Value: { Ref: 'AWS::Region' } },
+            { Name: ENV.artifactsBucket, Value: Match.anyValue() },
           ],
           JobRoleArn: Match.anyValue(),
           ExecutionRoleArn: Match.anyValue(),

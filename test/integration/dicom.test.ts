@@ -4,12 +4,16 @@
  * others fail with a specific reason, and the salted pseudonyms link scans of one study.
  */
 import { data } from 'dcmjs';
-import { readFileSync } from 'node:fs';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { identifyingValues } from '../../core/dicom/deidentify';
 import { FeaturesDocument } from '../../core/schemas';
 import { LocalWorkflow, type AnalyzeResult } from '../../local/workflow';
-import { LOCAL_SALT_FILE } from '../../local/pseudonym-salt';
+import { DICOM_PSEUDONYM_SALT_KEY } from '../../core/keys';
+import { pseudonym } from '../../core/dicom/pseudonym';
+import { LEGACY_SALT_FILE } from '../../local/pseudonym-salt';
+import { LOCAL_ARTIFACTS_BUCKET } from '../../local/names';
 import { buildDicom, DICOM_SAMPLE_OUTCOMES, DICOM_SAMPLES, requireDicomSamples } from '../helpers/dicom';
 import { tempDir, writeFile } from './helpers';
 
@@ -68,7 +72,7 @@ describe('local workflow on DICOM', () => {
     expect(r.timings.states.Extract).toBeUndefined();
   });
 
-  it('two series of one study share the study pseudonym; local mode keeps its salt in the data dir', async () => {
+  it('two series of one study share the study pseudonym; the salt is the local artifacts bucket object', async () => {
     const frames = (seed: number) => [new Uint8Array(64 * 64).map((_, i) => (i * seed) & 0xff)];
     const a = writeFile(work, 'a.dcm', buildDicom({ rows: 64, columns: 64, frames: frames(3) }));
     const b = writeFile(
@@ -84,7 +88,41 @@ describe('local workflow on DICOM', () => {
     const [da, db] = [completed(await workflow.analyze(a)), completed(await workflow.analyze(b))];
     expect(da.dicom?.studyPseudonym).toBe(db.dicom?.studyPseudonym);
     expect(da.dicom?.seriesPseudonym).not.toBe(db.dicom?.seriesPseudonym);
-    expect(readFileSync(path.join(dataDir, LOCAL_SALT_FILE), 'utf8').trim()).toMatch(/^[0-9a-f]{64}$/);
+    // The cloud's code path: the extractor created the salt object (through its role's IAM check), not a file.
+    const object = await workflow.services.s3.send(
+      new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: DICOM_PSEUDONYM_SALT_KEY }),
+    );
+    const salt = (await object.Body!.transformToString()).trim();
+    expect(salt).toMatch(/^[0-9a-f]{64}$/);
+    expect(da.dicom?.studyPseudonym).toBe(pseudonym(salt, 'study', String(headerOf(readFileSync(a)).StudyInstanceUID)));
+    expect(existsSync(path.join(dataDir, LEGACY_SALT_FILE))).toBe(false);
+  });
+
+  it('a data dir from an earlier version keeps its salt file’s pseudonyms: the file seeds the salt object', async () => {
+    // Prepare: a data dir an earlier version used, with its salt file
+    const oldDir = tempDir();
+    const legacySalt = 'e'.repeat(64);
+    writeFile(oldDir, LEGACY_SALT_FILE, `${legacySalt}\n`);
+    const clip = writeFile(
+      work,
+      'c.dcm',
+      buildDicom({ rows: 64, columns: 64, frames: [new Uint8Array(64 * 64).fill(7)] }),
+    );
+    const w = await LocalWorkflow.start({ studyId: 'it-dicom-salt', dataDir: oldDir });
+    try {
+      // Act
+      const doc = completed(await w.analyze(clip));
+      // Assess: the old pseudonyms, and the object (kept in the data dir) now holds that salt
+      expect(doc.dicom?.studyPseudonym).toBe(
+        pseudonym(legacySalt, 'study', String(headerOf(readFileSync(clip)).StudyInstanceUID)),
+      );
+      const object = await w.services.s3.send(
+        new GetObjectCommand({ Bucket: LOCAL_ARTIFACTS_BUCKET, Key: DICOM_PSEUDONYM_SALT_KEY }),
+      );
+      expect((await object.Body!.transformToString()).trim()).toBe(legacySalt);
+    } finally {
+      await w.close();
+    }
   });
 });
 

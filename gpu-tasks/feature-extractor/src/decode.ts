@@ -560,7 +560,8 @@ function withoutBytes(c: DecodedClipBytes): Omit<DecodedClip, 'frames'> {
 // DICOM: frames decoded by dicom.ts, scaled and padded by the same ffmpeg filter
 // ---------------------------------------------------------------------------
 
-async function startsAsDicom(input: string | Buffer): Promise<boolean> {
+/** Whether the input is DICOM Part 10 (`DICM` at byte 128): the DICOM reader's, not ffmpeg's. */
+export async function startsAsDicom(input: string | Buffer): Promise<boolean> {
   if (typeof input !== 'string') return isDicomPart10(input);
   const handle = await open(input, 'r');
   try {

@@ -16,12 +16,14 @@ import { pipeline } from 'node:stream/promises';
 import { ENV, EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
+import { cachedPseudonymSalt } from '../../../core/dicom/salt-object';
 import { ConfigError } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
 import { transientReason } from '../../../core/transient';
 import { loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
+import { startsAsDicom } from './decode';
 import { extractFeatures } from './extract';
 import { createExtractorSession, type ExecutionProviderChoice, type ExtractorSession } from './infer';
 
@@ -62,8 +64,12 @@ export interface ExtractJobDeps {
   readonly executionProvider?: ExecutionProviderChoice;
   /** ffmpeg binary. @default $FFMPEG_PATH, else @ffmpeg-installer's */
   readonly ffmpegPath?: string;
-  /** DICOM study/series pseudonym salt. @default env[ENV.dicomPseudonymSalt], else none (no pseudonyms) */
-  readonly pseudonymSalt?: string;
+  /**
+   * DICOM study/series pseudonym salt: a fixed value, or a getter called only for a DICOM clip.
+   * @default the salt object in the bucket env[ENV.artifactsBucket] names (core/dicom/salt-object.ts:
+   * created on first use, read once per process); without that variable, none (no pseudonyms)
+   */
+  readonly pseudonymSalt?: string | (() => Promise<string>);
   /** One JSON line per call. @default console.log */
   readonly log?: (line: string) => void;
 }
@@ -142,8 +148,9 @@ async function extractJob(
   const { manifest } = loadManifest(modelsDir);
   const entry = manifest.extractor;
   const session = deps.session ?? (await cachedExtractorSession(modelsDir, entry, provider));
-  const pseudonymSalt = deps.pseudonymSalt ?? (env[ENV.dicomPseudonymSalt] || undefined);
-  if (pseudonymSalt !== undefined) checkPseudonymSalt(pseudonymSalt);
+  const saltBucket = env[ENV.artifactsBucket];
+  const saltSource = deps.pseudonymSalt ?? (saltBucket ? () => cachedPseudonymSalt(deps.s3, saltBucket) : undefined);
+  if (typeof saltSource === 'string') checkPseudonymSalt(saltSource);
 
   // The clip is streamed to a private temp file, never held in memory: the process's memory is
   // bounded by the frames kept, not by the size of the upload.
@@ -165,6 +172,9 @@ async function extractJob(
     await pipeline(object.Body as Readable, createWriteStream(clip, { mode: 0o600 }));
     bytes = (await stat(clip)).size;
     downloadMs = performance.now() - t0;
+    // Only a DICOM clip needs the salt: another format never waits on it or fails for it.
+    let pseudonymSalt = typeof saltSource === 'string' ? saltSource : undefined;
+    if (typeof saltSource === 'function' && (await startsAsDicom(clip))) pseudonymSalt = await saltSource();
 
     document = await extractFeatures({
       clip,

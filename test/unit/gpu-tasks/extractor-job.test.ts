@@ -8,7 +8,7 @@ import { ConfigError } from '../../../core/errors';
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { extractErrorKey } from '../../../core/keys';
 import { FeaturesDocument, ProblemDetail } from '../../../core/schemas';
-import { EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contract';
+import { ENV as CONTRACT_ENV, EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contract';
 import { errorLogLine, exitCodeFor, problemFor, readExtractEnv } from '../../../gpu-tasks/feature-extractor/src/main';
 import { releaseCachedSessions, runExtractJob } from '../../../gpu-tasks/feature-extractor/src';
 import { s3Body } from '../../helpers/s3';
@@ -26,6 +26,8 @@ const ENV = {
   [EXTRACT_ENV.inputVersionId]: 'v123',
   [EXTRACT_ENV.featuresBucket]: 'artifacts-bucket',
   [EXTRACT_ENV.featuresKey]: `features/site-a/sonomark-fixture-extractor-0.0.1/${SCAN_ID}.json`,
+  // As the job definition sets it: where the DICOM pseudonym salt object lives.
+  [CONTRACT_ENV.artifactsBucket]: 'artifacts-bucket',
 };
 
 const body = s3Body;
@@ -63,6 +65,8 @@ describe('extractor job: runExtractJob', () => {
     // Assess
     const get = s3Mock.commandCalls(GetObjectCommand)[0]?.args[0].input;
     expect(get).toEqual({ Bucket: 'uploads-bucket', Key: ENV.INPUT_KEY, VersionId: 'v123' });
+    // An mp4 needs no DICOM pseudonym salt: the clip is the only object read.
+    expect(s3Mock.commandCalls(GetObjectCommand)).toHaveLength(1);
     const puts = s3Mock.commandCalls(PutObjectCommand);
     expect(puts).toHaveLength(1);
     const put = puts[0]?.args[0].input;
