@@ -45,9 +45,19 @@ interface ExtractItemOut {
   featuresKey: string;
 }
 
+/**
+ * No object at the key. Without s3:ListBucket (these roles read by key, never list) S3 answers a
+ * missing key with 403 rather than 404, so AccessDenied on a key this role may read means missing.
+ */
 const isMissing = (err: unknown) => {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+  return (
+    e.name === 'NoSuchKey' ||
+    e.name === 'NotFound' ||
+    e.name === 'AccessDenied' ||
+    e.$metadata?.httpStatusCode === 404 ||
+    e.$metadata?.httpStatusCode === 403
+  );
 };
 
 async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
@@ -73,7 +83,14 @@ async function resolveItem(key: string, site: string, extractor: ModelRef, deps:
     sha = out.Body ? (await hashStream(out.Body as AsyncIterable<Uint8Array>, 0)).sha256 : sha256Hex('');
   } catch (err) {
     if (!isMissing(err)) throw err;
-    return { failure: { item: key, scanId: null, code: 'UNREADABLE_INPUT', message: 'No object at this key.' } };
+    return {
+      failure: {
+        item: key,
+        scanId: null,
+        code: 'UNREADABLE_INPUT',
+        message: 'No object at this key (or not readable by the cohort workflow).',
+      },
+    };
   }
   const scanId = scanIdFromContent(site, upload.studyId, sha);
   const scanItem = await getScan(deps.doc, deps.table, site, scanId);

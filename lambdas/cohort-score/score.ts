@@ -36,9 +36,19 @@ export interface ScoreBatchOutput {
   readonly counts: Record<CohortItemOutcome['action'], number>;
 }
 
+/**
+ * No object at the key. Without s3:ListBucket (these roles read by key, never list) S3 answers a
+ * missing key with 403 rather than 404, so AccessDenied on a key this role may read means missing.
+ */
 const isMissing = (err: unknown) => {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+  return (
+    e.name === 'NoSuchKey' ||
+    e.name === 'NotFound' ||
+    e.name === 'AccessDenied' ||
+    e.$metadata?.httpStatusCode === 404 ||
+    e.$metadata?.httpStatusCode === 403
+  );
 };
 
 /** The extractor's own reason for an item it could not extract (its error document), when it left one. */
