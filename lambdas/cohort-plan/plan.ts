@@ -18,6 +18,7 @@ import {
   type PlanFailure,
   type PlannedScan,
 } from '../../core/cohort-run';
+import { isSidecarKey } from '../../core/keys';
 import { getScan } from '../../core/results-store';
 import { hashStream, scanIdFromContent, sha256Hex } from '../../core/scan-id';
 import type { Manifest, ModelRef } from '../../core/schemas';
@@ -119,7 +120,9 @@ export async function planBatch(input: unknown, deps: PlanDeps): Promise<BatchPl
   const { site, runPrefix } = BatchInput;
   const { extractor } = await deps.manifest();
   const ref = { name: extractor.name, version: extractor.version, sha256: extractor.sha256 };
-  const keys = Items.map((i) => i.key);
+  // A prefix listing also holds sidecars (`{clip}.meta.json`, read with their clip) and folder
+  // markers: neither is a clip, as the upload trigger ignores them too.
+  const keys = Items.map((i) => i.key).filter((k) => !isSidecarKey(k) && !k.endsWith('/'));
   const batchId = batchIdOf(keys, sha256Hex);
   const resolved: Resolved[] = [];
   for (const key of keys) resolved.push(await resolveItem(key, site, ref, deps));

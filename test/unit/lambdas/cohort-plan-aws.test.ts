@@ -62,6 +62,20 @@ describe('CohortPlan with S3’s 403 for a missing key', () => {
     expect(s3Mock).not.toHaveReceivedCommand(PutObjectCommand);
   });
 
+  it('leaves sidecars and folder markers of a prefix listing out of the batch', async () => {
+    // Prepare
+    s3Mock.on(GetObjectCommand).resolves({ Body: s3Body('clip bytes') });
+    s3Mock.on(HeadObjectCommand).resolves({});
+    // Act
+    const plan = await planBatch(
+      batch(['uploads/site-a/s1/', 'uploads/site-a/s1/a.mp4', 'uploads/site-a/s1/a.mp4.meta.json']),
+      deps(),
+    );
+    // Assess
+    expect(plan.scans.map((s) => s.item)).toEqual(['uploads/site-a/s1/a.mp4']);
+    expect(plan.failures).toEqual([]);
+  });
+
   it('fails the batch (for the workflow to retry) on a throttle, not an item', async () => {
     // Prepare
     s3Mock.on(GetObjectCommand).rejects(s3Error('SlowDown', 503));
