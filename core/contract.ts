@@ -144,6 +144,12 @@ export const FUNCTIONS = {
    */
   executionEnded: { id: 'ExecutionEnded', folder: 'execution-ended', serviceName: 'sonomark-execution-ended' },
   loadExperts: { id: 'LoadExperts', folder: 'load-experts', serviceName: 'sonomark-load-experts' },
+  /** Cohort workflow (CohortStack): plans one Distributed Map batch (score only, or extract first). */
+  cohortPlan: { id: 'CohortPlan', folder: 'cohort-plan', serviceName: 'sonomark-cohort-plan' },
+  /** Cohort workflow: scores one batch's scans with the manifest's current experts (no GPU). */
+  cohortScore: { id: 'CohortScore', folder: 'cohort-score', serviceName: 'sonomark-cohort-score' },
+  /** Cohort workflow: gathers the batches' outcomes into cohort.csv and summary.json. */
+  cohortReport: { id: 'CohortReport', folder: 'cohort-report', serviceName: 'sonomark-cohort-report' },
   expert: {
     id: (expert: string): string => `${EXPERT_ID_PREFIX}${pascalName(expert)}`,
     /** Whether a construct id is an expert function's. */
@@ -195,6 +201,23 @@ export const STATE = {
   recordFailure: 'RecordFailure',
   failed: 'Failed',
   done: 'Done',
+} as const;
+
+/** State names of the cohort workflow (lib/constructs/cohort-workflow.ts). Stable, like STATE. */
+export const COHORT_STATE = {
+  /** Per source (prefixed like the processor states): the run's folder, start time and source at `$.run`. */
+  init: 'InitRun',
+  source: 'Source',
+  /** One Distributed Map per item source; each runs the same item processor. */
+  mapCsv: 'CohortCsv',
+  mapJsonl: 'CohortJsonl',
+  mapPrefix: 'CohortPrefix',
+  plan: 'PlanBatch',
+  needsExtract: 'NeedsExtract',
+  extract: 'ExtractBatch',
+  score: 'ScoreBatch',
+  report: 'CohortReport',
+  done: 'CohortDone',
 } as const;
 
 /**

@@ -9,6 +9,7 @@ import { configFromContext, type SonomarkConfig } from './config';
 import { addNagChecks } from './nag';
 import { modelsDirFromEnv, PACKAGE_ROOT } from '../core/paths';
 import { ApiStack } from './stacks/api-stack';
+import { CohortStack } from './stacks/cohort-stack';
 import { PipelineStack } from './stacks/pipeline-stack';
 import { StorageStack } from './stacks/storage-stack';
 import { TriggerStack } from './stacks/trigger-stack';
@@ -18,6 +19,7 @@ export const STACK_IDS = {
   pipeline: 'SonomarkPipeline',
   trigger: 'SonomarkTrigger',
   api: 'SonomarkApi',
+  cohort: 'SonomarkCohort',
 } as const;
 
 export interface BuildAppOptions {
@@ -46,6 +48,8 @@ export interface BuiltApp {
   readonly storage: StorageStack;
   readonly pipeline: PipelineStack;
   readonly trigger: TriggerStack;
+  /** Cohort runs: a Distributed Map over a manifest or prefix, on schedules (config `cohorts`) or on demand. */
+  readonly cohort: CohortStack;
   /** Only when the site registry (config `sites`) has sites. */
   readonly api?: ApiStack;
 }
@@ -83,6 +87,16 @@ export function buildApp(opts: BuildAppOptions = {}): BuiltApp {
     alarmTopic: pipeline.alarmTopic,
   });
   trigger.addStackDependency(pipeline);
+  const cohort = new CohortStack(app, STACK_IDS.cohort, {
+    description: 'sonomark: cohort runs (Distributed Map; score stored features, extract the rest in batches)',
+    config,
+    key: storage.key,
+    uploadsBucket: storage.uploadsBucket,
+    artifactsBucket: storage.artifactsBucket,
+    resultsTable: storage.resultsTable,
+    pipeline,
+  });
+  cohort.addStackDependency(pipeline);
   let api: ApiStack | undefined;
   if (config.sites.length > 0) {
     api = new ApiStack(app, STACK_IDS.api, {
@@ -102,5 +116,5 @@ export function buildApp(opts: BuildAppOptions = {}): BuiltApp {
   if (opts.nag !== false) {
     addNagChecks(app);
   }
-  return { app, config, storage, pipeline, trigger, ...(api ? { api } : {}) };
+  return { app, config, storage, pipeline, trigger, cohort, ...(api ? { api } : {}) };
 }

@@ -407,6 +407,63 @@ export const SonomarkConfig = z
       .strict()
       .transform((p): PriceTable => ({ ...DEFAULT_PRICE_TABLE, ...definedKeys(p) }))
       .default(DEFAULT_PRICE_TABLE),
+    /**
+     * The cloud cohort workflow (CohortStack, README "Cohorts and re-scoring"): how its
+     * Distributed Map cuts a cohort into batches.
+     *
+     * - `batchSize`: items per batch (ItemBatcher MaxItemsPerBatch): one plan Lambda, at most
+     *   one extractor job (container start and model load paid once for the batch) and one
+     *   scoring Lambda per batch.
+     * - `maxConcurrency`: batches in flight at once (MaxConcurrency); each may hold a GPU job.
+     * - `toleratedFailurePercentage`: failed batches the run tolerates before it fails
+     *   (a failed item inside a batch is recorded in the report and does not fail the batch).
+     * @default { batchSize: 25, maxConcurrency: 4, toleratedFailurePercentage: 10 }
+     */
+    cohortBatching: z
+      .object({
+        batchSize: z.number().int().min(1).max(500).default(25),
+        maxConcurrency: z.number().int().min(1).max(1000).default(4),
+        toleratedFailurePercentage: z.number().min(0).max(100).default(10),
+      })
+      .strict()
+      .default({ batchSize: 25, maxConcurrency: 4, toleratedFailurePercentage: 10 }),
+    /**
+     * Scheduled cohort runs (EventBridge Scheduler, one schedule each), started with the input
+     * a manual start-execution takes (CohortRunInput, core/cohort-run.ts). Each names its
+     * site and its items: a manifest of upload keys (CSV with a `key` column, or JSONL of
+     * `{"key": ...}`) in the artifacts bucket under cohorts/manifests/, or a prefix of that
+     * site's uploads. `cron` is Scheduler's six-field cron body, e.g. `0 3 ? * MON *`, in UTC.
+     * @default [] - no schedule; start runs on demand
+     */
+    cohorts: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be lowercase letters, digits and -'),
+            site: SegmentId,
+            cron: z
+              .string()
+              .regex(/^\S+( \S+){5}$/, 'must be six cron fields (minutes hours day-of-month month day-of-week year)'),
+            manifest: z
+              .object({ key: z.string().min(1), format: z.enum(['csv', 'jsonl']) })
+              .strict()
+              .optional(),
+            prefix: z.string().min(1).optional(),
+          })
+          .strict()
+          .refine((c) => (c.manifest === undefined) !== (c.prefix === undefined), {
+            message: 'give exactly one of manifest ({key, format}) or prefix',
+          }),
+      )
+      .default([])
+      .superRefine((list, ctx) => {
+        const seen = new Set<string>();
+        for (const [i, c] of list.entries()) {
+          if (seen.has(c.name))
+            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `cohort ${c.name} is configured twice` });
+          seen.add(c.name);
+        }
+      }),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -83,6 +83,61 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
     reason:
       'ec2:*NetworkInterface* (Lambda VPC ENIs) and xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions.',
   },
+  // --- CohortStack (lib/stacks/cohort-stack.ts) ---
+  {
+    id: /^AwsSolutions-IAM5\[Resource::.*\/cohorts\/\*\]$/,
+    path: /^(SonomarkCohort\/(CohortPlan|CohortScore|CohortReport)\/Role|SonomarkCohort\/CohortWorkflow\/StateMachine\/Role|SonomarkPipeline\/Extractor\/JobRole)\//,
+    reason:
+      "Scoped to the artifacts bucket's cohorts/ prefix: a run's batch item lists, batch outcomes, ResultWriter files and report live under cohorts/{site}/{runId}/, where the run id is the execution name, known only at run time.",
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::.*\/cohorts\/manifests\/\*\]$/,
+    path: /^SonomarkCohort\/CohortWorkflow\/StateMachine\/Role\//,
+    reason:
+      'The Distributed Map reads the manifest the execution input names; manifests may only live under cohorts/manifests/ of the artifacts bucket, whose keys the operator chooses at run time.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|features|models)\/\*\]$/,
+    path: /^SonomarkCohort\/(CohortPlan|CohortScore)\/Role\//,
+    reason:
+      'Object-level S3 permissions scoped to one key prefix: the plan hashes clips under uploads/ and checks features/, the scorer reads features/ and the expert models under models/; object keys are only known at run time.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::.*\/models\/manifest\.json\*\]$/,
+    path: /^SonomarkCohort\/(CohortPlan|CohortReport)\/Role\//,
+    reason:
+      'Reads the one object models/manifest.json (the current extractor and experts); the grant helper appends * to a key pattern, which here only widens to keys beginning with that exact name.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::<Cohort(Plan|Score|Report)Function[A-Za-z0-9]+\.Arn>:\*\]$/,
+    path: /^SonomarkCohort\/CohortWorkflow\/StateMachine\/Role\//,
+    reason:
+      'CDK LambdaInvoke grants the function ARN and its qualified versions (arn:…:*) so a published version/alias can be invoked; still one function each.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:(job-definition|job)\/\*\]$/,
+    path: /^SonomarkCohort\/CohortWorkflow\/StateMachine\/Role\//,
+    reason:
+      'batch:SubmitJob authorizes the job definition by name:revision (the revision changes on every deploy) and batch:TerminateJob the job ARN job/{jobId} assigned at submission, with no condition key for queue or definition: both wildcards stay in this account and region, and the queue is a single ARN.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:.*\]$/,
+    path: /^SonomarkCohort\/CohortWorkflow\/StateMachine\/DistributedMapPolicy\//,
+    reason:
+      'The Distributed Map describes, stops and redrives its own child executions, whose names Step Functions assigns at run time: executions of this one state machine only (execution:{its name}:*).',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
+    path: /^SonomarkCohort\/CohortWorkflow\/StateMachine\/Role\//,
+    reason:
+      'X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*), CloudWatch Logs delivery (logs:CreateLogDelivery, …) and batch:DescribeJobs (the .sync integration polling the batch extractor job) do not support resource-level permissions.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
+    path: /^SonomarkCohort\/(CohortPlan|CohortScore|CohortReport)\/Role\//,
+    reason:
+      'ec2:*NetworkInterface* (Lambda VPC ENIs) and xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions.',
+  },
   // --- ApiStack (lib/stacks/api-stack.ts) ---
   {
     id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|invoices)\/\*\]$/,

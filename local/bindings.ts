@@ -29,7 +29,11 @@ import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
  * invoice job, which are no workflow task). ExecutionEnded is no task either: the local runner
  * calls it when an execution ends badly.
  */
-export type LambdaRole = keyof Omit<typeof FUNCTIONS, 'startExecution' | 'api' | 'invoices'>;
+/** The pipeline's functions (the cohort stack's run only in the cloud: CohortStack, lib/constructs/cohort-workflow.ts). */
+export type LambdaRole = keyof Omit<
+  typeof FUNCTIONS,
+  'startExecution' | 'api' | 'invoices' | 'cohortPlan' | 'cohortScore' | 'cohortReport'
+>;
 
 export interface LocalHandlers {
   /** functionId: the logical id of the function invoked (its role's IAM policy applies, iam-guard.ts). */

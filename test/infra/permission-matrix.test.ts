@@ -9,6 +9,7 @@
  */
 import { CfnElement, Stack } from 'aws-cdk-lib';
 import { CfnRole } from 'aws-cdk-lib/aws-iam';
+import { Template } from 'aws-cdk-lib/assertions';
 import {
   evaluate,
   localBucketArn,
@@ -19,6 +20,7 @@ import {
   type LocalResourceNames,
   type RolePolicy,
 } from '../../local/iam-policy';
+import { COHORTS_PREFIX } from '../../core/cohort-run';
 import { MODELS } from '../../core/contract';
 import { DICOM_PSEUDONYM_SALT_KEY, FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { synth, type Synthesized } from './helpers';
@@ -26,7 +28,7 @@ import { synth, type Synthesized } from './helpers';
 const BUCKETS = { uploads: 'uploads', artifacts: 'artifacts', accessLogs: 'access-logs' } as const;
 const TABLE = 'results';
 /** Key prefixes probed in every bucket: the three the workflow uses and one that no role should reach. */
-const PREFIXES = [UPLOADS_PREFIX, FEATURES_PREFIX, MODELS.bucketPrefix, 'other/'];
+const PREFIXES = [UPLOADS_PREFIX, FEATURES_PREFIX, MODELS.bucketPrefix, COHORTS_PREFIX, 'other/'];
 /** Single objects probed in every bucket: the DICOM pseudonym salt, which only the extractor may read or create. */
 const OBJECTS = [DICOM_PSEUDONYM_SALT_KEY];
 const S3_OBJECT_ACTIONS = [
@@ -88,6 +90,7 @@ function permissionMatrix(built: Synthesized): Record<string, RoleMatrix> {
     [built.storage, storageJson],
     [built.pipeline, built.pipelineTemplate.toJSON() as IamTemplate],
     [built.trigger, built.triggerTemplate.toJSON() as IamTemplate],
+    [built.cohort, Template.fromStack(built.cohort).toJSON() as IamTemplate],
   ];
   const idOf = (c: { node: { defaultChild?: unknown } }) =>
     built.storage.getLogicalId(c.node.defaultChild as CfnElement);
@@ -112,6 +115,9 @@ function permissionMatrix(built: Synthesized): Record<string, RoleMatrix> {
 
   const out: Record<string, RoleMatrix> = {};
   for (const role of built.app.node.findAll().filter((c): c is CfnRole => c instanceof CfnRole)) {
+    // The cohort state machine's DistributedMapPolicy names its own executions through Fn::Select,
+    // which the local IAM model does not resolve; test/infra/cohort.test.ts checks that role.
+    if (role.node.path.startsWith('SonomarkCohort/CohortWorkflow/StateMachine/')) continue;
     const stack = Stack.of(role);
     const template = templates.find(([s]) => s === stack)?.[1];
     if (!template) throw new Error(`role ${role.node.path} is in no known stack`);
@@ -199,9 +205,11 @@ const EXPECTED: Record<string, RoleMatrix> = {
   'SonomarkPipeline/ExpertSeverity/Handler/Role': expert,
   'SonomarkPipeline/ExpertTriage/Handler/Role': expert,
   'SonomarkPipeline/Extractor/JobRole': {
+    // cohorts/: a cohort batch's item list (CohortStack runs this job in batch mode).
     storage: [
       `uploads/uploads/*: ${READ}`,
       'artifacts/features/*: s3:PutObject,s3:AbortMultipartUpload',
+      `artifacts/cohorts/*: ${READ}`,
       // The DICOM pseudonym salt: read, and created on first use (core/dicom/salt-object.ts).
       `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: s3:GetObject,s3:PutObject`,
     ],
@@ -262,6 +270,36 @@ const EXPECTED: Record<string, RoleMatrix> = {
   },
 };
 
+/**
+ * The cohort stack's functions (its state machine's role is checked in cohort.test.ts). The
+ * plan hashes clips and only reads scan items; the models/manifest.json and cohorts/ listing
+ * grants are narrower than the prefixes probed here, so they show in `actions` only.
+ */
+const WRITE_COHORTS = 'artifacts/cohorts/*: s3:PutObject,s3:AbortMultipartUpload';
+const S3_RW = ['s3:AbortMultipartUpload', 's3:GetObject', 's3:GetObjectVersion', 's3:PutObject'];
+const EXPECTED_COHORT: Record<string, RoleMatrix> = {
+  'SonomarkCohort/CohortPlan/Role': {
+    storage: [
+      `uploads/uploads/*: ${READ}`,
+      `artifacts/features/*: ${READ}`,
+      WRITE_COHORTS,
+      `${TABLE}: dynamodb:GetItem`,
+    ],
+    actions: [...LAMBDA_BASE, 'dynamodb:GetItem', 'kms:Decrypt', 'kms:GenerateDataKey', ...S3_RW].sort(),
+    notes: [],
+  },
+  'SonomarkCohort/CohortScore/Role': {
+    storage: [`artifacts/features/*: ${READ}`, `artifacts/models/*: ${READ}`, WRITE_COHORTS, ...RESULTS],
+    actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(','), ...S3_RW].sort(),
+    notes: [],
+  },
+  'SonomarkCohort/CohortReport/Role': {
+    storage: [`artifacts/cohorts/*: ${READ},s3:PutObject,s3:AbortMultipartUpload`],
+    actions: [...LAMBDA_BASE, 'kms:Decrypt', 'kms:GenerateDataKey', ...S3_RW, 's3:ListBucket'].sort(),
+    notes: [],
+  },
+};
+
 describe('the permission matrix of the default app', () => {
   let matrix: Record<string, RoleMatrix>;
   beforeAll(() => {
@@ -273,8 +311,15 @@ describe('the permission matrix of the default app', () => {
     expect(pipeline).toEqual(EXPECTED);
   });
 
+  it('is exactly the expected one for the cohort stack', () => {
+    const cohort = Object.fromEntries(Object.entries(matrix).filter(([p]) => p.startsWith('SonomarkCohort/')));
+    expect(cohort).toEqual(EXPECTED_COHORT);
+  });
+
   it('gives the storage and trigger stacks no role that can reach a bucket or the table', () => {
-    const others = Object.entries(matrix).filter(([p]) => !p.startsWith('SonomarkPipeline/'));
+    const others = Object.entries(matrix).filter(
+      ([p]) => !p.startsWith('SonomarkPipeline/') && !p.startsWith('SonomarkCohort/'),
+    );
     expect(others.map(([p, m]) => [p, m.storage])).toEqual(others.map(([p]) => [p, []]));
   });
 
@@ -290,7 +335,12 @@ describe('the permission matrix of the default app', () => {
     const readers = Object.entries(matrix)
       .filter(([, m]) => m.storage.some((r) => r.startsWith('uploads/uploads/*')))
       .map(([p]) => p);
-    expect(readers.sort()).toEqual(['SonomarkPipeline/Extractor/JobRole', 'SonomarkPipeline/ValidateUpload/Role']);
+    // The cohort plan hashes clips for their scan ids, as Validate does.
+    expect(readers.sort()).toEqual([
+      'SonomarkCohort/CohortPlan/Role',
+      'SonomarkPipeline/Extractor/JobRole',
+      'SonomarkPipeline/ValidateUpload/Role',
+    ]);
     for (const m of Object.values(matrix))
       expect(m.storage.filter((r) => r.startsWith('uploads') && /Put|Delete/.test(r))).toEqual([]);
   });

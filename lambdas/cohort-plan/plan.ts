@@ -1,0 +1,159 @@
+/**
+ * PlanBatch of the cohort workflow: resolves each item of one Distributed Map batch to its scan
+ * (the scan id from the clip's bytes, as Validate computes it; core/cohort-run.ts says why) and
+ * splits the batch into scans that already have features for the current extractor (scored
+ * only, no GPU) and the rest, which it writes as the item list of one batch-mode extractor job
+ * (gpu-tasks/feature-extractor/src/batch.ts). Nothing here claims a scan or starts a job.
+ */
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import {
+  batchIdOf,
+  batchItemsKey,
+  featuresLocation,
+  hasCurrentFeatures,
+  PlanBatchInput,
+  siteUpload,
+  type BatchPlan,
+  type PlanFailure,
+  type PlannedScan,
+} from '../../core/cohort-run';
+import { isSidecarKey } from '../../core/keys';
+import { getScan } from '../../core/results-store';
+import { hashStream, scanIdFromContent, sha256Hex } from '../../core/scan-id';
+import type { Manifest, ModelRef } from '../../core/schemas';
+import { parsePayload } from '../../core/zod-parse';
+
+export interface PlanDeps {
+  readonly s3: S3Client;
+  readonly doc: DynamoDBDocumentClient;
+  readonly table: string;
+  /** Where the items' clips are (the keys are upload keys). */
+  readonly uploadsBucket: string;
+  /** Where features, batch item lists and reports go. */
+  readonly artifactsBucket: string;
+  /** The manifest now (the artifacts bucket's): its extractor is the current one. */
+  readonly manifest: () => Promise<Manifest>;
+}
+
+/** One extractor item (ExtractItem of batch.ts). */
+interface ExtractItemOut {
+  scanId: string;
+  inputBucket: string;
+  inputKey: string;
+  inputVersionId: string;
+  featuresBucket: string;
+  featuresKey: string;
+}
+
+/**
+ * No object at the key. Without s3:ListBucket (these roles read by key, never list) S3 answers a
+ * missing key with 403 rather than 404, so AccessDenied on a key this role may read means missing.
+ */
+const isMissing = (err: unknown) => {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    e.name === 'NoSuchKey' ||
+    e.name === 'NotFound' ||
+    e.name === 'AccessDenied' ||
+    e.$metadata?.httpStatusCode === 404 ||
+    e.$metadata?.httpStatusCode === 403
+  );
+};
+
+async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return true;
+  } catch (err) {
+    if (isMissing(err)) return false;
+    throw err;
+  }
+}
+
+type Resolved = { scan: PlannedScan; extract?: ExtractItemOut } | { failure: PlanFailure };
+
+async function resolveItem(key: string, site: string, extractor: ModelRef, deps: PlanDeps): Promise<Resolved> {
+  const upload = siteUpload(key, site);
+  if (!upload.ok) return { failure: { item: key, scanId: null, code: upload.code, message: upload.message } };
+  let sha: string;
+  let versionId: string;
+  try {
+    const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.uploadsBucket, Key: key }));
+    versionId = out.VersionId ?? '';
+    sha = out.Body ? (await hashStream(out.Body as AsyncIterable<Uint8Array>, 0)).sha256 : sha256Hex('');
+  } catch (err) {
+    if (!isMissing(err)) throw err;
+    return {
+      failure: {
+        item: key,
+        scanId: null,
+        code: 'UNREADABLE_INPUT',
+        message: 'No object at this key (or not readable by the cohort workflow).',
+      },
+    };
+  }
+  const scanId = scanIdFromContent(site, upload.studyId, sha);
+  const scanItem = await getScan(deps.doc, deps.table, site, scanId);
+  const where = featuresLocation(scanItem, site, scanId, extractor, deps.artifactsBucket);
+  const has =
+    hasCurrentFeatures(scanItem, extractor, false) ||
+    hasCurrentFeatures(undefined, extractor, await objectExists(deps.s3, where.featuresBucket, where.featuresKey));
+  const scan: PlannedScan = { item: key, scanId, siteId: site, ...where, action: has ? 'scored' : 'analysed' };
+  if (has) return { scan };
+  return {
+    scan,
+    extract: {
+      scanId,
+      inputBucket: deps.uploadsBucket,
+      inputKey: key,
+      inputVersionId: versionId,
+      featuresBucket: where.featuresBucket,
+      featuresKey: where.featuresKey,
+    },
+  };
+}
+
+/** Plans one batch: the scans to score, the failures, and (when some need it) the extractor job's item list in S3. */
+export async function planBatch(input: unknown, deps: PlanDeps): Promise<BatchPlan> {
+  const { Items, BatchInput } = parsePayload(PlanBatchInput, input, 'cohort batch');
+  const { site, runPrefix } = BatchInput;
+  const { extractor } = await deps.manifest();
+  const ref = { name: extractor.name, version: extractor.version, sha256: extractor.sha256 };
+  // A prefix listing also holds sidecars (`{clip}.meta.json`, read with their clip) and folder
+  // markers: neither is a clip, as the upload trigger ignores them too.
+  const keys = Items.map((i) => i.key).filter((k) => !isSidecarKey(k) && !k.endsWith('/'));
+  const batchId = batchIdOf(keys, sha256Hex);
+  const resolved: Resolved[] = [];
+  for (const key of keys) resolved.push(await resolveItem(key, site, ref, deps));
+
+  const scans = resolved.flatMap((r) => ('scan' in r ? [r.scan] : []));
+  const failures = resolved.flatMap((r) => ('failure' in r ? [r.failure] : []));
+  // The same bytes listed twice are one scan: extract it once.
+  const extract = [
+    ...new Map(resolved.flatMap((r) => ('extract' in r && r.extract ? [[r.extract.scanId, r.extract]] : []))).values(),
+  ];
+  let itemsKey = '';
+  if (extract.length > 0) {
+    itemsKey = batchItemsKey(runPrefix, batchId);
+    await deps.s3.send(
+      new PutObjectCommand({
+        Bucket: deps.artifactsBucket,
+        Key: itemsKey,
+        Body: JSON.stringify(extract),
+        ContentType: 'application/json',
+      }),
+    );
+  }
+  return {
+    batchId,
+    site,
+    runPrefix,
+    extractor: ref,
+    scans,
+    failures,
+    extractCount: extract.length,
+    itemsBucket: extract.length > 0 ? deps.artifactsBucket : '',
+    itemsKey,
+  };
+}

@@ -1,0 +1,23 @@
+/** CohortReport Lambda: thin wrapper over writeCohortReport (report.ts). Logs counts only. */
+import { ENV, FUNCTIONS } from '../../core/contract';
+import { readBucketManifest } from '../../core/bucket-models';
+import { requireEnv } from '../../core/env';
+import { sonomarkHandler } from '../shared/middleware';
+import { powertools, s3Client } from '../shared/runtime';
+import { writeCohortReport, type ReportDeps } from './report';
+
+const tools = powertools(FUNCTIONS.cohortReport);
+const { logger, tracer } = tools;
+const s3 = s3Client(tracer);
+const artifactsBucket = requireEnv(ENV.artifactsBucket);
+const deps: ReportDeps = { s3, artifactsBucket, manifest: () => readBucketManifest(s3, artifactsBucket) };
+
+export const handler = sonomarkHandler(
+  async (input) => {
+    const out = await writeCohortReport(input, deps);
+    logger.info('cohort report written', { ...out.counts });
+    return out;
+  },
+  tools,
+  { message: 'cohort report failed' },
+);
