@@ -21,7 +21,7 @@ import { ConfigError, TransientError } from '../core/errors';
 import { toWorkflowError } from '../core/transient';
 import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
-import { NoSpotCapacityFault, type LocalFaults } from './faults';
+import { LambdaTimeoutFault, NoSpotCapacityFault, type LocalFaults } from './faults';
 import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
 
 /**
@@ -115,6 +115,14 @@ export function bindTaskStates(
         try {
           const payload = viaJson(Payload);
           faults?.beforeHandler(fn.role, payload);
+          const timeout = faults?.takeTimeout(fn.role, payload);
+          if (timeout) {
+            // Ran past its timeout: whatever the handler did stays done (its writes landed, so a
+            // retry must be idempotent), but Step Functions gets the runtime's error, not its answer.
+            await handlers.lambdas[fn.role](payload, fn.logicalId).catch(() => undefined);
+            await new Promise((r) => setTimeout(r, timeout.afterMs));
+            throw new LambdaTimeoutFault(timeout.seconds);
+          }
           const out = await handlers.lambdas[fn.role](payload, fn.logicalId);
           return { ExecutedVersion: '$LATEST', Payload: viaJson(out), StatusCode: 200 };
         } catch (err) {

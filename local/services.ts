@@ -175,4 +175,13 @@ export async function ensureTable(
     })),
   };
   await dynamo.send(new CreateTableCommand(input));
+  // dynalite creates a table CREATING and flips it ACTIVE on a timer (createTableMs: 0 is still a
+  // timer): until then a Scan or Query answers ResourceNotFoundException. Seen under load, when
+  // LocalWorkflow.start's first Scan (recoverAbandoned) overtook the flip.
+  for (let i = 0; i < 500; i++) {
+    const out = await dynamo.send(new DescribeTableCommand({ TableName: name }));
+    if (out.Table?.TableStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`The local table ${name} did not become ACTIVE within 5 s.`);
 }

@@ -52,8 +52,9 @@ function expectCompleted(r: AnalyzeResult): void {
 
 async function expectOneResultPerExpert(workflow: LocalWorkflow, scanId: string): Promise<void> {
   const sks = await itemsOf(workflow, scanId);
-  const experts = sks.filter((sk) => sk.startsWith('EXPERT#'));
-  expect(experts).toEqual(workflow.loaded.manifest.experts.map((e) => `EXPERT#${e.name}`).sort());
+  // One result item per expert version (`EXPERT#{name}#{version}`, core/keys.ts): one per expert here.
+  const experts = sks.filter((sk) => sk.startsWith('EXPERT#')).map((sk) => sk.split('#')[1]);
+  expect(experts).toEqual(workflow.loaded.manifest.experts.map((e) => e.name).sort());
   expect(new Set(sks).size).toBe(sks.length);
 }
 
