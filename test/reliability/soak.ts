@@ -18,7 +18,9 @@
  * Faults (`SoakOptions.faults`, soakFaults() for the standard set): injected into the same
  * run through local/faults.ts, so they meet concurrency, repeats and malformed files:
  * - transient: DynamoDB throttling of the claim (PutItem) and of updates (UpdateItem), S3
- *   503 SlowDown and 500s on reading uploads, an expert throwing a transient error N times.
+ *   503 SlowDown and 500s on reading uploads, an expert throwing a transient error N times,
+ *   Lambda timeouts (Sandbox.Timedout) of an expert and of Finalize, and the extractor's
+ *   decoder (ffmpeg) killed mid-clip from outside, three times.
  *   Each must be retried (the SDK's attempts, then the state's Retry block) and recover:
  *   the report counts the Retry blocks that ran (`retries`) and the faults injected.
  * - permanent: access denied reading one scan's features (its experts cannot run): that
@@ -47,6 +49,7 @@ import {
   type AnalyzeResult,
   type LocalWorkflowOptions,
 } from '../../local/workflow';
+import { killDecoders, runningDecoderCount } from '../../gpu-tasks/feature-extractor/src/decode';
 import { makeLavfiClip } from '../helpers/clips';
 
 export const POCUS_VIDEOS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus', 'videos');
@@ -79,6 +82,8 @@ export interface SoakFaults {
   readonly plan: FaultPlan;
   /** Uploads turned into fault cases (a permanent fault's target, an abort and its re-upload). */
   readonly cases: readonly FaultCase[];
+  /** Extractor decoders (ffmpeg) to kill mid-clip, from outside, as they are seen running. @default 0 */
+  readonly decoderKills?: number;
 }
 
 export type FaultCase =
@@ -256,7 +261,12 @@ export function transientFaults(expert: string): { sdk: SdkFault[]; handlers: Ha
       { service: 's3', operation: 'GetObject', kind: 'throttle', times: 4, keyPrefix: 'uploads/' },
       { service: 's3', operation: 'GetObject', kind: 'server-error', times: 7, keyPrefix: 'uploads/' },
     ],
-    handlers: [{ role: 'expert', expert, times: 3 }],
+    handlers: [
+      { role: 'expert', expert, times: 3 },
+      // Lambda timeouts (Sandbox.Timedout after the handler's work landed): retried, no duplicate result.
+      { role: 'expert', expert, kind: 'timeout', times: 2 },
+      { role: 'finalize', kind: 'timeout', times: 1 },
+    ],
   };
 }
 
@@ -291,7 +301,7 @@ export function soakFaults(
   const reupload = aborted && plan.find((u) => u.index > aborted.index + 2 && u.repeat === 'again');
   if (aborted && reupload)
     cases.push({ kind: 'abort-in-extract', index: aborted.index, reuploadIndex: reupload.index });
-  return { plan: { sdk, handlers }, cases };
+  return { plan: { sdk, handlers }, cases, decoderKills: 3 };
 }
 
 /** The plan with the fault cases applied to its uploads. */
@@ -431,6 +441,13 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
     ...(faults ? { faults: faults.plan } : {}),
   });
   let aborts = 0;
+  // The extractor killed mid-clip: its ffmpeg child, from outside (killDecoders), as seen running.
+  let kills = 0;
+  const killer = faults?.decoderKills
+    ? setInterval(() => {
+        if (kills < faults.decoderKills! && runningDecoderCount() > 0) kills += killDecoders();
+      }, 2)
+    : undefined;
   const ended = new Map<number, Promise<unknown>>();
   let outcomes: UploadOutcome[];
   const items: Item[] = [];
@@ -473,11 +490,13 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
       start = page.LastEvaluatedKey;
     } while (start);
   } finally {
+    clearInterval(killer);
     await workflow.close();
     clearInterval(sampler);
   }
   const faultsInjected: Record<string, number> = { ...workflow.faults.injected };
   if (aborts > 0) faultsInjected['abort:Extract'] = aborts;
+  if (kills > 0) faultsInjected['kill:decoder'] = kills;
 
   const wallSeconds = (performance.now() - t0) / 1000;
   peakRss = Math.max(peakRss, process.resourceUsage().maxRSS * 1024);
