@@ -283,8 +283,10 @@ export function soakFaults(
   const { sdk, handlers } = transientFaults(loaded.manifest.experts[0]!.name);
   const cases: FaultCase[] = [];
   const usedOnce = (u: PlannedUpload) => plan.filter((o) => o.file === u.file).length === 1;
-  // Permanent: access denied to one scan's features, so its experts cannot read them.
-  const target = plan.find((u) => u.index >= 2 && u.kind === 'generated' && usedOnce(u));
+  // Permanent: access denied to one scan's features, so its experts cannot read them. The last
+  // such upload: the transient expert faults, consumed in upload order, then meet healthy scans
+  // first (a Map that fails for good drops its other iterations' retries from the count).
+  const target = [...plan].reverse().find((u) => u.index >= 2 && u.kind === 'generated' && usedOnce(u));
   if (target) {
     const scanId = scanIdFromContent(options.siteId ?? 'local', options.studyId ?? SOAK_STUDY, sha256Of(target.file));
     sdk.push({
