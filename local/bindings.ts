@@ -13,6 +13,9 @@
  *   failed transiently (an S3 500 after the SDK's retries) fails the state with
  *   Sonomark.TransientError instead: in AWS, Batch retries that attempt (the container
  *   exits EXIT_TRANSIENT, gpu-job.ts); locally the state's retrier stands in for it.
+ * - Injected faults (faults.ts) act here: a transient error before the handler, or a
+ *   Lambda timeout after it (`Sandbox.Timedout`, which Lambda's runtime raises, never
+ *   classified by toWorkflowError).
  *
  * A Resource that local mode cannot run is an error at start-up, not a silent skip.
  */
