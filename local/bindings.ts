@@ -13,6 +13,9 @@
  *   failed transiently (an S3 500 after the SDK's retries) fails the state with
  *   Sonomark.TransientError instead: in AWS, Batch retries that attempt (the container
  *   exits EXIT_TRANSIENT, gpu-job.ts); locally the state's retrier stands in for it.
+ * - Injected faults (faults.ts) act here: a transient error before the handler, or a
+ *   Lambda timeout after it (`Sandbox.Timedout`, which Lambda's runtime raises, never
+ *   classified by toWorkflowError).
  *
  * A Resource that local mode cannot run is an error at start-up, not a silent skip.
  */
@@ -21,7 +24,7 @@ import { ConfigError, TransientError } from '../core/errors';
 import { toWorkflowError } from '../core/transient';
 import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
-import { NoSpotCapacityFault, type LocalFaults } from './faults';
+import { LambdaTimeoutFault, NoSpotCapacityFault, type LocalFaults } from './faults';
 import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
 
 /**
@@ -119,6 +122,14 @@ export function bindTaskStates(
         try {
           const payload = viaJson(Payload);
           faults?.beforeHandler(fn.role, payload);
+          const timeout = faults?.takeTimeout(fn.role, payload);
+          if (timeout) {
+            // Ran past its timeout: whatever the handler did stays done (its writes landed, so a
+            // retry must be idempotent), but Step Functions gets the runtime's error, not its answer.
+            await handlers.lambdas[fn.role](payload, fn.logicalId).catch(() => undefined);
+            await new Promise((r) => setTimeout(r, timeout.afterMs));
+            throw new LambdaTimeoutFault(timeout.seconds);
+          }
           const out = await handlers.lambdas[fn.role](payload, fn.logicalId);
           return { ExecutedVersion: '$LATEST', Payload: viaJson(out), StatusCode: 200 };
         } catch (err) {

@@ -9,7 +9,10 @@
  *   sits below the SDK's retry middleware, so the SDK retries it first (3 attempts),
  *   exactly as in AWS; only what outlasts those reaches the handler.
  * - Handler faults: a Task state's handler (an expert, by name) throws a transient
- *   error N times before its real work runs, as a handler would on a throttled call.
+ *   error N times before its real work runs, as a handler would on a throttled call;
+ *   or (`timeout`) runs past its configured timeout N times: its work runs (its writes
+ *   land), then the invocation fails as Lambda's runtime fails it, Error `Sandbox.Timedout`
+ *   with Lambda's Cause, so the state machine's Retry and Catch meet what the cloud gives them.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -43,9 +46,25 @@ export interface HandlerFault {
   /**
    * `transient` (default): the handler throws Sonomark.TransientError. `no-spot-capacity`
    * (role `extract` only): the Extract job on the spot queue is cancelled as Batch cancels a
-   * job starved of spot capacity, so the workflow moves it to ExtractOnDemand.
+   * job starved of spot capacity, so the workflow moves it to ExtractOnDemand. `timeout`
+   * (Lambda roles only): the invocation exceeds its timeout (Sandbox.Timedout, see above).
    */
-  readonly kind?: 'transient' | 'no-spot-capacity';
+  readonly kind?: 'transient' | 'no-spot-capacity' | 'timeout';
+  /** `timeout`: the function's configured timeout the error names. @default 30 (SonomarkFunction's default) */
+  readonly timeoutSeconds?: number;
+  /** `timeout`: how long past the handler's end the invocation fails, locally. @default 20 ms */
+  readonly afterMs?: number;
+}
+
+/** The error name Step Functions gives a Lambda invocation that ran past its function's timeout. */
+export const LAMBDA_TIMEOUT_ERROR = 'Sandbox.Timedout';
+
+/** A Lambda invocation that ran past its timeout, as the runtime reports it (name and message). */
+export class LambdaTimeoutFault extends Error {
+  override readonly name = LAMBDA_TIMEOUT_ERROR;
+  constructor(seconds: number) {
+    super(`RequestId: local-injected Error: Task timed out after ${seconds.toFixed(2)} seconds`);
+  }
 }
 
 /** Thrown for a `no-spot-capacity` fault; the Batch binding turns it into Batch's cancellation. */
@@ -169,6 +188,7 @@ export class LocalFaults {
       (f, j) =>
         this.handlersLeft[j]! > 0 &&
         f.role === role &&
+        f.kind !== 'timeout' &&
         (f.expert === undefined || f.expert === expert) &&
         (f.kind !== 'no-spot-capacity' || state === STATE.extract),
     );
@@ -181,5 +201,25 @@ export class LocalFaults {
     const what = `handler:${role}${role === 'expert' && typeof expert === 'string' ? `:${expert}` : ''}`;
     this.count(what);
     throw new TransientError(`Injected transient fault in ${what}.`, 'InjectedFault');
+  }
+
+  /**
+   * A `timeout` fault for this invocation, if one is left (consumed): the binding runs the
+   * handler, waits `afterMs`, then throws LambdaTimeoutFault instead of returning its answer.
+   */
+  takeTimeout(role: HandlerFault['role'], payload: unknown): { seconds: number; afterMs: number } | undefined {
+    const expert = (payload as { expert?: { name?: unknown } } | null)?.expert?.name;
+    const handlers = this.plan.handlers ?? [];
+    const i = handlers.findIndex(
+      (f, j) =>
+        this.handlersLeft[j]! > 0 &&
+        f.kind === 'timeout' &&
+        f.role === role &&
+        (f.expert === undefined || f.expert === expert),
+    );
+    if (i < 0) return undefined;
+    this.handlersLeft[i]!--;
+    this.count(`timeout:${role}${role === 'expert' && typeof expert === 'string' ? `:${expert}` : ''}`);
+    return { seconds: handlers[i]!.timeoutSeconds ?? 30, afterMs: handlers[i]!.afterMs ?? 20 };
   }
 }

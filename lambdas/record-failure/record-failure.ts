@@ -35,6 +35,9 @@ const ERROR_CODES: Record<string, string> = {
   ModelError: 'MODEL_ERROR',
   PayloadError: 'INVALID_PAYLOAD',
   ConfigError: 'CONFIG_ERROR',
+  // A permission the step's role lacks (S3 / DynamoDB names): permanent, and the site's operator must act.
+  AccessDenied: 'ACCESS_DENIED',
+  AccessDeniedException: 'ACCESS_DENIED',
   'States.TaskFailed': 'TASK_FAILED',
   'States.Timeout': 'TIMEOUT',
   'States.HeartbeatTimeout': 'TIMEOUT',

@@ -94,6 +94,29 @@ const lambdaRetry: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.FULL,
 };
 
+/** The error Step Functions gives a Lambda invocation that ran past its function's timeout. */
+export const LAMBDA_TIMEOUT_ERROR = 'Sandbox.Timedout';
+
+/**
+ * A Lambda invocation that ran past its timeout is retried, twice, after 5 s then 10 s (full
+ * jitter). Why retry at all: the usual causes pass on another attempt: a cold start that also
+ * loaded an expert model, or an AWS call that hung on a dead connection (the SDK sets no socket
+ * timeout by default, so a stalled request waits out the function's timeout instead of failing
+ * as a TransientError). It is safe: every handler is idempotent (the claim and the results are
+ * conditional writes keyed by scan, expert and version), and a timed-out invocation may have
+ * finished its writes. Why only twice: a step that times out because its work is too big (a
+ * huge upload to hash) times out again, and each attempt costs a full timeout of Lambda time;
+ * after 3 attempts the Catch records the scan FAILED with code TIMEOUT (record-failure.ts).
+ * Lambda.Unknown (out of memory, a crashed runtime) is not retried: it fails the same way again.
+ */
+export const LAMBDA_TIMEOUT_RETRY: sfn.RetryProps = {
+  errors: [LAMBDA_TIMEOUT_ERROR],
+  interval: Duration.seconds(5),
+  maxAttempts: 2,
+  backoffRate: 2,
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
 /**
  * Everything no retrier took (a permanent error, or a transient one whose retries ran
  * out) goes to RecordFailure, which turns the error name into a specific code and reason.
@@ -123,6 +146,7 @@ export class Workflow extends Construct {
     })
       .addRetry(TRANSIENT_RETRY)
       .addRetry({ ...lambdaRetry, maxAttempts: 6 })
+      .addRetry(LAMBDA_TIMEOUT_RETRY)
       // A failure to record a failure still ends in Failed (the executions-failed alarm fires).
       .addCatch(failed, { errors: [sfn.Errors.ALL], resultPath: '$.recordFailureError' })
       .next(failed);
@@ -146,6 +170,7 @@ export class Workflow extends Construct {
     })
       .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_TIMEOUT_RETRY)
       .addCatch(recordFailure, catchAll);
     // ResultSelector can only build an object, so `$.validation` is {Payload: ValidateOutput}
     // after Validate; this Pass lifts the ValidateOutput itself into `$.validation`.
@@ -233,6 +258,7 @@ export class Workflow extends Construct {
     })
       .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_TIMEOUT_RETRY)
       .addCatch(recordFailure, catchAll);
     // Raw state JSON: LambdaInvoke cannot take the function name from the input.
     // OutputPath $.Payload makes each iteration's output the ExpertResult itself.
@@ -256,7 +282,8 @@ export class Workflow extends Construct {
       },
     })
       .addRetry(TRANSIENT_RETRY)
-      .addRetry(lambdaRetry);
+      .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_TIMEOUT_RETRY);
     const score = new sfn.Map(this, STATE.score, {
       itemsPath: `${PATHS.experts}.list`,
       itemSelector: {
@@ -285,6 +312,7 @@ export class Workflow extends Construct {
     })
       .addRetry(TRANSIENT_RETRY)
       .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_TIMEOUT_RETRY)
       .addCatch(recordFailure, catchAll);
     const done = new sfn.Succeed(this, STATE.done, { outputPath: `${PATHS.summary}.Payload` });
 

@@ -42,6 +42,14 @@ const lambdaService = (attempts: number) => ({
   MaxDelaySeconds: 30,
   JitterStrategy: 'FULL',
 });
+// A Lambda invocation that ran past its timeout: twice more (workflow.ts LAMBDA_TIMEOUT_RETRY says why).
+const lambdaTimeout = {
+  ErrorEquals: ['Sandbox.Timedout'],
+  IntervalSeconds: 5,
+  MaxAttempts: 2,
+  BackoffRate: 2,
+  JitterStrategy: 'FULL',
+};
 const batchService = {
   ErrorEquals: BATCH_TRANSIENT_ERRORS,
   IntervalSeconds: 5,
@@ -54,7 +62,7 @@ const toRecordFailure = [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', N
 
 /** The expected blocks of every state that may have them; `undefined` = the state must have none. */
 const EXPECTED: Record<string, { Retry?: unknown[]; Catch?: unknown[] }> = {
-  [STATE.validate]: { Retry: [transient, lambdaService(5)], Catch: toRecordFailure },
+  [STATE.validate]: { Retry: [transient, lambdaService(5), lambdaTimeout], Catch: toRecordFailure },
   // A failed Extract goes to the ExtractFailed Choice: on demand for want of spot capacity, else RecordFailure.
   [STATE.extract]: {
     Retry: [transient, batchService],
@@ -62,13 +70,13 @@ const EXPECTED: Record<string, { Retry?: unknown[]; Catch?: unknown[] }> = {
   },
   [STATE.extractOnDemand]: { Retry: [transient, batchService], Catch: toRecordFailure },
   // Reads the manifest from the artifacts bucket at run time: an S3 5xx is transient like any other.
-  [STATE.loadExperts]: { Retry: [transient, lambdaService(5)], Catch: toRecordFailure },
+  [STATE.loadExperts]: { Retry: [transient, lambdaService(5), lambdaTimeout], Catch: toRecordFailure },
   // The Map catches for its items: one expert failing for good fails the scan once.
-  [STATE.scoreExpert]: { Retry: [transient, lambdaService(5)] },
+  [STATE.scoreExpert]: { Retry: [transient, lambdaService(5), lambdaTimeout] },
   [STATE.score]: { Catch: toRecordFailure },
-  [STATE.finalize]: { Retry: [transient, lambdaService(5)], Catch: toRecordFailure },
+  [STATE.finalize]: { Retry: [transient, lambdaService(5), lambdaTimeout], Catch: toRecordFailure },
   [STATE.recordFailure]: {
-    Retry: [transient, lambdaService(6)],
+    Retry: [transient, lambdaService(6), lambdaTimeout],
     // A failure to record a failure still ends in Failed, with the first error kept in $.error.
     Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: STATE.failed }],
   },

@@ -15,17 +15,32 @@
  * records for the same bytes; every completed scan has exactly one result per expert;
  * no temp files or child processes outlive the run; peak RSS is reported.
  *
- * Faults: `SoakOptions.faults` are installed on the started workflow before the
- * first upload and removed after the last (SDK middleware on its clients, handler
- * wrappers); the fault-injection work plugs in there, and the audit stays the same.
+ * Faults (`SoakOptions.faults`, soakFaults() for the standard set): injected into the same
+ * run through local/faults.ts, so they meet concurrency, repeats and malformed files:
+ * - transient: DynamoDB throttling of the claim (PutItem) and of updates (UpdateItem), S3
+ *   503 SlowDown and 500s on reading uploads, an expert throwing a transient error N times,
+ *   Lambda timeouts (Sandbox.Timedout) of an expert and of Finalize, and the extractor's
+ *   decoder (ffmpeg) killed mid-clip from outside, three times.
+ *   Each must be retried (the SDK's attempts, then the state's Retry block) and recover:
+ *   the report counts the Retry blocks that ran (`retries`) and the faults injected.
+ * - permanent: access denied reading one scan's features (its experts cannot run): that
+ *   scan must be FAILED with the reason naming AccessDenied, never retried into success.
+ * - an execution aborted during Extract (StopExecution), then the same bytes uploaded again
+ *   once it has ended: ExecutionEnded records it FAILED, the re-upload claims it again, and
+ *   the scan must end COMPLETED.
+ * The audit is the same with or without them.
  */
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { STATE } from '../../core/contract';
 import { PACKAGE_ROOT } from '../../core/paths';
-import { uploadKey } from '../../core/keys';
+import { expertSk, featuresKey, SCAN_SK, uploadKey } from '../../core/keys';
+import { loadManifest } from '../../core/manifest';
+import { scanIdFromContent } from '../../core/scan-id';
+import type { FaultPlan, SdkFault, HandlerFault } from '../../local/faults';
 import type { S3ObjectCreatedEvent } from '../../core/schemas';
 import {
   LOCAL_TABLE,
@@ -34,6 +49,7 @@ import {
   type AnalyzeResult,
   type LocalWorkflowOptions,
 } from '../../local/workflow';
+import { killDecoders, runningDecoderCount } from '../../gpu-tasks/feature-extractor/src/decode';
 import { makeLavfiClip } from '../helpers/clips';
 
 export const POCUS_VIDEOS = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus', 'videos');
@@ -52,13 +68,27 @@ export interface PlannedUpload {
   readonly repeat?: 'again' | 'redelivered';
   /** For malformed files: the problem codes a correct run records. */
   readonly expectFailure?: readonly string[];
+  /** A permanent fault's upload: the recorded reason must match this. */
+  readonly expectReason?: RegExp;
+  /** Fault: this upload's execution is aborted (StopExecution) as it enters Extract. */
+  readonly abortInExtract?: boolean;
+  /** Starts only once upload `after` has ended (the re-upload of an aborted one). */
+  readonly after?: number;
 }
 
-export interface SoakFault {
-  readonly name: string;
-  /** Called once the workflow has started; returns the function that removes the fault. */
-  install(workflow: LocalWorkflow): () => void;
+/** Which faults a soak injects (soakFaults() builds the standard set). */
+export interface SoakFaults {
+  /** SDK and handler faults, in force from the workflow's start (local/faults.ts). */
+  readonly plan: FaultPlan;
+  /** Uploads turned into fault cases (a permanent fault's target, an abort and its re-upload). */
+  readonly cases: readonly FaultCase[];
+  /** Extractor decoders (ffmpeg) to kill mid-clip, from outside, as they are seen running. @default 0 */
+  readonly decoderKills?: number;
 }
+
+export type FaultCase =
+  | { readonly kind: 'permanent'; readonly index: number; readonly expectCode: string; readonly expectReason: RegExp }
+  | { readonly kind: 'abort-in-extract'; readonly index: number; readonly reuploadIndex: number };
 
 export interface SoakOptions {
   readonly uploads: number;
@@ -66,8 +96,12 @@ export interface SoakOptions {
   readonly concurrency?: number;
   /** Where the corpus and the local data go (created; the caller removes it). */
   readonly workDir: string;
-  readonly faults?: readonly SoakFault[];
-  readonly workflow?: Omit<LocalWorkflowOptions, 'dataDir'>;
+  /**
+   * Faults to inject: `true` for the standard set (soakFaults()), or a plan of your own.
+   * The plan's `permanent` cases are resolved against the uploads once planned. @default none
+   */
+  readonly faults?: boolean | ((plan: readonly PlannedUpload[], workDir: string) => SoakFaults);
+  readonly workflow?: Omit<LocalWorkflowOptions, 'dataDir' | 'faults'>;
   readonly log?: (line: string) => void;
   /** Temp entries that are the runner's, not the workflow's (run-soak.ts: tsx's). @default none */
   readonly ignoreTemp?: RegExp;
@@ -92,8 +126,16 @@ export interface SoakReport {
   readonly duplicates: number;
   /** Completed scans whose expert results are not exactly one per expert. */
   readonly badResultSets: readonly string[];
-  /** Re-claims of a FAILED scan (scan attempts beyond the first). */
+  /** Retry blocks the state machine ran (every execution's AnalyzeResult.retries, summed). */
   readonly retries: number;
+  /** The same, by state name. */
+  readonly retriesByState: Record<string, number>;
+  /** Re-claims of a FAILED scan (scan attempts beyond the first: a re-upload after a failure or an abort). */
+  readonly reclaims: number;
+  /** Faults injected, by `s3:GetObject`, `handler:expert:…`, `abort:Extract` (local/faults.ts names). */
+  readonly faultsInjected: Record<string, number>;
+  /** Fault cases whose outcome was wrong (a permanent fault not recorded, an aborted upload not re-analysed). */
+  readonly faultCaseErrors: readonly string[];
   /** Uploads answered from an existing scan (same bytes again, or a redelivered event). */
   readonly deduplicated: number;
   /** Malformed uploads recorded with a code other than the expected ones, or completed. */
@@ -207,6 +249,79 @@ export function planUploads(n: number, workDir: string): PlannedUpload[] {
   return plan;
 }
 
+const sha256Of = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+/** The transient faults of the standard set: each recovers through the SDK's attempts and the Retry blocks. */
+export function transientFaults(expert: string): { sdk: SdkFault[]; handlers: HandlerFault[] } {
+  return {
+    sdk: [
+      // 3 SDK attempts per run of a state: 4 throttles outlast them once, so the state's retrier runs.
+      { service: 'dynamodb', operation: 'PutItem', kind: 'throttle', times: 4 },
+      { service: 'dynamodb', operation: 'UpdateItem', kind: 'throttle', times: 4 },
+      { service: 's3', operation: 'GetObject', kind: 'throttle', times: 4, keyPrefix: 'uploads/' },
+      { service: 's3', operation: 'GetObject', kind: 'server-error', times: 7, keyPrefix: 'uploads/' },
+    ],
+    handlers: [
+      { role: 'expert', expert, times: 3 },
+      // Lambda timeouts (Sandbox.Timedout after the handler's work landed): retried, no duplicate result.
+      { role: 'expert', expert, kind: 'timeout', times: 2 },
+      { role: 'finalize', kind: 'timeout', times: 1 },
+    ],
+  };
+}
+
+/**
+ * The standard fault set (module comment): the transient faults, one permanent fault on a
+ * generated clip's scan and one abort during Extract of a real clip, re-uploaded later. Needs
+ * at least 16 uploads for the fault cases (fewer: transient faults only).
+ */
+export function soakFaults(
+  plan: readonly PlannedUpload[],
+  options: { siteId?: string; studyId?: string; modelsDir?: string } = {},
+): SoakFaults {
+  const loaded = loadManifest(options.modelsDir);
+  const { sdk, handlers } = transientFaults(loaded.manifest.experts[0]!.name);
+  const cases: FaultCase[] = [];
+  const usedOnce = (u: PlannedUpload) => plan.filter((o) => o.file === u.file).length === 1;
+  // Permanent: access denied to one scan's features, so its experts cannot read them. The last
+  // such upload: the transient expert faults, consumed in upload order, then meet healthy scans
+  // first (a Map that fails for good drops its other iterations' retries from the count).
+  const target = [...plan].reverse().find((u) => u.index >= 2 && u.kind === 'generated' && usedOnce(u));
+  if (target) {
+    const scanId = scanIdFromContent(options.siteId ?? 'local', options.studyId ?? SOAK_STUDY, sha256Of(target.file));
+    sdk.push({
+      service: 's3',
+      operation: 'GetObject',
+      kind: 'access-denied',
+      times: 1_000_000,
+      keyPrefix: featuresKey(options.siteId ?? 'local', loaded.manifest.extractor, scanId).replace(/\.json$/, ''),
+    });
+    cases.push({ kind: 'permanent', index: target.index, expectCode: 'ACCESS_DENIED', expectReason: /AccessDenied/ });
+  }
+  // Abort during Extract, then the same bytes again under another name once that execution has ended.
+  const aborted = plan.find((u) => u.index >= 8 && u.kind === 'real-pocus' && !u.repeat);
+  const reupload = aborted && plan.find((u) => u.index > aborted.index + 2 && u.repeat === 'again');
+  if (aborted && reupload)
+    cases.push({ kind: 'abort-in-extract', index: aborted.index, reuploadIndex: reupload.index });
+  return { plan: { sdk, handlers }, cases, decoderKills: 3 };
+}
+
+/** The plan with the fault cases applied to its uploads. */
+function withFaultCases(plan: readonly PlannedUpload[], cases: readonly FaultCase[]): PlannedUpload[] {
+  const out = [...plan];
+  for (const c of cases) {
+    const u = out[c.index]!;
+    if (c.kind === 'permanent') {
+      out[c.index] = { ...u, expectFailure: [c.expectCode], expectReason: c.expectReason };
+    } else {
+      out[c.index] = { ...u, abortInExtract: true };
+      const name = `soak-${String(c.reuploadIndex).padStart(5, '0')}${path.extname(u.file)}`;
+      out[c.reuploadIndex] = { ...u, index: c.reuploadIndex, objectName: name, repeat: 'again', after: c.index };
+    }
+  }
+  return out;
+}
+
 /** Child processes of this process (Linux /proc), as `pid comm`. */
 export function childProcesses(): string[] {
   const out: string[] = [];
@@ -279,7 +394,7 @@ interface Item {
   studyId?: string;
   sha256?: string;
   attempts?: number;
-  error?: { code?: string };
+  error?: { code?: string; message?: string };
 }
 
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
@@ -303,8 +418,18 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
   const concurrency = opts.concurrency ?? 4;
   const tempBefore = new Set(readdirSync(tmp));
   const childrenBefore = new Set(childProcesses());
-  const plan = planUploads(opts.uploads, opts.workDir);
-  log(`soak: ${plan.length} uploads, concurrency ${concurrency}`);
+  const planned = planUploads(opts.uploads, opts.workDir);
+  const faults =
+    opts.faults === true
+      ? soakFaults(planned, { ...opts.workflow, studyId: opts.workflow?.studyId ?? SOAK_STUDY })
+      : opts.faults
+        ? opts.faults(planned, opts.workDir)
+        : undefined;
+  const plan = withFaultCases(planned, faults?.cases ?? []);
+  log(
+    `soak: ${plan.length} uploads, concurrency ${concurrency}` +
+      (faults ? `, faults: ${faults.cases.map((c) => `${c.kind} #${c.index}`).join(', ')} + transient` : ''),
+  );
 
   let peakRss = process.memoryUsage().rss;
   const sampler = setInterval(() => {
@@ -315,21 +440,38 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
     studyId: SOAK_STUDY,
     ...opts.workflow,
     dataDir: path.join(opts.workDir, 'data'),
+    ...(faults ? { faults: faults.plan } : {}),
   });
-  const removers = (opts.faults ?? []).map((f) => f.install(workflow));
+  let aborts = 0;
+  // The extractor killed mid-clip: its ffmpeg child, from outside (killDecoders), as seen running.
+  let kills = 0;
+  const killer = faults?.decoderKills
+    ? setInterval(() => {
+        if (kills < faults.decoderKills! && runningDecoderCount() > 0) kills += killDecoders();
+      }, 2)
+    : undefined;
+  const ended = new Map<number, Promise<unknown>>();
   let outcomes: UploadOutcome[];
   const items: Item[] = [];
   const experts = workflow.loaded.manifest.experts.map((e) => e.name);
   try {
     // A redelivered event runs as soon as the object it names exists, so both runs overlap.
     outcomes = await pool(plan, concurrency, async (upload) => {
+      let done!: () => void;
+      ended.set(upload.index, new Promise<void>((r) => (done = r)));
       try {
+        if (upload.after !== undefined) await ended.get(upload.after);
+        const onStateEntered = upload.abortInExtract
+          ? (state: string, executionId: string) => {
+              if (state === STATE.extract && workflow.abort(executionId)) aborts++;
+            }
+          : undefined;
         const result =
           upload.repeat === 'redelivered'
             ? await workflow.analyze(upload.file, upload.objectName, {
                 redeliver: await deliveredEvent(workflow, opts, upload.objectName),
               })
-            : await workflow.analyze(upload.file, upload.objectName);
+            : await workflow.analyze(upload.file, upload.objectName, onStateEntered ? { onStateEntered } : {});
         log(
           `  ${upload.index} ${upload.kind}${upload.repeat ? ` (${upload.repeat})` : ''}: ${result.status}` +
             (result.error ? ` ${result.error.code}: ${result.error.message.slice(0, 300)}` : ''),
@@ -337,6 +479,8 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
         return { upload, result };
       } catch (err) {
         return { upload, thrown: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+      } finally {
+        done();
       }
     });
     let start: Record<string, unknown> | undefined;
@@ -348,17 +492,25 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
       start = page.LastEvaluatedKey;
     } while (start);
   } finally {
-    for (const remove of removers) remove();
+    clearInterval(killer);
     await workflow.close();
     clearInterval(sampler);
   }
+  const faultsInjected: Record<string, number> = { ...workflow.faults.injected };
+  if (aborts > 0) faultsInjected['abort:Extract'] = aborts;
+  if (kills > 0) faultsInjected['kill:decoder'] = kills;
 
   const wallSeconds = (performance.now() - t0) / 1000;
   peakRss = Math.max(peakRss, process.resourceUsage().maxRSS * 1024);
 
-  const scans = new Map(items.filter((i) => i.sk === 'SCAN').map((i) => [i.pk.replace(/^SCAN#/, ''), i]));
+  // Items of a scan live under `SITE#{site}#SCAN#{scanId}` (core/keys.ts scanPk).
+  const scanIdOf = (pk: string) => /^SITE#[^#]*#SCAN#(.+)$/.exec(pk)?.[1];
+  const scans = new Map(
+    items.filter((i) => i.sk === SCAN_SK && scanIdOf(i.pk)).map((i) => [scanIdOf(i.pk)!, i] as const),
+  );
+  // One result item per expert version (`EXPERT#{name}#{version}`): the expert's name, once per item.
   const resultsOf = (scanId: string) =>
-    items.filter((i) => i.pk === `SCAN#${scanId}` && i.sk.startsWith('EXPERT#')).map((i) => i.sk.slice(7));
+    items.filter((i) => scanIdOf(i.pk) === scanId && i.sk.startsWith(expertSk(''))).map((i) => i.sk.split('#')[1]!);
 
   const unaccounted: string[] = [];
   const wrongOutcomes: string[] = [];
@@ -381,6 +533,8 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
     if (o.upload.expectFailure) {
       if (scan.status !== 'FAILED' || !o.upload.expectFailure.includes(scan.error?.code ?? ''))
         wrongOutcomes.push(`${label}: ${scan.status} ${scan.error?.code ?? ''}, expected ${o.upload.expectFailure}`);
+      else if (o.upload.expectReason && !o.upload.expectReason.test(scan.error?.message ?? ''))
+        wrongOutcomes.push(`${label}: reason "${scan.error?.message ?? ''}" does not match ${o.upload.expectReason}`);
     } else if (scan.status !== 'COMPLETED') {
       wrongOutcomes.push(`${label}: FAILED ${scan.error?.code ?? ''}, expected COMPLETED`);
     }
@@ -398,9 +552,9 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
   const failedByReason: Record<string, number> = {};
   let completed = 0;
   let failed = 0;
-  let retries = 0;
+  let reclaims = 0;
   for (const [id, s] of scans) {
-    retries += Math.max(0, (s.attempts ?? 1) - 1);
+    reclaims += Math.max(0, (s.attempts ?? 1) - 1);
     if (s.status === 'COMPLETED') {
       completed++;
       const got = resultsOf(id).sort();
@@ -410,6 +564,30 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
       const code = s.error?.code ?? 'UNKNOWN';
       failedByReason[code] = (failedByReason[code] ?? 0) + 1;
     }
+  }
+
+  const retriesByState: Record<string, number> = {};
+  for (const o of outcomes)
+    for (const [state, n] of Object.entries(o.result?.retries ?? {}))
+      retriesByState[state] = (retriesByState[state] ?? 0) + n;
+  const retries = Object.values(retriesByState).reduce((a, b) => a + b, 0);
+
+  // Each fault case ended as it must: the permanent one FAILED with its reason (checked
+  // with the outcomes above), the aborted upload aborted and its bytes then analysed.
+  const faultCaseErrors: string[] = [];
+  for (const c of faults?.cases ?? []) {
+    if (c.kind !== 'abort-in-extract') continue;
+    const first = outcomes[c.index]?.result;
+    const again = outcomes[c.reuploadIndex]?.result;
+    if (first?.execution?.status !== 'ABORTED' || first.error?.code !== 'EXECUTION_ABORTED')
+      faultCaseErrors.push(
+        `upload ${c.index} (aborted in Extract): ${first?.execution?.status ?? 'no execution'} ${first?.error?.code ?? ''}`,
+      );
+    const scan = first?.scanId ? scans.get(first.scanId) : undefined;
+    if (scan?.status !== 'COMPLETED' || again?.scanId !== first?.scanId || again?.status !== 'completed')
+      faultCaseErrors.push(
+        `upload ${c.reuploadIndex} (re-upload of aborted ${c.index}): ${again?.status ?? 'none'}, scan ${scan?.status ?? 'missing'}`,
+      );
   }
 
   const orphanTempFiles = readdirSync(tmp).filter((e) => !tempBefore.has(e) && !opts.ignoreTemp?.test(e));
@@ -432,6 +610,10 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
     duplicates,
     badResultSets,
     retries,
+    retriesByState,
+    reclaims,
+    faultsInjected,
+    faultCaseErrors,
     deduplicated,
     wrongOutcomes,
     thrown: outcomes.filter((o) => o.thrown).map((o) => `upload ${o.upload.index}: ${o.thrown}`),
@@ -453,7 +635,23 @@ export function formatReport(r: SoakReport): string {
     `completed      ${r.completed}`,
     `failed         ${r.failed}${reasons ? ` (${reasons})` : ''}`,
     `duplicates     ${r.duplicates}`,
-    `retries        ${r.retries}`,
+    `retries        ${r.retries}${
+      Object.keys(r.retriesByState).length
+        ? ` (${Object.entries(r.retriesByState)
+            .sort()
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`
+        : ''
+    }`,
+    `re-claims      ${r.reclaims}`,
+    `faults         ${Object.values(r.faultsInjected).reduce((a, b) => a + b, 0)}${
+      Object.keys(r.faultsInjected).length
+        ? ` (${Object.entries(r.faultsInjected)
+            .sort()
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`
+        : ''
+    }`,
     `unaccounted    ${r.unaccounted.length}`,
     `wrong outcome  ${r.wrongOutcomes.length}`,
     `orphans        ${r.orphanTempFiles.length} temp entries, ${r.orphanChildren.length} child processes`,
@@ -463,6 +661,7 @@ export function formatReport(r: SoakReport): string {
   for (const [what, list] of [
     ['unaccounted', r.unaccounted],
     ['wrong outcome', r.wrongOutcomes],
+    ['fault case', r.faultCaseErrors],
     ['thrown', r.thrown],
     ['bad result set', r.badResultSets],
     ['orphan temp entry', r.orphanTempFiles],
@@ -479,6 +678,7 @@ export function soakHeld(r: SoakReport): boolean {
     r.duplicates === 0 &&
     r.badResultSets.length === 0 &&
     r.wrongOutcomes.length === 0 &&
+    r.faultCaseErrors.length === 0 &&
     r.thrown.length === 0 &&
     r.orphanTempFiles.length === 0 &&
     r.orphanChildren.length === 0

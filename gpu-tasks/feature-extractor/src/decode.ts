@@ -23,7 +23,7 @@ import { mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ENV } from '../../../core/contract';
-import { DecodeError } from '../../../core/errors';
+import { DecodeError, TransientError } from '../../../core/errors';
 import { ACCEPTED_FORMATS, FFMPEG_FORMAT_WHITELIST, formatRow, type FormatRow } from '../../../core/formats';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../../core/media';
 import { readHeaderInfo } from '../../../core/media-header';
@@ -341,7 +341,15 @@ interface FfmpegResult {
   readonly stdout: Buffer;
   readonly stderr: string;
   readonly timedOut: boolean;
+  /**
+   * The signal that ended ffmpeg when this code did not send it (not the timeout, not the
+   * output limit): killed from outside, e.g. by the kernel's OOM killer or an operator.
+   */
+  readonly killedBy?: NodeJS.Signals;
 }
+
+/** The error name a decoder killed from outside is classified under (TransientError.causeName). */
+export const DECODER_KILLED = 'DecoderKilled';
 
 /**
  * ffmpeg's failure in the project's words: what was wrong and what is accepted. ffmpeg's own
@@ -367,6 +375,17 @@ export function decodeFailure(stderr: string, row: Pick<FormatRow, 'name'>): Dec
 }
 
 function checked(r: FfmpegResult, row: FormatRow): Buffer {
+  // Not the clip's fault: ffmpeg was killed mid-decode by something else. What it wrote so far
+  // says nothing about the clip, so this is no DecodeError ("damaged") but transient: the
+  // extraction runs again (Batch retries the container's EXIT_TRANSIENT, the local binding the
+  // state's TransientError retrier) and, should it be killed every time, the scan is recorded
+  // RETRIES_EXHAUSTED naming this reason.
+  if (r.killedBy) {
+    throw new TransientError(
+      `The decoder (ffmpeg) was killed by ${r.killedBy} while decoding the clip, not by sonomark; the clip itself may be fine.`,
+      DECODER_KILLED,
+    );
+  }
   if (r.timedOut) {
     throw new DecodeError(
       'DECODE_TIMEOUT',
@@ -404,11 +423,13 @@ const runningDecoders = new Set<ChildProcess>();
 /**
  * Kills every running ffmpeg child (SIGKILL): for a process that is shutting down (local
  * mode's Ctrl-C). Each killed decode then fails, and its caller's `finally` removes its
- * temp files. Returns how many were running.
+ * temp files. Returns how many it killed.
  */
 export function killDecoders(): number {
-  const n = runningDecoders.size;
-  for (const child of runningDecoders) child.kill('SIGKILL');
+  let n = 0;
+  // A child that has exited but whose pipes are still draining is no longer running: not counted.
+  for (const child of runningDecoders)
+    if (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')) n++;
   return n;
 }
 
@@ -432,8 +453,11 @@ function spawnFfmpeg(
     let length = 0;
     let stderr = '';
     let timedOut = false;
+    /** This code killed it (timeout, output limit): its own reasons, not an outside kill. */
+    let killedHere = false;
     const timer = setTimeout(() => {
       timedOut = true;
+      killedHere = true;
       child.kill('SIGKILL');
     }, timeoutMs);
     child.stdout.on('data', (c: Buffer) => {
@@ -442,6 +466,7 @@ function spawnFfmpeg(
         chunks.push(c);
         length += c.length;
       } else {
+        killedHere = true;
         child.kill('SIGKILL');
       }
     });
@@ -463,7 +488,14 @@ function spawnFfmpeg(
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       runningDecoders.delete(child);
-      resolve({ code, signal, stdout: Buffer.concat(chunks, length), stderr, timedOut });
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(chunks, length),
+        stderr,
+        timedOut,
+        ...(signal && !killedHere ? { killedBy: signal } : {}),
+      });
     });
   });
 }

@@ -17,7 +17,7 @@ import { ENV, EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contra
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
 import { cachedPseudonymSalt } from '../../../core/dicom/salt-object';
-import { ConfigError } from '../../../core/errors';
+import { ConfigError, TRANSIENT_ERROR_NAME } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
 import { transientReason } from '../../../core/transient';
 import { loadManifest } from '../../../core/manifest';
@@ -224,6 +224,9 @@ const PROBLEM_CODES: Record<string, string> = {
   NoSuchKey: 'CLIP_NOT_FOUND',
   NoSuchVersion: 'CLIP_NOT_FOUND',
   AccessDenied: 'ACCESS_DENIED',
+  // The last attempt's document is what RecordFailure reads once the retries ran out (a decoder
+  // killed every time, an S3 outage): the same code a Lambda step's exhausted retries get.
+  [TRANSIENT_ERROR_NAME]: 'RETRIES_EXHAUSTED',
 };
 
 /** What went wrong, as the ProblemDetail RecordFailure shows the user. Messages are redacted like the logs. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { ConfigError } from '../../../core/errors';
+import { ConfigError, TransientError } from '../../../core/errors';
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { extractErrorKey } from '../../../core/keys';
 import { FeaturesDocument, ProblemDetail } from '../../../core/schemas';
@@ -183,6 +183,7 @@ describe('extractor job: configuration and error logs', () => {
       'CLIP_NOT_FOUND',
     ],
     [new TypeError('x is undefined'), 'EXTRACT_FAILED'],
+    [new TransientError('The decoder (ffmpeg) was killed by SIGKILL.', 'DecoderKilled'), 'RETRIES_EXHAUSTED'],
   ])('maps %s to problem code %s', (err, code) => {
     // Prepare / Act
     const problem = problemFor(err);

@@ -170,6 +170,9 @@ describe('problemFromError / parseCause', () => {
     ['ModelError', 'MODEL_ERROR'],
     ['States.TaskFailed', 'TASK_FAILED'],
     ['States.Timeout', 'TIMEOUT'],
+    ['Sandbox.Timedout', 'TIMEOUT'],
+    ['AccessDenied', 'ACCESS_DENIED'],
+    ['AccessDeniedException', 'ACCESS_DENIED'],
     ['Something.Else', 'INTERNAL_ERROR'],
   ])('maps %s to %s', (error, code) => {
     expect(problemFromError({ Error: error, Cause: 'x' }).code).toBe(code);
