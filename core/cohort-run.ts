@@ -68,6 +68,14 @@ export const PlannedScan = z.object({
   featuresKey: z.string().min(1),
   /** `scored`: features existed; `analysed`: extracted in this batch's job. */
   action: z.enum(['scored', 'analysed']),
+  /** The scan's study (its upload key's), for the usage record. */
+  studyId: SegmentId,
+  /**
+   * This batch holds the scan's RUNNING claim (the plan claimed it, as Validate does), so the
+   * score step records it COMPLETED with a usage record, or FAILED. False for a scan already
+   * COMPLETED (re-scored only, never billed again) or held by another execution.
+   */
+  claimed: z.boolean().default(false),
 });
 export type PlannedScan = z.infer<typeof PlannedScan>;
 
@@ -150,6 +158,19 @@ export function featuresLocation(
   }
   return { featuresBucket: artifactsBucket, featuresKey: featuresKey(site, extractor, scanId) };
 }
+
+/**
+ * How long a cohort batch's claim holds: the cohort state machine's timeout
+ * (lib/constructs/cohort-workflow.ts), after which no batch of the run can still be running,
+ * so a scan left RUNNING by a batch that died may be claimed again.
+ */
+export const COHORT_LEASE_SECONDS = 24 * 3600;
+
+/**
+ * The lease holder of a cohort batch's claims: the run's folder and the batch id, stable for
+ * the same items in the same run, so a retried plan recognises its own claims. No object key.
+ */
+export const cohortLeaseHolder = (runPrefix: string, batchId: string): string => `${runPrefix}batches/${batchId}`;
 
 /** A stable id for a batch: the same items make the same id, so a retried plan rewrites the same files. */
 export function batchIdOf(keys: readonly string[], hash: (s: string) => string): string {

@@ -3,13 +3,17 @@
  * (the scan id from the clip's bytes, as Validate computes it; core/cohort-run.ts says why) and
  * splits the batch into scans that already have features for the current extractor (scored
  * only, no GPU) and the rest, which it writes as the item list of one batch-mode extractor job
- * (gpu-tasks/feature-extractor/src/batch.ts). Nothing here claims a scan or starts a job.
+ * (gpu-tasks/feature-extractor/src/batch.ts). Each scan not yet COMPLETED is claimed here, a
+ * RUNNING scan item with Validate's fields (core/results-store.ts claimScan), so the score step
+ * records it COMPLETED and billed, or FAILED, as the per-upload workflow would. No job starts here.
  */
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import {
   batchIdOf,
   batchItemsKey,
+  COHORT_LEASE_SECONDS,
+  cohortLeaseHolder,
   featuresLocation,
   hasCurrentFeatures,
   PlanBatchInput,
@@ -19,7 +23,8 @@ import {
   type PlannedScan,
 } from '../../core/cohort-run';
 import { isSidecarKey } from '../../core/keys';
-import { getScan } from '../../core/results-store';
+import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
+import { claimScan, getScan, type ScanClaim } from '../../core/results-store';
 import { hashStream, scanIdFromContent, sha256Hex } from '../../core/scan-id';
 import type { Manifest, ModelRef } from '../../core/schemas';
 import { parsePayload } from '../../core/zod-parse';
@@ -34,6 +39,13 @@ export interface PlanDeps {
   readonly artifactsBucket: string;
   /** The manifest now (the artifacts bucket's): its extractor is the current one. */
   readonly manifest: () => Promise<Manifest>;
+  readonly now?: () => Date;
+}
+
+/** The batch's claim context: who holds the claims, since when, until when. */
+interface ClaimContext {
+  readonly holder: string;
+  readonly now: Date;
 }
 
 /** One extractor item (ExtractItem of batch.ts). */
@@ -73,15 +85,39 @@ async function objectExists(s3: S3Client, bucket: string, key: string): Promise<
 
 type Resolved = { scan: PlannedScan; extract?: ExtractItemOut } | { failure: PlanFailure };
 
-async function resolveItem(key: string, site: string, extractor: ModelRef, deps: PlanDeps): Promise<Resolved> {
+/**
+ * Claims a scan for this batch, with the fields Validate writes (no sidecar: the cohort does not
+ * read one). Claimed when new, FAILED or under a lapsed lease, and when this batch already holds
+ * it (a retried plan); not when it is COMPLETED or another execution's claim still holds.
+ */
+async function claimForBatch(claim: ScanClaim, ctx: ClaimContext, deps: PlanDeps): Promise<boolean> {
+  const out = await claimScan(deps.doc, deps.table, claim, ctx.now.toISOString());
+  if (out.claimed) return true;
+  return out.existingStatus === 'RUNNING' && out.item.lease?.executionId === ctx.holder;
+}
+
+async function resolveItem(
+  key: string,
+  site: string,
+  extractor: ModelRef,
+  ctx: ClaimContext,
+  deps: PlanDeps,
+): Promise<Resolved> {
   const upload = siteUpload(key, site);
   if (!upload.ok) return { failure: { item: key, scanId: null, code: upload.code, message: upload.message } };
   let sha: string;
+  let size = 0;
+  let head: Uint8Array = new Uint8Array(0);
   let versionId: string;
   try {
     const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.uploadsBucket, Key: key }));
     versionId = out.VersionId ?? '';
-    sha = out.Body ? (await hashStream(out.Body as AsyncIterable<Uint8Array>, 0)).sha256 : sha256Hex('');
+    if (out.Body) {
+      const hashed = await hashStream(out.Body as AsyncIterable<Uint8Array>, SNIFF_BYTES);
+      ({ sha256: sha, size, head } = hashed);
+    } else {
+      sha = sha256Hex('');
+    }
   } catch (err) {
     if (!isMissing(err)) throw err;
     return {
@@ -99,7 +135,43 @@ async function resolveItem(key: string, site: string, extractor: ModelRef, deps:
   const has =
     hasCurrentFeatures(scanItem, extractor, false) ||
     hasCurrentFeatures(undefined, extractor, await objectExists(deps.s3, where.featuresBucket, where.featuresKey));
-  const scan: PlannedScan = { item: key, scanId, siteId: site, ...where, action: has ? 'scored' : 'analysed' };
+  // A COMPLETED scan keeps its item and is not billed again (re-scoring moves its summary's
+  // versions, setCurrentExpertVersion); any other is claimed, whether extracted now or earlier.
+  let claimed = false;
+  if (scanItem?.status !== 'COMPLETED') {
+    const sniffed = size > 0 ? sniffContainer(head) : undefined;
+    claimed = await claimForBatch(
+      {
+        scanId,
+        siteId: site,
+        studyId: upload.studyId,
+        bucket: deps.uploadsBucket,
+        key,
+        versionId,
+        sha256: sha,
+        size,
+        container: sniffed !== undefined && !isUnsupported(sniffed) ? sniffed : undefined,
+        extractor,
+        ...where,
+        receivedAt: ctx.now.toISOString(),
+        lease: {
+          executionId: ctx.holder,
+          expiresAt: new Date(ctx.now.getTime() + COHORT_LEASE_SECONDS * 1000).toISOString(),
+        },
+      },
+      ctx,
+      deps,
+    );
+  }
+  const scan: PlannedScan = {
+    item: key,
+    scanId,
+    siteId: site,
+    studyId: upload.studyId,
+    ...where,
+    action: has ? 'scored' : 'analysed',
+    claimed,
+  };
   if (has) return { scan };
   return {
     scan,
@@ -124,8 +196,9 @@ export async function planBatch(input: unknown, deps: PlanDeps): Promise<BatchPl
   // markers: neither is a clip, as the upload trigger ignores them too.
   const keys = Items.map((i) => i.key).filter((k) => !isSidecarKey(k) && !k.endsWith('/'));
   const batchId = batchIdOf(keys, sha256Hex);
+  const ctx: ClaimContext = { holder: cohortLeaseHolder(runPrefix, batchId), now: deps.now?.() ?? new Date() };
   const resolved: Resolved[] = [];
-  for (const key of keys) resolved.push(await resolveItem(key, site, ref, deps));
+  for (const key of keys) resolved.push(await resolveItem(key, site, ref, ctx, deps));
 
   const scans = resolved.flatMap((r) => ('scan' in r ? [r.scan] : []));
   const failures = resolved.flatMap((r) => ('failure' in r ? [r.failure] : []));

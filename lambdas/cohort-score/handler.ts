@@ -5,9 +5,10 @@
  */
 import { ENV, FUNCTIONS } from '../../core/contract';
 import { BucketModels, readBucketManifest } from '../../core/bucket-models';
-import { requireEnv } from '../../core/env';
+import { jsonEnv, requireEnv } from '../../core/env';
 import { ModelError } from '../../core/errors';
 import type { LoadedManifest } from '../../core/manifest';
+import { ScanRates } from '../../core/pricing';
 import { sonomarkHandler } from '../shared/middleware';
 import { documentClient, powertools, s3Client } from '../shared/runtime';
 import { scoreBatch, type ScoreBatchDeps } from './score';
@@ -33,6 +34,7 @@ const deps: ScoreBatchDeps = {
   table: requireEnv(ENV.resultsTable),
   artifactsBucket,
   models,
+  rates: jsonEnv(ENV.scanRates, ScanRates),
 };
 
 export const handler = sonomarkHandler(

@@ -32,7 +32,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { COHORT_STATE, EXTRACT_ENV } from '../../core/contract';
-import { COHORT_MANIFESTS_PREFIX, COHORTS_PREFIX } from '../../core/cohort-run';
+import { COHORT_LEASE_SECONDS, COHORT_MANIFESTS_PREFIX, COHORTS_PREFIX } from '../../core/cohort-run';
 import { UPLOADS_PREFIX } from '../../core/keys';
 import { BATCH_TRANSIENT_ERRORS, LAMBDA_TRANSIENT_ERRORS, TRANSIENT_RETRY } from './workflow';
 
@@ -110,7 +110,9 @@ export class CohortWorkflow extends Construct {
         .addRetry(lambdaRetry);
       const score = new tasks.LambdaInvoke(this, name(COHORT_STATE.score), {
         lambdaFunction: props.scoreFunction,
-        payload: sfn.TaskInput.fromObject({ plan: sfn.JsonPath.objectAt('$.plan') }),
+        // The whole batch state: `extract` (the job's timing, for the usage records) is there
+        // only when the job succeeded, and a path to an absent field would fail the state.
+        payload: sfn.TaskInput.fromJsonPathAt('$'),
         payloadResponseOnly: true,
         retryOnServiceExceptions: false,
       })
@@ -128,7 +130,12 @@ export class CohortWorkflow extends Construct {
           },
         },
         taskTimeout: sfn.Timeout.duration(props.extractTimeout),
-        resultSelector: { jobId: sfn.JsonPath.stringAt('$.JobId') },
+        // The job's run time, divided over its clips in their usage records (as Finalize bills one scan's job).
+        resultSelector: {
+          jobId: sfn.JsonPath.stringAt('$.JobId'),
+          startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
+          stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
+        },
         resultPath: '$.extract',
       })
         .addRetry(TRANSIENT_RETRY)
@@ -259,8 +266,9 @@ export class CohortWorkflow extends Construct {
       tracingEnabled: true,
       // Batch inputs and plans hold object keys, and a key can name a patient: no execution data in the log.
       logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
-      // A cohort of thousands of clips in batches of GPU jobs: bounded anyway.
-      timeout: Duration.hours(24),
+      // A cohort of thousands of clips in batches of GPU jobs: bounded anyway. A batch's claims
+      // on its scans hold as long (COHORT_LEASE_SECONDS).
+      timeout: Duration.seconds(COHORT_LEASE_SECONDS),
     });
 
     this.grantReads(props);

@@ -73,10 +73,14 @@ export class CohortStack extends Stack {
     });
     grantReadObjects(this.planFunction.function, props.artifactsBucket, MODELS.bucketManifestKey, key);
     grantWriteObjects(this.planFunction.function, props.artifactsBucket, COHORTS_PREFIX, key);
-    // Read-only on the results table: the plan claims nothing.
+    // The plan reads scan items and claims the ones it sends on (claimScan: a conditional PutItem,
+    // as Validate's); it updates and deletes nothing.
     this.planFunction.function.addEnvironment(ENV.resultsTable, props.resultsTable.tableName);
     this.planFunction.role.addToPolicy(
-      new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [props.resultsTable.tableArn] }),
+      new iam.PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        resources: [props.resultsTable.tableArn],
+      }),
     );
 
     // Score: the experts of the bucket's manifest on each scan's stored features (ONNX on CPU).
@@ -96,6 +100,9 @@ export class CohortStack extends Stack {
     });
     grantWriteObjects(this.scoreFunction.function, props.artifactsBucket, COHORTS_PREFIX, key);
     this.scoreFunction.bindResultsTable(props.resultsTable, key);
+    // The usage records of the scans a batch completes: the pipeline's Finalize rates, so a
+    // cohort scan is estimated (and billed) exactly like an uploaded one.
+    this.scoreFunction.function.addEnvironment(ENV.scanRates, pipeline.scanRatesJson);
 
     // Report: lists and reads the run's batch outcomes, writes cohort.csv and summary.json.
     this.reportFunction = new SonomarkFunction(this, FUNCTIONS.cohortReport.id, {

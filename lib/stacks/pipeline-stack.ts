@@ -44,6 +44,8 @@ export interface PipelineStackProps extends StackProps {
 export class PipelineStack extends Stack {
   readonly validateFunction: SonomarkFunction;
   readonly finalizeFunction: SonomarkFunction;
+  /** The usage records' rates (config `prices`, compute mode, each expert's memory) as JSON: env SCAN_RATES of every step that completes a scan. */
+  readonly scanRatesJson: string;
   readonly recordFailureFunction: SonomarkFunction;
   readonly loadExpertsFunction: SonomarkFunction;
   readonly expertFunctions: ExpertFunction[];
@@ -151,15 +153,13 @@ export class PipelineStack extends Stack {
     // The usage record's cost estimate: this deployment's list-price rates (config
     // `prices`, compute mode, each expert's memory), resolved here, checked by the
     // Finalize handler's schema when it starts.
-    this.finalizeFunction.function.addEnvironment(
-      ENV.scanRates,
-      JSON.stringify(
-        scanRates(
-          config,
-          this.expertFunctions.map((e) => ({ name: e.expert.name, memoryMb: e.sizing.memoryMb })),
-        ),
+    this.scanRatesJson = JSON.stringify(
+      scanRates(
+        config,
+        this.expertFunctions.map((e) => ({ name: e.expert.name, memoryMb: e.sizing.memoryMb })),
       ),
     );
+    this.finalizeFunction.function.addEnvironment(ENV.scanRates, this.scanRatesJson);
 
     this.extractor = new GpuJob(this, 'Extractor', {
       vpc: network.vpc,

@@ -110,6 +110,13 @@ beforeAll(async () => {
     table: TABLE,
     artifactsBucket: ARTIFACTS,
     models: async () => loaded,
+    rates: {
+      basis: 'test prices',
+      extractor: { usdPerSecond: 0.001, minimumSeconds: 0 },
+      lambda: { usdPerGbSecond: 0.00001, usdPerRequest: 0.0000002 },
+      expertMemoryMb: Object.fromEntries(loaded.manifest.experts.map((e) => [e.name, 1024])),
+      usdPerStateTransition: 0.000025,
+    },
   };
 }, 60_000);
 afterAll(async () => services?.close());
