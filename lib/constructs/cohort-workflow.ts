@@ -110,9 +110,9 @@ export class CohortWorkflow extends Construct {
         .addRetry(lambdaRetry);
       const score = new tasks.LambdaInvoke(this, name(COHORT_STATE.score), {
         lambdaFunction: props.scoreFunction,
-        // The whole batch state: `extract` (the job's timing, for the usage records) is there
-        // only when the job succeeded, and a path to an absent field would fail the state.
-        payload: sfn.TaskInput.fromJsonPathAt('$'),
+        // No payload: the function gets the whole batch state. `extract` (the job's timing, for
+        // the usage records) is there only when the job succeeded, and a path to an absent
+        // field would fail the state.
         payloadResponseOnly: true,
         retryOnServiceExceptions: false,
       })

@@ -171,11 +171,11 @@ describe('cohort permissions', () => {
     );
   });
 
-  it('gives the plan read-only access to scan items (it claims nothing)', () => {
+  it('lets the plan read and claim scan items (a conditional PutItem, as Validate), never update or delete them', () => {
     // Prepare
     const plan = ofRole(/CohortPlanRole/).filter((s) => flat(s.Action).includes('dynamodb:'));
     // Assess
-    expect(plan).toEqual([expect.objectContaining({ Action: 'dynamodb:GetItem' })]);
+    expect(plan).toEqual([expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:PutItem'] })]);
   });
 
   it('lets the extractor read batch item lists under cohorts/', () => {
@@ -293,5 +293,27 @@ describe('re-scoring a cohort needs no GPU', () => {
       { Name: 'ITEMS_BUCKET', 'Value.$': '$.plan.itemsBucket' },
       { Name: 'ITEMS_KEY', 'Value.$': '$.plan.itemsKey' },
     ]);
+  });
+
+  it('hands ScoreBatch the job’s timing and the pipeline’s rates, so cohort scans are billed like uploads', () => {
+    // Prepare
+    const states = (definition.States[COHORT_STATE.mapCsv] as State).ItemProcessor.States as Record<string, State>;
+    const job = Object.values(states).find(submitsJob) as State;
+    const score = states[`Csv${COHORT_STATE.score}`] as State;
+    const pipeline = Template.fromStack(built.pipeline).toJSON() as { Resources: Record<string, State> };
+    const envOf = (t: { Resources: Record<string, State> }, id: RegExp) =>
+      Object.entries(t.Resources).find(([k, r]) => id.test(k) && r.Type === 'AWS::Lambda::Function')?.[1]?.Properties
+        .Environment.Variables as Record<string, unknown>;
+    // Assess: the measured seconds reach the score step, whose state holds them when the job ran
+    expect(job.ResultSelector).toEqual({
+      'jobId.$': '$.JobId',
+      'startedAt.$': '$.StartedAt',
+      'stoppedAt.$': '$.StoppedAt',
+    });
+    expect(job.ResultPath).toBe('$.extract');
+    expect(score.Parameters).toBeUndefined(); // the whole state, `extract` included when present
+    const rates = envOf(template.toJSON() as { Resources: Record<string, State> }, /^CohortScore/)?.SCAN_RATES;
+    expect(rates).toBeDefined();
+    expect(rates).toEqual(envOf(pipeline, /^Finalize/)?.SCAN_RATES);
   });
 });

@@ -272,7 +272,7 @@ const EXPECTED: Record<string, RoleMatrix> = {
 
 /**
  * The cohort stack's functions (its state machine's role is checked in cohort.test.ts). The
- * plan hashes clips and only reads scan items; the models/manifest.json and cohorts/ listing
+ * plan hashes clips, reads scan items and claims them (PutItem); the models/manifest.json and cohorts/ listing
  * grants are narrower than the prefixes probed here, so they show in `actions` only.
  */
 const WRITE_COHORTS = 'artifacts/cohorts/*: s3:PutObject,s3:AbortMultipartUpload';
@@ -283,9 +283,17 @@ const EXPECTED_COHORT: Record<string, RoleMatrix> = {
       `uploads/uploads/*: ${READ}`,
       `artifacts/features/*: ${READ}`,
       WRITE_COHORTS,
-      `${TABLE}: dynamodb:GetItem`,
+      // It claims the scans it sends on (claimScan), as Validate does.
+      `${TABLE}: dynamodb:GetItem,dynamodb:PutItem`,
     ],
-    actions: [...LAMBDA_BASE, 'dynamodb:GetItem', 'kms:Decrypt', 'kms:GenerateDataKey', ...S3_RW].sort(),
+    actions: [
+      ...LAMBDA_BASE,
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'kms:Decrypt',
+      'kms:GenerateDataKey',
+      ...S3_RW,
+    ].sort(),
     notes: [],
   },
   'SonomarkCohort/CohortScore/Role': {
