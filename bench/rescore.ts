@@ -20,22 +20,11 @@ import { FeaturesDocument } from '../core/schemas';
 import { createExtractorSession, extractFeatures } from '../gpu-tasks/feature-extractor/src';
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from '../local/names';
 import { rescoreStoredScans } from '../local/rescore';
-import { ensureBucket, ensureTable, startLocalServices } from '../local/services';
+import { ensureBucket, ensureResultsTable, startLocalServices } from '../local/services';
 import { rate, summarize, timeRuns } from './stats';
 
 /** The site the bench's stored scans belong to (every scan lives in its site's partition). */
 const BENCH_SITE = 'bench';
-
-const TABLE_PROPERTIES = {
-  KeySchema: [
-    { AttributeName: 'pk', KeyType: 'HASH' },
-    { AttributeName: 'sk', KeyType: 'RANGE' },
-  ],
-  AttributeDefinitions: [
-    { AttributeName: 'pk', AttributeType: 'S' },
-    { AttributeName: 'sk', AttributeType: 'S' },
-  ],
-};
 
 /** The manifest with every expert's version's patch raised by `bump` (same files): a "new" version to move to. */
 function bumped(loaded: LoadedManifest, bump: number): LoadedManifest {
@@ -57,7 +46,7 @@ export async function rescoreStoredBench(loaded: LoadedManifest, docs: readonly 
   const services = await startLocalServices(tmp);
   try {
     await ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET);
-    await ensureTable(services.dynamo, LOCAL_TABLE, TABLE_PROPERTIES);
+    await ensureResultsTable(services.dynamo, LOCAL_TABLE);
     const x = loaded.manifest.extractor;
     for (let i = 0; i < scans; i++) {
       const scanId = i.toString(16).padStart(32, '0');

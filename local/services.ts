@@ -186,3 +186,15 @@ export async function ensureTable(
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * The results table exactly as the synthesized template defines it (its keys and the
+ * bySite index, from the cached workflow definition, definition.ts), created in a local
+ * DynamoDB: tests and benchmarks that use the results store directly get the deployed
+ * schema instead of writing their own copy of it.
+ */
+export async function ensureResultsTable(dynamo: DynamoDBClient, name: string): Promise<void> {
+  const { loadWorkflowDefinition } = await import('./definition');
+  const { workflow } = await loadWorkflowDefinition();
+  await ensureTable(dynamo, name, workflow.tableProperties);
+}

@@ -2,7 +2,8 @@
  * Claims, leases and abandoned scans (core/results-store.ts) against a real DynamoDB API
  * (dynalite): the conditional writes are what make them safe, so they are run, not mocked.
  */
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ensureResultsTable } from '../../../local/services';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -39,20 +40,8 @@ beforeAll(async () => {
     region: 'local-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
   });
-  await client.send(
-    new CreateTableCommand({
-      TableName: TABLE,
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+  await ensureResultsTable(client, TABLE);
+
   doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
 });
 afterAll(async () => {

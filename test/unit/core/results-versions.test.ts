@@ -15,7 +15,7 @@ import {
   putExpertResult,
 } from '../../../core/results-store';
 import type { ExpertResult } from '../../../core/schemas';
-import { ensureTable, startLocalServices, type LocalServices } from '../../../local/services';
+import { ensureResultsTable, startLocalServices, type LocalServices } from '../../../local/services';
 import { tempDir } from '../../helpers/temp';
 import { EXTRACTOR_REF, scanRef } from '../helpers/fakes';
 
@@ -27,16 +27,7 @@ let services: LocalServices;
 
 beforeAll(async () => {
   services = await startLocalServices(tempDir());
-  await ensureTable(services.dynamo, TABLE, {
-    KeySchema: [
-      { AttributeName: 'pk', KeyType: 'HASH' },
-      { AttributeName: 'sk', KeyType: 'RANGE' },
-    ],
-    AttributeDefinitions: [
-      { AttributeName: 'pk', AttributeType: 'S' },
-      { AttributeName: 'sk', AttributeType: 'S' },
-    ],
-  });
+  await ensureResultsTable(services.dynamo, TABLE);
 }, 30_000);
 afterAll(async () => services?.close());
 

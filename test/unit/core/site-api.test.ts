@@ -4,7 +4,7 @@
  * writes only its own uploads, results and usage, whatever ids, paths or bodies it sends.
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { scanPk, TABLE_KEYS } from '../../../core/keys';
+import { scanPk } from '../../../core/keys';
 import type { ScanRates } from '../../../core/pricing';
 import { claimScan, completeScan, failScan, putExpertResult, type ScanClaim } from '../../../core/results-store';
 import { scanIdFromContent } from '../../../core/scan-id';
@@ -18,7 +18,7 @@ import {
 } from '../../../core/site-api';
 import { ACCEPTED_FORMAT_ROWS } from '../../../core/formats';
 import { UPLOAD_CONTENT_TYPES } from '../../../core/upload-policy';
-import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from '../../../local/services';
+import { ensureBucket, ensureResultsTable, startLocalServices, type LocalServices } from '../../../local/services';
 import { tempDir } from '../../helpers/temp';
 import { EXTRACTOR_REF } from '../helpers/fakes';
 
@@ -35,30 +35,6 @@ const SITES = {
   'site-a': { displayName: 'Hospital A', rates: RATES },
   'site-b': { displayName: 'Clinic B', rates: RATES },
 };
-/** The table's keys and index as the storage stack declares them. */
-const TABLE_PROPERTIES = {
-  KeySchema: [
-    { AttributeName: TABLE_KEYS.partitionKey, KeyType: 'HASH' },
-    { AttributeName: TABLE_KEYS.sortKey, KeyType: 'RANGE' },
-  ],
-  AttributeDefinitions: [
-    TABLE_KEYS.partitionKey,
-    TABLE_KEYS.sortKey,
-    TABLE_KEYS.siteIndexPartitionKey,
-    TABLE_KEYS.siteIndexSortKey,
-  ].map((AttributeName) => ({ AttributeName, AttributeType: 'S' })),
-  GlobalSecondaryIndexes: [
-    {
-      IndexName: TABLE_KEYS.siteIndex,
-      KeySchema: [
-        { AttributeName: TABLE_KEYS.siteIndexPartitionKey, KeyType: 'HASH' },
-        { AttributeName: TABLE_KEYS.siteIndexSortKey, KeyType: 'RANGE' },
-      ],
-      Projection: { ProjectionType: 'ALL' },
-    },
-  ],
-};
-
 let services: LocalServices;
 let deps: SiteApiDeps;
 
@@ -140,7 +116,8 @@ let bFebruary: string;
 
 beforeAll(async () => {
   services = await startLocalServices(tempDir());
-  await ensureTable(services.dynamo, TABLE, TABLE_PROPERTIES);
+  // The deployed schema (keys and the bySite index) from the synthesized template.
+  await ensureResultsTable(services.dynamo, TABLE);
   await ensureBucket(services.s3, BUCKET);
   deps = {
     s3: services.s3,

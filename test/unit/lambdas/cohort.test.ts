@@ -19,7 +19,7 @@ import { ExtractItems } from '../../../gpu-tasks/feature-extractor/src/batch';
 import { planBatch, type PlanDeps } from '../../../lambdas/cohort-plan/plan';
 import { writeCohortReport } from '../../../lambdas/cohort-report/report';
 import { scoreBatch, type ScoreBatchDeps } from '../../../lambdas/cohort-score/score';
-import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from '../../../local/services';
+import { ensureBucket, ensureResultsTable, startLocalServices, type LocalServices } from '../../../local/services';
 import { tempDir } from '../../helpers/temp';
 import { featuresDocument } from '../helpers/fakes';
 
@@ -57,16 +57,7 @@ beforeAll(async () => {
   services = await startLocalServices(tempDir());
   await ensureBucket(services.s3, UPLOADS);
   await ensureBucket(services.s3, ARTIFACTS);
-  await ensureTable(services.dynamo, TABLE, {
-    KeySchema: [
-      { AttributeName: 'pk', KeyType: 'HASH' },
-      { AttributeName: 'sk', KeyType: 'RANGE' },
-    ],
-    AttributeDefinitions: [
-      { AttributeName: 'pk', AttributeType: 'S' },
-      { AttributeName: 'sk', AttributeType: 'S' },
-    ],
-  });
+  await ensureResultsTable(services.dynamo, TABLE);
   await uploadModelsToBucket(services.s3, ARTIFACTS, loaded);
   for (const c of Object.values(clips)) await put(UPLOADS, c.key, c.bytes);
   // `stored`: an earlier cohort batch extracted it (features at the deterministic key, no scan item).

@@ -13,7 +13,7 @@ import { featuresKey } from '../../../core/keys';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { listExpertResults } from '../../../core/results-store';
 import { scoreExpert } from '../../../lambdas/expert/score';
-import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from '../../../local/services';
+import { ensureBucket, ensureResultsTable, startLocalServices, type LocalServices } from '../../../local/services';
 import { tempDir } from '../../helpers/temp';
 import { featuresDocument, scanRef } from '../helpers/fakes';
 
@@ -30,16 +30,7 @@ const put = (key: string, body: string | Buffer) =>
 beforeAll(async () => {
   services = await startLocalServices(tempDir());
   await ensureBucket(services.s3, BUCKET);
-  await ensureTable(services.dynamo, TABLE, {
-    KeySchema: [
-      { AttributeName: 'pk', KeyType: 'HASH' },
-      { AttributeName: 'sk', KeyType: 'RANGE' },
-    ],
-    AttributeDefinitions: [
-      { AttributeName: 'pk', AttributeType: 'S' },
-      { AttributeName: 'sk', AttributeType: 'S' },
-    ],
-  });
+  await ensureResultsTable(services.dynamo, TABLE);
 }, 30_000);
 afterAll(async () => services?.close());
 
