@@ -101,7 +101,8 @@ export class CohortWorkflow extends Construct {
       const name = (s: string) => cohortStateName(label, s);
       const plan = new tasks.LambdaInvoke(this, name(COHORT_STATE.plan), {
         lambdaFunction: props.planFunction,
-        payload: sfn.TaskInput.fromJsonPathAt('$'),
+        // No payload: the function gets the whole batch state (a `payload` of `$` with
+        // payloadResponseOnly would render as `"Parameters": "$"`, which is not an object).
         payloadResponseOnly: true,
         retryOnServiceExceptions: false,
         resultPath: '$.plan',
