@@ -26,17 +26,9 @@ import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
 import { LambdaTimeoutFault, NoSpotCapacityFault, type LocalFaults } from './faults';
 import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
+import type { LambdaRole } from './names';
 
-/**
- * The pipeline's functions (FUNCTIONS in core/contract.ts, less the starter, the API and the
- * invoice job, which are no workflow task). ExecutionEnded is no task either: the local runner
- * calls it when an execution ends badly.
- */
-/** The pipeline's functions (the cohort stack's run only in the cloud: CohortStack, lib/constructs/cohort-workflow.ts). */
-export type LambdaRole = keyof Omit<
-  typeof FUNCTIONS,
-  'startExecution' | 'api' | 'invoices' | 'cohortPlan' | 'cohortScore' | 'cohortReport'
->;
+export type { LambdaRole } from './names';
 
 export interface LocalHandlers {
   /** functionId: the logical id of the function invoked (its role's IAM policy applies, iam-guard.ts). */

@@ -19,7 +19,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import { STATE } from '../core/contract';
 import { TransientError } from '../core/errors';
-import type { LambdaRole } from './bindings';
+import type { LambdaRole } from './names';
 
 export interface SdkFault {
   readonly service: 's3' | 'dynamodb';

@@ -5,13 +5,12 @@
  * what one job's environment holds (EXTRACT_ENV). Every item runs through runExtractJob, so a
  * failed item leaves its own error document beside its features key and the others go on.
  */
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { EXTRACT_ENV } from '../../../core/contract';
 import { ConfigError } from '../../../core/errors';
 import { ScanId } from '../../../core/schemas';
 import { parsePayload } from '../../../core/zod-parse';
-import { runExtractJob, type ExtractJobDeps } from './main';
 
 export const ExtractItem = z
   .object({
@@ -41,7 +40,7 @@ export function isBatchJob(env: Record<string, string | undefined>): boolean {
 /** Reads the item list the environment names. */
 export async function readExtractItems(
   env: Record<string, string | undefined>,
-  deps: Pick<ExtractJobDeps, 's3'>,
+  deps: { readonly s3: S3Client },
 ): Promise<ExtractItem[]> {
   const bucket = env[EXTRACT_ENV.itemsBucket];
   const key = env[EXTRACT_ENV.itemsKey];
@@ -56,33 +55,4 @@ export async function readExtractItems(
     throw new ConfigError(`The item list at ${EXTRACT_ENV.itemsKey} is not JSON (expected an array of items).`);
   }
   return parsePayload(ExtractItems, json, 'extractor item list');
-}
-
-/** Extracts every item, one after another on the process's one model session. */
-export async function runExtractItems(
-  env: Record<string, string | undefined>,
-  deps: ExtractJobDeps,
-): Promise<ExtractItemsResult> {
-  const items = await readExtractItems(env, deps);
-  const succeeded: string[] = [];
-  const failed: string[] = [];
-  for (const item of items) {
-    const itemEnv = {
-      ...env,
-      [EXTRACT_ENV.scanId]: item.scanId,
-      [EXTRACT_ENV.inputBucket]: item.inputBucket,
-      [EXTRACT_ENV.inputKey]: item.inputKey,
-      [EXTRACT_ENV.inputVersionId]: item.inputVersionId,
-      [EXTRACT_ENV.featuresBucket]: item.featuresBucket,
-      [EXTRACT_ENV.featuresKey]: item.featuresKey,
-    };
-    try {
-      await runExtractJob(itemEnv, deps);
-      succeeded.push(item.scanId);
-    } catch {
-      // runExtractJob wrote this item's error document; the batch goes on.
-      failed.push(item.scanId);
-    }
-  }
-  return { succeeded, failed };
 }

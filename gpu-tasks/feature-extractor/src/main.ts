@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ENV, EXTRACT_ENV, EXTRACTOR_EXIT_TRANSIENT } from '../../../core/contract';
+import { readExtractItems, type ExtractItemsResult } from './batch';
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
 import { cachedPseudonymSalt } from '../../../core/dicom/salt-object';
@@ -284,6 +285,38 @@ export function exitCodeFor(err: unknown): number {
   return transientReason(err) !== undefined ? EXTRACTOR_EXIT_TRANSIENT : 1;
 }
 
+/**
+ * Batch mode (a cohort batch, batch.ts reads the item list): extracts every item, one after
+ * another on the process's one model session.
+ */
+export async function runExtractItems(
+  env: Record<string, string | undefined>,
+  deps: ExtractJobDeps,
+): Promise<ExtractItemsResult> {
+  const items = await readExtractItems(env, deps);
+  const succeeded: string[] = [];
+  const failed: string[] = [];
+  for (const item of items) {
+    const itemEnv = {
+      ...env,
+      [EXTRACT_ENV.scanId]: item.scanId,
+      [EXTRACT_ENV.inputBucket]: item.inputBucket,
+      [EXTRACT_ENV.inputKey]: item.inputKey,
+      [EXTRACT_ENV.inputVersionId]: item.inputVersionId,
+      [EXTRACT_ENV.featuresBucket]: item.featuresBucket,
+      [EXTRACT_ENV.featuresKey]: item.featuresKey,
+    };
+    try {
+      await runExtractJob(itemEnv, deps);
+      succeeded.push(item.scanId);
+    } catch {
+      // runExtractJob wrote this item's error document; the batch goes on.
+      failed.push(item.scanId);
+    }
+  }
+  return { succeeded, failed };
+}
+
 async function main(): Promise<number> {
   const env = process.env;
   let config: ExtractJobConfig | undefined;
@@ -294,7 +327,6 @@ async function main(): Promise<number> {
     const modelsDir = requireEnv(ENV.modelsDir, env);
     if (env[EXTRACT_ENV.itemsKey]) {
       // A cohort batch: every item on one model load; each failed item has its error document.
-      const { runExtractItems } = await import('./batch');
       s3 = new S3Client({ region });
       const result = await runExtractItems(env, { s3, modelsDir });
       console.log(
