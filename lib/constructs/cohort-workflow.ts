@@ -189,11 +189,9 @@ export class CohortWorkflow extends Construct {
         toleratedFailurePercentage: props.toleratedFailurePercentage,
         resultWriterV2: new ScopedResultWriter({ bucket: props.artifactsBucket, prefix: resultPrefix }),
         resultPath: '$.map',
-      }).itemProcessor(processor(source.label), {
-        mode: sfn.ProcessorMode.DISTRIBUTED,
         // STANDARD child runs: a batch waits on a GPU job (.sync), longer than an EXPRESS run may last.
-        executionType: sfn.ProcessorType.STANDARD,
-      });
+        mapExecutionType: sfn.StateMachineType.STANDARD,
+      }).itemProcessor(processor(source.label));
     });
 
     const report = new tasks.LambdaInvoke(this, COHORT_STATE.report, {
