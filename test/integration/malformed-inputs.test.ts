@@ -109,8 +109,11 @@ describe('sonomark analyze over a malformed-input corpus', () => {
       const row = byName.get(name);
       expect({ name, status: row?.status, code: row?.error?.code }).toEqual({ name, status: 'failed', code });
       const message = row?.error?.message ?? '';
-      // The project's words: no ffmpeg text, no paths, no file names.
-      expect({ name, message }).toEqual({
+      // The project's words: no ffmpeg text, no paths, no file names. The quoted first bytes
+      // (`hex …, text "…"`) are the file's own content, random for the noise file, so a `/`
+      // there is no path: they are left out of this check.
+      const ownWords = message.replace(/\(hex [0-9a-f ]+, text ".{0,8}"\)/, '(first bytes)');
+      expect({ name, message: ownWords }).toEqual({
         name,
         message: expect.not.stringMatching(/ffmpeg|trailing '\?'|corrupt input packet|moov atom|\/|@ 0x/),
       });
