@@ -26,6 +26,7 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/clie
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors';
 import { DICOM_PSEUDONYM_SALT_KEY } from '../keys';
+import { hasHttpStatus, isMissingObject, isS3ErrorNamed } from '../s3-errors';
 
 /** 256 bits of randomness, as 64 lowercase hex characters. */
 export const SALT_OBJECT_BYTES = 32;
@@ -56,15 +57,9 @@ export interface SaltObjectOptions {
   readonly create?: () => string;
 }
 
-const status = (err: unknown) => (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-const named = (err: unknown, ...names: string[]) => names.includes((err as { name?: string }).name ?? '');
-
-/** Missing: 404 NoSuchKey, or 403 where the caller may not list the bucket (S3 then hides whether a key exists). */
-const maybeMissing = (err: unknown) =>
-  named(err, 'NoSuchKey', 'NotFound', 'AccessDenied') || [403, 404].includes(status(err) ?? 0);
-const preconditionFailed = (err: unknown) => named(err, 'PreconditionFailed') || status(err) === 412;
+const preconditionFailed = (err: unknown) => isS3ErrorNamed(err, 'PreconditionFailed') || hasHttpStatus(err, 412);
 /** 409: another conditional write (or a delete) to the key was in flight; S3 asks to retry. */
-const conflict = (err: unknown) => named(err, 'ConditionalRequestConflict') || status(err) === 409;
+const conflict = (err: unknown) => isS3ErrorNamed(err, 'ConditionalRequestConflict') || hasHttpStatus(err, 409);
 
 /**
  * Reads the salt object of `bucket`, creating it first when there is none. Errors that are
@@ -84,7 +79,7 @@ export async function readOrCreatePseudonymSalt(
   try {
     return await read();
   } catch (err) {
-    if (!maybeMissing(err)) throw err;
+    if (!isMissingObject(err)) throw err;
     // A 403 may be a real denial of an existing object: the conditional write below cannot
     // overwrite it (412), and the read after it reports the denial again.
     const missing = err;
@@ -107,7 +102,7 @@ export async function readOrCreatePseudonymSalt(
         if (preconditionFailed(putErr)) break;
         if (conflict(putErr) && attempt < 3) continue;
         // Denied both ways: the original error says more (it names the read).
-        throw status(putErr) === 403 && status(missing) === 403 ? missing : putErr;
+        throw hasHttpStatus(putErr, 403) && hasHttpStatus(missing, 403) ? missing : putErr;
       }
     }
     // Whatever is stored now is the salt: ours, or the one a concurrent first use wrote.

@@ -27,6 +27,7 @@ import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { claimScan, getScan, type ScanClaim } from '../../core/results-store';
 import { hashStream, scanIdFromContent, sha256Hex } from '../../core/scan-id';
 import type { Manifest, ModelRef } from '../../core/schemas';
+import { isMissingObject } from '../../core/s3-errors';
 import { parsePayload } from '../../core/zod-parse';
 
 export interface PlanDeps {
@@ -58,27 +59,12 @@ interface ExtractItemOut {
   featuresKey: string;
 }
 
-/**
- * No object at the key. Without s3:ListBucket (these roles read by key, never list) S3 answers a
- * missing key with 403 rather than 404, so AccessDenied on a key this role may read means missing.
- */
-const isMissing = (err: unknown) => {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return (
-    e.name === 'NoSuchKey' ||
-    e.name === 'NotFound' ||
-    e.name === 'AccessDenied' ||
-    e.$metadata?.httpStatusCode === 404 ||
-    e.$metadata?.httpStatusCode === 403
-  );
-};
-
 async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
   try {
     await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     return true;
   } catch (err) {
-    if (isMissing(err)) return false;
+    if (isMissingObject(err)) return false;
     throw err;
   }
 }
@@ -119,7 +105,7 @@ async function resolveItem(
       sha = sha256Hex('');
     }
   } catch (err) {
-    if (!isMissing(err)) throw err;
+    if (!isMissingObject(err)) throw err;
     return {
       failure: {
         item: key,

@@ -29,6 +29,7 @@ import {
   type ScanSummary,
 } from '../../core/results-store';
 import { ProblemDetail, type ExpertEntry, type ModelRef } from '../../core/schemas';
+import { isMissingObject } from '../../core/s3-errors';
 import { parsePayload } from '../../core/zod-parse';
 import { readFeatures, scoreFeatures } from '../shared/scoring';
 
@@ -59,21 +60,6 @@ export interface ScoreBatchOutput {
   readonly outcomesKey: string;
   readonly counts: Record<CohortItemOutcome['action'], number>;
 }
-
-/**
- * No object at the key. Without s3:ListBucket (these roles read by key, never list) S3 answers a
- * missing key with 403 rather than 404, so AccessDenied on a key this role may read means missing.
- */
-const isMissing = (err: unknown) => {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return (
-    e.name === 'NoSuchKey' ||
-    e.name === 'NotFound' ||
-    e.name === 'AccessDenied' ||
-    e.$metadata?.httpStatusCode === 404 ||
-    e.$metadata?.httpStatusCode === 403
-  );
-};
 
 /**
  * The extractor's own reason for an item it could not extract (its error document, whose code
@@ -131,7 +117,7 @@ async function scoreScan(
     try {
       features = await readFeatures(deps.s3, scan.featuresBucket, scan.featuresKey);
     } catch (err) {
-      if (!isMissing(err)) return failed('SCORE_FAILED', (err as Error).message);
+      if (!isMissingObject(err)) return failed('SCORE_FAILED', (err as Error).message);
       const problem = await extractFailure(deps.s3, scan);
       return failed('EXTRACT_FAILED', problem.message, problem);
     }
