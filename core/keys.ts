@@ -99,6 +99,11 @@ export const TABLE_KEYS = {
   siteIndex: 'bySite',
   siteIndexPartitionKey: 'sitePk',
   siteIndexSortKey: 'siteSk',
+  /**
+   * DynamoDB's time-to-live attribute (epoch seconds). Only bookkeeping items carry it (the
+   * execution pointers); scans and results never expire.
+   */
+  timeToLive: 'expiresAt',
 } as const;
 
 /**
@@ -129,6 +134,12 @@ export const siteSk = (receivedAt: string, scanId: string): string => `${receive
  */
 export const executionPk = (executionId: string): string => `EXECUTION#${executionId}`;
 export const EXECUTION_SK = 'EXECUTION';
+/**
+ * How long a pointer is kept: it is read only when its execution ends (the EventBridge event comes
+ * within seconds of the end; EventBridge retries a target for up to 24 h) or by a retried claim,
+ * and no execution outlives the state machine timeout. A week covers both with room to spare.
+ */
+export const EXECUTION_POINTER_TTL_SECONDS = 7 * 24 * 3600;
 
 /**
  * Where the extractor job records why it failed. Batch reports only an exit

@@ -27,6 +27,7 @@ import {
 import {
   CURRENT_EXPERT_SK_PREFIX,
   currentExpertSk,
+  EXECUTION_POINTER_TTL_SECONDS,
   EXECUTION_SK,
   executionPk,
   expertSk,
@@ -361,6 +362,8 @@ export interface ExecutionItem {
   readonly siteId: string;
   readonly scanId: string;
   readonly createdAt: string;
+  /** Epoch seconds after which DynamoDB deletes the pointer (TABLE_KEYS.timeToLive). */
+  readonly expiresAt: number;
 }
 
 /**
@@ -383,6 +386,7 @@ export async function putExecutionPointer(
     siteId,
     scanId,
     createdAt: now,
+    expiresAt: Math.floor(Date.parse(now) / 1000) + EXECUTION_POINTER_TTL_SECONDS,
   };
   await doc.send(new PutCommand({ TableName: table, Item: item }));
   return item;

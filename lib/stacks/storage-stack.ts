@@ -125,6 +125,8 @@ export class StorageStack extends Stack {
     this.resultsTable = new dynamodb.Table(this, 'Results', {
       partitionKey: { name: TABLE_KEYS.partitionKey, type: dynamodb.AttributeType.STRING },
       sortKey: { name: TABLE_KEYS.sortKey, type: dynamodb.AttributeType.STRING },
+      // Execution pointers expire (core/keys.ts EXECUTION_POINTER_TTL_SECONDS); scans never carry the attribute.
+      timeToLiveAttribute: TABLE_KEYS.timeToLive,
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,

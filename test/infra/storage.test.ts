@@ -75,7 +75,7 @@ describe('StorageStack', () => {
     }
   });
 
-  test('results table: keys from TABLE_KEYS, on-demand, PITR, KMS, site index, retained', () => {
+  test('results table: keys from TABLE_KEYS, on-demand, PITR, KMS, site index, TTL for pointers, retained', () => {
     // Assess
     template.hasResource('AWS::DynamoDB::Table', {
       DeletionPolicy: 'Retain',
@@ -86,6 +86,7 @@ describe('StorageStack', () => {
         ],
         BillingMode: 'PAY_PER_REQUEST',
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        TimeToLiveSpecification: { AttributeName: TABLE_KEYS.timeToLive, Enabled: true },
         SSESpecification: Match.objectLike({ SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: Match.anyValue() }),
         GlobalSecondaryIndexes: [
           Match.objectLike({

@@ -11,6 +11,7 @@ import {
   claimScan,
   completeScan,
   DEFAULT_LEASE_SECONDS,
+  getExecutionPointer,
   getScan,
   leaseExpired,
   putExecutionPointer,
@@ -18,6 +19,7 @@ import {
   runningScanItem,
   type ScanClaim,
 } from '../../../core/results-store';
+import { TABLE_KEYS } from '../../../core/keys';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const dynalite = require('dynalite') as (opts: Record<string, unknown>) => Server;
@@ -187,6 +189,18 @@ describe('recordAbandonedScan', () => {
       status: 'RUNNING',
       lease: { executionId: 'exec-new' },
     });
+  });
+
+  it('a pointer expires a week after it was written (DynamoDB TTL, epoch seconds); the scan item never expires', async () => {
+    // Prepare
+    const c = claimOf('exec-ttl', at(60));
+    // Act
+    const pointer = await putExecutionPointer(doc, TABLE, 'exec-ttl', c.siteId, c.scanId, T0);
+    await claimScan(doc, TABLE, c, T0);
+    // Assess
+    expect(pointer.expiresAt).toBe(Date.parse(T0) / 1000 + 7 * 24 * 3600);
+    expect(await getExecutionPointer(doc, TABLE, 'exec-ttl')).toMatchObject({ expiresAt: pointer.expiresAt });
+    expect(await getScan(doc, TABLE, c.siteId, c.scanId)).not.toHaveProperty(TABLE_KEYS.timeToLive);
   });
 
   it('an execution without a pointer (it never reached a claim) records nothing', async () => {
