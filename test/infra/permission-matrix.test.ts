@@ -40,6 +40,8 @@ const S3_OBJECT_ACTIONS = [
   's3:AbortMultipartUpload',
   's3:PutObjectAcl',
 ];
+const UNCONDITIONAL_WRITE = { 's3:if-none-match': undefined, 's3:if-match': undefined };
+const CREATE_ONLY_WRITE = { 's3:if-none-match': '*', 's3:if-match': undefined };
 const S3_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketVersions', 's3:PutBucketPolicy', 's3:DeleteBucket'];
 const TABLE_ACTIONS = [
   'dynamodb:GetItem',
@@ -66,8 +68,14 @@ interface RoleMatrix {
 
 function storageColumn(role: RolePolicy, bucketPolicies: Record<string, RolePolicy['statements']>): string[] {
   const rows: string[] = [];
+  // An object write is probed as AWS sees it: without a conditional header (an overwrite), and,
+  // when that is denied, with If-None-Match (create only): granted that way, it reads "(if-none-match)".
   const allowed = (actions: string[], arn: string, resourcePolicy: RolePolicy['statements'] = []) =>
-    actions.filter((a) => evaluate(role, a, arn, resourcePolicy).allowed);
+    actions.flatMap((a) => {
+      if (a !== 's3:PutObject') return evaluate(role, a, arn, resourcePolicy).allowed ? [a] : [];
+      if (evaluate(role, a, arn, resourcePolicy, UNCONDITIONAL_WRITE).allowed) return [a];
+      return evaluate(role, a, arn, resourcePolicy, CREATE_ONLY_WRITE).allowed ? [`${a}(if-none-match)`] : [];
+    });
   const row = (label: string, actions: string[]) => actions.length && rows.push(`${label}: ${actions.join(',')}`);
   for (const bucket of Object.values(BUCKETS)) {
     const arn = localBucketArn(bucket);
@@ -210,8 +218,9 @@ const EXPECTED: Record<string, RoleMatrix> = {
       `uploads/uploads/*: ${READ}`,
       'artifacts/features/*: s3:PutObject,s3:AbortMultipartUpload',
       `artifacts/cohorts/*: ${READ}`,
-      // The DICOM pseudonym salt: read, and created on first use (core/dicom/salt-object.ts).
-      `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: s3:GetObject,s3:PutObject`,
+      // The DICOM pseudonym salt: read, and created on first use (core/dicom/salt-object.ts);
+      // an overwrite (PutObject without If-None-Match) is not granted.
+      `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: s3:GetObject,s3:PutObject(if-none-match)`,
     ],
     actions: [
       'kms:Decrypt',
@@ -331,12 +340,14 @@ describe('the permission matrix of the default app', () => {
     expect(others.map(([p, m]) => [p, m.storage])).toEqual(others.map(([p]) => [p, []]));
   });
 
-  it('lets exactly the extractor job role read and create the DICOM pseudonym salt object, and no role delete it', () => {
+  it('lets exactly the extractor job role read and create (never overwrite) the DICOM pseudonym salt object, and no role delete it', () => {
     const label = `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: `;
     const holders = Object.entries(matrix)
       .filter(([, m]) => m.storage.some((r) => r.startsWith(label)))
       .map(([p, m]) => [p, m.storage.find((r) => r.startsWith(label))]);
-    expect(holders).toEqual([['SonomarkPipeline/Extractor/JobRole', `${label}s3:GetObject,s3:PutObject`]]);
+    expect(holders).toEqual([
+      ['SonomarkPipeline/Extractor/JobRole', `${label}s3:GetObject,s3:PutObject(if-none-match)`],
+    ]);
   });
 
   it('grants no role raw clips except the two steps that read them, and no role writes to uploads/', () => {
