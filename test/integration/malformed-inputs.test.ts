@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeLavfi, GENERATED_FORMATS, makeLavfiClip } from '../helpers/clips';
 import { runCli } from '../helpers/cli';
+import { buildDicom } from '../helpers/dicom';
 import { tempDir } from './helpers';
 
 jest.setTimeout(300_000);
@@ -42,6 +43,9 @@ const BAD: Record<string, string> = {
   'too-long.mkv': 'TOO_LONG',
   'too-long.webm': 'TOO_LONG',
   'too-many-frames.mp4': 'TOO_LONG',
+  'no-pixels.dcm': 'DICOM_NO_PIXEL_DATA',
+  'unknown-syntax.dcm': 'DICOM_UNSUPPORTED_TRANSFER_SYNTAX',
+  'notes.dcm': 'UNSUPPORTED_FORMAT',
 };
 const GOOD = ['webm', 'mkv', 'mpegts', 'bmp'];
 
@@ -95,6 +99,18 @@ describe('sonomark analyze over a malformed-input corpus', () => {
       const g = GENERATED_FORMATS[id] as { ext: string; args: string[] };
       gen(`good-${id}.${g.ext}`, pattern, g.args);
     }
+    // DICOM without pixel data, with a transfer syntax no one registered, and a text file named .dcm.
+    put('no-pixels.dcm', buildDicom({ rows: 64, columns: 64 }));
+    put(
+      'unknown-syntax.dcm',
+      buildDicom({
+        rows: 64,
+        columns: 64,
+        transferSyntax: '1.2.826.0.1.3680043.8.498.99',
+        frames: [new Uint8Array(8)],
+      }),
+    );
+    put('notes.dcm', 'Patient notes, not an image.\n');
     put('notes.txt', 'the files the site sent');
     put('report.docx', 'PK');
     // A clip inside a symlinked folder is found.
@@ -144,6 +160,7 @@ describe('sonomark analyze over a malformed-input corpus', () => {
     expect(byName.get('too-long.webm')?.error?.message).toMatch(/lasts 601 s, over the 600 s limit/);
     expect(byName.get('too-many-frames.mp4')?.error?.message).toMatch(/5010 frames, over the 5000-frame limit/);
     expect(byName.get('one-pixel.mkv')?.error?.message).toMatch(/1×1 pixels, too small/);
+    expect(byName.get('unknown-syntax.dcm')?.error?.message).toMatch(/Accepted encodings: /);
     for (const id of GOOD) {
       const row = rows.find((x) => path.basename(x.file).startsWith(`good-${id}.`));
       expect({ id, status: row?.status, error: row?.error }).toEqual({ id, status: 'completed', error: undefined });
