@@ -94,7 +94,8 @@ export const FORMATS: readonly FormatRow[] = [
     sniff: (h) => isFtyp(h) && ascii(h, 8, 4) !== 'qt  ' && !HEIF_BRANDS.test(ascii(h, 8, 4)),
     reader: 'ffmpeg',
     demuxer: 'mov',
-    header: 'duration (mvhd), size (tkhd), video track present, when the index is at the start',
+    header:
+      'duration (mvhd), size (tkhd), frame count (stsz), video track present; an index at the end is found with ranged reads (up to 8 MiB)',
     accepted: true,
   },
   {
@@ -106,7 +107,8 @@ export const FORMATS: readonly FormatRow[] = [
     sniff: (h) => (isFtyp(h) && ascii(h, 8, 4) === 'qt  ') || (!isFtyp(h) && QUICKTIME_ATOMS.has(ascii(h, 4, 4))),
     reader: 'ffmpeg',
     demuxer: 'mov',
-    header: 'duration (mvhd), size (tkhd), video track present, when the index is at the start',
+    header:
+      'duration (mvhd), size (tkhd), frame count (stsz), video track present; an index at the end is found with ranged reads (up to 8 MiB)',
     accepted: true,
   },
   {
@@ -178,7 +180,8 @@ export const FORMATS: readonly FormatRow[] = [
     sniff: (h) => ebmlDocType(h) === 'webm',
     reader: 'ffmpeg',
     demuxer: 'matroska',
-    header: 'bytes only (the GPU job checks frames)',
+    header:
+      'duration (Info), size and frame rate (Tracks), video track present; Info/Tracks past the head via the SeekHead',
     accepted: true,
   },
   {
@@ -190,7 +193,8 @@ export const FORMATS: readonly FormatRow[] = [
     sniff: (h) => ebmlDocType(h) === 'matroska',
     reader: 'ffmpeg',
     demuxer: 'matroska',
-    header: 'bytes only (the GPU job checks frames)',
+    header:
+      'duration (Info), size and frame rate (Tracks), video track present; Info/Tracks past the head via the SeekHead',
     accepted: true,
   },
   {

@@ -37,8 +37,10 @@ export const DEFAULT_INPUT_LIMITS: InputLimits = {
 
 /** What each limit means, for the README table. */
 export const INPUT_LIMIT_DOCS: Record<keyof InputLimits, string> = {
-  maxDurationSeconds: 'longest clip, seconds (from the MP4/MOV or AVI header, or the DICOM frame count and timing)',
-  maxFrames: 'most frames (AVI header; the GPU job also stops decoding past it)',
+  maxDurationSeconds:
+    'longest clip, seconds (from the MP4/MOV, WebM/MKV or AVI header, or the DICOM frame count and timing)',
+  maxFrames:
+    'most frames (AVI header, MP4/MOV video samples, WebM/MKV duration ÷ frame duration, DICOM; the GPU job also stops decoding past it)',
   maxWidth: 'widest picture, pixels (every header with a size)',
   maxHeight: 'tallest picture, pixels',
   minWidth: 'narrowest picture that can hold an ultrasound image, pixels',

@@ -3,10 +3,17 @@
  * file with no decoder: the limits Validate checks before any GPU job. Only
  * numbers are read; nothing is allocated from them, so a header that lies
  * (a PNG claiming 20000×20000) costs nothing. A field is absent when the bytes
- * at hand do not state it (an MP4 whose index sits at the end of the file).
+ * at hand do not state it.
+ *
+ * readHeaderInfo reads the head only (the GPU job's guard). readHeaderInfoRanged, which
+ * Validate uses, also reaches what lies past the head with a few small ranged reads: an
+ * MP4/MOV index (moov) at the end of the file, found by walking the top-level boxes,
+ * and Matroska/WebM Info and Tracks that the SeekHead places later.
  */
+import type { RangeReader } from './byte-range';
 import { checkDicomHead } from './dicom/header';
 import { ascii } from './formats';
+import { readMatroskaHead, readMatroskaRanged } from './matroska-header';
 import type { InputLimits } from './limits';
 import type { MediaContainer } from './schemas';
 
@@ -19,6 +26,8 @@ export interface HeaderInfo {
   readonly hasVideo?: boolean;
   /** true when the file ends before its first image (a header-only GIF). */
   readonly noImage?: boolean;
+  /** Why Validate could not read the limits it checks (the extractor checks them then); never names the file. */
+  readonly unchecked?: string;
 }
 
 export function readHeaderInfo(container: MediaContainer, head: Uint8Array, fileSize: number): HeaderInfo {
@@ -41,6 +50,9 @@ export function readHeaderInfo(container: MediaContainer, head: Uint8Array, file
       case 'mp4':
       case 'mov':
         return isoInfo(b, fileSize);
+      case 'webm':
+      case 'mkv':
+        return readMatroskaHead(b, fileSize);
       case 'mpeg':
       case 'm2v':
       case 'mpegts':
@@ -54,6 +66,94 @@ export function readHeaderInfo(container: MediaContainer, head: Uint8Array, file
     // A header too short or malformed to read states nothing; the decoder decides then.
     return {};
   }
+}
+
+/** Largest MP4/MOV index (moov) Validate reads past the head; a bigger one is left to the extractor. */
+export const MAX_INDEX_BYTES = 8 * 1024 * 1024;
+/** Most top-level boxes walked with ranged reads before the index is given up (each is one request). */
+export const MAX_TOP_LEVEL_BOXES = 64;
+/** A top-level box header: size (4), type (4), 64-bit size (8). */
+const BOX_HEADER_BYTES = 16;
+
+/**
+ * readHeaderInfo, plus what lies past the head: for MP4/MOV, the top-level boxes are
+ * walked with one 16-byte ranged read each (at most MAX_TOP_LEVEL_BOXES) until moov,
+ * which is then read whole when it is at most MAX_INDEX_BYTES; for WebM/MKV, the Info
+ * and Tracks elements the SeekHead points to. Sizes read from the file only bound reads;
+ * every read is bounded by a constant here. Reader errors propagate (Validate lets
+ * Step Functions retry them); malformed bytes only leave fields absent.
+ */
+export async function readHeaderInfoRanged(
+  container: MediaContainer,
+  head: Uint8Array,
+  fileSize: number,
+  reader: RangeReader,
+): Promise<HeaderInfo> {
+  const fromHead = readHeaderInfo(container, head, fileSize);
+  if (head.length >= fileSize) return fromHead;
+  if (container === 'webm' || container === 'mkv') {
+    if (fromHead.durationSeconds !== undefined && fromHead.width !== undefined) return fromHead;
+    return readMatroskaRanged(head, fileSize, reader);
+  }
+  if (container !== 'mp4' && container !== 'mov') return fromHead;
+  const moov = await findTopLevelBox(head, fileSize, reader, 'moov');
+  if (moov.kind === 'in-head' || moov.kind === 'absent') return fromHead;
+  if (moov.kind === 'gave-up') {
+    return {
+      ...fromHead,
+      unchecked: `the index (moov) is not within the first ${MAX_TOP_LEVEL_BOXES} top-level boxes; the extractor checks the limits`,
+    };
+  }
+  if (moov.size > MAX_INDEX_BYTES) {
+    return {
+      ...fromHead,
+      unchecked: `the index (moov) is ${(moov.size / 1024 ** 2).toFixed(1)} MiB, over the ${MAX_INDEX_BYTES / 1024 ** 2} MiB Validate reads; the extractor checks the limits`,
+    };
+  }
+  const bytes = (await reader.read(moov.offset, moov.size)).subarray(0, moov.size);
+  // The index alone, as if it opened a file of its own size: complete when every byte arrived.
+  return { ...fromHead, ...readHeaderInfo(container, bytes, moov.size) };
+}
+
+type FoundBox =
+  { kind: 'in-head' } | { kind: 'absent' } | { kind: 'gave-up' } | { kind: 'found'; offset: number; size: number };
+
+/** Walks the top-level boxes from the start of the file to the one of `type`, reading 16 bytes per box past the head. */
+async function findTopLevelBox(
+  head: Uint8Array,
+  fileSize: number,
+  reader: RangeReader,
+  type: string,
+): Promise<FoundBox> {
+  let pos = 0;
+  for (let n = 0; n < MAX_TOP_LEVEL_BOXES; n++) {
+    if (pos + 8 > fileSize) return { kind: 'absent' };
+    const h =
+      pos + BOX_HEADER_BYTES <= head.length
+        ? head.subarray(pos, pos + BOX_HEADER_BYTES)
+        : (await reader.read(pos, BOX_HEADER_BYTES)).subarray(0, BOX_HEADER_BYTES);
+    if (h.length < 8) return { kind: 'absent' };
+    const v = Buffer.from(h.buffer, h.byteOffset, h.byteLength);
+    let size = v.readUInt32BE(0);
+    const boxType = ascii(v, 4, 4);
+    if (size === 1) {
+      if (v.length < 16) return { kind: 'absent' };
+      size = Number(v.readBigUInt64BE(8));
+      if (size < 16) return { kind: 'absent' };
+    } else if (size === 0) {
+      size = fileSize - pos; // to the end of the file
+    } else if (size < 8) {
+      return { kind: 'absent' };
+    }
+    if (boxType === type) {
+      if (pos + size <= head.length) return { kind: 'in-head' };
+      // A truncated file: the index ends past the last byte, so it cannot be read whole.
+      if (pos + size > fileSize) return { kind: 'absent' };
+      return { kind: 'found', offset: pos, size };
+    }
+    pos += size;
+  }
+  return { kind: 'gave-up' };
 }
 
 /** The first limit the header breaks, as a refusal in the project's words; undefined when none. */
@@ -184,6 +284,7 @@ function isoInfo(b: Buffer, fileSize: number): HeaderInfo {
   let width = 0;
   let height = 0;
   let video = false;
+  let frames = 0;
   for (const box of boxes(b, moov.start, moov.end)) {
     if (box.type === 'mvhd' && box.start + 32 <= b.length) {
       const v1 = b[box.start] === 1;
@@ -195,6 +296,7 @@ function isoInfo(b: Buffer, fileSize: number): HeaderInfo {
       let handler: string | undefined;
       let w = 0;
       let h = 0;
+      let samples = 0;
       for (const t of boxes(b, box.start, box.end)) {
         if (t.type === 'tkhd' && t.start + 96 <= b.length) {
           const off = b[t.start] === 1 ? 88 : 76;
@@ -202,20 +304,37 @@ function isoInfo(b: Buffer, fileSize: number): HeaderInfo {
           h = Math.round(b.readUInt32BE(t.start + off + 4) / 65536);
         }
         if (t.type === 'mdia') {
-          for (const m of boxes(b, t.start, t.end)) if (m.type === 'hdlr') handler = ascii(b, m.start + 8, 4);
+          for (const m of boxes(b, t.start, t.end)) {
+            if (m.type === 'hdlr') handler = ascii(b, m.start + 8, 4);
+            if (m.type === 'minf') samples = sampleCount(b, m) ?? samples;
+          }
         }
       }
       if (handler === 'vide' || (handler === undefined && w > 0 && h > 0)) {
         video = true;
         if (w * h > width * height) [width, height] = [w, h];
+        // Every sample of the video track is a frame the decoder counts (no frame-rate cap).
+        frames = Math.max(frames, samples);
       }
     }
   }
   return {
     ...(durationSeconds !== undefined ? { durationSeconds } : {}),
     ...(width > 0 && height > 0 ? { width, height } : {}),
+    ...(frames > 0 ? { frames } : {}),
     ...(complete && !video ? { hasVideo: false } : {}),
   };
+}
+
+/** minf → stbl → stsz/stz2: the track's sample count (version/flags 4, sample size or field size 4, count 4). */
+function sampleCount(b: Buffer, minf: Box): number | undefined {
+  for (const s of boxes(b, minf.start, minf.end)) {
+    if (s.type !== 'stbl') continue;
+    for (const z of boxes(b, s.start, s.end)) {
+      if ((z.type === 'stsz' || z.type === 'stz2') && z.start + 12 <= b.length) return b.readUInt32BE(z.start + 8);
+    }
+  }
+  return undefined;
 }
 
 /** MPEG-1/2 sequence header (00 00 01 B3): 12-bit width and height. */

@@ -16,12 +16,21 @@ import type { InitializeMiddleware, MiddlewareStack } from '@smithy/types';
 import { ConfigError } from '../core/errors';
 import { roleOfConstructPath, type LambdaRole } from './bindings';
 import type { LambdaFunctionRef } from './definition';
-import { evaluate, localBucketArn, localTableArn, type LocalPermissions, type RolePolicy } from './iam-policy';
+import {
+  evaluate,
+  localBucketArn,
+  localTableArn,
+  type LocalPermissions,
+  type RequestContext,
+  type RolePolicy,
+} from './iam-policy';
 import type { LocalServices } from './services';
 
 export interface AccessRequest {
   readonly action: string;
   readonly resource: string;
+  /** Condition keys this request states (an object write's If-None-Match / If-Match). */
+  readonly context?: RequestContext;
 }
 
 export type IamService = 's3' | 'dynamodb';
@@ -30,6 +39,7 @@ export type IamService = 's3' | 'dynamodb';
 const UNMAPPED = 'unmapped';
 
 const objectArn = (bucket: unknown, key: unknown) => `${localBucketArn(String(bucket))}/${String(key)}`;
+const optionalString = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 /** S3 command name (without "Command") → the request(s) AWS authorizes. */
 function s3Requests(command: string, input: Record<string, unknown>): AccessRequest[] {
@@ -43,10 +53,28 @@ function s3Requests(command: string, input: Record<string, unknown>): AccessRequ
     case 'GetObjectAttributes':
       return [...obj(VersionId ? 's3:GetObjectVersion' : 's3:GetObject'), ...obj('s3:GetObjectAttributes')];
     case 'PutObject':
+    case 'CompleteMultipartUpload':
+      // The conditional-write keys (s3:if-none-match, s3:if-match), absent when the header is.
+      return [
+        {
+          action: 's3:PutObject',
+          resource: objectArn(Bucket, Key),
+          context: {
+            's3:if-none-match': optionalString(input.IfNoneMatch),
+            's3:if-match': optionalString(input.IfMatch),
+          },
+        },
+      ];
     case 'CreateMultipartUpload':
     case 'UploadPart':
-    case 'CompleteMultipartUpload':
-      return obj('s3:PutObject');
+      // These carry no conditional header: the keys are absent (a Null-false condition denies them, as in AWS).
+      return [
+        {
+          action: 's3:PutObject',
+          resource: objectArn(Bucket, Key),
+          context: { 's3:if-none-match': undefined, 's3:if-match': undefined },
+        },
+      ];
     case 'AbortMultipartUpload':
       return obj('s3:AbortMultipartUpload');
     case 'ListParts':
@@ -201,7 +229,7 @@ export function authorize(
   }
   for (const request of requests) {
     const bucket = service === 's3' ? request.resource.split('/')[0]! : '';
-    const decision = evaluate(role, request.action, request.resource, bucketPolicies[bucket] ?? []);
+    const decision = evaluate(role, request.action, request.resource, bucketPolicies[bucket] ?? [], request.context);
     if (!decision.allowed) throw accessDenied(service, role, request, decision.reason);
   }
 }

@@ -13,9 +13,13 @@
  * stricter), KMS key policies and KMS itself (s3rver and dynalite do not encrypt),
  * permission boundaries, SCPs and session policies (the project uses none).
  *
- * Conditions: the only context key local mode knows is aws:SecureTransport (the
- * SDK in Lambda and Batch uses TLS, so it is true). A condition on any other key
- * cannot be evaluated here and is treated conservatively: an Allow with it does
+ * Conditions: local mode knows aws:SecureTransport (the SDK in Lambda and Batch
+ * uses TLS, so it is true) and the keys a request states itself (RequestContext:
+ * s3:if-none-match and s3:if-match from a PutObject's IfNoneMatch/IfMatch, absent
+ * for the other object writes, which carry no such header). Operators: Bool,
+ * String*, Arn* and Null, with IfExists; a key absent from the request matches
+ * no positive operator and every negated one, as in IAM. A condition on any other
+ * key cannot be evaluated here and is treated conservatively: an Allow with it does
  * not grant, a Deny with it does deny, and the decision says so.
  */
 import { ModelError } from '../core/errors';
@@ -266,6 +270,12 @@ export function localPermissions(
 /** What local mode knows about every request's context (see the module comment). */
 const KNOWN_CONTEXT: Record<string, string> = { 'aws:securetransport': 'true' };
 
+/**
+ * Condition keys one request states (lower-case names): a value, or undefined when the key
+ * is known to be absent from the request (a PutObject without If-None-Match).
+ */
+export type RequestContext = Readonly<Record<string, string | undefined>>;
+
 const globCache = new Map<string, RegExp>();
 function glob(pattern: string, caseInsensitive: boolean): RegExp {
   const key = `${caseInsensitive ? 'i' : 's'}${pattern}`;
@@ -286,21 +296,32 @@ const matchesResource = (patterns: readonly string[], arn: string) => patterns.s
 
 type Tri = true | false | 'unknown';
 
-/** Evaluates a statement's Condition block against KNOWN_CONTEXT. */
-function conditionHolds(condition: PolicyStatement['Condition']): { holds: Tri; unknownKeys: string[] } {
+/** Evaluates a statement's Condition block against KNOWN_CONTEXT and the request's own keys. */
+function conditionHolds(
+  condition: PolicyStatement['Condition'],
+  request: RequestContext = {},
+): { holds: Tri; unknownKeys: string[] } {
   if (!condition) return { holds: true, unknownKeys: [] };
   const unknownKeys: string[] = [];
   let result: Tri = true;
   for (const [rawOp, keys] of Object.entries(condition)) {
     const ifExists = rawOp.endsWith('IfExists');
     const op = ifExists ? rawOp.slice(0, -'IfExists'.length) : rawOp;
+    const negated = /^(StringNot|ArnNot)/.test(op);
     for (const [key, values] of Object.entries(keys)) {
-      const actual = KNOWN_CONTEXT[key.toLowerCase()];
+      const name = key.toLowerCase();
+      const known = Object.hasOwn(request, name) || KNOWN_CONTEXT[name] !== undefined;
+      const actual = Object.hasOwn(request, name) ? request[name] : KNOWN_CONTEXT[name];
       let one: Tri;
-      if (actual === undefined || op.startsWith('ForAnyValue:') || op.startsWith('ForAllValues:')) one = 'unknown';
+      if (!known || op.startsWith('ForAnyValue:') || op.startsWith('ForAllValues:')) one = 'unknown';
+      // Null: "true" holds when the key is absent, "false" when it is present.
+      else if (op === 'Null') one = values.some((v) => (v.toLowerCase() === 'true') === (actual === undefined));
+      // An absent key: IfExists holds; otherwise only a negated operator does (IAM's rule).
+      else if (actual === undefined) one = ifExists || negated;
       else if (op === 'Bool' || op === 'StringEquals' || op === 'ArnEquals')
-        one = values.some((v) => v.toLowerCase() === actual);
-      else if (op === 'StringNotEquals' || op === 'ArnNotEquals') one = !values.some((v) => v.toLowerCase() === actual);
+        one = values.some((v) => v.toLowerCase() === actual.toLowerCase());
+      else if (op === 'StringNotEquals' || op === 'ArnNotEquals')
+        one = !values.some((v) => v.toLowerCase() === actual.toLowerCase());
       else if (op === 'StringLike' || op === 'ArnLike') one = values.some((v) => glob(v, false).test(actual));
       else if (op === 'StringNotLike' || op === 'ArnNotLike') one = !values.some((v) => glob(v, false).test(actual));
       else one = 'unknown';
@@ -313,14 +334,20 @@ function conditionHolds(condition: PolicyStatement['Condition']): { holds: Tri; 
 }
 
 /** Whether a statement applies to the request: true, false, or 'unknown' (only its Condition is undecidable). */
-function applies(s: PolicyStatement, action: string, arn: string, principal?: string): { hit: Tri; unknown: string[] } {
+function applies(
+  s: PolicyStatement,
+  action: string,
+  arn: string,
+  principal?: string,
+  request?: RequestContext,
+): { hit: Tri; unknown: string[] } {
   if (s.Principal && !s.Principal.some((p) => p === '*' || p === principal)) return { hit: false, unknown: [] };
   if (s.Action && !matchesAction(s.Action, action)) return { hit: false, unknown: [] };
   if (s.NotAction && matchesAction(s.NotAction, action)) return { hit: false, unknown: [] };
   if (!s.Action && !s.NotAction) return { hit: false, unknown: [] };
   if (s.Resource && !matchesResource(s.Resource, arn)) return { hit: false, unknown: [] };
   if (s.NotResource && matchesResource(s.NotResource, arn)) return { hit: false, unknown: [] };
-  const c = conditionHolds(s.Condition);
+  const c = conditionHolds(s.Condition, request);
   return { hit: c.holds, unknown: c.unknownKeys };
 }
 
@@ -342,6 +369,8 @@ export function evaluate(
   action: string,
   arn: string,
   resourcePolicy: readonly PolicyStatement[] = [],
+  /** Condition keys the request itself states (RequestContext). */
+  request: RequestContext = {},
 ): Decision {
   const unevaluated: string[] = [];
   let allowed = false;
@@ -351,7 +380,7 @@ export function evaluate(
   ] as const) {
     for (const s of statements) {
       if (!isResource && s.Principal) continue; // a Principal in an identity policy is invalid; ignore the statement
-      const { hit, unknown } = applies(s, action, arn, isResource ? role.roleArn : undefined);
+      const { hit, unknown } = applies(s, action, arn, isResource ? role.roleArn : undefined, request);
       unevaluated.push(...unknown);
       if (s.Effect === 'Deny' && hit !== false)
         return {

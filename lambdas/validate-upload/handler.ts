@@ -40,6 +40,7 @@ const deps: ValidateDeps = {
   limits,
   leaseSeconds,
   now: () => new Date(),
+  onLimitsUnchecked: (scanId, reason) => logger.info('header limits left to the extractor', { scanId, reason }),
 };
 
 export const handler = sonomarkHandler(

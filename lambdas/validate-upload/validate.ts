@@ -19,7 +19,7 @@ import { DICOM_HEAD_BYTES, dicomHeadProblem } from '../../core/dicom/header';
 import { extractorRef } from '../../core/manifest';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
-import { checkHeaderLimits, readHeaderInfo } from '../../core/media-header';
+import { checkHeaderLimits, readHeaderInfoRanged, type HeaderInfo } from '../../core/media-header';
 import { claimScan, DEFAULT_LEASE_SECONDS, putExecutionPointer, type ScanClaim } from '../../core/results-store';
 import { hashStream, scanIdFromContent, scanIdFromObjectIdentity, type HashedStream } from '../../core/scan-id';
 import {
@@ -31,6 +31,7 @@ import {
   type ValidateOutput,
 } from '../../core/schemas';
 import { parsePayload } from '../../core/zod-parse';
+import { s3RangeReader } from './range-reader';
 
 export const ValidateInput = z.object({
   event: S3ObjectCreatedEvent,
@@ -59,6 +60,8 @@ export interface ValidateDeps {
   /** How long a claim holds (the state machine's timeout). @default DEFAULT_LEASE_SECONDS */
   readonly leaseSeconds?: number;
   readonly now: () => Date;
+  /** Told when the header's limits could not be read (the extractor checks them then); the reason names no file. */
+  readonly onLimitsUnchecked?: (scanId: string, reason: string) => void;
 }
 
 const SIDECAR_FIELDS = Object.keys(SidecarMetadata.shape);
@@ -125,6 +128,23 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   // Every read that can fail transiently comes before the claim: a Validate retried after
   // its own claim would find the scan RUNNING and skip it, leaving it RUNNING for good.
   const sidecar = await readSidecar(deps.s3, bucket, key);
+  // The header's numbers, including what lies past the head (an MP4 index at the end,
+  // Matroska Info/Tracks placed later): small ranged reads, before the claim for the same reason.
+  const headerInfo: HeaderInfo =
+    container !== undefined && object.kind === 'hashed' && hashed.size <= deps.maxUploadBytes
+      ? await readHeaderInfoRanged(
+          container,
+          hashed.head,
+          hashed.size,
+          s3RangeReader(deps.s3, bucket, key, versionId),
+        ).catch((err: unknown) => {
+          // Gone or replaced since it was hashed: the head's numbers stand, the extractor checks the rest.
+          if (isNotFound(err) || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412)
+            return { unchecked: 'the object changed while its header was read; the extractor checks the limits' };
+          throw err;
+        })
+      : {};
+  if (headerInfo.unchecked) deps.onLimitsUnchecked?.(scanId, headerInfo.unchecked);
 
   // Claim first: a reject then maps to a scan record that RecordFailure marks FAILED,
   // and a re-delivered event for bytes already analysed stops here.
@@ -195,10 +215,7 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   }
 
   // Before any GPU job: what the header states (numbers only, nothing allocated from them).
-  const overLimit = checkHeaderLimits(
-    readHeaderInfo(container, hashed.head, hashed.size),
-    deps.limits ?? DEFAULT_INPUT_LIMITS,
-  );
+  const overLimit = checkHeaderLimits(headerInfo, deps.limits ?? DEFAULT_INPUT_LIMITS);
   if (overLimit) return reject(overLimit.code, overLimit.message);
 
   if (sidecar.kind === 'invalid') return reject('INVALID_SIDECAR', sidecar.message);

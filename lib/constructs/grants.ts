@@ -49,7 +49,17 @@ export function grantReadCreateObject(
   kmsKey: kms.IKey,
 ): void {
   grantee.grantPrincipal.addToPrincipalPolicy(
-    new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [bucket.arnForObjects(key)] }),
+    new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [bucket.arnForObjects(key)] }),
+  );
+  // Create only: a PutObject without If-None-Match (an overwrite) is not granted. AWS's
+  // s3:if-none-match condition key with Null false, as the S3 guide on enforcing conditional
+  // writes does it; multipart parts and CopyObject carry no such header, so they are denied too.
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      actions: ['s3:PutObject'],
+      resources: [bucket.arnForObjects(key)],
+      conditions: { Null: { 's3:if-none-match': 'false' } },
+    }),
   );
   grantee.grantPrincipal.addToPrincipalPolicy(
     new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [kmsKey.keyArn] }),

@@ -24,6 +24,10 @@ import { COHORTS_PREFIX } from '../../core/cohort-run';
 import { MODELS } from '../../core/contract';
 import { DICOM_PSEUDONYM_SALT_KEY, FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { synth, type Synthesized } from './helpers';
+import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { readOrCreatePseudonymSalt } from '../../core/dicom/salt-object';
+import { enforceRolePolicy } from '../../local/iam-guard';
+import { s3Body } from '../unit/helpers/fakes';
 
 const BUCKETS = { uploads: 'uploads', artifacts: 'artifacts', accessLogs: 'access-logs' } as const;
 const TABLE = 'results';
@@ -40,6 +44,8 @@ const S3_OBJECT_ACTIONS = [
   's3:AbortMultipartUpload',
   's3:PutObjectAcl',
 ];
+const UNCONDITIONAL_WRITE = { 's3:if-none-match': undefined, 's3:if-match': undefined };
+const CREATE_ONLY_WRITE = { 's3:if-none-match': '*', 's3:if-match': undefined };
 const S3_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketVersions', 's3:PutBucketPolicy', 's3:DeleteBucket'];
 const TABLE_ACTIONS = [
   'dynamodb:GetItem',
@@ -66,8 +72,14 @@ interface RoleMatrix {
 
 function storageColumn(role: RolePolicy, bucketPolicies: Record<string, RolePolicy['statements']>): string[] {
   const rows: string[] = [];
+  // An object write is probed as AWS sees it: without a conditional header (an overwrite), and,
+  // when that is denied, with If-None-Match (create only): granted that way, it reads "(if-none-match)".
   const allowed = (actions: string[], arn: string, resourcePolicy: RolePolicy['statements'] = []) =>
-    actions.filter((a) => evaluate(role, a, arn, resourcePolicy).allowed);
+    actions.flatMap((a) => {
+      if (a !== 's3:PutObject') return evaluate(role, a, arn, resourcePolicy).allowed ? [a] : [];
+      if (evaluate(role, a, arn, resourcePolicy, UNCONDITIONAL_WRITE).allowed) return [a];
+      return evaluate(role, a, arn, resourcePolicy, CREATE_ONLY_WRITE).allowed ? [`${a}(if-none-match)`] : [];
+    });
   const row = (label: string, actions: string[]) => actions.length && rows.push(`${label}: ${actions.join(',')}`);
   for (const bucket of Object.values(BUCKETS)) {
     const arn = localBucketArn(bucket);
@@ -84,7 +96,11 @@ function storageColumn(role: RolePolicy, bucketPolicies: Record<string, RolePoli
 }
 
 /** The matrix of every role in the app, keyed by the role's construct path. */
-function permissionMatrix(built: Synthesized): Record<string, RoleMatrix> {
+function permissionMatrix(
+  built: Synthesized,
+  /** Filled with each role's resolved policy and the bucket policies, for tests that run code under them. */
+  resolved?: Map<string, { policy: RolePolicy; bucketPolicies: Record<string, RolePolicy['statements']> }>,
+): Record<string, RoleMatrix> {
   const storageJson = built.storageTemplate.toJSON() as IamTemplate;
   const templates: [Stack, IamTemplate][] = [
     [built.storage, storageJson],
@@ -125,6 +141,7 @@ function permissionMatrix(built: Synthesized): Record<string, RoleMatrix> {
     const actions = new Set<string>();
     for (const s of policy.statements)
       if (s.Effect === 'Allow') for (const a of s.Action ?? ['NotAction']) actions.add(a);
+    resolved?.set(role.node.path.replace(/\/Resource$/, ''), { policy, bucketPolicies });
     out[role.node.path.replace(/\/Resource$/, '')] = {
       storage: storageColumn(policy, bucketPolicies),
       actions: [...actions].sort(),
@@ -210,8 +227,9 @@ const EXPECTED: Record<string, RoleMatrix> = {
       `uploads/uploads/*: ${READ}`,
       'artifacts/features/*: s3:PutObject,s3:AbortMultipartUpload',
       `artifacts/cohorts/*: ${READ}`,
-      // The DICOM pseudonym salt: read, and created on first use (core/dicom/salt-object.ts).
-      `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: s3:GetObject,s3:PutObject`,
+      // The DICOM pseudonym salt: read, and created on first use (core/dicom/salt-object.ts);
+      // an overwrite (PutObject without If-None-Match) is not granted.
+      `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: s3:GetObject,s3:PutObject(if-none-match)`,
     ],
     actions: [
       'kms:Decrypt',
@@ -310,8 +328,55 @@ const EXPECTED_COHORT: Record<string, RoleMatrix> = {
 
 describe('the permission matrix of the default app', () => {
   let matrix: Record<string, RoleMatrix>;
+  const resolved = new Map<string, { policy: RolePolicy; bucketPolicies: Record<string, RolePolicy['statements']> }>();
   beforeAll(() => {
-    matrix = permissionMatrix(synth());
+    matrix = permissionMatrix(synth(), resolved);
+  });
+
+  it('under the extractor role as local mode enforces it: the salt is created on first use, an unconditional overwrite is denied', async () => {
+    // Prepare: an S3 client with the local IAM guard for the synthesized job role, in front of a
+    // one-object store that honours If-None-Match as S3 does (nothing leaves the process).
+    const { policy, bucketPolicies } = resolved.get('SonomarkPipeline/Extractor/JobRole')!;
+    const s3 = new S3Client({
+      endpoint: 'http://127.0.0.1:9',
+      region: 'local-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      forcePathStyle: true,
+    });
+    enforceRolePolicy(s3, 's3', policy, bucketPolicies);
+    const store: { body?: string; puts: number } = { puts: 0 };
+    const s3Error = (name: string, httpStatusCode: number) =>
+      new S3ServiceException({ name, $fault: 'client', $metadata: { httpStatusCode }, message: name });
+    (s3.middlewareStack.add as (m: unknown, o: unknown) => void)(
+      (_next: unknown, context: { commandName?: string }) => async (args: { input: Record<string, unknown> }) => {
+        if (context.commandName === 'GetObjectCommand') {
+          if (store.body === undefined) throw s3Error('AccessDenied', 403); // no s3:ListBucket: a missing key reads 403
+          return { output: { Body: s3Body(store.body), $metadata: {} } };
+        }
+        if (args.input.IfNoneMatch === '*' && store.body !== undefined) throw s3Error('PreconditionFailed', 412);
+        store.body = String(args.input.Body);
+        store.puts++;
+        return { output: { $metadata: {} } };
+      },
+      { step: 'build', name: 'oneObjectStore' },
+    );
+    const bucket = BUCKETS.artifacts;
+    // Act: first use, a second container's use, then an overwrite without the header
+    const salt = await readOrCreatePseudonymSalt(s3, bucket);
+    const again = await readOrCreatePseudonymSalt(s3, bucket);
+    const overwrite = s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: DICOM_PSEUDONYM_SALT_KEY, Body: 'f'.repeat(64) }),
+    );
+    // Assess
+    expect(salt).toMatch(/^[0-9a-f]{64}$/);
+    expect(again).toBe(salt);
+    await expect(overwrite).rejects.toMatchObject({
+      name: 'AccessDenied',
+      message: expect.stringMatching(
+        /not authorized to perform: s3:PutObject on resource: "arn:aws:s3:::artifacts\/secrets\/…"/,
+      ),
+    });
+    expect({ body: store.body, puts: store.puts }).toEqual({ body: `${salt}\n`, puts: 1 });
   });
 
   it('is exactly the expected one for the pipeline stack: no role may do more (or less) to the storage', () => {
@@ -331,12 +396,14 @@ describe('the permission matrix of the default app', () => {
     expect(others.map(([p, m]) => [p, m.storage])).toEqual(others.map(([p]) => [p, []]));
   });
 
-  it('lets exactly the extractor job role read and create the DICOM pseudonym salt object, and no role delete it', () => {
+  it('lets exactly the extractor job role read and create (never overwrite) the DICOM pseudonym salt object, and no role delete it', () => {
     const label = `artifacts/${DICOM_PSEUDONYM_SALT_KEY}: `;
     const holders = Object.entries(matrix)
       .filter(([, m]) => m.storage.some((r) => r.startsWith(label)))
       .map(([p, m]) => [p, m.storage.find((r) => r.startsWith(label))]);
-    expect(holders).toEqual([['SonomarkPipeline/Extractor/JobRole', `${label}s3:GetObject,s3:PutObject`]]);
+    expect(holders).toEqual([
+      ['SonomarkPipeline/Extractor/JobRole', `${label}s3:GetObject,s3:PutObject(if-none-match)`],
+    ]);
   });
 
   it('grants no role raw clips except the two steps that read them, and no role writes to uploads/', () => {

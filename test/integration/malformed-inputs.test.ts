@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeLavfi, GENERATED_FORMATS, makeLavfiClip } from '../helpers/clips';
 import { runCli } from '../helpers/cli';
+import { buildDicom } from '../helpers/dicom';
 import { tempDir } from './helpers';
 
 jest.setTimeout(300_000);
@@ -34,11 +35,17 @@ const BAD: Record<string, string> = {
   'audio-only.mp4': 'NO_VIDEO_STREAM',
   'audio-only-indexed.mp4': 'NO_VIDEO_STREAM',
   'one-pixel.mp4': 'TOO_SMALL',
-  'one-pixel.mkv': 'BLANK',
+  'one-pixel.mkv': 'TOO_SMALL',
   'blank.mp4': 'BLANK',
   'header-only.gif': 'NO_FRAMES',
   'huge.png': 'TOO_LARGE_PICTURE',
   'too-long.mp4': 'TOO_LONG',
+  'too-long.mkv': 'TOO_LONG',
+  'too-long.webm': 'TOO_LONG',
+  'too-many-frames.mp4': 'TOO_LONG',
+  'no-pixels.dcm': 'DICOM_NO_PIXEL_DATA',
+  'unknown-syntax.dcm': 'DICOM_UNSUPPORTED_TRANSFER_SYNTAX',
+  'notes.dcm': 'UNSUPPORTED_FORMAT',
 };
 const GOOD = ['webm', 'mkv', 'mpegts', 'bmp'];
 
@@ -65,7 +72,7 @@ describe('sonomark analyze over a malformed-input corpus', () => {
     gen('audio-only.mp4', 'sine=frequency=440:duration=1', ['-c:a', 'aac']);
     gen('audio-only-indexed.mp4', 'sine=frequency=440:duration=1', ['-c:a', 'aac', '-movflags', '+faststart']);
     gen('one-pixel.mp4', 'testsrc=size=1x1:rate=10:duration=1', ['-c:v', 'mpeg4', '-movflags', '+faststart']);
-    gen('one-pixel.mkv', 'testsrc=size=1x1:rate=10:duration=1', ['-c:v', 'ffv1']); // no header read: the GPU job refuses it
+    gen('one-pixel.mkv', 'testsrc=size=1x1:rate=10:duration=1', ['-c:v', 'ffv1']); // Validate reads Tracks
     gen('blank.mp4', 'color=c=black:size=160x120:rate=10:duration=1', ['-c:v', 'mpeg4']);
     put('header-only.gif', Buffer.from('GIF89a\xa0\x00\x78\x00\x00\x00\x00', 'latin1'));
     put(
@@ -83,10 +90,27 @@ describe('sonomark analyze over a malformed-input corpus', () => {
     );
     // 601 s at 1 fps, index first so Validate reads the duration before any GPU job.
     gen('too-long.mp4', 'testsrc=size=64x64:rate=1:duration=601', ['-c:v', 'mpeg4', '-movflags', '+faststart']);
+    // The same limits from a Matroska/WebM header, and from an MP4 index at the end (5010 frames in
+    // 501 s, about 1 MB, so the index lies past the bytes Validate keeps and is read with ranged reads).
+    gen('too-long.mkv', 'testsrc=size=64x64:rate=1:duration=601', ['-c:v', 'mpeg4']);
+    gen('too-long.webm', 'testsrc=size=64x64:rate=1:duration=601', ['-c:v', 'libvpx', '-b:v', '20k']);
+    gen('too-many-frames.mp4', 'testsrc=size=32x32:rate=10:duration=501', ['-c:v', 'mpeg4']);
     for (const id of GOOD) {
       const g = GENERATED_FORMATS[id] as { ext: string; args: string[] };
       gen(`good-${id}.${g.ext}`, pattern, g.args);
     }
+    // DICOM without pixel data, with a transfer syntax no one registered, and a text file named .dcm.
+    put('no-pixels.dcm', buildDicom({ rows: 64, columns: 64 }));
+    put(
+      'unknown-syntax.dcm',
+      buildDicom({
+        rows: 64,
+        columns: 64,
+        transferSyntax: '1.2.826.0.1.3680043.8.498.99',
+        frames: [new Uint8Array(8)],
+      }),
+    );
+    put('notes.dcm', 'Patient notes, not an image.\n');
     put('notes.txt', 'the files the site sent');
     put('report.docx', 'PK');
     // A clip inside a symlinked folder is found.
@@ -130,7 +154,13 @@ describe('sonomark analyze over a malformed-input corpus', () => {
     expect(byName.get('data.mov')?.error?.message).toMatch(/^The file is a JSON document/);
     expect(byName.get('archive.gif')?.error?.message).toMatch(/^The file is a ZIP archive/);
     expect(byName.get('huge.png')?.error?.message).toMatch(/20000×20000 pixels, over the 4096×4096 limit/);
+    // Validate's words (the GPU job would say "more than 5000 frames" or BLANK): refused before any GPU job.
     expect(byName.get('too-long.mp4')?.error?.message).toMatch(/lasts 601 s, over the 600 s limit/);
+    expect(byName.get('too-long.mkv')?.error?.message).toMatch(/lasts 601 s, over the 600 s limit/);
+    expect(byName.get('too-long.webm')?.error?.message).toMatch(/lasts 601 s, over the 600 s limit/);
+    expect(byName.get('too-many-frames.mp4')?.error?.message).toMatch(/5010 frames, over the 5000-frame limit/);
+    expect(byName.get('one-pixel.mkv')?.error?.message).toMatch(/1×1 pixels, too small/);
+    expect(byName.get('unknown-syntax.dcm')?.error?.message).toMatch(/Accepted encodings: /);
     for (const id of GOOD) {
       const row = rows.find((x) => path.basename(x.file).startsWith(`good-${id}.`));
       expect({ id, status: row?.status, error: row?.error }).toEqual({ id, status: 'completed', error: undefined });

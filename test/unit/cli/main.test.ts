@@ -189,6 +189,14 @@ describe('a missing or unreadable path is a usage error before anything starts',
     expect(r.stderr).toContain(`${missing}.2: no such file or directory`);
   });
 
+  it('names an unreadable path (a file used as a folder) and never loads the local workflow', async () => {
+    const through = path.join(PACKAGE_ROOT, 'package.json', 'clip.mp4');
+    const r = await cli(['analyze', through]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${through}: a path component is not a directory`);
+    expect(loaded).toEqual([]);
+  });
+
   it('analyze rejects a --models-dir that does not exist', async () => {
     const r = await cli(['analyze', '--models-dir', path.dirname(missing) + '-nope', __filename]);
     expect(r.code).toBe(2);

@@ -14,6 +14,8 @@ import { ValidateOutput } from '../../../core/schemas';
 import { validateUpload, type ValidateDeps } from '../../../lambdas/validate-upload/validate';
 import { objectCreatedEvent, s3Body, s3Error } from '../helpers/fakes';
 import { buildDicom } from '../../helpers/dicom';
+import { encodeLavfi } from '../../helpers/clips';
+import { tempDir } from '../../helpers/temp';
 
 const s3Mock = mockClient(S3Client);
 const ddbMock = mockClient(DynamoDBDocumentClient);
@@ -39,10 +41,13 @@ function deps(overrides: Partial<ValidateDeps> = {}): ValidateDeps {
   };
 }
 
+/** The object, answering ranged reads (Range: bytes=a-b) as S3 does. */
 function givenObject(bytes: Buffer, key = KEY): void {
-  s3Mock
-    .on(GetObjectCommand, { Key: key })
-    .callsFake(async () => ({ Body: s3Body(bytes), ContentLength: bytes.length }));
+  s3Mock.on(GetObjectCommand, { Key: key }).callsFake(async (input: { Range?: string }) => {
+    const m = /^bytes=(\d+)-(\d+)$/.exec(input.Range ?? '');
+    const body = m ? bytes.subarray(Number(m[1]), Number(m[2]) + 1) : bytes;
+    return { Body: s3Body(body), ContentLength: body.length };
+  });
 }
 function givenNoSidecar(key = KEY): void {
   s3Mock.on(GetObjectCommand, { Key: `${key}.meta.json` }).rejects(s3Error('NoSuchKey', 404));
@@ -270,6 +275,71 @@ describe('validateUpload', () => {
         action: 'reject',
         problem: { code: 'TOO_LARGE', message: expect.stringMatching(/over the 1000 bytes limit/) },
       });
+    });
+
+    it('TOO_LONG for an MP4 whose index (moov) is at the end, read with ranged GetObjects of the hashed version', async () => {
+      // Prepare: 5010 frames in 501 s, written without +faststart (about 1 MB, moov last).
+      const clip = readFileSync(
+        encodeLavfi(path.join(tempDir(), 'late.mp4'), 'testsrc=size=32x32:rate=10:duration=501', ['-c:v', 'mpeg4']),
+      );
+      expect(clip.lastIndexOf(Buffer.from('moov'))).toBeGreaterThan(256 * 1024);
+      givenObject(clip);
+      givenNoSidecar();
+      // Act
+      const out = await run();
+      // Assess
+      expect(out).toMatchObject({
+        action: 'reject',
+        problem: { code: 'TOO_LONG', message: expect.stringMatching(/5010 frames, over the 5000-frame limit/) },
+      });
+      expect(s3Mock).toHaveReceivedCommandWith(GetObjectCommand, {
+        Key: KEY,
+        VersionId: 'v1',
+        Range: expect.stringMatching(/^bytes=\d+-\d+$/),
+      });
+    });
+
+    it('TOO_LONG for an MKV over the duration limit, and TOO_SMALL for a 1×1 one (Matroska header)', async () => {
+      const dir = tempDir();
+      givenObject(
+        readFileSync(
+          encodeLavfi(path.join(dir, 'long.mkv'), 'testsrc=size=64x64:rate=1:duration=601', ['-c:v', 'mpeg4']),
+        ),
+      );
+      givenNoSidecar();
+      expect(await run()).toMatchObject({
+        action: 'reject',
+        problem: { code: 'TOO_LONG', message: expect.stringMatching(/lasts 601 s, over the 600 s limit/) },
+      });
+      givenObject(
+        readFileSync(encodeLavfi(path.join(dir, 'tiny.mkv'), 'testsrc=size=1x1:rate=10:duration=1', ['-c:v', 'ffv1'])),
+      );
+      expect(await run()).toMatchObject({ action: 'reject', problem: { code: 'TOO_SMALL' } });
+    });
+
+    it('accepts an MP4 whose index is too big to read, saying the extractor checks the limits (no key in the reason)', async () => {
+      // Prepare: ftyp, mdat, and a moov one byte over the 8 MiB Validate reads.
+      const box = (type: string, payload: Buffer) => {
+        const h = Buffer.alloc(8);
+        h.writeUInt32BE(8 + payload.length);
+        h.write(type, 4, 'latin1');
+        return Buffer.concat([h, payload]);
+      };
+      givenObject(
+        Buffer.concat([
+          box('ftyp', Buffer.from('isom\0\0\0\0isom')),
+          box('mdat', Buffer.alloc(300 * 1024)),
+          box('moov', Buffer.alloc(8 * 1024 ** 2 - 7)),
+        ]),
+      );
+      givenNoSidecar();
+      const notes: string[] = [];
+      // Act
+      const out = await run(KEY, deps({ onLimitsUnchecked: (_id, reason) => notes.push(reason) }));
+      // Assess
+      expect(out.action).toBe('analyze');
+      expect(notes).toEqual([expect.stringMatching(/over the 8 MiB Validate reads; the extractor checks the limits/)]);
+      expect(notes[0]).not.toContain('clip');
     });
 
     it('UNSUPPORTED_FORMAT for unknown bytes, whatever the extension says', async () => {

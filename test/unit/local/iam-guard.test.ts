@@ -49,6 +49,18 @@ describe('IAM requests behind SDK commands', () => {
       { action: 'dynamodb:ConditionCheckItem', resource: TABLE },
     ]);
     expect(accessRequests('s3', 'PutBucketPolicyCommand', { Bucket: 'b' })).toBeUndefined();
+    // An object write states its conditional headers (absent ones too): IAM's s3:if-none-match / s3:if-match.
+    expect(accessRequests('s3', 'PutObjectCommand', { Bucket: 'b', Key: 'k', IfNoneMatch: '*' })).toEqual([
+      {
+        action: 's3:PutObject',
+        resource: 'arn:aws:s3:::b/k',
+        context: { 's3:if-none-match': '*', 's3:if-match': undefined },
+      },
+    ]);
+    expect(accessRequests('s3', 'UploadPartCommand', { Bucket: 'b', Key: 'k' })?.[0]?.context).toEqual({
+      's3:if-none-match': undefined,
+      's3:if-match': undefined,
+    });
   });
 });
 

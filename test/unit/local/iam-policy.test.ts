@@ -93,6 +93,36 @@ describe('IAM decision rules', () => {
     expect(evaluate(r, 's3:GetObject', OBJ, sslDeny)).toMatchObject({ allowed: true, unevaluated: [] });
   });
 
+  it("evaluates Null and string operators on the request's own keys: a create-only PutObject grant", () => {
+    // The shape lib/constructs/grants.ts writes for the DICOM pseudonym salt.
+    const createOnly = role(allow(['s3:PutObject'], [OBJ], { Condition: { Null: { 's3:if-none-match': ['false'] } } }));
+    const write = (ifNoneMatch: string | undefined) =>
+      evaluate(createOnly, 's3:PutObject', OBJ, [], { 's3:if-none-match': ifNoneMatch, 's3:if-match': undefined });
+    expect(write('*')).toMatchObject({ allowed: true, unevaluated: [] });
+    expect(write(undefined)).toMatchObject({ allowed: false, unevaluated: [] });
+    expect(write(undefined).reason).toMatch(
+      /no identity-based or resource-based policy allows the s3:PutObject action$/,
+    );
+    // Without the request's keys (a command local mode cannot read them from), still conservative.
+    expect(evaluate(createOnly, 's3:PutObject', OBJ).allowed).toBe(false);
+    // An absent key matches no positive operator, every negated one, and anything IfExists.
+    const on = (Condition: Record<string, Record<string, string[]>>) =>
+      evaluate(role(allow(['s3:PutObject'], [OBJ], { Condition })), 's3:PutObject', OBJ, [], {
+        's3:if-none-match': undefined,
+      }).allowed;
+    expect(on({ StringEquals: { 's3:if-none-match': ['*'] } })).toBe(false);
+    expect(on({ StringNotEquals: { 's3:if-none-match': ['*'] } })).toBe(true);
+    expect(on({ StringEqualsIfExists: { 's3:if-none-match': ['*'] } })).toBe(true);
+    expect(on({ Null: { 's3:if-none-match': ['true'] } })).toBe(true);
+    // A Deny on an unconditional overwrite applies to exactly that request.
+    const denyOverwrite = role(
+      allow(['s3:PutObject'], [OBJ]),
+      deny(['s3:PutObject'], [OBJ], { Condition: { Null: { 's3:if-none-match': ['true'] } } }),
+    );
+    expect(evaluate(denyOverwrite, 's3:PutObject', OBJ, [], { 's3:if-none-match': undefined }).allowed).toBe(false);
+    expect(evaluate(denyOverwrite, 's3:PutObject', OBJ, [], { 's3:if-none-match': '*' }).allowed).toBe(true);
+  });
+
   it('treats a condition it cannot evaluate conservatively, and says so', () => {
     const cond = { StringEquals: { 's3:ExistingObjectTag/kind': ['x'] } };
     const allowIf = role(allow(['s3:GetObject'], ['*'], { Condition: cond }));
