@@ -13,10 +13,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadManifest, readVerifiedModel } from '../core/manifest';
-import { PACKAGE_ROOT } from '../core/paths';
 import { cudaProviderInstalled } from '../gpu-tasks/feature-extractor/src';
 import { mulberry32, uniformWeights } from '../training/onnx/graph';
 import { GPU_RESULTS_FILE } from './gpu-report';
