@@ -328,7 +328,7 @@ export function renderCost(c: CostModel, m: MeasuredSeconds): string[] {
   out.push('## Cost per scan (modelled from the measured seconds)');
   out.push('');
   out.push(
-    `Measured here: decode ${fmt(m.decodeS * 1000)} ms per clip (median of the containers), extractor inference of ${m.framesPerClip} frames ${fmt(m.inferCpuS * 1000)} ms at the best CPU setting, ${fmt(m.inferOneThreadS * 1000)} ms on one thread, model load ${fmt(m.modelLoadS * 1000)} ms, ${m.experts} experts ${fmt(m.expertS * 1000, 2)} ms. Prices: ${c.priceSource} (lib/config.ts \`prices\`). Every mode also pays the workflow around extraction: $${c.fixedUsd.toFixed(6)} per scan (${transitionsPerScan(m.experts)} state transitions, ${FIXED_LAMBDA_REQUESTS_PER_SCAN + m.experts} Lambda requests).`,
+    `Measured here: decode ${fmt(m.decodeS * 1000)} ms per clip (median of the containers), extractor inference of ${m.framesPerClip} frames ${fmt(m.inferCpuS * 1000)} ms of CPU at the best setting, ${fmt(m.inferOneThreadS * 1000)} ms on one thread, model load ${fmt(m.modelLoadS * 1000)} ms, ${m.experts} experts ${fmt(m.expertS * 1000, 2)} ms. Prices: ${c.priceSource} (lib/config.ts \`prices\`). Every mode also pays the workflow around extraction: $${c.fixedUsd.toFixed(6)} per scan (${transitionsPerScan(m.experts)} state transitions, ${FIXED_LAMBDA_REQUESTS_PER_SCAN + m.experts} Lambda requests).`,
   );
   out.push('');
   out.push(

@@ -42,7 +42,8 @@ export interface SweepPoint {
 }
 
 /**
- * The default the bench recommends: the setting with the highest median frame rate,
+ * The default the bench recommends: the setting with the highest median rate (`rateOf`,
+ * frames per wall second unless given),
  * unless the current default is indistinguishable from it in this run (its median at or
  * above the best's slowest run): then the current one stays, so a noisy shared machine
  * does not flip the default on every run. `current` undefined: the best.
@@ -50,24 +51,26 @@ export interface SweepPoint {
 export function chooseDefault<T extends SweepPoint>(
   sweep: readonly T[],
   current: { batch: number; threads: number },
+  rateOf: (p: T) => Summary = (p) => p.fps,
 ): { best: T; chosen: T; changed: boolean; reason: string } {
   if (sweep.length === 0) throw new Error('empty sweep');
-  const best = sweep.reduce((a, b) => (b.fps.median > a.fps.median ? b : a));
+  const best = sweep.reduce((a, b) => (rateOf(b).median > rateOf(a).median ? b : a));
   const now = sweep.find((s) => s.batch === current.batch && s.threads === current.threads);
   if (!now)
     return { best, chosen: best, changed: true, reason: 'the current setting was not measured; the best is chosen' };
   if (now === best) return { best, chosen: now, changed: false, reason: 'the current setting is the fastest measured' };
-  if (now.fps.median >= best.fps.min)
+  const [n, b] = [rateOf(now), rateOf(best)];
+  if (n.median >= b.min)
     return {
       best,
       chosen: now,
       changed: false,
-      reason: `the current setting's median (${now.fps.median.toFixed(0)}) is within the best's range (${best.fps.min.toFixed(0)}–${best.fps.max.toFixed(0)} frames/s): not distinguishable in this run`,
+      reason: `the current setting's median (${n.median.toFixed(0)}) is within the best's range (${b.min.toFixed(0)}–${b.max.toFixed(0)}): not distinguishable in this run`,
     };
   return {
     best,
     chosen: best,
     changed: true,
-    reason: `the best's median (${best.fps.median.toFixed(0)}) beats the current setting's (${now.fps.median.toFixed(0)}), whose median is below the best's slowest run`,
+    reason: `the best's median (${b.median.toFixed(0)}) beats the current setting's (${n.median.toFixed(0)}), whose median is below the best's slowest run`,
   };
 }

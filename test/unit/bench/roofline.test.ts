@@ -55,6 +55,12 @@ describe('chooseDefault', () => {
     expect([r.chosen.batch, r.changed]).toEqual([64, true]);
   });
 
+  it('chooses on the rate it is given (e.g. frames per CPU-second)', () => {
+    const withCpu = sweep.map((p, i) => ({ ...p, perCpu: s([900, 500, 480][i]!, 880, 910) }));
+    const r = chooseDefault(withCpu, { batch: 64, threads: 1 }, (p) => p.perCpu);
+    expect([r.best.batch, r.chosen.batch, r.changed]).toEqual([8, 8, true]);
+  });
+
   it('chooses the best when the current setting was not measured', () => {
     const r = chooseDefault(sweep, { batch: 16, threads: 1 });
     expect([r.chosen.batch, r.changed]).toEqual([64, true]);
