@@ -810,7 +810,8 @@ function writeReadmeBlock(r: Results): void {
     log(`README.md has no ${README_BEGIN} … ${README_END} block: its figures were not updated`);
     return;
   }
-  writeFileSync(file, `${text.slice(0, a + README_BEGIN.length)}\n${readmeBlock(r).join('\n')}\n${text.slice(b)}`);
+  // Blank lines around the block, as prettier formats markdown (npm run lint checks README.md).
+  writeFileSync(file, `${text.slice(0, a + README_BEGIN.length)}\n\n${readmeBlock(r).join('\n')}\n\n${text.slice(b)}`);
 }
 
 /** --apply-default: the measured best batch size into the manifest (threads live in infer.ts: reported, not edited). */
