@@ -410,9 +410,16 @@ export function renderScale(rows: readonly ScaleRow[], c: CostModel): string[] {
       ? `First limit reached: **${hit.bottleneck}** at ${fmt(hit.scansPerMonth)} scans/month (${hit.kind}), ${pct(hit.bottleneckShare)} of it. The change that removes it: ${FIX[hit.bottleneck] ?? 'see above'}.`
       : `No limit is reached up to 1M scans/month; the nearest is **${hit.bottleneck}** (${pct(hit.bottleneckShare)} at ${fmt(hit.scansPerMonth)}, ${hit.kind}). The change that removes it: ${FIX[hit.bottleneck] ?? 'see above'}.`,
   );
+  // Every limit some row exceeds, not only each row's largest.
   const others = [
-    ...new Set(rows.filter((r) => r.bottleneckShare >= 1 && r.bottleneck !== hit.bottleneck).map((r) => r.bottleneck)),
-  ];
+    ...new Set(
+      rows.flatMap((r) =>
+        Object.entries(r.load)
+          .filter(([, v]) => v >= 1)
+          .map(([k]) => k),
+      ),
+    ),
+  ].filter((k) => k !== hit.bottleneck);
   for (const b of others) out.push(`Then **${b}**: ${FIX[b] ?? ''}.`);
   const serviceKeys = [
     'StartExecution',

@@ -4,7 +4,7 @@
  * targets are judged here, never in tests. Needs `npm run build` (npm ci does it)
  * for the cold-start figure, and ../shared/data/pocus for real clips.
  *
- *   npm run bench [-- --runs N] [-- --data DIR] [-- --quick] [-- --apply-default]
+ *   npm run bench [-- --runs N] [-- --data DIR] [-- --quick] [-- --apply-default] [-- --render-only]
  *
  * --runs below 5 (e.g. `npm run bench -- --runs 2 --quick` while developing) is allowed and
  * marked as a development run in BENCHMARKS.md; the committed files come from a full run.
@@ -93,8 +93,22 @@ async function main(): Promise<void> {
       data: { type: 'string', default: path.join(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus') },
       quick: { type: 'boolean', default: false },
       'apply-default': { type: 'boolean', default: false },
+      'render-only': { type: 'boolean', default: false },
     },
   });
+  if (values['render-only']) {
+    // Re-render from bench/results.json (e.g. after `npm run bench:gpu` wrote the GPU results):
+    // the measured seconds are kept; the cost and scale model are recomputed from them.
+    const file = path.join(PACKAGE_ROOT, 'bench', 'results.json');
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as Results;
+    const cost = costModel(saved.measured);
+    const out: Results = { ...saved, cost, scale: scaleModel(cost, saved.measured) };
+    writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+    writeFileSync(path.join(PACKAGE_ROOT, 'BENCHMARKS.md'), render(out));
+    writeReadmeBlock(out);
+    log('re-rendered BENCHMARKS.md and the README block from bench/results.json');
+    return;
+  }
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1)
     throw new Error(`--runs takes a whole number ≥ 1 (5 or more for a report), got ${values.runs}`);
