@@ -4,49 +4,63 @@
  * ceiling (an onnxruntime MatMul on the same GPU), with the GPU's name.
  *
  *   ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js   # the CUDA provider (see the Dockerfile)
- *   npx tsx bench/gpu.ts [--runs N] [--out bench/gpu-results.json]
+ *   npm run bench:gpu [-- --runs N] [-- --out bench/gpu-results.json]
  *
  * Input frames are synthetic (random pixels): throughput does not depend on the pixel values.
- * Exit 2 when the CUDA provider is not installed or no GPU is usable.
+ * No CUDA device (no nvidia-smi, no /dev/nvidia0): says so and exits 0, nothing measured.
+ * A device without onnxruntime's CUDA provider installed: exit 2 with the install command.
+ * The next `npm run bench` renders the results file into BENCHMARKS.md (bench/gpu-report.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadManifest, readVerifiedModel } from '../core/manifest';
-import { PACKAGE_ROOT } from '../core/paths';
 import { cudaProviderInstalled } from '../gpu-tasks/feature-extractor/src';
 import { mulberry32, uniformWeights } from '../training/onnx/graph';
+import { GPU_RESULTS_FILE } from './gpu-report';
+import { countFlops } from './onnx-flops';
 import { flopsPerFrame, framesPerSecond, gemmGflops } from './ort';
+import { rooflineShare } from './roofline';
 import { fmt, fmtSummary, type Summary } from './stats';
 
-function gpuName(): string {
+/** The first GPU's name, memory and driver from nvidia-smi; undefined when there is no CUDA device. */
+function gpuName(): string | undefined {
   const r = spawnSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], {
     encoding: 'utf8',
   });
-  return r.status === 0 ? r.stdout.trim().split('\n')[0]! : 'unknown (nvidia-smi not found)';
+  if (r.status === 0 && r.stdout.trim()) return r.stdout.trim().split('\n')[0]!;
+  return existsSync('/dev/nvidia0') ? 'unknown NVIDIA GPU (nvidia-smi not found)' : undefined;
 }
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '5' },
-      out: { type: 'string', default: path.join(PACKAGE_ROOT, 'bench', 'gpu-results.json') },
+      out: { type: 'string', default: GPU_RESULTS_FILE },
     },
   });
   const runs = Math.max(5, Number(values.runs));
+  const gpu = gpuName();
+  if (!gpu) {
+    process.stderr.write('bench/gpu: no CUDA device found (no nvidia-smi output, no /dev/nvidia0): nothing measured\n');
+    return 0;
+  }
   if (!cudaProviderInstalled()) {
     process.stderr.write(
       'bench/gpu: the onnxruntime CUDA provider is not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js)\n',
     );
     return 2;
   }
-  const gpu = gpuName();
   const { manifest, dir } = loadManifest();
   const entry = manifest.extractor;
   const model = readVerifiedModel(dir, entry);
   const frameDims = [1, entry.input.size, entry.input.size];
-  const flops = await flopsPerFrame(model, entry.input.name, frameDims);
+  let flops: { total: number };
+  try {
+    flops = countFlops(model, [4, ...frameDims]);
+  } catch {
+    flops = await flopsPerFrame(model, entry.input.name, frameDims);
+  }
 
   // The GPU's ceiling with the same runtime: large MatMuls (FP32; TF32 is not enabled by onnxruntime by default).
   const ceiling: Record<string, Summary> = {};
@@ -62,7 +76,7 @@ async function main(): Promise<number> {
   const sweep = [];
   for (const batch of batches) {
     const fps = await framesPerSecond(model, entry.input.name, frames, frameDims, batch, { provider: 'cuda' }, runs);
-    sweep.push({ batch, fps, shareOfCeiling: (fps.median * flops.total) / (peak * 1e9) });
+    sweep.push({ batch, fps, shareOfCeiling: rooflineShare(fps.median, flops.total, peak) });
     process.stderr.write(`batch ${batch}: ${fmtSummary(fps)} frames/s\n`);
   }
   const result = {

@@ -10,7 +10,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { graph, mulberry32, uniformWeights } from '../training/onnx/graph';
-import { rate, timeRuns, type Summary } from './stats';
+import { gemmFlops } from './roofline';
+import { rate, timeRunsCpu, type Summary } from './stats';
+
+/** A rate per wall second, with the same per CPU-second of the process (see timeRunsCpu). */
+export type Rate = Summary & { readonly perCpuSecond: Summary };
 
 export type Provider = 'cpu' | 'cuda';
 
@@ -40,14 +44,15 @@ export function matmulModel(n: number): Uint8Array {
 }
 
 /** GFLOP/s of MatMul runs (each run: `reps` products of n×n by n×n). */
-export async function gemmGflops(choice: SessionChoice, n: number, runs: number, reps: number): Promise<Summary> {
+export async function gemmGflops(choice: SessionChoice, n: number, runs: number, reps: number): Promise<Rate> {
   const session = await ort.InferenceSession.create(matmulModel(n), sessionOptions(choice));
   try {
     const a = new ort.Tensor('float32', uniformWeights(mulberry32(2), n * n, 1), [n, n]);
-    const ms = await timeRuns(runs, async () => {
+    const ms = await timeRunsCpu(runs, async () => {
       for (let i = 0; i < reps; i++) await session.run({ a });
     });
-    return rate(ms, (2 * n ** 3 * reps) / 1e9);
+    const units = (gemmFlops(n) * reps) / 1e9;
+    return { ...rate(ms.wall, units), perCpuSecond: rate(ms.cpu, units) };
   } finally {
     await session.release();
   }
@@ -112,7 +117,7 @@ export async function framesPerSecond(
   batch: number,
   choice: SessionChoice,
   runs: number,
-): Promise<Summary> {
+): Promise<Rate> {
   const session = await ort.InferenceSession.create(model, sessionOptions(choice));
   try {
     const per = prod(frameDims);
@@ -122,10 +127,10 @@ export async function framesPerSecond(
       const n = Math.min(batch, count - i);
       tensors.push(new ort.Tensor('float32', frames.subarray(i * per, (i + n) * per), [n, ...frameDims]));
     }
-    const ms = await timeRuns(runs, async () => {
+    const ms = await timeRunsCpu(runs, async () => {
       for (const t of tensors) await session.run({ [inputName]: t });
     });
-    return rate(ms, count);
+    return { ...rate(ms.wall, count), perCpuSecond: rate(ms.cpu, count) };
   } finally {
     await session.release();
   }

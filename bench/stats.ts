@@ -27,6 +27,29 @@ export async function timeRuns(runs: number, fn: () => Promise<unknown> | unknow
   return out;
 }
 
+/**
+ * As timeRuns, with the CPU milliseconds the whole process used in each run (every thread,
+ * user + system). On a machine shared with other work, a rate per CPU-second does not drop
+ * when the scheduler gives the process less of a core, where a rate per wall second does.
+ */
+export async function timeRunsCpu(
+  runs: number,
+  fn: () => Promise<unknown> | unknown,
+): Promise<{ wall: number[]; cpu: number[] }> {
+  await fn();
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const c = process.cpuUsage();
+    const t = performance.now();
+    await fn();
+    wall.push(performance.now() - t);
+    const d = process.cpuUsage(c);
+    cpu.push((d.user + d.system) / 1000);
+  }
+  return { wall, cpu };
+}
+
 /** A rate (per second) from per-run milliseconds and the work units of one run: median, min, max. */
 export function rate(msPerRun: readonly number[], unitsPerRun: number): Summary {
   return summarize(msPerRun.map((ms) => (unitsPerRun / ms) * 1000));

@@ -31,12 +31,17 @@ export interface ExtractorSession {
   release(): Promise<void>;
 }
 
+/**
+ * One intra-op thread: the best CPU setting `npm run bench` measured (BENCHMARKS.md, frames/s by
+ * batch and threads; the bench reads this constant as the current default). A small CNN gains
+ * little from a second thread, and onnxruntime's spinning pool threads take CPU from ffmpeg
+ * decoding the next frames. The CUDA provider ignores it.
+ */
+export const EXTRACTOR_INTRA_OP_THREADS = 1;
+
 const BASE_OPTIONS: ort.InferenceSession.SessionOptions = {
   graphOptimizationLevel: 'all',
-  // One intra-op thread: the best CPU setting `npm run bench` measured (BENCHMARKS.md, frames/s by
-  // batch and threads). A 46-MFLOP/frame CNN gains little from a second thread, and onnxruntime's
-  // spinning pool threads take CPU from ffmpeg decoding the next frames. The CUDA provider ignores it.
-  intraOpNumThreads: 1,
+  intraOpNumThreads: EXTRACTOR_INTRA_OP_THREADS,
   interOpNumThreads: 1,
   // 3 = error: keeps ORT's "node not assigned to the CUDA EP" chatter out of the job log.
   logSeverityLevel: 3,
