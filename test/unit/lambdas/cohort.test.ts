@@ -29,6 +29,9 @@ import { ensureBucket, ensureResultsTable, startLocalServices, type LocalService
 import { tempDir } from '../../helpers/temp';
 import { featuresDocument } from '../helpers/fakes';
 
+// Scoring runs the ONNX experts and the report renders every chart: seconds on a loaded machine, not a speed target.
+jest.setTimeout(60_000);
+
 const UPLOADS = 'uploads';
 const ARTIFACTS = 'artifacts';
 const TABLE = 'results';
