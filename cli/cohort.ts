@@ -14,6 +14,7 @@ interface CohortRunOptions {
   concurrency?: number;
   out?: string;
   progress?: boolean;
+  thumbnails: boolean;
 }
 
 export function registerCohort(program: Command, ctx: CliContext): void {
@@ -29,21 +30,24 @@ export function registerCohort(program: Command, ctx: CliContext): void {
         'whose scan already has features for the current extractor is only scored by the experts (no decode, no ' +
         'extractor), and left alone when every current expert version has scored it; any other clip runs the whole ' +
         'local workflow. A second run skips what the first finished. Writes cohort.csv (one row per clip) and ' +
-        'summary.json (counts, failures with reasons, output distributions, agreement between expert versions).',
+        'summary.json (counts, failures with reasons, output distributions, agreement between expert versions) and ' +
+        'report.html (the page "sonomark report" renders), and puts the three under cohorts/local/RUN_ID/ of the ' +
+        'data dir\'s artifacts bucket, where "sonomark serve" links to the page (GET /cohorts/RUN_ID/report).',
     )
     .argument('<MANIFEST|DIR>', 'a directory of clips, or a .csv / .jsonl manifest of files')
     .option('--data-dir <DIR>', 'local S3/DynamoDB data and models (kept between runs)', DEFAULT_DATA_DIR)
     .option('--models-dir <DIR>', "manifest to run (default: DIR/models when it exists, else the package's models/)")
     .option('--concurrency <N>', 'clips in flight at once (default: 2)', integerAtLeast(1))
-    .option('--out <DIR>', 'where cohort.csv and summary.json go (default: DATA-DIR/cohort-report)')
+    .option('--out <DIR>', 'where cohort.csv, summary.json and report.html go (default: DATA-DIR/cohort-report)')
     .option('--no-progress', 'no progress bar (a line per clip instead)')
+    .option('--no-thumbnails', 'report.html without the peak frames (the clips are not decoded again)')
     .addHelpText(
       'after',
       `
 Examples:
   $ sonomark cohort run ../shared/data/pocus/videos/convex --data-dir .sonomark/local
   $ sonomark cohort run cohort.csv --concurrency 4 --out cohort-report
-  $ sonomark report .sonomark/local/cohort-report      # the HTML page of the cohort
+  $ sonomark report .sonomark/local/cohort-report      # the HTML page of the cohort, again
 
 Exit status: 0 when every clip completed, 1 when any failed, 2 on a usage error.`,
     )
@@ -116,9 +120,13 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
     bar?.stop();
   }
 
+  const site = 'local';
+  const runId = local.localCohortRunId();
   const summary = cohortCore.summarizeCohort(outcomes, {
     source: path.resolve(input),
     dataDir: path.resolve(opts.dataDir),
+    site,
+    runId,
     models: {
       extractor: `${m.extractor.name}@${m.extractor.version}`,
       experts: m.experts.map((e) => `${e.name}@${e.version}`),
@@ -127,8 +135,22 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
     seconds: (performance.now() - started) / 1000,
   });
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(path.join(outDir, cohortCore.COHORT_CSV), cohortCore.cohortCsv(outcomes, experts));
+  const csv = cohortCore.cohortCsv(outcomes, experts);
+  writeFileSync(path.join(outDir, cohortCore.COHORT_CSV), csv);
   writeFileSync(path.join(outDir, cohortCore.COHORT_SUMMARY), JSON.stringify(summary, null, 2) + '\n');
+  // The page and the cloud layout (cohorts/{site}/{runId}/ in the artifacts bucket) for `sonomark serve`.
+  let page: string | undefined;
+  if (summary.counts.items > 0) {
+    const html = await local.publishCohortRun({
+      dataDir: opts.dataDir,
+      summary: { ...summary, site, runId },
+      csv,
+      manifest: m,
+      thumbnails: opts.thumbnails,
+    });
+    page = path.join(outDir, cohortCore.COHORT_REPORT_HTML);
+    writeFileSync(page, html);
+  }
 
   const c = summary.counts;
   if (c.done > 0) err.write(`${c.done} of ${c.items} already done in an earlier run: skipped.\n`);
@@ -142,7 +164,13 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
   }
   out.write(
     `${c.items} clips: ${c.analysed} analysed, ${c.scored} scored only, ${c.done} already done, ${c.failed} failed ` +
-      `(${summary.seconds.toFixed(1)} s)\n${path.join(outDir, cohortCore.COHORT_CSV)}\n${path.join(outDir, cohortCore.COHORT_SUMMARY)}\n`,
+      `(${summary.seconds.toFixed(1)} s)\n${path.join(outDir, cohortCore.COHORT_CSV)}\n${path.join(outDir, cohortCore.COHORT_SUMMARY)}\n` +
+      (page ? `${page}\n` : ''),
+  );
+  err.write(
+    `Run ${runId}: its files are also under cohorts/${site}/${runId}/ of ${opts.dataDir}'s artifacts bucket; ` +
+      `"sonomark serve --data-dir ${opts.dataDir}" links to the page at GET /cohorts/${runId}/report ` +
+      '(research software, not a medical device).\n',
   );
   return c.failed > 0 ? 1 : 0;
 }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { ReportEntry } from '../local/report';
+import { COHORT_REPORT_HTML, type CohortSummary } from '../core/cohort';
 import type { ScanItem } from '../core/results-store';
 import { UsageError, type CliContext } from './context';
 import { existingDir, expandInputs } from './inputs';
@@ -71,48 +72,85 @@ const isDataDir = (dir: string) =>
   existsSync(path.join(dir, 'dynamodb')) && existsSync(path.join(dir, 's3')) && statSync(dir).isDirectory();
 
 /** The summary.json of a `sonomark cohort run` output folder, when `dir` is one. */
-function cohortRunIn(dir: string): { dataDir: string; scanIds: string[]; source: string } | undefined {
+function cohortRunIn(dir: string): CohortRunFolder | undefined {
   const file = path.join(dir, 'summary.json');
   if (!existsSync(file) || !statSync(dir).isDirectory()) return undefined;
   try {
-    const s = JSON.parse(readFileSync(file, 'utf8')) as {
-      kind?: string;
-      dataDir?: string;
-      scanIds?: string[];
-      source?: string;
-    };
+    const s = JSON.parse(readFileSync(file, 'utf8')) as Partial<CohortSummary> & { kind?: string };
     if (s.kind !== 'sonomark-cohort-summary' || !s.dataDir || !Array.isArray(s.scanIds)) return undefined;
-    return { dataDir: s.dataDir, scanIds: s.scanIds, source: s.source ?? dir };
+    return {
+      dataDir: s.dataDir,
+      scanIds: s.scanIds,
+      failures: Array.isArray(s.failures) ? s.failures : [],
+      source: s.source ?? dir,
+      site: s.site,
+    };
   } catch {
     return undefined;
   }
 }
 
+type CohortRunFolder = Pick<CohortSummary, 'scanIds' | 'failures' | 'source' | 'site'> & { dataDir: string };
+
 async function report(argsIn: string[], opts: ReportOptions, ctx: CliContext): Promise<number> {
   const cohortRun = argsIn.length === 1 ? cohortRunIn(argsIn[0] as string) : undefined;
-  if (cohortRun) {
-    if (cohortRun.scanIds.length === 0) throw new UsageError(`The cohort run in ${argsIn[0]} stored no scan.`);
-    return reportStored(
-      cohortRun.scanIds,
-      {
-        ...opts,
-        dataDir: opts.dataDir ?? cohortRun.dataDir,
-        out: opts.out ?? (argsIn[0] as string),
-        title: opts.title ?? `sonomark cohort report (${cohortRun.scanIds.length} scans)`,
-      },
-      ctx,
-      `The scans of the cohort ${cohortRun.source}, as "sonomark cohort run" left them in ${opts.dataDir ?? cohortRun.dataDir}.`,
-    );
-  }
+  if (cohortRun) return reportCohortRun(argsIn[0] as string, cohortRun, opts, ctx);
   return reportStored(argsIn, opts, ctx);
 }
 
-async function reportStored(
-  args: string[],
+/**
+ * A `sonomark cohort run` folder: the page that run wrote (local/cohort.ts renderCohortPage, the
+ * one the cloud's report.html is), rendered again into the folder's report.html (or --out).
+ */
+async function reportCohortRun(
+  dir: string,
+  run: CohortRunFolder,
   opts: ReportOptions,
   { out, err }: CliContext,
-  cohortSource?: string,
 ): Promise<number> {
+  if (run.scanIds.length === 0 && run.failures.length === 0)
+    throw new UsageError(`The cohort run in ${dir} stored no scan.`);
+  const dataDir = opts.dataDir ?? run.dataDir;
+  existingDir(dataDir, '--data-dir');
+  existingDir(opts.modelsDir, '--models-dir');
+  const [{ startLocalServices }, names, { renderCohortPage }, { loadManifest }, { lockDataDir }, { resolveModelsDir }] =
+    await Promise.all([
+      import('../local/services'),
+      import('../local/names'),
+      import('../local/cohort'),
+      import('../core/manifest'),
+      import('../local/lock'),
+      import('../local/models'),
+    ]);
+  const manifest = loadManifest(resolveModelsDir({ modelsDir: opts.modelsDir, dataDir })).manifest;
+  const lock = lockDataDir(dataDir);
+  try {
+    const services = await startLocalServices(dataDir);
+    try {
+      const t0 = performance.now();
+      const html = await renderCohortPage(
+        { s3: services.s3, doc: services.doc, table: names.LOCAL_TABLE, artifactsBucket: names.LOCAL_ARTIFACTS_BUCKET },
+        { ...run, dataDir },
+        manifest,
+        opts.thumbnails,
+      );
+      const { writeReportFile } = await import('../local/report');
+      const file = writeReportFile(opts.out ?? dir, COHORT_REPORT_HTML, html);
+      err.write(
+        `${run.scanIds.length} scans, ${(Buffer.byteLength(html) / 1024).toFixed(0)} KiB, ${Math.round(performance.now() - t0)} ms ` +
+          '(research software, not a medical device)\n',
+      );
+      out.write(`${file}\n`);
+      return 0;
+    } finally {
+      await services.close();
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+async function reportStored(args: string[], opts: ReportOptions, { out, err }: CliContext): Promise<number> {
   if (!opts.out) throw new UsageError("required option '--out <DIR>' not specified");
   const outDir = opts.out;
   // Arguments first, before any service starts: what to report, and from where.
@@ -226,12 +264,10 @@ async function reportStored(
       );
     }
     const cohort = entries.length > 1;
-    const source = cohortSource
-      ? cohortSource
-      : targets.some((t) => t.kind === 'all')
-        ? `Every scan stored in the data directory ${dataDir}. A COHORT_DIR is, for now, a data directory that ` +
-          '"sonomark analyze --data-dir" filled; the report covers all of its scans.'
-        : `${cohort ? `${entries.length} inputs` : 'One scan'} (${args.join(', ')}), as stored in ${dataDir} by "sonomark analyze --data-dir".`;
+    const source = targets.some((t) => t.kind === 'all')
+      ? `Every scan stored in the data directory ${dataDir}. A COHORT_DIR is, for now, a data directory that ` +
+        '"sonomark analyze --data-dir" filled; the report covers all of its scans.'
+      : `${cohort ? `${entries.length} inputs` : 'One scan'} (${args.join(', ')}), as stored in ${dataDir} by "sonomark analyze --data-dir".`;
     const t0 = performance.now();
     const { html } = await local.renderStoredReport(store, entries, {
       title:

@@ -17,7 +17,8 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .summary('serve the multi-site upload, results and usage API on 127.0.0.1')
     .description(
       'Serve the API the cloud deploys behind API Gateway (POST /uploads, GET /scans/{scanId}, ' +
-        'GET /studies/{studyId}/scans, GET /scans?from=&to=, GET /usage?month=YYYY-MM) on 127.0.0.1, against ' +
+        'GET /studies/{studyId}/scans, GET /scans?from=&to=, GET /usage?month=YYYY-MM, GET /cohorts/{runId}/report) on ' +
+        '127.0.0.1, against ' +
         "local mode's S3 (s3rver) and DynamoDB (dynalite) in --data-dir. Each site gets a bearer token (kept in " +
         'DIR/api-tokens.json, printed at start) standing in for its IAM role; an upload through the returned ' +
         'presigned POST starts the local workflow. Runs until interrupted (Ctrl-C).',

@@ -11,6 +11,7 @@
  * hashing reads each clip once per run, in the plan Lambda, which costs far less than a GPU job.
  */
 import { z } from 'zod';
+import { COHORT_REPORT_HTML } from './cohort';
 import { featuresKey, parseUploadKey, UPLOADS_PREFIX } from './keys';
 import type { ScanItem } from './results-store';
 import { ModelRef, ScanId, SegmentId } from './schemas';
@@ -41,6 +42,23 @@ export const COHORT_MANIFESTS_PREFIX = `${COHORTS_PREFIX}manifests/`;
 export function cohortRunPrefix(siteId: string, runId: string): string {
   return `${COHORTS_PREFIX}${siteId}/${runId}/`;
 }
+/**
+ * A cohort run's id as a path segment: the cohort execution's name (Step Functions generates a
+ * UUID when none is given) or local `sonomark cohort run`'s id. Narrower than what Step Functions
+ * accepts in a name (it also allows `.`, `!`, `@`, `+`, `=` and more): name runs with letters,
+ * digits, `-` and `_` to reach their page through the API.
+ */
+export const CohortRunId = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$/,
+    'must be 1 to 80 letters, digits, "-" or "_", starting with a letter or digit (the cohort execution name)',
+  );
+
+/** `cohorts/{site}/{runId}/report.html`: the run's HTML page, the one object the API links to. */
+export const cohortReportKey = (siteId: string, runId: string): string =>
+  `${cohortRunPrefix(siteId, runId)}${COHORT_REPORT_HTML}`;
+
 /** A batch's extractor item list (ITEMS_KEY of its Batch job). */
 export const batchItemsKey = (runPrefix: string, batchId: string): string =>
   `${runPrefix}batches/${batchId}.items.json`;

@@ -31,6 +31,8 @@ export interface CohortItemOutcome {
 
 export const COHORT_CSV = 'cohort.csv';
 export const COHORT_SUMMARY = 'summary.json';
+/** The cohort's HTML page (core/report), beside cohort.csv and summary.json in the cloud and locally. */
+export const COHORT_REPORT_HTML = 'report.html';
 /** `kind` of summary.json: how `sonomark report DIR` recognises a cohort output folder. */
 export const COHORT_SUMMARY_KIND = 'sonomark-cohort-summary';
 
@@ -120,6 +122,10 @@ export interface CohortSummary {
   readonly generatedAt: string;
   readonly source: string;
   readonly dataDir?: string;
+  /** The site the cohort ran for (its scans' partition); absent in summaries written before it was recorded (site `local`). */
+  readonly site?: string;
+  /** The run's id: the cohort execution's name, or local `sonomark cohort run`'s own; its files are under cohorts/{site}/{runId}/. */
+  readonly runId?: string;
   readonly models: { readonly extractor: string; readonly experts: readonly string[] };
   readonly counts: Record<CohortAction | 'items', number>;
   readonly failures: readonly { item: string; scanId: string | null; code: string; message: string }[];
@@ -141,6 +147,8 @@ export function summarizeCohort(
   meta: {
     source: string;
     dataDir?: string;
+    site?: string;
+    runId?: string;
     models: CohortSummary['models'];
     experts: readonly string[];
     seconds: number;
@@ -208,6 +216,8 @@ export function summarizeCohort(
     generatedAt: (meta.now ?? new Date()).toISOString(),
     source: meta.source,
     ...(meta.dataDir !== undefined ? { dataDir: meta.dataDir } : {}),
+    ...(meta.site !== undefined ? { site: meta.site } : {}),
+    ...(meta.runId !== undefined ? { runId: meta.runId } : {}),
     models: meta.models,
     counts,
     failures: outcomes

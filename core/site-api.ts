@@ -9,6 +9,7 @@
  *   GET  /studies/{studyId}/scans  a study's scans
  *   GET  /scans?from=&to=&limit=   the site's scans by time (bySite index)
  *   GET  /usage?month=YYYY-MM      the month's usage summary (core/usage.ts)
+ *   GET  /cohorts/{runId}/report   a short-lived link to a cohort run's HTML page (core/report)
  *
  * Isolation: the site comes only from the authenticated identity (`caller`), never from
  * the path, query or body. Every read is a key lookup in the caller's own partition
@@ -17,9 +18,11 @@
  * Path segments are validated against the id grammars (no `/`, `..`, `%`), so an encoded
  * slash or a dot-dot cannot reach another key.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
+import { CohortRunId, cohortReportKey } from './cohort-run';
 import { ScanRates } from './pricing';
 import { getScan, listExpertResults, listSiteScans, type ScanItem } from './results-store';
 import { ScanId, SegmentId } from './schemas';
@@ -65,6 +68,8 @@ export interface SiteApiDeps {
   readonly doc: DynamoDBDocumentClient;
   readonly table: string;
   readonly uploadsBucket: string;
+  /** Holds cohort runs' pages (`cohorts/{site}/{runId}/report.html`); without it the route answers 404. */
+  readonly artifactsBucket?: string;
   /** The deployment's upload limit (MAX_UPLOAD_BYTES). */
   readonly maxUploadBytes: number;
   /** The site registry, by site id: a caller whose site is not here is refused. */
@@ -78,6 +83,11 @@ export interface ApiCaller {
 }
 
 const MAX_BODY_CHARS = 16 * 1024;
+/**
+ * How long a cohort page link is valid: a few minutes, enough to open it. A link signed with a
+ * Lambda's session credentials also ends when that session does, whichever comes first.
+ */
+export const REPORT_LINK_SECONDS = 300;
 const DEFAULT_LIST_LIMIT = 100;
 const MAX_LIST_LIMIT = 1000;
 
@@ -233,12 +243,51 @@ async function routeRequest(req: ApiRequest, siteId: string, site: ApiSite, deps
     );
     return json(200, summary);
   }
+  if (parts.length === 3 && parts[0] === 'cohorts' && parts[2] === 'report') {
+    if (Object.keys(queryOf(req)).length > 0)
+      throw new ApiError(400, 'BAD_REQUEST', 'GET /cohorts/{runId}/report takes no query.');
+    const runId = pathId(CohortRunId, parts[1]!, 'cohort run id');
+    return json(200, await cohortReportLink(siteId, runId, deps));
+  }
   // The path is not echoed: it may hold a file or study name.
   throw new ApiError(
     404,
     'NOT_FOUND',
-    'No such route: POST /uploads, GET /scans, /scans/{scanId}, /studies/{studyId}/scans and /usage are served.',
+    'No such route: POST /uploads, GET /scans, /scans/{scanId}, /studies/{studyId}/scans, /usage and /cohorts/{runId}/report are served.',
   );
+}
+
+/**
+ * A presigned GET of the caller's own cohort page: the key is built from the caller's site, so
+ * another site's run id names a key under the caller's prefix, which does not exist. Existence is
+ * checked first (a link to nothing is no answer), and a run without a page, another site's run and
+ * an id that never ran all get the same 404. Without s3:ListBucket S3 answers a missing key 403.
+ */
+async function cohortReportLink(
+  siteId: string,
+  runId: string,
+  deps: SiteApiDeps,
+): Promise<{ url: string; expiresAt: string; expiresInSeconds: number }> {
+  const notFoundRun = new ApiError(404, 'NOT_FOUND', 'No cohort report with that run id for your site.');
+  if (!deps.artifactsBucket) throw notFoundRun;
+  const target = { Bucket: deps.artifactsBucket, Key: cohortReportKey(siteId, runId) };
+  try {
+    await deps.s3.send(new HeadObjectCommand(target));
+  } catch (err) {
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 404 || status === 403) throw notFoundRun;
+    throw err;
+  }
+  const now = deps.now?.() ?? new Date();
+  const url = await getSignedUrl(deps.s3, new GetObjectCommand(target), {
+    expiresIn: REPORT_LINK_SECONDS,
+    signingDate: now,
+  });
+  return {
+    url,
+    expiresAt: new Date(now.getTime() + REPORT_LINK_SECONDS * 1000).toISOString(),
+    expiresInSeconds: REPORT_LINK_SECONDS,
+  };
 }
 
 function listBody(items: readonly ScanItem[], limit: number) {

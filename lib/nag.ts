@@ -98,9 +98,9 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|features|models)\/\*\]$/,
-    path: /^SonomarkCohort\/(CohortPlan|CohortScore)\/Role\//,
+    path: /^SonomarkCohort\/(CohortPlan|CohortScore|CohortReport)\/Role\//,
     reason:
-      'Object-level S3 permissions scoped to one key prefix: the plan hashes clips under uploads/ and checks features/, the scorer reads features/ and the expert models under models/; object keys are only known at run time.',
+      "Object-level S3 permissions scoped to one key prefix: the plan hashes clips under uploads/ and checks features/, the scorer reads features/ and the expert models under models/, the report reads the scans' features/ documents for the cohort page; object keys are only known at run time.",
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::.*\/models\/manifest\.json\*\]$/,
@@ -156,6 +156,18 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
     path: /^SonomarkApi\/SiteRole[A-Za-z0-9]+\//,
     reason:
       'The * is the {scanId} or {studyId} path parameter of one route; which scans or studies a site reads is decided by its own partition in the handler, not by the ARN.',
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::.*\/cohorts\/[A-Za-z0-9][A-Za-z0-9_-]*\/\*\/report\.html\]$/,
+    path: /^SonomarkApi\/SiteApi\/Role\//,
+    reason:
+      "GET /cohorts/{runId}/report reads and presigns one registered site's cohort page, cohorts/{site}/{runId}/report.html: the * is the run id (the cohort execution's name, known only at run time), and an S3 ARN wildcard cannot be kept within one path segment; the key always ends in /report.html, and only the cohort functions write under cohorts/.",
+  },
+  {
+    id: /^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:execute-api:.*\/v1\/GET\/cohorts\/\*\/report\]$/,
+    path: /^SonomarkApi\/SiteRole[A-Za-z0-9]+\//,
+    reason:
+      "The * is the {runId} path parameter of the one route GET /cohorts/{runId}/report; which run's page a site gets is decided by its own site prefix in the handler (cohorts/{caller's site}/{runId}/), not by the ARN.",
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,

@@ -8,16 +8,29 @@
  * before the workflow starts, and a cohort with nothing new never starts it: re-scoring after a
  * new expert version runs no extractor job, by construction.
  */
+import { randomBytes } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
-import type { CohortItemOutcome } from '../core/cohort';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  COHORT_CSV,
+  COHORT_REPORT_HTML,
+  COHORT_SUMMARY,
+  type CohortItemOutcome,
+  type CohortSummary,
+} from '../core/cohort';
+import { cohortRunPrefix } from '../core/cohort-run';
+import { cohortReportEntries, cohortReportTitle } from '../core/report';
+import type { Manifest } from '../core/schemas';
 import type { LoadedManifest } from '../core/manifest';
 import { getScan, listExpertResultVersions } from '../core/results-store';
 import { hashStream, scanIdFromContent } from '../core/scan-id';
+import { lockDataDir } from './lock';
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from './names';
+import { renderStoredReport } from './report';
 import { forEachLimited, rescoreScan, type RescoreStore } from './rescore';
-import { startLocalServices, type LocalServices } from './services';
+import { ensureBucket, startLocalServices, type LocalServices } from './services';
 import { LocalWorkflow, type LocalWorkflowOptions } from './workflow';
 
 export interface CohortInput {
@@ -233,4 +246,73 @@ export async function runCohort(inputs: readonly CohortInput[], opts: CohortRunO
     await workflow.close();
   }
   return outcomes as CohortItemOutcome[];
+}
+
+/** A local cohort run's id: its start time and a random suffix (CohortRunId's grammar, as an execution name). */
+export function localCohortRunId(now: Date = new Date()): string {
+  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '')}-${randomBytes(3).toString('hex')}`;
+}
+
+export interface PublishCohortOptions {
+  readonly dataDir: string;
+  readonly summary: CohortSummary & { readonly site: string; readonly runId: string };
+  readonly csv: string;
+  readonly manifest: Manifest;
+  /** Decode the stored clips for peak-frame thumbnails. @default true */
+  readonly thumbnails?: boolean;
+}
+
+/**
+ * The cohort run's page (the one `sonomark report COHORT_DIR` renders: core/report, with local
+ * mode's thumbnails), and its three files put where the cloud's cohort workflow puts them,
+ * `cohorts/{site}/{runId}/` of the (local) artifacts bucket, so `sonomark serve` answers
+ * `GET /cohorts/{runId}/report` with the same route and key as the cloud API. Returns the page.
+ */
+export async function publishCohortRun(opts: PublishCohortOptions): Promise<string> {
+  const lock = lockDataDir(opts.dataDir);
+  try {
+    const services = await startLocalServices(opts.dataDir);
+    try {
+      const store = storeOf(services);
+      const html = await renderCohortPage(store, opts.summary, opts.manifest, opts.thumbnails);
+      await ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET);
+      const prefix = cohortRunPrefix(opts.summary.site, opts.summary.runId);
+      const put = (name: string, body: string, contentType: string) =>
+        services.s3.send(
+          new PutObjectCommand({
+            Bucket: LOCAL_ARTIFACTS_BUCKET,
+            Key: `${prefix}${name}`,
+            Body: body,
+            ContentType: contentType,
+          }),
+        );
+      await put(COHORT_CSV, opts.csv, 'text/csv');
+      await put(COHORT_SUMMARY, JSON.stringify(opts.summary, null, 2) + '\n', 'application/json');
+      await put(COHORT_REPORT_HTML, html, 'text/html; charset=utf-8');
+      return html;
+    } finally {
+      await services.close();
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+/** The cohort page from a run's summary and the data dir's stores: the one definition both commands use. */
+export async function renderCohortPage(
+  store: RescoreStore,
+  summary: Pick<CohortSummary, 'scanIds' | 'failures' | 'site' | 'source' | 'dataDir'>,
+  manifest: Manifest,
+  thumbnails = true,
+): Promise<string> {
+  const entries = await cohortReportEntries(store, summary, summary.site ?? 'local');
+  if (entries.length === 0)
+    throw new CohortManifestError('The cohort run stored no scan and no failure: no page to render.');
+  const { html } = await renderStoredReport(store, entries, {
+    title: cohortReportTitle(entries.length),
+    source: `The scans of the cohort ${summary.source}, as "sonomark cohort run" left them in ${summary.dataDir ?? 'its data directory'}.`,
+    manifest,
+    thumbnails,
+  });
+  return html;
 }

@@ -11,30 +11,23 @@
  * identifiers, and no metadata is carried), and the frame indices are checked against
  * the document so a changed decoder cannot mislabel a frame.
  */
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
-import { NO_SITE, parseUploadKey } from '../core/keys';
-import { renderReport, thumbnailSamples, type ReportScanInput, type ReportThumbnail } from '../core/report';
-import { findScansById, getScan, listExpertResultVersions, listScans, type ScanItem } from '../core/results-store';
-import { ExpertResult, FeaturesDocument, type Manifest, type ProblemDetail } from '../core/schemas';
-import { parsePayload } from '../core/zod-parse';
+import {
+  getBytes,
+  renderStoredReport as renderFromStores,
+  thumbnailSamples,
+  type ReportEntry,
+  type ReportStore,
+  type ReportThumbnail,
+  type ThumbnailSource,
+} from '../core/report';
+import { findScansById, getScan, listScans, type ScanItem } from '../core/results-store';
+import type { FeaturesDocument, Manifest } from '../core/schemas';
 import { decodeFrameBytes } from '../gpu-tasks/feature-extractor/src';
 
-export interface ReportStore {
-  readonly s3: S3Client;
-  readonly doc: DynamoDBDocumentClient;
-  readonly table: string;
-  readonly artifactsBucket: string;
-}
-
-export interface ReportScanOptions {
-  /** Decode the stored upload for peak-frame thumbnails. @default true */
-  readonly thumbnails?: boolean;
-}
-
+export type { ReportEntry, ReportStore };
 export { getScan, listScans };
 
 /** The scan with this id in a local data directory, whatever its site (the operator gives a bare id). */
@@ -48,37 +41,12 @@ export async function getScanById(
   return found.sort((a, b) => Number(a.siteId === undefined) - Number(b.siteId === undefined))[0];
 }
 
-/** One stored scan as the renderer reads it: features, every expert result and (optionally) thumbnails. */
-export async function loadReportScan(
-  store: ReportStore,
-  scan: ScanItem,
-  opts: ReportScanOptions = {},
-): Promise<ReportScanInput> {
-  const base: ReportScanInput = {
-    scanId: scan.scanId,
-    label: labelOf(scan),
-    status: scan.status,
-    siteId: scan.siteId,
-    studyId: scan.studyId,
-    receivedAt: scan.receivedAt,
-    frameRate: scan.sidecar?.frameRate,
-    error: scan.error,
+/** Local mode's thumbnails: each stored upload decoded again by the extractor's decoder (or none, `--no-thumbnails`). */
+export function localThumbnails(store: ReportStore, enabled = true): ThumbnailSource {
+  if (!enabled) return { omitted: 'The report was written with --no-thumbnails: the clips were not decoded.' };
+  return {
+    make: async (scan, features) => peakThumbnails(await getBytes(store.s3, scan.bucket!, scan.key!), features),
   };
-  if (scan.status !== 'COMPLETED' || !scan.featuresKey) return base;
-  const features = parsePayload(
-    FeaturesDocument,
-    JSON.parse(await getText(store.s3, scan.featuresBucket ?? store.artifactsBucket, scan.featuresKey)),
-    `features document ${scan.featuresKey}`,
-  );
-  // Every stored version: the page shows the current one per expert and the agreement between versions.
-  const results = (
-    await listExpertResultVersions(store.doc, store.table, scan.siteId ?? NO_SITE, scan.scanId)
-  ).results.map((r) => parsePayload(ExpertResult, r, `expert result ${r.sk} of scan ${scan.scanId}`));
-  const thumbnails =
-    opts.thumbnails === false || !scan.bucket || !scan.key
-      ? []
-      : await peakThumbnails(await getBytes(store.s3, scan.bucket, scan.key), features);
-  return { ...base, features, results, thumbnails };
 }
 
 /** PNGs of the sampled frames at each biomarker's peak, decoded as the extractor decoded them. */
@@ -107,30 +75,6 @@ export function grayPng(gray: Uint8Array, width: number, height: number): Buffer
   return PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false });
 }
 
-/** The uploaded file's name below its study (what the researcher named it), else the scan id. */
-function labelOf(scan: ScanItem): string {
-  if (!scan.key) return scan.scanId;
-  try {
-    return parseUploadKey(scan.key).fileName;
-  } catch {
-    return scan.key;
-  }
-}
-
-async function getBytes(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
-  const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return Buffer.from(await out.Body!.transformToByteArray());
-}
-
-async function getText(s3: S3Client, bucket: string, key: string): Promise<string> {
-  return (await getBytes(s3, bucket, key)).toString('utf8');
-}
-
-/** A scan to report, or an input that has none (listed among the failures with its reason). */
-export type ReportEntry =
-  | { readonly scan: ScanItem }
-  | { readonly missing: { readonly label: string; readonly scanId: string | null; readonly error: ProblemDetail } };
-
 export interface ReportMeta {
   readonly title: string;
   readonly source: string;
@@ -139,25 +83,19 @@ export interface ReportMeta {
   readonly now?: Date;
 }
 
-/** Loads every entry and renders the page; the scans load one after another (each may decode a clip). */
+/** Loads every entry and renders the page, decoding each stored clip for its thumbnails (one at a time). */
 export async function renderStoredReport(
   store: ReportStore,
   entries: readonly ReportEntry[],
   meta: ReportMeta,
 ): Promise<{ html: string; scans: number }> {
-  const scans: ReportScanInput[] = [];
-  for (const e of entries) {
-    if ('scan' in e) scans.push(await loadReportScan(store, e.scan, { thumbnails: meta.thumbnails }));
-    else scans.push({ ...e.missing, status: 'NOT_ANALYZED' });
-  }
-  const html = renderReport({
+  return renderFromStores(store, entries, {
     title: meta.title,
     source: meta.source,
-    generatedAt: (meta.now ?? new Date()).toISOString(),
-    scans,
-    models: { extractors: [meta.manifest.extractor], experts: meta.manifest.experts },
+    manifest: meta.manifest,
+    now: meta.now,
+    thumbnails: localThumbnails(store, meta.thumbnails !== false),
   });
-  return { html, scans: scans.length };
 }
 
 /** Writes the page into `outDir` (created if missing) and returns its path. */

@@ -9,6 +9,8 @@
  *   notification starts the local workflow on the object, as EventBridge does in the cloud.
  *   s3rver stores what is posted without checking the POST policy (key, type, size): S3
  *   enforces it in the cloud; the handler's tests check the policy the link carries.
+ * - Cohort pages: GET /cohorts/{runId}/report presigns a GET against s3rver for the page
+ *   `sonomark cohort run` put under cohorts/{site}/{runId}/ of the local artifacts bucket.
  * - Usage: priced at local mode's rates (localScanRates: what the default deployment would
  *   charge), the same `sonomark usage` uses, so the two give the same numbers.
  */
@@ -22,7 +24,7 @@ import { handleSiteApi, type ApiCaller, type ApiSite, type ApiRequest } from '..
 import { SegmentId } from '../core/schemas';
 import { DEFAULT_MAX_UPLOAD_BYTES } from '../core/limits';
 import { localScanRates } from './handlers';
-import { LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
 import { LocalWorkflow, type AnalyzeResult } from './workflow';
 
 export const TOKENS_FILE = 'api-tokens.json';
@@ -115,6 +117,8 @@ export async function startLocalApi(opts: ServeOptions): Promise<LocalApiServer>
     doc: workflow.services.doc,
     table: LOCAL_TABLE,
     uploadsBucket: LOCAL_UPLOADS_BUCKET,
+    // Cohort pages: `sonomark cohort run` puts them at the cloud's key (cohorts/{site}/{runId}/report.html).
+    artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
     maxUploadBytes: DEFAULT_MAX_UPLOAD_BYTES,
     sites: registry,
   };

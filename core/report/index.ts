@@ -1,4 +1,4 @@
-/** The research report: the renderer, its input schemas and the peak-frame helpers the caller needs for thumbnails. */
+/** The research report: the renderer, its input schemas, the peak-frame helpers the caller needs for thumbnails, and the loader from the stores. */
 export { renderReport, cardCaveat, RUO } from './html';
 export {
   ReportInput,
@@ -10,3 +10,15 @@ export {
   type ReportInputJson,
   type ReportScanInput,
 } from './model';
+export {
+  cohortReportEntries,
+  cohortReportTitle,
+  getBytes,
+  loadReportScan,
+  renderStoredReport,
+  type ReportEntry,
+  type ReportStore,
+  type StoredReportMeta,
+  type ThumbnailMaker,
+  type ThumbnailSource,
+} from './stored';

@@ -50,6 +50,12 @@ export const ReportInput = z.object({
   /** Where the scans came from and what the cohort is, in a sentence (shown under the title). */
   source: z.string().min(1),
   scans: z.array(ReportScan).min(1),
+  /**
+   * Why the page carries no frame images, when its renderer could not decode the clips (the cloud
+   * cohort report reads stored features, never the uploads): said on the page, and each peak is then
+   * shown by its time and probabilities from the features alone.
+   */
+  thumbnailsOmitted: z.string().min(1).optional(),
   /** Manifest entries of every model version that may appear in the results (cards and caveats). */
   models: z.object({ extractors: z.array(ExtractorEntry), experts: z.array(ExpertEntry) }),
 });

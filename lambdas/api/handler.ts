@@ -27,6 +27,7 @@ const deps: SiteApiDeps = {
   doc: documentClient(tracer),
   table: requireEnv(ENV.resultsTable),
   uploadsBucket: requireEnv(ENV.uploadsBucket),
+  artifactsBucket: requireEnv(ENV.artifactsBucket),
   maxUploadBytes: Number(optionalEnv(ENV.maxUploadBytes, String(DEFAULT_MAX_UPLOAD_BYTES))),
   sites: jsonEnv(ENV.siteRegistry, SiteRegistryEnv),
 };

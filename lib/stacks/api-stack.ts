@@ -29,6 +29,7 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { ENV, FUNCTIONS, pascalName } from '../../core/contract';
+import { cohortReportKey } from '../../core/cohort-run';
 import { INVOICES_PREFIX, siteItemsPrefix, sitePk, sitePrefixes, TABLE_KEYS, UPLOADS_PREFIX } from '../../core/keys';
 import type { ScanRates } from '../../core/pricing';
 import { sitePriceTable, type SonomarkConfig } from '../config';
@@ -39,7 +40,7 @@ export interface ApiStackProps extends StackProps {
   readonly config: SonomarkConfig;
   readonly key: kms.IKey;
   readonly uploadsBucket: s3.IBucket;
-  /** Holds features/{site}/ and invoices/{site}/. */
+  /** Holds features/{site}/, invoices/{site}/ and the cohort pages cohorts/{site}/{runId}/report.html. */
   readonly artifactsBucket: s3.IBucket;
   readonly resultsTable: dynamodb.ITable;
   readonly vpc: ec2.IVpc;
@@ -55,6 +56,7 @@ export const API_ROUTES = [
   { method: 'GET', path: '/scans/{scanId}' },
   { method: 'GET', path: '/studies/{studyId}/scans' },
   { method: 'GET', path: '/usage' },
+  { method: 'GET', path: '/cohorts/{runId}/report' },
 ] as const;
 
 /** API Gateway stage throttling (every route): a site's batch uploader, not a public website. */
@@ -120,6 +122,20 @@ export class ApiStack extends Stack {
     this.apiFunction.role.addToPolicy(
       new iam.PolicyStatement({ actions: ['kms:GenerateDataKey'], resources: [key.keyArn] }),
     );
+    // GET /cohorts/{runId}/report: HeadObject, and the presigned GET it hands out (S3 checks the
+    // signer's permission when the link is used), on each registered site's cohort pages only.
+    // `*` stands for the run id (an ARN wildcard cannot stop at a `/`; only cohort functions write
+    // under cohorts/); the trailing `/` after the site keeps site-a from matching site-ab's runs.
+    // kms:Decrypt for the SSE-KMS object comes with grantReadItems above.
+    this.apiFunction.function.addEnvironment(ENV.artifactsBucket, props.artifactsBucket.bucketName);
+    if (config.sites.length > 0) {
+      this.apiFunction.role.addToPolicy(
+        new iam.PolicyStatement({
+          actions: ['s3:GetObject'],
+          resources: config.sites.map((site) => props.artifactsBucket.arnForObjects(cohortReportKey(site.id, '*'))),
+        }),
+      );
+    }
 
     // --- The REST API ---
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
@@ -201,6 +217,9 @@ export class ApiStack extends Stack {
     });
     method(this.api.root.addResource('usage'), 'GET', {
       requestParameters: { 'method.request.querystring.month': true },
+    });
+    method(this.api.root.addResource('cohorts').addResource('{runId}').addResource('report'), 'GET', {
+      requestParameters: { 'method.request.path.runId': true },
     });
     Validations.of(this.api).acknowledge(
       {

@@ -104,12 +104,14 @@ export class CohortStack extends Stack {
     // cohort scan is estimated (and billed) exactly like an uploaded one.
     this.scoreFunction.function.addEnvironment(ENV.scanRates, pipeline.scanRatesJson);
 
-    // Report: lists and reads the run's batch outcomes, writes cohort.csv and summary.json.
+    // Report: lists and reads the run's batch outcomes, writes cohort.csv, summary.json and the
+    // HTML page (core/report; ECharts in the bundle renders its charts to SVG, no browser).
     this.reportFunction = new SonomarkFunction(this, FUNCTIONS.cohortReport.id, {
       ...common,
       handler: FUNCTIONS.cohortReport,
       memorySize: 1024,
-      timeout: Duration.minutes(5),
+      // The page loads every scan (item, results, features) and draws ~4 charts per scan.
+      timeout: Duration.minutes(15),
       reservedConcurrentExecutions: 2,
     });
     this.reportFunction.bindObjects(props.artifactsBucket, key, { read: COHORTS_PREFIX, envVar: ENV.artifactsBucket });
@@ -120,6 +122,16 @@ export class CohortStack extends Stack {
         actions: ['s3:ListBucket'],
         resources: [props.artifactsBucket.bucketArn],
         conditions: { StringLike: { 's3:prefix': [`${COHORTS_PREFIX}*`] } },
+      }),
+    );
+    // The page's data, as `sonomark report` reads it: each scan's features document, and its scan
+    // item and expert results (GetItem, and a Query of the scan's own partition); nothing written.
+    grantReadObjects(this.reportFunction.function, props.artifactsBucket, FEATURES_PREFIX, key);
+    this.reportFunction.function.addEnvironment(ENV.resultsTable, props.resultsTable.tableName);
+    this.reportFunction.role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:Query'],
+        resources: [props.resultsTable.tableArn],
       }),
     );
 

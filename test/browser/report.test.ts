@@ -6,11 +6,20 @@
  * opened in headless Chromium (Debian's, driven by playwright-core). Screenshots go to
  * .sonomark/test-artifacts/ (git-ignored) for a person to look at.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { CohortItemOutcome, CohortSummary } from '../../core/cohort';
+import { batchOutcomesKey, cohortRunPrefix } from '../../core/cohort-run';
+import { loadManifest } from '../../core/manifest';
 import { PACKAGE_ROOT } from '../../core/paths';
+import { listExpertResultVersions } from '../../core/results-store';
+import { writeCohortReport } from '../../lambdas/cohort-report/report';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from '../../local/names';
+import { startLocalApi } from '../../local/serve';
+import { startLocalServices } from '../../local/services';
 import { runCli } from '../helpers/cli';
 import { POCUS, requirePocus } from '../helpers/pocus';
 import { tempDir } from '../helpers/temp';
@@ -63,8 +72,9 @@ interface Opened {
   readonly requests: string[];
 }
 
-/** Opens the page, recording console errors, page errors and every request that leaves the file. */
+/** Opens the page (a file, or a URL), recording console errors, page errors and every other request it makes. */
 async function open(file: string): Promise<Opened> {
+  const href = /^https?:/.test(file) ? file : pathToFileURL(file).href;
   const page = await context.newPage();
   const errors: string[] = [];
   const requests: string[] = [];
@@ -73,9 +83,9 @@ async function open(file: string): Promise<Opened> {
   });
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('request', (r) => {
-    if (!r.url().startsWith('file:') && !r.url().startsWith('data:')) requests.push(r.url());
+    if (r.url() !== href && !r.url().startsWith('file:') && !r.url().startsWith('data:')) requests.push(r.url());
   });
-  await page.goto(pathToFileURL(file).href, { waitUntil: 'load' });
+  await page.goto(href, { waitUntil: 'load' });
   return { page, errors, requests };
 }
 
@@ -215,6 +225,91 @@ describe('the report in Chromium', () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await screenshot(page, 'report-cohort-narrow.png');
     await page.close();
+  });
+
+  it("a cohort run's page through the API link: the local run's and the cloud report's, both in Chromium", async () => {
+    // Prepare: the cohort's clips (analysed above: nothing to decode or extract) as a CSV manifest
+    const work = tempDir('sonomark-cohort-');
+    const manifestFile = path.join(work, 'cohort.csv');
+    writeFileSync(manifestFile, ['file', ...COHORT].join('\n') + '\n');
+    const out = path.join(work, 'out');
+    const run = await runCli(['cohort', 'run', manifestFile, '--data-dir', dataDir, '--out', out, '--no-progress']);
+    expect(run.code).toBe(0);
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as CohortSummary;
+    expect(summary).toMatchObject({ site: 'local', runId: expect.stringMatching(/^\d{8}T\d{6}Z-[0-9a-f]{6}$/) });
+    // The cloud's CohortReport code over the same scans, under another run id of the same site
+    const services = await startLocalServices(dataDir);
+    try {
+      const outcomes: CohortItemOutcome[] = [];
+      for (const scanId of summary.scanIds)
+        outcomes.push({
+          item: scanId,
+          scanId,
+          action: 'done',
+          ...(await listExpertResultVersions(services.doc, LOCAL_TABLE, 'local', scanId)),
+        });
+      const runPrefix = cohortRunPrefix('local', 'cloud-run');
+      await services.s3.send(
+        new PutObjectCommand({
+          Bucket: LOCAL_ARTIFACTS_BUCKET,
+          Key: batchOutcomesKey(runPrefix, '0123456789abcdef'),
+          Body: JSON.stringify(outcomes),
+        }),
+      );
+      const manifest = loadManifest().manifest;
+      await writeCohortReport(
+        { site: 'local', runPrefix, startedAt: new Date().toISOString(), source: manifestFile },
+        {
+          s3: services.s3,
+          doc: services.doc,
+          table: LOCAL_TABLE,
+          artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
+          manifest: async () => manifest,
+        },
+      );
+    } finally {
+      await services.close();
+    }
+    const server = await startLocalApi({ dataDir, sites: ['local'] });
+    try {
+      const link = async (runId: string) => {
+        const res = await fetch(`${server.url}/cohorts/${runId}/report`, {
+          headers: { authorization: `Bearer ${server.tokens.local}` },
+        });
+        expect(res.status).toBe(200);
+        return ((await res.json()) as { url: string }).url;
+      };
+
+      for (const [runId, cloud] of [
+        [summary.runId!, false],
+        ['cloud-run', true],
+      ] as const) {
+        // Act
+        const { page, errors, requests } = await open(await link(runId));
+
+        // Assess: the same page either way; frames where the clips could be decoded, a plain note where not
+        expect(errors).toEqual([]);
+        expect(requests).toEqual([]);
+        expect(await page.title()).toBe(`sonomark cohort report (${summary.scanIds.length} scans)`);
+        const found = await charts(page);
+        expect(found.filter((c) => c.kind === 'timeline')).toHaveLength(summary.scanIds.length);
+        found.forEach(expectAxes);
+        const thumbs = await thumbnails(page);
+        if (cloud) {
+          expect(thumbs.total).toBe(0);
+          await expect(page.locator('.no-frames').textContent()).resolves.toMatch(/No frame images on this page\./);
+          expect(await page.locator('.noimg').count()).toBeGreaterThanOrEqual(summary.scanIds.length);
+          await screenshot(page, 'report-cohort-cloud.png');
+        } else {
+          expect(thumbs.total).toBeGreaterThanOrEqual(summary.scanIds.length);
+          expect(thumbs.loaded).toBe(thumbs.total);
+          expect(await page.locator('.no-frames').count()).toBe(0);
+        }
+        await page.close();
+      }
+    } finally {
+      await server.close();
+    }
   });
 
   it('says what to do for an unknown scan id and for a data dir with nothing analysed', async () => {

@@ -129,6 +129,48 @@ describe('ApiStack', () => {
     expect(registry['site-a'].rates.lambda.usdPerGbSecond).not.toBe(0.00001);
   });
 
+  test('GET /cohorts/{runId}/report: a method with its path parameter, callable by each site role', () => {
+    // Prepare
+    const methods = resources('AWS::ApiGateway::Method');
+    const report = methods.filter((m) => json(m.Properties.RequestParameters ?? {}).includes('path.runId'));
+    const paths = resources('AWS::ApiGateway::Resource').map((r) => r.Properties.PathPart);
+    // Assess
+    expect(report).toHaveLength(1);
+    expect(report[0]!.Properties).toMatchObject({
+      HttpMethod: 'GET',
+      AuthorizationType: 'AWS_IAM',
+      RequestParameters: { 'method.request.path.runId': true },
+    });
+    expect(paths).toEqual(expect.arrayContaining(['cohorts', '{runId}', 'report']));
+    for (const site of SITES) {
+      const invoke = siteStatements(site.id).find((st) => json(st.Action).includes('execute-api:Invoke'));
+      expect(json(invoke.Resource)).toContain('/GET/cohorts/*/report');
+    }
+  });
+
+  test("the API function reads only the registered sites' cohort pages, no other cohort object", () => {
+    // Prepare: the function's role and its policy statements
+    const fn = resources('AWS::Lambda::Function').find((f) =>
+      json(f.Properties.Environment?.Variables ?? {}).includes('SITE_ROLE_IDS'),
+    )!;
+    const roleId = fn.Properties.Role['Fn::GetAtt'][0] as string;
+    const statements = resources('AWS::IAM::Policy')
+      .filter((p) => json(p.Properties.Roles).includes(`"${roleId}"`))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const reads = statements.filter((st) => json(st.Action).includes('s3:GetObject'));
+    // Assess: one statement, GetObject alone, on cohorts/{site}/*/report.html of each registered site
+    expect(fn.Properties.Environment.Variables.ARTIFACTS_BUCKET).toBeDefined();
+    expect(reads).toHaveLength(1);
+    expect(reads[0].Action).toBe('s3:GetObject');
+    const keys = (reads[0].Resource as any[]).map((r) => r['Fn::Join'][1].at(-1) as string);
+    expect(keys).toEqual(['/cohorts/site-a/*/report.html', '/cohorts/site-ab/*/report.html']);
+    // No listing (a missing page reads as 403, answered 404) and no other S3 read anywhere
+    expect(json(statements)).not.toContain('s3:ListBucket');
+    expect(json(statements)).not.toMatch(/cohorts\/\*"/);
+    // Decrypting the SSE-KMS page is the role's existing kms:Decrypt on the one key
+    expect(json(statements)).toContain('kms:Decrypt');
+  });
+
   test('the invoice job runs monthly on EventBridge Scheduler, KMS-encrypted, with a dead-letter queue', () => {
     // Assess
     template.hasResourceProperties('AWS::Scheduler::Schedule', {

@@ -178,6 +178,28 @@ describe('cohort permissions', () => {
     expect(plan).toEqual([expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:PutItem'] })]);
   });
 
+  it('lets the report read what the page shows (features, scan items and results) and write only under cohorts/', () => {
+    // Prepare
+    const report = ofRole(/CohortReportRole/);
+    const fn = Object.entries(template.toJSON().Resources as Record<string, State>).find(
+      ([k, r]) => /^CohortReport/.test(k) && r.Type === 'AWS::Lambda::Function',
+    )?.[1];
+    // Assess: reads of the table (item and partition Query) with no write, features read, cohorts/ written
+    const ddb = report.filter((s) => flat(s.Action).includes('dynamodb:'));
+    expect(ddb).toEqual([expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:Query'] })]);
+    expect(flat(ddb[0]!.Resource)).not.toContain('/index/');
+    const writes = report.filter((s) => flat(s.Action).includes('s3:PutObject'));
+    expect(writes).toHaveLength(1);
+    expect(flat(writes[0]!.Resource)).toMatch(/\/cohorts\/\*"/);
+    const reads = report.filter((s) => flat(s.Action).includes('s3:GetObject'));
+    expect(flat(reads)).toContain('/features/*');
+    expect(flat(reads)).toContain('/cohorts/*');
+    expect(flat(reads)).not.toContain('/uploads/');
+    // It names the table, and has the time to render a large cohort's page
+    expect(fn?.Properties.Environment.Variables.RESULTS_TABLE).toBeDefined();
+    expect(fn?.Properties.Timeout).toBe(900);
+  });
+
   it('lets the extractor read batch item lists under cohorts/', () => {
     // Prepare
     const job = allStatements(built.pipelineTemplate).filter((s) => /ExtractorJobRole/.test(s.where));

@@ -319,9 +319,22 @@ const EXPECTED_COHORT: Record<string, RoleMatrix> = {
     actions: [...LAMBDA_BASE, ...TABLE_KMS, ...RESULTS_RW.split(','), ...S3_RW].sort(),
     notes: [],
   },
+  // The report also reads what the cohort page shows: each scan's features, item and results (no write).
   'SonomarkCohort/CohortReport/Role': {
-    storage: [`artifacts/cohorts/*: ${READ},s3:PutObject,s3:AbortMultipartUpload`],
-    actions: [...LAMBDA_BASE, 'kms:Decrypt', 'kms:GenerateDataKey', ...S3_RW, 's3:ListBucket'].sort(),
+    storage: [
+      `artifacts/features/*: ${READ}`,
+      `artifacts/cohorts/*: ${READ},s3:PutObject,s3:AbortMultipartUpload`,
+      `${TABLE}: dynamodb:GetItem,dynamodb:Query`,
+    ],
+    actions: [
+      ...LAMBDA_BASE,
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'kms:Decrypt',
+      'kms:GenerateDataKey',
+      ...S3_RW,
+      's3:ListBucket',
+    ].sort(),
     notes: [],
   },
 };

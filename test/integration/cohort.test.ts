@@ -45,6 +45,12 @@ describe('sonomark cohort run', () => {
     const csv = readFileSync(path.join(out, 'cohort.csv'), 'utf8').trim().split('\n');
     expect(csv).toHaveLength(CLIPS.length + 1);
     expect(csv[0]).toMatch(/^item,scanId,action,.*diagnosis\.version,diagnosis\.output,diagnosis\.value/);
+    // The page beside them (the one `sonomark report OUT` renders), and the run's id for the API route
+    expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toContain(
+      `sonomark cohort report (${CLIPS.length} scans)`,
+    );
+    expect(summaryOf()).toMatchObject({ site: 'local', runId: expect.stringMatching(/^\d{8}T\d{6}Z-[0-9a-f]{6}$/) });
+    expect(first.stderr).toContain(`GET /cohorts/${summaryOf().runId}/report`);
 
     // Act 2: resumed, nothing to do
     const second = await runCli(['cohort', 'run', cohortDir, '--data-dir', dataDir, '--out', out]);
@@ -118,8 +124,9 @@ describe('sonomark cohort run', () => {
     // And the HTML page of the cohort folder
     const page = await runCli(['report', out, '--no-thumbnails']);
     expect(page.code).toBe(0);
-    expect(existsSync(path.join(out, 'cohort-report.html'))).toBe(true);
-    expect(readFileSync(path.join(out, 'cohort-report.html'), 'utf8')).toContain('Agreement between expert versions');
+    expect(page.stdout.trim()).toBe(path.join(out, 'report.html'));
+    expect(existsSync(path.join(out, 'report.html'))).toBe(true);
+    expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toContain('Agreement between expert versions');
   });
 
   it('refuses a manifest without a file column, before any service starts', async () => {

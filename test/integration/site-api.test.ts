@@ -2,9 +2,17 @@
  * The multi-site API over HTTP, as two sites would use it: `sonomark serve`'s server on a real
  * socket, uploads through the presigned POST into s3rver, the local workflow run by s3rver's
  * Object Created notification (real ffmpeg, real ONNX), results and usage read back over HTTP,
- * and `sonomark usage` giving the same numbers. Each site sees only its own.
+ * and `sonomark usage` giving the same numbers. Each site sees only its own. A cohort run's page,
+ * written by the cloud's CohortReport code into the local artifacts bucket, is reached through
+ * GET /cohorts/{runId}/report by its own site only.
  */
 import { readFileSync } from 'node:fs';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { CohortItemOutcome } from '../../core/cohort';
+import { batchOutcomesKey, cohortRunPrefix } from '../../core/cohort-run';
+import { listExpertResultVersions } from '../../core/results-store';
+import { writeCohortReport } from '../../lambdas/cohort-report/report';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from '../../local/names';
 import { startLocalApi, type LocalApiServer } from '../../local/serve';
 import { runCli } from '../helpers/cli';
 import { generateClip, tempDir, writeFile } from './helpers';
@@ -102,6 +110,58 @@ describe('sonomark serve, as two sites', () => {
     expect(aUsage.json.extractorSeconds).toBeGreaterThan(0);
     expect(bUsage.json).toMatchObject({ siteId: 'site-b', scansBilled: 1, scansNotBilled: { failed: 0, running: 0 } });
     expect(bUsage.json.scans.map((s: any) => s.scanId)).toEqual([bScan]);
+
+    // A cohort run of site-a over its scans, reported by the cloud's CohortReport code into the
+    // local artifacts bucket (cohorts/site-a/run-a/): its page through the link, as HTML.
+    const services = server.workflow.services;
+    const runPrefix = cohortRunPrefix('site-a', 'run-a');
+    const outcomes: CohortItemOutcome[] = await Promise.all(
+      a.json.scans.map(async (sc: any) => ({
+        item: `uploads/site-a/study-1/${sc.fileName}`,
+        scanId: sc.scanId,
+        action: sc.status === 'COMPLETED' ? 'scored' : 'failed',
+        ...(sc.error ? { error: sc.error } : {}),
+        ...(await listExpertResultVersions(services.doc, LOCAL_TABLE, 'site-a', sc.scanId)),
+      })),
+    );
+    await services.s3.send(
+      new PutObjectCommand({
+        Bucket: LOCAL_ARTIFACTS_BUCKET,
+        Key: batchOutcomesKey(runPrefix, '0123456789abcdef'),
+        Body: JSON.stringify(outcomes),
+      }),
+    );
+    const written = await writeCohortReport(
+      { site: 'site-a', runPrefix, startedAt: new Date().toISOString(), source: 'uploads/site-a/study-1/' },
+      {
+        s3: services.s3,
+        doc: services.doc,
+        table: LOCAL_TABLE,
+        artifactsBucket: LOCAL_ARTIFACTS_BUCKET,
+        manifest: async () => server.workflow.loaded.manifest,
+      },
+    );
+    expect(written.reportKey).toBe(`${runPrefix}report.html`);
+    const link = await call('site-a', 'GET', '/cohorts/run-a/report');
+    expect(link.status).toBe(200);
+    expect(Date.parse(link.json.expiresAt) - Date.now()).toBeLessThanOrEqual(300_000);
+    const page = await fetch(link.json.url);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await page.text();
+    expect(html).toContain('<title>sonomark cohort report (2 scans)</title>');
+    expect(html).toContain(`data-scan-id="${aScan}"`);
+    expect(html).toContain('data-chart="timeline"');
+    expect(html).toContain('No frame images on this page.');
+    // site-b, a run that never was, and a malformed id: no link
+    const theirs = await call('site-b', 'GET', '/cohorts/run-a/report');
+    const never = await call('site-b', 'GET', '/cohorts/run-z/report');
+    expect(theirs.status).toBe(404);
+    expect(theirs.json).toEqual(never.json);
+    const malformed = await call('site-a', 'GET', '/cohorts/run-a%2F..%2F..%2Fsite-b/report');
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.error.message).toContain('letters, digits, "-" or "_"');
+    expect((await call(null, 'GET', '/cohorts/run-a/report')).status).toBe(403);
 
     // `sonomark usage` reads the same data directory (after the server lets go of it): the same numbers.
     await server.close();

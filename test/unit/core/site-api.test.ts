@@ -3,7 +3,9 @@
  * the table's real keys and bySite index, and a real S3 API (s3rver): each site sees and
  * writes only its own uploads, results and usage, whatever ids, paths or bodies it sends.
  */
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { COHORT_CSV, COHORT_REPORT_HTML } from '../../../core/cohort';
+import { cohortRunPrefix } from '../../../core/cohort-run';
 import { scanPk } from '../../../core/keys';
 import type { ScanRates } from '../../../core/pricing';
 import { claimScan, completeScan, failScan, putExpertResult, type ScanClaim } from '../../../core/results-store';
@@ -11,6 +13,7 @@ import { scanIdFromContent } from '../../../core/scan-id';
 import type { ExpertResult } from '../../../core/schemas';
 import {
   handleSiteApi,
+  REPORT_LINK_SECONDS,
   siteFromIamIdentity,
   type ApiRequest,
   type ApiResponse,
@@ -24,6 +27,7 @@ import { EXTRACTOR_REF } from '../helpers/fakes';
 
 const TABLE = 'results';
 const BUCKET = 'uploads';
+const ARTIFACTS = 'artifacts';
 const RATES: ScanRates = {
   basis: 'test prices',
   extractor: { usdPerSecond: 0.001, minimumSeconds: 0 },
@@ -119,11 +123,13 @@ beforeAll(async () => {
   // The deployed schema (keys and the bySite index) from the synthesized template.
   await ensureResultsTable(services.dynamo, TABLE);
   await ensureBucket(services.s3, BUCKET);
+  await ensureBucket(services.s3, ARTIFACTS);
   deps = {
     s3: services.s3,
     doc: services.doc,
     table: TABLE,
     uploadsBucket: BUCKET,
+    artifactsBucket: ARTIFACTS,
     maxUploadBytes: 1_000_000,
     sites: SITES,
     now: () => new Date('2026-01-20T00:00:00.000Z'),
@@ -367,6 +373,111 @@ describe('POST /uploads', () => {
     // Assess
     for (const row of ACCEPTED_FORMAT_ROWS)
       for (const e of row.extensions) expect(UPLOAD_CONTENT_TYPES[e]).toBeDefined();
+  });
+});
+
+describe('GET /cohorts/{runId}/report', () => {
+  const PAGE = '<!doctype html><title>site-a cohort</title><p>Research software, not a medical device.</p>';
+  const putRun = (site: string, runId: string, name: string, body: string, type: string) =>
+    services.s3.send(
+      new PutObjectCommand({
+        Bucket: ARTIFACTS,
+        Key: `${cohortRunPrefix(site, runId)}${name}`,
+        Body: body,
+        ContentType: type,
+      }),
+    );
+  beforeAll(async () => {
+    // site-a: a run with its page; a run whose report step wrote only the CSV. site-b: a run with its page.
+    await putRun('site-a', 'run-1', COHORT_REPORT_HTML, PAGE, 'text/html; charset=utf-8');
+    await putRun('site-a', 'run-2', COHORT_CSV, 'item\n', 'text/csv');
+    await putRun('site-b', 'run-b', COHORT_REPORT_HTML, '<!doctype html><title>site-b</title>', 'text/html');
+  });
+
+  it("gives a short-lived link to the caller's own page, which serves the HTML", async () => {
+    // Act: as the deployed handler runs (the real clock), so s3rver accepts the signature's date
+    const live = { ...deps, now: undefined };
+    const before = Date.now();
+    const res = await handleSiteApi(get('/cohorts/run-1/report'), { siteId: 'site-a' }, live);
+    const body = JSON.parse(res.body) as { url: string; expiresAt: string; expiresInSeconds: number };
+
+    // Assess: a presigned GET of exactly cohorts/site-a/run-1/report.html, a few minutes long
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['cache-control']).toBe('no-store');
+    const url = new URL(body.url);
+    expect(decodeURIComponent(url.pathname)).toBe(`/${ARTIFACTS}/cohorts/site-a/run-1/report.html`);
+    expect(url.searchParams.get('X-Amz-Expires')).toBe(String(REPORT_LINK_SECONDS));
+    expect(REPORT_LINK_SECONDS).toBeLessThanOrEqual(600);
+    expect(body.expiresInSeconds).toBe(REPORT_LINK_SECONDS);
+    const expires = Date.parse(body.expiresAt);
+    expect(expires - before).toBeGreaterThanOrEqual(REPORT_LINK_SECONDS * 1000 - 1000);
+    expect(expires - Date.now()).toBeLessThanOrEqual(REPORT_LINK_SECONDS * 1000);
+    const page = await fetch(body.url);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(await page.text()).toBe(PAGE);
+    // (Whether the signature covers only this key is S3's to enforce; s3rver does not check it.)
+  });
+
+  it('signs the link at the time of the request, expiring REPORT_LINK_SECONDS later', async () => {
+    // Act (deps.now is 2026-01-20T00:00:00Z)
+    const res = await as('site-a', get('/cohorts/run-1/report'));
+    // Assess
+    expect(res.statusCode).toBe(200);
+    expect(res.json.expiresAt).toBe(
+      new Date(Date.parse('2026-01-20T00:00:00.000Z') + REPORT_LINK_SECONDS * 1000).toISOString(),
+    );
+    expect(new URL(res.json.url).searchParams.get('X-Amz-Date')).toBe('20260120T000000Z');
+  });
+
+  it("answers another site's run, a run without a page and a run that never existed alike (404, same body)", async () => {
+    // Act
+    const theirs = await as('site-a', get('/cohorts/run-b/report'));
+    const noPage = await as('site-a', get('/cohorts/run-2/report'));
+    const never = await as('site-a', get('/cohorts/no-such-run/report'));
+    const mineFromB = await as('site-b', get('/cohorts/run-1/report'));
+    // Assess
+    for (const res of [theirs, noPage, never, mineFromB]) {
+      expect(res.statusCode).toBe(404);
+      expect(res.body).toBe(never.body);
+    }
+    expect(never.body).not.toContain('no-such-run');
+    expect(never.body).not.toContain('site-b');
+  });
+
+  it('refuses a malformed run id with what is accepted (400), never echoing it', async () => {
+    // Act
+    const bad = ['..', '.', 'a.b', '-run', '_run', 'run%2F..%2Fsite-b%2Frun-b', 'run%20x', 'r'.repeat(81), 'ü'];
+    const responses = await Promise.all(bad.map((id) => as('site-a', get(`/cohorts/${id}/report`))));
+    // Assess
+    for (const res of responses) {
+      expect(res.statusCode).toBe(400);
+      expect(res.json.error.message).toContain('cohort run id');
+      expect(res.json.error.message).toContain('letters, digits, "-" or "_"');
+      expect(res.body).not.toContain('%2F');
+    }
+    // Extra segments are another route: not found, and never a read of another key
+    for (const path of ['/cohorts/run-1/report/x', '/cohorts/../cohorts/run-b/report', '/cohorts//report']) {
+      const res = await as('site-a', get(path));
+      expect([400, 404]).toContain(res.statusCode);
+      expect(res.body).not.toContain('http');
+    }
+  });
+
+  it('takes GET only, and no query', async () => {
+    const query = await as('site-a', get('/cohorts/run-1/report', { download: '1' }));
+    const postIt = await as('site-a', { method: 'POST', path: '/cohorts/run-1/report', query: {}, body: '{}' });
+    expect(query.statusCode).toBe(400);
+    expect(postIt.statusCode).toBe(405);
+  });
+
+  it('answers 404 where no artifacts bucket is configured', async () => {
+    const res = await handleSiteApi(
+      get('/cohorts/run-1/report'),
+      { siteId: 'site-a' },
+      { ...deps, artifactsBucket: undefined },
+    );
+    expect(res.statusCode).toBe(404);
   });
 });
 

@@ -5,10 +5,16 @@
  * extractor reads, scoring runs the manifest's experts, a second run has nothing to do, and the
  * report gathers the outcomes into cohort.csv and summary.json.
  */
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { uploadModelsToBucket } from '../../../core/bucket-models';
-import { COHORT_CSV, COHORT_SUMMARY, type CohortItemOutcome, type CohortSummary } from '../../../core/cohort';
+import {
+  COHORT_CSV,
+  COHORT_REPORT_HTML,
+  COHORT_SUMMARY,
+  type CohortItemOutcome,
+  type CohortSummary,
+} from '../../../core/cohort';
 import { batchOutcomesKey, cohortRunPrefix } from '../../../core/cohort-run';
 import { extractErrorKey, featuresKey } from '../../../core/keys';
 import { loadManifest } from '../../../core/manifest';
@@ -17,11 +23,14 @@ import { listExpertResultVersions, scanKey } from '../../../core/results-store';
 import { scanIdFromContent, sha256Hex } from '../../../core/scan-id';
 import { ExtractItems } from '../../../gpu-tasks/feature-extractor/src/batch';
 import { planBatch, type PlanDeps } from '../../../lambdas/cohort-plan/plan';
-import { writeCohortReport } from '../../../lambdas/cohort-report/report';
+import { CLOUD_THUMBNAILS_OMITTED, writeCohortReport } from '../../../lambdas/cohort-report/report';
 import { scoreBatch, type ScoreBatchDeps } from '../../../lambdas/cohort-score/score';
 import { ensureBucket, ensureResultsTable, startLocalServices, type LocalServices } from '../../../local/services';
 import { tempDir } from '../../helpers/temp';
 import { featuresDocument } from '../helpers/fakes';
+
+// Scoring runs the ONNX experts and the report renders every chart: seconds on a loaded machine, not a speed target.
+jest.setTimeout(60_000);
 
 const UPLOADS = 'uploads';
 const ARTIFACTS = 'artifacts';
@@ -187,7 +196,7 @@ describe('cohort batch: plan, score, report', () => {
     expect(out.counts).toEqual({ done: 2, scored: 0, analysed: 0, failed: 0 });
   });
 
-  it('writes cohort.csv and summary.json from every batch’s outcomes', async () => {
+  it('writes cohort.csv, summary.json and report.html from every batch’s outcomes', async () => {
     // Act
     const out = await writeCohortReport(
       {
@@ -196,7 +205,13 @@ describe('cohort batch: plan, score, report', () => {
         startedAt: new Date(Date.now() - 5000).toISOString(),
         source: 'cohorts/manifests/m.csv',
       },
-      { s3: services.s3, artifactsBucket: ARTIFACTS, manifest: async () => loaded.manifest },
+      {
+        s3: services.s3,
+        doc: services.doc,
+        table: TABLE,
+        artifactsBucket: ARTIFACTS,
+        manifest: async () => loaded.manifest,
+      },
     );
     // Assess: two batches were scored (the full one, and the score-only one twice under one id)
     const summary = JSON.parse(await text(ARTIFACTS, `${RUN}${COHORT_SUMMARY}`)) as CohortSummary;
@@ -209,5 +224,48 @@ describe('cohort batch: plan, score, report', () => {
     );
     expect(summary.distributions[loaded.manifest.experts[0]!.name]?.scans).toBeGreaterThan(0);
     expect(csv.split('\n')[0]).toMatch(/^item,scanId,action,errorCode,error,extractor,/);
+    expect(summary).toMatchObject({ site: SITE, runId: 'run-1' });
+
+    // The page: the renderer `sonomark report` uses, over the same summary, with the stored scans
+    const head = await services.s3.send(
+      new HeadObjectCommand({ Bucket: ARTIFACTS, Key: `${RUN}${COHORT_REPORT_HTML}` }),
+    );
+    expect(out.reportKey).toBe(`${RUN}${COHORT_REPORT_HTML}`);
+    expect(head.ContentType).toBe('text/html; charset=utf-8');
+    const html = await text(ARTIFACTS, `${RUN}${COHORT_REPORT_HTML}`);
+    expect(html).toContain(`<title>sonomark cohort report (`);
+    expect(html).toContain('Research software, not a medical device');
+    // The completed scan (a per-upload run's item) has its timeline and expert outputs
+    const done = html.slice(html.indexOf(`data-scan-id="${idOf(clips.completed)}"`));
+    expect(done).toMatch(/^[^]*?data-chart="timeline"/);
+    expect(done.slice(0, done.indexOf('</section>'))).toContain('data-chart="expert-diagnosis"');
+    // No frame images, said plainly; the peaks are given from the features
+    expect(html).not.toContain('<img');
+    expect(html).toContain('No frame images on this page.');
+    expect(html).toContain(CLOUD_THUMBNAILS_OMITTED.replace(/"/g, '&quot;').replace(/'/g, '&#39;'));
+    expect(html).toContain('frame not decoded');
+    // Failures without a scan are on the page with their reasons, and no object key of another site is
+    expect(html).toContain('OTHER_SITE');
+    expect(html).toContain('UNREADABLE_INPUT');
+  });
+
+  it('writes no page for a run whose batches held no item', async () => {
+    const out = await writeCohortReport(
+      {
+        site: SITE,
+        runPrefix: cohortRunPrefix(SITE, 'empty-run'),
+        startedAt: new Date().toISOString(),
+        source: 'uploads/site-a/none/',
+      },
+      {
+        s3: services.s3,
+        doc: services.doc,
+        table: TABLE,
+        artifactsBucket: ARTIFACTS,
+        manifest: async () => loaded.manifest,
+      },
+    );
+    expect(out.reportKey).toBeNull();
+    expect(out.counts.items).toBe(0);
   });
 });
