@@ -190,15 +190,9 @@ export class LocalWorkflow {
       });
       const handlers = options.handlers ? options.handlers(defaults) : defaults;
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers, faults);
-      // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
-      // The library fills in defaults (QueryLanguage) in place, so it gets its own copy
-      // (a JSON copy: structuredClone's objects can come from another realm under jest,
-      // and the library's plain-object checks then skip them).
-      new StateMachine(JSON.parse(JSON.stringify(synthesized.definition)) as never, {
-        validationOptions: { checkArn: false },
-      });
       // The machine that runs: the same definition with its Retry intervals scaled to
-      // milliseconds (fractional seconds, which ASL validation rejects: validated above).
+      // milliseconds (fractional seconds, which ASL validation rejects). The definition itself
+      // was validated when it was synthesized, before it was cached (definition.ts).
       const machine = new StateMachine(scaleRetries(synthesized.definition, options.retryScaling) as never, {
         validationOptions: { noValidate: true },
       });
