@@ -15,7 +15,7 @@ import { NO_SITE, parseUploadKey, uploadKey } from '../core/keys';
 import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, expertFunctionArns, type LocalHandlers } from './bindings';
-import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
+import { cachedWorkerExtractorSession } from '../gpu-tasks/feature-extractor/src/infer-worker';
 import { killDecoders } from '../gpu-tasks/feature-extractor/src/decode';
 import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/execution-ended/execution-ended';
 import { lockDataDir, type DataDirLock } from './lock';
@@ -137,7 +137,7 @@ export class LocalWorkflow {
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
     for (const pending of [
-      cachedExtractorSession(loaded.dir, loaded.manifest.extractor, 'cpu'),
+      cachedWorkerExtractorSession(loaded.dir, loaded.manifest.extractor),
       ...loaded.manifest.experts.map((e) => expertSession(loaded, e)),
     ]) {
       pending.catch(() => undefined);
