@@ -7,6 +7,7 @@ import type { AnalyzeResult, LocalWorkflow } from '../local/workflow';
 import { UsageError, type CliContext } from './context';
 import { resultJson, resultTable, modelsBanner, summaryTable } from './format';
 import { existingDir, describeSkipped, expandInputs, MEDIA_EXTENSIONS } from './inputs';
+import { integerAtLeast } from './options';
 
 interface AnalyzeOptions {
   json?: boolean;
@@ -15,7 +16,14 @@ interface AnalyzeOptions {
   dataDir?: string;
   modelsDir?: string;
   report?: string;
+  concurrency?: number;
 }
+
+/**
+ * Clips in flight at once. Two keep this machine's cores busy: the next clip's ffmpeg decode
+ * (a child process) runs while the current clip is scored in this process.
+ */
+export const DEFAULT_ANALYZE_CONCURRENCY = 2;
 
 export function registerAnalyze(program: Command, ctx: CliContext): void {
   program
@@ -33,6 +41,11 @@ export function registerAnalyze(program: Command, ctx: CliContext): void {
     .option('--data-dir <DIR>', 'keep local S3/DynamoDB data here; re-analysing the same bytes reuses the stored scan')
     .option('--models-dir <DIR>', "model directory with manifest.json (default: the package's models/)")
     .option('--report <DIR>', 'also write the HTML report of these clips into DIR and print its path at the end')
+    .option(
+      '--concurrency <N>',
+      `clips analysed at once; output stays in input order (default: ${DEFAULT_ANALYZE_CONCURRENCY})`,
+      integerAtLeast(1),
+    )
     .addHelpText(
       'after',
       `
@@ -94,16 +107,25 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
   let failed = 0;
   let reportFile: string | undefined;
   try {
-    for (let i = 0; i < files.length && !signals.signal; i++) {
+    // Several clips in flight, printed in input order as each one's turn comes.
+    const pending = runInOrder(
+      files,
+      opts.concurrency ?? DEFAULT_ANALYZE_CONCURRENCY,
+      () => !signals.signal,
+      async (file, i) => {
+        try {
+          statSync(file);
+          return await workflow.analyze(file, names[i]);
+        } catch (e) {
+          // Inputs are checked up front; this is one that went away or could not be read during the run.
+          return unreadable(file, e);
+        }
+      },
+    );
+    for (let i = 0; i < files.length; i++) {
+      const result = await pending[i];
+      if (!result) continue; // not started: interrupted first
       const file = files[i] as string;
-      let result: AnalyzeResult;
-      try {
-        statSync(file);
-        result = await workflow.analyze(file, names[i]);
-      } catch (e) {
-        // Inputs are checked up front; this is one that went away or could not be read during the run.
-        result = unreadable(file, e);
-      }
       if (result.status === 'failed') failed++;
       results.push(result);
       if (batch) {
@@ -178,6 +200,68 @@ async function writeAnalyzeReport(
     manifest: workflow.loaded.manifest,
   });
   return local.writeReportFile(outDir, local.reportFileName(entries), html);
+}
+
+/**
+ * Runs `work` on each file with at most `limit` in flight; the promise of item i resolves to its
+ * result, or to undefined when `proceed()` was false before it started (an interrupted run).
+ * Two files of the same size never run at the same time: identical bytes are the same scan, and
+ * the second must find the first one's stored result (reused), not its claim in progress.
+ */
+export function runInOrder<T>(
+  files: readonly string[],
+  limit: number,
+  proceed: () => boolean,
+  work: (file: string, index: number) => Promise<T>,
+): Promise<T | undefined>[] {
+  const sizeOf = (f: string): number => {
+    try {
+      return statSync(f).size;
+    } catch {
+      return -1; // unreadable: work() reports it; -1 files may run together
+    }
+  };
+  const sizes = files.map(sizeOf);
+  const settled: { resolve: (v: T | undefined) => void }[] = [];
+  const promises = files.map(
+    (_, i) =>
+      new Promise<T | undefined>((resolve) => {
+        settled[i] = { resolve };
+      }),
+  );
+  const waiting = files.map((_, i) => i);
+  const running = new Set<number>();
+  const busySizes = new Map<number, number>();
+  const startNext = (): void => {
+    while (running.size < limit && waiting.length > 0) {
+      const at = waiting.findIndex((i) => (sizes[i] as number) < 0 || !busySizes.has(sizes[i] as number));
+      if (at < 0) return; // every waiting file shares its size with one in flight
+      const [i] = waiting.splice(at, 1) as [number];
+      if (!proceed()) {
+        for (const j of [i, ...waiting.splice(0)]) settled[j]!.resolve(undefined);
+        return;
+      }
+      const size = sizes[i] as number;
+      running.add(i);
+      if (size >= 0) busySizes.set(size, (busySizes.get(size) ?? 0) + 1);
+      void work(files[i] as string, i).then(
+        (r) => finish(i, size, () => settled[i]!.resolve(r)),
+        () => finish(i, size, () => settled[i]!.resolve(undefined)),
+      );
+    }
+  };
+  const finish = (i: number, size: number, done: () => void): void => {
+    running.delete(i);
+    if (size >= 0) {
+      const n = (busySizes.get(size) ?? 1) - 1;
+      if (n > 0) busySizes.set(size, n);
+      else busySizes.delete(size);
+    }
+    done();
+    startNext();
+  };
+  startNext();
+  return promises;
 }
 
 /** Object names within one run must not collide, or a later clip would overwrite an earlier one. */

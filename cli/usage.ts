@@ -1,8 +1,7 @@
 /** `sonomark usage --site S --month YYYY-MM [--json]`: a site's monthly usage, the numbers GET /usage gives. */
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { SegmentId } from '../core/schemas';
-import { Month, type UsageSummary } from '../core/usage';
+import type { UsageSummary } from '../core/usage';
 import { UsageError, type CliContext } from './context';
 
 interface UsageCliOptions {
@@ -46,6 +45,9 @@ export function registerUsage(program: Command, ctx: CliContext): void {
     .option('--json', 'print the summary as one JSON object (the API body)')
     .option('--models-dir <DIR>', "models whose expert sizes price the scans (default: the package's models/)")
     .action(async (opts: UsageCliOptions) => {
+      // Imported here, not at the top: main.ts loads every command module, and the results store
+      // behind core/usage (zod, the DynamoDB client) would slow every other command's start.
+      const [{ SegmentId }, { Month }] = await Promise.all([import('../core/schemas'), import('../core/usage')]);
       const site = SegmentId.safeParse(opts.site);
       if (!site.success) throw new UsageError(`--site ${site.error.issues[0]?.message ?? 'is invalid'}.`);
       const month = Month.safeParse(opts.month);

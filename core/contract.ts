@@ -92,6 +92,16 @@ export const EXTRACT_ENV = {
  */
 export const EXTRACTOR_EXIT_TRANSIENT = 75;
 
+/**
+ * The StatusReason of a job Batch cancelled in the spot queue for lack of spot capacity
+ * (AWS Batch user guide, "Jobs stuck in RUNNABLE due to capacity"). The workflow matches
+ * it in the Extract failure's Cause to resubmit the job on demand (gpu-job.ts, workflow.ts);
+ * local mode raises it. Here rather than in gpu-job.ts so local mode names it without
+ * loading aws-cdk-lib.
+ */
+export const SPOT_CAPACITY_CANCEL_REASON =
+  'Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY';
+
 /** Where the models live: the package, a Lambda bundle, the extractor image. */
 export const MODELS = {
   /** The manifest's file name inside a models directory. */

@@ -19,13 +19,12 @@
  *
  * A Resource that local mode cannot run is an error at start-up, not a silent skip.
  */
-import { FUNCTIONS } from '../core/contract';
+import { FUNCTIONS, SPOT_CAPACITY_CANCEL_REASON } from '../core/contract';
 import { ConfigError, TransientError } from '../core/errors';
 import { toWorkflowError } from '../core/transient';
 import { localFunctionArn, taskStates } from './asl';
 import type { LambdaFunctionRef } from './definition';
 import { LambdaTimeoutFault, NoSpotCapacityFault, type LocalFaults } from './faults';
-import { SPOT_CAPACITY_CANCEL_REASON } from '../lib/constructs/gpu-job';
 import type { LambdaRole } from './names';
 
 export type { LambdaRole } from './names';

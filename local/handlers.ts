@@ -7,6 +7,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { cachedPseudonymSalt, type SaltObjectOptions } from '../core/dicom/salt-object';
 import { runExtractJob } from '../gpu-tasks/feature-extractor/src/main';
+import { cachedWorkerExtractorSession } from '../gpu-tasks/feature-extractor/src/infer-worker';
 import { scoreExpert } from '../lambdas/expert/score';
 import { loadExperts } from '../lambdas/load-experts/load-experts';
 import { finalizeScan } from '../lambdas/finalize/finalize';
@@ -96,6 +97,9 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
         s3,
         modelsDir: deps.loaded.dir,
         executionProvider: 'cpu',
+        // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
+        // next one decodes and the workflow moves on. One session per process, reused by every clip.
+        openSession: () => cachedWorkerExtractorSession(deps.loaded.dir, deps.loaded.manifest.extractor),
         log: deps.log ?? (() => {}),
         // The cloud job's default (main.ts) with the local artifacts bucket, through the job role's IAM check.
         pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),

@@ -12,25 +12,9 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mkdirSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import * as path from 'node:path';
 import { LOCAL_REGION } from './asl';
-
-// Neither package ships types; these are the parts used here.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const S3rver = require('s3rver') as new (opts: Record<string, unknown>) => {
-  run(): Promise<AddressInfo>;
-  close(): Promise<void>;
-  on(event: 'event', listener: (e: S3rverEvent) => void): void;
-};
-
-/** The S3 notification s3rver emits for each object it stores (the part read here). */
-interface S3rverEvent {
-  readonly Records: readonly { eventName: string; s3: { bucket: { name: string }; object: { key: string } } }[];
-}
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const dynalite = require('dynalite') as (opts: Record<string, unknown>) => Server;
+import { startServiceHost } from './service-host';
 
 const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
@@ -75,39 +59,15 @@ function localClients(s3Endpoint: string, dynamoEndpoint: string): LocalClients 
 export async function startLocalServices(dataDir: string): Promise<LocalServices> {
   mkdirSync(path.join(dataDir, 's3'), { recursive: true });
   mkdirSync(path.join(dataDir, 'dynamodb'), { recursive: true });
-
-  const s3rver = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory: path.join(dataDir, 's3'),
-    // The SDK signs with the local credentials; s3rver checks the signature shape only.
-    allowMismatchedSignatures: true,
-    vhostBuckets: false,
-  });
-  const s3Address = await s3rver.run();
+  // s3rver and dynalite run in a worker thread (service-host.ts): their start-up and every
+  // request they serve then run beside this thread's work (module loading, the workflow,
+  // inference) instead of taking turns with it.
   const createdListeners: ((bucket: string, key: string) => void)[] = [];
-  s3rver.on('event', (e) => {
-    for (const r of e.Records) {
-      if (!r.eventName.startsWith('ObjectCreated:')) continue;
-      for (const listener of createdListeners) listener(r.s3.bucket.name, r.s3.object.key);
-    }
+  const host = await startServiceHost(dataDir, (bucket, key) => {
+    for (const listener of createdListeners) listener(bucket, key);
   });
-
-  const dynamoServer = dynalite({
-    path: path.join(dataDir, 'dynamodb'),
-    createTableMs: 0,
-    updateTableMs: 0,
-    deleteTableMs: 0,
-  });
-  await new Promise<void>((resolve, reject) => {
-    dynamoServer.once('error', reject);
-    dynamoServer.listen(0, '127.0.0.1', () => resolve());
-  });
-  const dynamoAddress = dynamoServer.address() as AddressInfo;
-
-  const s3Endpoint = `http://127.0.0.1:${s3Address.port}`;
-  const dynamoEndpoint = `http://127.0.0.1:${dynamoAddress.port}`;
+  const s3Endpoint = `http://127.0.0.1:${host.s3Port}`;
+  const dynamoEndpoint = `http://127.0.0.1:${host.dynamoPort}`;
   const { s3, dynamo, doc } = localClients(s3Endpoint, dynamoEndpoint);
   const extra: LocalClients[] = [];
 
@@ -133,8 +93,7 @@ export async function startLocalServices(dataDir: string): Promise<LocalServices
         c.s3.destroy();
         c.dynamo.destroy();
       }
-      await s3rver.close();
-      await new Promise<void>((resolve) => dynamoServer.close(() => resolve()));
+      await host.close();
     },
   };
 }

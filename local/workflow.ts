@@ -15,7 +15,7 @@ import { NO_SITE, parseUploadKey, uploadKey } from '../core/keys';
 import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, expertFunctionArns, type LocalHandlers } from './bindings';
-import { cachedExtractorSession } from '../gpu-tasks/feature-extractor/src/main';
+import { cachedWorkerExtractorSession } from '../gpu-tasks/feature-extractor/src/infer-worker';
 import { killDecoders } from '../gpu-tasks/feature-extractor/src/decode';
 import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/execution-ended/execution-ended';
 import { lockDataDir, type DataDirLock } from './lock';
@@ -137,7 +137,7 @@ export class LocalWorkflow {
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
     for (const pending of [
-      cachedExtractorSession(loaded.dir, loaded.manifest.extractor, 'cpu'),
+      cachedWorkerExtractorSession(loaded.dir, loaded.manifest.extractor),
       ...loaded.manifest.experts.map((e) => expertSession(loaded, e)),
     ]) {
       pending.catch(() => undefined);
@@ -190,15 +190,9 @@ export class LocalWorkflow {
       });
       const handlers = options.handlers ? options.handlers(defaults) : defaults;
       const taskHandlers = bindTaskStates(synthesized.definition, synthesized.functions, handlers, faults);
-      // checkArn off: the definition's ARNs are local placeholders for deploy-time tokens.
-      // The library fills in defaults (QueryLanguage) in place, so it gets its own copy
-      // (a JSON copy: structuredClone's objects can come from another realm under jest,
-      // and the library's plain-object checks then skip them).
-      new StateMachine(JSON.parse(JSON.stringify(synthesized.definition)) as never, {
-        validationOptions: { checkArn: false },
-      });
       // The machine that runs: the same definition with its Retry intervals scaled to
-      // milliseconds (fractional seconds, which ASL validation rejects: validated above).
+      // milliseconds (fractional seconds, which ASL validation rejects). The definition itself
+      // was validated when it was synthesized, before it was cached (definition.ts).
       const machine = new StateMachine(scaleRetries(synthesized.definition, options.retryScaling) as never, {
         validationOptions: { noValidate: true },
       });

@@ -7,7 +7,8 @@
  * institution attributes are never copied anywhere (deidentify.ts); the study and series
  * UIDs leave only as salted pseudonyms (pseudonym.ts).
  */
-import { data, log, type NaturalizedDataset } from 'dcmjs';
+import type { NaturalizedDataset } from 'dcmjs';
+import type * as Dcmjs from 'dcmjs';
 import { InvalidUploadError } from '../errors';
 import { chooseBModeRegion, readUltrasoundRegions, type PixelRegion, type UltrasoundRegion } from './regions';
 import {
@@ -17,10 +18,24 @@ import {
   type TransferSyntax,
 } from './transfer-syntax';
 
-// dcmjs logs parser warnings through loglevel (a root logger and named ones such as
-// "validation.dcmjs", each with its own level); a warning may quote a value from the header.
-log.setLevel('silent');
-for (const named of Object.values(log.getLoggers())) named.setLevel('silent');
+let dcmjsModule: { data: typeof Dcmjs.data; log: typeof Dcmjs.log } | undefined;
+
+/**
+ * dcmjs, loaded on first use: every clip's path imports this module (the sniffer, Validate, the
+ * decoder), but only DICOM inputs need the parser, and loading it costs about 0.1 s of a cold start.
+ */
+function dcmjs(): { data: typeof Dcmjs.data; log: typeof Dcmjs.log } {
+  if (!dcmjsModule) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loaded = require('dcmjs') as { data: typeof Dcmjs.data; log: typeof Dcmjs.log };
+    // dcmjs logs parser warnings through loglevel (a root logger and named ones such as
+    // "validation.dcmjs", each with its own level); a warning may quote a value from the header.
+    loaded.log.setLevel('silent');
+    for (const named of Object.values(loaded.log.getLoggers())) named.setLevel('silent');
+    dcmjsModule = loaded;
+  }
+  return dcmjsModule;
+}
 
 const PIXEL_DATA_TAG = '7FE00010';
 
@@ -101,14 +116,14 @@ export function checkDicomHead(head: Uint8Array, complete: boolean): HeaderCheck
   const { dict, meta } = readPart10(head, true);
   const reached = PIXEL_DATA_TAG in dict;
   if (!reached && !complete) return { kind: 'incomplete' };
-  const dataset = data.DicomMetaDictionary.naturalizeDataset(dict);
+  const dataset = dcmjs().data.DicomMetaDictionary.naturalizeDataset(dict);
   return { kind: 'ok', header: imageHeader(meta, dataset, reached) };
 }
 
 /** Reads a whole Part 10 file: the header (checked) and the data set with its pixel data. */
 export function parseDicom(bytes: Uint8Array): ParsedDicom {
   const { dict, meta } = readPart10(bytes, false);
-  const dataset = data.DicomMetaDictionary.naturalizeDataset(dict);
+  const dataset = dcmjs().data.DicomMetaDictionary.naturalizeDataset(dict);
   return { header: imageHeader(meta, dataset, dataset.PixelData !== undefined), dataset };
 }
 
@@ -122,7 +137,7 @@ function readPart10(bytes: Uint8Array, untilPixelData: boolean) {
   // dcmjs wants an ArrayBuffer of exactly the file.
   const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   try {
-    return data.DicomMessage.readFile(
+    return dcmjs().data.DicomMessage.readFile(
       buffer,
       untilPixelData ? { untilTag: PIXEL_DATA_TAG, includeUntilTagValue: false } : {},
     );

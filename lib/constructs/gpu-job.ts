@@ -90,13 +90,8 @@ export const RUNNABLE_CANCEL_REASONS = [
   batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
 ] as const;
 
-/**
- * The StatusReason of a job Batch cancelled in the spot queue for lack of spot capacity
- * (AWS Batch user guide, "Jobs stuck in RUNNABLE due to capacity"). The workflow matches
- * it in the Extract failure's Cause to resubmit the job on demand; local mode raises it.
- */
-export const SPOT_CAPACITY_CANCEL_REASON =
-  'Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY';
+/** Defined in core/contract.ts (local mode names it without loading aws-cdk-lib); re-exported for the constructs. */
+export { SPOT_CAPACITY_CANCEL_REASON } from '../../core/contract';
 
 /**
  * Default GPU instance types: single-GPU NVIDIA types with at least the job's 4 vCPU and

@@ -39,7 +39,7 @@ export interface ExtractorSession {
  */
 export const EXTRACTOR_INTRA_OP_THREADS = 1;
 
-const BASE_OPTIONS: ort.InferenceSession.SessionOptions = {
+export const BASE_OPTIONS: ort.InferenceSession.SessionOptions = {
   graphOptimizationLevel: 'all',
   intraOpNumThreads: EXTRACTOR_INTRA_OP_THREADS,
   interOpNumThreads: 1,
@@ -94,13 +94,66 @@ export async function createExtractorSession(
     }
   }
 
+  return extractorSessionOn(inProcessRunner(session), entry, provider);
+}
+
+/** What the extractor session needs of an onnxruntime session: its I/O description and one run. */
+export interface FrameRunner extends Pick<
+  ort.InferenceSession,
+  'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'
+> {
+  /** One batch: `data` as a float32 tensor of `dims` under `inputName`; returns the named outputs. */
+  run(
+    inputName: string,
+    data: Float32Array,
+    dims: readonly number[],
+    outputs: readonly string[],
+  ): Promise<Record<string, RunnerOutput | undefined>>;
+  release(): Promise<void>;
+}
+
+/** An output tensor as read back from a run (in this thread or posted from another). */
+export interface RunnerOutput {
+  readonly type: string;
+  readonly dims: readonly number[];
+  readonly data: unknown;
+}
+
+function inProcessRunner(session: ort.InferenceSession): FrameRunner {
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    inputMetadata: session.inputMetadata,
+    outputMetadata: session.outputMetadata,
+    async run(inputName, data, dims, outputs) {
+      const input = new ort.Tensor('float32', data, [...dims]);
+      try {
+        return (await session.run({ [inputName]: input }, [...outputs])) as Record<string, RunnerOutput | undefined>;
+      } finally {
+        input.dispose();
+      }
+    },
+    release: () => session.release(),
+  };
+}
+
+/**
+ * The extractor session over a runner (this thread's onnxruntime session, or one in a worker
+ * thread, infer-worker.ts): the model's I/O is checked against the manifest entry first, and
+ * every batch's outputs after each run, whichever thread ran it.
+ */
+export async function extractorSessionOn(
+  runner: FrameRunner,
+  entry: ExtractorEntry,
+  provider: ExecutionProviderInUse,
+): Promise<ExtractorSession> {
   try {
-    checkIo(session, entry);
+    checkIo(runner, entry);
   } catch (err) {
-    await session.release();
+    await runner.release();
     throw err;
   }
-  return new OrtExtractorSession(session, entry, provider);
+  return new OrtExtractorSession(runner, entry, provider);
 }
 
 async function createSession(entry: ExtractorEntry, bytes: Uint8Array, eps: string[]): Promise<ort.InferenceSession> {
@@ -112,7 +165,7 @@ async function createSession(entry: ExtractorEntry, bytes: Uint8Array, eps: stri
 }
 
 /** The model must have the manifest's input and output names, and the frame shape it promises. */
-function checkIo(session: ort.InferenceSession, entry: ExtractorEntry): void {
+function checkIo(session: FrameRunner, entry: ExtractorEntry): void {
   const want = entry.input.name;
   if (!session.inputNames.includes(want)) {
     throw new ModelError(
@@ -162,7 +215,7 @@ function checkDims(
 
 class OrtExtractorSession implements ExtractorSession {
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: FrameRunner,
     readonly entry: ExtractorEntry,
     readonly executionProvider: ExecutionProviderInUse,
   ) {}
@@ -184,21 +237,19 @@ class OrtExtractorSession implements ExtractorSession {
 
     for (let start = 0; start < count; start += batchSize) {
       const n = Math.min(batchSize, count - start);
-      const input = new ort.Tensor('float32', frames.subarray(start * pixels, (start + n) * pixels), [
-        n,
-        1,
-        size,
-        size,
-      ]);
-      const out = await this.session.run({ [inputName]: input }, [bioName, embName]);
+      const out = await this.session.run(
+        inputName,
+        frames.subarray(start * pixels, (start + n) * pixels),
+        [n, 1, size, size],
+        [bioName, embName],
+      );
       biomarkers.set(this.read(out, bioName, n, k), start * k);
       embedding.set(this.read(out, embName, n, d), start * d);
-      input.dispose();
     }
     return { biomarkers, embedding, frames: count, embeddingDim: d };
   }
 
-  private read(out: ort.InferenceSession.OnnxValueMapType, name: string, n: number, width: number): Float32Array {
+  private read(out: Record<string, RunnerOutput | undefined>, name: string, n: number, width: number): Float32Array {
     const t = out[name];
     if (!t || t.type !== 'float32') {
       throw new ModelError(

@@ -61,6 +61,8 @@ export interface ExtractJobDeps {
   readonly modelsDir?: string;
   /** A session to use instead of the per-process cached one (it must match the manifest's extractor). */
   readonly session?: ExtractorSession;
+  /** Opens the session to use instead of the per-process cached one (local mode: inference in a worker thread). */
+  readonly openSession?: () => Promise<ExtractorSession>;
   /** @default env[ENV.onnxExecutionProvider], else 'auto' */
   readonly executionProvider?: ExecutionProviderChoice;
   /** ffmpeg binary. @default $FFMPEG_PATH, else @ffmpeg-installer's */
@@ -148,7 +150,9 @@ async function extractJob(
 
   const { manifest } = loadManifest(modelsDir);
   const entry = manifest.extractor;
-  const session = deps.session ?? (await cachedExtractorSession(modelsDir, entry, provider));
+  const session =
+    deps.session ??
+    (deps.openSession ? await deps.openSession() : await cachedExtractorSession(modelsDir, entry, provider));
   const saltBucket = env[ENV.artifactsBucket];
   const saltSource = deps.pseudonymSalt ?? (saltBucket ? () => cachedPseudonymSalt(deps.s3, saltBucket) : undefined);
   if (typeof saltSource === 'string') checkPseudonymSalt(saltSource);

@@ -16,6 +16,7 @@ import {
   extractFeatures,
   type ExtractorSession,
 } from '../../../gpu-tasks/feature-extractor/src';
+import { createWorkerExtractorSession } from '../../../gpu-tasks/feature-extractor/src/infer-worker';
 
 const SCAN_ID = '0123456789abcdef0123456789abcdef';
 
@@ -173,6 +174,49 @@ describe('extractor infer: model checks', () => {
     // Assess
     expect(err).toBeInstanceOf(ModelError);
     expect((err as Error).message).toMatch(/sha256/);
+  });
+});
+
+describe('extractor infer: session in a worker thread (local mode)', () => {
+  it('gives exactly the in-process session outputs, batch by batch', async () => {
+    // Prepare: one full batch of 32 and a partial one of 8
+    const n = 40;
+    const frames = syntheticFrames(n, entry.input.size);
+    const worker = await createWorkerExtractorSession(modelsDir, entry);
+
+    // Act
+    const [inWorker, inProcess] = await Promise.all([worker.run(frames, n), session.run(frames, n)]);
+    await worker.release();
+
+    // Assess
+    expect(inWorker.frames).toBe(n);
+    expect(Array.from(inWorker.biomarkers)).toEqual(Array.from(inProcess.biomarkers));
+    expect(Array.from(inWorker.embedding)).toEqual(Array.from(inProcess.embedding));
+    expect(worker.executionProvider).toBe('cpu');
+  });
+
+  it("checks the worker's model against the manifest entry like the in-process session", async () => {
+    // Prepare
+    const bad: ExtractorEntry = { ...entry, input: { ...entry.input, name: 'pixels' } };
+
+    // Act
+    const err = await createWorkerExtractorSession(modelsDir, bad).catch((e: unknown) => e);
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect((err as Error).message).toMatch(/inputs \[frames\].*"pixels"/);
+  });
+
+  it('refuses a run after release', async () => {
+    // Prepare
+    const worker = await createWorkerExtractorSession(modelsDir, entry);
+    await worker.release();
+
+    // Act
+    const err = await worker.run(syntheticFrames(1, entry.input.size), 1).catch((e: unknown) => e);
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
   });
 });
 

@@ -1,7 +1,7 @@
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
-import { definitionInputs, definitionKey, readCachedDefinition } from '../../../local/definition';
+import { definitionInputs, definitionKey, readCachedDefinition, validateDefinition } from '../../../local/definition';
 import { tempDir } from '../../helpers/temp';
 import { createHash } from 'node:crypto';
 
@@ -22,7 +22,7 @@ function writeCache(dir: string, body: Record<string, unknown>): string {
 describe('the cached workflow definition', () => {
   it('is read back when its key and digest match', () => {
     // Prepare
-    const file = writeCache(tempDir(), { format: 2, key: 'k', digest: digest(workflow), inputs: [], workflow });
+    const file = writeCache(tempDir(), { format: 3, key: 'k', digest: digest(workflow), inputs: [], workflow });
 
     // Act
     const read = readCachedDefinition(file, 'k');
@@ -31,15 +31,21 @@ describe('the cached workflow definition', () => {
     expect(read).toEqual(workflow);
   });
 
+  it('is validated as ASL (what is cached is not validated again at start-up)', async () => {
+    // Act / Assess
+    await expect(validateDefinition(workflow.definition)).resolves.toBeUndefined();
+    await expect(validateDefinition({ StartAt: 'B', States: { A: { Type: 'Pass', End: true } } })).rejects.toThrow();
+  });
+
   it('is refused when written for other inputs, edited, damaged or absent', () => {
     // Prepare
     const dir = tempDir();
-    const otherKey = writeCache(dir, { format: 2, key: 'other', digest: digest(workflow), inputs: [], workflow });
+    const otherKey = writeCache(dir, { format: 3, key: 'other', digest: digest(workflow), inputs: [], workflow });
     const edited = { ...workflow, definition: { StartAt: 'B', States: {} } };
     const editedFile = path.join(dir, 'edited.json');
-    writeFileSync(editedFile, JSON.stringify({ format: 2, key: 'k', digest: digest(workflow), workflow: edited }));
+    writeFileSync(editedFile, JSON.stringify({ format: 3, key: 'k', digest: digest(workflow), workflow: edited }));
     const damaged = path.join(dir, 'damaged.json');
-    writeFileSync(damaged, '{"format":2,"key":"k"');
+    writeFileSync(damaged, '{"format":3,"key":"k"');
 
     // Act / Assess
     expect(readCachedDefinition(otherKey, 'k')).toBeUndefined();
