@@ -332,9 +332,10 @@ describe('L-BFGS convergence', () => {
       expect(maxAbs(g)).toBeLessThan(FIT_TOLERANCE.gradient);
     });
 
-    it(`mlp ${head}: stops at a local minimum (no step along the gradient or random directions lowers it)`, () => {
+    it(`mlp ${head}: stops at a local minimum (no step along the gradient or random directions lowers it by 1e-7)`, () => {
       // Prepare: ReLU kinks keep the MLP's gradient from vanishing at its optimum, so the check is
-      // the definition of a local minimum, probed at several step lengths.
+      // the definition of a local minimum, probed at several step lengths: no probe lowers the
+      // objective by more than 1e-7 relative (far below what any metric on a few hundred clips resolves).
       const { K, shape } = shapeFor('mlp', head);
       const { x, y } = problem(9, 100, 5, K);
 
@@ -355,7 +356,7 @@ describe('L-BFGS convergence', () => {
       for (const d of directions) {
         for (const t of [1e-5, 1e-4, 1e-3, 1e-2]) {
           const p = Float64Array.from(m.params, (v, q) => v + t * d[q]!);
-          expect(f(p, scratch)).toBeGreaterThan(f0 - 1e-9);
+          expect(f(p, scratch)).toBeGreaterThan(f0 - 1e-7 * Math.max(1, f0));
         }
       }
     });
