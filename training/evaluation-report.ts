@@ -87,7 +87,7 @@ function perSourceTable(r: LosoReport): string {
     return `| ${s.source} | ${counts} | ${fmt(m['accuracy'])} | ${fmt(m[primary])} | ${fmt(m['ece'])} |`;
   });
   return [
-    "Per held-out source (leave-one-source-out; 95% CI by bootstrap over the source's own groups; n/a where the source lacks a class the metric needs):",
+    "Per held-out source (leave-one-source-out; 95% CI by bootstrap over the source's own groups, none for a source of one group; n/a where the source lacks a class the metric needs):",
     '',
     head,
     '|---|---|---|---|---|',

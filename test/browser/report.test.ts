@@ -184,7 +184,7 @@ describe('the report in Chromium', () => {
     // Assess: the batch ends with a compact summary, a line per clip.
     expect(analyzed.code).toBe(1);
     expect(analyzed.stdout).toMatch(
-      /^Summary \(diagnosis, severity, triage: research software, not a medical device\)/,
+      /^Summary \(diagnosis, severity, triage, b-lines: research software, not a medical device\)/,
     );
     expect(analyzed.stdout).toMatch(/3 completed, 1 failed, 4 in all/);
     expect(analyzed.stdout.split('\n').length).toBeLessThan(20);

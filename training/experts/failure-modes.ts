@@ -2,7 +2,8 @@
  * An expert's known failure modes, stated from its own numbers (nothing typed by hand): classes with
  * few examples, classes it mostly misses, probabilities that are not calibrated, sources it fails on,
  * and a drop from grouped CV to unseen sources. The thresholds are fixed here so every card applies
- * the same ones; each statement carries the number and interval that triggered it.
+ * the same ones; each statement carries the number and interval that triggered it. No quotes or
+ * apostrophes: the statements go into cards that the HTML report escapes.
  */
 import type { TaskKind } from '../../core/schemas';
 import { ECE_BINS, type Evaluation, type Interval } from './metrics';
@@ -49,7 +50,7 @@ export function failureModes(inputs: FailureInputs): string[] {
   const { kind, labels, cv, loso, primary } = inputs;
   const out: string[] = [];
 
-  const few = labels.flatMap((l, c) => (inputs.perClass[c]! < T.fewExamples ? [`"${l}" (${inputs.perClass[c]})`] : []));
+  const few = labels.flatMap((l, c) => (inputs.perClass[c]! < T.fewExamples ? [`${l} (${inputs.perClass[c]})`] : []));
   if (few.length > 0) {
     out.push(
       `Few examples: ${few.join(', ')} labelled clips, under ${T.fewExamples}; numbers for ${few.length === 1 ? 'that class' : 'those classes'} rest on a handful of clips and may not hold.`,
@@ -59,10 +60,10 @@ export function failureModes(inputs: FailureInputs): string[] {
   const recalls: [string, Interval | undefined][] =
     kind === 'binary'
       ? [
-          [`sensitivity ("${labels[1]}")`, cv.metrics['sensitivity']],
-          [`specificity ("${labels[0]}")`, cv.metrics['specificity']],
+          [`sensitivity (${labels[1]})`, cv.metrics['sensitivity']],
+          [`specificity (${labels[0]})`, cv.metrics['specificity']],
         ]
-      : labels.map((l) => [`sensitivity for "${l}"`, cv.metrics[`sensitivity.${l}`]]);
+      : labels.map((l) => [`sensitivity for ${l}`, cv.metrics[`sensitivity.${l}`]]);
   for (const [what, m] of recalls) {
     if (m && m.value < T.recall) {
       out.push(`Misses most of a class: CV ${what} ${f2(m)}, under ${T.recall}.`);
@@ -112,7 +113,7 @@ export function failureModes(inputs: FailureInputs): string[] {
     const single = loso.perSource.filter((s) => s.perClass && s.perClass.filter((v) => v > 0).length === 1).length;
     if (single > 0) {
       out.push(
-        `${single} of ${loso.perSource.length} held-out sources hold a single class: there a source's accuracy is that class's recall, and source and class are confounded (a model can learn the source's look).`,
+        `${single} of ${loso.perSource.length} held-out sources hold a single class: there the accuracy of the source is the recall of its one class, and source and class are confounded (a model can learn the look of a source).`,
       );
     }
   }

@@ -86,7 +86,7 @@ export const ECE_BINS = 10;
 /** How the cards and EVALUATION.md state the binning, so the number can be recomputed. */
 export const ECE_DEFINITION =
   `top-label expected calibration error: ${ECE_BINS} equal-width bins of the reported label's probability ` +
-  '(argmax; binary: the probability of the label at the 0.5 threshold), Σ_b (n_b/n)·|accuracy_b − mean confidence_b|';
+  '(argmax; binary: max(p, 1 − p), the label the 0.5 threshold reports), Σ_b (n_b/n)·|accuracy_b − mean confidence_b|';
 
 /**
  * Top-label expected calibration error (Guo et al. 2017): rows binned by the
@@ -325,8 +325,21 @@ export function perSourceEvaluations(
         ys,
         { data: p, rows: rows.length, cols: K },
         clusters ? rows.map((r) => clusters[r]!) : null,
-        opts,
+        sourceBootstrap(rows, clusters, opts),
       ),
     };
   });
+}
+
+/**
+ * The bootstrap options for one source's rows: none (no interval) when they form a single group,
+ * where resampling that group would only give the degenerate interval [v, v].
+ */
+export function sourceBootstrap(
+  rows: readonly number[],
+  clusters: readonly string[] | null,
+  opts: BootstrapOptions,
+): BootstrapOptions {
+  const groups = new Set(rows.map((r) => (clusters ? clusters[r]! : String(r)))).size;
+  return groups < 2 ? { ...opts, resamples: 0 } : opts;
 }

@@ -218,25 +218,26 @@ function cardEvaluation(kind: z.infer<typeof TaskKind>, labels: readonly string[
   };
 }
 
-/** Per source, for a card: clips, clips per label, and the card metrics with their intervals (bootstrap within the source). */
+/**
+ * Per held-out source, for a card: clips per label, accuracy, the primary metric and the ECE, each
+ * with its interval (bootstrap over the source's own groups; none for a single-group source). The
+ * report keeps every metric, and the CV's per-source numbers too.
+ */
 function cardPerSource(
-  kind: z.infer<typeof TaskKind>,
   labels: readonly string[],
+  primary: string,
   sources: readonly { source: string; rows: number; perClass?: readonly number[]; evaluation?: Evaluation }[],
 ) {
   return Object.fromEntries(
     sources.map((s) => [
       s.source,
       {
-        rows: s.rows,
-        ...(s.perClass ? { perClass: Object.fromEntries(labels.map((l, c) => [l, s.perClass![c]])) } : {}),
-        ...(s.evaluation
-          ? Object.fromEntries(
-              ['accuracy', ...CARD_METRICS[kind], 'ece'].flatMap((k) =>
-                s.evaluation!.metrics[k] ? [[k, s.evaluation!.metrics[k]]] : [],
-              ),
-            )
-          : {}),
+        ...(s.perClass ? Object.fromEntries(labels.map((l, c) => [l, s.perClass![c]])) : { rows: s.rows }),
+        ...Object.fromEntries(
+          [...new Set(['accuracy', primary, 'ece'])].flatMap((k) =>
+            s.evaluation?.metrics[k] ? [[k, s.evaluation.metrics[k]]] : [],
+          ),
+        ),
       },
     ]),
   );
@@ -410,16 +411,13 @@ export async function runExpertTraining(
       scheme: result.cv.scheme,
       features: cvFeaturesText,
       ...cardEvaluation(opts.kind, labels.labels, chosenEval),
-      ...(opts.sourceColumn
-        ? { perSource: cardPerSource(opts.kind, labels.labels, result.candidates[result.chosen]!.perSource ?? []) }
-        : {}),
     },
     ...(result.loso
       ? {
           leaveOneSourceOut: {
             ...(result.loso.features === 'per-source' ? { features: losoFeaturesText } : {}),
             ...cardEvaluation(opts.kind, labels.labels, result.loso.evaluation),
-            perSource: cardPerSource(opts.kind, labels.labels, result.loso.perSource),
+            perSource: cardPerSource(labels.labels, primary, result.loso.perSource),
           },
         }
       : {}),
@@ -447,7 +445,8 @@ export async function runExpertTraining(
         intendedUse: `Research: ${opts.target} from lung-ultrasound clip features, for cohort analysis and method development. Not for patient care.`,
         trainingData,
         metrics: cardMetrics,
-        limitations: [...failures.map((f) => `Known failure mode: ${f}`), ...limitations],
+        // Sample size first, then what fails, then the method caveats.
+        limitations: [limitations[0]!, ...failures.map((f) => `Known failure mode: ${f}`), ...limitations.slice(1)],
       },
     },
     bytes,

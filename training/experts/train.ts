@@ -19,6 +19,7 @@ import {
   perSourceEvaluations,
   predictedClasses,
   primaryMetric,
+  sourceBootstrap,
   type Evaluation,
   type SourceEvaluation,
 } from './metrics';
@@ -529,10 +530,14 @@ function leaveOneSourceOut(
       accuracy: round3(correct / test.length),
       lambda: fit.lambda,
       perClass: cfg.labels.map((_, c) => ys.filter((v) => v === c).length),
-      evaluation: evaluate(cfg.kind, cfg.labels, ys, p, clusters ? test.map((r) => clusters[r]!) : null, {
-        resamples: cfg.bootstrap,
-        seed: cfg.seed,
-      }),
+      evaluation: evaluate(
+        cfg.kind,
+        cfg.labels,
+        ys,
+        p,
+        clusters ? test.map((r) => clusters[r]!) : null,
+        sourceBootstrap(test, clusters, { resamples: cfg.bootstrap, seed: cfg.seed }),
+      ),
     });
   }
   scored.sort((a, b) => a - b);

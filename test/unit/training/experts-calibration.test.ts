@@ -114,8 +114,8 @@ describe('failureModes', () => {
       },
     });
     expect(modes).toEqual([
-      expect.stringMatching(/^Few examples: "c" \(14\) labelled clips, under 15/),
-      'Misses most of a class: CV sensitivity for "b" 0.30 [0.10, 0.50], under 0.5.',
+      expect.stringMatching(/^Few examples: c \(14\) labelled clips, under 15/),
+      'Misses most of a class: CV sensitivity for b 0.30 [0.10, 0.50], under 0.5.',
       expect.stringMatching(
         /^Probabilities are not calibrated \(grouped CV\): expected calibration error 0\.18 \[0\.10, 0\.25\] over 10 equal-width/,
       ),
@@ -133,7 +133,7 @@ describe('failureModes', () => {
       primary: { name: 'auc', higherIsBetter: true },
       cv: evaluation({ auc: ok(0.9), sensitivity: ok(0.4), specificity: ok(0.95), ece: ok(0.05) }),
     });
-    expect(modes).toEqual(['Misses most of a class: CV sensitivity ("present") 0.40 [0.35, 0.45], under 0.5.']);
+    expect(modes).toEqual(['Misses most of a class: CV sensitivity (present) 0.40 [0.35, 0.45], under 0.5.']);
     const ordinal = failureModes({
       kind: 'ordinal',
       labels: ['0', '1'],

@@ -134,7 +134,7 @@ describe('train experts', () => {
     // Assess
     expect(calls.map((c) => c.step)).toEqual([
       ...Array(1 + 3 + 2).fill('features'),
-      ...Array(6).fill('expert'),
+      ...Array(8).fill('expert'),
       'evaluate',
     ]);
     const features = steps('features') as { modelsDir: string; out: string; inputs: string[]; cacheDir: string }[];
@@ -301,7 +301,7 @@ describe('train extractor', () => {
 
     // Assess
     expect(steps('ship')).toMatchObject([{ name: 'next-extractor', version: '2.0.0' }]);
-    expect((steps('expert') as TrainOptions[]).map((o) => o.version)).toEqual(Array(6).fill('2.0.0'));
+    expect((steps('expert') as TrainOptions[]).map((o) => o.version)).toEqual(Array(8).fill('2.0.0'));
     expect(loadManifest((steps('features')[1] as { modelsDir: string }).modelsDir).manifest.extractor.name).toBe(
       'next-extractor-cv0',
     );
