@@ -22,16 +22,30 @@ import { TrainingDataError } from './experts/errors';
 /** The experts EVALUATION.md reports on, in its order. */
 export const EVALUATED_EXPERTS = ['diagnosis', 'severity', 'triage', 'b-lines'] as const;
 type Evaluated = (typeof EVALUATED_EXPERTS)[number];
+/**
+ * Evaluated when the manifest has them: the B-line expert is new, and a models directory trained
+ * before it (or a fixture set) still gets its evaluation of the others.
+ */
+export const OPTIONAL_EXPERTS: readonly Evaluated[] = ['b-lines'];
+
+/** The evaluated experts this manifest has: every required one (findExpert names a missing one), the optional ones it holds. */
+function evaluatedIn(manifest: Manifest): Evaluated[] {
+  return EVALUATED_EXPERTS.filter(
+    (name) => !OPTIONAL_EXPERTS.includes(name) || manifest.experts.some((e) => e.name === name),
+  );
+}
 
 /** An expert report that has the leave-one-source-out section the evaluation reads. */
 type LosoReport = ExpertReport & { leaveOneSourceOut: NonNullable<ExpertReport['leaveOneSourceOut']> };
 
+type Reports = Record<Exclude<Evaluated, 'b-lines'>, LosoReport> & Partial<Record<'b-lines', LosoReport>>;
+
 export interface EvaluationInputs {
   readonly manifest: Manifest;
   /** The shipped experts' reports. */
-  readonly reports: Record<Evaluated, LosoReport>;
+  readonly reports: Reports;
   /** The biomarkers-only ablation reports (same folds, only the input blocks differ). */
-  readonly ablations: Record<Evaluated, LosoReport>;
+  readonly ablations: Reports;
   /** train_extractor.py's report.json. */
   readonly extractor: ExtractorTrainingReport;
   readonly oof: OofFile;
@@ -111,6 +125,21 @@ function robustness(r: LosoReport): string {
   return [calibrationLine(r), perSourceTable(r), failureList(r)].join('\n\n');
 }
 
+/** The B-line expert's section (the manifest may predate it). */
+function bLinesSection(bl: LosoReport): string {
+  const counts = Object.entries(bl.data.perClass)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
+  return `## B-lines (present vs absent)
+${bl.data.rows} clips with a B-lines flag (${counts}).
+Chosen: ${bl.final.description}. AUC **${fmt(chosen(bl).metrics['auc'])}**, sensitivity ${fmt(chosen(bl).metrics['sensitivity'])} and specificity ${fmt(chosen(bl).metrics['specificity'])} at 0.5.
+LOSO AUC ${fmt(bl.leaveOneSourceOut.evaluation.metrics['auc'])}.
+
+${robustness(bl)}
+
+`;
+}
+
 /** The expert's report, checked: it must describe the model the manifest ships and have a LOSO section. */
 function expertReport(file: string, name: string, shipped?: { version: string; sha256: string }): LosoReport {
   const r = readTrainingJson(file, ExpertReport, 'expert report', 'sonomark train experts writes it.');
@@ -132,13 +161,16 @@ function expertReport(file: string, name: string, shipped?: { version: string; s
 export function evaluationFiles(trainingDir: string, modelsDir: string, manifest: Manifest) {
   return {
     reports: Object.fromEntries(
-      EVALUATED_EXPERTS.map((name) => {
+      evaluatedIn(manifest).map((name) => {
         const e = findExpert(manifest, name);
         return [name, path.join(modelsDir, 'experts', `${e.name}-${e.version}.report.json`)];
       }),
     ) as Record<Evaluated, string>,
     ablations: Object.fromEntries(
-      EVALUATED_EXPERTS.map((name) => [name, path.join(trainingDir, 'experts', `${name}-biomarkers-only.report.json`)]),
+      evaluatedIn(manifest).map((name) => [
+        name,
+        path.join(trainingDir, 'experts', `${name}-biomarkers-only.report.json`),
+      ]),
     ) as Record<Evaluated, string>,
     extractor: path.join(trainingDir, 'extractor', 'report.json'),
     oof: path.join(trainingDir, 'extractor', 'oof.json'),
@@ -154,8 +186,8 @@ export function readEvaluationInputs(trainingDir: string, modelsDir: string): Ev
   const { manifest } = loadManifest(modelsDir);
   const files = evaluationFiles(trainingDir, modelsDir, manifest);
   const recipeHint = 'training/python/train_extractor.py writes it (sonomark train extractor).';
-  const per = (f: (name: Evaluated) => LosoReport) =>
-    Object.fromEntries(EVALUATED_EXPERTS.map((name) => [name, f(name)])) as Record<Evaluated, LosoReport>;
+  const per = (f: (name: Evaluated) => LosoReport): Reports =>
+    Object.fromEntries(evaluatedIn(manifest).map((name) => [name, f(name)])) as Reports;
   return {
     manifest,
     reports: per((name) => expertReport(files.reports[name], name, findExpert(manifest, name))),
@@ -199,7 +231,7 @@ export function renderEvaluation(inputs: EvaluationInputs): string {
 
   const dxE = chosen(dx);
   // LOSO is only free of extractor leakage when every report read per-source extractor features.
-  const losoReports = [dx, sev, tri, bl, dxA, sevA, triA, blA];
+  const losoReports = [dx, sev, tri, dxA, sevA, triA, ...(bl && blA ? [bl, blA] : [])];
   const losoPerSource = losoReports.every((r) => r.leaveOneSourceOut.features === 'per-source');
   const leaky = [...new Set(losoReports.map((r) => r.leaveOneSourceOut.features))].filter((f) => f !== 'per-source');
   const losoFeatures = `${leaky.join(' / ')}${losoReports.some((r) => r.leaveOneSourceOut.features === 'per-source') ? ', in some reports' : ''}`;
@@ -258,16 +290,7 @@ LOSO AUC ${fmt(tri.leaveOneSourceOut.evaluation.metrics['auc'])}.
 
 ${robustness(tri)}
 
-## B-lines (present vs absent)
-${bl.data.rows} clips with a B-lines flag (${Object.entries(bl.data.perClass)
-    .map(([k, v]) => `${k}: ${v}`)
-    .join(', ')}).
-Chosen: ${bl.final.description}. AUC **${fmt(chosen(bl).metrics['auc'])}**, sensitivity ${fmt(chosen(bl).metrics['sensitivity'])} and specificity ${fmt(chosen(bl).metrics['specificity'])} at 0.5.
-LOSO AUC ${fmt(bl.leaveOneSourceOut.evaluation.metrics['auc'])}.
-
-${robustness(bl)}
-
-## Ablation: interpretable biomarkers only vs biomarkers + pooled embedding
+${bl ? bLinesSection(bl) : ''}## Ablation: interpretable biomarkers only vs biomarkers + pooled embedding
 Same folds, same per-fold extractors, same trainer; only the input blocks differ.
 
 | task | metric | biomarker statistics only (24 dims) | + embedding mean/max (shipped) |
@@ -276,8 +299,7 @@ Same folds, same per-fold extractors, same trainer; only the input blocks differ
 | diagnosis | LOSO balanced accuracy | ${fmt(dxA.leaveOneSourceOut.evaluation.metrics['balancedAccuracy'])} | ${fmt(dx.leaveOneSourceOut.evaluation.metrics['balancedAccuracy'])} |
 | severity | MAE | ${fmt(chosen(sevA).metrics['mae'])} | ${fmt(chosen(sev).metrics['mae'])} |
 | triage | AUC | ${fmt(chosen(triA).metrics['auc'])} | ${fmt(chosen(tri).metrics['auc'])} |
-| b-lines | AUC | ${fmt(chosen(blA).metrics['auc'])} | ${fmt(chosen(bl).metrics['auc'])} |
-
+${bl && blA ? `| b-lines | AUC | ${fmt(chosen(blA).metrics['auc'])} | ${fmt(chosen(bl).metrics['auc'])} |\n` : ''}
 ## End-to-end baseline
 The same backbone (${params.toLocaleString('en-US')} parameters${xr.e2e.variant === 'e2e-ssl' ? ', same contrastive pretraining' : ''}) trained directly on the
 diagnosis with a 3-class head (mean-pooled frame logits, class-weighted cross-entropy), same folds, same steps and
@@ -297,8 +319,7 @@ augmentation, evaluated with the same metric code:
 | diagnosis expert: CV + LOSO + final fit (final fit alone) | ${dx.seconds.total.toFixed(1)} (${dx.seconds.final.toFixed(2)}) |
 | severity expert | ${sev.seconds.total.toFixed(1)} (${sev.seconds.final.toFixed(2)}) |
 | triage expert | ${tri.seconds.total.toFixed(1)} (${tri.seconds.final.toFixed(2)}) |
-| b-lines expert | ${bl.seconds.total.toFixed(1)} (${bl.seconds.final.toFixed(2)}) |
-
+${bl ? `| b-lines expert | ${bl.seconds.total.toFixed(1)} (${bl.seconds.final.toFixed(2)}) |\n` : ''}
 A new task costs an expert (seconds, CPU) on stored features; the extractor and the end-to-end model cost GPU-class
 training per task.
 

@@ -170,8 +170,11 @@ function rounded(pins: PinFile): PinFile {
 
 if (require.main === module) {
   computePins()
-    .then((pins) => {
-      writeFileSync(PIN_FILE, JSON.stringify(rounded(pins), null, 2) + '\n');
+    .then(async (pins) => {
+      // Formatted as `npm run lint` (prettier --check .) wants it.
+      const prettier = await import('prettier');
+      const options = (await prettier.resolveConfig(PIN_FILE)) ?? {};
+      writeFileSync(PIN_FILE, await prettier.format(JSON.stringify(rounded(pins)), { ...options, parser: 'json' }));
       process.stdout.write(
         `wrote ${path.relative(process.cwd(), PIN_FILE)}: ${pins.clips.length} clips × ${pins.experts.length} experts\n`,
       );

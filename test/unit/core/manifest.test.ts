@@ -216,7 +216,7 @@ describe('writeManifest', () => {
     writeManifest(dir, m);
 
     // Assess
-    expect(loadManifest(dir).manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'triage']);
+    expect(loadManifest(dir).manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'triage', 'b-lines']);
     expect(leftovers(before)).toEqual([]);
   });
 
