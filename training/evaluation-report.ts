@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { evaluate, type Evaluation, type Interval } from './experts/metrics';
+import { ECE_DEFINITION, evaluate, type Evaluation, type Interval } from './experts/metrics';
 import { findExpert, loadManifest } from '../core/manifest';
 import type { Manifest } from '../core/schemas';
 import {
@@ -20,18 +20,32 @@ import {
 import { TrainingDataError } from './experts/errors';
 
 /** The experts EVALUATION.md reports on, in its order. */
-export const EVALUATED_EXPERTS = ['diagnosis', 'severity', 'triage'] as const;
+export const EVALUATED_EXPERTS = ['diagnosis', 'severity', 'triage', 'b-lines'] as const;
 type Evaluated = (typeof EVALUATED_EXPERTS)[number];
+/**
+ * Evaluated when the manifest has them: the B-line expert is new, and a models directory trained
+ * before it (or a fixture set) still gets its evaluation of the others.
+ */
+export const OPTIONAL_EXPERTS: readonly Evaluated[] = ['b-lines'];
+
+/** The evaluated experts this manifest has: every required one (findExpert names a missing one), the optional ones it holds. */
+function evaluatedIn(manifest: Manifest): Evaluated[] {
+  return EVALUATED_EXPERTS.filter(
+    (name) => !OPTIONAL_EXPERTS.includes(name) || manifest.experts.some((e) => e.name === name),
+  );
+}
 
 /** An expert report that has the leave-one-source-out section the evaluation reads. */
 type LosoReport = ExpertReport & { leaveOneSourceOut: NonNullable<ExpertReport['leaveOneSourceOut']> };
 
+type Reports = Record<Exclude<Evaluated, 'b-lines'>, LosoReport> & Partial<Record<'b-lines', LosoReport>>;
+
 export interface EvaluationInputs {
   readonly manifest: Manifest;
   /** The shipped experts' reports. */
-  readonly reports: Record<Evaluated, LosoReport>;
+  readonly reports: Reports;
   /** The biomarkers-only ablation reports (same folds, only the input blocks differ). */
-  readonly ablations: Record<Evaluated, LosoReport>;
+  readonly ablations: Reports;
   /** train_extractor.py's report.json. */
   readonly extractor: ExtractorTrainingReport;
   readonly oof: OofFile;
@@ -51,6 +65,79 @@ function diagnosisRows(e: Evaluation, labels: readonly string[]): string[] {
     (c) =>
       `| ${c} | ${fmt(e.metrics[`sensitivity.${c}`])} | ${fmt(e.metrics[`specificity.${c}`])} | ${fmt(e.metrics[`f1.${c}`])} |`,
   );
+}
+
+/** The primary metric's column title in the per-source tables. */
+const PRIMARY_TITLE: Record<string, string> = { balancedAccuracy: 'balanced accuracy', auc: 'AUC', mae: 'MAE' };
+
+/** Calibration of the chosen model, in grouped CV and on unseen sources. */
+function calibrationLine(r: LosoReport): string {
+  const cv = chosen(r).metrics['ece'];
+  if (!cv) {
+    return 'Calibration: not in this report (trained before the expected calibration error was reported): retrain (`npm run train:experts`).';
+  }
+  return `Calibration: expected calibration error ${fmt(cv)} in grouped CV, ${fmt(r.leaveOneSourceOut.evaluation.metrics['ece'])} on unseen sources (LOSO).`;
+}
+
+/**
+ * Each held-out source's own numbers from the leave-one-source-out fits (bootstrap over that source's
+ * groups): the pooled LOSO number hides a source the expert fails on.
+ */
+function perSourceTable(r: LosoReport): string {
+  const primary = r.selection.metric;
+  const labels = r.data.classes;
+  const rows = r.leaveOneSourceOut.perSource;
+  if (rows.every((s) => !s.evaluation)) {
+    return (
+      'Per source (LOSO accuracy, no intervals: this report predates per-source evaluations; retrain): ' +
+      rows.map((s) => `${s.source} ${s.accuracy.toFixed(2)} (${s.rows})`).join(', ') +
+      '.'
+    );
+  }
+  const head = `| held-out source | clips (${labels.join(' / ')}) | accuracy | ${PRIMARY_TITLE[primary] ?? primary} | ECE |`;
+  const body = rows.map((s) => {
+    const m = s.evaluation?.metrics ?? {};
+    const counts = s.perClass ? s.perClass.join(' / ') : String(s.rows);
+    return `| ${s.source} | ${counts} | ${fmt(m['accuracy'])} | ${fmt(m[primary])} | ${fmt(m['ece'])} |`;
+  });
+  return [
+    "Per held-out source (leave-one-source-out; 95% CI by bootstrap over the source's own groups, none for a source of one group; n/a where the source lacks a class the metric needs):",
+    '',
+    head,
+    '|---|---|---|---|---|',
+    ...body,
+  ].join('\n');
+}
+
+/** The failure modes the trainer stated from the numbers (training/experts/failure-modes.ts). */
+function failureList(r: LosoReport): string {
+  if (!r.failureModes) return 'Known failure modes: not in this report (it predates them): retrain.';
+  if (r.failureModes.length === 0)
+    return 'Known failure modes: none crossed the thresholds of training/experts/failure-modes.ts.';
+  return [
+    'Known failure modes (from the numbers; thresholds in training/experts/failure-modes.ts):',
+    ...r.failureModes.map((f) => `- ${f}`),
+  ].join('\n');
+}
+
+/** What every expert section ends with: calibration, per-source numbers, failure modes. */
+function robustness(r: LosoReport): string {
+  return [calibrationLine(r), perSourceTable(r), failureList(r)].join('\n\n');
+}
+
+/** The B-line expert's section (the manifest may predate it). */
+function bLinesSection(bl: LosoReport): string {
+  const counts = Object.entries(bl.data.perClass)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
+  return `## B-lines (present vs absent)
+${bl.data.rows} clips with a B-lines flag (${counts}).
+Chosen: ${bl.final.description}. AUC **${fmt(chosen(bl).metrics['auc'])}**, sensitivity ${fmt(chosen(bl).metrics['sensitivity'])} and specificity ${fmt(chosen(bl).metrics['specificity'])} at 0.5.
+LOSO AUC ${fmt(bl.leaveOneSourceOut.evaluation.metrics['auc'])}.
+
+${robustness(bl)}
+
+`;
 }
 
 /** The expert's report, checked: it must describe the model the manifest ships and have a LOSO section. */
@@ -74,13 +161,16 @@ function expertReport(file: string, name: string, shipped?: { version: string; s
 export function evaluationFiles(trainingDir: string, modelsDir: string, manifest: Manifest) {
   return {
     reports: Object.fromEntries(
-      EVALUATED_EXPERTS.map((name) => {
+      evaluatedIn(manifest).map((name) => {
         const e = findExpert(manifest, name);
         return [name, path.join(modelsDir, 'experts', `${e.name}-${e.version}.report.json`)];
       }),
     ) as Record<Evaluated, string>,
     ablations: Object.fromEntries(
-      EVALUATED_EXPERTS.map((name) => [name, path.join(trainingDir, 'experts', `${name}-biomarkers-only.report.json`)]),
+      evaluatedIn(manifest).map((name) => [
+        name,
+        path.join(trainingDir, 'experts', `${name}-biomarkers-only.report.json`),
+      ]),
     ) as Record<Evaluated, string>,
     extractor: path.join(trainingDir, 'extractor', 'report.json'),
     oof: path.join(trainingDir, 'extractor', 'oof.json'),
@@ -96,8 +186,8 @@ export function readEvaluationInputs(trainingDir: string, modelsDir: string): Ev
   const { manifest } = loadManifest(modelsDir);
   const files = evaluationFiles(trainingDir, modelsDir, manifest);
   const recipeHint = 'training/python/train_extractor.py writes it (sonomark train extractor).';
-  const per = (f: (name: Evaluated) => LosoReport) =>
-    Object.fromEntries(EVALUATED_EXPERTS.map((name) => [name, f(name)])) as Record<Evaluated, LosoReport>;
+  const per = (f: (name: Evaluated) => LosoReport): Reports =>
+    Object.fromEntries(evaluatedIn(manifest).map((name) => [name, f(name)])) as Reports;
   return {
     manifest,
     reports: per((name) => expertReport(files.reports[name], name, findExpert(manifest, name))),
@@ -118,8 +208,8 @@ export function writeEvaluationReport(trainingDir: string, modelsDir: string): s
 /** models/EVALUATION.md from its inputs. */
 export function renderEvaluation(inputs: EvaluationInputs): string {
   const x = inputs.manifest.extractor;
-  const { diagnosis: dx, severity: sev, triage: tri } = inputs.reports;
-  const { diagnosis: dxA, severity: sevA, triage: triA } = inputs.ablations;
+  const { diagnosis: dx, severity: sev, triage: tri, 'b-lines': bl } = inputs.reports;
+  const { diagnosis: dxA, severity: sevA, triage: triA, 'b-lines': blA } = inputs.ablations;
   const { extractor: xr, oof, items } = inputs;
 
   // The end-to-end baseline through the experts' own metric code and bootstrap.
@@ -141,7 +231,7 @@ export function renderEvaluation(inputs: EvaluationInputs): string {
 
   const dxE = chosen(dx);
   // LOSO is only free of extractor leakage when every report read per-source extractor features.
-  const losoReports = [dx, sev, tri, dxA, sevA, triA];
+  const losoReports = [dx, sev, tri, dxA, sevA, triA, ...(bl && blA ? [bl, blA] : [])];
   const losoPerSource = losoReports.every((r) => r.leaveOneSourceOut.features === 'per-source');
   const leaky = [...new Set(losoReports.map((r) => r.leaveOneSourceOut.features))].filter((f) => f !== 'per-source');
   const losoFeatures = `${leaky.join(' / ')}${losoReports.some((r) => r.leaveOneSourceOut.features === 'per-source') ? ', in some reports' : ''}`;
@@ -170,6 +260,9 @@ here is typed by hand. Research use only, not a medical device.
 - **Leave one source out (LOSO):** each of the ${dx.data.sources} sources is held out in turn and the expert is trained on the rest;
   ${losoProtocol}
 - **95% CIs:** percentile bootstrap over whole groups (1,000 resamples, seeded).
+- **Calibration:** ${ECE_DEFINITION}. On a few dozen clips it is biased upwards; read it with its interval.
+- **Per source:** each held-out source's own metrics from the leave-one-source-out fits, with intervals from a bootstrap
+  over that source's groups; known failure modes are stated from these numbers by fixed thresholds.
 - **Model choice:** regularised linear model vs a small MLP (16 ReLU units), picked by grouped CV; L2 strength by inner CV.
 
 ## Diagnosis (covid / pneumonia / healthy)
@@ -182,16 +275,22 @@ ${diagnosisRows(dxE, dxE.confusion.labels).join('\n')}
 
 Confusion matrix (rows true, columns predicted; ${dxE.confusion.labels.join(', ')}): ${JSON.stringify(dxE.confusion.matrix)}.
 
+${robustness(dx)}
+
 ## Severity (lung severity score 0–3, ${sev.data.rows} clips that have one)
 Chosen: ${sev.final.description}. MAE **${fmt(sev.candidates[sev.final.family]!.evaluation.metrics['mae'])}**, within-1 accuracy ${fmt(chosen(sev).metrics['within1'])}, quadratic kappa ${fmt(chosen(sev).metrics['qwk'])}.
 LOSO MAE ${fmt(sev.leaveOneSourceOut.evaluation.metrics['mae'])}, within-1 ${fmt(sev.leaveOneSourceOut.evaluation.metrics['within1'])}.
 Per grade: ${JSON.stringify(sev.data.perClass)}; grade 3 has very few clips, so read the severity numbers as rough.
 
+${robustness(sev)}
+
 ## Triage (abnormal vs healthy)
 Chosen: ${tri.final.description}. AUC **${fmt(chosen(tri).metrics['auc'])}**, sensitivity ${fmt(chosen(tri).metrics['sensitivity'])} and specificity ${fmt(chosen(tri).metrics['specificity'])} at 0.5.
 LOSO AUC ${fmt(tri.leaveOneSourceOut.evaluation.metrics['auc'])}.
 
-## Ablation: interpretable biomarkers only vs biomarkers + pooled embedding
+${robustness(tri)}
+
+${bl ? bLinesSection(bl) : ''}## Ablation: interpretable biomarkers only vs biomarkers + pooled embedding
 Same folds, same per-fold extractors, same trainer; only the input blocks differ.
 
 | task | metric | biomarker statistics only (24 dims) | + embedding mean/max (shipped) |
@@ -200,7 +299,7 @@ Same folds, same per-fold extractors, same trainer; only the input blocks differ
 | diagnosis | LOSO balanced accuracy | ${fmt(dxA.leaveOneSourceOut.evaluation.metrics['balancedAccuracy'])} | ${fmt(dx.leaveOneSourceOut.evaluation.metrics['balancedAccuracy'])} |
 | severity | MAE | ${fmt(chosen(sevA).metrics['mae'])} | ${fmt(chosen(sev).metrics['mae'])} |
 | triage | AUC | ${fmt(chosen(triA).metrics['auc'])} | ${fmt(chosen(tri).metrics['auc'])} |
-
+${bl && blA ? `| b-lines | AUC | ${fmt(chosen(blA).metrics['auc'])} | ${fmt(chosen(bl).metrics['auc'])} |\n` : ''}
 ## End-to-end baseline
 The same backbone (${params.toLocaleString('en-US')} parameters${xr.e2e.variant === 'e2e-ssl' ? ', same contrastive pretraining' : ''}) trained directly on the
 diagnosis with a 3-class head (mean-pooled frame logits, class-weighted cross-entropy), same folds, same steps and
@@ -220,7 +319,7 @@ augmentation, evaluated with the same metric code:
 | diagnosis expert: CV + LOSO + final fit (final fit alone) | ${dx.seconds.total.toFixed(1)} (${dx.seconds.final.toFixed(2)}) |
 | severity expert | ${sev.seconds.total.toFixed(1)} (${sev.seconds.final.toFixed(2)}) |
 | triage expert | ${tri.seconds.total.toFixed(1)} (${tri.seconds.final.toFixed(2)}) |
-
+${bl ? `| b-lines expert | ${bl.seconds.total.toFixed(1)} (${bl.seconds.final.toFixed(2)}) |\n` : ''}
 A new task costs an expert (seconds, CPU) on stored features; the extractor and the end-to-end model cost GPU-class
 training per task.
 

@@ -18,7 +18,7 @@
  *      computes features of every item, and the expert's outer fold f trains and tests on those;
  *   3. likewise per held-out source when the per-source extractors exist: the fit holding source s out
  *      reads the features of the extractor trained without s;
- *   4. diagnosis, severity and triage experts (shipped), each with its biomarkers-only ablation (report only);
+ *   4. diagnosis, severity, triage and b-lines experts (shipped), each with its biomarkers-only ablation (report only);
  *   5. models/EVALUATION.md.
  * evaluate: step 5 alone, from the reports already there.
  *
@@ -160,6 +160,8 @@ export const SHIPPED_EXPERTS: readonly ExpertSpec[] = [
   { name: 'diagnosis', target: 'diagnosis', kind: 'classification', classes: 'covid,pneumonia,healthy' },
   { name: 'severity', target: 'severity', kind: 'ordinal', classes: '0,1,2,3' },
   { name: 'triage', target: 'triage', kind: 'binary', classes: '0=healthy,1=abnormal' },
+  // labels.csv's b_lines: each item's clip-level B-lines flag (empty where not annotated, so skipped).
+  { name: 'b-lines', target: 'b_lines', kind: 'binary', classes: '0=absent,1=present' },
 ];
 
 export interface ExpertsPipelineOptions extends TrainingPaths {

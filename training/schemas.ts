@@ -247,12 +247,23 @@ export const ExpertReport = z.looseObject({
       family: Family,
       /** 'per-source': each held-out source's fit read features from an extractor trained without it. */
       features: z.enum(['training', 'out-of-fold', 'per-source']),
-      perSource: z.array(z.looseObject({ source: z.string(), rows: z.number().int(), accuracy: z.number() })),
+      perSource: z.array(
+        z.looseObject({
+          source: z.string(),
+          rows: z.number().int(),
+          accuracy: z.number(),
+          /** Since 1.2: rows per label and the source's own metrics (bootstrap over its groups). */
+          perClass: z.array(z.number().int().nonnegative()).optional(),
+          evaluation: EvaluationJson.optional(),
+        }),
+      ),
       evaluation: EvaluationJson,
       seconds: Seconds,
     })
     .optional(),
   final: z.looseObject({ family: Family, description: z.string(), lambda: z.number().nonnegative() }),
+  /** Known failure modes stated from the numbers (training/experts/failure-modes.ts); absent in older reports. */
+  failureModes: z.array(z.string()).optional(),
   onnx: z.looseObject({ file: z.string(), sha256: Sha256Hex, written: z.boolean() }),
   expert: ExpertEntry,
   seconds: z.looseObject({ total: Seconds, final: Seconds }),

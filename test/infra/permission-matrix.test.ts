@@ -221,6 +221,7 @@ const EXPECTED: Record<string, RoleMatrix> = {
   'SonomarkPipeline/ExpertDiagnosis/Handler/Role': expert,
   'SonomarkPipeline/ExpertSeverity/Handler/Role': expert,
   'SonomarkPipeline/ExpertTriage/Handler/Role': expert,
+  'SonomarkPipeline/ExpertBLines/Handler/Role': expert,
   'SonomarkPipeline/Extractor/JobRole': {
     // cohorts/: a cohort batch's item list (CohortStack runs this job in batch mode).
     storage: [

@@ -76,9 +76,10 @@ describe('sonomark rescore', () => {
         const diagnosis = all.results.filter((r) => r.expert.name === 'diagnosis');
         expect(diagnosis.map((r) => r.expert.version).sort()).toEqual(['1.1.1', '1.2.0']);
         expect(diagnosis[0]?.output).toEqual(diagnosis[1]?.output);
-        expect(all.current).toEqual({ diagnosis: '1.2.0', severity: '1.1.1', triage: '1.1.1' });
+        expect(all.current).toEqual({ 'b-lines': '1.1.1', diagnosis: '1.2.0', severity: '1.1.1', triage: '1.1.1' });
         const current = await listExpertResults(services.doc, LOCAL_TABLE, LOCAL_SITE, scanId);
-        expect(current.map((r) => `${r.expert.name}@${r.expert.version}`)).toEqual([
+        expect(current.map((r) => `${r.expert.name}@${r.expert.version}`).sort()).toEqual([
+          'b-lines@1.1.1',
           'diagnosis@1.2.0',
           'severity@1.1.1',
           'triage@1.1.1',

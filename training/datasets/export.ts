@@ -60,6 +60,8 @@ export const LABELS_CSV_COLUMNS = [
   'diagnosis',
   'triage',
   'severity',
+  // The B-line expert's target: the item's clip-level B-lines flag (1, 0, empty when not annotated).
+  'b_lines',
 ];
 
 function csvCell(v: unknown): string {
@@ -99,7 +101,18 @@ export async function exportPocusTrainingSet(
   checkTrainingJson(TrainingSetFile, set, `training set for ${outDir}`);
   writeFileSync(path.join(outDir, 'dataset.json'), JSON.stringify(set, null, 1) + '\n');
   const rows = out.map((i) =>
-    [path.join(set.dataDir, i.file), i.name, i.sha256, i.group, i.source, i.fold, i.diagnosis, i.triage, i.severity]
+    [
+      path.join(set.dataDir, i.file),
+      i.name,
+      i.sha256,
+      i.group,
+      i.source,
+      i.fold,
+      i.diagnosis,
+      i.triage,
+      i.severity,
+      i.biomarkers.b_lines,
+    ]
       .map(csvCell)
       .join(','),
   );

@@ -80,6 +80,41 @@ export function quadraticKappa(y: ArrayLike<number>, pred: ArrayLike<number>, cl
   return den > 0 ? 1 - num / den : NaN;
 }
 
+/** Bins of the expected calibration error: 10 equal-width bins of confidence over [0, 1]. */
+export const ECE_BINS = 10;
+
+/** How the cards and EVALUATION.md state the binning, so the number can be recomputed. */
+export const ECE_DEFINITION =
+  `top-label expected calibration error: ${ECE_BINS} equal-width bins of the reported label's probability ` +
+  '(argmax; binary: max(p, 1 − p), the label the 0.5 threshold reports), Σ_b (n_b/n)·|accuracy_b − mean confidence_b|';
+
+/**
+ * Top-label expected calibration error (Guo et al. 2017): rows binned by the
+ * probability of the label they are reported as (`predictedClasses`), in
+ * `bins` equal-width bins of [0, 1] (a confidence of exactly 1 goes in the last
+ * bin); the weighted mean gap between each bin's accuracy and its mean
+ * confidence. 0 is perfect. On few rows it is biased upwards (each bin's
+ * accuracy is noisy), so it is reported with its bootstrap interval.
+ */
+export function expectedCalibrationError(kind: TaskKind, y: ArrayLike<number>, prob: Matrix, bins = ECE_BINS): number {
+  const n = prob.rows;
+  if (n === 0) return NaN;
+  const pred = predictedClasses(kind, prob);
+  const count = new Array<number>(bins).fill(0);
+  const conf = new Array<number>(bins).fill(0);
+  const correct = new Array<number>(bins).fill(0);
+  for (let i = 0; i < n; i++) {
+    const c = prob.data[i * prob.cols + pred[i]!]!;
+    const b = Math.min(bins - 1, Math.max(0, Math.floor(c * bins)));
+    count[b] = count[b]! + 1;
+    conf[b] = conf[b]! + c;
+    if (pred[i] === y[i]) correct[b] = correct[b]! + 1;
+  }
+  let ece = 0;
+  for (let b = 0; b < bins; b++) if (count[b]! > 0) ece += Math.abs(correct[b]! - conf[b]!) / n;
+  return ece;
+}
+
 /**
  * Every scalar metric of one prediction set, flat (`sensitivity.covid`), so the
  * bootstrap can treat them alike. NaN where a metric is undefined on these rows.
@@ -112,6 +147,8 @@ export function scalarMetrics(
     if (support[c]! > 0) recalls.push(sens);
     // F1 over classes that occur in the truth or the predictions (scikit-learn's macro average).
     if (support[c]! > 0 || predicted[c]! > 0) f1s.push((2 * tp) / (2 * tp + fp + fn));
+    // Ordinal grades get their recall too: a grade the model never predicts is a failure mode to state.
+    if (kind === 'ordinal') out[`sensitivity.${labels[c]}`] = sens;
     if (kind === 'classification') {
       out[`sensitivity.${labels[c]}`] = sens;
       out[`specificity.${labels[c]}`] = spec;
@@ -146,6 +183,7 @@ export function scalarMetrics(
   let ll = 0;
   for (let i = 0; i < n; i++) ll -= Math.log(Math.max(prob.data[i * K + y[i]!]!, 1e-15));
   out.logLoss = n > 0 ? ll / n : NaN;
+  out.ece = expectedCalibrationError(kind, y, prob);
   return out;
 }
 
@@ -246,4 +284,62 @@ export function primaryMetric(kind: TaskKind): { name: string; higherIsBetter: b
     case 'binary':
       return { name: 'auc', higherIsBetter: true };
   }
+}
+
+export interface SourceEvaluation {
+  readonly source: string;
+  readonly rows: number;
+  /** Rows per label in this source, in `labels` order: a source with one class has no AUC or balanced accuracy across classes. */
+  readonly perClass: readonly number[];
+  readonly evaluation: Evaluation;
+}
+
+/**
+ * The metrics of each source's rows of one prediction set, each with its own
+ * bootstrap (over that source's groups, as `evaluate` does): where a pooled
+ * number hides a source the model fails on. Sources in name order.
+ */
+export function perSourceEvaluations(
+  kind: TaskKind,
+  labels: readonly string[],
+  y: Int32Array,
+  prob: Matrix,
+  sources: readonly string[],
+  clusters: readonly string[] | null,
+  opts: BootstrapOptions,
+): SourceEvaluation[] {
+  const K = labels.length;
+  return [...new Set(sources)].sort().map((source) => {
+    const rows = sources.flatMap((s, i) => (s === source ? [i] : []));
+    const ys = Int32Array.from(rows, (r) => y[r]!);
+    const p = new Float64Array(rows.length * K);
+    rows.forEach((r, i) => p.set(prob.data.subarray(r * K, (r + 1) * K), i * K));
+    const perClass = labels.map((_, c) => rows.filter((r) => y[r] === c).length);
+    return {
+      source,
+      rows: rows.length,
+      perClass,
+      evaluation: evaluate(
+        kind,
+        labels,
+        ys,
+        { data: p, rows: rows.length, cols: K },
+        clusters ? rows.map((r) => clusters[r]!) : null,
+        sourceBootstrap(rows, clusters, opts),
+      ),
+    };
+  });
+}
+
+/**
+ * The bootstrap options for one source's rows: none (no interval) when they form a single group,
+ * where resampling that group would only give the degenerate interval [v, v].
+ */
+export function sourceBootstrap(
+  rows: readonly number[],
+  clusters: readonly string[] | null,
+  opts: BootstrapOptions,
+): BootstrapOptions {
+  const groups = new Set(rows.map((r) => (clusters ? clusters[r]! : String(r)))).size;
+  return groups < 2 ? { ...opts, resamples: 0 } : opts;
 }

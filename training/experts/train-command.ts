@@ -26,7 +26,8 @@ import {
 } from './data';
 import { TrainingDataError } from './errors';
 import { foldIds } from './folds';
-import type { Evaluation, Interval } from './metrics';
+import { failureModes } from './failure-modes';
+import { ECE_DEFINITION, type Evaluation, type Interval } from './metrics';
 import { linearWeights, type Matrix } from './model';
 import { exportExpertOnnx, verifyOnnx, type Verification } from './onnx-export';
 import { checkExtractor, expertVersion, planPublish, publishExpert } from './publish';
@@ -212,8 +213,34 @@ function cardEvaluation(kind: z.infer<typeof TaskKind>, labels: readonly string[
         }
       : {}),
     confusion: e.confusion.matrix,
+    ...(pick('ece') ? { calibration: { ece: pick('ece'), definition: ECE_DEFINITION } } : {}),
     bootstrap: `${e.bootstrap.resamples} ${e.bootstrap.unit}-level resamples (seed ${e.bootstrap.seed}), percentile 95% CI`,
   };
+}
+
+/**
+ * Per held-out source, for a card: clips per label, accuracy, the primary metric and the ECE, each
+ * with its interval (bootstrap over the source's own groups; none for a single-group source). The
+ * report keeps every metric, and the CV's per-source numbers too.
+ */
+function cardPerSource(
+  labels: readonly string[],
+  primary: string,
+  sources: readonly { source: string; rows: number; perClass?: readonly number[]; evaluation?: Evaluation }[],
+) {
+  return Object.fromEntries(
+    sources.map((s) => [
+      s.source,
+      {
+        ...(s.perClass ? Object.fromEntries(labels.map((l, c) => [l, s.perClass![c]])) : { rows: s.rows }),
+        ...Object.fromEntries(
+          [...new Set(['accuracy', primary, 'ece'])].flatMap((k) =>
+            s.evaluation?.metrics[k] ? [[k, s.evaluation.metrics[k]]] : [],
+          ),
+        ),
+      },
+    ]),
+  );
 }
 
 export async function runExpertTraining(
@@ -370,6 +397,15 @@ export async function runExpertTraining(
       `features [${opts.blocks.join(', ')}] from ${extractor.name}@${extractor.version}` +
       `${opts.groupColumn ? `, grouped by "${opts.groupColumn}"` : ''}${opts.foldColumn ? `, folds from "${opts.foldColumn}"` : ''}.`;
   const chosenEval = result.candidates[result.chosen]!.evaluation;
+  const failures = failureModes({
+    kind: opts.kind,
+    labels: labels.labels,
+    perClass: counts,
+    primary: { name: primary, higherIsBetter: result.selection.higherIsBetter },
+    cv: chosenEval,
+    ...(result.loso ? { loso: result.loso } : {}),
+  });
+  if (failures.length > 0) log(`  known failure modes:\n    - ${failures.join('\n    - ')}`);
   const cardMetrics = {
     cv: {
       scheme: result.cv.scheme,
@@ -381,6 +417,7 @@ export async function runExpertTraining(
           leaveOneSourceOut: {
             ...(result.loso.features === 'per-source' ? { features: losoFeaturesText } : {}),
             ...cardEvaluation(opts.kind, labels.labels, result.loso.evaluation),
+            perSource: cardPerSource(labels.labels, primary, result.loso.perSource),
           },
         }
       : {}),
@@ -388,6 +425,7 @@ export async function runExpertTraining(
       Object.entries(result.candidates).map(([f, c]) => [f, { [primary]: c.evaluation.metrics[primary] }]),
     ),
     chosenModel: `${familyText}, λ=${result.final.lambda}`,
+    failureModes: failures,
     trainingRows: rows.length,
     trainingSeconds: result.seconds.total,
   };
@@ -407,7 +445,8 @@ export async function runExpertTraining(
         intendedUse: `Research: ${opts.target} from lung-ultrasound clip features, for cohort analysis and method development. Not for patient care.`,
         trainingData,
         metrics: cardMetrics,
-        limitations,
+        // Sample size first, then what fails, then the method caveats.
+        limitations: [limitations[0]!, ...failures.map((f) => `Known failure mode: ${f}`), ...limitations.slice(1)],
       },
     },
     bytes,
@@ -443,6 +482,7 @@ export async function runExpertTraining(
     cv: result.cv,
     candidates: result.candidates,
     ...(result.loso ? { leaveOneSourceOut: result.loso } : {}),
+    failureModes: failures,
     final: {
       ...result.final,
       family: result.chosen,

@@ -14,7 +14,15 @@
 import type { TaskKind } from '../../core/schemas';
 import { TrainingDataError } from './errors';
 import { foldIds, groupKFold, splits } from './folds';
-import { evaluate, predictedClasses, primaryMetric, type Evaluation } from './metrics';
+import {
+  evaluate,
+  perSourceEvaluations,
+  predictedClasses,
+  primaryMetric,
+  sourceBootstrap,
+  type Evaluation,
+  type SourceEvaluation,
+} from './metrics';
 import {
   fitModel,
   headFor,
@@ -100,6 +108,8 @@ export interface CandidateReport {
   readonly lambdaGrid: readonly number[];
   readonly folds: readonly FoldFit[];
   readonly evaluation: Evaluation;
+  /** The out-of-fold predictions' metrics per source (with a source column): where the pooled number hides a failure. */
+  readonly perSource?: readonly SourceEvaluation[];
   readonly seconds: number;
 }
 
@@ -107,7 +117,15 @@ export interface LosoReport {
   readonly family: Family;
   /** Which features the LOSO fits read; `per-source`: each source's from an extractor trained without it. */
   readonly features: 'training' | 'out-of-fold' | 'per-source';
-  readonly perSource: readonly { source: string; rows: number; accuracy: number; lambda: number }[];
+  /** Each held-out source: its rows' metrics from the fit that never saw it (bootstrap over its own groups). */
+  readonly perSource: readonly {
+    source: string;
+    rows: number;
+    accuracy: number;
+    lambda: number;
+    perClass: readonly number[];
+    evaluation: Evaluation;
+  }[];
   /** Metrics of the pooled out-of-source predictions. */
   readonly evaluation: Evaluation;
   readonly seconds: number;
@@ -371,6 +389,19 @@ export function trainExpert(
       lambdaGrid: grid,
       folds: fits,
       evaluation: evaluate(cfg.kind, cfg.labels, set.y, matrix(n, K, prob), clusters, boot),
+      ...(set.sources
+        ? {
+            perSource: perSourceEvaluations(
+              cfg.kind,
+              cfg.labels,
+              set.y,
+              matrix(n, K, prob),
+              set.sources,
+              clusters,
+              boot,
+            ),
+          }
+        : {}),
       seconds: round3((performance.now() - started) / 1000),
     };
   }
@@ -380,13 +411,8 @@ export function trainExpert(
   const primary = primaryMetric(cfg.kind);
   const values: Partial<Record<Family, number>> = {};
   for (const f of cfg.families) values[f] = candidates[f]!.evaluation.metrics[primary.name]?.value ?? NaN;
-  let chosen: Family = cfg.families[0]!;
-  if (cfg.families.length > 1) {
-    const lin = values.linear ?? NaN;
-    const mlp = values.mlp ?? NaN;
-    const gain = primary.higherIsBetter ? mlp - lin : lin - mlp;
-    chosen = Number.isFinite(mlp) && (!Number.isFinite(lin) || gain >= cfg.minGain) ? 'mlp' : 'linear';
-  }
+  const chosen: Family =
+    cfg.families.length > 1 ? chooseFamily(values, primary.higherIsBetter, cfg.minGain) : cfg.families[0]!;
 
   // Leave one source out, for the chosen family.
   let loso: LosoReport | undefined;
@@ -497,7 +523,22 @@ function leaveOneSourceOut(
       scored.push(r);
       if (pred[i] === set.y[r]) correct++;
     });
-    perSource.push({ source, rows: test.length, accuracy: round3(correct / test.length), lambda: fit.lambda });
+    const ys = subsetY(set.y, test);
+    perSource.push({
+      source,
+      rows: test.length,
+      accuracy: round3(correct / test.length),
+      lambda: fit.lambda,
+      perClass: cfg.labels.map((_, c) => ys.filter((v) => v === c).length),
+      evaluation: evaluate(
+        cfg.kind,
+        cfg.labels,
+        ys,
+        p,
+        clusters ? test.map((r) => clusters[r]!) : null,
+        sourceBootstrap(test, clusters, { resamples: cfg.bootstrap, seed: cfg.seed }),
+      ),
+    });
   }
   scored.sort((a, b) => a - b);
   const probScored = new Float64Array(scored.length * K);
@@ -520,3 +561,22 @@ function leaveOneSourceOut(
 }
 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
+
+/**
+ * The selection rule: the MLP wins only when its primary metric beats the linear model's by at least
+ * `minGain` (higher or lower, as the metric is read); a non-finite linear value loses to a finite MLP.
+ * The metrics are rounded to 4 decimals before they get here, so a gain of exactly `minGain` (0.71
+ * against 0.70) must count as reached: the comparison allows 1e-9 of floating-point slack.
+ */
+export function chooseFamily(
+  values: Partial<Record<Family, number>>,
+  higherIsBetter: boolean,
+  minGain: number,
+): Family {
+  const lin = values.linear ?? NaN;
+  const mlp = values.mlp ?? NaN;
+  if (!Number.isFinite(mlp)) return 'linear';
+  if (!Number.isFinite(lin)) return 'mlp';
+  const gain = higherIsBetter ? mlp - lin : lin - mlp;
+  return gain >= minGain - 1e-9 ? 'mlp' : 'linear';
+}

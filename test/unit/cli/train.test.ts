@@ -54,7 +54,7 @@ describe('sonomark train', () => {
     expect(r.out).toContain('5. ship next@2.0.0');
     expect(r.out).toContain('version 2.0.0 (--version)');
     expect(r.out).toContain('9. expert diagnosis@2.0.0');
-    expect(r.out).toContain('15. models/EVALUATION.md');
+    expect(r.out).toContain('17. models/EVALUATION.md');
   });
 
   it("experts --dry-run plans the experts under the manifest's extractor version", async () => {

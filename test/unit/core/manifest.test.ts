@@ -42,7 +42,7 @@ describe('loadManifest', () => {
     // Assess
     expect(loadedDir).toBe(SHIPPED);
     expect(manifest.extractor.outputs.biomarkers.labels).toEqual([...BIOMARKERS]);
-    expect(manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'severity', 'triage']);
+    expect(manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'severity', 'triage', 'b-lines']);
     expect(findExpert(manifest, 'severity').task).toBe('ordinal');
   });
 
@@ -216,7 +216,7 @@ describe('writeManifest', () => {
     writeManifest(dir, m);
 
     // Assess
-    expect(loadManifest(dir).manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'triage']);
+    expect(loadManifest(dir).manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'triage', 'b-lines']);
     expect(leftovers(before)).toEqual([]);
   });
 

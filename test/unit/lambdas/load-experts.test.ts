@@ -14,7 +14,12 @@ const manifestText = readFileSync(path.join(DEFAULT_MODELS_DIR, MODELS.manifestF
 const shipped = JSON.parse(manifestText);
 const x = shipped.extractor;
 const scan = scanRef({ extractor: { name: x.name, version: x.version, sha256: x.sha256 } });
-const functions = { diagnosis: 'arn:fn:diagnosis', severity: 'arn:fn:severity', triage: 'arn:fn:triage' };
+const functions = {
+  diagnosis: 'arn:fn:diagnosis',
+  severity: 'arn:fn:severity',
+  triage: 'arn:fn:triage',
+  'b-lines': 'arn:fn:b-lines',
+};
 const s3 = () => new S3Client({ region: 'us-east-1' });
 
 beforeEach(() => s3Mock.reset());
@@ -37,6 +42,7 @@ describe('LoadExperts', () => {
       'diagnosis@1.2.0 arn:fn:diagnosis',
       'severity@1.1.1 arn:fn:severity',
       'triage@1.1.1 arn:fn:triage',
+      'b-lines@1.1.1 arn:fn:b-lines',
     ]);
     expect(out.list[0]).toEqual({
       name: 'diagnosis',

@@ -134,7 +134,7 @@ describe('train experts', () => {
     // Assess
     expect(calls.map((c) => c.step)).toEqual([
       ...Array(1 + 3 + 2).fill('features'),
-      ...Array(6).fill('expert'),
+      ...Array(8).fill('expert'),
       'evaluate',
     ]);
     const features = steps('features') as { modelsDir: string; out: string; inputs: string[]; cacheDir: string }[];
@@ -169,6 +169,8 @@ describe('train experts', () => {
       ['severity', 'severity', 'ordinal', '0,1,2,3', true, ['biomarker-stats']],
       ['triage', 'triage', 'binary', '0=healthy,1=abnormal', false, undefined],
       ['triage', 'triage', 'binary', '0=healthy,1=abnormal', true, ['biomarker-stats']],
+      ['b-lines', 'b_lines', 'binary', '0=absent,1=present', false, undefined],
+      ['b-lines', 'b_lines', 'binary', '0=absent,1=present', true, ['biomarker-stats']],
     ]);
     // Paths as the shipped reports and cards name them: relative to the working directory.
     expect(experts[0]).toMatchObject({
@@ -191,7 +193,7 @@ describe('train experts', () => {
   it('takes --version for the experts', async () => {
     recipeOutput({ loso: 'finished' });
     await runSteps(expertsSteps({ ...paths(), version: '3.1.4', log: () => {}, deps: fakes() }), quiet);
-    expect((steps('expert') as TrainOptions[]).map((o) => o.version)).toEqual(Array(6).fill('3.1.4'));
+    expect((steps('expert') as TrainOptions[]).map((o) => o.version)).toEqual(Array(8).fill('3.1.4'));
     expect((steps('expert') as TrainOptions[])[4]!.report).toBe(
       rel(path.join(models, 'experts', 'triage-3.1.4.report.json')),
     );
@@ -276,7 +278,7 @@ describe('train extractor', () => {
     expect(steps('ship')).toEqual([
       { name: manifest.extractor.name, version: manifest.extractor.version, from: t.extractor, data: t.trainingSet },
     ]);
-    expect(steps('expert')).toHaveLength(6);
+    expect(steps('expert')).toHaveLength(8);
     expect(calls.at(-1)!.step).toBe('evaluate');
   });
 
@@ -299,7 +301,7 @@ describe('train extractor', () => {
 
     // Assess
     expect(steps('ship')).toMatchObject([{ name: 'next-extractor', version: '2.0.0' }]);
-    expect((steps('expert') as TrainOptions[]).map((o) => o.version)).toEqual(Array(6).fill('2.0.0'));
+    expect((steps('expert') as TrainOptions[]).map((o) => o.version)).toEqual(Array(8).fill('2.0.0'));
     expect(loadManifest((steps('features')[1] as { modelsDir: string }).modelsDir).manifest.extractor.name).toBe(
       'next-extractor-cv0',
     );
@@ -344,7 +346,9 @@ describe('train extractor', () => {
       '12. ablation severity: biomarker statistics only',
       `13. expert triage@${manifest.extractor.version}`,
       '14. ablation triage: biomarker statistics only',
-      '15. models/EVALUATION.md',
+      `15. expert b-lines@${manifest.extractor.version}`,
+      '16. ablation b-lines: biomarker statistics only',
+      '17. models/EVALUATION.md',
     ]);
     expect(printed).toContain(
       `     /opt/py ${RECIPE_SCRIPT} --data ${path.join(training, 'pocus')} --out ${path.join(training, 'extractor')} --loso`,

@@ -27,6 +27,14 @@ function shipped(suffix: string): string[] {
   return found.sort();
 }
 
+/**
+ * Experts shipped before any extractor was trained without a whole source where they were trained:
+ * b-lines 1.1.1 read the shipped extractor's features for CV and LOSO (its card says so). The next
+ * `npm run train:experts` after the extractor retrain ships it under the new version, with per-source
+ * features, and this entry stops applying; a retrain under 1.1.1 fails here until it is removed.
+ */
+const WITHOUT_PER_SOURCE_FEATURES = new Set(['b-lines@1.1.1']);
+
 describe('shipped training files', () => {
   const { manifest } = loadManifest(DEFAULT_MODELS_DIR);
 
@@ -43,7 +51,9 @@ describe('shipped training files', () => {
       version: manifest.extractor.version,
       sha256: manifest.extractor.sha256,
     });
-    expect(report.leaveOneSourceOut?.features).toBe('per-source');
+    expect(report.leaveOneSourceOut?.features).toBe(
+      WITHOUT_PER_SOURCE_FEATURES.has(`${report.expert.name}@${report.expert.version}`) ? 'training' : 'per-source',
+    );
   });
 
   it.each(shipped('.metrics.json'))(
