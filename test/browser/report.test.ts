@@ -121,9 +121,11 @@ function expectAxes(c: { kind: string; width: number; texts: string[] }): void {
     'expert-diagnosis': ['class', 'probability', 'covid', 'pneumonia', 'healthy'],
     'expert-severity': ['grade', 'probability', '0', '1', '2', '3'],
     'expert-triage': ['class', 'probability', 'healthy', 'abnormal'],
+    'expert-b-lines': ['class', 'probability', 'absent', 'present'],
     'distribution-diagnosis': ['label', 'scans', 'covid', 'pneumonia', 'healthy'],
     'distribution-severity': ['grade', 'scans', '0', '3'],
     'distribution-triage': ['P(abnormal)', 'scans', '0–10%', '90–100%'],
+    'distribution-b-lines': ['P(present)', 'scans', '0–10%', '90–100%'],
   };
   const expected = want[c.kind];
   if (!expected) throw new Error(`unexpected chart kind ${c.kind}`);
@@ -166,6 +168,7 @@ describe('the report in Chromium', () => {
     expect(requests).toEqual([]);
     const found = await charts(page);
     expect(found.map((c) => c.kind).sort()).toEqual([
+      'expert-b-lines',
       'expert-diagnosis',
       'expert-severity',
       'expert-triage',
@@ -207,7 +210,7 @@ describe('the report in Chromium', () => {
     expect(await rows()).toHaveLength(5);
     const found = await charts(page);
     expect(found.filter((c) => c.kind === 'timeline')).toHaveLength(4);
-    for (const k of ['diagnosis', 'severity', 'triage'])
+    for (const k of ['diagnosis', 'severity', 'triage', 'b-lines'])
       expect(found.map((c) => c.kind)).toContain(`distribution-${k}`);
     found.forEach(expectAxes);
     const thumbs = await thumbnails(page);
