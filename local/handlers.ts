@@ -6,7 +6,8 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { cachedPseudonymSalt, type SaltObjectOptions } from '../core/dicom/salt-object';
-import { runExtractJob } from '../gpu-tasks/feature-extractor/src/main';
+import { runExtractJob, type ExtractJobDeps } from '../gpu-tasks/feature-extractor/src/main';
+import { extractInvocation } from '../gpu-tasks/feature-extractor/src/lambda';
 import { cachedWorkerExtractorSession } from '../gpu-tasks/feature-extractor/src/infer-worker';
 import { scoreExpert } from '../lambdas/expert/score';
 import { loadExperts } from '../lambdas/load-experts/load-experts';
@@ -67,8 +68,32 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
   const rates = deps.rates ?? localScanRates(deps.loaded);
   const as = (principal: LocalPrincipal): PrincipalClients =>
     deps.clientsFor?.(principal) ?? { s3: deps.s3, doc: deps.doc };
+  // The extractor's dependencies for one principal: the Batch job's role, or the Lambda function's.
+  const extractDeps = (s3: S3Client): ExtractJobDeps => {
+    const salt = deps.pseudonymSalt ?? { object: {} };
+    return {
+      s3,
+      modelsDir: deps.loaded.dir,
+      executionProvider: 'cpu',
+      // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
+      // next one decodes and the workflow moves on. One session per process, reused by every clip.
+      openSession: () => cachedWorkerExtractorSession(deps.loaded.dir, deps.loaded.manifest.extractor),
+      log: deps.log ?? (() => {}),
+      // The cloud job's default (main.ts) with the local artifacts bucket, through the role's IAM check.
+      pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),
+    };
+  };
+  let invocations = 0;
   return {
     lambdas: {
+      // `computeMode: 'lambda'`: the function's handler code (lambda.ts) over the same job code.
+      extractor: (payload, functionId) =>
+        extractInvocation(
+          payload,
+          `local-${process.pid}-${++invocations}`,
+          {},
+          extractDeps(as({ role: 'extractor', functionId }).s3),
+        ),
       validate: (payload, functionId) =>
         validateUpload(payload, {
           ...as({ role: 'validate', functionId }),
@@ -91,19 +116,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
         executionEnded(payload, { doc: as({ role: 'executionEnded', functionId }).doc, table, now }),
     },
     extractJob: async (env) => {
-      const { s3 } = as({ role: 'extractJob' });
-      const salt = deps.pseudonymSalt ?? { object: {} };
-      await runExtractJob(env, {
-        s3,
-        modelsDir: deps.loaded.dir,
-        executionProvider: 'cpu',
-        // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
-        // next one decodes and the workflow moves on. One session per process, reused by every clip.
-        openSession: () => cachedWorkerExtractorSession(deps.loaded.dir, deps.loaded.manifest.extractor),
-        log: deps.log ?? (() => {}),
-        // The cloud job's default (main.ts) with the local artifacts bucket, through the job role's IAM check.
-        pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),
-      });
+      await runExtractJob(env, extractDeps(as({ role: 'extractJob' }).s3));
     },
   };
 }

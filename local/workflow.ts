@@ -44,6 +44,11 @@ export interface LocalWorkflowOptions {
   /** Where the synthesized workflow definition is cached (definition.ts). @default <package>/.sonomark/cache */
   readonly cacheDir?: string;
   /**
+   * CDK context of the definition to run, over cdk.json's: `{ computeMode: 'lambda' }` runs the
+   * lambda-mode definition (Extract invokes the extractor's function). @default none
+   */
+  readonly context?: Record<string, unknown>;
+  /**
    * The IAM policies local mode enforces instead of the templates' (tests: a template
    * with a permission removed, iam-policy.ts localPermissions). @default the synthesized templates'
    */
@@ -143,7 +148,11 @@ export class LocalWorkflow {
       pending.catch(() => undefined);
     }
     const [definition, servicesStarted] = await Promise.allSettled([
-      loadWorkflowDefinition({ modelsDir: loaded.dir, cacheDir: options.cacheDir }),
+      loadWorkflowDefinition({
+        modelsDir: loaded.dir,
+        cacheDir: options.cacheDir,
+        ...(options.context ? { context: options.context } : {}),
+      }),
       startLocalServices(dataDir),
     ]);
     if (servicesStarted.status === 'rejected' || definition.status === 'rejected') {
