@@ -15,7 +15,7 @@ import { finalizeScan } from '../lambdas/finalize/finalize';
 import { executionEnded } from '../lambdas/execution-ended/execution-ended';
 import { recordFailure } from '../lambdas/record-failure/record-failure';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload } from '../lambdas/validate-upload/validate';
-import { parseConfig } from '../lib/config';
+import { parseConfig, TOP_LEVEL_CONTEXT_KEYS } from '../lib/config';
 import type { LoadedManifest } from '../core/manifest';
 import type { ScanRates } from '../core/pricing';
 import { scanRates } from '../lib/rates';
@@ -55,9 +55,15 @@ export interface LocalHandlerDeps {
  * the default deployment (default config: GPU mode, us-east-1 list prices, each
  * expert at its manifest memory) would charge for the same measured seconds.
  */
-export function localScanRates(loaded: LoadedManifest): ScanRates {
+export function localScanRates(loaded: LoadedManifest, context?: Record<string, unknown>): ScanRates {
+  // A definition synthesized with other CDK context (LocalWorkflowOptions.context, e.g. computeMode
+  // lambda) is priced as that deployment would be: its `sonomark` object, then its top-level keys.
+  const { sonomark, ...topLevel } = context ?? {};
+  const overrides = Object.fromEntries(
+    Object.entries(topLevel).filter(([k]) => (TOP_LEVEL_CONTEXT_KEYS as readonly string[]).includes(k)),
+  );
   return scanRates(
-    parseConfig(undefined),
+    parseConfig(sonomark, overrides),
     loaded.manifest.experts.map((e) => ({ name: e.name, memoryMb: e.lambda.memoryMb })),
   );
 }

@@ -21,7 +21,7 @@ import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/executi
 import { lockDataDir, type DataDirLock } from './lock';
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
-import { localHandlers } from './handlers';
+import { localHandlers, localScanRates } from './handlers';
 import { principalClients } from './iam-guard';
 import type { LocalPermissions } from './iam-policy';
 import { LocalFaults, type FaultPlan } from './faults';
@@ -184,6 +184,7 @@ export class LocalWorkflow {
           loaded.manifest.experts.map((e) => e.name),
         ),
         pseudonymSalt: localPseudonymSalt(services.dataDir),
+        ...(options.context ? { rates: localScanRates(loaded, options.context) } : {}),
         ...(options.extractorLog ? { log: options.extractorLog } : {}),
         // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.
         // Injected faults reach those clients too: they sit below the IAM check, as a service error would.
