@@ -184,7 +184,11 @@ export class LocalWorkflow {
           loaded.manifest.experts.map((e) => e.name),
         ),
         pseudonymSalt: localPseudonymSalt(services.dataDir),
-        ...(options.context ? { rates: localScanRates(loaded, options.context) } : {}),
+        // Priced as the deployment whose definition runs: options.context, else the CDK CLI's
+        // CDK_CONTEXT_JSON (which the in-process synthesis reads too, and the cache key includes).
+        ...(options.context || process.env.CDK_CONTEXT_JSON
+          ? { rates: localScanRates(loaded, options.context ?? cdkContextFromEnv()) }
+          : {}),
         ...(options.extractorLog ? { log: options.extractorLog } : {}),
         // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.
         // Injected faults reach those clients too: they sit below the IAM check, as a service error would.
@@ -577,5 +581,17 @@ function causeMessage(cause: string): string {
     return parsed.errorMessage ?? cause;
   } catch {
     return cause;
+  }
+}
+
+/** The CDK context the CDK CLI passes in CDK_CONTEXT_JSON, or none when absent or not a JSON object. */
+function cdkContextFromEnv(): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(process.env.CDK_CONTEXT_JSON ?? '') as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
   }
 }
