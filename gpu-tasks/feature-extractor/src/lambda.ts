@@ -80,7 +80,11 @@ export async function extractInvocation(
   baseEnv: Record<string, string | undefined>,
   deps: ExtractJobDeps,
 ): Promise<ExtractLambdaResult> {
-  const payload = parsePayload(ExtractPayload, input, 'Extract input');
+  // One schema at a time: a union's error would say only "Invalid input", not which field is wrong.
+  const isBatch = typeof input === 'object' && input !== null && 'itemsKey' in input;
+  const payload: ExtractPayload = isBatch
+    ? parsePayload(ExtractItemsPayload, input, 'Extract input (a cohort batch: itemsBucket, itemsKey)')
+    : parsePayload(ExtractScanPayload, input, 'Extract input (one scan)');
   const env = { ...baseEnv, ...payloadEnv(payload) };
   const startedAt = Date.now();
   try {
