@@ -516,6 +516,18 @@ export const SonomarkConfig = z
         });
       }
     }
+    // public-ip puts the Batch compute in public subnets; lambda mode has no such compute.
+    if (
+      config.computeMode === 'lambda' &&
+      (config.network as { egress?: unknown } | undefined)?.egress === 'public-ip'
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', 'egress'],
+        message:
+          "egress 'public-ip' is for the Batch compute of computeMode gpu or cpu; computeMode lambda has none and needs no interface endpoint: leave egress at 'endpoints'",
+      });
+    }
     // zod runs this check even when a field above failed; then that failure is the message.
     const prices = (config.prices as PriceTable | undefined)?.gpuInstances;
     if (config.computeMode !== 'gpu' || prices === undefined || !Array.isArray(config.gpuInstanceTypes)) return;

@@ -121,6 +121,9 @@ describe("lambda mode's config and price", () => {
         lambdaExtractor: { ephemeralStorageMiB: 1024 },
       }),
     ).not.toThrow();
+    expect(() => parseConfig({ computeMode: 'lambda', network: { egress: 'public-ip' } })).toThrow(
+      /computeMode lambda has none/,
+    );
     expect(parseConfig({}).computeMode).toBe('gpu');
   });
 
