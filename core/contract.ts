@@ -170,6 +170,13 @@ export const FUNCTIONS = {
 } as const;
 
 /**
+ * The extractor as a Lambda function (`computeMode: 'lambda'`): its code is the extractor's own
+ * (gpu-tasks/feature-extractor/src/lambda.ts, in the extractor image), not a `lambdas/<folder>`,
+ * hence not in FUNCTIONS. The construct id is how local mode binds the Extract state to it.
+ */
+export const EXTRACTOR_FUNCTION = { id: 'ExtractorFunction', serviceName: 'sonomark-extractor' } as const;
+
+/**
  * The execution statuses whose "Step Functions Execution Status Change" events the
  * ExecutionEnded rule forwards (lib/constructs/execution-ended.ts) and its handler accepts:
  * the ways an execution ends without having recorded its scan's outcome itself.

@@ -8,7 +8,7 @@
  *
  * - the extractor is priced at the on-demand rate of the priciest configured
  *   capacity (GPU mode: the dearest `gpuInstanceTypes` entry; CPU mode: the Fargate
- *   task), a ceiling, since the spot environment comes first and which one ran the
+ *   task; Lambda mode: the function's GB-seconds plus its request, no ceiling), a ceiling, since the spot environment comes first and which one ran the
  *   job is not recorded; it counts the job's running seconds only (no instance
  *   start-up or scale-down idle, no image pull);
  * - experts are priced by their inference milliseconds at their memory size; the
@@ -54,6 +54,8 @@ export const ScanRates = z
         usdPerSecond: UsdRate,
         /** Billed seconds are at least this (Fargate bills a minute at least). */
         minimumSeconds: z.number().nonnegative(),
+        /** A fee per extraction on top of its seconds: the Lambda request of `computeMode: 'lambda'`. @default 0 */
+        usdPerRun: UsdRate.optional(),
       })
       .strict(),
     lambda: z.object({ usdPerGbSecond: UsdRate, usdPerRequest: UsdRate }).strict(),
@@ -104,7 +106,9 @@ export function estimateScanCost(usage: ScanUsage, rates: ScanRates): ScanCostEs
     if (memoryMb === undefined) return null;
     expertGbSeconds += (ms / 1000) * (memoryMb / 1024);
   }
-  const extractorUsd = Math.max(usage.extractorSeconds, rates.extractor.minimumSeconds) * rates.extractor.usdPerSecond;
+  const extractorUsd =
+    Math.max(usage.extractorSeconds, rates.extractor.minimumSeconds) * rates.extractor.usdPerSecond +
+    (rates.extractor.usdPerRun ?? 0);
   const expertsUsd = expertGbSeconds * rates.lambda.usdPerGbSecond;
   const requestsUsd = (FIXED_LAMBDA_REQUESTS_PER_SCAN + experts.length) * rates.lambda.usdPerRequest;
   const transitions = COMPLETED_SCAN_STATES.length + PER_EXPERT_STATES.length * experts.length;

@@ -14,6 +14,10 @@ import { formatZodIssues } from '../core/zod-parse';
 
 export const CONTEXT_KEY = 'sonomark';
 
+/** Where the extractor runs (SonomarkConfig `computeMode`). */
+export const COMPUTE_MODES = ['gpu', 'cpu', 'lambda'] as const;
+export type ComputeMode = (typeof COMPUTE_MODES)[number];
+
 const InstanceTypeName = z
   .string()
   .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as g5.xlarge');
@@ -30,7 +34,8 @@ export const HOURS_PER_MONTH = 730;
  * Every interface endpoint the private network may need, why, and in which
  * compute mode, with `network.egress: 'endpoints'` (the default). That VPC has no NAT
  * gateway and no internet gateway, so each one listed for a mode is required for that
- * mode to run at all: this table is not a menu. Lambda functions need none of them
+ * mode to run at all: this table is not a menu. `computeMode: 'lambda'` needs none: Lambda
+ * pulls the extractor's image itself, outside the VPC. Lambda functions need none of them
  * (S3 and DynamoDB go through the free gateway endpoints; logs, X-Ray and env
  * decryption go through the Lambda service itself; StartExecution, the one function
  * that calls another API, runs outside the VPC). Idle cost of each: $0.01/h × 730 h =
@@ -49,7 +54,7 @@ export const INTERFACE_ENDPOINTS = {
   'ecs-agent': { modes: ['gpu'] },
   /** ECS agent telemetry from the EC2 hosts. */
   'ecs-telemetry': { modes: ['gpu'] },
-} as const satisfies Record<string, { modes: readonly ('gpu' | 'cpu')[] }>;
+} as const satisfies Record<string, { modes: readonly ComputeMode[] }>;
 
 export type InterfaceEndpointName = keyof typeof INTERFACE_ENDPOINTS;
 
@@ -177,6 +182,10 @@ const LOG_RETENTION_DAYS = [
   1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 ] as const;
 
+/** /tmp the Lambda extractor keeps free beyond the clip (ffmpeg's and the DICOM decoder's temp files). */
+export const LAMBDA_TMP_HEADROOM_MIB = 512;
+type SonomarkConfigInputLambda = { ephemeralStorageMiB?: unknown };
+
 export const SonomarkConfig = z
   .object({
     /**
@@ -225,10 +234,38 @@ export const SonomarkConfig = z
     /**
      * Where the extractor runs: `gpu` = Batch on EC2 GPU (spot first, on-demand
      * fallback); `cpu` = Batch on Fargate (no GPU quota needed; slower, fine for
-     * small studies and accounts without G-instance quota).
+     * small studies and accounts without G-instance quota); `lambda` = a Lambda function
+     * built from the same extractor code (`lambdaExtractor`; no Batch, no compute
+     * environment, no interface endpoint; clips must fit its timeout). BENCHMARKS.md,
+     * "Cost per scan", says which is cheapest at which volume.
      * @default 'gpu'
      */
-    computeMode: z.enum(['gpu', 'cpu']).default('gpu'),
+    computeMode: z.enum(COMPUTE_MODES).default('gpu'),
+    /**
+     * The extractor's Lambda function of `computeMode: 'lambda'` (ignored otherwise): the
+     * same extractor code as the Batch job, as a container-image function (arm64, like every
+     * sonomark function and the price table's `lambdaArm64`).
+     *
+     * - `memoryMb`: Lambda gives CPU in proportion to memory (1769 MB = one vCPU); the
+     *   benchmark's cost model (bench/cost.ts) prices extraction at 2048 MB on one thread.
+     *   2048 to 10240.
+     * - `timeoutSeconds`: one invocation's limit, at most Lambda's 900 s. It must cover the
+     *   slowest clip Validate admits: the input limits (`limits`: duration, frames, picture
+     *   size) bound the decode and inference work, and a clip that passes them but does not
+     *   finish in time fails with Sandbox.Timedout (retried twice, then recorded FAILED with
+     *   code TIMEOUT). Deployments that accept long clips keep `gpu` or `cpu`.
+     * - `ephemeralStorageMiB`: /tmp, where the clip is downloaded before decoding; it must
+     *   hold `maxUploadBytes` (checked below). 512 to 10240.
+     * @default { memoryMb: 2048, timeoutSeconds: 300, ephemeralStorageMiB: 2560 }
+     */
+    lambdaExtractor: z
+      .object({
+        memoryMb: z.number().int().min(2048).max(10240).default(2048),
+        timeoutSeconds: z.number().int().min(30).max(900).default(300),
+        ephemeralStorageMiB: z.number().int().min(512).max(10240).default(2560),
+      })
+      .strict()
+      .default({ memoryMb: 2048, timeoutSeconds: 300, ephemeralStorageMiB: 2560 }),
     /**
      * The Fargate job of `computeMode: 'cpu'`. ARM64 (Graviton) Fargate is about 20%
      * cheaper per vCPU-hour than x86_64, but building its image on an x86 machine needs
@@ -467,6 +504,30 @@ export const SonomarkConfig = z
   })
   .strict()
   .superRefine((config, ctx) => {
+    // The clip is downloaded to /tmp before decoding: the largest accepted upload must fit there.
+    const tmp = (config.lambdaExtractor as SonomarkConfigInputLambda | undefined)?.ephemeralStorageMiB;
+    if (config.computeMode === 'lambda' && typeof tmp === 'number' && typeof config.maxUploadBytes === 'number') {
+      const needMiB = Math.ceil(config.maxUploadBytes / 1024 ** 2) + LAMBDA_TMP_HEADROOM_MIB;
+      if (needMiB > tmp) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['lambdaExtractor', 'ephemeralStorageMiB'],
+          message: `${tmp} MiB of /tmp cannot hold an upload of maxUploadBytes (${config.maxUploadBytes} bytes) plus ${LAMBDA_TMP_HEADROOM_MIB} MiB for decoding; give at least ${needMiB} (at most 10240) or lower maxUploadBytes`,
+        });
+      }
+    }
+    // public-ip puts the Batch compute in public subnets; lambda mode has no such compute.
+    if (
+      config.computeMode === 'lambda' &&
+      (config.network as { egress?: unknown } | undefined)?.egress === 'public-ip'
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', 'egress'],
+        message:
+          "egress 'public-ip' is for the Batch compute of computeMode gpu or cpu; computeMode lambda has none and needs no interface endpoint: leave egress at 'endpoints'",
+      });
+    }
     // zod runs this check even when a field above failed; then that failure is the message.
     const prices = (config.prices as PriceTable | undefined)?.gpuInstances;
     if (config.computeMode !== 'gpu' || prices === undefined || !Array.isArray(config.gpuInstanceTypes)) return;

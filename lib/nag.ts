@@ -31,9 +31,9 @@ export interface NagPatternAcknowledgement {
 export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] = [
   {
     id: /^AwsSolutions-IAM5\[Resource::.*\/(uploads|features|models)\/\*\]$/,
-    path: /\/(ValidateUpload|RecordFailure|Expert[A-Za-z0-9]+\/Handler|Extractor\/JobRole)\//,
+    path: /\/(ValidateUpload|RecordFailure|Expert[A-Za-z0-9]+\/Handler|Extractor\/JobRole|ExtractorFunction\/Role)\//,
     reason:
-      'Object-level S3 permissions are scoped to one key prefix (uploads/, features/, or models/ for an expert reading its model version); object keys are only known at run time.',
+      'Object-level S3 permissions are scoped to one key prefix (uploads/, features/, or models/ for an expert reading its model version; the extractor, as a Batch job or in computeMode lambda as a function, reads uploads/ and writes features/); object keys are only known at run time.',
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::.*\/models\/manifest\.json\*\]$/,
@@ -79,14 +79,14 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
   },
   {
     id: /^AwsSolutions-IAM5\[Resource::\*\]$/,
-    path: /\/(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|LoadExperts|Expert[A-Za-z0-9]+\/Handler)\/Role\//,
+    path: /\/(ValidateUpload|Finalize|RecordFailure|ExecutionEnded|LoadExperts|Expert[A-Za-z0-9]+\/Handler|ExtractorFunction)\/Role\//,
     reason:
       'ec2:*NetworkInterface* (Lambda VPC ENIs) and xray:PutTraceSegments/PutTelemetryRecords (active tracing) do not support resource-level permissions.',
   },
   // --- CohortStack (lib/stacks/cohort-stack.ts) ---
   {
     id: /^AwsSolutions-IAM5\[Resource::.*\/cohorts\/\*\]$/,
-    path: /^(SonomarkCohort\/(CohortPlan|CohortScore|CohortReport)\/Role|SonomarkCohort\/CohortWorkflow\/StateMachine\/Role|SonomarkPipeline\/Extractor\/JobRole)\//,
+    path: /^(SonomarkCohort\/(CohortPlan|CohortScore|CohortReport)\/Role|SonomarkCohort\/CohortWorkflow\/StateMachine\/Role|SonomarkPipeline\/(Extractor\/JobRole|ExtractorFunction\/Role))\//,
     reason:
       "Scoped to the artifacts bucket's cohorts/ prefix: a run's batch item lists, batch outcomes, ResultWriter files and report live under cohorts/{site}/{runId}/, where the run id is the execution name, known only at run time.",
   },
@@ -109,7 +109,8 @@ export const NAG_PATTERN_ACKNOWLEDGEMENTS: readonly NagPatternAcknowledgement[] 
       'Reads the one object models/manifest.json (the current extractor and experts); the grant helper appends * to a key pattern, which here only widens to keys beginning with that exact name.',
   },
   {
-    id: /^AwsSolutions-IAM5\[Resource::<Cohort(Plan|Score|Report)Function[A-Za-z0-9]+\.Arn>:\*\]$/,
+    // In computeMode lambda, ExtractBatch invokes the pipeline's extractor function (imported from that stack).
+    id: /^AwsSolutions-IAM5\[Resource::(<Cohort(Plan|Score|Report)Function[A-Za-z0-9]+\.Arn>|SonomarkPipeline:ExportsOutputFnGetAttExtractorFunction[A-Za-z0-9]+Arn[A-Za-z0-9]+):\*\]$/,
     path: /^SonomarkCohort\/CohortWorkflow\/StateMachine\/Role\//,
     reason:
       'CDK LambdaInvoke grants the function ARN and its qualified versions (arn:…:*) so a published version/alias can be invoked; still one function each.',

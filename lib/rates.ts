@@ -7,11 +7,30 @@
 import type { ScanRates } from '../core/pricing';
 import type { SonomarkConfig } from './config';
 
-type PricingConfig = Pick<SonomarkConfig, 'computeMode' | 'gpuInstanceTypes' | 'cpuJob' | 'prices'>;
+type PricingConfig = Pick<SonomarkConfig, 'computeMode' | 'gpuInstanceTypes' | 'cpuJob' | 'prices'> &
+  Partial<Pick<SonomarkConfig, 'lambdaExtractor'>>;
 
 /** The extractor's rate for `config.computeMode`, at on-demand list prices, and what it is. */
-function extractorRate(config: PricingConfig): { usdPerHour: number; minimumSeconds: number; capacity: string } {
+function extractorRate(config: PricingConfig): {
+  usdPerHour: number;
+  minimumSeconds: number;
+  usdPerRun?: number;
+  capacity: string;
+} {
   const { prices } = config;
+  if (config.computeMode === 'lambda') {
+    // Lambda bills the configured memory per GB-second of duration (1 ms granularity, no
+    // minimum) and a fee per request. Ephemeral storage above 512 MB is billed too, at a
+    // small fraction of the memory rate: left out of this estimate.
+    const memoryMb = config.lambdaExtractor?.memoryMb;
+    if (memoryMb === undefined) throw new Error('computeMode lambda needs lambdaExtractor.memoryMb to be priced.');
+    return {
+      usdPerHour: (memoryMb / 1024) * prices.lambdaArm64.usdPerGbSecond * 3600,
+      minimumSeconds: 0,
+      usdPerRun: prices.lambdaArm64.usdPerRequest,
+      capacity: `Lambda arm64 ${memoryMb} MB`,
+    };
+  }
   if (config.computeMode === 'cpu') {
     const { architecture, vcpus, memoryMiB } = config.cpuJob;
     const rates = prices.fargate[architecture];
@@ -39,8 +58,12 @@ export function scanRates(
 ): ScanRates {
   const extractor = extractorRate(config);
   return {
-    basis: `${config.prices.source}; extractor at ${extractor.capacity} (a ceiling: spot runs first)`,
-    extractor: { usdPerSecond: extractor.usdPerHour / 3600, minimumSeconds: extractor.minimumSeconds },
+    basis: `${config.prices.source}; extractor at ${extractor.capacity}${config.computeMode === 'lambda' ? '' : ' (a ceiling: spot runs first)'}`,
+    extractor: {
+      usdPerSecond: extractor.usdPerHour / 3600,
+      minimumSeconds: extractor.minimumSeconds,
+      ...(extractor.usdPerRun !== undefined ? { usdPerRun: extractor.usdPerRun } : {}),
+    },
     lambda: { ...config.prices.lambdaArm64 },
     expertMemoryMb: Object.fromEntries(experts.map((e) => [e.name, e.memoryMb])),
     usdPerStateTransition: config.prices.stepFunctionsStandard.usdPerStateTransition,

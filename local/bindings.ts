@@ -7,6 +7,8 @@
  *   surfaces as Step Functions does: Error = errorType, Cause = JSON. It is
  *   classified first as sonomarkHandler does in Lambda (toWorkflowError), so a
  *   throttled call surfaces as Sonomark.TransientError and the Retry blocks run.
+ * - With `computeMode: 'lambda'` the Extract state is such a lambda:invoke of the extractor's
+ *   function (role `extractor`): the same extractor code runs in-process (local/handlers.ts).
  * - `arn:aws:states:::batch:submitJob.sync`: runs the extractor job with the
  *   container-override environment; a failed job fails the state with
  *   States.TaskFailed and a Cause shaped like Batch's job description. A job that
@@ -19,7 +21,7 @@
  *
  * A Resource that local mode cannot run is an error at start-up, not a silent skip.
  */
-import { FUNCTIONS, SPOT_CAPACITY_CANCEL_REASON } from '../core/contract';
+import { EXTRACTOR_FUNCTION, FUNCTIONS, SPOT_CAPACITY_CANCEL_REASON } from '../core/contract';
 import { ConfigError, TransientError } from '../core/errors';
 import { toWorkflowError } from '../core/transient';
 import { localFunctionArn, taskStates } from './asl';
@@ -44,6 +46,7 @@ export function roleOfConstructPath(cdkPath: string): LambdaRole | undefined {
   if (parts.includes(FUNCTIONS.recordFailure.id)) return 'recordFailure';
   if (parts.includes(FUNCTIONS.executionEnded.id)) return 'executionEnded';
   if (parts.includes(FUNCTIONS.loadExperts.id)) return 'loadExperts';
+  if (parts.includes(EXTRACTOR_FUNCTION.id)) return 'extractor';
   if (parts.some(FUNCTIONS.expert.isId)) return 'expert';
   return undefined;
 }

@@ -60,6 +60,11 @@ export interface DefinitionOptions {
   readonly modelsDir?: string;
   /** @default $SONOMARK_CACHE_DIR, else <package>/.sonomark/cache */
   readonly cacheDir?: string;
+  /**
+   * CDK context the definition is synthesized with, over cdk.json's (e.g. `{ computeMode: 'lambda' }`:
+   * Extract invokes the extractor's function). Part of the cache key. @default none
+   */
+  readonly context?: Record<string, unknown>;
 }
 
 export interface LoadedDefinition {
@@ -174,9 +179,12 @@ export async function validateDefinition(definition: Record<string, unknown>): P
 }
 
 /** Synthesizes the CDK app in-process (slow: loads aws-cdk-lib), takes out what local mode needs and validates its ASL. */
-export async function synthesizeDefinition(modelsDir: string): Promise<WorkflowDefinition> {
+export async function synthesizeDefinition(
+  modelsDir: string,
+  context?: Record<string, unknown>,
+): Promise<WorkflowDefinition> {
   const [{ synthesizeWorkflow }, { lambdaFunctions }] = await Promise.all([import('./synth'), import('./asl')]);
-  const synthesized = synthesizeWorkflow({ modelsDir });
+  const synthesized = synthesizeWorkflow({ modelsDir, ...(context ? { context } : {}) });
   await validateDefinition(synthesized.definition);
   return {
     definition: synthesized.definition,
@@ -189,14 +197,17 @@ export async function synthesizeDefinition(modelsDir: string): Promise<WorkflowD
 /** The workflow definition for this models directory: from the cache when its key matches, else synthesized. */
 export async function loadWorkflowDefinition(opts: DefinitionOptions = {}): Promise<LoadedDefinition> {
   const modelsDir = path.resolve(opts.modelsDir ?? DEFAULT_MODELS_DIR);
-  const inputs = definitionInputs(modelsDir);
+  const inputs = [
+    ...definitionInputs(modelsDir),
+    ...(opts.context ? [{ name: 'context', sha256: sha256(JSON.stringify(opts.context)) }] : []),
+  ];
   const key = definitionKey(inputs);
   const dir = cacheDirOf(opts);
   const file = path.join(dir, `workflow-${key.slice(0, 32)}.json`);
   const cached = readCachedDefinition(file, key);
   if (cached) return { workflow: cached, source: 'cache', key, file };
 
-  const workflow = await synthesizeDefinition(modelsDir);
+  const workflow = await synthesizeDefinition(modelsDir, opts.context);
   const body: CacheFile = { format: FORMAT, key, digest: sha256(JSON.stringify(workflow)), inputs, workflow };
   try {
     mkdirSync(dir, { recursive: true });

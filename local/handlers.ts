@@ -6,7 +6,8 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { cachedPseudonymSalt, type SaltObjectOptions } from '../core/dicom/salt-object';
-import { runExtractJob } from '../gpu-tasks/feature-extractor/src/main';
+import { runExtractJob, type ExtractJobDeps } from '../gpu-tasks/feature-extractor/src/main';
+import { extractInvocation } from '../gpu-tasks/feature-extractor/src/lambda';
 import { cachedWorkerExtractorSession } from '../gpu-tasks/feature-extractor/src/infer-worker';
 import { scoreExpert } from '../lambdas/expert/score';
 import { loadExperts } from '../lambdas/load-experts/load-experts';
@@ -14,7 +15,7 @@ import { finalizeScan } from '../lambdas/finalize/finalize';
 import { executionEnded } from '../lambdas/execution-ended/execution-ended';
 import { recordFailure } from '../lambdas/record-failure/record-failure';
 import { DEFAULT_MAX_UPLOAD_BYTES, validateUpload } from '../lambdas/validate-upload/validate';
-import { parseConfig } from '../lib/config';
+import { parseConfig, TOP_LEVEL_CONTEXT_KEYS } from '../lib/config';
 import type { LoadedManifest } from '../core/manifest';
 import type { ScanRates } from '../core/pricing';
 import { scanRates } from '../lib/rates';
@@ -54,9 +55,15 @@ export interface LocalHandlerDeps {
  * the default deployment (default config: GPU mode, us-east-1 list prices, each
  * expert at its manifest memory) would charge for the same measured seconds.
  */
-export function localScanRates(loaded: LoadedManifest): ScanRates {
+export function localScanRates(loaded: LoadedManifest, context?: Record<string, unknown>): ScanRates {
+  // A definition synthesized with other CDK context (LocalWorkflowOptions.context, e.g. computeMode
+  // lambda) is priced as that deployment would be: its `sonomark` object, then its top-level keys.
+  const { sonomark, ...topLevel } = context ?? {};
+  const overrides = Object.fromEntries(
+    Object.entries(topLevel).filter(([k]) => (TOP_LEVEL_CONTEXT_KEYS as readonly string[]).includes(k)),
+  );
   return scanRates(
-    parseConfig(undefined),
+    parseConfig(sonomark, overrides),
     loaded.manifest.experts.map((e) => ({ name: e.name, memoryMb: e.lambda.memoryMb })),
   );
 }
@@ -67,8 +74,32 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
   const rates = deps.rates ?? localScanRates(deps.loaded);
   const as = (principal: LocalPrincipal): PrincipalClients =>
     deps.clientsFor?.(principal) ?? { s3: deps.s3, doc: deps.doc };
+  // The extractor's dependencies for one principal: the Batch job's role, or the Lambda function's.
+  const extractDeps = (s3: S3Client): ExtractJobDeps => {
+    const salt = deps.pseudonymSalt ?? { object: {} };
+    return {
+      s3,
+      modelsDir: deps.loaded.dir,
+      executionProvider: 'cpu',
+      // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
+      // next one decodes and the workflow moves on. One session per process, reused by every clip.
+      openSession: () => cachedWorkerExtractorSession(deps.loaded.dir, deps.loaded.manifest.extractor),
+      log: deps.log ?? (() => {}),
+      // The cloud job's default (main.ts) with the local artifacts bucket, through the role's IAM check.
+      pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),
+    };
+  };
+  let invocations = 0;
   return {
     lambdas: {
+      // `computeMode: 'lambda'`: the function's handler code (lambda.ts) over the same job code.
+      extractor: (payload, functionId) =>
+        extractInvocation(
+          payload,
+          `local-${process.pid}-${++invocations}`,
+          {},
+          extractDeps(as({ role: 'extractor', functionId }).s3),
+        ),
       validate: (payload, functionId) =>
         validateUpload(payload, {
           ...as({ role: 'validate', functionId }),
@@ -91,19 +122,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
         executionEnded(payload, { doc: as({ role: 'executionEnded', functionId }).doc, table, now }),
     },
     extractJob: async (env) => {
-      const { s3 } = as({ role: 'extractJob' });
-      const salt = deps.pseudonymSalt ?? { object: {} };
-      await runExtractJob(env, {
-        s3,
-        modelsDir: deps.loaded.dir,
-        executionProvider: 'cpu',
-        // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
-        // next one decodes and the workflow moves on. One session per process, reused by every clip.
-        openSession: () => cachedWorkerExtractorSession(deps.loaded.dir, deps.loaded.manifest.extractor),
-        log: deps.log ?? (() => {}),
-        // The cloud job's default (main.ts) with the local artifacts bucket, through the job role's IAM check.
-        pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),
-      });
+      await runExtractJob(env, extractDeps(as({ role: 'extractJob' }).s3));
     },
   };
 }

@@ -12,7 +12,7 @@ export const LOCAL_TABLE = 'sonomark-results-local';
  * either: the local runner calls it when an execution ends badly. Here rather than in
  * bindings.ts so faults.ts and iam-guard.ts can name a role without importing the bindings.
  */
-export type LambdaRole = keyof Omit<
-  typeof FUNCTIONS,
-  'startExecution' | 'api' | 'invoices' | 'cohortPlan' | 'cohortScore' | 'cohortReport'
->;
+export type LambdaRole =
+  | keyof Omit<typeof FUNCTIONS, 'startExecution' | 'api' | 'invoices' | 'cohortPlan' | 'cohortScore' | 'cohortReport'>
+  /** The extractor's Lambda function of `computeMode: 'lambda'` (EXTRACTOR_FUNCTION). */
+  | 'extractor';

@@ -25,7 +25,13 @@ export interface SynthesizedWorkflow {
   readonly localNames: LocalResourceNames;
 }
 
-export function synthesizeWorkflow(opts: { modelsDir?: string } = {}): SynthesizedWorkflow {
+export function synthesizeWorkflow(
+  opts: {
+    modelsDir?: string;
+    /** CDK context over cdk.json's (e.g. `{ computeMode: 'lambda' }`). @default none */
+    context?: Record<string, unknown>;
+  } = {},
+): SynthesizedWorkflow {
   const outdir = mkdtempSync(path.join(os.tmpdir(), 'sonomark-synth-'));
   try {
     const { app, storage, pipeline } = buildApp({
@@ -34,7 +40,11 @@ export function synthesizeWorkflow(opts: { modelsDir?: string } = {}): Synthesiz
       nag: false,
       outdir,
       // Path metadata names each function's role (bindings.ts); the CDK CLI sets this flag, in-process synth must.
-      context: { 'aws:cdk:enable-path-metadata': true, ...(opts.modelsDir ? { modelsDir: opts.modelsDir } : {}) },
+      context: {
+        ...opts.context,
+        'aws:cdk:enable-path-metadata': true,
+        ...(opts.modelsDir ? { modelsDir: opts.modelsDir } : {}),
+      },
     });
     const assembly = app.synth();
     const pipelineTemplate = assembly.getStackArtifact(pipeline.artifactId).template as CfnTemplate;

@@ -21,7 +21,7 @@ import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/executi
 import { lockDataDir, type DataDirLock } from './lock';
 import { expertSession } from '../lambdas/expert/score';
 import { loadWorkflowDefinition, type LoadedDefinition, type WorkflowDefinition } from './definition';
-import { localHandlers } from './handlers';
+import { localHandlers, localScanRates } from './handlers';
 import { principalClients } from './iam-guard';
 import type { LocalPermissions } from './iam-policy';
 import { LocalFaults, type FaultPlan } from './faults';
@@ -43,6 +43,11 @@ export interface LocalWorkflowOptions {
   readonly studyId?: string;
   /** Where the synthesized workflow definition is cached (definition.ts). @default <package>/.sonomark/cache */
   readonly cacheDir?: string;
+  /**
+   * CDK context of the definition to run, over cdk.json's: `{ computeMode: 'lambda' }` runs the
+   * lambda-mode definition (Extract invokes the extractor's function). @default none
+   */
+  readonly context?: Record<string, unknown>;
   /**
    * The IAM policies local mode enforces instead of the templates' (tests: a template
    * with a permission removed, iam-policy.ts localPermissions). @default the synthesized templates'
@@ -143,7 +148,11 @@ export class LocalWorkflow {
       pending.catch(() => undefined);
     }
     const [definition, servicesStarted] = await Promise.allSettled([
-      loadWorkflowDefinition({ modelsDir: loaded.dir, cacheDir: options.cacheDir }),
+      loadWorkflowDefinition({
+        modelsDir: loaded.dir,
+        cacheDir: options.cacheDir,
+        ...(options.context ? { context: options.context } : {}),
+      }),
       startLocalServices(dataDir),
     ]);
     if (servicesStarted.status === 'rejected' || definition.status === 'rejected') {
@@ -175,6 +184,11 @@ export class LocalWorkflow {
           loaded.manifest.experts.map((e) => e.name),
         ),
         pseudonymSalt: localPseudonymSalt(services.dataDir),
+        // Priced as the deployment whose definition runs: options.context, else the CDK CLI's
+        // CDK_CONTEXT_JSON (which the in-process synthesis reads too, and the cache key includes).
+        ...(options.context || process.env.CDK_CONTEXT_JSON
+          ? { rates: localScanRates(loaded, options.context ?? cdkContextFromEnv()) }
+          : {}),
         ...(options.extractorLog ? { log: options.extractorLog } : {}),
         // Each handler's S3 and DynamoDB calls are checked against its role's policy in the templates.
         // Injected faults reach those clients too: they sit below the IAM check, as a service error would.
@@ -567,5 +581,17 @@ function causeMessage(cause: string): string {
     return parsed.errorMessage ?? cause;
   } catch {
     return cause;
+  }
+}
+
+/** The CDK context the CDK CLI passes in CDK_CONTEXT_JSON, or none when absent or not a JSON object. */
+function cdkContextFromEnv(): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(process.env.CDK_CONTEXT_JSON ?? '') as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -40,9 +40,14 @@ export interface CohortWorkflowProps {
   readonly planFunction: lambda.IFunction;
   readonly scoreFunction: lambda.IFunction;
   readonly reportFunction: lambda.IFunction;
-  /** The extractor's spot queue and job definition (PipelineStack), run in batch mode. */
-  readonly jobQueue: batch.IJobQueue;
-  readonly jobDefinition: batch.IJobDefinition;
+  /**
+   * The extractor, run in batch mode (an item list): the pipeline's spot queue and job
+   * definition, or in `computeMode: 'lambda'` its function (one invocation per batch, so
+   * `cohortBatching.batchSize` clips must fit the function's timeout).
+   */
+  readonly extractor:
+    | { readonly kind: 'batch'; readonly jobQueue: batch.IJobQueue; readonly jobDefinition: batch.IJobDefinition }
+    | { readonly kind: 'lambda'; readonly function: lambda.IFunction };
   /** Per-attempt limit of one batch's extractor job. */
   readonly extractTimeout: Duration;
   readonly uploadsBucket: s3.IBucket;
@@ -119,35 +124,57 @@ export class CohortWorkflow extends Construct {
       })
         .addRetry(TRANSIENT_RETRY)
         .addRetry(lambdaRetry);
-      const extract = new tasks.BatchSubmitJob(this, name(COHORT_STATE.extract), {
-        jobName: sfn.JsonPath.format('cohort-{}', sfn.JsonPath.stringAt('$.plan.batchId')),
-        jobQueueArn: props.jobQueue.jobQueueArn,
-        jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
-        integrationPattern: sfn.IntegrationPattern.RUN_JOB,
-        containerOverrides: {
-          environment: {
-            [EXTRACT_ENV.itemsBucket]: sfn.JsonPath.stringAt('$.plan.itemsBucket'),
-            [EXTRACT_ENV.itemsKey]: sfn.JsonPath.stringAt('$.plan.itemsKey'),
-          },
-        },
-        taskTimeout: sfn.Timeout.duration(props.extractTimeout),
-        // The job's run time, divided over its clips in their usage records (as Finalize bills one scan's job).
-        resultSelector: {
-          jobId: sfn.JsonPath.stringAt('$.JobId'),
-          startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
-          stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
-        },
-        resultPath: '$.extract',
-      })
-        .addRetry(TRANSIENT_RETRY)
-        .addRetry({
-          errors: BATCH_TRANSIENT_ERRORS,
-          interval: Duration.seconds(5),
-          maxAttempts: 5,
-          backoffRate: 2,
-          maxDelay: Duration.minutes(2),
-          jitterStrategy: sfn.JitterType.FULL,
-        })
+      const extractor = props.extractor;
+      const extractTask =
+        extractor.kind === 'lambda'
+          ? new tasks.LambdaInvoke(this, name(COHORT_STATE.extract), {
+              lambdaFunction: extractor.function,
+              payload: sfn.TaskInput.fromObject({
+                itemsBucket: sfn.JsonPath.stringAt('$.plan.itemsBucket'),
+                itemsKey: sfn.JsonPath.stringAt('$.plan.itemsKey'),
+              }),
+              payloadResponseOnly: false,
+              retryOnServiceExceptions: false,
+              // The invocation's run time, divided over its clips as a job's is (same fields).
+              resultSelector: {
+                jobId: sfn.JsonPath.stringAt('$.Payload.jobId'),
+                startedAt: sfn.JsonPath.numberAt('$.Payload.startedAt'),
+                stoppedAt: sfn.JsonPath.numberAt('$.Payload.stoppedAt'),
+              },
+              resultPath: '$.extract',
+            })
+              .addRetry(TRANSIENT_RETRY)
+              .addRetry(lambdaRetry)
+          : new tasks.BatchSubmitJob(this, name(COHORT_STATE.extract), {
+              jobName: sfn.JsonPath.format('cohort-{}', sfn.JsonPath.stringAt('$.plan.batchId')),
+              jobQueueArn: extractor.jobQueue.jobQueueArn,
+              jobDefinitionArn: extractor.jobDefinition.jobDefinitionArn,
+              integrationPattern: sfn.IntegrationPattern.RUN_JOB,
+              containerOverrides: {
+                environment: {
+                  [EXTRACT_ENV.itemsBucket]: sfn.JsonPath.stringAt('$.plan.itemsBucket'),
+                  [EXTRACT_ENV.itemsKey]: sfn.JsonPath.stringAt('$.plan.itemsKey'),
+                },
+              },
+              taskTimeout: sfn.Timeout.duration(props.extractTimeout),
+              // The job's run time, divided over its clips in their usage records (as Finalize bills one scan's job).
+              resultSelector: {
+                jobId: sfn.JsonPath.stringAt('$.JobId'),
+                startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
+                stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
+              },
+              resultPath: '$.extract',
+            })
+              .addRetry(TRANSIENT_RETRY)
+              .addRetry({
+                errors: BATCH_TRANSIENT_ERRORS,
+                interval: Duration.seconds(5),
+                maxAttempts: 5,
+                backoffRate: 2,
+                maxDelay: Duration.minutes(2),
+                jitterStrategy: sfn.JitterType.FULL,
+              });
+      const extract = extractTask
         // A failed or cancelled job still goes on to ScoreBatch: the items it extracted are
         // scored, the others are reported EXTRACT_FAILED (with the extractor's own reason
         // when it left an error document), and a later run extracts only those.

@@ -6,6 +6,7 @@
  *
  *   Start → Validate → Validated → Route ─┬─ analyze → Claimed → Extract → LoadExperts (manifest, at run time) → Score[ScoreExpert] → Finalize → Done
  *                                         │            no spot capacity ─┴▶ ExtractFailed → ExtractOnDemand ─┘
+ *                                         │   (computeMode 'lambda': Extract invokes the extractor function; no ExtractFailed/ExtractOnDemand)
  *                                         ├─ skip    → AlreadyAnalyzed
  *                                         ├─ ignore  → NotAClip
  *                                         └─ reject  → RecordFailure → Failed
@@ -38,15 +39,29 @@ export interface WorkflowProps {
   readonly loadExpertsFunction: lambda.IFunction;
   /** One function per manifest expert name, in manifest order (which functions ScoreExpert may invoke). */
   readonly experts: readonly WorkflowExpert[];
+  /**
+   * Where Extract runs: the Batch job (`gpu`, `cpu`: spot queue first, then on demand), or the
+   * extractor's Lambda function (`lambda`: ExtractorFunction; no ExtractFailed/ExtractOnDemand).
+   */
+  readonly extractor: BatchExtractor | LambdaExtractor;
+  /** Per-attempt limit of the Extract job (the task's `taskTimeout`, rendered as Batch Timeout.AttemptDurationSeconds); the function's timeout in `lambda` mode. */
+  readonly extractTimeout: Duration;
+  readonly encryptionKey: kms.IKey;
+  readonly logRetention: logs.RetentionDays;
+}
+
+export interface BatchExtractor {
+  readonly kind: 'batch';
   /** The spot queue, where Extract submits first. */
   readonly jobQueue: batch.IJobQueue;
   /** The on-demand queue, where ExtractOnDemand resubmits a job the spot queue cancelled for lack of capacity. */
   readonly onDemandJobQueue: batch.IJobQueue;
   readonly jobDefinition: batch.IJobDefinition;
-  /** Per-attempt limit of the Extract job (the task's `taskTimeout`, rendered as Batch Timeout.AttemptDurationSeconds). */
-  readonly extractTimeout: Duration;
-  readonly encryptionKey: kms.IKey;
-  readonly logRetention: logs.RetentionDays;
+}
+
+export interface LambdaExtractor {
+  readonly kind: 'lambda';
+  readonly function: lambda.IFunction;
 }
 
 /** Errors worth retrying on any Lambda invoke: throttles and service faults, never the handler's own errors. */
@@ -197,7 +212,7 @@ export class Workflow extends Construct {
       new tasks.BatchSubmitJob(this, id, {
         jobName: sfn.JsonPath.format('scan-{}', scan('scanId')),
         jobQueueArn: queue.jobQueueArn,
-        jobDefinitionArn: props.jobDefinition.jobDefinitionArn,
+        jobDefinitionArn: jobDefinitionOf(props.extractor).jobDefinitionArn,
         integrationPattern: sfn.IntegrationPattern.RUN_JOB,
         containerOverrides: {
           environment: {
@@ -230,19 +245,54 @@ export class Workflow extends Construct {
           maxDelay: Duration.minutes(2),
           jitterStrategy: sfn.JitterType.FULL,
         });
-    const extractOnDemand = extractOn(STATE.extractOnDemand, props.onDemandJobQueue).addCatch(recordFailure, catchAll);
-    // A Catch matches error names only, and Batch's cancellation is States.TaskFailed like
-    // any failed job: the job description in the Cause carries the reason.
-    const extractFailed = new sfn.Choice(this, STATE.extractFailed)
-      .when(
-        sfn.Condition.and(
-          sfn.Condition.isString(`${PATHS.error}.Cause`),
-          sfn.Condition.stringMatches(`${PATHS.error}.Cause`, `*${SPOT_CAPACITY_CANCEL_REASON}*`),
-        ),
-        extractOnDemand,
-      )
-      .otherwise(recordFailure);
-    const extract = extractOn(STATE.extract, props.jobQueue).addCatch(extractFailed, catchAll);
+    // `lambda` mode: the same state name, payload fields and result shape ($.extract
+    // {jobId, startedAt, stoppedAt}) as the Batch form; the Lambda Tasks' retry family. A
+    // failed extraction leaves its error document (runExtractJob) that RecordFailure reads,
+    // as the Batch job's does.
+    const extractInLambda = (fn: lambda.IFunction) =>
+      new tasks.LambdaInvoke(this, STATE.extract, {
+        lambdaFunction: fn,
+        payload: sfn.TaskInput.fromObject({
+          scanId: scan('scanId'),
+          inputBucket: scan('bucket'),
+          inputKey: scan('key'),
+          inputVersionId: scan('versionId'),
+          featuresBucket: scan('featuresBucket'),
+          featuresKey: scan('featuresKey'),
+        }),
+        payloadResponseOnly: false,
+        retryOnServiceExceptions: false,
+        resultSelector: {
+          jobId: sfn.JsonPath.stringAt('$.Payload.jobId'),
+          startedAt: sfn.JsonPath.numberAt('$.Payload.startedAt'),
+          stoppedAt: sfn.JsonPath.numberAt('$.Payload.stoppedAt'),
+        },
+        resultPath: PATHS.extract,
+      })
+        .addRetry(TRANSIENT_RETRY)
+        .addRetry(lambdaRetry)
+        .addRetry(LAMBDA_TIMEOUT_RETRY)
+        .addCatch(recordFailure, catchAll);
+    const extractor = props.extractor;
+    let extract: sfn.TaskStateBase;
+    let extractOnDemand: sfn.TaskStateBase | undefined;
+    if (extractor.kind === 'lambda') {
+      extract = extractInLambda(extractor.function);
+    } else {
+      extractOnDemand = extractOn(STATE.extractOnDemand, extractor.onDemandJobQueue).addCatch(recordFailure, catchAll);
+      // A Catch matches error names only, and Batch's cancellation is States.TaskFailed like
+      // any failed job: the job description in the Cause carries the reason.
+      const extractFailed = new sfn.Choice(this, STATE.extractFailed)
+        .when(
+          sfn.Condition.and(
+            sfn.Condition.isString(`${PATHS.error}.Cause`),
+            sfn.Condition.stringMatches(`${PATHS.error}.Cause`, `*${SPOT_CAPACITY_CANCEL_REASON}*`),
+          ),
+          extractOnDemand,
+        )
+        .otherwise(recordFailure);
+      extract = extractOn(STATE.extract, extractor.jobQueue).addCatch(extractFailed, catchAll);
+    }
 
     // -- 3 Score -----------------------------------------------------------
     // The expert list is read from the manifest when the scan runs (the artifacts bucket's copy
@@ -328,7 +378,7 @@ export class Workflow extends Construct {
       .otherwise(recordFailure);
 
     // The on-demand job joins the main path where the spot one would have.
-    extractOnDemand.next(loadExperts);
+    extractOnDemand?.next(loadExperts);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       // Step Functions vended logs need the /aws/vendedlogs/ prefix to avoid the resource-policy size limit.
@@ -339,6 +389,7 @@ export class Workflow extends Construct {
     });
 
     // A GPU job can queue for capacity and retry on spot reclaim (3 attempts); bound the execution anyway.
+    // (A Lambda Extract makes at most 3 attempts of its timeout too: LAMBDA_TIMEOUT_RETRY.)
     this.timeout = Duration.seconds(props.extractTimeout.toSeconds() * 3).plus(Duration.hours(2));
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       definitionBody: sfn.DefinitionBody.fromChainable(start.next(validate).next(validated).next(route)),
@@ -358,6 +409,7 @@ export class Workflow extends Construct {
       }),
     );
 
+    if (extractor.kind === 'lambda') return;
     // Extract is a Run a Job (.sync) task: Step Functions polls the job and, when the
     // execution is stopped or times out, or the task times out, terminates it. CDK's
     // BatchSubmitJob grants only batch:SubmitJob and the managed events rule; without
@@ -373,4 +425,9 @@ export class Workflow extends Construct {
     );
     this.stateMachine.addToRolePolicy(new iam.PolicyStatement({ actions: ['batch:DescribeJobs'], resources: ['*'] }));
   }
+}
+
+function jobDefinitionOf(extractor: BatchExtractor | LambdaExtractor): batch.IJobDefinition {
+  if (extractor.kind !== 'batch') throw new Error('The Batch form of Extract needs the Batch extractor.');
+  return extractor.jobDefinition;
 }

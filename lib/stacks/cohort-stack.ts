@@ -15,6 +15,7 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import type { Construct } from 'constructs';
 import type { SonomarkConfig } from '../config';
 import { CohortWorkflow } from '../constructs/cohort-workflow';
+import type { ExtractorFunction } from '../constructs/extractor-function';
 import { onnxRuntimeCopyCommands } from '../constructs/expert-function';
 import { grantReadObjects, grantWriteObjects } from '../constructs/grants';
 import { SonomarkFunction } from '../constructs/sonomark-function';
@@ -136,16 +137,24 @@ export class CohortStack extends Stack {
     );
 
     // The extractor reads a batch's item list (ITEMS_KEY) from cohorts/: a grant on the
-    // pipeline's job role, written into that role's policy.
-    grantReadObjects(pipeline.extractor.jobRole, props.artifactsBucket, COHORTS_PREFIX, key);
+    // pipeline's job role (or, in `lambda` mode, its function's role), written into that role's policy.
+    grantReadObjects(
+      pipeline.extractor?.jobRole ?? (pipeline.extractorFunction as ExtractorFunction).role,
+      props.artifactsBucket,
+      COHORTS_PREFIX,
+      key,
+    );
 
     this.workflow = new CohortWorkflow(this, 'CohortWorkflow', {
       planFunction: this.planFunction.function,
       scoreFunction: this.scoreFunction.function,
       reportFunction: this.reportFunction.function,
-      jobQueue: pipeline.extractor.jobQueue,
-      jobDefinition: pipeline.extractor.jobDefinition,
-      extractTimeout: Duration.seconds(config.extractTimeoutSeconds),
+      extractor: pipeline.extractor
+        ? { kind: 'batch', jobQueue: pipeline.extractor.jobQueue, jobDefinition: pipeline.extractor.jobDefinition }
+        : { kind: 'lambda', function: (pipeline.extractorFunction as ExtractorFunction).function },
+      extractTimeout: Duration.seconds(
+        config.computeMode === 'lambda' ? config.lambdaExtractor.timeoutSeconds : config.extractTimeoutSeconds,
+      ),
       uploadsBucket: props.uploadsBucket,
       artifactsBucket: props.artifactsBucket,
       batchSize: config.cohortBatching.batchSize,

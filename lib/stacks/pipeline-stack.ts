@@ -21,11 +21,12 @@ import type { Construct } from 'constructs';
 import { interfaceEndpointsFor, type SonomarkConfig } from '../config';
 import { ExecutionEnded } from '../constructs/execution-ended';
 import { ExpertFunction } from '../constructs/expert-function';
+import { ExtractorFunction } from '../constructs/extractor-function';
 import { GpuJob } from '../constructs/gpu-job';
 import { Network } from '../constructs/network';
 import { SonomarkFunction } from '../constructs/sonomark-function';
 import { Workflow } from '../constructs/workflow';
-import { ENV, FUNCTIONS, MODELS } from '../../core/contract';
+import { ENV, EXTRACTOR_FUNCTION, FUNCTIONS, MODELS } from '../../core/contract';
 import { FEATURES_PREFIX, UPLOADS_PREFIX } from '../../core/keys';
 import { loadManifest } from '../../core/manifest';
 import { scanRates } from '../rates';
@@ -49,14 +50,17 @@ export class PipelineStack extends Stack {
   readonly recordFailureFunction: SonomarkFunction;
   readonly loadExpertsFunction: SonomarkFunction;
   readonly expertFunctions: ExpertFunction[];
-  readonly extractor: GpuJob;
+  /** The Batch extractor job (`computeMode` gpu or cpu); absent in `lambda` mode. */
+  readonly extractor?: GpuJob;
+  /** The extractor as a Lambda function (`computeMode: 'lambda'`); absent otherwise. */
+  readonly extractorFunction?: ExtractorFunction;
   readonly workflow: Workflow;
   /** Records a scan FAILED when its execution timed out, was aborted, or failed without recording it. */
   readonly executionEnded: ExecutionEnded;
   readonly alarmTopic: sns.Topic;
-  /** Batch "Job Queue Blocked" events of the extractor queue (jobs stuck RUNNABLE). */
-  readonly queueBlockedRule: events.Rule;
-  readonly jobsRunnableTooLongAlarm: cloudwatch.Alarm;
+  /** Batch "Job Queue Blocked" events of the extractor queue (jobs stuck RUNNABLE); no queue in `lambda` mode. */
+  readonly queueBlockedRule?: events.Rule;
+  readonly jobsRunnableTooLongAlarm?: cloudwatch.Alarm;
   /** The VPC and function security group (ApiStack's functions run in them too). */
   readonly network: Network;
 
@@ -161,23 +165,40 @@ export class PipelineStack extends Stack {
     );
     this.finalizeFunction.function.addEnvironment(ENV.scanRates, this.scanRatesJson);
 
-    this.extractor = new GpuJob(this, 'Extractor', {
-      vpc: network.vpc,
-      securityGroup: network.computeSecurityGroup,
-      subnets: network.computeSubnets,
-      assignPublicIp: network.computeAssignsPublicIp,
-      uploadsBucket: props.uploadsBucket,
-      artifactsBucket: props.artifactsBucket,
-      encryptionKey: key,
-      logRetention,
-      computeMode: config.computeMode,
-      instanceTypes: config.gpuInstanceTypes,
-      cpuJob: config.cpuJob,
-      maxvCpus: config.maxvCpus,
-      timeout: Duration.seconds(config.extractTimeoutSeconds),
-      runnableTimeLimit: Duration.minutes(config.runnableTimeLimitMinutes),
-      spotCapacityWait: Duration.minutes(config.spotCapacityWaitMinutes),
-    });
+    const extractTimeout = Duration.seconds(
+      config.computeMode === 'lambda' ? config.lambdaExtractor.timeoutSeconds : config.extractTimeoutSeconds,
+    );
+    if (config.computeMode === 'lambda') {
+      this.extractorFunction = new ExtractorFunction(this, EXTRACTOR_FUNCTION.id, {
+        vpc: network.vpc,
+        securityGroup: network.functionSecurityGroup,
+        uploadsBucket: props.uploadsBucket,
+        artifactsBucket: props.artifactsBucket,
+        encryptionKey: key,
+        logRetention,
+        memoryMb: config.lambdaExtractor.memoryMb,
+        timeout: extractTimeout,
+        ephemeralStorageMiB: config.lambdaExtractor.ephemeralStorageMiB,
+      });
+    } else {
+      this.extractor = new GpuJob(this, 'Extractor', {
+        vpc: network.vpc,
+        securityGroup: network.computeSecurityGroup,
+        subnets: network.computeSubnets,
+        assignPublicIp: network.computeAssignsPublicIp,
+        uploadsBucket: props.uploadsBucket,
+        artifactsBucket: props.artifactsBucket,
+        encryptionKey: key,
+        logRetention,
+        computeMode: config.computeMode,
+        instanceTypes: config.gpuInstanceTypes,
+        cpuJob: config.cpuJob,
+        maxvCpus: config.maxvCpus,
+        timeout: Duration.seconds(config.extractTimeoutSeconds),
+        runnableTimeLimit: Duration.minutes(config.runnableTimeLimitMinutes),
+        spotCapacityWait: Duration.minutes(config.spotCapacityWaitMinutes),
+      });
+    }
 
     this.workflow = new Workflow(this, 'Workflow', {
       validateFunction: this.validateFunction.function,
@@ -185,10 +206,15 @@ export class PipelineStack extends Stack {
       recordFailureFunction: this.recordFailureFunction.function,
       loadExpertsFunction: this.loadExpertsFunction.function,
       experts: this.expertFunctions.map((e) => ({ entry: e.expert, function: e.fn.function })),
-      jobQueue: this.extractor.jobQueue,
-      onDemandJobQueue: this.extractor.onDemandQueue,
-      jobDefinition: this.extractor.jobDefinition,
-      extractTimeout: Duration.seconds(config.extractTimeoutSeconds),
+      extractor: this.extractor
+        ? {
+            kind: 'batch',
+            jobQueue: this.extractor.jobQueue,
+            onDemandJobQueue: this.extractor.onDemandQueue,
+            jobDefinition: this.extractor.jobDefinition,
+          }
+        : { kind: 'lambda', function: (this.extractorFunction as ExtractorFunction).function },
+      extractTimeout,
       encryptionKey: key,
       logRetention,
     });
@@ -243,64 +269,69 @@ export class PipelineStack extends Stack {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
-    // Jobs stuck RUNNABLE. Batch publishes no queue metrics, but it does emit a
-    // "Batch Job Queue Blocked" event whenever the job at the head of a queue is RUNNABLE
-    // and cannot run (no spot or on-demand capacity, maxvCpus or instance types too small,
-    // a misconfigured environment; the reason is the job's statusReason, and the first
-    // three are what the queue's jobStateTimeLimitActions cancel on). Those events reach
-    // the default bus without charge; this rule matches the
-    // extractor queue's, and EventBridge counts the rule's matches in AWS/Events
-    // TriggeredRules (dimension RuleName), which the alarm watches. A rule is only run
-    // with a target: the alarm topic, with a message naming the job (scan-<scanId>) and
-    // Batch's reason but not the event's container environment, which holds the object key.
-    this.queueBlockedRule = new events.Rule(this, 'ExtractorQueueBlockedRule', {
-      description: 'A sonomark extractor job is stuck RUNNABLE at the head of its Batch queue',
-      eventPattern: {
-        source: ['aws.batch'],
-        detailType: ['Batch Job Queue Blocked'],
-        detail: { jobQueue: [this.extractor.jobQueue.jobQueueArn, this.extractor.onDemandQueue.jobQueueArn] },
-      },
-    });
-    // targets.SnsTopic would let events.amazonaws.com publish from any rule of any account;
-    // this grant names the one rule.
-    const blockedMessage = events.RuleTargetInput.fromText(
-      `sonomark: Batch job ${events.EventField.fromPath('$.detail.jobName')} is blocked RUNNABLE: ` +
-        `${events.EventField.fromPath('$.detail.statusReason')}. Without spot capacity it moves to the ` +
-        `on-demand queue after ${config.spotCapacityWaitMinutes} minutes; otherwise Batch cancels it after ` +
-        `${config.runnableTimeLimitMinutes} minutes and its scan is recorded FAILED.`,
-    );
-    const topic = this.alarmTopic;
-    this.queueBlockedRule.addTarget({
-      bind: (rule) => {
-        topic.addToResourcePolicy(
-          new iam.PolicyStatement({
-            sid: 'QueueBlockedEvents',
-            principals: [new iam.ServicePrincipal('events.amazonaws.com')],
-            actions: ['sns:Publish'],
-            resources: [topic.topicArn],
-            conditions: { ArnEquals: { 'aws:SourceArn': rule.ruleRef.ruleArn } },
-          }),
-        );
-        return { arn: topic.topicArn, input: blockedMessage };
-      },
-    });
-    this.jobsRunnableTooLongAlarm = new cloudwatch.Alarm(this, 'JobsRunnableTooLongAlarm', {
-      alarmDescription:
-        'An extractor job is stuck RUNNABLE: Batch cannot place it (GPU capacity or quota, or a job larger than the compute environments). ' +
-        `Batch cancels it after ${config.runnableTimeLimitMinutes} minutes.`,
-      metric: new cloudwatch.Metric({
-        namespace: 'AWS/Events',
-        metricName: 'TriggeredRules',
-        dimensionsMap: { RuleName: this.queueBlockedRule.ruleName },
-        period: Duration.minutes(5),
-        statistic: 'Sum',
-      }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    for (const alarm of [failedExecutions, timedOutExecutions, abortedExecutions, this.jobsRunnableTooLongAlarm]) {
+    const alarms = [failedExecutions, timedOutExecutions, abortedExecutions];
+    const extractorJob = this.extractor;
+    if (extractorJob) {
+      // Jobs stuck RUNNABLE. Batch publishes no queue metrics, but it does emit a
+      // "Batch Job Queue Blocked" event whenever the job at the head of a queue is RUNNABLE
+      // and cannot run (no spot or on-demand capacity, maxvCpus or instance types too small,
+      // a misconfigured environment; the reason is the job's statusReason, and the first
+      // three are what the queue's jobStateTimeLimitActions cancel on). Those events reach
+      // the default bus without charge; this rule matches the
+      // extractor queue's, and EventBridge counts the rule's matches in AWS/Events
+      // TriggeredRules (dimension RuleName), which the alarm watches. A rule is only run
+      // with a target: the alarm topic, with a message naming the job (scan-<scanId>) and
+      // Batch's reason but not the event's container environment, which holds the object key.
+      this.queueBlockedRule = new events.Rule(this, 'ExtractorQueueBlockedRule', {
+        description: 'A sonomark extractor job is stuck RUNNABLE at the head of its Batch queue',
+        eventPattern: {
+          source: ['aws.batch'],
+          detailType: ['Batch Job Queue Blocked'],
+          detail: { jobQueue: [extractorJob.jobQueue.jobQueueArn, extractorJob.onDemandQueue.jobQueueArn] },
+        },
+      });
+      // targets.SnsTopic would let events.amazonaws.com publish from any rule of any account;
+      // this grant names the one rule.
+      const blockedMessage = events.RuleTargetInput.fromText(
+        `sonomark: Batch job ${events.EventField.fromPath('$.detail.jobName')} is blocked RUNNABLE: ` +
+          `${events.EventField.fromPath('$.detail.statusReason')}. Without spot capacity it moves to the ` +
+          `on-demand queue after ${config.spotCapacityWaitMinutes} minutes; otherwise Batch cancels it after ` +
+          `${config.runnableTimeLimitMinutes} minutes and its scan is recorded FAILED.`,
+      );
+      const topic = this.alarmTopic;
+      this.queueBlockedRule.addTarget({
+        bind: (rule) => {
+          topic.addToResourcePolicy(
+            new iam.PolicyStatement({
+              sid: 'QueueBlockedEvents',
+              principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+              actions: ['sns:Publish'],
+              resources: [topic.topicArn],
+              conditions: { ArnEquals: { 'aws:SourceArn': rule.ruleRef.ruleArn } },
+            }),
+          );
+          return { arn: topic.topicArn, input: blockedMessage };
+        },
+      });
+      this.jobsRunnableTooLongAlarm = new cloudwatch.Alarm(this, 'JobsRunnableTooLongAlarm', {
+        alarmDescription:
+          'An extractor job is stuck RUNNABLE: Batch cannot place it (GPU capacity or quota, or a job larger than the compute environments). ' +
+          `Batch cancels it after ${config.runnableTimeLimitMinutes} minutes.`,
+        metric: new cloudwatch.Metric({
+          namespace: 'AWS/Events',
+          metricName: 'TriggeredRules',
+          dimensionsMap: { RuleName: this.queueBlockedRule.ruleName },
+          period: Duration.minutes(5),
+          statistic: 'Sum',
+        }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      alarms.push(this.jobsRunnableTooLongAlarm);
+    }
+    for (const alarm of alarms) {
       alarm.addAlarmAction(notify);
       alarm.addOkAction(notify);
     }

@@ -64,6 +64,7 @@ describe.each([
   ['cpu', 'endpoints', { sonomark: { computeMode: 'cpu' } }],
   ['gpu', 'public-ip', { sonomark: { network: { egress: 'public-ip' } } }],
   ['cpu', 'public-ip', { sonomark: { computeMode: 'cpu', network: { egress: 'public-ip' } } }],
+  ['lambda', 'endpoints', { sonomark: { computeMode: 'lambda' } }],
 ])('cdk-nag (%s compute, %s egress)', (_mode, _egress, context) => {
   let built: Synthesized;
 

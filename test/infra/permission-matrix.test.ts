@@ -434,3 +434,39 @@ describe('the permission matrix of the default app', () => {
       expect(m.storage.filter((r) => r.startsWith('uploads') && /Put|Delete/.test(r))).toEqual([]);
   });
 });
+
+describe("the permission matrix in computeMode 'lambda'", () => {
+  let matrix: Record<string, RoleMatrix>;
+  beforeAll(() => {
+    matrix = permissionMatrix(synth({ context: { sonomark: { computeMode: 'lambda' } } }), new Map());
+  });
+
+  it("gives the extractor function exactly the Batch job role's storage access, plus what every function has", () => {
+    // Prepare
+    const job = EXPECTED['SonomarkPipeline/Extractor/JobRole']!;
+    // Assess
+    expect(matrix['SonomarkPipeline/ExtractorFunction/Role']).toEqual({
+      storage: job.storage,
+      actions: [...new Set([...LAMBDA_BASE, ...job.actions])].sort(),
+      notes: [],
+    });
+  });
+
+  it('has no Batch role, and the state machine may invoke functions but do nothing to Batch', () => {
+    // Prepare
+    const pipeline = Object.fromEntries(Object.entries(matrix).filter(([p]) => p.startsWith('SonomarkPipeline/')));
+    const machine = EXPECTED['SonomarkPipeline/Workflow/StateMachine/Role']!;
+    const unchanged = Object.entries(EXPECTED).filter(
+      ([p]) => !p.startsWith('SonomarkPipeline/Extractor/') && !p.startsWith('SonomarkPipeline/Workflow/'),
+    );
+    // Assess: the other roles as in the default app; Batch's .sync actions and its events rule are gone.
+    expect(pipeline).toEqual({
+      ...Object.fromEntries(unchanged),
+      'SonomarkPipeline/ExtractorFunction/Role': pipeline['SonomarkPipeline/ExtractorFunction/Role'],
+      'SonomarkPipeline/Workflow/StateMachine/Role': {
+        ...machine,
+        actions: machine.actions.filter((a) => !a.startsWith('batch:') && !a.startsWith('events:')),
+      },
+    });
+  });
+});

@@ -82,7 +82,20 @@ const EXPECTED: Record<string, { Retry?: unknown[]; Catch?: unknown[] }> = {
   },
 };
 
-describe.each([['gpu'], ['cpu']])('state machine Retry and Catch (computeMode %s)', (computeMode) => {
+/**
+ * `computeMode: 'lambda'`: Extract is a Lambda invoke with the Lambda Tasks' blocks, caught
+ * straight to RecordFailure (no spot queue, so no ExtractFailed/ExtractOnDemand).
+ */
+const EXPECTED_LAMBDA_MODE: Record<string, { Retry?: unknown[]; Catch?: unknown[] }> = Object.fromEntries([
+  ...Object.entries(EXPECTED).filter(([name]) => name !== STATE.extractOnDemand),
+  [STATE.extract, { Retry: [transient, lambdaService(5), lambdaTimeout], Catch: toRecordFailure }],
+]);
+
+describe.each([
+  ['gpu', EXPECTED],
+  ['cpu', EXPECTED],
+  ['lambda', EXPECTED_LAMBDA_MODE],
+])('state machine Retry and Catch (computeMode %s)', (computeMode, EXPECTED) => {
   let states: [string, Record<string, any>][];
   beforeAll(() => {
     const built = synth({ nag: false, context: { sonomark: { computeMode } } });

@@ -100,6 +100,8 @@ describe('no patient identifiers in any log line', () => {
             finalize: load('finalize'),
             recordFailure: load('record-failure'),
             executionEnded: load('execution-ended'),
+            // computeMode 'lambda' only; this definition (gpu) runs the extractor job instead.
+            extractor: defaults.lambdas.extractor,
           },
         };
       }

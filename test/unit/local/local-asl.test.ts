@@ -287,6 +287,7 @@ describe('bindTaskStates', () => {
         recordFailure: lambda('recordFailure'),
         executionEnded: lambda('executionEnded'),
         loadExperts: lambda('loadExperts'),
+        extractor: lambda('extractor'),
       },
       extractJob: async (env) => {
         calls.push({ role: 'extract', env });
