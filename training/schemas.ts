@@ -153,7 +153,8 @@ export type ParityFixture = z.infer<typeof ParityFixture>;
 
 /** `dataset.json` of a training set (training/datasets/export.ts): what the recipe and the reports read. */
 export const TrainingSetFile = z.looseObject({
-  dataset: z.literal('pocus'),
+  /** 'pocus', or 'pocus+covid-blues' for both collections (items then carry their `dataset`). */
+  dataset: z.enum(['pocus', 'pocus+covid-blues']),
   /** Absolute: the clips the frames were decoded from (parity decodes its clip again from here). */
   dataDir: z.string().min(1),
   size: z.number().int().positive(),
@@ -171,7 +172,8 @@ export const TrainingSetFile = z.looseObject({
         license: z.string(),
         source: z.string().min(1),
         group: z.string().min(1),
-        diagnosis: z.string().min(1),
+        /** null: not labelled for diagnosis (COVID-BLUES patients outside the three classes). */
+        diagnosis: z.string().min(1).nullable(),
         fold: z.number().int().nonnegative(),
         sha256: Sha256Hex,
       }),
