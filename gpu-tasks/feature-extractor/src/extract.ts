@@ -39,6 +39,7 @@ export async function extractFeatures(input: ExtractFeaturesInput): Promise<Feat
     ...input.decode,
     size: entry.input.size,
     maxFrames: entry.input.maxFrames,
+    ...(entry.input.preprocessing ? { preprocessing: entry.input.preprocessing } : {}),
   });
   const t1 = performance.now();
   const outputs = await session.run(clip.frames, clip.count);
