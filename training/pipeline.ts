@@ -35,6 +35,8 @@ import { sha256Hex } from '../core/scan-id';
 import type { ExtractorEntry, TaskKind } from '../core/schemas';
 import { exportPocusTrainingSet } from './datasets/export';
 import { DEFAULT_FOLDS } from './datasets/pocus';
+import { isBluesDir } from './datasets/covid-blues';
+import type { Preprocessing } from '../core/schemas';
 import { TrainingSetupError } from './errors';
 import { evaluationFiles, writeEvaluationReport } from './evaluation-report';
 import { writeFeaturesJsonl } from './experts/features-cache';
@@ -66,24 +68,33 @@ const PIPELINE_DEPS: PipelineDeps = {
 
 const withDeps = (deps: Partial<PipelineDeps> | undefined): PipelineDeps => ({ ...PIPELINE_DEPS, ...deps });
 
+/** The collections features are computed for: POCUS, and COVID-BLUES when there. */
+const collectionDirs = (p: Pick<TrainingPaths, 'dataDir' | 'bluesDir'>): string[] =>
+  p.bluesDir ? [p.dataDir, p.bluesDir] : [p.dataDir];
+
 export interface TrainingPaths {
   /** Training outputs: pocus/ (the training set), extractor/ (the recipe's), experts/, cache/. */
   readonly trainingDir: string;
   /** The POCUS collection: metadata.csv and the clips. */
   readonly dataDir: string;
+  /** The COVID-BLUES collection (severity.csv, clinical_variables.csv, videos/); absent: POCUS only. */
+  readonly bluesDir?: string;
   /** The models directory models ship into (and whose extractor the experts read). */
   readonly modelsDir: string;
 }
 
 /**
  * The defaults: $SONOMARK_TRAINING_DIR or the package's .sonomark/training, $POCUS_DATA or
- * ../shared/data/pocus beside the package, the package's models/ (not $MODELS_DIR: that points the
- * runtime at a model set, while training ships into the package's), $PYTHON or Debian's python3.
+ * ../shared/data/pocus beside the package, $BLUES_DATA or ../shared/data/covid-blues when it is there,
+ * the package's models/ (not $MODELS_DIR: that points the runtime at a model set, while training ships
+ * into the package's), $PYTHON or Debian's python3.
  */
 export function trainingDefaults(env: NodeJS.ProcessEnv = process.env): TrainingPaths & { python: string } {
+  const blues = path.resolve(env.BLUES_DATA || path.join(PACKAGE_ROOT, '..', 'shared', 'data', 'covid-blues'));
   return {
     trainingDir: path.resolve(env.SONOMARK_TRAINING_DIR || path.join(PACKAGE_ROOT, '.sonomark', 'training')),
     dataDir: path.resolve(env.POCUS_DATA || path.join(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus')),
+    ...(env.BLUES_DATA || isBluesDir(blues) ? { bluesDir: blues } : {}),
     modelsDir: DEFAULT_MODELS_DIR,
     python: pythonInterpreter(env),
   };
@@ -279,7 +290,7 @@ async function heldOutFeatures(
     experts: [],
   });
   await withDeps(opts.deps).writeFeaturesJsonl({
-    inputs: [opts.dataDir],
+    inputs: collectionDirs(opts),
     modelsDir: dir,
     cacheDir: trainingLayout(opts.trainingDir).cache,
     out,
@@ -305,11 +316,14 @@ export function expertsSteps(
   const steps: Step[] = [
     {
       title: 'features with the shipped extractor',
-      detail: [`${opts.dataDir} → ${t.features}`, `extractor ${extractor.name}@${extractor.version}, cache ${t.cache}`],
+      detail: [
+        `${collectionDirs(opts).join(', ')} → ${t.features}`,
+        `extractor ${extractor.name}@${extractor.version}, cache ${t.cache}`,
+      ],
       run: async () => {
         currentExtractor(opts.modelsDir, extractor);
         await deps.writeFeaturesJsonl({
-          inputs: [opts.dataDir],
+          inputs: collectionDirs(opts),
           modelsDir: opts.modelsDir,
           cacheDir: t.cache,
           out: t.features,
@@ -463,6 +477,12 @@ export interface ExtractorPipelineOptions extends TrainingPaths {
   readonly changes?: string;
   /** Ship the recipe output already in the training folder: no training set export, no Python. */
   readonly shipOnly?: boolean;
+  /** The decoder preprocessing of the training set (and so of the shipped model). @default the manifest's */
+  readonly preprocessing?: Preprocessing;
+  /** Leave out the end-to-end baseline (train_extractor.py --no-e2e): the CPU budget. */
+  readonly skipE2e?: boolean;
+  /** Ship without training the experts (they then still name the previous extractor's features). */
+  readonly skipExperts?: boolean;
   readonly log: (line: string) => void;
   readonly deps?: Partial<PipelineDeps>;
 }
@@ -472,7 +492,16 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
   const deps = withDeps(opts.deps);
   const { manifest } = loadManifest(opts.modelsDir);
   const target = shipTarget(manifest, opts);
-  const recipe = (extra: string[]) => [RECIPE_SCRIPT, '--data', t.trainingSet, '--out', t.extractor, ...extra];
+  const recipe = (extra: string[]) => [
+    RECIPE_SCRIPT,
+    '--data',
+    t.trainingSet,
+    '--out',
+    t.extractor,
+    ...(opts.skipE2e ? ['--no-e2e'] : []),
+    ...extra,
+  ];
+  const preprocessing = opts.preprocessing ?? manifest.extractor.input.preprocessing;
   const steps: Step[] = [];
   if (!opts.shipOnly) {
     steps.push(
@@ -484,8 +513,8 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
       {
         title: 'training set (the extractor decoder)',
         detail: [
-          `${opts.dataDir} → ${t.trainingSet} (frames .npy, dataset.json, labels.csv)`,
-          `${manifest.extractor.input.size}×${manifest.extractor.input.size} gray, ≤ ${manifest.extractor.input.maxFrames} frames per clip, ${DEFAULT_FOLDS} grouped folds`,
+          `${collectionDirs(opts).join(' + ')} → ${t.trainingSet} (frames .npy, dataset.json, labels.csv)`,
+          `${manifest.extractor.input.size}×${manifest.extractor.input.size} gray, preprocessing ${preprocessing ?? 'letterbox'}, ≤ ${manifest.extractor.input.maxFrames} frames per clip, ${DEFAULT_FOLDS} folds`,
         ],
         run: async () => {
           const { input } = loadManifest(opts.modelsDir).manifest.extractor;
@@ -494,6 +523,8 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
             size: input.size,
             maxFrames: input.maxFrames,
             folds: DEFAULT_FOLDS,
+            ...(preprocessing ? { preprocessing } : {}),
+            ...(opts.bluesDir ? { blues: opts.bluesDir } : {}),
             log: opts.log,
           });
           const frames = set.items.reduce((s, i) => s + i.frames, 0);
@@ -533,8 +564,15 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
     },
   });
   // The experts read the extractor just shipped, and carry its version.
-  const { trainingDir, dataDir, modelsDir, log } = opts;
-  steps.push(...expertsSteps({ trainingDir, dataDir, modelsDir, log, deps: opts.deps }, target));
+  const { trainingDir, dataDir, bluesDir, modelsDir, log } = opts;
+  if (!opts.skipExperts) {
+    steps.push(
+      ...expertsSteps(
+        { trainingDir, dataDir, ...(bluesDir ? { bluesDir } : {}), modelsDir, log, deps: opts.deps },
+        target,
+      ),
+    );
+  }
   return steps;
 }
 

@@ -80,7 +80,8 @@ export const ExtractorTrainingReport = z.looseObject({
   unlearnable: z.array(z.string()),
   dropped_upstream: z.record(z.string(), z.string()),
   folds: z.number().int().min(2),
-  cv: z.looseObject({ nossl: CvVariant, ssl: CvVariant }),
+  /** nossl only with --compare-ssl (every run up to 1.1.x had both). */
+  cv: z.looseObject({ nossl: CvVariant.optional(), ssl: CvVariant }),
   kept: Recipe,
   /** The end-to-end baseline: the same backbone trained on the diagnosis directly. */
   e2e: z.looseObject({
@@ -111,7 +112,8 @@ export const LosoTimes = z.looseObject({
   seed: z.number().int(),
   /** The held-out sources, one `source-<s>.onnx` each. */
   sources: z.array(z.string().min(1)).min(1),
-  times: z.array(FitTimes.extend({ source: z.string() })),
+  /** reused_fold: the source lies in one fold, whose model (trained without it) was copied, not retrained. */
+  times: z.array(FitTimes.extend({ source: z.string(), reused_fold: z.number().int().optional() })),
 });
 export type LosoTimes = z.infer<typeof LosoTimes>;
 

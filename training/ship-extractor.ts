@@ -15,7 +15,7 @@ import { fromNpy } from './npy';
 import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture, type FullParityResult } from './parity';
 import { loadManifest, validateManifest, writeManifest } from '../core/manifest';
 import { sha256Hex } from '../core/scan-id';
-import type { ExtractorEntry, Manifest } from '../core/schemas';
+import type { ExtractorEntry, Manifest, Preprocessing } from '../core/schemas';
 import {
   checkTrainingJson,
   ExperimentFile,
@@ -103,9 +103,17 @@ function isCurvePoint(r: TrainingReport, e: ExperimentResult): boolean {
   );
 }
 
+/** The kept recipe's cross-validation (the report names it `kept`; a report without it is broken). */
+function keptCv(r: Pick<TrainingReport, 'cv' | 'kept'>): NonNullable<TrainingReport['cv']['ssl']> {
+  const cv = r.cv[r.kept];
+  if (!cv)
+    throw new Error(`The extractor training report keeps the ${r.kept} recipe but has no cross-validation for it.`);
+  return cv;
+}
+
 /** The shipped recipe's mean AUC on each seed it was trained with (the shipped run and its replicates). */
 function shippedBySeed(r: TrainingReport, experiments: ExperimentResult[]): Map<number, number | null> {
-  const bySeed = new Map<number, number | null>([[r.seed, r.cv[r.kept].mean_auc]]);
+  const bySeed = new Map<number, number | null>([[r.seed, keptCv(r).mean_auc]]);
   for (const e of experiments) if (isReplicate(r, e)) bySeed.set(seedOf(r, e), e.mean_auc);
   return bySeed;
 }
@@ -120,7 +128,7 @@ const signed = (x: number | null) => (x === null ? '' : `${x >= 0 ? '+' : '−'}
  */
 function seedSpread(r: TrainingReport, experiments: ExperimentResult[]): string {
   const others = experiments.filter((e) => isReplicate(r, e));
-  const kept = r.cv[r.kept].mean_auc;
+  const kept = keptCv(r).mean_auc;
   if (others.length === 0 || kept === null) return '';
   const all = [kept, ...others.map((e) => e.mean_auc).filter((x): x is number => x !== null)];
   return `
@@ -274,7 +282,7 @@ export function renderCard(
   changes?: string,
   fullParity?: FullParityResult,
 ): string {
-  const kept = r.cv[r.kept];
+  const kept = keptCv(r);
   const other = r.cv[r.kept === 'ssl' ? 'nossl' : 'ssl'];
   const trainS = (r.final.times.ssl_s ?? 0) + r.final.times.train_s;
   const licenses = Object.entries(countBy(items, (i) => i.license || 'unknown'))
@@ -282,8 +290,8 @@ export function renderCard(
     .join(', ');
   const rows = BIOMARKERS.map((b) => {
     const k = kept.per_biomarker[b]!;
-    const o = other.per_biomarker[b]!;
-    return `| ${b} | ${k.positives} / ${k.annotated} | **${f3(k.auc)}** | ${ci(k.auc_ci95)} | ${f3(k.auc_clip_mean)} | ${f3(o.auc)} |`;
+    const o = other?.per_biomarker[b];
+    return `| ${b} | ${k.positives} / ${k.annotated} | **${f3(k.auc)}** | ${ci(k.auc_ci95)} | ${f3(k.auc_clip_mean)} | ${o ? f3(o.auc) : 'not run'} |`;
   });
   const weak = BIOMARKERS.filter((b) => (kept.per_biomarker[b]!.auc ?? 0) < 0.8);
   // The shipped recipe's mean AUC per seed: what variants and learning-curve points are paired with.
@@ -343,7 +351,7 @@ read); 95% CIs resample whole groups (2,000 bootstrap draws).
 ${rows.join('\n')}
 
 **Mean per-biomarker AUC: ${f3(kept.mean_auc)}** (${r.kept === 'ssl' ? 'with' : 'without'} pretraining;
-${f3(other.mean_auc)} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ ${TARGET_MEAN_AUC}.
+${other ? f3(other.mean_auc) : 'not run'} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ ${TARGET_MEAN_AUC}.
 ${weak.length ? `\nWeak: ${weak.map((b) => `\`${b}\` (${f3(kept.per_biomarker[b]!.auc)}, ${kept.per_biomarker[b]!.positives} positives)`).join(', ')}. Read these outputs as weak evidence.\n` : ''}
 ONNX/PyTorch parity (onnxruntime-node, CPU, 16 frames of a fixed clip): max abs diff
 ${parity.biomarkers.toExponential(1)} (biomarkers), ${parity.embedding.toExponential(1)} (embedding); tolerance ${PARITY_TOLERANCE}.${
@@ -446,6 +454,11 @@ export function shipTarget(
   };
 }
 
+function withoutPreprocessing(input: ExtractorEntry['input']): Omit<ExtractorEntry['input'], 'preprocessing'> {
+  const { preprocessing: _dropped, ...rest } = input;
+  return rest;
+}
+
 export interface ShipResult {
   readonly entry: ExtractorEntry;
   /** Experts trained on other features, removed from the manifest (`name@version`). */
@@ -478,27 +491,33 @@ export async function shipExtractor(opts: ShipOptions): Promise<ShipResult> {
     version,
     file,
     sha256,
-    input: { ...previous.input, name: 'frames', size: 128 },
+    // The preprocessing is the training set's: the model only ever saw frames made that way.
+    input: {
+      ...withoutPreprocessing(previous.input),
+      name: 'frames',
+      size: 128,
+      ...(dataset.preprocessing ? { preprocessing: dataset.preprocessing as Preprocessing } : {}),
+    },
     outputs: {
       biomarkers: { name: 'biomarkers', labels: [...BIOMARKERS] },
       embedding: { name: 'embedding', dim: report.config.embedding_dim },
     },
     card: {
       status: 'trained',
-      summary: `Small CNN (${report.final.parameters} parameters) trained by multiple-instance learning on clip-level biomarker flags of the public POCUS collection. Mean grouped-CV AUC ${f3(report.cv[report.kept].mean_auc)}.`,
+      summary: `Small CNN (${report.final.parameters} parameters) trained by multiple-instance learning on clip-level biomarker flags of the public POCUS collection. Mean grouped-CV AUC ${f3(keptCv(report).mean_auc)}.`,
       intendedUse:
         'Research only, not a medical device: feature extraction for research experts on lung ultrasound clips.',
       trainingData: `${dataset.items.length} clips and images of the public POCUS collection (../shared/data/pocus; licenses per source, several CC BY-NC).`,
       metrics: {
         split: `grouped ${report.folds}-fold CV by patient/series (training/datasets/pocus.ts)`,
         statistic: 'clip max of frame probabilities; pooled out-of-fold AUC; 95% CI by group bootstrap',
-        meanCvAuc: report.cv[report.kept].mean_auc,
+        meanCvAuc: keptCv(report).mean_auc,
         selfSupervisedPretraining: report.kept === 'ssl' ? 'kept' : 'not kept',
-        meanCvAucWithoutSsl: report.cv.nossl.mean_auc,
+        meanCvAucWithoutSsl: report.cv.nossl?.mean_auc ?? null,
         meanCvAucWithSsl: report.cv.ssl.mean_auc,
         perBiomarker: Object.fromEntries(
           BIOMARKERS.map((b) => {
-            const row = report.cv[report.kept].per_biomarker[b];
+            const row = keptCv(report).per_biomarker[b];
             if (!row) throw new Error(`${reportFile} has no cross-validation row for the biomarker ${b}.`);
             return [b, { auc: row.auc, ci95: row.auc_ci95, positives: row.positives, annotated: row.annotated }];
           }),

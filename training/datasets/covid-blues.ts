@@ -73,7 +73,8 @@ export const FINDING_RULES: Record<keyof Findings, { positive: RegExp; negative:
     negative: /\bno (?:pleural )?effusion/,
   },
   pleural_irregularity: {
-    positive: /pleura[l]? line (?:broken|interrupted|thickened|irregular)|(?:broken|interrupted|thickened|irregular|fragmented) pleura/,
+    positive:
+      /pleura[l]? line (?:broken|interrupted|thickened|irregular)|(?:broken|interrupted|thickened|irregular|fragmented) pleura/,
     negative: /pleura[l]? line (?:intact|regular|smooth)|(?:intact|regular|smooth) pleura/,
   },
 };
@@ -160,7 +161,8 @@ export function loadCovidBlues(dataDir: string): LusItem[] {
   return severity.rows.map(({ values: r, line }) => {
     const name = (r['video_file'] ?? '').trim();
     const m = /^patient_(\d+)_([LR][1-3])(?:_2)?$/.exec(name);
-    if (!m) throw new Error(`severity.csv line ${line}: video name ${JSON.stringify(name)} is not patient_<id>_<point>.`);
+    if (!m)
+      throw new Error(`severity.csv line ${line}: video name ${JSON.stringify(name)} is not patient_<id>_<point>.`);
     const patient = String(Number(m[1]));
     if (!diagnosis.has(patient)) {
       throw new Error(`severity.csv line ${line}: patient ${patient} is not in clinical_variables.csv.`);

@@ -82,7 +82,13 @@ function csvCell(v: unknown): string {
 export async function exportTrainingSet(
   dirs: CollectionDirs,
   outDir: string,
-  opts: { size: number; maxFrames: number; folds?: number; preprocessing?: Preprocessing; log?: (line: string) => void },
+  opts: {
+    size: number;
+    maxFrames: number;
+    folds?: number;
+    preprocessing?: Preprocessing;
+    log?: (line: string) => void;
+  },
 ): Promise<TrainingSet> {
   const items = loadCollections(dirs, opts.folds);
   const dataDirs: Partial<Record<DatasetName, string>> = { pocus: path.resolve(dirs.pocus) };
@@ -135,11 +141,18 @@ export async function exportTrainingSet(
   return set;
 }
 
-/** POCUS alone (the 1.1.x training set). */
+/** The POCUS collection in `dataDir`, with COVID-BLUES when `opts.blues` names it (POCUS alone: the 1.1.x set). */
 export function exportPocusTrainingSet(
   dataDir: string,
   outDir: string,
-  opts: { size: number; maxFrames: number; folds?: number; preprocessing?: Preprocessing; log?: (line: string) => void },
+  opts: {
+    size: number;
+    maxFrames: number;
+    folds?: number;
+    preprocessing?: Preprocessing;
+    blues?: string;
+    log?: (line: string) => void;
+  },
 ): Promise<TrainingSet> {
-  return exportTrainingSet({ pocus: dataDir }, outDir, opts);
+  return exportTrainingSet({ pocus: dataDir, ...(opts.blues ? { blues: opts.blues } : {}) }, outDir, opts);
 }

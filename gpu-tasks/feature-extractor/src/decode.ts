@@ -347,7 +347,10 @@ export class PgmStreamParser {
       const m = /^P5\s(\d+)\s(\d+)\s255\s/.exec(head);
       if (!m) {
         if (this.pending.length >= 64 || (this.pending.length > 0 && !'P5'.startsWith(head.slice(0, 2)))) {
-          throw new DecodeError('DECODE_FAILED', 'The clip could not be decoded: ffmpeg produced malformed frame data.');
+          throw new DecodeError(
+            'DECODE_FAILED',
+            'The clip could not be decoded: ffmpeg produced malformed frame data.',
+          );
         }
         return;
       }
@@ -729,10 +732,7 @@ async function decodeDicomBytes(bytes: Uint8Array, opts: ResolvedOptions): Promi
  * ffmpegArgs with a rawvideo input of known pixel format and size instead of a container:
  * the filter, bit-exact flags and PGM output stay exactly the ones every clip gets.
  */
-export function rawVideoArgs(
-  raw: Pick<RawFrames, 'pixFmt' | 'width' | 'height'>,
-  filter?: string,
-): typeof ffmpegArgs {
+export function rawVideoArgs(raw: Pick<RawFrames, 'pixFmt' | 'width' | 'height'>, filter?: string): typeof ffmpegArgs {
   return (file, size, frameLimit, timing) => {
     const args = ffmpegArgs(file, size, frameLimit, timing, undefined, filter);
     const wl = args.indexOf('-format_whitelist');

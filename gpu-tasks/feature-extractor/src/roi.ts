@@ -172,7 +172,16 @@ function largestComponent(bin: Uint8Array, w: number, h: number): Uint8Array | n
 export function findRegion(stats: FrameStats): Region {
   const { width: w, height: h, count } = stats;
   const n = w * h;
-  const whole = (): Region => ({ x0: 0, y0: 0, x1: w, y1: h, width: w, height: h, mask: new Uint8Array(n).fill(1), rule: 'whole' });
+  const whole = (): Region => ({
+    x0: 0,
+    y0: 0,
+    x1: w,
+    y1: h,
+    width: w,
+    height: h,
+    mask: new Uint8Array(n).fill(1),
+    rule: 'whole',
+  });
   if (count === 0) return whole();
   const r = Math.max(1, Math.round(Math.max(w, h) * ROI_CLOSE_FRACTION));
   const attempt = (bin: Uint8Array, rule: Region['rule']): Region | null => {

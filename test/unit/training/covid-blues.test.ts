@@ -2,12 +2,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseCsv } from '../../../training/csv';
 import { loadCollections } from '../../../training/datasets/collections';
-import {
-  bluesDiagnosis,
-  findingsFromText,
-  loadCovidBlues,
-  weakFlags,
-} from '../../../training/datasets/covid-blues';
+import { bluesDiagnosis, findingsFromText, loadCovidBlues, weakFlags } from '../../../training/datasets/covid-blues';
 import { assignFoldsBy, sourceClusters } from '../../../training/datasets/items';
 import { PACKAGE_ROOT } from '../../../core/paths';
 import { tempDir } from '../../helpers/temp';
