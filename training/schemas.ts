@@ -117,6 +117,19 @@ export const LosoTimes = z.looseObject({
 });
 export type LosoTimes = z.infer<typeof LosoTimes>;
 
+const CrossSourceBlock = z.looseObject({
+  extractor: z.looseObject({ per_biomarker: z.record(z.string(), BiomarkerCv.partial()), mean_auc: Auc.nullable() }),
+});
+
+/** `loso/<recipe>/cross_source.json` of `train_extractor.py --loso`: biomarker AUCs on data the extractor never saw. */
+export const CrossSourceFile = z.looseObject({
+  recipe: Recipe,
+  pocus_cross_source: CrossSourceBlock.extend({ protocol: z.string() }),
+  covid_blues_held_out_patients: CrossSourceBlock.extend({ protocol: z.string() }).optional(),
+  sources: z.record(z.string(), CrossSourceBlock.extend({ n: z.number().int(), model: z.string() })),
+});
+export type CrossSourceFile = z.infer<typeof CrossSourceFile>;
+
 /** `oof.json`: out-of-fold predictions of the kept recipe and of the end-to-end baseline. */
 export const OofFile = z.looseObject({
   labels: z.array(z.string()),
@@ -168,6 +181,8 @@ export const TrainingSetFile = z.looseObject({
       z.looseObject({
         name: z.string().min(1),
         file: z.string().min(1),
+        /** The item's collection (absent in POCUS-only sets written before COVID-BLUES). */
+        dataset: z.string().optional(),
         /** The item's frames, relative to the training-set directory. */
         npy: z.string().min(1),
         kind: z.string(),

@@ -132,7 +132,7 @@ describe('roi-1 on real clips: borders and aspect do not move the output', () =>
         return m;
       });
     } finally {
-      await session.close?.();
+      await session.release();
     }
   }
 
