@@ -40,6 +40,7 @@ import type { Preprocessing } from '../core/schemas';
 import { TrainingSetupError } from './errors';
 import { evaluationFiles, writeEvaluationReport } from './evaluation-report';
 import { writeFeaturesJsonl } from './experts/features-cache';
+import { DecodedFramesMemo } from './experts/frames-memo';
 import { runExpertTraining, type TrainOptions } from './experts/train-command';
 import { checkRecipeDependencies, pythonInterpreter, RECIPE_SCRIPT, runPython } from './python-recipe';
 import { ExtractorTrainingReport, LosoTimes, readTrainingJson } from './schemas';
@@ -178,6 +179,8 @@ export interface ExpertsPipelineOptions extends TrainingPaths {
   readonly version?: string;
   readonly log: (line: string) => void;
   readonly deps?: Partial<PipelineDeps>;
+  /** Decoded frames shared by every features pass of the run (expertsSteps makes one when absent). */
+  readonly frames?: DecodedFramesMemo;
 }
 
 /** The recipe's report.json: `kept` (ssl or nossl) names the recipe whose fold and source models the experts read. */
@@ -295,6 +298,7 @@ async function heldOutFeatures(
     cacheDir: trainingLayout(opts.trainingDir).cache,
     out,
     log: opts.log,
+    ...(opts.frames ? { frames: opts.frames } : {}),
   });
 }
 
@@ -303,9 +307,11 @@ async function heldOutFeatures(
  * ship in the same run, the one shipped (each step checks the manifest still names it).
  */
 export function expertsSteps(
-  opts: ExpertsPipelineOptions,
-  extractor: { name: string; version: string } = loadManifest(opts.modelsDir).manifest.extractor,
+  given: ExpertsPipelineOptions,
+  extractor: { name: string; version: string } = loadManifest(given.modelsDir).manifest.extractor,
 ): Step[] {
+  // One memo for every features pass below: each clip is decoded once, however many extractors read it.
+  const opts: ExpertsPipelineOptions = given.frames ? given : { ...given, frames: new DecodedFramesMemo() };
   const t = trainingLayout(opts.trainingDir);
   const deps = withDeps(opts.deps);
   const version = opts.version ?? extractor.version;
@@ -328,6 +334,7 @@ export function expertsSteps(
           cacheDir: t.cache,
           out: t.features,
           log: opts.log,
+          ...(opts.frames ? { frames: opts.frames } : {}),
         });
       },
     },
