@@ -112,7 +112,7 @@ export async function clipFeatures(file: string, deps: ClipFeaturesDeps): Promis
     // The bytes that were hashed are the bytes decoded: the cache key always describes the pixels.
     clip: bytes,
     scanId: scanIdFromContent(LOCAL_SCOPE, LOCAL_SCOPE, sha256),
-    session: await deps.session(),
+    session: deps.frames ? deps.frames.session(await deps.session(), sha256) : await deps.session(),
     entry: deps.entry,
     now: deps.now,
     ...(deps.frames ? { decodeWith: deps.frames.frames.bind(deps.frames, sha256) } : {}),

@@ -9,12 +9,14 @@
  * changes the pixels. DICOM clips are not kept: their pseudonyms depend on the salt passed per call.
  */
 import {
+  type ExtractorSession,
   decodeFrameBytes,
   toFloat01,
   type DecodedClip,
   type DecodedClipBytes,
   type DecodeOptions,
 } from '../../gpu-tasks/feature-extractor/src';
+import type { FrameOutputs } from '../../core/features';
 
 /** About 400 MB holds both training collections at 64 frames of 128×128. */
 export const DEFAULT_FRAMES_MEMO_BYTES = 1024 ** 3;
@@ -22,8 +24,11 @@ export const DEFAULT_FRAMES_MEMO_BYTES = 1024 ** 3;
 export class DecodedFramesMemo {
   private readonly clips = new Map<string, DecodedClipBytes>();
   private heldBytes = 0;
+  /** Model outputs by model sha256 and clip: copies of one model under other names (a fold model reused for a source) run once. */
+  private readonly runs = new Map<string, Promise<FrameOutputs>>();
   hits = 0;
   misses = 0;
+  runHits = 0;
 
   constructor(
     private readonly maxBytes: number = DEFAULT_FRAMES_MEMO_BYTES,
@@ -48,5 +53,30 @@ export class DecodedFramesMemo {
     }
     const { bytes, ...rest } = c;
     return { ...rest, frames: toFloat01(bytes) };
+  }
+
+  /**
+   * `session`, with its runs on this clip remembered by the model file's sha256: the same weights on the same
+   * frames give the same outputs, whatever the model is called. Only for clips decoded through this memo.
+   */
+  session(session: ExtractorSession, clipSha256: string): ExtractorSession {
+    const runs = this.runs;
+    const hit = () => this.runHits++;
+    return {
+      entry: session.entry,
+      executionProvider: session.executionProvider,
+      release: () => session.release(),
+      run(frames: Float32Array, count: number): Promise<FrameOutputs> {
+        const key = `${session.entry.sha256}:${JSON.stringify(session.entry.input)}:${clipSha256}:${count}:${frames.length}`;
+        let out = runs.get(key);
+        if (out) hit();
+        else {
+          out = session.run(frames, count);
+          runs.set(key, out);
+          out.catch(() => runs.delete(key));
+        }
+        return out;
+      },
+    };
   }
 }

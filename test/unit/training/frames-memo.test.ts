@@ -110,3 +110,28 @@ describe('DecodedFramesMemo', () => {
     }
   });
 });
+
+describe('DecodedFramesMemo.session', () => {
+  it('runs one model on one clip once, whatever the model is named; another clip or model runs again', async () => {
+    // Prepare
+    const models = path.join(dir, 'models-runs');
+    const entry = writeFixtureModels(models).manifest.extractor;
+    const real = await createExtractorSession(models, entry, { executionProvider: 'cpu' });
+    const { memo } = counted();
+    const frames = await memo.frames(sha, clip, { size: entry.input.size, maxFrames: 4 });
+    try {
+      // Act
+      const a = await memo.session(real, sha).run(frames.frames, frames.count);
+      const renamed = { ...real, entry: { ...real.entry, name: 'copy-of-fold-0' }, run: real.run.bind(real) };
+      const b = await memo.session(renamed, sha).run(frames.frames, frames.count);
+      const otherClip = await memo.session(real, 'f'.repeat(64)).run(frames.frames, frames.count);
+      // Assess
+      expect(memo.runHits).toBe(1);
+      expect(b).toBe(a);
+      expect(otherClip).not.toBe(a);
+      expect(otherClip).toEqual(a);
+    } finally {
+      await real.release();
+    }
+  });
+});
