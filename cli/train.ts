@@ -11,6 +11,7 @@
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { UsageError, type CliContext } from './context';
+import { Preprocessing } from '../core/schemas';
 
 interface CommonFlags {
   readonly trainingDir?: string;
@@ -19,12 +20,16 @@ interface CommonFlags {
 }
 interface DataFlags extends CommonFlags {
   readonly data?: string;
+  readonly bluesData?: string;
   readonly version?: string;
 }
 interface ExtractorFlags extends DataFlags {
   readonly name?: string;
   readonly changes?: string;
   readonly shipOnly?: boolean;
+  readonly preprocessing?: string;
+  readonly skipE2e?: boolean;
+  readonly skipExperts?: boolean;
 }
 
 const VERSION = /^\d+\.\d+\.\d+$/;
@@ -37,6 +42,11 @@ function checkFlags(flags: ExtractorFlags): void {
   if (flags.name !== undefined && !NAME.test(flags.name)) {
     throw new UsageError(`--name must be lowercase letters, digits and "-", got "${flags.name}".`);
   }
+  if (flags.preprocessing !== undefined && !Preprocessing.safeParse(flags.preprocessing).success) {
+    throw new UsageError(
+      `--preprocessing must be one of ${Preprocessing.options.join(', ')}, got "${flags.preprocessing}".`,
+    );
+  }
 }
 
 function withCommon(cmd: Command, data: boolean): Command {
@@ -44,6 +54,10 @@ function withCommon(cmd: Command, data: boolean): Command {
     cmd.option(
       '--data <dir>',
       'the POCUS collection (default: $POCUS_DATA, else ../shared/data/pocus beside the package)',
+    );
+    cmd.option(
+      '--blues-data <dir>',
+      'the COVID-BLUES collection (default: $BLUES_DATA, else ../shared/data/covid-blues beside the package when there)',
     );
   }
   return cmd
@@ -62,7 +76,7 @@ async function runTrain(
   flags: ExtractorFlags,
   run: (
     pipeline: typeof import('../training/pipeline'),
-    paths: { trainingDir: string; dataDir: string; modelsDir: string; python: string },
+    paths: { trainingDir: string; dataDir: string; bluesDir?: string; modelsDir: string; python: string },
     io: { dryRun: boolean; log: (line: string) => void; print: (line: string) => void },
   ) => Promise<void>,
 ): Promise<void> {
@@ -72,6 +86,11 @@ async function runTrain(
   const paths = {
     trainingDir: flags.trainingDir ? path.resolve(flags.trainingDir) : defaults.trainingDir,
     dataDir: flags.data ? path.resolve(flags.data) : defaults.dataDir,
+    ...(flags.bluesData
+      ? { bluesDir: path.resolve(flags.bluesData) }
+      : defaults.bluesDir
+        ? { bluesDir: defaults.bluesDir }
+        : {}),
     modelsDir: flags.modelsDir ? path.resolve(flags.modelsDir) : defaults.modelsDir,
     python: defaults.python,
   };
@@ -113,6 +132,15 @@ export function registerTrain(program: Command, ctx: CliContext): void {
     .option('--name <name>', "extractor name (default: the manifest's extractor name)")
     .option('--changes <text>', 'what changed since the previous version, for the model card and metrics')
     .option('--ship-only', 'ship the recipe output already in the training folder: no export, no Python')
+    .option(
+      '--preprocessing <name>',
+      "the decoder's preprocessing for the training set and the shipped model: letterbox or roi-1 (default: the manifest's)",
+    )
+    .option('--skip-e2e', 'leave out the end-to-end baseline (saves a third of the recipe on a CPU)')
+    .option(
+      '--skip-experts',
+      'ship the extractor without training the experts on it (train them later: sonomark train experts)',
+    )
     .action((flags: ExtractorFlags) =>
       runTrain(ctx, 'extractor', flags, (p, paths, io) =>
         p.trainExtractor(
@@ -122,6 +150,9 @@ export function registerTrain(program: Command, ctx: CliContext): void {
             version: flags.version,
             changes: flags.changes,
             shipOnly: flags.shipOnly,
+            ...(flags.preprocessing ? { preprocessing: flags.preprocessing as Preprocessing } : {}),
+            skipE2e: flags.skipE2e,
+            skipExperts: flags.skipExperts,
             log: io.log,
           },
           io,

@@ -264,6 +264,17 @@ export const ModelCard = z.object({
 });
 export type ModelCard = z.infer<typeof ModelCard>;
 
+/**
+ * How the decoder turns a clip into the model's frames (gpu-tasks/feature-extractor/src/decode.ts):
+ * - `letterbox` (the default when the manifest names none; every model up to 1.1.x): the whole picture
+ *   fitted into the square, aspect kept, black bars around it;
+ * - `roi-1`: the ultrasound image region (fan or rectangle) found automatically, everything around it
+ *   (overlays, text, UI, black borders) masked, the region cropped and fitted into the square, and its
+ *   intensities normalised; black borders and aspect changes of the container do not move the output.
+ */
+export const Preprocessing = z.enum(['letterbox', 'roi-1']);
+export type Preprocessing = z.infer<typeof Preprocessing>;
+
 export const ExtractorEntry = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/),
   version: z.string().regex(/^\d+\.\d+\.\d+$/),
@@ -276,6 +287,8 @@ export const ExtractorEntry = z.object({
     size: z.number().int().positive(),
     maxFrames: z.number().int().positive(),
     batchSize: z.number().int().positive(),
+    /** @default letterbox (absent in manifests written before roi-1 existed) */
+    preprocessing: Preprocessing.optional(),
   }),
   outputs: z.object({
     biomarkers: z.object({ name: z.string(), labels: z.array(z.string()).min(1) }),

@@ -292,7 +292,7 @@ export function renderEvaluation(inputs: EvaluationInputs): string {
     if (!i) throw new TrainingDataError(`oof.json names ${name}, which the training set's dataset.json does not have.`);
     return i;
   };
-  const y = Int32Array.from(oof.e2e, (r) => labels.indexOf(item(r.name).diagnosis));
+  const y = Int32Array.from(oof.e2e, (r) => labels.indexOf(item(r.name).diagnosis ?? ''));
   const prob = {
     data: Float64Array.from(oof.e2e.flatMap((r) => r.diagnosis)),
     rows: oof.e2e.length,

@@ -57,6 +57,7 @@ export async function checkParity(
   const clip = await decodeFrameBytes(path.join(dataDir, fixture.clip), {
     size: entry.input.size,
     maxFrames: entry.input.maxFrames,
+    ...(entry.input.preprocessing ? { preprocessing: entry.input.preprocessing } : {}),
   });
   const tensorSha256 = sha256Hex(clip.bytes);
   const n = fixture.frames;

@@ -35,9 +35,12 @@ import { sha256Hex } from '../core/scan-id';
 import type { ExtractorEntry, TaskKind } from '../core/schemas';
 import { exportPocusTrainingSet } from './datasets/export';
 import { DEFAULT_FOLDS } from './datasets/pocus';
+import { isBluesDir } from './datasets/covid-blues';
+import type { Preprocessing } from '../core/schemas';
 import { TrainingSetupError } from './errors';
 import { evaluationFiles, writeEvaluationReport } from './evaluation-report';
 import { writeFeaturesJsonl } from './experts/features-cache';
+import { DecodedFramesMemo } from './experts/frames-memo';
 import { runExpertTraining, type TrainOptions } from './experts/train-command';
 import { checkRecipeDependencies, pythonInterpreter, RECIPE_SCRIPT, runPython } from './python-recipe';
 import { ExtractorTrainingReport, LosoTimes, readTrainingJson } from './schemas';
@@ -66,24 +69,33 @@ const PIPELINE_DEPS: PipelineDeps = {
 
 const withDeps = (deps: Partial<PipelineDeps> | undefined): PipelineDeps => ({ ...PIPELINE_DEPS, ...deps });
 
+/** The collections features are computed for: POCUS, and COVID-BLUES when there. */
+const collectionDirs = (p: Pick<TrainingPaths, 'dataDir' | 'bluesDir'>): string[] =>
+  p.bluesDir ? [p.dataDir, p.bluesDir] : [p.dataDir];
+
 export interface TrainingPaths {
   /** Training outputs: pocus/ (the training set), extractor/ (the recipe's), experts/, cache/. */
   readonly trainingDir: string;
   /** The POCUS collection: metadata.csv and the clips. */
   readonly dataDir: string;
+  /** The COVID-BLUES collection (severity.csv, clinical_variables.csv, videos/); absent: POCUS only. */
+  readonly bluesDir?: string;
   /** The models directory models ship into (and whose extractor the experts read). */
   readonly modelsDir: string;
 }
 
 /**
  * The defaults: $SONOMARK_TRAINING_DIR or the package's .sonomark/training, $POCUS_DATA or
- * ../shared/data/pocus beside the package, the package's models/ (not $MODELS_DIR: that points the
- * runtime at a model set, while training ships into the package's), $PYTHON or Debian's python3.
+ * ../shared/data/pocus beside the package, $BLUES_DATA or ../shared/data/covid-blues when it is there,
+ * the package's models/ (not $MODELS_DIR: that points the runtime at a model set, while training ships
+ * into the package's), $PYTHON or Debian's python3.
  */
 export function trainingDefaults(env: NodeJS.ProcessEnv = process.env): TrainingPaths & { python: string } {
+  const blues = path.resolve(env.BLUES_DATA || path.join(PACKAGE_ROOT, '..', 'shared', 'data', 'covid-blues'));
   return {
     trainingDir: path.resolve(env.SONOMARK_TRAINING_DIR || path.join(PACKAGE_ROOT, '.sonomark', 'training')),
     dataDir: path.resolve(env.POCUS_DATA || path.join(PACKAGE_ROOT, '..', 'shared', 'data', 'pocus')),
+    ...(env.BLUES_DATA || isBluesDir(blues) ? { bluesDir: blues } : {}),
     modelsDir: DEFAULT_MODELS_DIR,
     python: pythonInterpreter(env),
   };
@@ -169,6 +181,8 @@ export interface ExpertsPipelineOptions extends TrainingPaths {
   readonly version?: string;
   readonly log: (line: string) => void;
   readonly deps?: Partial<PipelineDeps>;
+  /** Decoded frames shared by every features pass of the run (expertsSteps makes one when absent). */
+  readonly frames?: DecodedFramesMemo;
 }
 
 /** The recipe's report.json: `kept` (ssl or nossl) names the recipe whose fold and source models the experts read. */
@@ -281,11 +295,12 @@ async function heldOutFeatures(
     experts: [],
   });
   await withDeps(opts.deps).writeFeaturesJsonl({
-    inputs: [opts.dataDir],
+    inputs: collectionDirs(opts),
     modelsDir: dir,
     cacheDir: trainingLayout(opts.trainingDir).cache,
     out,
     log: opts.log,
+    ...(opts.frames ? { frames: opts.frames } : {}),
   });
 }
 
@@ -294,9 +309,11 @@ async function heldOutFeatures(
  * ship in the same run, the one shipped (each step checks the manifest still names it).
  */
 export function expertsSteps(
-  opts: ExpertsPipelineOptions,
-  extractor: { name: string; version: string } = loadManifest(opts.modelsDir).manifest.extractor,
+  given: ExpertsPipelineOptions,
+  extractor: { name: string; version: string } = loadManifest(given.modelsDir).manifest.extractor,
 ): Step[] {
+  // One memo for every features pass below: each clip is decoded once, however many extractors read it.
+  const opts: ExpertsPipelineOptions = given.frames ? given : { ...given, frames: new DecodedFramesMemo() };
   const t = trainingLayout(opts.trainingDir);
   const deps = withDeps(opts.deps);
   const version = opts.version ?? extractor.version;
@@ -307,15 +324,19 @@ export function expertsSteps(
   const steps: Step[] = [
     {
       title: 'features with the shipped extractor',
-      detail: [`${opts.dataDir} → ${t.features}`, `extractor ${extractor.name}@${extractor.version}, cache ${t.cache}`],
+      detail: [
+        `${collectionDirs(opts).join(', ')} → ${t.features}`,
+        `extractor ${extractor.name}@${extractor.version}, cache ${t.cache}`,
+      ],
       run: async () => {
         currentExtractor(opts.modelsDir, extractor);
         await deps.writeFeaturesJsonl({
-          inputs: [opts.dataDir],
+          inputs: collectionDirs(opts),
           modelsDir: opts.modelsDir,
           cacheDir: t.cache,
           out: t.features,
           log: opts.log,
+          ...(opts.frames ? { frames: opts.frames } : {}),
         });
       },
     },
@@ -465,6 +486,12 @@ export interface ExtractorPipelineOptions extends TrainingPaths {
   readonly changes?: string;
   /** Ship the recipe output already in the training folder: no training set export, no Python. */
   readonly shipOnly?: boolean;
+  /** The decoder preprocessing of the training set (and so of the shipped model). @default the manifest's */
+  readonly preprocessing?: Preprocessing;
+  /** Leave out the end-to-end baseline (train_extractor.py --no-e2e): the CPU budget. */
+  readonly skipE2e?: boolean;
+  /** Ship without training the experts (they then still name the previous extractor's features). */
+  readonly skipExperts?: boolean;
   readonly log: (line: string) => void;
   readonly deps?: Partial<PipelineDeps>;
 }
@@ -474,7 +501,16 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
   const deps = withDeps(opts.deps);
   const { manifest } = loadManifest(opts.modelsDir);
   const target = shipTarget(manifest, opts);
-  const recipe = (extra: string[]) => [RECIPE_SCRIPT, '--data', t.trainingSet, '--out', t.extractor, ...extra];
+  const recipe = (extra: string[]) => [
+    RECIPE_SCRIPT,
+    '--data',
+    t.trainingSet,
+    '--out',
+    t.extractor,
+    ...(opts.skipE2e ? ['--no-e2e'] : []),
+    ...extra,
+  ];
+  const preprocessing = opts.preprocessing ?? manifest.extractor.input.preprocessing;
   const steps: Step[] = [];
   if (!opts.shipOnly) {
     steps.push(
@@ -486,8 +522,8 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
       {
         title: 'training set (the extractor decoder)',
         detail: [
-          `${opts.dataDir} → ${t.trainingSet} (frames .npy, dataset.json, labels.csv)`,
-          `${manifest.extractor.input.size}×${manifest.extractor.input.size} gray, ≤ ${manifest.extractor.input.maxFrames} frames per clip, ${DEFAULT_FOLDS} grouped folds`,
+          `${collectionDirs(opts).join(' + ')} → ${t.trainingSet} (frames .npy, dataset.json, labels.csv)`,
+          `${manifest.extractor.input.size}×${manifest.extractor.input.size} gray, preprocessing ${preprocessing ?? 'letterbox'}, ≤ ${manifest.extractor.input.maxFrames} frames per clip, ${DEFAULT_FOLDS} folds`,
         ],
         run: async () => {
           const { input } = loadManifest(opts.modelsDir).manifest.extractor;
@@ -496,6 +532,8 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
             size: input.size,
             maxFrames: input.maxFrames,
             folds: DEFAULT_FOLDS,
+            ...(preprocessing ? { preprocessing } : {}),
+            ...(opts.bluesDir ? { blues: opts.bluesDir } : {}),
             log: opts.log,
           });
           const frames = set.items.reduce((s, i) => s + i.frames, 0);
@@ -535,8 +573,15 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
     },
   });
   // The experts read the extractor just shipped, and carry its version.
-  const { trainingDir, dataDir, modelsDir, log } = opts;
-  steps.push(...expertsSteps({ trainingDir, dataDir, modelsDir, log, deps: opts.deps }, target));
+  const { trainingDir, dataDir, bluesDir, modelsDir, log } = opts;
+  if (!opts.skipExperts) {
+    steps.push(
+      ...expertsSteps(
+        { trainingDir, dataDir, ...(bluesDir ? { bluesDir } : {}), modelsDir, log, deps: opts.deps },
+        target,
+      ),
+    );
+  }
   return steps;
 }
 

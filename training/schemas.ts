@@ -80,7 +80,8 @@ export const ExtractorTrainingReport = z.looseObject({
   unlearnable: z.array(z.string()),
   dropped_upstream: z.record(z.string(), z.string()),
   folds: z.number().int().min(2),
-  cv: z.looseObject({ nossl: CvVariant, ssl: CvVariant }),
+  /** nossl only with --compare-ssl (every run up to 1.1.x had both). */
+  cv: z.looseObject({ nossl: CvVariant.optional(), ssl: CvVariant }),
   kept: Recipe,
   /** The end-to-end baseline: the same backbone trained on the diagnosis directly. */
   e2e: z.looseObject({
@@ -111,9 +112,23 @@ export const LosoTimes = z.looseObject({
   seed: z.number().int(),
   /** The held-out sources, one `source-<s>.onnx` each. */
   sources: z.array(z.string().min(1)).min(1),
-  times: z.array(FitTimes.extend({ source: z.string() })),
+  /** reused_fold: the source lies in one fold, whose model (trained without it) was copied, not retrained. */
+  times: z.array(FitTimes.extend({ source: z.string(), reused_fold: z.number().int().optional() })),
 });
 export type LosoTimes = z.infer<typeof LosoTimes>;
+
+const CrossSourceBlock = z.looseObject({
+  extractor: z.looseObject({ per_biomarker: z.record(z.string(), BiomarkerCv.partial()), mean_auc: Auc.nullable() }),
+});
+
+/** `loso/<recipe>/cross_source.json` of `train_extractor.py --loso`: biomarker AUCs on data the extractor never saw. */
+export const CrossSourceFile = z.looseObject({
+  recipe: Recipe,
+  pocus_cross_source: CrossSourceBlock.extend({ protocol: z.string() }),
+  covid_blues_held_out_patients: CrossSourceBlock.extend({ protocol: z.string() }).optional(),
+  sources: z.record(z.string(), CrossSourceBlock.extend({ n: z.number().int(), model: z.string() })),
+});
+export type CrossSourceFile = z.infer<typeof CrossSourceFile>;
 
 /** `oof.json`: out-of-fold predictions of the kept recipe and of the end-to-end baseline. */
 export const OofFile = z.looseObject({
@@ -153,7 +168,8 @@ export type ParityFixture = z.infer<typeof ParityFixture>;
 
 /** `dataset.json` of a training set (training/datasets/export.ts): what the recipe and the reports read. */
 export const TrainingSetFile = z.looseObject({
-  dataset: z.literal('pocus'),
+  /** 'pocus', or 'pocus+covid-blues' for both collections (items then carry their `dataset`). */
+  dataset: z.enum(['pocus', 'pocus+covid-blues']),
   /** Absolute: the clips the frames were decoded from (parity decodes its clip again from here). */
   dataDir: z.string().min(1),
   size: z.number().int().positive(),
@@ -165,13 +181,16 @@ export const TrainingSetFile = z.looseObject({
       z.looseObject({
         name: z.string().min(1),
         file: z.string().min(1),
+        /** The item's collection (absent in POCUS-only sets written before COVID-BLUES). */
+        dataset: z.string().optional(),
         /** The item's frames, relative to the training-set directory. */
         npy: z.string().min(1),
         kind: z.string(),
         license: z.string(),
         source: z.string().min(1),
         group: z.string().min(1),
-        diagnosis: z.string().min(1),
+        /** null: not labelled for diagnosis (COVID-BLUES patients outside the three classes). */
+        diagnosis: z.string().min(1).nullable(),
         fold: z.number().int().nonnegative(),
         sha256: Sha256Hex,
       }),

@@ -15,9 +15,10 @@ import { fromNpy } from './npy';
 import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture, type FullParityResult } from './parity';
 import { loadManifest, validateManifest, writeManifest } from '../core/manifest';
 import { sha256Hex } from '../core/scan-id';
-import type { ExtractorEntry, Manifest } from '../core/schemas';
+import type { ExtractorEntry, Manifest, Preprocessing } from '../core/schemas';
 import {
   checkTrainingJson,
+  CrossSourceFile,
   ExperimentFile,
   ExtractorMetrics,
   ExtractorTrainingReport,
@@ -47,7 +48,49 @@ export type TrainingReport = Pick<
   | 'wall_s'
 >;
 /** What the card reads of each training-set item. */
-export type CardItem = Pick<DatasetItem, 'npy' | 'license' | 'kind' | 'source' | 'group'>;
+export type CardItem = Pick<DatasetItem, 'npy' | 'license' | 'kind' | 'source' | 'group' | 'dataset'>;
+
+/** The cross-source section: biomarker AUCs of extractors that never saw the data they score. */
+function crossSourceSection(x: CrossSourceFile | undefined): string {
+  if (!x) return '';
+  const blues = x.sources['covid-blues'];
+  const rows: [string, CrossSourceFile['pocus_cross_source']['extractor'] | undefined, string][] = [
+    ['POCUS, each source held out', x.pocus_cross_source.extractor, 'fold models trained without the whole source'],
+    ['COVID-BLUES held out as a source', blues?.extractor, blues ? blues.model : 'not run'],
+    [
+      'COVID-BLUES, patients held out',
+      x.covid_blues_held_out_patients?.extractor,
+      'fold models trained without those patients (other BLUES patients seen)',
+    ],
+  ];
+  const cell = (e: CrossSourceFile['pocus_cross_source']['extractor'] | undefined, b: string) => {
+    const r = e?.per_biomarker[b];
+    return r && r.auc !== undefined && r.auc !== null ? `${f3(r.auc)} (${ci(r.auc_ci95 ?? null)})` : 'n/a';
+  };
+  const perSource = Object.entries(x.sources)
+    .map(([s, v]) => {
+      const annotated = Object.values(v.extractor.per_biomarker).filter((r) => r.auc !== null && r.auc !== undefined);
+      return `| ${s} | ${v.n} | ${f3(v.extractor.mean_auc)} | ${annotated.length} | ${v.model} |`;
+    })
+    .join('\n');
+  return `
+## Evaluation: cross-source (read this first)
+Every number here scores clips with an extractor that never saw their source (or their patients, where
+said). The folds of the training set hold whole POCUS sources (sources sharing a patient group together) and
+whole COVID-BLUES patients (\`training/datasets/items.ts\`); COVID-BLUES as a whole source is scored by a model
+trained on POCUS alone. AUC of the clip max of frame probabilities, 95% CI by group bootstrap.
+
+| held out | ${BIOMARKERS.map((b) => `\`${b}\``).join(' | ')} | mean | model |
+|---|${BIOMARKERS.map(() => '---|').join('')}---|---|
+${rows.map(([name, e, model]) => `| ${name} | ${BIOMARKERS.map((b) => cell(e, b)).join(' | ')} | ${f3(e?.mean_auc)} | ${model} |`).join('\n')}
+
+Per source (AUCs only where the source has both classes of a flag; small sources give wide intervals):
+
+| source | items | mean AUC | flags with both classes | scored by |
+|---|---|---|---|---|
+${perSource}
+`;
+}
 
 const f3 = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : x.toFixed(3));
 const ci = (c: [number, number] | null) => (c ? `${f3(c[0])}–${f3(c[1])}` : 'n/a');
@@ -103,9 +146,17 @@ function isCurvePoint(r: TrainingReport, e: ExperimentResult): boolean {
   );
 }
 
+/** The kept recipe's cross-validation (the report names it `kept`; a report without it is broken). */
+function keptCv(r: Pick<TrainingReport, 'cv' | 'kept'>): NonNullable<TrainingReport['cv']['ssl']> {
+  const cv = r.cv[r.kept];
+  if (!cv)
+    throw new Error(`The extractor training report keeps the ${r.kept} recipe but has no cross-validation for it.`);
+  return cv;
+}
+
 /** The shipped recipe's mean AUC on each seed it was trained with (the shipped run and its replicates). */
 function shippedBySeed(r: TrainingReport, experiments: ExperimentResult[]): Map<number, number | null> {
-  const bySeed = new Map<number, number | null>([[r.seed, r.cv[r.kept].mean_auc]]);
+  const bySeed = new Map<number, number | null>([[r.seed, keptCv(r).mean_auc]]);
   for (const e of experiments) if (isReplicate(r, e)) bySeed.set(seedOf(r, e), e.mean_auc);
   return bySeed;
 }
@@ -120,7 +171,7 @@ const signed = (x: number | null) => (x === null ? '' : `${x >= 0 ? '+' : '−'}
  */
 function seedSpread(r: TrainingReport, experiments: ExperimentResult[]): string {
   const others = experiments.filter((e) => isReplicate(r, e));
-  const kept = r.cv[r.kept].mean_auc;
+  const kept = keptCv(r).mean_auc;
   if (others.length === 0 || kept === null) return '';
   const all = [kept, ...others.map((e) => e.mean_auc).filter((x): x is number => x !== null)];
   return `
@@ -266,15 +317,16 @@ ${reading}
 }
 
 export function renderCard(
-  entry: { name: string; version: string; sha256: string },
+  entry: { name: string; version: string; sha256: string; input?: { preprocessing?: string } },
   r: TrainingReport,
   items: CardItem[],
   parity: { biomarkers: number; embedding: number },
   experiments: ExperimentResult[] = [],
   changes?: string,
   fullParity?: FullParityResult,
+  crossSource?: CrossSourceFile,
 ): string {
-  const kept = r.cv[r.kept];
+  const kept = keptCv(r);
   const other = r.cv[r.kept === 'ssl' ? 'nossl' : 'ssl'];
   const trainS = (r.final.times.ssl_s ?? 0) + r.final.times.train_s;
   const licenses = Object.entries(countBy(items, (i) => i.license || 'unknown'))
@@ -282,8 +334,8 @@ export function renderCard(
     .join(', ');
   const rows = BIOMARKERS.map((b) => {
     const k = kept.per_biomarker[b]!;
-    const o = other.per_biomarker[b]!;
-    return `| ${b} | ${k.positives} / ${k.annotated} | **${f3(k.auc)}** | ${ci(k.auc_ci95)} | ${f3(k.auc_clip_mean)} | ${f3(o.auc)} |`;
+    const o = other?.per_biomarker[b];
+    return `| ${b} | ${k.positives} / ${k.annotated} | **${f3(k.auc)}** | ${ci(k.auc_ci95)} | ${f3(k.auc_clip_mean)} | ${o ? f3(o.auc) : 'not run'} |`;
   });
   const weak = BIOMARKERS.filter((b) => (kept.per_biomarker[b]!.auc ?? 0) < 0.8);
   // The shipped recipe's mean AUC per seed: what variants and learning-curve points are paired with.
@@ -293,7 +345,11 @@ export function renderCard(
 **Research use only. Not a medical device.** Not for diagnosis or any patient-care decision.
 
 - File: \`extractor/${entry.name}-${entry.version}.onnx\`, sha256 \`${entry.sha256}\`
-- Input \`frames\` [N, 1, 128, 128] float32: gray, letterboxed, byte/255, exactly the frames
+- Input \`frames\` [N, 1, 128, 128] float32: gray, ${
+    entry.input?.preprocessing === 'roi-1'
+      ? 'preprocessing `roi-1` (the ultrasound region found, cropped, masked and intensity-normalised)'
+      : 'letterboxed'
+  }, byte/255, exactly the frames
   \`gpu-tasks/feature-extractor/src/decode.ts\` produces (training read the same bytes).
 - Outputs \`biomarkers\` [N, ${BIOMARKERS.length}] per-frame probabilities in the order
   ${BIOMARKERS.map((b) => `\`${b}\``).join(', ')}; \`embedding\` [N, ${r.config['embedding_dim']}] from the penultimate layer.
@@ -301,7 +357,18 @@ export function renderCard(
   a linear biomarker head. ${r.final.parameters.toLocaleString('en-US')} parameters.
 ${changes ? `\n## Changes in ${entry.version}\n${changes}\n` : ''}
 ## Data and licenses
-The public POCUS lung-ultrasound collection (Born et al., POCOVID-Net; \`../shared/data/pocus\`, see its ATTRIBUTION.md):
+${
+  items.some((i) => i.dataset === 'covid-blues')
+    ? `COVID-BLUES (Wiedemann et al. 2025; \`../shared/data/covid-blues\`, CC BY-NC-ND 4.0): ${
+        items.filter((i) => i.dataset === 'covid-blues').length
+      } videos of ${new Set(items.filter((i) => i.dataset === 'covid-blues').map((i) => i.group)).size} patients, one device (Philips Lumify, convex), with
+per-video A-lines, B-lines and severity, and weak consolidation / effusion / pleural-irregularity flags from the
+findings text and the severity scheme (rules in \`training/datasets/covid-blues.ts\`). Non-commercial, no
+derivatives of the data: the model is trained on it, nothing of it is redistributed.
+
+And the public POCUS lung-ultrasound collection`
+    : 'The public POCUS lung-ultrasound collection'
+} (Born et al., POCOVID-Net; \`../shared/data/pocus\`, see its ATTRIBUTION.md):
 ${items.length} items (${Object.entries(countBy(items, (i) => i.kind))
     .map(([k, n]) => `${n} ${k}s`)
     .join(
@@ -332,6 +399,7 @@ Hardware: ${r.hardware.device}, ${r.hardware.cpu_threads} threads, PyTorch ${r.h
 Training the shipped model took ${trainS.toFixed(0)} s; the whole recipe (2 × ${r.folds}-fold CV, the end-to-end
 baseline, the final model) took ${(r.wall_s / 60).toFixed(1)} min.
 
+${crossSourceSection(crossSource)}
 ## Evaluation: grouped ${r.folds}-fold cross-validation
 Folds from \`training/datasets/pocus.ts\`: whole patient/series groups are assigned to folds (stratified by
 diagnosis), so clips of one patient or series never straddle train and test. AUC is pooled over the
@@ -343,7 +411,7 @@ read); 95% CIs resample whole groups (2,000 bootstrap draws).
 ${rows.join('\n')}
 
 **Mean per-biomarker AUC: ${f3(kept.mean_auc)}** (${r.kept === 'ssl' ? 'with' : 'without'} pretraining;
-${f3(other.mean_auc)} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ ${TARGET_MEAN_AUC}.
+${other ? f3(other.mean_auc) : 'not run'} ${r.kept === 'ssl' ? 'without' : 'with'}). The target was ≥ ${TARGET_MEAN_AUC}.
 ${weak.length ? `\nWeak: ${weak.map((b) => `\`${b}\` (${f3(kept.per_biomarker[b]!.auc)}, ${kept.per_biomarker[b]!.positives} positives)`).join(', ')}. Read these outputs as weak evidence.\n` : ''}
 ONNX/PyTorch parity (onnxruntime-node, CPU, 16 frames of a fixed clip): max abs diff
 ${parity.biomarkers.toExponential(1)} (biomarkers), ${parity.embedding.toExponential(1)} (embedding); tolerance ${PARITY_TOLERANCE}.${
@@ -446,6 +514,18 @@ export function shipTarget(
   };
 }
 
+function withoutPreprocessing(input: ExtractorEntry['input']): Omit<ExtractorEntry['input'], 'preprocessing'> {
+  const { preprocessing: _dropped, ...rest } = input;
+  return rest;
+}
+
+/** loso/<recipe>/cross_source.json when `train_extractor.py --loso` has written it. */
+function readCrossSource(from: string, recipe: string): CrossSourceFile | undefined {
+  const file = path.join(from, 'loso', recipe, 'cross_source.json');
+  if (!existsSync(file)) return undefined;
+  return readTrainingJson(file, CrossSourceFile, 'cross-source evaluation');
+}
+
 export interface ShipResult {
   readonly entry: ExtractorEntry;
   /** Experts trained on other features, removed from the manifest (`name@version`). */
@@ -478,27 +558,33 @@ export async function shipExtractor(opts: ShipOptions): Promise<ShipResult> {
     version,
     file,
     sha256,
-    input: { ...previous.input, name: 'frames', size: 128 },
+    // The preprocessing is the training set's: the model only ever saw frames made that way.
+    input: {
+      ...withoutPreprocessing(previous.input),
+      name: 'frames',
+      size: 128,
+      ...(dataset.preprocessing ? { preprocessing: dataset.preprocessing as Preprocessing } : {}),
+    },
     outputs: {
       biomarkers: { name: 'biomarkers', labels: [...BIOMARKERS] },
       embedding: { name: 'embedding', dim: report.config.embedding_dim },
     },
     card: {
       status: 'trained',
-      summary: `Small CNN (${report.final.parameters} parameters) trained by multiple-instance learning on clip-level biomarker flags of the public POCUS collection. Mean grouped-CV AUC ${f3(report.cv[report.kept].mean_auc)}.`,
+      summary: `Small CNN (${report.final.parameters} parameters) trained by multiple-instance learning on clip-level biomarker flags of the public POCUS collection. Mean grouped-CV AUC ${f3(keptCv(report).mean_auc)}.`,
       intendedUse:
         'Research only, not a medical device: feature extraction for research experts on lung ultrasound clips.',
       trainingData: `${dataset.items.length} clips and images of the public POCUS collection (../shared/data/pocus; licenses per source, several CC BY-NC).`,
       metrics: {
         split: `grouped ${report.folds}-fold CV by patient/series (training/datasets/pocus.ts)`,
         statistic: 'clip max of frame probabilities; pooled out-of-fold AUC; 95% CI by group bootstrap',
-        meanCvAuc: report.cv[report.kept].mean_auc,
+        meanCvAuc: keptCv(report).mean_auc,
         selfSupervisedPretraining: report.kept === 'ssl' ? 'kept' : 'not kept',
-        meanCvAucWithoutSsl: report.cv.nossl.mean_auc,
+        meanCvAucWithoutSsl: report.cv.nossl?.mean_auc ?? null,
         meanCvAucWithSsl: report.cv.ssl.mean_auc,
         perBiomarker: Object.fromEntries(
           BIOMARKERS.map((b) => {
-            const row = report.cv[report.kept].per_biomarker[b];
+            const row = keptCv(report).per_biomarker[b];
             if (!row) throw new Error(`${reportFile} has no cross-validation row for the biomarker ${b}.`);
             return [b, { auc: row.auc, ci95: row.auc_ci95, positives: row.positives, annotated: row.annotated }];
           }),
@@ -569,7 +655,16 @@ export async function shipExtractor(opts: ShipOptions): Promise<ShipResult> {
   writeFileSync(path.join(modelsDir, 'extractor', `${base}.metrics.json`), JSON.stringify(metrics, null, 1) + '\n');
   writeFileSync(
     path.join(modelsDir, entry.card.cardFile!),
-    renderCard(entry, report, dataset.items, parity.maxAbsDiff, readExperiments(from), opts.changes, full),
+    renderCard(
+      entry,
+      report,
+      dataset.items,
+      parity.maxAbsDiff,
+      readExperiments(from),
+      opts.changes,
+      full,
+      readCrossSource(from, report.kept),
+    ),
   );
   // Last, so the manifest never names a file that is not there yet.
   writeManifest(modelsDir, next);

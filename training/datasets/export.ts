@@ -2,16 +2,20 @@
  * Writes a training set: the extractor's own decoded frames for every item (as
  * uint8 .npy, exactly the bytes serving scales by 1/255) plus dataset.json with
  * labels, groups and folds, and labels.csv for `sonomark experts train`.
+ * Items come from both collections (training/datasets/collections.ts) when a
+ * COVID-BLUES directory is given, from POCUS alone otherwise.
  * Training in Python reads only this directory, so it never decodes video
  * itself and cannot see different pixels than the pipeline.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { decodeFrameBytes } from '../../gpu-tasks/feature-extractor/src';
+import { decodeFrameBytes, type Preprocessing } from '../../gpu-tasks/feature-extractor/src';
 import { BIOMARKERS } from '../../core/biomarkers';
 import { toNpy } from '../npy';
 import { sha256Hex } from '../../core/scan-id';
-import { DIAGNOSES, DROPPED_FLAGS, loadPocus, type PocusItem } from './pocus';
+import { DROPPED_FLAGS } from './pocus';
+import { loadCollections } from './collections';
+import { DIAGNOSES, type CollectionDirs, type DatasetName, type LusItem } from './items';
 import { checkTrainingJson, TrainingSetFile } from '../schemas';
 
 export interface FramesEntry {
@@ -26,20 +30,26 @@ export async function writeClipFrames(
   file: string,
   outDir: string,
   npyName: string,
-  opts: { size: number; maxFrames: number },
+  opts: { size: number; maxFrames: number; preprocessing?: Preprocessing },
 ): Promise<FramesEntry> {
   const clip = await decodeFrameBytes(file, opts);
   writeFileSync(path.join(outDir, npyName), toNpy(clip.bytes, [clip.count, 1, opts.size, opts.size], 'u1'));
   return { npy: npyName, frames: clip.count, decodedFrames: clip.decodedFrames, frameIndices: clip.frameIndices };
 }
 
-export interface TrainingSetItem extends PocusItem, FramesEntry {
+export interface TrainingSetItem extends LusItem, FramesEntry {
   sha256: string;
 }
 
 export interface TrainingSet {
-  dataset: 'pocus';
+  /** 'pocus' (POCUS alone, as 1.1.x) or 'pocus+covid-blues'. */
+  dataset: string;
+  /** The POCUS directory (the parity fixture's clip is there). */
   dataDir: string;
+  /** Each collection's directory: an item's `file` is relative to dataDirs[item.dataset]. */
+  dataDirs: Partial<Record<DatasetName, string>>;
+  /** The decoder's preprocessing the frames were made with (absent: letterbox). */
+  preprocessing?: Preprocessing;
   size: number;
   maxFrames: number;
   scale: '1/255';
@@ -60,8 +70,8 @@ export const LABELS_CSV_COLUMNS = [
   'diagnosis',
   'triage',
   'severity',
-  // The B-line expert's target: the item's clip-level B-lines flag (1, 0, empty when not annotated).
-  'b_lines',
+  'dataset',
+  ...BIOMARKERS,
 ];
 
 function csvCell(v: unknown): string {
@@ -69,26 +79,36 @@ function csvCell(v: unknown): string {
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export async function exportPocusTrainingSet(
-  dataDir: string,
+export async function exportTrainingSet(
+  dirs: CollectionDirs,
   outDir: string,
-  opts: { size: number; maxFrames: number; folds?: number; log?: (line: string) => void },
+  opts: {
+    size: number;
+    maxFrames: number;
+    folds?: number;
+    preprocessing?: Preprocessing;
+    log?: (line: string) => void;
+  },
 ): Promise<TrainingSet> {
-  const items = loadPocus(dataDir, opts.folds);
+  const items = loadCollections(dirs, opts.folds);
+  const dataDirs: Partial<Record<DatasetName, string>> = { pocus: path.resolve(dirs.pocus) };
+  if (dirs.blues) dataDirs['covid-blues'] = path.resolve(dirs.blues);
   const framesDir = path.join(outDir, 'frames');
   mkdirSync(framesDir, { recursive: true });
   const out: TrainingSetItem[] = [];
   for (const item of items) {
-    const abs = path.join(dataDir, item.file);
+    const abs = path.join(dataDirs[item.dataset]!, item.file);
     const frames = await writeClipFrames(abs, framesDir, `${item.name}.npy`, opts);
     out.push({ ...item, ...frames, npy: `frames/${frames.npy}`, sha256: sha256Hex(readFileSync(abs)) });
     opts.log?.(
-      `${item.name}: ${frames.frames} of ${frames.decodedFrames} frames, fold ${item.fold}, group ${item.group}`,
+      `${item.name}: ${frames.frames} of ${frames.decodedFrames} frames, fold ${item.fold}, source ${item.source}`,
     );
   }
   const set: TrainingSet = {
-    dataset: 'pocus',
-    dataDir: path.resolve(dataDir),
+    dataset: dirs.blues ? 'pocus+covid-blues' : 'pocus',
+    dataDir: dataDirs.pocus!,
+    dataDirs,
+    ...(opts.preprocessing ? { preprocessing: opts.preprocessing } : {}),
     size: opts.size,
     maxFrames: opts.maxFrames,
     scale: '1/255',
@@ -102,7 +122,7 @@ export async function exportPocusTrainingSet(
   writeFileSync(path.join(outDir, 'dataset.json'), JSON.stringify(set, null, 1) + '\n');
   const rows = out.map((i) =>
     [
-      path.join(set.dataDir, i.file),
+      path.join(dataDirs[i.dataset]!, i.file),
       i.name,
       i.sha256,
       i.group,
@@ -111,11 +131,28 @@ export async function exportPocusTrainingSet(
       i.diagnosis,
       i.triage,
       i.severity,
-      i.biomarkers.b_lines,
+      i.dataset,
+      ...BIOMARKERS.map((b) => i.biomarkers[b]),
     ]
       .map(csvCell)
       .join(','),
   );
   writeFileSync(path.join(outDir, 'labels.csv'), [LABELS_CSV_COLUMNS.join(','), ...rows].join('\n') + '\n');
   return set;
+}
+
+/** The POCUS collection in `dataDir`, with COVID-BLUES when `opts.blues` names it (POCUS alone: the 1.1.x set). */
+export function exportPocusTrainingSet(
+  dataDir: string,
+  outDir: string,
+  opts: {
+    size: number;
+    maxFrames: number;
+    folds?: number;
+    preprocessing?: Preprocessing;
+    blues?: string;
+    log?: (line: string) => void;
+  },
+): Promise<TrainingSet> {
+  return exportTrainingSet({ pocus: dataDir, ...(opts.blues ? { blues: opts.blues } : {}) }, outDir, opts);
 }

@@ -12,8 +12,9 @@ import * as path from 'node:path';
 import { BIOMARKERS, type Biomarker } from '../../core/biomarkers';
 import { parseCsv } from '../csv';
 
-export const DIAGNOSES = ['covid', 'pneumonia', 'healthy'] as const;
-export type Diagnosis = (typeof DIAGNOSES)[number];
+import { DIAGNOSES, type Diagnosis, type LusItem } from './items';
+
+export { DIAGNOSES, type Diagnosis };
 
 /** metadata.csv column holding each biomarker's clip-level flag (1, 0 or empty = not annotated). */
 export const BIOMARKER_COLUMNS: Record<Biomarker, string> = {
@@ -37,7 +38,8 @@ const LABEL_TO_DIAGNOSIS: Record<string, Diagnosis> = {
   regular: 'healthy',
 };
 
-export interface PocusItem {
+export interface PocusItem extends LusItem {
+  dataset: 'pocus';
   /** File name without extension, as metadata.csv spells it. */
   name: string;
   /** Path relative to the data directory. */
@@ -194,6 +196,7 @@ export function loadPocus(dataDir: string, k = DEFAULT_FOLDS): PocusItem[] {
       BIOMARKERS.map((b) => [b, flag(r[BIOMARKER_COLUMNS[b]], BIOMARKER_COLUMNS[b], name)]),
     ) as Record<Biomarker, 0 | 1 | null>;
     return {
+      dataset: 'pocus',
       name,
       file,
       kind: (r['Type'] ?? '').toLowerCase() === 'image' ? 'image' : 'video',

@@ -32,6 +32,7 @@ import { scanIdFromContent, sha256Hex } from '../../core/scan-id';
 import { FeaturesDocument, type ExtractorEntry } from '../../core/schemas';
 import type { FeaturesRecord } from './data';
 import { TrainingDataError } from './errors';
+import type { DecodedFramesMemo } from './frames-memo';
 
 /** Relative to the working directory, like the training exports under .sonomark/. */
 export const DEFAULT_CACHE_DIR = '.sonomark';
@@ -94,6 +95,8 @@ export interface ClipFeaturesDeps {
   /** Cache problems worth telling the user (a stale or corrupt entry). */
   readonly warn?: (line: string) => void;
   readonly now?: () => Date;
+  /** Decoded frames shared by the extractors of one training run (a miss decodes as usual). */
+  readonly frames?: DecodedFramesMemo;
 }
 
 /** Features of one clip: from the cache when these bytes met this extractor before, else extracted and cached. */
@@ -109,9 +112,10 @@ export async function clipFeatures(file: string, deps: ClipFeaturesDeps): Promis
     // The bytes that were hashed are the bytes decoded: the cache key always describes the pixels.
     clip: bytes,
     scanId: scanIdFromContent(LOCAL_SCOPE, LOCAL_SCOPE, sha256),
-    session: await deps.session(),
+    session: deps.frames ? deps.frames.session(await deps.session(), sha256) : await deps.session(),
     entry: deps.entry,
     now: deps.now,
+    ...(deps.frames ? { decodeWith: deps.frames.frames.bind(deps.frames, sha256) } : {}),
   });
   writeCachedFeatures(cacheFile, features);
   return { ...base, cached: false, features };
@@ -159,6 +163,8 @@ export interface FeaturesJsonlOptions {
   /** @default 'auto' (CUDA when installed, else CPU) */
   readonly executionProvider?: ExecutionProviderChoice;
   readonly log?: (line: string) => void;
+  /** See ClipFeaturesDeps.frames. */
+  readonly frames?: DecodedFramesMemo;
 }
 
 /**
@@ -194,6 +200,7 @@ export async function writeFeaturesJsonl(opts: FeaturesJsonlOptions): Promise<{ 
               warn: log,
             })),
           warn: (line) => log(`  ${line}`),
+          ...(opts.frames ? { frames: opts.frames } : {}),
         });
         if (record.cached) cached++;
         writeSync(fd, JSON.stringify(record) + '\n');

@@ -38,27 +38,36 @@ from sonomark_train.train import (  # noqa: E402
     train_mil,
 )
 
-# The shipped recipe (1.1.0, re-exported as 1.1.1). Chosen by mean grouped-CV AUC among the --experiment variants listed
-# in the model card; 1.0.0 was steps 450, weight_decay 1e-3, ssl_steps 300, no frame_norm or dropout.
+# The recipe. 1.1.x (POCUS only, letterbox frames) was this without device_aug and source_balance, chosen by mean
+# grouped-CV AUC among the --experiment variants in its card; 1.0.0 was steps 450, weight_decay 1e-3, ssl_steps 300,
+# no frame_norm or dropout. 1.2.0 (both collections, roi-1 frames) adds the device imitations and source balancing
+# (sonomark_train/augment.py device_augment, train.py source_sampler); --set device_aug=0 source_balance=0 turns them off.
 CONFIG = {
     "embedding_dim": 48,
-    "steps": 900,
+    # 1.1.x: steps 900, ssl_steps 1000. 1.2.0 was trained with 240 and 120: the seven fits of the source-fold
+    # protocol (five folds, COVID-BLUES held out, the final model) had to share about 0.5 of a CPU core with five
+    # other engineers for under an hour. A budget, not a choice: the 1.1.x card measured 0.730 (450/300) against
+    # 0.745 (900/1000) in grouped CV, so expect more steps to help; a GPU or a quiet machine should restore them.
+    "steps": 240,
     "batch_clips": 12,
     "frames_per_clip": 8,
     "lr": 2e-3,
     "weight_decay": 1e-2,
-    "ssl_steps": 1000,
+    "ssl_steps": 120,
     "ssl_batch": 24,
     "ssl_lr": 2e-3,
     "ssl_temperature": 0.2,
     "frame_norm": True,
     "dropout": 0.2,
+    "device_aug": 0.5,
+    "source_balance": 0.5,
 }
 # Opt-in recipe switches (absent means off), tried with --experiment and not in the shipped recipe.
 # train_fraction (< 1, --experiment only) is not a recipe but a learning-curve point: each fold trains on a
 # seeded random subset of its training groups, tested on the same held-out fold.
 OPTIONAL = ("aux_diagnosis", "ema", "extra_conv", "train_fraction")
 QUICK = {"steps": 60, "ssl_steps": 40}
+# The end-to-end baseline and the per-source models of the leave-one-source-out protocol: see run_loso.
 PARITY_CLIP = "Reg-Atlas"
 PARITY_FRAMES = 16
 OPSET = 13
@@ -146,6 +155,28 @@ def biomarker_report(data, oof):
     return {"per_biomarker": rows, "mean_auc": float(np.mean(valid)) if valid else None}
 
 
+def subset_report(data, oof, keep):
+    """biomarker_report restricted to the out-of-fold records whose item passes keep(index)."""
+    return biomarker_report(data, [r for r in oof if keep(r["index"])])
+
+
+def balanced_accuracy(data, recs):
+    """Diagnosis balanced accuracy of e2e records (labelled items only), with its group-bootstrap 95% CI."""
+    recs = [r for r in recs if data.diagnosis[r["index"]] >= 0 and "diagnosis" in r]
+    if not recs:
+        return None
+    y = np.array([int(data.diagnosis[r["index"]]) for r in recs])
+    p = np.array([int(np.argmax(r["diagnosis"])) for r in recs])
+    g = [data.group[r["index"]] for r in recs]
+
+    def bacc(yy, pp):
+        classes = np.unique(yy)
+        return float(np.mean([(pp[yy == c] == c).mean() for c in classes])) if len(classes) > 1 else None
+
+    return {"n": len(recs), "classes": sorted({data.diagnoses[c] for c in y}),
+            "balanced_accuracy": bacc(y, p), "ci95": group_bootstrap_ci(y, p, g, stat=bacc)}
+
+
 def subsample_groups(data, train_idx, fraction, seed):
     """Whole training groups, in a seeded random order, until they hold `fraction` of the training clips.
 
@@ -186,10 +217,25 @@ def run_cv(variant, data, cfg, folds, seed, device, out_dir):
 
 
 def run_loso(data, cfg, args, device):
-    """One extractor per source, trained on every other source: the experts' leave-one-source-out
-    evaluation then reads features from an extractor that never saw the held-out source."""
-    with open(os.path.join(args.out, "report.json")) as f:
-        kept = json.load(f)["kept"]
+    """One extractor per held-out source, for the leave-one-source-out evaluation: the experts' fit that
+    holds source s out reads features from source-<s>.onnx, an extractor that never saw s.
+
+    The folds of the combined set hold whole POCUS sources (training/datasets/items.ts), so a source whose
+    items all lie in fold f is scored by the fold-f model of the cross-validation (trained without fold f,
+    hence without s and the other sources of that fold): copied, not retrained, which is what makes the
+    protocol fit on two CPU cores. A source spread over folds (COVID-BLUES, split by patient) gets its own
+    model trained on every other source, plus the end-to-end baseline on the same split. Their held-out
+    predictions and the per-source numbers go to loso/<recipe>/cross_source.json.
+    """
+    import shutil
+
+    report_file = os.path.join(args.out, "report.json")
+    only = set(args.loso_sources.split(",")) if args.loso_sources else None
+    if only is None or os.path.exists(report_file):
+        with open(report_file) as f:
+            kept = json.load(f)["kept"]
+    else:
+        kept = args.recipe
     sources = sorted({it["source"] for it in data.items}, key=lambda s: (len(s), s))
     out_dir = os.path.join(args.out, "loso", kept)
     os.makedirs(out_dir, exist_ok=True)
@@ -197,15 +243,84 @@ def run_loso(data, cfg, args, device):
     # remove an older one first, so a run that stops halfway never passes for a finished one.
     if os.path.exists(os.path.join(out_dir, "times.json")):
         os.remove(os.path.join(out_dir, "times.json"))
-    times = []
+    times, held_out = [], {}
     for s in sources:
+        if only is not None and s not in only:
+            continue
+        test_idx = [i for i, it in enumerate(data.items) if it["source"] == s]
+        saved = os.path.join(out_dir, f"held-out-{s}.json")
+        if only is None and os.path.exists(saved):
+            with open(saved) as f:
+                prev = json.load(f)
+            if prev["config"] == cfg and prev["seed"] == args.seed and os.path.exists(os.path.join(out_dir, f"source-{s}.onnx")):
+                log(f"[loso {kept}] source {s}: model and predictions from an earlier --loso-sources run")
+                held_out[s] = prev["held_out"]
+                times.append(prev["times"])
+                continue
+        folds = sorted({int(data.fold[i]) for i in test_idx})
+        fold_model = os.path.join(args.out, "folds", kept, f"fold-{folds[0]}.onnx")
+        if len(folds) == 1 and os.path.exists(fold_model) and not args.loso_retrain:
+            shutil.copyfile(fold_model, os.path.join(out_dir, f"source-{s}.onnx"))
+            times.append({"source": s, "train_s": 0.0, "reused_fold": folds[0]})
+            log(f"[loso {kept}] source {s}: the fold-{folds[0]} model (trained without it)")
+            continue
         train_idx = [i for i, it in enumerate(data.items) if it["source"] != s]
-        log(f"[loso {kept}] source {s}: {len(train_idx)} train clips, {len(data) - len(train_idx)} held out")
-        model, t = fit(kept, data, train_idx, cfg, args.seed + 7919 * (sources.index(s) + 1), device)
+        log(f"[loso {kept}] source {s}: {len(train_idx)} train clips, {len(test_idx)} held out")
+        seed = args.seed + 7919 * (sources.index(s) + 1)
+        model, t = fit(kept, data, train_idx, cfg, seed, device)
         export_onnx(model, os.path.join(out_dir, f"source-{s}.onnx"), data.size)
+        preds = predict_clips(model, data, test_idx, device)
+        rec = {"extractor": subset_report(data, preds, lambda i: True)}
+        if not args.no_e2e:
+            e2e, te = fit("e2e-ssl" if kept == "ssl" else "e2e", data, train_idx, cfg, seed, device)
+            e2e_preds = predict_clips(e2e, data, test_idx, device)
+            rec["e2e"] = balanced_accuracy(data, e2e_preds)
+            rec["e2e_times"] = te
+        held_out[s] = dict(rec, predictions=[{"name": data.items[p["index"]]["name"], **p} for p in preds])
         times.append(dict(t, source=s))
+        with open(saved, "w") as f:
+            json.dump({"config": cfg, "seed": args.seed, "held_out": held_out[s], "times": times[-1]}, f)
+    if only is not None:
+        return
+    cross = cross_source_summary(data, args, kept, held_out)
+    with open(os.path.join(out_dir, "cross_source.json"), "w") as f:
+        json.dump(cross, f, indent=1)
     with open(os.path.join(out_dir, "times.json"), "w") as f:
         json.dump({"recipe": kept, "config": cfg, "seed": args.seed, "sources": sources, "times": times}, f, indent=1)
+
+
+def cross_source_summary(data, args, kept, held_out):
+    """Per source: the biomarker AUCs of the extractor that never saw it (and the e2e baseline's diagnosis)."""
+    with open(os.path.join(args.out, "oof.json")) as f:
+        oof = json.load(f)
+    by_name = {it["name"]: i for i, it in enumerate(data.items)}
+    fold_oof = [dict(r, index=by_name[r["name"]]) for r in oof["items"]]
+    e2e_oof = [dict(r, index=by_name[r["name"]]) for r in oof["e2e"]]
+    out = {"recipe": kept, "sources": {}}
+    pocus = lambda i: data.dataset[i] == "pocus"  # noqa: E731
+    out["pocus_cross_source"] = {
+        "protocol": "each POCUS item scored by the fold model trained without its whole source (source-folds)",
+        "extractor": subset_report(data, fold_oof, pocus),
+        "e2e": balanced_accuracy(data, [r for r in e2e_oof if pocus(r["index"])]),
+    }
+    blues = lambda i: data.dataset[i] == "covid-blues"  # noqa: E731
+    if any(blues(i) for i in range(len(data))):
+        out["covid_blues_held_out_patients"] = {
+            "protocol": "COVID-BLUES items scored by the fold model trained without their patients (other BLUES patients seen)",
+            "extractor": subset_report(data, fold_oof, blues),
+            "e2e": balanced_accuracy(data, [r for r in e2e_oof if blues(r["index"])]),
+        }
+    for s in sorted({data.source[i] for i in range(len(data))}, key=lambda s: (len(s), s)):
+        if s in held_out:
+            h = held_out[s]
+            out["sources"][s] = {"n": len(h["predictions"]), "model": f"source-{s}.onnx (trained without {s})",
+                                 "extractor": h["extractor"], "e2e": h.get("e2e")}
+        else:
+            keep = lambda i, s=s: data.source[i] == s  # noqa: E731
+            out["sources"][s] = {"n": sum(1 for i in range(len(data)) if keep(i)), "model": "its fold model",
+                                 "extractor": subset_report(data, fold_oof, keep),
+                                 "e2e": balanced_accuracy(data, [r for r in e2e_oof if keep(r["index"])])}
+    return out
 
 
 def reproduce(data, args, device):
@@ -224,6 +339,77 @@ def reproduce(data, args, device):
         raise SystemExit(1)
 
 
+def write_final(data, cfg, kept, args, device):
+    """The shipped model: every clip, the kept recipe; its ONNX, state dict and parity fixtures."""
+    log("[final] training on all clips")
+    final, times_final = fit(kept, data, list(range(len(data))), cfg, args.seed, device)
+    final = final.cpu().eval()
+    export_onnx(final, os.path.join(args.out, "extractor.onnx"), data.size)
+    torch.save(final.state_dict(), os.path.join(args.out, "extractor.pt"))
+    # Parity fixture: PyTorch outputs on the first frames of a fixed clip, and the sha256 of the tensor it read.
+    i = next(j for j, it in enumerate(data.items) if it["name"] == PARITY_CLIP)
+    with torch.no_grad():
+        probs, emb = ExportWrapper(final)(data.clip(i)[:PARITY_FRAMES])
+    with open(os.path.join(args.out, "parity.json"), "w") as f:
+        json.dump({
+            "clip": data.items[i]["file"],
+            "tensorSha256": data.tensor_sha256(i),
+            "frames": PARITY_FRAMES,
+            "biomarkers": probs.tolist(),
+            "embedding": emb.tolist(),
+        }, f)
+    write_full_parity(final, data, args.out)
+    return {"times": times_final, "parameters": parameter_count(final)}
+
+
+def run_stage(stage, data, cfg, folds, args, device, hardware, positives, unlearnable, started):
+    """One part of the recipe (--stage). The kept recipe is --recipe (no nossl/ssl comparison here)."""
+    kept = args.recipe
+    parts = os.path.join(args.out, "cv-parts")
+    os.makedirs(parts, exist_ok=True)
+    if stage == "cv":
+        for f in folds:
+            oof, times = run_cv(kept, data, cfg, [f], args.seed, device, args.out)
+            with open(os.path.join(parts, f"{kept}-fold{f}.json"), "w") as fh:
+                json.dump({"config": cfg, "seed": args.seed, "oof": oof, "times": times}, fh)
+        return
+    if stage == "final":
+        final = write_final(data, cfg, kept, args, device)
+        with open(os.path.join(parts, f"{kept}-final.json"), "w") as fh:
+            json.dump({"config": cfg, "seed": args.seed, **final}, fh)
+        return
+    # report: every fold's part and the final model's, made with this config and seed.
+    oof, times = [], []
+    for f in range(data.n_folds):
+        with open(os.path.join(parts, f"{kept}-fold{f}.json")) as fh:
+            part = json.load(fh)
+        if part["config"] != cfg or part["seed"] != args.seed:
+            raise SystemExit(f"cv-parts/{kept}-fold{f}.json was made with another config or seed: rerun --stage cv")
+        oof.extend(part["oof"])
+        times.extend(part["times"])
+    with open(os.path.join(parts, f"{kept}-final.json")) as fh:
+        final = json.load(fh)
+    if final["config"] != cfg or final["seed"] != args.seed:
+        raise SystemExit(f"cv-parts/{kept}-final.json was made with another config or seed: rerun --stage final")
+    wall = sum(t.get("ssl_s", 0) + t["train_s"] for t in times) + final["times"].get("ssl_s", 0) + final["times"]["train_s"]
+    report = {"config": cfg, "seed": args.seed, "hardware": hardware, "positives": positives, "unlearnable": unlearnable,
+              "dropped_upstream": data.meta.get("dropped", {}), "folds": data.n_folds,
+              "cv": {kept: dict(biomarker_report(data, oof), times=times, wall_s=sum(t.get("ssl_s", 0) + t["train_s"] for t in times))},
+              "kept": kept,
+              "e2e": {"variant": "e2e-ssl" if kept == "ssl" else "e2e", "times": [], "wall_s": 0, "balanced_accuracy": None,
+                      "not_run": "left out (--stage runs; the CPU budget)"},
+              "final": {"times": final["times"], "parameters": final["parameters"]},
+              "stages": "cv, final and report run as separate processes; wall_s is the sum of the fits' training times",
+              "wall_s": wall}
+    with open(os.path.join(args.out, "oof.json"), "w") as fh:
+        json.dump({"labels": data.labels, "diagnoses": data.diagnoses,
+                   "items": [{"name": data.items[r["index"]]["name"], "sha256": data.items[r["index"]]["sha256"], **r} for r in oof],
+                   "e2e": []}, fh)
+    with open(os.path.join(args.out, "report.json"), "w") as fh:
+        json.dump(report, fh, indent=1)
+    log(f"[report] mean AUC {report['cv'][kept]['mean_auc']} → {args.out}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -236,6 +422,18 @@ def main():
     ap.add_argument("--experiment", metavar="TAG",
                     help="cross-validate one recipe (--recipe, --set) and write experiments/TAG.json; nothing is shipped")
     ap.add_argument("--recipe", choices=["ssl", "nossl"], default="ssl")
+    ap.add_argument("--compare-ssl", action="store_true",
+                    help="cross-validate the recipe without pretraining too and keep the better (1.1.x did; 1.2.0 keeps ssl, as measured then, to fit the CPU)")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end baseline")
+    ap.add_argument("--stage", choices=["all", "cv", "final", "report"], default="all",
+                    help="run one part of the recipe, so parts can run side by side on a shared CPU: cv (--folds, kept "
+                         "recipe: fold models and cv-parts/), final (the shipped model and its parity), report (report.json "
+                         "and oof.json from the parts); all = the whole recipe in one process")
+    ap.add_argument("--loso-sources", default=None,
+                    help="--loso: only train the models of these comma-separated sources (their held-out predictions are "
+                         "kept for a later --loso, which copies the fold models and writes times.json)")
+    ap.add_argument("--loso-retrain", action="store_true",
+                    help="--loso: train one model per source even where a fold model never saw it")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a CONFIG value (JSON value)")
     ap.add_argument("--reproduce", metavar="ONNX",
                     help="retrain the final model with the recipe, config and seed in --out's report.json and compare its ONNX sha256 with this file")
@@ -276,6 +474,9 @@ def main():
     if args.loso:
         run_loso(data, cfg, args, device)
         return
+    if args.stage != "all":
+        run_stage(args.stage, data, cfg, folds, args, device, hardware, positives, unlearnable, started)
+        return
     if args.reproduce:
         reproduce(data, args, device)
         return
@@ -292,22 +493,25 @@ def main():
     report = {"config": cfg, "seed": args.seed, "hardware": hardware, "positives": positives, "unlearnable": unlearnable,
               "dropped_upstream": data.meta.get("dropped", {}), "folds": data.n_folds, "cv": {}}
     oofs = {}
-    for variant in ("nossl", "ssl"):
+    for variant in (("nossl", "ssl") if args.compare_ssl else ("ssl",)):
         t0 = time.time()
         oof, times = run_cv(variant, data, cfg, folds, args.seed, device, args.out)
         oofs[variant] = oof
         report["cv"][variant] = dict(biomarker_report(data, oof), times=times, wall_s=time.time() - t0)
         log(f"[{variant}] mean AUC {report['cv'][variant]['mean_auc']}")
     # Keep pretraining only if it helps in cross-validation.
-    keep_ssl = (report["cv"]["ssl"]["mean_auc"] or 0) > (report["cv"]["nossl"]["mean_auc"] or 0)
+    keep_ssl = "nossl" not in report["cv"] or (report["cv"]["ssl"]["mean_auc"] or 0) > (report["cv"]["nossl"]["mean_auc"] or 0)
     kept = "ssl" if keep_ssl else "nossl"
     report["kept"] = kept
     log(f"kept recipe: {kept}")
 
     e2e_variant = "e2e-ssl" if keep_ssl else "e2e"
     t0 = time.time()
-    oof_e2e, times_e2e = run_cv(e2e_variant, data, cfg, folds, args.seed, device, args.out)
-    report["e2e"] = {"variant": e2e_variant, "times": times_e2e, "wall_s": time.time() - t0}
+    oof_e2e, times_e2e = ([], []) if args.no_e2e else run_cv(e2e_variant, data, cfg, folds, args.seed, device, args.out)
+    # Only items labelled for diagnosis are scored (the others never trained it either).
+    oof_e2e = [r for r in oof_e2e if data.diagnosis[r["index"]] >= 0]
+    report["e2e"] = {"variant": e2e_variant, "times": times_e2e, "wall_s": time.time() - t0,
+                     "balanced_accuracy": balanced_accuracy(data, oof_e2e)}
 
     # Out-of-fold predictions, for the experts' evaluation report (metrics computed in TypeScript).
     with open(os.path.join(args.out, "oof.json"), "w") as f:

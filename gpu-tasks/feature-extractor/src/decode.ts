@@ -17,6 +17,13 @@
  * range, and its colour handling changed in later releases, so the bundled ffmpeg
  * and the container's could disagree on the border. Frames come out as a PGM
  * stream so each one carries its own width and height.
+ *
+ * Preprocessing `roi-1` (DecodeOptions.preprocessing, from the manifest's extractor `input`;
+ * `letterbox`, the above, when absent): a first ffmpeg pass streams every frame fitted into
+ * ROI_ANALYSIS_SIZE through per-pixel statistics (no frame is kept), which find the ultrasound
+ * image region (roi.ts); a second pass decodes only the sampled frames, cropped to that region in
+ * the source's own pixels and fitted into the square; then the mask and intensity normalisation.
+ * Memory stays bounded by the frames kept, not by the clip's length.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
@@ -38,6 +45,10 @@ import {
 export { DEFAULT_FRAME_SIZE, DEFAULT_MAX_FRAMES, MAX_DECODED_FRAMES, uniformSampleIndices };
 import { isDicomPart10 } from '../../../core/dicom/header';
 import { readDicomFrames, type DicomClipInfo, type RawFrames } from './dicom';
+import type { Preprocessing } from '../../../core/schemas';
+import { cropFractions, findRegion, FrameStats, maskAndNormalise, outputMask, ROI_ANALYSIS_SIZE } from './roi';
+
+export type { Preprocessing };
 
 /** Wall-clock limit for one ffmpeg run; a decompression bomb or a pathological file is killed. */
 export const DEFAULT_DECODE_TIMEOUT_MS = 120_000;
@@ -65,6 +76,8 @@ export interface DecodeOptions {
   readonly maxDecodedFrames?: number;
   /** DICOM only: the secret salt of the study/series pseudonyms. @default none (no pseudonyms) */
   readonly pseudonymSalt?: string;
+  /** How frames are made (the manifest's extractor input.preprocessing). @default 'letterbox' */
+  readonly preprocessing?: Preprocessing;
 }
 
 export interface DecodedClip {
@@ -104,6 +117,7 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
 
   const ffmpeg = opts.ffmpegPath ?? defaultFfmpegPath();
   const timeoutMs = opts.timeoutMs ?? DEFAULT_DECODE_TIMEOUT_MS;
+  const preprocessing = opts.preprocessing ?? 'letterbox';
 
   const inputSize = typeof input === 'string' ? await fileSize(input) : input.length;
   if (inputSize === 0)
@@ -117,6 +131,7 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
       maxDecodedFrames: maxDecoded,
       ffmpegPath: ffmpeg,
       timeoutMs,
+      preprocessing,
     });
   }
   // The GPU job's own guard: the same sniffer and header reader as Validate, so bytes Validate
@@ -133,6 +148,13 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
     if (typeof input === 'string') await symlink(path.resolve(input), file);
     // A file, not a stdin pipe: MP4/MOV with the index (moov) at the end need a seekable input.
     else await writeFile(file, input, { mode: 0o600 });
+    if (preprocessing === 'roi-1') {
+      const argsFor =
+        (vf: string): typeof ffmpegArgs =>
+        (f, sz, limit, timing) =>
+          ffmpegArgs(f, sz, limit, timing, row.demuxer, vf);
+      return await decodeRoi(ffmpeg, file, row, { size, maxFrames, maxDecoded, timeoutMs }, argsFor);
+    }
     const stream = await runFfmpeg(ffmpeg, file, size, maxDecoded + 1, timeoutMs, row);
     const frames = parsePgmStream(stream);
     const decoded = frames.length;
@@ -211,12 +233,8 @@ export function ffmpegArgs(
   frameLimit: number,
   timing: 'vsync' | 'fps_mode',
   demuxer?: string,
+  filter: string = fitFilter(size),
 ): string[] {
-  const s = String(size);
-  const wide = 'gte(iw*sar,ih)';
-  const w = `'if(${wide},${s},trunc(${s}*iw*sar/ih+0.5))'`;
-  const h = `'if(${wide},trunc(${s}*ih/(iw*sar)+0.5),${s})'`;
-  const filter = `scale=w=${w}:h=${h}:flags=area+accurate_rnd+bitexact:out_range=full,format=gray`;
   return [
     '-hide_banner',
     '-nostdin',
@@ -260,6 +278,29 @@ export function ffmpegArgs(
   ];
 }
 
+/**
+ * The letterbox filter: fit the display shape (width × sample aspect ratio) inside size×size, area
+ * averaging, full-range gray. `roi-1` runs it after its own select and crop.
+ */
+export function fitFilter(size: number): string {
+  const s = String(size);
+  const wide = 'gte(iw*sar,ih)';
+  const w = `'if(${wide},${s},trunc(${s}*iw*sar/ih+0.5))'`;
+  const h = `'if(${wide},trunc(${s}*ih/(iw*sar)+0.5),${s})'`;
+  return `scale=w=${w}:h=${h}:flags=area+accurate_rnd+bitexact:out_range=full,format=gray`;
+}
+
+/** ffmpeg's select filter for these decoded-frame indices (ascending), each frame once. */
+export function selectFilter(indices: readonly number[]): string {
+  return `select='${indices.map((i) => `eq(n,${i})`).join('+')}'`;
+}
+
+/** ffmpeg's crop filter for a region given as fractions of the picture (exact: odd offsets allowed). */
+export function cropFilter(c: { x: number; y: number; w: number; h: number }): string {
+  const f = (v: number) => v.toFixed(6);
+  return `crop=w='max(1,iw*${f(c.w)})':h='max(1,ih*${f(c.h)})':x='iw*${f(c.x)}':y='ih*${f(c.y)}':exact=1`;
+}
+
 interface PgmFrame {
   readonly width: number;
   readonly height: number;
@@ -292,12 +333,54 @@ export function parsePgmStream(buf: Uint8Array): PgmFrame[] {
   return frames;
 }
 
+/** parsePgmStream for a stream: frames are handed to `onFrame` as they complete, then dropped. */
+export class PgmStreamParser {
+  private pending: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly onFrame: (f: PgmFrame) => void) {}
+
+  push(chunk: Buffer): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    for (;;) {
+      // A header is "P5", width, height, 255, each followed by one whitespace byte: well under 64 bytes.
+      const head = this.pending.subarray(0, 64).toString('latin1');
+      const m = /^P5\s(\d+)\s(\d+)\s255\s/.exec(head);
+      if (!m) {
+        if (this.pending.length >= 64 || (this.pending.length > 0 && !'P5'.startsWith(head.slice(0, 2)))) {
+          throw new DecodeError(
+            'DECODE_FAILED',
+            'The clip could not be decoded: ffmpeg produced malformed frame data.',
+          );
+        }
+        return;
+      }
+      const width = Number(m[1]);
+      const height = Number(m[2]);
+      const start = m[0].length;
+      if (this.pending.length < start + width * height) return;
+      this.onFrame({ width, height, data: new Uint8Array(this.pending.subarray(start, start + width * height)) });
+      this.pending = this.pending.subarray(start + width * height);
+    }
+  }
+
+  /** After the stream: nothing may be left over. */
+  end(): void {
+    if (this.pending.length > 0) {
+      throw new DecodeError('DECODE_FAILED', 'The clip could not be decoded: ffmpeg produced malformed frame data.');
+    }
+  }
+}
+
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
-/** Copies a frame (at most size×size) into the centre of a black size×size canvas at `offset`. */
-function padInto(out: Uint8Array, offset: number, size: number, f: PgmFrame): void {
+/**
+ * Copies a frame (at most size×size) into the centre of a black size×size canvas at `offset`; with
+ * `top`, centred across but against the top edge (roi-1: the probe face is at the top of every scan,
+ * and a region one pixel taller or shorter then moves only its bottom row, not the whole picture).
+ */
+function padInto(out: Uint8Array, offset: number, size: number, f: PgmFrame, top = false): void {
   if (f.width > size || f.height > size) {
     throw new DecodeError(
       'DECODE_FAILED',
@@ -305,7 +388,7 @@ function padInto(out: Uint8Array, offset: number, size: number, f: PgmFrame): vo
     );
   }
   const x0 = Math.floor((size - f.width) / 2);
-  const y0 = Math.floor((size - f.height) / 2);
+  const y0 = top ? 0 : Math.floor((size - f.height) / 2);
   for (let y = 0; y < f.height; y++) {
     out.set(f.data.subarray(y * f.width, (y + 1) * f.width), offset + (y0 + y) * size + x0);
   }
@@ -323,13 +406,15 @@ async function runFfmpeg(
   timeoutMs: number,
   row: FormatRow,
   argsFor: typeof ffmpegArgs = ffmpegArgs,
+  sink?: () => (chunk: Buffer) => void,
 ): Promise<Buffer> {
   const known = timingOption.get(ffmpeg);
   const args = (timing: 'vsync' | 'fps_mode') => argsFor(file, size, frameLimit, timing, row.demuxer);
-  const first = await spawnFfmpeg(ffmpeg, args(known ?? 'fps_mode'), size, frameLimit, timeoutMs);
+  // A sink is made per run: a first run refused for its timing option must not leave half a stream in it.
+  const first = await spawnFfmpeg(ffmpeg, args(known ?? 'fps_mode'), size, frameLimit, timeoutMs, sink?.());
   if (known === undefined && first.code !== 0 && /Unrecognized option 'fps_mode'/.test(first.stderr)) {
     timingOption.set(ffmpeg, 'vsync');
-    return checked(await spawnFfmpeg(ffmpeg, args('vsync'), size, frameLimit, timeoutMs), row);
+    return checked(await spawnFfmpeg(ffmpeg, args('vsync'), size, frameLimit, timeoutMs, sink?.()), row);
   }
   if (known === undefined && first.code === 0) timingOption.set(ffmpeg, 'fps_mode');
   return checked(first, row);
@@ -444,6 +529,7 @@ function spawnFfmpeg(
   size: number,
   frameLimit: number,
   timeoutMs: number,
+  sink?: (chunk: Buffer) => void,
 ): Promise<FfmpegResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
@@ -455,6 +541,7 @@ function spawnFfmpeg(
     let timedOut = false;
     /** This code killed it (timeout, output limit): its own reasons, not an outside kill. */
     let killedHere = false;
+    let sinkError: Error | undefined;
     const timer = setTimeout(() => {
       timedOut = true;
       killedHere = true;
@@ -463,8 +550,18 @@ function spawnFfmpeg(
     child.stdout.on('data', (c: Buffer) => {
       // -frames:v already bounds the output; this guards against an ffmpeg that ignores it.
       if (length < maxBytes) {
-        chunks.push(c);
         length += c.length;
+        if (!sink) chunks.push(c);
+        else if (!sinkError) {
+          try {
+            sink(c);
+          } catch (err) {
+            // Malformed output (or a picture-size change): stop ffmpeg and report it when the run ends.
+            sinkError = err as Error;
+            killedHere = true;
+            child.kill('SIGKILL');
+          }
+        }
       } else {
         killedHere = true;
         child.kill('SIGKILL');
@@ -488,10 +585,14 @@ function spawnFfmpeg(
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       runningDecoders.delete(child);
+      if (sinkError) {
+        reject(sinkError);
+        return;
+      }
       resolve({
         code,
         signal,
-        stdout: Buffer.concat(chunks, length),
+        stdout: sink ? Buffer.alloc(0) : Buffer.concat(chunks, length),
         stderr,
         timedOut,
         ...(signal && !killedHere ? { killedBy: signal } : {}),
@@ -605,7 +706,8 @@ export async function startsAsDicom(input: string | Buffer): Promise<boolean> {
   }
 }
 
-type ResolvedOptions = Required<Omit<DecodeOptions, 'pseudonymSalt'>> & Pick<DecodeOptions, 'pseudonymSalt'>;
+type ResolvedOptions = Required<Omit<DecodeOptions, 'pseudonymSalt' | 'preprocessing'>> &
+  Pick<DecodeOptions, 'pseudonymSalt'> & { readonly preprocessing: Preprocessing };
 
 async function decodeDicomBytes(bytes: Uint8Array, opts: ResolvedOptions): Promise<DecodedClipBytes> {
   const dicom = await readDicomFrames(bytes, {
@@ -630,9 +732,9 @@ async function decodeDicomBytes(bytes: Uint8Array, opts: ResolvedOptions): Promi
  * ffmpegArgs with a rawvideo input of known pixel format and size instead of a container:
  * the filter, bit-exact flags and PGM output stay exactly the ones every clip gets.
  */
-export function rawVideoArgs(raw: Pick<RawFrames, 'pixFmt' | 'width' | 'height'>): typeof ffmpegArgs {
+export function rawVideoArgs(raw: Pick<RawFrames, 'pixFmt' | 'width' | 'height'>, filter?: string): typeof ffmpegArgs {
   return (file, size, frameLimit, timing) => {
-    const args = ffmpegArgs(file, size, frameLimit, timing);
+    const args = ffmpegArgs(file, size, frameLimit, timing, undefined, filter);
     const wl = args.indexOf('-format_whitelist');
     if (wl >= 0) args[wl + 1] = 'rawvideo';
     const input = args.indexOf('-i');
@@ -644,7 +746,12 @@ export function rawVideoArgs(raw: Pick<RawFrames, 'pixFmt' | 'width' | 'height'>
 /** Raw 8-bit frames → [count, size, size] grey bytes, through the same ffmpeg scale and padding as clips. */
 export async function scaleRawFrames(
   raw: RawFrames,
-  opts: { readonly size: number; readonly ffmpegPath: string; readonly timeoutMs: number },
+  opts: {
+    readonly size: number;
+    readonly ffmpegPath: string;
+    readonly timeoutMs: number;
+    readonly preprocessing?: Preprocessing;
+  },
 ): Promise<Uint8Array> {
   const tempDir = await mkdtemp(path.join(tmpdir(), 'sonomark-decode-'));
   const file = path.join(tempDir, 'clip');
@@ -653,6 +760,17 @@ export async function scaleRawFrames(
       mode: 0o600,
     });
     const count = raw.frames.length;
+    if (opts.preprocessing === 'roi-1') {
+      // The frames are already the sampled ones: every one is kept.
+      const clip = await decodeRoi(
+        opts.ffmpegPath,
+        file,
+        formatRow('dicom') as FormatRow,
+        { size: opts.size, maxFrames: count, maxDecoded: count, timeoutMs: opts.timeoutMs },
+        (vf) => rawVideoArgs(raw, vf),
+      );
+      return clip.bytes;
+    }
     const stream = await runFfmpeg(
       opts.ffmpegPath,
       file,
@@ -676,4 +794,75 @@ export async function scaleRawFrames(
   } finally {
     await rm(tempDir, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------------------
+// roi-1: region of the ultrasound image, cropped, masked and normalised (roi.ts)
+// ---------------------------------------------------------------------------
+
+/**
+ * The two ffmpeg passes of `roi-1` on `file`. `argsFor(filter)` makes the ffmpeg arguments for the
+ * input (a container, or DICOM raw video) with that filter chain.
+ */
+async function decodeRoi(
+  ffmpeg: string,
+  file: string,
+  row: FormatRow,
+  o: { size: number; maxFrames: number; maxDecoded: number; timeoutMs: number },
+  argsFor: (filter: string) => typeof ffmpegArgs,
+): Promise<DecodedClipBytes> {
+  // Pass 1: every frame through the statistics; none kept.
+  let stats: FrameStats | undefined;
+  let decoded = 0;
+  let parser: PgmStreamParser | undefined;
+  const analysis = ROI_ANALYSIS_SIZE;
+  await runFfmpeg(ffmpeg, file, analysis, o.maxDecoded + 1, o.timeoutMs, row, argsFor(fitFilter(analysis)), () => {
+    stats = undefined;
+    decoded = 0;
+    const p = new PgmStreamParser((f) => {
+      decoded++;
+      if (decoded > o.maxDecoded) return;
+      stats ??= new FrameStats(f.width, f.height);
+      if (f.width !== stats.width || f.height !== stats.height) {
+        throw new DecodeError('DECODE_FAILED', 'The clip could not be decoded: its picture size changes mid-clip.');
+      }
+      stats.add(f.data);
+    });
+    parser = p;
+    return (chunk) => p.push(chunk);
+  });
+  parser?.end();
+  if (decoded === 0 || !stats) {
+    throw new DecodeError('NO_FRAMES', `The ${row.name} file contains no decodable video frames.`);
+  }
+  if (decoded > o.maxDecoded) {
+    throw new DecodeError(
+      'TOO_LONG',
+      `The clip has more than ${o.maxDecoded} frames, over the limit; split it into shorter clips.`,
+    );
+  }
+  const region = findRegion(stats);
+  const frameIndices = uniformSampleIndices(decoded, o.maxFrames);
+  // Pass 2: only the sampled frames, cropped to the region in source pixels, fitted into the square.
+  const filter = [selectFilter(frameIndices), cropFilter(cropFractions(region)), fitFilter(o.size)].join(',');
+  const stream = await runFfmpeg(ffmpeg, file, o.size, frameIndices.length, o.timeoutMs, row, argsFor(filter));
+  const frames = parsePgmStream(stream);
+  if (frames.length !== frameIndices.length) {
+    throw new DecodeError(
+      'DECODE_FAILED',
+      `The clip could not be decoded: ${frames.length} of ${frameIndices.length} sampled frames came back.`,
+    );
+  }
+  if (isBlank(frames)) {
+    throw new DecodeError(
+      'BLANK',
+      'Every sampled frame is a single flat grey level: the file holds no ultrasound image (a blank or 1×1 picture).',
+    );
+  }
+  const frameBytes = o.size * o.size;
+  const bytes = new Uint8Array(frames.length * frameBytes);
+  frames.forEach((f, i) => padInto(bytes, i * frameBytes, o.size, f, true));
+  const first = frames[0]!;
+  maskAndNormalise(bytes, o.size, outputMask(region, o.size, first.width, first.height));
+  return { bytes, count: frames.length, size: o.size, decodedFrames: decoded, frameIndices };
 }

@@ -8,7 +8,7 @@ import { extractorRef } from '../../../core/manifest';
 import { SAMPLING_STRATEGY } from '../../../core/sampling';
 import { FeaturesDocument, type ExtractorEntry } from '../../../core/schemas';
 import { parsePayload } from '../../../core/zod-parse';
-import { decodeFrames, type DecodeOptions } from './decode';
+import { decodeFrames, type DecodedClip, type DecodeOptions } from './decode';
 import type { ExtractorSession } from './infer';
 
 export interface ExtractFeaturesInput {
@@ -23,6 +23,11 @@ export interface ExtractFeaturesInput {
   readonly decode?: Pick<DecodeOptions, 'ffmpegPath' | 'timeoutMs' | 'pseudonymSalt'>;
   /** @default () => new Date() */
   readonly now?: () => Date;
+  /**
+   * The decoder. @default decodeFrames. Training passes a memo of it: several extractors (per-fold,
+   * per-source) read the same clips with the same decode options, and decoding is most of the cost.
+   */
+  readonly decodeWith?: (clip: Buffer | string, opts: DecodeOptions) => Promise<DecodedClip>;
 }
 
 export async function extractFeatures(input: ExtractFeaturesInput): Promise<FeaturesDocument> {
@@ -35,10 +40,11 @@ export async function extractFeatures(input: ExtractFeaturesInput): Promise<Feat
   }
 
   const t0 = performance.now();
-  const clip = await decodeFrames(input.clip, {
+  const clip = await (input.decodeWith ?? decodeFrames)(input.clip, {
     ...input.decode,
     size: entry.input.size,
     maxFrames: entry.input.maxFrames,
+    ...(entry.input.preprocessing ? { preprocessing: entry.input.preprocessing } : {}),
   });
   const t1 = performance.now();
   const outputs = await session.run(clip.frames, clip.count);

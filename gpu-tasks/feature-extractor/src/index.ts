@@ -16,6 +16,7 @@ export {
   type DecodeOptions,
   type DecodedClip,
   type DecodedClipBytes,
+  type Preprocessing,
 } from './decode';
 export {
   createExtractorSession,

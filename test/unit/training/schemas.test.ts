@@ -69,7 +69,7 @@ describe('shipped training files', () => {
         sha256: manifest.extractor.sha256,
       });
       expect(ExtractorTrainingReport.safeParse(metrics).success).toBe(true);
-      expect(metrics.cv[metrics.kept].mean_auc).toBe(manifest.extractor.card.metrics['meanCvAuc']);
+      expect(metrics.cv[metrics.kept]?.mean_auc).toBe(manifest.extractor.card.metrics['meanCvAuc']);
     },
   );
 

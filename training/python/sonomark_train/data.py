@@ -32,9 +32,15 @@ class TrainingSet:
         self.y = torch.tensor(
             [[nan if it["biomarkers"][b] is None else float(it["biomarkers"][b]) for b in self.labels] for it in self.items]
         )
-        self.diagnosis = torch.tensor([self.diagnoses.index(it["diagnosis"]) for it in self.items])
+        # -1: not labelled for diagnosis (COVID-BLUES patients outside the three classes).
+        self.diagnosis = torch.tensor(
+            [self.diagnoses.index(it["diagnosis"]) if it.get("diagnosis") else -1 for it in self.items]
+        )
         self.fold = np.array([it["fold"] for it in self.items])
         self.group = [it["group"] for it in self.items]
+        self.source = [it["source"] for it in self.items]
+        # Collection of each item ("pocus" when the set predates COVID-BLUES): balancing and reports.
+        self.dataset = [it.get("dataset", "pocus") for it in self.items]
         self.n_folds = int(meta["folds"])
 
     def __len__(self):

@@ -23,6 +23,8 @@ def group_bootstrap_ci(y, s, groups, stat=auc, reps=2000, seed=7):
     rng = np.random.default_rng(seed)
     y, s, groups = np.asarray(y), np.asarray(s), np.asarray(groups)
     uniq = np.unique(groups)
+    if len(uniq) == 0:
+        return None
     members = [np.flatnonzero(groups == g) for g in uniq]
     vals = []
     for _ in range(reps):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import augment, random_crop_resize
+from .augment import augment, device_augment, random_crop_resize
 from .model import Extractor
 
 
@@ -26,6 +26,33 @@ def cosine_lr(step, total, base, warmup=20):
     if step < warmup:
         return base * (step + 1) / warmup
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def source_sampler(data, train_idx, cfg):
+    """Sampling weights over train_idx: uniform, or with cfg["source_balance"] = e > 0, each item weighted
+    by (items of its source)^-e, so a source's share of the batches grows as n^(1-e) instead of n: one
+    large collection (COVID-BLUES, one device) or one large POCUS source does not set the look of a scan.
+    """
+    e = cfg.get("source_balance", 0.0)
+    idx = np.array(train_idx)
+    if e <= 0:
+        return idx, None
+    counts = {}
+    for i in idx:
+        counts[data.source[i]] = counts.get(data.source[i], 0) + 1
+    w = torch.tensor([counts[data.source[i]] ** -e for i in idx], dtype=torch.float64)
+    return idx, w / w.sum()
+
+
+def draw(idx, weights, b, gen):
+    if weights is None:
+        return idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
+    return idx[torch.multinomial(weights, b, replacement=True, generator=gen).numpy()]
+
+
+def _augment(x, gen, cfg, strength=1.0):
+    x = augment(x, gen, strength=strength)
+    return device_augment(x, gen, p=cfg["device_aug"]) if cfg.get("device_aug", 0.0) > 0 else x
 
 
 def _set_lr(opt, lr):
@@ -48,14 +75,14 @@ def pretrain_contrastive(model, data, train_idx, cfg, gen, device, log):
     params = list(backbone.parameters()) + list(proj.parameters())
     opt = torch.optim.AdamW(params, lr=cfg["ssl_lr"], weight_decay=1e-4)
     b = cfg["ssl_batch"]
-    idx = np.array(train_idx)
+    idx, weights = source_sampler(data, train_idx, cfg)
     started = time.time()
     backbone.train()
     for step in range(cfg["ssl_steps"]):
         _set_lr(opt, cosine_lr(step, cfg["ssl_steps"], cfg["ssl_lr"]))
-        pick = idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
+        pick = draw(idx, weights, b, gen)
         views = data.sample(pick, 2, gen).to(device)  # [2b]: frames (2i, 2i+1) from clip i
-        views = augment(random_crop_resize(views, gen), gen, strength=1.3)
+        views = _augment(random_crop_resize(views, gen), gen, cfg, strength=1.3)
         z = F.normalize(proj(backbone(views)), dim=1)
         sim = z @ z.t() / cfg["ssl_temperature"]
         sim.fill_diagonal_(-1e9)
@@ -106,12 +133,12 @@ def _supervised_loop(model, params, data, train_idx, cfg, gen, device, log, tag,
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     average = WeightAverage(model, cfg.get("ema", 0.0))
     b, f = cfg["batch_clips"], cfg["frames_per_clip"]
-    idx = np.array(train_idx)
+    idx, weights = source_sampler(data, train_idx, cfg)
     started = time.time()
     for step in range(cfg["steps"]):
         _set_lr(opt, cosine_lr(step, cfg["steps"], cfg["lr"]))
-        pick = idx[torch.randint(0, len(idx), (b,), generator=gen).numpy()]
-        x = augment(data.sample(pick, f, gen).to(device), gen)
+        pick = draw(idx, weights, b, gen)
+        x = _augment(data.sample(pick, f, gen).to(device), gen, cfg)
         loss = clip_loss(x, pick, b, f)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,7 +152,8 @@ def _supervised_loop(model, params, data, train_idx, cfg, gen, device, log, tag,
 
 def diagnosis_weights(data, train_idx, device):
     """Balanced class weights for the diagnosis cross-entropy over the training clips."""
-    counts = torch.bincount(data.diagnosis[train_idx], minlength=len(data.diagnoses)).float()
+    d = data.diagnosis[train_idx]
+    counts = torch.bincount(d[d >= 0], minlength=len(data.diagnoses)).float()
     return (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
 
 
@@ -151,7 +179,8 @@ def train_mil(model, data, train_idx, cfg, gen, device, log):
         loss = (loss_el * mask).sum() / mask.sum().clamp(min=1)
         if aux > 0:
             cl = model.class_head(model.drop(emb)).view(b, f, -1).mean(1)
-            loss = loss + aux * F.cross_entropy(cl, data.diagnosis[pick].to(device), weight=cw)
+            # ignore_index: items not labelled for diagnosis add nothing.
+            loss = loss + aux * F.cross_entropy(cl, data.diagnosis[pick].to(device), weight=cw, ignore_index=-1)
         return loss
 
     model.train()
@@ -160,6 +189,8 @@ def train_mil(model, data, train_idx, cfg, gen, device, log):
 
 def train_e2e(model, data, train_idx, cfg, gen, device, log):
     """The end-to-end baseline: the same backbone trained on the clip diagnosis directly (mean-pooled logits)."""
+    # Only items labelled for diagnosis train the baseline.
+    train_idx = [i for i in train_idx if data.diagnosis[i] >= 0]
     weight = diagnosis_weights(data, train_idx, device)
 
     def clip_loss(x, pick, b, f):
