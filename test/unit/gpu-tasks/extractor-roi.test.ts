@@ -19,7 +19,8 @@ import { buildDicom } from '../../helpers/dicom';
 import { POCUS, requirePocus } from '../../helpers/pocus';
 import { tempDir } from '../../helpers/temp';
 
-jest.setTimeout(180_000);
+// ffmpeg encodes four copies and decodes each twice; on a loaded 2-core machine that took over 3 minutes once.
+jest.setTimeout(600_000);
 
 /**
  * Tolerances, from measurements on the clips below (the copies are re-encoded, and a region found at a
