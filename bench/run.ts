@@ -11,6 +11,7 @@
  * --apply-default writes the measured best batch size to models/manifest.json when the
  * bench finds the current default slower (bench/roofline.ts chooseDefault).
  */
+import { replaceGeneratedBlock } from '../core/generated-block';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -817,15 +818,12 @@ function readmeBlock(r: Results): string[] {
 
 function writeReadmeBlock(r: Results): void {
   const file = path.join(PACKAGE_ROOT, 'README.md');
-  const text = readFileSync(file, 'utf8');
-  const a = text.indexOf(README_BEGIN);
-  const b = text.indexOf(README_END);
-  if (a < 0 || b < a) {
+  const text = replaceGeneratedBlock(readFileSync(file, 'utf8'), README_BEGIN, README_END, readmeBlock(r).join('\n'));
+  if (text === undefined) {
     log(`README.md has no ${README_BEGIN} … ${README_END} block: its figures were not updated`);
     return;
   }
-  // Blank lines around the block, as prettier formats markdown (npm run lint checks README.md).
-  writeFileSync(file, `${text.slice(0, a + README_BEGIN.length)}\n\n${readmeBlock(r).join('\n')}\n\n${text.slice(b)}`);
+  writeFileSync(file, text);
 }
 
 /** --apply-default: the measured best batch size into the manifest (threads live in infer.ts: reported, not edited). */

@@ -461,7 +461,12 @@ function evaluateStep(opts: EvaluateOptions): Step {
       `→ ${path.join(opts.modelsDir, 'EVALUATION.md')}`,
     ],
     run: async () => {
-      opts.log(`wrote ${withDeps(opts.deps).writeEvaluationReport(opts.trainingDir, opts.modelsDir)}`);
+      // The package's README carries the models table only for the package's own models.
+      const readme =
+        path.resolve(opts.modelsDir) === path.resolve(DEFAULT_MODELS_DIR)
+          ? path.join(PACKAGE_ROOT, 'README.md')
+          : undefined;
+      opts.log(`wrote ${withDeps(opts.deps).writeEvaluationReport(opts.trainingDir, opts.modelsDir, readme)}`);
     },
   };
 }

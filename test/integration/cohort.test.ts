@@ -14,7 +14,11 @@ import { directoryInputs, runCohort } from '../../local/cohort';
 import { dataDirModelsDir } from '../../local/models';
 import { runCli } from '../helpers/cli';
 import { requirePocus } from '../helpers/pocus';
-import { clip, REAL_CLIPS, tempDir } from './helpers';
+import { clip, nextPatch, REAL_CLIPS, shippedExpertVersion, tempDir } from './helpers';
+
+/** The shipped diagnosis version, and the new one this test publishes beside it. */
+const SHIPPED = shippedExpertVersion('diagnosis');
+const NEXT = nextPatch(SHIPPED);
 
 jest.setTimeout(600_000);
 
@@ -62,9 +66,9 @@ describe('sonomark cohort run', () => {
     const published = await runCli([
       'experts',
       'publish',
-      'diagnosis@1.2.0',
+      `diagnosis@${NEXT}`,
       '--file',
-      path.join(DEFAULT_MODELS_DIR, 'experts', 'diagnosis-1.1.1.onnx'),
+      path.join(DEFAULT_MODELS_DIR, 'experts', `diagnosis-${SHIPPED}.onnx`),
       '--data-dir',
       dataDir,
     ]);
@@ -93,17 +97,17 @@ describe('sonomark cohort run', () => {
       else process.env.FFMPEG_PATH = ffmpeg;
     }
 
-    // Assess: every clip scored by 1.2.0 beside 1.1.1, and nothing could have been decoded
+    // Assess: every clip scored by NEXT beside SHIPPED, and nothing could have been decoded
     expect(workflowStarts).toBe(0);
     expect(third.map((o) => o.action)).toEqual(CLIPS.map(() => 'scored'));
     for (const o of third) {
-      expect(o.current.diagnosis).toBe('1.2.0');
+      expect(o.current.diagnosis).toBe(NEXT);
       expect(
         o.results
           .filter((r) => r.expert.name === 'diagnosis')
           .map((r) => r.expert.version)
           .sort(),
-      ).toEqual(['1.1.1', '1.2.0']);
+      ).toEqual([SHIPPED, NEXT].sort());
     }
 
     // The CLI's report files then show the agreement (a fourth run: all done, the versions still both stored)
@@ -111,15 +115,15 @@ describe('sonomark cohort run', () => {
     expect(fourth.code).toBe(0);
     expect(summaryOf().agreement.diagnosis).toEqual([
       {
-        previous: '1.1.1',
-        current: '1.2.0',
+        previous: SHIPPED,
+        current: NEXT,
         scans: CLIPS.length,
         sameHeadline: CLIPS.length,
         agreement: 1,
         meanAbsDiff: 0,
       },
     ]);
-    expect(summaryOf().models.experts).toContain('diagnosis@1.2.0');
+    expect(summaryOf().models.experts).toContain(`diagnosis@${NEXT}`);
 
     // And the HTML page of the cohort folder
     const page = await runCli(['report', out, '--no-thumbnails']);

@@ -1,5 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { loadManifest } from '../../core/manifest';
+import { DEFAULT_MODELS_DIR } from '../../core/paths';
 import { makeLavfiClip } from '../helpers/clips';
 import { POCUS } from '../helpers/pocus';
 
@@ -30,3 +32,16 @@ export function writeFile(dir: string, name: string, data: Buffer | string): str
   writeFileSync(p, data);
   return p;
 }
+
+/** The shipped version of an expert (models/manifest.json): tests that publish a new version build on it. */
+export function shippedExpertVersion(name: string): string {
+  const e = loadManifest(DEFAULT_MODELS_DIR).manifest.experts.find((x) => x.name === name);
+  if (!e) throw new Error(`models/manifest.json ships no ${name} expert`);
+  return e.version;
+}
+
+/** The next patch version after `version` (1.2.0 → 1.2.1): a version the shipped manifest does not have. */
+export const nextPatch = (version: string): string => version.replace(/\d+$/, (p) => String(Number(p) + 1));
+
+/** `s` with regular-expression metacharacters escaped. */
+export const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

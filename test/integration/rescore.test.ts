@@ -13,9 +13,13 @@ import { LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from '../../local/names';
 import { startLocalServices } from '../../local/services';
 import { runCli } from '../helpers/cli';
 import { requirePocus } from '../helpers/pocus';
-import { REAL_CLIPS, tempDir } from './helpers';
+import { escapeRegExp, nextPatch, REAL_CLIPS, shippedExpertVersion, tempDir } from './helpers';
 
 jest.setTimeout(400_000);
+
+/** The shipped diagnosis version, and the new one this test publishes beside it. */
+const SHIPPED = shippedExpertVersion('diagnosis');
+const NEXT = nextPatch(SHIPPED);
 
 /** `sonomark analyze`'s default site (--site): the scans below live in its partition. */
 const LOCAL_SITE = 'local';
@@ -32,24 +36,24 @@ describe('sonomark rescore', () => {
       .trim()
       .split('\n')
       .map((l) => (JSON.parse(l) as { scanId: string }).scanId);
-    // A new diagnosis version published into the data dir (the shipped weights under 1.2.0: the
+    // A new diagnosis version published into the data dir (the shipped weights under NEXT: the
     // storage and pointer are what this test is about; the agreement then reads 100%).
     const card = path.join(tempDir(), 'diagnosis.md');
-    writeFileSync(card, '# diagnosis 1.2.0\n\nThe shipped diagnosis weights, republished to test re-scoring.\n');
+    writeFileSync(card, `# diagnosis ${NEXT}\n\nThe shipped diagnosis weights, republished to test re-scoring.\n`);
     const published = await runCli([
       'experts',
       'publish',
-      'diagnosis@1.2.0',
+      `diagnosis@${NEXT}`,
       '--file',
-      path.join(DEFAULT_MODELS_DIR, 'experts', 'diagnosis-1.1.1.onnx'),
+      path.join(DEFAULT_MODELS_DIR, 'experts', `diagnosis-${SHIPPED}.onnx`),
       '--card',
       card,
       '--data-dir',
       dataDir,
     ]);
-    expect(published.stderr).toMatch(/diagnosis@1\.2\.0 registered/);
+    expect(published.stderr).toMatch(new RegExp(`diagnosis@${escapeRegExp(NEXT)} registered`));
     expect(published.code).toBe(0);
-    expect(existsSync(path.join(dataDir, 'models', 'experts', 'diagnosis-1.2.0.md'))).toBe(true);
+    expect(existsSync(path.join(dataDir, 'models', 'experts', `diagnosis-${NEXT}.md`))).toBe(true);
     // Nothing left to decode: the uploads are gone and ffmpeg cannot start.
     rmSync(path.join(dataDir, 's3', LOCAL_UPLOADS_BUCKET), { recursive: true, force: true });
     const ffmpeg = process.env.FFMPEG_PATH;
@@ -57,13 +61,13 @@ describe('sonomark rescore', () => {
 
     try {
       // Act
-      const first = await runCli(['rescore', '--json', '--data-dir', dataDir, '--experts', 'diagnosis@1.2.0']);
+      const first = await runCli(['rescore', '--json', '--data-dir', dataDir, '--experts', `diagnosis@${NEXT}`]);
       const second = await runCli(['rescore', '--json', '--data-dir', dataDir]);
 
       // Assess: both scans re-scored once; the second run (every expert of the data dir's manifest) finds all current
       expect(first.code).toBe(0);
       expect(JSON.parse(first.stdout)).toMatchObject({ scans: 2, rescored: 2, failed: 0, skipped: 0 });
-      expect(JSON.parse(first.stdout).outcomes[0].moved).toEqual({ diagnosis: { from: '1.1.1', to: '1.2.0' } });
+      expect(JSON.parse(first.stdout).outcomes[0].moved).toEqual({ diagnosis: { from: SHIPPED, to: NEXT } });
       expect(JSON.parse(second.stdout)).toMatchObject({ scans: 2, rescored: 0, unchanged: 2 });
     } finally {
       if (ffmpeg === undefined) delete process.env.FFMPEG_PATH;
@@ -74,19 +78,24 @@ describe('sonomark rescore', () => {
       for (const scanId of scanIds) {
         const all = await listExpertResultVersions(services.doc, LOCAL_TABLE, LOCAL_SITE, scanId);
         const diagnosis = all.results.filter((r) => r.expert.name === 'diagnosis');
-        expect(diagnosis.map((r) => r.expert.version).sort()).toEqual(['1.1.1', '1.2.0']);
+        expect(diagnosis.map((r) => r.expert.version).sort()).toEqual([SHIPPED, NEXT].sort());
         expect(diagnosis[0]?.output).toEqual(diagnosis[1]?.output);
-        expect(all.current).toEqual({ 'b-lines': '1.1.1', diagnosis: '1.2.0', severity: '1.1.1', triage: '1.1.1' });
+        expect(all.current).toEqual({
+          'b-lines': shippedExpertVersion('b-lines'),
+          diagnosis: NEXT,
+          severity: shippedExpertVersion('severity'),
+          triage: shippedExpertVersion('triage'),
+        });
         const current = await listExpertResults(services.doc, LOCAL_TABLE, LOCAL_SITE, scanId);
         expect(current.map((r) => `${r.expert.name}@${r.expert.version}`).sort()).toEqual([
-          'b-lines@1.1.1',
-          'diagnosis@1.2.0',
-          'severity@1.1.1',
-          'triage@1.1.1',
+          `b-lines@${shippedExpertVersion('b-lines')}`,
+          `diagnosis@${NEXT}`,
+          `severity@${shippedExpertVersion('severity')}`,
+          `triage@${shippedExpertVersion('triage')}`,
         ]);
       }
       const scans = await listScans(services.doc, LOCAL_TABLE);
-      expect(scans.map((s) => s.summary?.expertVersions.diagnosis?.version)).toEqual(['1.2.0', '1.2.0']);
+      expect(scans.map((s) => s.summary?.expertVersions.diagnosis?.version)).toEqual([NEXT, NEXT]);
     } finally {
       await services.close();
     }
@@ -97,6 +106,8 @@ describe('sonomark rescore', () => {
     await runCli(['analyze', '--json', '--data-dir', dataDir, REAL_CLIPS.gif]);
     const r = await runCli(['rescore', '--data-dir', dataDir, '--experts', 'diagnosis@9.9.9']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/diagnosis@9\.9\.9 is not in the manifest \(it has diagnosis@1\.1\.1/);
+    expect(r.stderr).toMatch(
+      new RegExp(`diagnosis@9\\.9\\.9 is not in the manifest \\(it has diagnosis@${escapeRegExp(SHIPPED)}`),
+    );
   });
 });

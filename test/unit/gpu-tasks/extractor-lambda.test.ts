@@ -91,16 +91,14 @@ describe('extractor Lambda entry', () => {
 
   it('raises an S3 throttle as Sonomark.TransientError, which the Extract state retries', async () => {
     // Prepare
-    s3Mock
-      .on(GetObjectCommand)
-      .rejects(
-        new S3ServiceException({
-          name: 'SlowDown',
-          $fault: 'server',
-          $metadata: { httpStatusCode: 503 },
-          message: 'Slow Down',
-        }),
-      );
+    s3Mock.on(GetObjectCommand).rejects(
+      new S3ServiceException({
+        name: 'SlowDown',
+        $fault: 'server',
+        $metadata: { httpStatusCode: 503 },
+        message: 'Slow Down',
+      }),
+    );
     s3Mock.on(PutObjectCommand).resolves({});
     // Act / Assess
     await expect(extractInvocation(PAYLOAD, 'r', {}, deps())).rejects.toMatchObject({ name: TRANSIENT_ERROR_NAME });

@@ -21,7 +21,10 @@ const BUCKET = 'artifacts';
 const TABLE = 'results';
 let services: LocalServices;
 const shipped = JSON.parse(readFileSync(path.join(DEFAULT_MODELS_DIR, MODELS.manifestFile), 'utf8'));
-const diagnosisBytes = readFileSync(path.join(DEFAULT_MODELS_DIR, 'experts', 'diagnosis-1.1.1.onnx'));
+/** A shipped expert's manifest entry (its `file` is relative to the models dir, as in the bucket under models/). */
+const shippedExpert = (name: string): { version: string; file: string } =>
+  shipped.experts.find((e: { name: string }) => e.name === name);
+const diagnosisBytes = readFileSync(path.join(DEFAULT_MODELS_DIR, shippedExpert('diagnosis').file));
 const x = shipped.extractor;
 
 const put = (key: string, body: string | Buffer) =>
@@ -36,7 +39,7 @@ afterAll(async () => services?.close());
 
 describe('expert models from the artifacts bucket', () => {
   it('scores with a version published into the bucket after the container started', async () => {
-    // Prepare: the bucket's manifest names diagnosis 1.1.1; a scan's features are stored
+    // Prepare: the bucket's manifest names the shipped diagnosis; a scan's features are stored
     const scan = scanRef({
       extractor: { name: x.name, version: x.version, sha256: x.sha256 },
       featuresBucket: BUCKET,
@@ -44,7 +47,7 @@ describe('expert models from the artifacts bucket', () => {
     });
     await put(scan.featuresKey, JSON.stringify(featuresDocument(scan.scanId, scan.extractor, 48)));
     await put('models/manifest.json', JSON.stringify(shipped));
-    await put('models/experts/diagnosis-1.1.1.onnx', diagnosisBytes);
+    await put(`models/${shippedExpert('diagnosis').file}`, diagnosisBytes);
     const models = new BucketModels(services.s3, BUCKET, tempDir());
     const deps = {
       s3: services.s3,
@@ -110,7 +113,7 @@ describe('expert models from the artifacts bucket', () => {
         'publish',
         'severity@2.0.0',
         '--file',
-        path.join(DEFAULT_MODELS_DIR, 'experts', 'severity-1.1.1.onnx'),
+        path.join(DEFAULT_MODELS_DIR, shippedExpert('severity').file),
         '--models-dir',
         await copyOfShippedModels(),
         '--bucket',

@@ -26,11 +26,14 @@ beforeEach(() => s3Mock.reset());
 
 describe('LoadExperts', () => {
   it('lists the bucket manifest’s experts, each with its function, as published now', async () => {
-    // Prepare: the bucket holds a manifest where diagnosis was published as 1.2.0
+    // Prepare: the bucket holds a manifest where diagnosis was published as a new version
+    // A diagnosis version the shipped manifest does not have; the other experts as shipped.
+    const version = (name: string): string => shipped.experts.find((e: any) => e.name === name).version;
+    const next = '9.9.9';
     const published = {
       ...shipped,
       experts: shipped.experts.map((e: any) =>
-        e.name === 'diagnosis' ? { ...e, version: '1.2.0', file: 'experts/diagnosis-1.2.0.onnx' } : e,
+        e.name === 'diagnosis' ? { ...e, version: next, file: `experts/diagnosis-${next}.onnx` } : e,
       ),
     };
     s3Mock.on(GetObjectCommand).resolves({ Body: s3Body(JSON.stringify(published)) });
@@ -39,15 +42,15 @@ describe('LoadExperts', () => {
     // Assess
     expect(s3Mock).toHaveReceivedCommandWith(GetObjectCommand, { Bucket: 'artifacts', Key: 'models/manifest.json' });
     expect(out.list.map((e) => `${e.name}@${e.version} ${e.functionArn}`)).toEqual([
-      'diagnosis@1.2.0 arn:fn:diagnosis',
-      'severity@1.1.1 arn:fn:severity',
-      'triage@1.1.1 arn:fn:triage',
-      'b-lines@1.1.1 arn:fn:b-lines',
+      `diagnosis@${next} arn:fn:diagnosis`,
+      `severity@${version('severity')} arn:fn:severity`,
+      `triage@${version('triage')} arn:fn:triage`,
+      `b-lines@${version('b-lines')} arn:fn:b-lines`,
     ]);
     expect(out.list[0]).toEqual({
       name: 'diagnosis',
-      version: '1.2.0',
-      file: 'experts/diagnosis-1.2.0.onnx',
+      version: next,
+      file: `experts/diagnosis-${next}.onnx`,
       sha256: shipped.experts[0].sha256,
       functionArn: 'arn:fn:diagnosis',
     });

@@ -5,9 +5,14 @@
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { EVALUATED_EXPERTS, writeEvaluationReport } from '../../../training/evaluation-report';
 import { TrainingDataError } from '../../../training/experts/errors';
+
+/** The shipped models' files are named by their versions: read them from the manifest, not typed. */
+const SHIPPED = loadManifest(DEFAULT_MODELS_DIR).manifest;
+const expertVersion = (name: string): string => SHIPPED.experts.find((e) => e.name === name)!.version;
 
 const DIAGNOSES = ['covid', 'pneumonia', 'healthy'];
 
@@ -31,13 +36,13 @@ beforeEach(() => {
   for (const d of ['extractor', 'pocus', 'experts']) mkdirSync(path.join(training, d), { recursive: true });
   // The shipped metrics JSON holds the whole training report.
   cpSync(
-    path.join(models, 'extractor', 'sonomark-lus-biomarkers-1.1.1.metrics.json'),
+    path.join(models, 'extractor', `${SHIPPED.extractor.name}-${SHIPPED.extractor.version}.metrics.json`),
     path.join(training, 'extractor', 'report.json'),
   );
   // Stand-ins for the ablation reports: the shipped reports themselves.
   for (const name of EVALUATED_EXPERTS) {
     cpSync(
-      path.join(models, 'experts', `${name}-1.1.1.report.json`),
+      path.join(models, 'experts', `${name}-${expertVersion(name)}.report.json`),
       path.join(training, 'experts', `${name}-biomarkers-only.report.json`),
     );
   }
@@ -111,7 +116,7 @@ describe('writeEvaluationReport', () => {
 
   it('refuses a report that describes another model than the manifest ships', () => {
     // Prepare
-    const file = path.join(models, 'experts', 'severity-1.1.1.report.json');
+    const file = path.join(models, 'experts', `severity-${expertVersion('severity')}.report.json`);
     const report = JSON.parse(readFileSync(file, 'utf8'));
     report.expert.sha256 = '0'.repeat(64);
     writeFileSync(file, JSON.stringify(report));
