@@ -113,7 +113,13 @@ beforeEach(() => {
   calls = [];
   // The shipped extractor's training report (its metrics JSON holds it whole).
   report = JSON.parse(
-    readFileSync(path.join(DEFAULT_MODELS_DIR, 'extractor', 'sonomark-lus-biomarkers-1.1.1.metrics.json'), 'utf8'),
+    readFileSync(
+      path.join(
+        DEFAULT_MODELS_DIR,
+        loadManifest(DEFAULT_MODELS_DIR).manifest.extractor.file.replace(/\.onnx$/, '.metrics.json'),
+      ),
+      'utf8',
+    ),
   );
 });
 afterEach(() => rmSync(work, { recursive: true, force: true }));

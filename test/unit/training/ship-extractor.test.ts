@@ -87,7 +87,13 @@ beforeAll(async () => {
   );
   // The shipped extractor's training report, with the fixture's embedding size.
   const shipped = JSON.parse(
-    readFileSync(path.join(DEFAULT_MODELS_DIR, 'extractor', 'sonomark-lus-biomarkers-1.1.1.metrics.json'), 'utf8'),
+    readFileSync(
+      path.join(
+        DEFAULT_MODELS_DIR,
+        loadManifest(DEFAULT_MODELS_DIR).manifest.extractor.file.replace(/\.onnx$/, '.metrics.json'),
+      ),
+      'utf8',
+    ),
   );
   const { model: _model, parity: _p, parityAllFrames: _a, changes: _c, ...training } = shipped;
   report = { ...training, config: { ...training.config, embedding_dim: x.outputs.embedding.dim } };
