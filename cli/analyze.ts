@@ -151,7 +151,8 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
     );
     return signals.exitCode;
   }
-  if (batch) err.write(`${files.length - failed} completed, ${failed} failed\n`);
+  // Without --json the summary table on stdout already ends with the counts; with it, stdout is JSON lines only.
+  if (batch && opts.json) err.write(`${files.length - failed} completed, ${failed} failed\n`);
   // --json keeps stdout to the JSON lines; otherwise the path is the last thing on stdout.
   if (reportFile) (opts.json ? err : out).write(`Report: ${reportFile}\n`);
   return failed > 0 ? 1 : 0;
