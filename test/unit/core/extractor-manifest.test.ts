@@ -26,15 +26,16 @@ describe('the extractor image carries no expert', () => {
     );
   });
 
-  it('copies only models/extractor/ into both images, and the build context excludes the rest of models/', () => {
+  it('copies only models/extractor/ into every image (GPU, CPU, Lambda), and the build context excludes the rest of models/', () => {
     const dockerfile = read(path.join(PACKAGE_ROOT, 'gpu-tasks/feature-extractor/Dockerfile'));
     const copies = dockerfile.split('\n').filter((l) => /^COPY\s+models\//.test(l));
-    expect(copies).toEqual([
-      'COPY models/extractor/ models/extractor/',
-      'COPY models/extractor/manifest.json models/manifest.json',
-      'COPY models/extractor/ models/extractor/',
-      'COPY models/extractor/manifest.json models/manifest.json',
-    ]);
+    // Three runtime stages: the Batch GPU and CPU images and the Lambda image (computeMode 'lambda').
+    expect(copies).toEqual(
+      Array.from({ length: 3 }, () => [
+        'COPY models/extractor/ models/extractor/',
+        'COPY models/extractor/manifest.json models/manifest.json',
+      ]).flat(),
+    );
     const ignore = read(path.join(PACKAGE_ROOT, '.dockerignore'));
     expect(ignore).toMatch(/^!models\/extractor\/\*\*$/m);
     expect(ignore).not.toMatch(/^!models\/\*\*$/m);
