@@ -11,6 +11,7 @@ import { ModelError } from './errors';
 import { blocksDim } from './features';
 import type { z } from 'zod';
 import { MODELS } from './contract';
+import type { Modality } from './modality';
 import { modelsDirFromEnv } from './paths';
 import { Manifest, type ExpertEntry, type ExtractorEntry } from './schemas';
 import { parsePayload } from './zod-parse';
@@ -166,4 +167,12 @@ export function findExpert(m: Manifest, name: string): ExpertEntry {
 
 export function extractorRef(e: ExtractorEntry): { name: string; version: string; sha256: string } {
   return { name: e.name, version: e.version, sha256: e.sha256 };
+}
+
+/**
+ * TEMPORARY (branch xray-routing, until xray-contracts' manifest v2 is merged): the extractor of a
+ * modality; a schemaVersion 1 manifest holds only the ultrasound one.
+ */
+export function extractorFor(m: Manifest, modality: Modality): ExtractorEntry | undefined {
+  return modality === 'ultrasound' ? m.extractor : undefined;
 }

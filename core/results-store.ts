@@ -39,6 +39,7 @@ import {
   siteSk,
   TABLE_KEYS,
 } from './keys';
+import type { Modality } from './modality';
 import type { ScanCostEstimate } from './pricing';
 import type {
   ExpertOutput,
@@ -71,6 +72,8 @@ export interface ScanClaim {
   readonly size: number;
   /** Absent when the bytes matched no supported container (the scan is about to be rejected). */
   readonly container?: MediaContainer;
+  /** What Validate decided the upload is (absent when it could not decide: the scan is about to be rejected). */
+  readonly modality?: Modality;
   readonly sidecar?: SidecarMetadata;
   readonly extractor: ModelRef;
   /** Where the extractor writes the features document (absent when the upload is rejected before that matters). */
@@ -134,6 +137,8 @@ export interface ScanItem {
   readonly sha256?: string;
   readonly size?: number;
   readonly container?: MediaContainer;
+  /** Absent on scans stored before modalities (ultrasound) and on uploads refused before one was decided. */
+  readonly modality?: Modality;
   readonly sidecar?: SidecarMetadata;
   readonly extractor?: ModelRef;
   readonly featuresBucket?: string;
@@ -216,6 +221,7 @@ export function runningScanItem(claim: ScanClaim, now: string, attempts = 1): Sc
     sha256: claim.sha256,
     size: claim.size,
     container: claim.container,
+    modality: claim.modality,
     sidecar: claim.sidecar,
     extractor: claim.extractor,
     featuresBucket: claim.featuresBucket,

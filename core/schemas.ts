@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { BIOMARKERS, CLIP_STATISTICS } from './biomarkers';
+import { MODALITIES } from './modality';
 
 // ---------------------------------------------------------------------------
 // Identifiers
@@ -84,6 +85,16 @@ export const SidecarMetadata = z
     frameRate: z.number().positive().max(1000).optional(),
     /** Free label chosen by the site for its own bookkeeping, e.g. "zone-R2". Not a patient id. */
     zone: SegmentId.optional(),
+    /**
+     * What the upload is (core/modality-detect.ts): an explicit hint, so a DICOM header that says
+     * otherwise is refused as a conflict.
+     */
+    modality: z.enum(MODALITIES).optional(),
+    /**
+     * A modality to assume when nothing else names one (the CLI writes its default `--modality
+     * ultrasound` here): never in conflict with a DICOM header, a folder or `modality`.
+     */
+    defaultModality: z.enum(MODALITIES).optional(),
   })
   .strict();
 export type SidecarMetadata = z.infer<typeof SidecarMetadata>;
@@ -119,7 +130,10 @@ export const ScanRef = z.object({
   sha256: Sha256Hex,
   size: z.number().int().nonnegative(),
   container: MediaContainer,
+  /** What Validate decided the upload is (core/modality-detect.ts): which extractor reads it. */
+  modality: z.enum(MODALITIES),
   sidecar: SidecarMetadata.optional(),
+  /** The extractor of `modality` in the manifest Validate read. */
   extractor: ModelRef,
   /** Where the extractor writes and the experts read the features document. */
   featuresBucket: z.string().min(3),

@@ -105,8 +105,11 @@ export function isDicomPart10(head: Uint8Array): boolean {
 
 export type HeaderCheck =
   | { readonly kind: 'ok'; readonly header: DicomImageHeader }
-  /** The head ended before the pixel data: nothing decided (the extractor checks the whole file). */
-  | { readonly kind: 'incomplete' };
+  /**
+   * The head ended before the pixel data: nothing decided about decoding (the extractor checks the
+   * whole file), but the Modality and Number of Frames come before the pixel data and are read.
+   */
+  | { readonly kind: 'incomplete'; readonly modality: string | undefined; readonly numberOfFrames: number | undefined };
 
 /**
  * Checks the header in the first bytes of an upload. `complete`: the head is the whole file.
@@ -115,8 +118,14 @@ export type HeaderCheck =
 export function checkDicomHead(head: Uint8Array, complete: boolean): HeaderCheck {
   const { dict, meta } = readPart10(head, true);
   const reached = PIXEL_DATA_TAG in dict;
-  if (!reached && !complete) return { kind: 'incomplete' };
   const dataset = dcmjs().data.DicomMetaDictionary.naturalizeDataset(dict);
+  if (!reached && !complete) {
+    return {
+      kind: 'incomplete',
+      modality: codeString(str(dataset.Modality)),
+      numberOfFrames: int(dataset.NumberOfFrames),
+    };
+  }
   return { kind: 'ok', header: imageHeader(meta, dataset, reached) };
 }
 
@@ -291,11 +300,29 @@ export const DICOM_HEAD_BYTES = 256 * 1024;
  * undefined when it looks decodable (or the head ends before the pixel data: the extractor decides).
  */
 export function dicomHeadProblem(head: Uint8Array, complete: boolean): { code: string; message: string } | undefined {
+  const read = readDicomHead(head, complete);
+  return 'problem' in read ? read.problem : undefined;
+}
+
+/**
+ * For Validate: what the first bytes of a DICOM upload say. A problem (what the extractor could
+ * not decode), or the two attributes the modality decision reads (core/modality-detect.ts): the
+ * Modality (0008,0060), as a code string (free text never leaves the header), and the number of
+ * frames (a still or a video). Never an identifier.
+ */
+export function readDicomHead(
+  head: Uint8Array,
+  complete: boolean,
+):
+  | { readonly problem: { code: string; message: string } }
+  | { readonly modality: string | undefined; readonly numberOfFrames: number | undefined } {
   try {
-    checkDicomHead(head, complete);
-    return undefined;
+    const check = checkDicomHead(head, complete);
+    return check.kind === 'ok'
+      ? { modality: check.header.modality, numberOfFrames: check.header.numberOfFrames }
+      : { modality: check.modality, numberOfFrames: check.numberOfFrames };
   } catch (err) {
-    if (err instanceof InvalidUploadError) return { code: err.code, message: err.message };
+    if (err instanceof InvalidUploadError) return { problem: { code: err.code, message: err.message } };
     throw err;
   }
 }

@@ -15,8 +15,11 @@ import {
   UploadKeyError,
   type UploadKey,
 } from '../../core/keys';
-import { DICOM_HEAD_BYTES, dicomHeadProblem } from '../../core/dicom/header';
-import { extractorRef } from '../../core/manifest';
+import { DICOM_HEAD_BYTES, readDicomHead } from '../../core/dicom/header';
+import { formatRow } from '../../core/formats';
+import { extractorFor, extractorRef } from '../../core/manifest';
+import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../../core/modality';
+import { detectModality, type ModalityDecision } from '../../core/modality-detect';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { checkHeaderLimits, readHeaderInfoRanged, type HeaderInfo } from '../../core/media-header';
@@ -120,7 +123,6 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
       : scanIdFromObjectIdentity(bucket, key, versionId, etag);
   const sniffed = hashed.size > 0 && object.kind === 'hashed' ? sniffContainer(hashed.head) : undefined;
   const container = sniffed !== undefined && !isUnsupported(sniffed) ? sniffed : undefined;
-  const extractor = extractorRef(deps.manifest.extractor);
   const nowDate = deps.now();
   const receivedAt = nowDate.toISOString();
   const leaseSeconds = deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
@@ -146,6 +148,32 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
       : {};
   if (headerInfo.unchecked) deps.onLimitsUnchecked?.(scanId, headerInfo.unchecked);
 
+  // Which modality, hence which extractor, before the claim: the claim records the extractor.
+  // Pure from here on (the head, the sidecar, the key): nothing that can fail transiently.
+  const dicomHead =
+    container === 'dicom' && object.kind === 'hashed'
+      ? readDicomHead(hashed.head, hashed.head.length >= hashed.size)
+      : undefined;
+  const decision: ModalityDecision | undefined =
+    container !== undefined && (dicomHead === undefined || !('problem' in dicomHead))
+      ? detectModality({
+          ...(dicomHead?.modality !== undefined ? { dicomModality: dicomHead.modality } : {}),
+          ...(sidecar.kind === 'valid' && sidecar.value.modality ? { sidecarModality: sidecar.value.modality } : {}),
+          ...(sidecar.kind === 'valid' && sidecar.value.defaultModality
+            ? { defaultModality: sidecar.value.defaultModality }
+            : {}),
+          fileName: upload.fileName,
+          kind: isVideo(container, dicomHead?.numberOfFrames) ? 'video' : 'still',
+          formatName: formatRow(container)?.name ?? container,
+        })
+      : undefined;
+  const modality: Modality = decision?.ok ? decision.modality : DEFAULT_MODALITY;
+  const modalityEntry = extractorFor(deps.manifest, modality);
+  // A scan refused before its extractor matters is claimed under the default modality's extractor.
+  const extractor = extractorRef(
+    modalityEntry ?? (extractorFor(deps.manifest, DEFAULT_MODALITY) as NonNullable<typeof modalityEntry>),
+  );
+
   // Claim first: a reject then maps to a scan record that RecordFailure marks FAILED,
   // and a re-delivered event for bytes already analysed stops here.
   const claim: ScanClaim = {
@@ -159,6 +187,7 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
     sha256: hashed.sha256 || '0'.repeat(64),
     size: hashed.size,
     container,
+    ...(decision?.ok ? { modality } : {}),
     extractor,
     featuresBucket: deps.artifactsBucket,
     featuresKey: featuresKey(upload.siteId, extractor, scanId),
@@ -208,10 +237,9 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   }
   if (sniffed !== undefined && isUnsupported(sniffed)) return reject('UNSUPPORTED_FORMAT', sniffed.unsupported);
   if (container === undefined) return reject('UNSUPPORTED_FORMAT', 'The file format could not be identified.');
-  if (container === 'dicom') {
+  if (dicomHead && 'problem' in dicomHead) {
     // No pixel data, an encoding or colour model the extractor cannot decode: refused before any GPU job.
-    const problem = dicomHeadProblem(hashed.head, hashed.head.length >= hashed.size);
-    if (problem) return reject(problem.code, problem.message);
+    return reject(dicomHead.problem.code, dicomHead.problem.message);
   }
 
   // Before any GPU job: what the header states (numbers only, nothing allocated from them).
@@ -219,6 +247,15 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
   if (overLimit) return reject(overLimit.code, overLimit.message);
 
   if (sidecar.kind === 'invalid') return reject('INVALID_SIDECAR', sidecar.message);
+  if (decision && !decision.ok) return reject(decision.problem.code, decision.problem.message);
+  if (!modalityEntry) {
+    return reject(
+      'UNSUPPORTED_MODALITY',
+      `This upload is ${modality === 'xray' ? 'an X-ray' : 'ultrasound'}, but the model manifest of this deployment ` +
+        `has no ${modality} extractor (it has: ${MODALITIES.filter((m) => extractorFor(deps.manifest, m)).join(', ')}). ` +
+        'Publish one, or analyse the upload where one is installed.',
+    );
+  }
 
   // The scan is the claim, now known to be a supported clip, plus its sidecar.
   // The lease is the table's business, not the workflow state's.
@@ -227,11 +264,18 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
     ...claimFields,
     sha256: hashed.sha256,
     container,
+    modality,
     featuresBucket: deps.artifactsBucket,
     featuresKey: featuresKey(upload.siteId, extractor, scanId),
     ...(sidecar.kind === 'valid' ? { sidecar: sidecar.value } : {}),
   };
   return { action: 'analyze', scan };
+}
+
+/** Whether a file can hold more than one frame: a clip format, or a DICOM file whose header says it does. */
+function isVideo(container: NonNullable<ScanRef['container']>, dicomFrames: number | undefined): boolean {
+  if (container === 'dicom') return (dicomFrames ?? 1) > 1;
+  return formatRow(container)?.kind !== 'still';
 }
 
 type ReadResult = { kind: 'hashed'; hashed: HashedStream } | { kind: 'too-large'; size: number } | { kind: 'missing' };

@@ -57,7 +57,7 @@ describe('core/dicom: header checks (Validate)', () => {
       code: 'DICOM_NO_PIXEL_DATA',
       message: expect.stringMatching(/has no pixel data.*Accepted: DICOM Part 10 files with pixel data/),
     });
-    expect(checkDicomHead(noPixels, false)).toEqual({ kind: 'incomplete' });
+    expect(checkDicomHead(noPixels, false)).toEqual({ kind: 'incomplete', modality: 'US', numberOfFrames: undefined });
   });
 
   it('DICOM_UNSUPPORTED_TRANSFER_SYNTAX for an unknown encoding, listing the accepted ones', () => {

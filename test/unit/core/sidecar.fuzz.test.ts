@@ -4,7 +4,7 @@ import { SidecarMetadata } from '../../../core/schemas';
 import { formatZodIssues } from '../../../core/zod-parse';
 import { fuzzParams, MARKER, withinBudget } from '../helpers/fuzz';
 
-const FIELDS = ['probe', 'bodyRegion', 'frameRate', 'zone'];
+const FIELDS = ['probe', 'bodyRegion', 'frameRate', 'zone', 'modality', 'defaultModality'];
 
 /** Values near and far from what each field accepts, with the marker among the strings. */
 const fieldValue = fc.oneof(
@@ -17,6 +17,8 @@ const fieldValue = fc.oneof(
     'other',
     'R2',
     'zone-R2',
+    'xray',
+    'ultrasound',
     MARKER,
     '',
     'a'.repeat(65),

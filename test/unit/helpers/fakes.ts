@@ -49,6 +49,7 @@ export function scanRef(overrides: Partial<ScanRef> = {}): ScanRef {
     sha256: 'b'.repeat(64),
     size: 1234,
     container: 'mp4',
+    modality: 'ultrasound',
     extractor: EXTRACTOR_REF,
     featuresBucket: 'sonomark-artifacts',
     featuresKey: 'features/site-a/sonomark-fixture-extractor-0.0.1/0123456789abcdef0123456789abcdef.json',

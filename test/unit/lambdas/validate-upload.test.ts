@@ -5,6 +5,7 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { readFileSync } from 'node:fs';
+import { PNG } from 'pngjs';
 import * as path from 'node:path';
 import { featuresKey, scanPk, SCAN_SK } from '../../../core/keys';
 import { extractorRef, loadManifest } from '../../../core/manifest';
@@ -99,6 +100,7 @@ describe('validateUpload', () => {
         sha256: sha256Hex(MP4),
         size: MP4.length,
         container: 'mp4',
+        modality: 'ultrasound',
         extractor: ext,
         featuresBucket: 'sonomark-artifacts',
         featuresKey: featuresKey('site-a', ext, scanId),
@@ -392,6 +394,80 @@ describe('validateUpload', () => {
       givenNoSidecar();
       const out = await run();
       expect(out).toMatchObject({ action: 'analyze', scan: { container: 'dicom' } });
+    });
+
+    describe('the modality (core/modality-detect.ts), decided before the claim', () => {
+      const PNG_KEY = 'uploads/site-a/study-1/chest.png';
+      const png = (): Buffer => {
+        const image = new PNG({ width: 64, height: 64 });
+        image.data.fill(128);
+        return PNG.sync.write(image);
+      };
+
+      it('MODALITY_REQUIRED for a still image with no hint, saying how to give one (after the claim)', async () => {
+        givenObject(png(), PNG_KEY);
+        const out = await run(PNG_KEY);
+        expect(out).toMatchObject({
+          action: 'reject',
+          problem: {
+            code: 'MODALITY_REQUIRED',
+            message: expect.stringMatching(/PNG still is a still image with no modality given.*--modality/),
+          },
+        });
+        expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+          Item: expect.objectContaining({ status: 'RUNNING', container: 'png' }),
+        });
+      });
+
+      it('a still image with the default hint (the CLI without --modality) is ultrasound, as before', async () => {
+        givenObject(png(), PNG_KEY);
+        givenSidecar(JSON.stringify({ defaultModality: 'ultrasound' }), PNG_KEY);
+        const out = await run(PNG_KEY);
+        expect(out).toMatchObject({
+          action: 'analyze',
+          scan: { modality: 'ultrasound', extractor: extractorRef(manifest.extractor) },
+        });
+        expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
+          Item: expect.objectContaining({ modality: 'ultrasound' }),
+        });
+      });
+
+      it('a video with no hint is ultrasound', async () => {
+        givenObject(MP4);
+        const out = await run();
+        expect(out).toMatchObject({ action: 'analyze', scan: { modality: 'ultrasound' } });
+      });
+
+      it('MODALITY_CONFLICT for a DICOM US with an explicit X-ray hint (sidecar or folder)', async () => {
+        const dcm = buildDicom({ rows: 64, columns: 64, frames: [new Uint8Array(64 * 64)] });
+        givenObject(dcm);
+        givenSidecar(JSON.stringify({ modality: 'xray' }));
+        expect(await run()).toMatchObject({
+          action: 'reject',
+          problem: { code: 'MODALITY_CONFLICT', message: expect.stringMatching(/Modality is US.*sidecar/) },
+        });
+        const folderKey = 'uploads/site-a/study-1/xray/image.dcm';
+        givenObject(dcm, folderKey);
+        expect(await run(folderKey)).toMatchObject({
+          action: 'reject',
+          problem: { code: 'MODALITY_CONFLICT', message: expect.stringMatching(/upload folder says xray/) },
+        });
+      });
+
+      it('a DICOM US is ultrasound whatever the default hint says', async () => {
+        givenObject(buildDicom({ rows: 64, columns: 64, frames: [new Uint8Array(64 * 64)] }));
+        givenSidecar(JSON.stringify({ defaultModality: 'xray' }));
+        expect(await run()).toMatchObject({ action: 'analyze', scan: { modality: 'ultrasound' } });
+      });
+
+      it('INVALID_SIDECAR for a modality sonomark does not read', async () => {
+        givenObject(png(), PNG_KEY);
+        givenSidecar(JSON.stringify({ modality: 'ct' }), PNG_KEY);
+        expect(await run(PNG_KEY)).toMatchObject({
+          action: 'reject',
+          problem: { code: 'INVALID_SIDECAR', message: expect.stringMatching(/"modality".*ultrasound.*xray/) },
+        });
+      });
     });
 
     it('UNSUPPORTED_FORMAT for a text file named .dcm (the extension is never trusted)', async () => {
