@@ -1,7 +1,10 @@
 /** `sonomark analyze FILE|DIR...`: clips through the local workflow (DESIGN.md "Contracts"). */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { SIDECAR_SUFFIX } from '../core/keys';
+import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../core/modality';
+import { localSidecar, type ModalityHint } from '../local/sidecar';
 import type { ReportEntry } from '../local/report';
 import type { AnalyzeResult, LocalWorkflow } from '../local/workflow';
 import { UsageError, type CliContext } from './context';
@@ -17,6 +20,7 @@ interface AnalyzeOptions {
   modelsDir?: string;
   report?: string;
   concurrency?: number;
+  modality: Modality;
 }
 
 /**
@@ -41,6 +45,16 @@ export function registerAnalyze(program: Command, ctx: CliContext): void {
     .option('--data-dir <DIR>', 'keep local S3/DynamoDB data here; re-analysing the same bytes reuses the stored scan')
     .option('--models-dir <DIR>', "model directory with manifest.json (default: the package's models/)")
     .option('--report <DIR>', 'also write the HTML report of these clips into DIR and print its path at the end')
+    .addOption(
+      new Option(
+        '--modality <MODALITY>',
+        'what the inputs are, for those that do not say it themselves (a DICOM Modality US/CR/DX decides; ' +
+          'a still image is otherwise ultrasound only by this default). Given explicitly, it goes into each ' +
+          'upload\'s sidecar as "modality", and a DICOM header that says otherwise is refused (MODALITY_CONFLICT)',
+      )
+        .choices([...MODALITIES])
+        .default(DEFAULT_MODALITY),
+    )
     .option(
       '--concurrency <N>',
       `clips analysed at once; output stays in input order (default: ${DEFAULT_ANALYZE_CONCURRENCY})`,
@@ -57,8 +71,12 @@ With --json, one line per input:
 Without --json, one clip prints a block of its outputs and biomarkers; several
 print a summary table (a line per clip, then counts) at the end.
 
+A file's own sidecar FILE.meta.json (probe, bodyRegion, frameRate, zone, modality)
+is uploaded with it, with the modality hint merged in.
+
 Examples:
   $ sonomark analyze clip.mp4
+  $ sonomark analyze --modality xray ../shared/data/cxr/images/ieee8023/IMAGE.jpg
   $ sonomark analyze --report report ../shared/data/pocus/videos/convex
   $ sonomark analyze --json --data-dir .sonomark/local ../shared/data/pocus \\
       > results.jsonl
@@ -70,12 +88,43 @@ are removed. A second Ctrl-C exits at once. One run per --data-dir at a time.
 Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error,
 130 when interrupted by SIGINT (143 by SIGTERM).`,
     )
-    .action(async (inputs: string[], opts: AnalyzeOptions) => ctx.exit(await analyze(inputs, opts, ctx)));
+    .action(async (inputs: string[], opts: AnalyzeOptions, cmd: Command) =>
+      ctx.exit(
+        await analyze(
+          inputs,
+          opts,
+          // The default is a weaker hint than the flag given (core/modality-detect.ts).
+          { modality: opts.modality, explicit: cmd.getOptionValueSource('modality') === 'cli' },
+          ctx,
+        ),
+      ),
+    );
 }
 
-async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: CliContext): Promise<number> {
+/** Each file's sidecar text (FILE.meta.json beside it), checked against an explicit --modality before anything starts. */
+function userSidecars(files: readonly string[], hint: ModalityHint): (string | undefined)[] {
+  const problems: string[] = [];
+  const texts = files.map((file) => {
+    const sidecar = `${file}${SIDECAR_SUFFIX}`;
+    if (!existsSync(sidecar)) return undefined;
+    const text = readFileSync(sidecar, 'utf8');
+    const merged = localSidecar(text, hint);
+    if ('conflict' in merged) problems.push(`${file}: ${merged.conflict}`);
+    return text;
+  });
+  if (problems.length > 0) throw new UsageError(`The modality is given twice:\n  ${problems.join('\n  ')}`);
+  return texts;
+}
+
+async function analyze(
+  inputs: string[],
+  opts: AnalyzeOptions,
+  hint: ModalityHint,
+  { out, err }: CliContext,
+): Promise<number> {
   // Arguments first: a bad path is a usage error before any service starts.
   const files = expandInputs(inputs, (skipped) => err.write(`${describeSkipped(skipped)}\n`));
+  const sidecars = userSidecars(files, hint);
   existingDir(opts.modelsDir, '--models-dir');
   if (opts.report && existsSync(opts.report) && !statSync(opts.report).isDirectory()) {
     throw new UsageError(`--report ${opts.report}: not a directory`);
@@ -115,7 +164,11 @@ async function analyze(inputs: string[], opts: AnalyzeOptions, { out, err }: Cli
       async (file, i) => {
         try {
           statSync(file);
-          return await workflow.analyze(file, names[i]);
+          const sidecar = sidecars[i];
+          return await workflow.analyze(file, names[i], {
+            modality: hint,
+            ...(sidecar !== undefined ? { sidecar } : {}),
+          });
         } catch (e) {
           // Inputs are checked up front; this is one that went away or could not be read during the run.
           return unreadable(file, e);
@@ -282,6 +335,7 @@ function unreadable(file: string, err: unknown): AnalyzeResult {
     file,
     scanId: null,
     status: 'failed',
+    modality: null,
     error: {
       code: 'UNREADABLE_INPUT',
       message: code === 'ENOENT' ? 'No such file.' : `Cannot read the file (${code ?? 'error'}).`,

@@ -2,7 +2,7 @@
  * What `sonomark analyze` prints: the JSON line of DESIGN.md "Contracts" and the
  * human-readable table. Pure functions of an AnalyzeResult.
  */
-import { BIOMARKERS } from '../core/biomarkers';
+import { MODALITY_NAMES } from '../core/modality-detect';
 import type { ExpertOutput, Manifest } from '../core/schemas';
 import type { AnalyzeResult } from '../local/workflow';
 
@@ -26,6 +26,7 @@ export function resultJson(r: AnalyzeResult): Record<string, unknown> {
     file: r.file,
     scanId: r.scanId,
     status: r.status,
+    modality: r.modality,
     ...(r.error ? { error: r.error } : {}),
     reused: r.reused,
     features: r.features,
@@ -57,21 +58,25 @@ export function resultTable(r: AnalyzeResult): string {
   const head = `${r.file}`;
   lines.push(head, '-'.repeat(Math.min(head.length, 100)));
   lines.push(`  scan      ${r.scanId ?? '-'}${r.reused ? '  (already analysed: stored result)' : ''}`);
+  if (r.modality) lines.push(`  modality  ${MODALITY_NAMES[r.modality]}`);
   if (r.status === 'failed') {
     lines.push(`  status    FAILED  ${r.error?.code ?? ''}`);
     lines.push(`  reason    ${r.error?.message ?? 'unknown'}`);
   } else {
     lines.push('  status    completed');
-    lines.push(`  outputs   ${RUO}`);
-    for (const [name, out] of Object.entries(r.experts)) lines.push(`  ${name.padEnd(9)} ${expertSummary(out)}`);
+    const experts = Object.entries(r.experts);
+    if (experts.length === 0) lines.push('  outputs   none: no expert scored this scan');
+    else lines.push(`  outputs   ${RUO}`);
+    const pad = Math.max(9, ...experts.map(([name]) => name.length));
+    for (const [name, out] of experts) lines.push(`  ${name.padEnd(pad)} ${expertSummary(out)}`);
     if (r.features) {
       const f = r.features;
       lines.push(
         `  frames    ${f.sampling.frameIndices.length} of ${f.sampling.decodedFrames} decoded (${f.sampling.width}×${f.sampling.height} gray)`,
       );
-      lines.push('  biomarker            mean   max   p90  frames>0.5');
-      for (const b of BIOMARKERS) {
-        const s = f.biomarkers[b];
+      // The extractor's own outputs: the modality's labels, in its order (ultrasound biomarkers, X-ray findings).
+      lines.push(`  ${r.modality === 'xray' ? 'finding  ' : 'biomarker'}            mean   max   p90  frames>0.5`);
+      for (const [b, s] of Object.entries(f.biomarkers)) {
         lines.push(
           `  ${b.padEnd(20)} ${s.mean.toFixed(2)}  ${s.max.toFixed(2)}  ${s.p90.toFixed(2)}  ${pct(s.fractionAbove)}`,
         );

@@ -6,6 +6,7 @@
 import { accessSync, constants, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { ACCEPTED_FORMATS, MEDIA_EXTENSIONS } from '../core/formats';
+import { SIDECAR_SUFFIX } from '../core/keys';
 import { UsageError } from './context';
 
 /** File name endings that a directory argument contributes (core/formats.ts); the bytes are sniffed later anyway. */
@@ -83,6 +84,8 @@ export function expandInputs(inputs: readonly string[], onSkipped?: (skipped: Sk
       if (st.isDirectory()) walk(p);
       else if (!st.isFile()) continue;
       else if (MEDIA_EXTENSIONS.has(ext)) files.push(p);
+      // A clip's sidecar goes up with its clip (analyze): not a skipped input.
+      else if (name.endsWith(SIDECAR_SUFFIX)) continue;
       else if (!name.startsWith('.')) {
         skipped++;
         byExtension[ext] = (byExtension[ext] ?? 0) + 1;

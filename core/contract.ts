@@ -79,6 +79,11 @@ export const EXTRACT_ENV = {
   featuresBucket: 'FEATURES_BUCKET',
   featuresKey: 'FEATURES_KEY',
   /**
+   * The scan's modality (ScanRef.modality, decided by Validate): which manifest extractor runs.
+   * Absent (a job or cohort item from before modalities): ultrasound.
+   */
+  modality: 'MODALITY',
+  /**
    * Batch mode (a cohort batch): the S3 object holding a JSON array of items, each with the six
    * values above; set instead of them (gpu-tasks/feature-extractor/src/batch.ts).
    */

@@ -44,7 +44,9 @@ export type ModalityDecision =
   | { readonly ok: true; readonly modality: Modality; readonly source: ModalitySource }
   | { readonly ok: false; readonly problem: ProblemDetail };
 
-const NAMES: Record<Modality, string> = { ultrasound: 'ultrasound', xray: 'X-ray' };
+/** Each modality as people write it. */
+export const MODALITY_NAMES: Readonly<Record<Modality, string>> = { ultrasound: 'ultrasound', xray: 'X-ray' };
+const NAMES = MODALITY_NAMES;
 
 /** The modality the key's folder names: the first segment below the study, when more follows it. */
 export function keyFolderModality(fileName: string): Modality | undefined {

@@ -83,7 +83,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
       executionProvider: 'cpu',
       // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
       // next one decodes and the workflow moves on. One session per process, reused by every clip.
-      openSession: () => cachedWorkerExtractorSession(deps.loaded.dir, deps.loaded.manifest.extractor),
+      openSession: (entry) => cachedWorkerExtractorSession(deps.loaded.dir, entry),
       log: deps.log ?? (() => {}),
       // The cloud job's default (main.ts) with the local artifacts bucket, through the role's IAM check.
       pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),

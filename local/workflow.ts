@@ -3,7 +3,7 @@
  * against s3rver and dynalite, with every Task state bound to the same handler
  * code the cloud runs. `sonomark analyze` and the integration tests use this.
  */
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadManifest, type LoadedManifest } from '../core/manifest';
-import { NO_SITE, parseUploadKey, uploadKey } from '../core/keys';
+import { NO_SITE, parseUploadKey, sidecarKeyFor, uploadKey } from '../core/keys';
+import { DEFAULT_MODALITY, type Modality } from '../core/modality';
 import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, expertFunctionArns, type LocalHandlers } from './bindings';
@@ -27,6 +28,7 @@ import type { LocalPermissions } from './iam-policy';
 import { LocalFaults, type FaultPlan } from './faults';
 import { scaleRetries, type RetryScaling } from './retry';
 import { localPseudonymSalt } from './pseudonym-salt';
+import { localSidecar, type ModalityHint } from './sidecar';
 import { ensureBucket, ensureTable, startLocalServices, type LocalServices } from './services';
 
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET } from './names';
@@ -86,10 +88,27 @@ export interface AnalyzeOptions {
   readonly onStateEntered?: (state: string, executionId: string) => void;
 }
 
+/** What goes up with the file: its sidecar (local/sidecar.ts). */
+export interface UploadOptions {
+  /**
+   * The modality hint (`sonomark analyze --modality`). @default ultrasound, not explicit (the CLI's
+   * default: a still is ultrasound unless something says otherwise, as before modalities); null: no
+   * hint, as a bare upload in the cloud (a still image is then refused as MODALITY_REQUIRED).
+   */
+  readonly modality?: ModalityHint;
+  /** The user's own sidecar text (`FILE.meta.json`), merged with the hint. */
+  readonly sidecar?: string;
+}
+
+/** The hint a local analysis gives when its caller names none. */
+export const DEFAULT_MODALITY_HINT: ModalityHint = { modality: DEFAULT_MODALITY, explicit: false };
+
 export interface AnalyzeResult {
   readonly file: string;
   readonly scanId: string | null;
   readonly status: 'completed' | 'failed';
+  /** What Validate decided the upload is; null when it could not (refused before, or for want of one). */
+  readonly modality: Modality | null;
   readonly error?: ProblemDetail;
   /** True when these bytes had already been analysed and the stored result is returned. */
   readonly reused: boolean;
@@ -263,18 +282,41 @@ export class LocalWorkflow {
     }
   }
 
+  /**
+   * Puts the sidecar (the user's, with the modality hint merged in), or removes a stale one a run
+   * before left at this key (a data dir keeps its uploads): each analysis says only what it says.
+   */
+  private async putSidecar(key: string, userText: string | undefined, hint: ModalityHint): Promise<void> {
+    const sidecar = localSidecar(userText, hint);
+    if ('conflict' in sidecar) throw new Error(`The file's modality is given twice: ${sidecar.conflict}.`);
+    const Key = sidecarKeyFor(key);
+    if (sidecar.text === undefined) {
+      await this.services.s3.send(new DeleteObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key }));
+      return;
+    }
+    await this.services.s3.send(
+      new PutObjectCommand({ Bucket: LOCAL_UPLOADS_BUCKET, Key, Body: sidecar.text, ContentType: 'application/json' }),
+    );
+  }
+
   /** Puts the file into the local uploads bucket and runs the workflow on its Object Created event. */
   async analyze(
     file: string,
     objectName = path.basename(file),
     /** redeliver: run this Object Created event again, without putting the file (a duplicate delivery). */
-    options: AnalyzeOptions & { redeliver?: S3ObjectCreatedEvent } = {},
+    options: AnalyzeOptions & UploadOptions & { redeliver?: S3ObjectCreatedEvent } = {},
   ): Promise<AnalyzeResult> {
     if (this.interruptedBy) throw new Error(`The local workflow was interrupted (${this.interruptedBy}).`);
     const started = Date.now();
     const key = uploadKey(this.opts.siteId, this.opts.studyId, objectName);
     const size = statSync(file).size;
     if (options.redeliver) return this.run(file, key, size, undefined, started, this.opts.siteId, options);
+    // The sidecar before the file: Validate reads it when the file's event comes.
+    await this.putSidecar(
+      key,
+      options.sidecar,
+      options.modality === undefined ? DEFAULT_MODALITY_HINT : options.modality,
+    );
     const put = await this.putFile(file, key, size);
     return this.run(file, key, size, put, started, this.opts.siteId, options);
   }
@@ -512,7 +554,7 @@ export class LocalWorkflow {
     /** Why the execution ended early (aborted, interrupted, timed out), when it did. */
     ended?: ProblemDetail,
   ): Promise<AnalyzeResult> {
-    const base = { file, scanId, reused, timings, retries };
+    const base = { file, scanId, reused, timings, retries, modality: null };
     if (!scanId) {
       // Stopped, or failed before a scan existed (the workflow itself broke): say where and why.
       return {
@@ -533,6 +575,7 @@ export class LocalWorkflow {
     if (!scan || scan.status !== 'COMPLETED') {
       return {
         ...base,
+        modality: scan?.modality ?? null,
         status: 'failed',
         error: scan?.error ?? { code: 'INCOMPLETE', message: `The scan ended in status ${scan?.status ?? 'unknown'}.` },
         features: null,
@@ -548,6 +591,8 @@ export class LocalWorkflow {
     const features = FeaturesDocument.parse(JSON.parse(await obj.Body!.transformToString()));
     return {
       ...base,
+      // A scan stored before modalities has none: it was ultrasound.
+      modality: scan.modality ?? DEFAULT_MODALITY,
       status: 'completed',
       features,
       experts: Object.fromEntries(results.map((r) => [r.expert.name, r.output])),

@@ -16,23 +16,20 @@
  */
 import { uploadModelsToBucket } from '../../core/bucket-models';
 import { expertFunctionArns } from '../../local/bindings';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ENV, STATE } from '../../core/contract';
-import { sidecarKeyFor, uploadKey } from '../../core/keys';
 import { PACKAGE_ROOT } from '../../core/paths';
 import type { LocalHandlers } from '../../local/bindings';
 import { localScanRates } from '../../local/handlers';
-import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LOCAL_UPLOADS_BUCKET, LocalWorkflow } from '../../local/workflow';
+import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE, LocalWorkflow } from '../../local/workflow';
 import { generateClip, REAL_CLIPS, tempDir, writeFile } from './helpers';
 
 jest.setTimeout(180_000);
 
 /** Every spelling of the fake patient this suite plants (matched case-insensitively). */
 const NAME = /jane|doe\^|doe%5e|doe-jane/i;
-const SITE = 'local';
 const STUDY = 'it-names';
 
 describe('no patient identifiers in any log line', () => {
@@ -111,16 +108,12 @@ describe('no patient identifiers in any log line', () => {
         [ENV.modelsDir]: workflow.loaded.dir,
         [ENV.scanRates]: JSON.stringify(localScanRates(workflow.loaded)),
       });
-      const putSidecar = (objectName: string, body: string) =>
-        services.s3.send(
-          new PutObjectCommand({
-            Bucket: LOCAL_UPLOADS_BUCKET,
-            Key: sidecarKeyFor(uploadKey(SITE, STUDY, objectName)),
-            Body: body,
-          }),
-        );
+      // Each analysis uploads its sidecar (local/sidecar.ts): the file's own text, with the modality hint.
+      const sidecars = new Map<string, string>();
+      const putSidecar = (objectName: string, body: string) => sidecars.set(objectName, body);
       const analyze = async (file: string, name: string, abortIn?: string) => {
         const r = await workflow!.analyze(file, name, {
+          ...(sidecars.has(name) ? { sidecar: sidecars.get(name) } : {}),
           onStateEntered: (state, id) => {
             if (state === abortIn) workflow!.abort(id);
           },
@@ -130,11 +123,11 @@ describe('no patient identifiers in any log line', () => {
 
       // Act
       // 1 a clip with a valid sidecar (its zone names the patient, as a careless site might).
-      await putSidecar('DOE^JANE Jane Doe.mp4', JSON.stringify({ probe: 'convex', zone: 'JaneDoe' }));
+      putSidecar('DOE^JANE Jane Doe.mp4', JSON.stringify({ probe: 'convex', zone: 'JaneDoe' }));
       await analyze(REAL_CLIPS.mp4, 'DOE^JANE Jane Doe.mp4');
       // 2 an invalid sidecar that carries the name in an unknown field and in a bad value.
       const other = generateClip(work, 'other.avi', 12);
-      await putSidecar('DOE^JANE/Jane Doe 2.avi', JSON.stringify({ patientName: 'Jane Doe', zone: 'DOE^JANE' }));
+      putSidecar('DOE^JANE/Jane Doe 2.avi', JSON.stringify({ patientName: 'Jane Doe', zone: 'DOE^JANE' }));
       await analyze(other, 'DOE^JANE/Jane Doe 2.avi');
       // 3 bytes that are no clip.
       await analyze(writeFile(work, 'notes.txt', 'Patient: DOE^JANE, Jane Doe\n'), 'Jane Doe notes.mp4');

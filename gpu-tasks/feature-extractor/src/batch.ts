@@ -9,6 +9,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { EXTRACT_ENV } from '../../../core/contract';
 import { ConfigError } from '../../../core/errors';
+import { MODALITIES } from '../../../core/modality';
 import { ScanId } from '../../../core/schemas';
 import { parsePayload } from '../../../core/zod-parse';
 
@@ -20,6 +21,8 @@ export const ExtractItem = z
     inputVersionId: z.string().default(''),
     featuresBucket: z.string().min(3),
     featuresKey: z.string().min(1),
+    /** The scan's modality (which extractor runs); absent: ultrasound. */
+    modality: z.enum(MODALITIES).optional(),
   })
   .strict();
 export type ExtractItem = z.infer<typeof ExtractItem>;

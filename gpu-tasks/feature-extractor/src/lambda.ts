@@ -18,6 +18,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { ENV, EXTRACT_ENV } from '../../../core/contract';
 import { requireEnv } from '../../../core/env';
+import { MODALITIES } from '../../../core/modality';
 import { toWorkflowError } from '../../../core/transient';
 import { parsePayload } from '../../../core/zod-parse';
 import { errorLogLine, runExtractItems, runExtractJob, type ExtractJobDeps } from './main';
@@ -32,6 +33,8 @@ export const ExtractScanPayload = z
     inputVersionId: z.string(),
     featuresBucket: z.string().min(1),
     featuresKey: z.string().min(1),
+    /** The scan's modality (ScanRef.modality): which extractor runs. Absent: ultrasound. */
+    modality: z.enum(MODALITIES).optional(),
   })
   .strict();
 
@@ -66,6 +69,7 @@ export function payloadEnv(payload: ExtractPayload): Record<string, string> {
     [EXTRACT_ENV.inputVersionId]: payload.inputVersionId,
     [EXTRACT_ENV.featuresBucket]: payload.featuresBucket,
     [EXTRACT_ENV.featuresKey]: payload.featuresKey,
+    ...(payload.modality ? { [EXTRACT_ENV.modality]: payload.modality } : {}),
   };
 }
 

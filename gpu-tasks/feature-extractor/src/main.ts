@@ -18,12 +18,19 @@ import { readExtractItems, type ExtractItemsResult } from './batch';
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
 import { cachedPseudonymSalt } from '../../../core/dicom/salt-object';
-import { ConfigError, TRANSIENT_ERROR_NAME } from '../../../core/errors';
+import { ConfigError, ModelError, TRANSIENT_ERROR_NAME } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
 import { transientReason } from '../../../core/transient';
-import { loadManifest } from '../../../core/manifest';
+import { extractorFor, loadManifest } from '../../../core/manifest';
+import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
-import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
+import {
+  ProblemDetail,
+  ScanId,
+  type ExtractorEntry,
+  type FeaturesDocument,
+  type Manifest,
+} from '../../../core/schemas';
 import { startsAsDicom } from './decode';
 import { extractFeatures } from './extract';
 import { createExtractorSession, type ExecutionProviderChoice, type ExtractorSession } from './infer';
@@ -36,6 +43,8 @@ export interface ExtractJobConfig {
   readonly inputVersionId: string;
   readonly featuresBucket: string;
   readonly featuresKey: string;
+  /** Which of the manifest's extractors runs (EXTRACT_ENV.modality; absent: ultrasound). */
+  readonly modality: Modality;
 }
 
 /** Reads the job's variables (EXTRACT_ENV), failing with the name of the first one missing or malformed. */
@@ -52,7 +61,28 @@ export function readExtractEnv(env: Record<string, string | undefined>): Extract
     inputVersionId: env[EXTRACT_ENV.inputVersionId] ?? '',
     featuresBucket: requireEnv(EXTRACT_ENV.featuresBucket, env),
     featuresKey: requireEnv(EXTRACT_ENV.featuresKey, env),
+    modality: readModality(env[EXTRACT_ENV.modality]),
   };
+}
+
+function readModality(value: string | undefined): Modality {
+  // Absent or empty: a job (or cohort item) from before modalities, which were all ultrasound.
+  if (value === undefined || value === '') return DEFAULT_MODALITY;
+  if (!(MODALITIES as readonly string[]).includes(value)) {
+    throw new ConfigError(`Environment variable ${EXTRACT_ENV.modality} must be one of ${MODALITIES.join(', ')}.`);
+  }
+  return value as Modality;
+}
+
+/** The manifest's extractor for a modality, or a ModelError saying which modalities it has. */
+export function extractorEntryFor(manifest: Manifest, modality: Modality): ExtractorEntry {
+  const entry = extractorFor(manifest, modality);
+  if (!entry) {
+    throw new ModelError(
+      `The model manifest has no ${modality} extractor (it has: ${MODALITIES.filter((m) => extractorFor(manifest, m)).join(', ')}).`,
+    );
+  }
+  return entry;
 }
 
 export interface ExtractJobDeps {
@@ -61,8 +91,11 @@ export interface ExtractJobDeps {
   readonly modelsDir?: string;
   /** A session to use instead of the per-process cached one (it must match the manifest's extractor). */
   readonly session?: ExtractorSession;
-  /** Opens the session to use instead of the per-process cached one (local mode: inference in a worker thread). */
-  readonly openSession?: () => Promise<ExtractorSession>;
+  /**
+   * Opens the session of this extractor entry (the scan's modality's) instead of the per-process
+   * cached one (local mode: inference in a worker thread).
+   */
+  readonly openSession?: (entry: ExtractorEntry) => Promise<ExtractorSession>;
   /** @default env[ENV.onnxExecutionProvider], else 'auto' */
   readonly executionProvider?: ExecutionProviderChoice;
   /** ffmpeg binary. @default $FFMPEG_PATH, else @ffmpeg-installer's */
@@ -149,10 +182,11 @@ async function extractJob(
   const provider = deps.executionProvider ?? parseProvider(env[ENV.onnxExecutionProvider]);
 
   const { manifest } = loadManifest(modelsDir);
-  const entry = manifest.extractor;
+  // One manifest, one extractor per modality: the scan's (Validate decided it; core/modality-detect.ts).
+  const entry = extractorEntryFor(manifest, config.modality);
   const session =
     deps.session ??
-    (deps.openSession ? await deps.openSession() : await cachedExtractorSession(modelsDir, entry, provider));
+    (deps.openSession ? await deps.openSession(entry) : await cachedExtractorSession(modelsDir, entry, provider));
   const saltBucket = env[ENV.artifactsBucket];
   const saltSource = deps.pseudonymSalt ?? (saltBucket ? () => cachedPseudonymSalt(deps.s3, saltBucket) : undefined);
   if (typeof saltSource === 'string') checkPseudonymSalt(saltSource);
@@ -309,6 +343,7 @@ export async function runExtractItems(
       [EXTRACT_ENV.inputVersionId]: item.inputVersionId,
       [EXTRACT_ENV.featuresBucket]: item.featuresBucket,
       [EXTRACT_ENV.featuresKey]: item.featuresKey,
+      ...(item.modality ? { [EXTRACT_ENV.modality]: item.modality } : {}),
     };
     try {
       await runExtractJob(itemEnv, deps);

@@ -7,6 +7,7 @@ function completed(file: string, label: string, score: number, abnormal: number)
     file,
     scanId: '0'.repeat(32),
     status: 'completed',
+    modality: 'ultrasound',
     reused: false,
     features: null,
     experts: {
@@ -33,6 +34,7 @@ const failed: AnalyzeResult = {
   file: 'notes.gif',
   scanId: null,
   status: 'failed',
+  modality: null,
   error: { code: 'UNSUPPORTED_FORMAT', message: 'Not a clip.' },
   reused: false,
   features: null,
