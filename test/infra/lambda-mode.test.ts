@@ -38,6 +38,7 @@ describe("computeMode 'lambda'", () => {
           'inputVersionId.$': '$.scan.versionId',
           'featuresBucket.$': '$.scan.featuresBucket',
           'featuresKey.$': '$.scan.featuresKey',
+          'modality.$': '$.scan.modality',
         },
       },
       ResultSelector: {

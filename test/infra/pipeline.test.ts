@@ -184,6 +184,8 @@ describe('PipelineStack', () => {
         [EXTRACT_ENV.inputVersionId]: '$.scan.versionId',
         [EXTRACT_ENV.featuresBucket]: '$.scan.featuresBucket',
         [EXTRACT_ENV.featuresKey]: '$.scan.featuresKey',
+        // Which of the manifest's extractors runs (Validate decided it).
+        [EXTRACT_ENV.modality]: '$.scan.modality',
       });
       expect(extract.Parameters.Timeout.AttemptDurationSeconds).toBeGreaterThan(0);
       expect(extract.ResultSelector).toEqual({
