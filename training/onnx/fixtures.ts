@@ -23,6 +23,8 @@ export interface FixtureExtractorOptions {
   readonly size?: number;
   /** @default 32 */
   readonly embeddingDim?: number;
+  /** Length of the `biomarkers` output (MODALITY_LABELS of its modality). @default BIOMARKERS.length (ultrasound) */
+  readonly outputs?: number;
   readonly seed: number;
 }
 
@@ -31,6 +33,8 @@ export interface FixtureExtractorWeights {
   readonly embeddingDim: number;
   /** Pooled features per frame: (size/16)². */
   readonly pooled: number;
+  /** Length of the `biomarkers` output. */
+  readonly outputs: number;
   /** [pooled, embeddingDim] row-major. */
   readonly w1: Float32Array;
   readonly b1: Float32Array;
@@ -47,14 +51,14 @@ export function fixtureExtractorWeights(options: FixtureExtractorOptions): Fixtu
   }
   const side = size / EXTRACTOR_POOL;
   const pooled = side * side;
-  const k = BIOMARKERS.length;
+  const k = options.outputs ?? BIOMARKERS.length;
   const rand = mulberry32(options.seed);
   // Uniform(-s, s) with s = sqrt(3 / fanIn) keeps pre-activations near unit variance, so tanh/sigmoid do not saturate.
   const w1 = uniformWeights(rand, pooled * embeddingDim, Math.sqrt(3 / pooled) * 2);
   const b1 = uniformWeights(rand, embeddingDim, 0.5);
   const w2 = uniformWeights(rand, embeddingDim * k, Math.sqrt(3 / embeddingDim) * 2);
   const b2 = uniformWeights(rand, k, 0.5);
-  return { size, embeddingDim, pooled, w1, b1, w2, b2 };
+  return { size, embeddingDim, pooled, outputs: k, w1, b1, w2, b2 };
 }
 
 /**
@@ -64,7 +68,7 @@ export function fixtureExtractorWeights(options: FixtureExtractorOptions): Fixtu
  */
 export function buildFixtureExtractor(options: FixtureExtractorOptions): Uint8Array {
   const w = fixtureExtractorWeights(options);
-  const k = BIOMARKERS.length;
+  const k = w.outputs;
   const g = graph('sonomark_fixture_extractor', {
     docString: `sonomark FIXTURE extractor (seed ${options.seed}): deterministic random projections, NOT trained; outputs carry no clinical meaning.`,
   });
@@ -94,7 +98,7 @@ export function runFixtureExtractorReference(
   n: number,
 ): { embedding: Float64Array; biomarkers: Float64Array } {
   const { size, pooled, embeddingDim: d } = w;
-  const k = BIOMARKERS.length;
+  const k = w.outputs;
   const side = size / EXTRACTOR_POOL;
   const embedding = new Float64Array(n * d);
   const biomarkers = new Float64Array(n * k);
