@@ -204,6 +204,24 @@ describe('a missing or unreadable path is a usage error before anything starts',
     expect(loaded).toEqual([]);
   });
 
+  it('analyze --modality takes xray or ultrasound only, and names them', async () => {
+    const r = await cli(['analyze', '--modality', 'ct', __filename]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/argument 'ct' is invalid. Allowed choices are ultrasound, xray/);
+    expect(loaded).toEqual([]);
+  });
+
+  it("analyze refuses an explicit --modality that its file's own sidecar contradicts, before anything starts", async () => {
+    const dir = tempDir('sonomark-cli-');
+    const image = path.join(dir, 'chest.png');
+    writeFileSync(image, 'not read');
+    writeFileSync(`${image}.meta.json`, JSON.stringify({ modality: 'ultrasound' }));
+    const r = await cli(['analyze', '--modality', 'xray', image]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${image}: its sidecar's "modality" is not xray, but --modality xray was given`);
+    expect(loaded).toEqual([]);
+  });
+
   it('a directory without clips is a usage error', async () => {
     const r = await cli(['analyze', path.dirname(missing)]);
     expect(r.code).toBe(2);
