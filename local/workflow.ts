@@ -10,7 +10,7 @@ import { createReadStream, statSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadManifest, type LoadedManifest } from '../core/manifest';
+import { loadManifest, manifestExtractors, type LoadedManifest } from '../core/manifest';
 import { NO_SITE, parseUploadKey, sidecarKeyFor, uploadKey } from '../core/keys';
 import { DEFAULT_MODALITY, type Modality } from '../core/modality';
 import { getScan, listExpertResults, listScans } from '../core/results-store';
@@ -161,7 +161,8 @@ export class LocalWorkflow {
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
     for (const pending of [
-      cachedWorkerExtractorSession(loaded.dir, loaded.manifest.extractor),
+      // Every modality's extractor: an X-ray and a clip in one run each find theirs loaded.
+      ...manifestExtractors(loaded.manifest).map((x) => cachedWorkerExtractorSession(loaded.dir, x)),
       ...loaded.manifest.experts.map((e) => expertSession(loaded, e)),
     ]) {
       pending.catch(() => undefined);

@@ -17,8 +17,8 @@ import {
 } from '../../core/keys';
 import { DICOM_HEAD_BYTES, readDicomHead } from '../../core/dicom/header';
 import { formatRow } from '../../core/formats';
-import { extractorFor, extractorRef } from '../../core/manifest';
-import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../../core/modality';
+import { extractorFor, extractorRef, manifestModalities } from '../../core/manifest';
+import { DEFAULT_MODALITY, type Modality } from '../../core/modality';
 import { detectModality, type ModalityDecision } from '../../core/modality-detect';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
@@ -168,11 +168,11 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
         })
       : undefined;
   const modality: Modality = decision?.ok ? decision.modality : DEFAULT_MODALITY;
-  const modalityEntry = extractorFor(deps.manifest, modality);
+  const modalityEntry = manifestModalities(deps.manifest).includes(modality)
+    ? extractorFor(deps.manifest, modality)
+    : undefined;
   // A scan refused before its extractor matters is claimed under the default modality's extractor.
-  const extractor = extractorRef(
-    modalityEntry ?? (extractorFor(deps.manifest, DEFAULT_MODALITY) as NonNullable<typeof modalityEntry>),
-  );
+  const extractor = extractorRef(modalityEntry ?? extractorFor(deps.manifest, DEFAULT_MODALITY));
 
   // Claim first: a reject then maps to a scan record that RecordFailure marks FAILED,
   // and a re-delivered event for bytes already analysed stops here.
@@ -252,7 +252,7 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
     return reject(
       'UNSUPPORTED_MODALITY',
       `This upload is ${modality === 'xray' ? 'an X-ray' : 'ultrasound'}, but the model manifest of this deployment ` +
-        `has no ${modality} extractor (it has: ${MODALITIES.filter((m) => extractorFor(deps.manifest, m)).join(', ')}). ` +
+        `has no ${modality} extractor (it has: ${manifestModalities(deps.manifest).join(', ')}). ` +
         'Publish one, or analyse the upload where one is installed.',
     );
   }

@@ -18,19 +18,13 @@ import { readExtractItems, type ExtractItemsResult } from './batch';
 import { requireEnv } from '../../../core/env';
 import { checkPseudonymSalt } from '../../../core/dicom/pseudonym';
 import { cachedPseudonymSalt } from '../../../core/dicom/salt-object';
-import { ConfigError, ModelError, TRANSIENT_ERROR_NAME } from '../../../core/errors';
+import { ConfigError, TRANSIENT_ERROR_NAME } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
 import { transientReason } from '../../../core/transient';
 import { extractorFor, loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
-import {
-  ProblemDetail,
-  ScanId,
-  type ExtractorEntry,
-  type FeaturesDocument,
-  type Manifest,
-} from '../../../core/schemas';
+import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
 import { startsAsDicom } from './decode';
 import { extractFeatures } from './extract';
 import { createExtractorSession, type ExecutionProviderChoice, type ExtractorSession } from './infer';
@@ -72,17 +66,6 @@ function readModality(value: string | undefined): Modality {
     throw new ConfigError(`Environment variable ${EXTRACT_ENV.modality} must be one of ${MODALITIES.join(', ')}.`);
   }
   return value as Modality;
-}
-
-/** The manifest's extractor for a modality, or a ModelError saying which modalities it has. */
-export function extractorEntryFor(manifest: Manifest, modality: Modality): ExtractorEntry {
-  const entry = extractorFor(manifest, modality);
-  if (!entry) {
-    throw new ModelError(
-      `The model manifest has no ${modality} extractor (it has: ${MODALITIES.filter((m) => extractorFor(manifest, m)).join(', ')}).`,
-    );
-  }
-  return entry;
 }
 
 export interface ExtractJobDeps {
@@ -183,7 +166,7 @@ async function extractJob(
 
   const { manifest } = loadManifest(modelsDir);
   // One manifest, one extractor per modality: the scan's (Validate decided it; core/modality-detect.ts).
-  const entry = extractorEntryFor(manifest, config.modality);
+  const entry = extractorFor(manifest, config.modality);
   const session =
     deps.session ??
     (deps.openSession ? await deps.openSession(entry) : await cachedExtractorSession(modelsDir, entry, provider));
@@ -220,6 +203,7 @@ async function extractJob(
       scanId: config.scanId,
       session,
       entry,
+      modality: config.modality,
       decode: {
         ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
         ...(pseudonymSalt ? { pseudonymSalt } : {}),

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
 import * as path from 'node:path';
 import { featuresKey, scanPk, SCAN_SK } from '../../../core/keys';
-import { extractorRef, loadManifest } from '../../../core/manifest';
+import { extractorFor, extractorRef, loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../../../core/paths';
 import { scanIdFromContent, scanIdFromObjectIdentity, sha256Hex } from '../../../core/scan-id';
 import { ValidateOutput } from '../../../core/schemas';
@@ -87,7 +87,7 @@ describe('validateUpload', () => {
     // Act
     const out = await run();
     // Assess
-    const ext = extractorRef(manifest.extractor);
+    const ext = extractorRef(manifest.extractors.ultrasound);
     expect(out).toEqual({
       action: 'analyze',
       scan: {
@@ -425,7 +425,7 @@ describe('validateUpload', () => {
         const out = await run(PNG_KEY);
         expect(out).toMatchObject({
           action: 'analyze',
-          scan: { modality: 'ultrasound', extractor: extractorRef(manifest.extractor) },
+          scan: { modality: 'ultrasound', extractor: extractorRef(extractorFor(manifest, 'ultrasound')) },
         });
         expect(ddbMock).toHaveReceivedCommandWith(PutCommand, {
           Item: expect.objectContaining({ modality: 'ultrasound' }),
