@@ -24,7 +24,8 @@ import {
   type ThumbnailSource,
 } from '../core/report';
 import { findScansById, getScan, listScans, type ScanItem } from '../core/results-store';
-import type { FeaturesDocument, Manifest } from '../core/schemas';
+import { manifestExtractors } from '../core/manifest';
+import type { FeaturesDocument, Manifest, Preprocessing } from '../core/schemas';
 import { decodeFrameBytes } from '../gpu-tasks/feature-extractor/src';
 
 export type { ReportEntry, ReportStore };
@@ -42,17 +43,40 @@ export async function getScanById(
 }
 
 /** Local mode's thumbnails: each stored upload decoded again by the extractor's decoder (or none, `--no-thumbnails`). */
-export function localThumbnails(store: ReportStore, enabled = true): ThumbnailSource {
+export function localThumbnails(store: ReportStore, enabled = true, manifest?: Manifest): ThumbnailSource {
   if (!enabled) return { omitted: 'The report was written with --no-thumbnails: the clips were not decoded.' };
   return {
-    make: async (scan, features) => peakThumbnails(await getBytes(store.s3, scan.bucket!, scan.key!), features),
+    make: async (scan, features) =>
+      peakThumbnails(
+        await getBytes(store.s3, scan.bucket!, scan.key!),
+        features,
+        manifest ? preprocessingOf(manifest, features) : undefined,
+      ),
   };
 }
 
-/** PNGs of the sampled frames at each biomarker's peak, decoded as the extractor decoded them. */
-export async function peakThumbnails(clip: Buffer | string, features: FeaturesDocument): Promise<ReportThumbnail[]> {
+/**
+ * How the extractor that wrote `features` made its frames (its manifest entry's preprocessing: an
+ * X-ray's `xray-1`, an ultrasound model's `roi-1`), so the thumbnail is the picture it scored.
+ * Undefined when the manifest no longer holds that version: the decoder's default.
+ */
+export function preprocessingOf(manifest: Manifest, features: FeaturesDocument): Preprocessing | undefined {
+  const x = features.extractor;
+  return manifestExtractors(manifest).find((e) => e.name === x.name && e.version === x.version)?.input.preprocessing;
+}
+
+/** PNGs of the sampled frames at each biomarker's peak (an X-ray: its one image), decoded as the extractor decoded them. */
+export async function peakThumbnails(
+  clip: Buffer | string,
+  features: FeaturesDocument,
+  preprocessing?: Preprocessing,
+): Promise<ReportThumbnail[]> {
   const s = features.sampling;
-  const decoded = await decodeFrameBytes(clip, { size: s.width, maxFrames: s.maxFrames });
+  const decoded = await decodeFrameBytes(clip, {
+    size: s.width,
+    maxFrames: s.maxFrames,
+    ...(preprocessing ? { preprocessing } : {}),
+  });
   if (decoded.frameIndices.join(',') !== s.frameIndices.join(',')) {
     throw new Error(
       `The clip of scan ${features.scanId} decodes to other frames than its features document records ` +
@@ -94,7 +118,7 @@ export async function renderStoredReport(
     source: meta.source,
     manifest: meta.manifest,
     now: meta.now,
-    thumbnails: localThumbnails(store, meta.thumbnails !== false),
+    thumbnails: localThumbnails(store, meta.thumbnails !== false, meta.manifest),
   });
 }
 

@@ -8,6 +8,7 @@
 import type { ExpertEntry, ExpertOutput, ExpertResult, ExtractorEntry, ModelCard } from '../schemas';
 import { parsePayload } from '../zod-parse';
 import { FRAME_THRESHOLD } from '../biomarkers';
+import { MODALITY_LABELS } from '../modality';
 import { barSvg, humanBiomarker, timelineSvg } from './charts';
 import { biomarkerPeaks, ReportInput, type ReportInputJson, type ReportScan } from './model';
 
@@ -140,6 +141,7 @@ function cohortTable(scans: readonly ReportScan[], names: readonly string[], car
     th('clip'),
     th('status'),
     ...names.map((n) => th(n, ` <span class="ruo">${RUO}</span>`)),
+    th('modality'),
     th('frames'),
     th('extractor'),
   ].join('');
@@ -152,6 +154,7 @@ function cohortTable(scans: readonly ReportScan[], names: readonly string[], car
         const r = cards.preferred(s.results.filter((x) => x.expert.name === n));
         return r ? td(shortOutput(r.output), sortValue(r.output)) : td('–', '');
       }),
+      s.features ? td(s.features.modality, s.features.modality) : td('–', ''),
       s.features
         ? td(String(s.features.sampling.frameIndices.length), s.features.sampling.frameIndices.length)
         : td('–', ''),
@@ -253,20 +256,59 @@ function scanSection(s: ReportScan, i: number, cards: CardIndex, thumbnailsOmitt
     return `${head}<p class="failed"><strong>${esc(statusText(s.status))}</strong>${s.error ? `: <code>${esc(s.error.code)}</code> ${esc(s.error.message)}` : ''}</p></section>`;
   }
   const f = s.features;
+  const results = cards.names([s]).flatMap((n) => s.results.filter((r) => r.expert.name === n).sort(byVersionDesc));
+  const expertOutputs = `<h4>Expert outputs <span class="ruo">${RUO}</span></h4>
+${results.length > 0 ? `<div class="charts">${results.map((r) => expertFigure(r, cards)).join('')}</div>` : '<p>No expert scored this scan.</p>'}`;
+  // An X-ray is one image: no timeline over frames, no peak frames; the image and its findings.
+  if (f.modality === 'xray') {
+    return `${head}
+${modelLine('extractor', f.extractor.name, f.extractor.version, cards)}
+${xrayImage(s, thumbnailsOmitted)}
+${expertOutputs}
+</section>`;
+  }
   const time = (frame: number) => (s.frameRate ? `${(frame / s.frameRate).toFixed(2)} s` : `frame ${frame}`);
   const timeline = figure(
     'timeline',
     timelineSvg(f, s.frameRate),
     `Per-frame probability of each biomarker over the clip: ${f.sampling.frameIndices.length} of ${f.sampling.decodedFrames} decoded frames, sampled uniformly${s.frameRate ? ` at ${s.frameRate} frames/s` : ' (no frame rate recorded: the axis counts decoded frames)'}.`,
   );
-  const results = cards.names([s]).flatMap((n) => s.results.filter((r) => r.expert.name === n).sort(byVersionDesc));
   return `${head}
 ${modelLine('extractor', f.extractor.name, f.extractor.version, cards)}
 ${timeline}
 ${thumbnails(s, time, thumbnailsOmitted)}
-<h4>Expert outputs <span class="ruo">${RUO}</span></h4>
-<div class="charts">${results.map((r) => expertFigure(r, cards)).join('')}</div>
+${expertOutputs}
 </section>`;
+}
+
+/** An X-ray's one image as the extractor saw it, beside the extractor's findings on it. */
+function xrayImage(s: ReportScan, omitted?: string): string {
+  const f = s.features;
+  if (!f) return '';
+  const findings = MODALITY_LABELS.xray.map((label) => ({ label, p: f.frames[label]?.[0] ?? 0 }));
+  const t = s.thumbnails.find((x) => x.sample === 0);
+  const img = t
+    ? `<img src="data:image/png;base64,${t.png}" width="${t.width}" height="${t.height}" alt="The X-ray as the extractor saw it">`
+    : `<div class="noimg">${omitted ? 'image not decoded' : 'no image'}</div>`;
+  const caption = `${f.sampling.width}×${f.sampling.height} gray, decoded by the extractor's own decoder`;
+  const chart = barSvg({
+    title: 'X-ray findings',
+    categories: findings.map((x) => humanBiomarker(x.label)),
+    values: findings.map((x) => x.p),
+    xName: 'finding',
+    yName: 'probability',
+    max: 1,
+    format: pct,
+  });
+  const text = findings.map((x) => `${humanBiomarker(x.label)} ${pct(x.p)}`).join(', ');
+  const note = t
+    ? 'The image the extractor saw, with the probability of each of its findings.'
+    : omitted
+      ? 'No image (see the note at the top of the page): the findings come from the stored features.'
+      : 'No image was produced for this report.';
+  return `<h4>Image and findings <span class="ruo">${RUO}</span></h4><p class="hint">${esc(note)}</p>
+<div class="charts xray"><figure class="thumb xray-image">${img}<figcaption>${esc(caption)}</figcaption></figure>
+${figure('findings', chart, `Findings of the X-ray extractor on this image: ${text}.`)}</div>`;
 }
 
 function thumbnails(s: ReportScan, time: (frame: number) => string, omitted?: string): string {
@@ -432,6 +474,7 @@ figure.chart figcaption{font-size:.85rem;color:var(--muted);max-width:760px}
 .charts{display:flex;flex-wrap:wrap;gap:1rem}.charts figure.chart{flex:1 1 320px;max-width:560px}
 .thumbs{display:flex;flex-wrap:wrap;gap:.8rem}
 .thumb{width:160px;margin:0}.thumb img{display:block;width:160px;height:160px;image-rendering:pixelated;background:#000}
+.xray-image{width:256px}.xray-image img{width:256px;height:256px}
 .thumb figcaption{font-size:.8rem}
 .no-frames{background:#eef3f8;border-left:4px solid #0072b2;padding:.5rem .8rem}
 .noimg{width:160px;height:160px;display:flex;align-items:center;justify-content:center;background:#eee;color:var(--muted)}

@@ -2,6 +2,7 @@
  * LoadExperts: the Score step's expert list, read from the model manifest at run time (in the
  * cloud, the artifacts bucket's copy; locally, the data dir's or the package's manifest), so
  * publishing a new expert version needs no redeploy of the state machine and no image rebuild.
+ * Only the experts of the scan's modality score it (each reads its modality's extractor's features).
  * Each expert is paired with the function that runs it; an expert the deployment has no
  * function for (a new expert name) is refused with what to do.
  */
@@ -34,10 +35,18 @@ export const LoadExpertsInput = z.object({ scan: ScanRef });
 export async function loadExperts(input: unknown, deps: LoadExpertsDeps): Promise<{ list: WorkflowExpertRef[] }> {
   const { scan } = parsePayload(LoadExpertsInput, input, 'LoadExperts input');
   const manifest = await deps.manifest();
-  if (manifest.experts.length === 0) {
-    throw new ModelError('The model manifest lists no experts: publish one (sonomark experts publish) before scoring.');
+  // A scan is scored by the experts of its modality only: each reads its own extractor's features.
+  const experts = manifest.experts.filter((e) => e.extractor.modality === scan.modality);
+  if (experts.length === 0) {
+    throw new ModelError(
+      `The model manifest lists no ${scan.modality} experts` +
+        (manifest.experts.length > 0
+          ? ` (only ${[...new Set(manifest.experts.map((e) => e.extractor.modality))].join(', ')} ones)`
+          : '') +
+        ': publish one (sonomark experts publish) before scoring.',
+    );
   }
-  const list = manifest.experts.map((e) => {
+  const list = experts.map((e) => {
     const functionArn = deps.functions[e.name];
     if (!functionArn) {
       throw new ModelError(

@@ -5,6 +5,8 @@ import 'aws-sdk-client-mock-jest';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { MODELS } from '../../../core/contract';
+import { validateManifest } from '../../../core/manifest';
+import { XRAY_FINDINGS } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { loadExperts, readBucketManifest } from '../../../lambdas/load-experts/load-experts';
 import { s3Body, scanRef } from '../helpers/fakes';
@@ -69,6 +71,46 @@ describe('LoadExperts', () => {
     await expect(
       loadExperts({ scan: other }, { manifest: () => readBucketManifest(s3(), 'artifacts'), functions }),
     ).rejects.toMatchObject({ message: expect.stringMatching(/extracted by .*@9\.9\.9/) });
+  });
+
+  describe('by modality: a scan is scored by the experts of its own modality only', () => {
+    const xray = {
+      ...x,
+      name: 'xray-extractor',
+      version: '1.0.0',
+      input: { ...x.input, maxFrames: 1 },
+      outputs: { ...x.outputs, biomarkers: { ...x.outputs.biomarkers, labels: [...XRAY_FINDINGS] } },
+    };
+    const xrayExpert = {
+      ...shipped.experts[0],
+      name: 'xray-pneumonia',
+      extractor: { modality: 'xray', name: xray.name, version: xray.version },
+      input: { ...shipped.experts[0].input, blocks: ['embedding-mean'], dim: x.outputs.embedding.dim },
+    };
+    const both = { ...shipped, extractors: { ...shipped.extractors, xray }, experts: [...shipped.experts, xrayExpert] };
+    const xrayScan = scanRef({
+      modality: 'xray',
+      extractor: { name: xray.name, version: xray.version, sha256: x.sha256 },
+    });
+    const deps = (manifest: unknown) => ({
+      manifest: async () => validateManifest(manifest, 'test manifest'),
+      functions: { ...functions, 'xray-pneumonia': 'arn:fn:xray-pneumonia' },
+    });
+
+    it('an X-ray gets the X-ray experts, an ultrasound scan the ultrasound ones', async () => {
+      expect((await loadExperts({ scan: xrayScan }, deps(both))).list.map((e) => e.name)).toEqual(['xray-pneumonia']);
+      expect((await loadExperts({ scan }, deps(both))).list.map((e) => e.name)).toEqual(
+        shipped.experts.map((e: any) => e.name),
+      );
+    });
+
+    it('an X-ray with no X-ray expert in the manifest fails, saying so plainly', async () => {
+      const none = { ...both, experts: shipped.experts };
+      await expect(loadExperts({ scan: xrayScan }, deps(none))).rejects.toMatchObject({
+        name: 'ModelError',
+        message: expect.stringMatching(/lists no xray experts \(only ultrasound ones\): publish one/),
+      });
+    });
   });
 
   it('names the object when the bucket has no manifest or a broken one', async () => {
