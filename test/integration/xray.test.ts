@@ -140,6 +140,22 @@ describe('X-rays through the same workflow as ultrasound', () => {
     for (const name of xrayExperts) expect(html).toContain(`data-chart="expert-${name}"`);
   });
 
+  it("computeMode 'lambda': the extractor function gets the scan's modality in its payload and runs the X-ray extractor", async () => {
+    const lambdaMode = await LocalWorkflow.start({
+      modelsDir: workflow.loaded.dir,
+      studyId: `${STUDY}-lambda`,
+      context: { computeMode: 'lambda' },
+    });
+    try {
+      const [image] = cxrImages(1) as [string];
+      expectXray(await lambdaMode.analyze(image, 'chest.jpeg', { modality: { modality: 'xray', explicit: true } }));
+      const clip = await lambdaMode.analyze(REAL_CLIPS.mp4, 'clip.mp4');
+      expect(clip).toMatchObject({ status: 'completed', modality: 'ultrasound', features: { modality: 'ultrasound' } });
+    } finally {
+      await lambdaMode.close();
+    }
+  });
+
   it('refuses a still with no hint (MODALITY_REQUIRED) and a DICOM US given an explicit X-ray hint (MODALITY_CONFLICT), as FAILED scans', async () => {
     // Prepare
     const [, , , still] = cxrImages(4) as [string, string, string, string];
