@@ -3,6 +3,7 @@
  * and model cards. The browser suite (test/browser/report.test.ts) opens real ones.
  */
 import { BIOMARKERS } from '../../../core/biomarkers';
+import { XRAY_FINDINGS } from '../../../core/modality';
 import { loadManifest } from '../../../core/manifest';
 import {
   biomarkerPeaks,
@@ -139,6 +140,44 @@ describe('renderReport', () => {
     expect(html).toContain('triage: abnormal (P(abnormal) 83%)');
     // One clip: no cohort section.
     expect(html).not.toContain('id="cohort"');
+  });
+
+  it('renders an X-ray: its one image beside its findings and the expert outputs, no timeline or peak frames', () => {
+    // Prepare: a one-image X-ray document (the contract's shape: XRAY_FINDINGS, one frame).
+    const scanId = '5'.repeat(32);
+    const base = featuresDocument(scanId, extractor, manifest.extractors.ultrasound.outputs.embedding.dim);
+    const stats = (p: number) => ({ mean: p, max: p, p90: p, fractionAbove: p > 0.5 ? 1 : 0 });
+    const probabilities = { pneumonia: 0.81, viral: 0.3, covid: 0.12 };
+    const doc: FeaturesDocument = {
+      ...base,
+      modality: 'xray',
+      sampling: { ...base.sampling, maxFrames: 1, decodedFrames: 1, frameIndices: [0] },
+      biomarkers: Object.fromEntries(XRAY_FINDINGS.map((f) => [f, stats(probabilities[f])])),
+      frames: Object.fromEntries(XRAY_FINDINGS.map((f) => [f, [probabilities[f]]])),
+    };
+    const png = grayPng(new Uint8Array(128 * 128).fill(90), 128, 128).toString('base64');
+    const pneumonia: ExpertOutput = { kind: 'binary', label: 'pneumonia', positive: 'pneumonia', probability: 0.77 };
+    const scan: ReportScanInput = {
+      scanId,
+      label: 'chest.png',
+      status: 'COMPLETED',
+      features: doc,
+      results: [result(scanId, 'xray-pneumonia', '1.0.0', pneumonia)],
+      thumbnails: [{ sample: 0, width: 128, height: 128, png }],
+    };
+
+    // Act
+    const html = renderReport(input([scan]));
+
+    // Assess
+    expect(html).toContain('Image and findings');
+    expect(html.match(/<img src="data:image\/png;base64,/g)).toHaveLength(1);
+    expect(html).toContain('data-chart="findings"');
+    expect(html).toContain('pneumonia 81%, viral 30%, covid 12%');
+    expect(html).toContain('data-chart="expert-xray-pneumonia"');
+    expect(html).toContain('xray-pneumonia: pneumonia (P(pneumonia) 77%)');
+    expect(html).not.toContain('data-chart="timeline"');
+    expect(html).not.toContain('Peak frames');
   });
 
   it('runs the timeline in seconds when the frame rate is known', () => {
