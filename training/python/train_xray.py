@@ -35,7 +35,7 @@ CONFIG = {
     "widths": [32, 48, 64],
     "patch": xray.PATCH,
     "mask_ratio": xray.MASK_RATIO,
-    "ssl_steps": 1500,
+    "ssl_steps": 1200,
     "ssl_batch": 32,
     "ssl_lr": 2e-3,
     "head_weight_decay": 1e-2,
@@ -45,7 +45,7 @@ CONFIG = {
     "ft_batch": 32,
     "ft_lr": 1e-3,
     "fractions": [0.01, 0.1, 1.0],
-    "seeds_per_fraction": {"0.01": 3, "0.1": 2, "1.0": 1},
+    "seeds_per_fraction": {"0.01": 3, "0.1": 1, "1.0": 1},
 }
 QUICK = {"ssl_steps": 300, "ft_steps": 60, "seeds_per_fraction": {"0.01": 1, "0.1": 1, "1.0": 1}}
 OPSET = 13
