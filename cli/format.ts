@@ -138,14 +138,15 @@ export function summaryTable(results: readonly AnalyzeResult[]): string {
     Math.max(name.length, ...results.map((r) => (r.experts[name] ? expertCell(r.experts[name]).length : 1)));
   const widths = experts.map(width);
   const n = String(results.length).length;
-  const row = (i: string, status: string, cells: string[], tail: string) =>
-    `  ${i.padStart(n)}  ${status.padEnd(9)}  ${cells.map((c, k) => c.padEnd(widths[k] as number)).join('  ')}  ${tail}`.trimEnd();
+  // The modality column: a run may mix X-rays and clips, each scored by its own experts.
+  const row = (i: string, status: string, modality: string, cells: string[], tail: string) =>
+    `  ${i.padStart(n)}  ${status.padEnd(9)}  ${modality.padEnd(10)}  ${cells.map((c, k) => c.padEnd(widths[k] as number)).join('  ')}  ${tail}`.trimEnd();
   const lines = [`Summary (${experts.join(', ') || 'no expert outputs'}: ${RUO})`];
-  lines.push(row('#', 'status', experts, 'file'));
+  lines.push(row('#', 'status', 'modality', experts, 'file'));
   results.forEach((r, i) => {
     const cells = experts.map((e) => (r.experts[e] ? expertCell(r.experts[e]) : '-'));
     const tail = r.status === 'failed' ? `${r.file}  ${r.error?.code ?? 'FAILED'}: ${r.error?.message ?? ''}` : r.file;
-    lines.push(row(String(i + 1), r.status, cells, tail));
+    lines.push(row(String(i + 1), r.status, r.modality ? MODALITY_NAMES[r.modality] : '-', cells, tail));
   });
   const failed = results.filter((r) => r.status === 'failed').length;
   lines.push('', `${results.length - failed} completed, ${failed} failed, ${results.length} in all`);
