@@ -53,6 +53,7 @@ export const handler = sonomarkHandler(
           siteId: out.scan.siteId,
           studyId: out.scan.studyId,
           container: out.scan.container,
+          modality: out.scan.modality,
           size: out.scan.size,
         });
         break;
