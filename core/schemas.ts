@@ -130,8 +130,11 @@ export const ScanRef = z.object({
   sha256: Sha256Hex,
   size: z.number().int().nonnegative(),
   container: MediaContainer,
-  /** What Validate decided the upload is (core/modality-detect.ts): which extractor reads it. */
-  modality: z.enum(MODALITIES),
+  /**
+   * What Validate decided the upload is (core/modality-detect.ts): which extractor reads it. Absent
+   * in the state of an execution Validate started before modalities existed: ultrasound.
+   */
+  modality: z.enum(MODALITIES).default(DEFAULT_MODALITY),
   sidecar: SidecarMetadata.optional(),
   /** The extractor of `modality` in the manifest Validate read. */
   extractor: ModelRef,
