@@ -87,7 +87,7 @@ export async function rescoreScan(
         ...base,
         status: 'skipped',
         reason:
-          `it is a ${features.modality} scan, and none of ${todo.map((e) => `${e.name}@${e.version}`).join(', ')} ` +
+          `its features are ${features.modality}, and none of ${todo.map((e) => `${e.name}@${e.version}`).join(', ')} ` +
           `reads ${features.modality} features`,
       };
     }
