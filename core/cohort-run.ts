@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { COHORT_REPORT_HTML } from './cohort';
 import { featuresKey, parseUploadKey, UPLOADS_PREFIX } from './keys';
 import type { ScanItem } from './results-store';
+import { DEFAULT_MODALITY, MODALITIES } from './modality';
 import { ModelRef, ScanId, SegmentId } from './schemas';
 
 /** Where a cohort's items come from: a manifest object (CSV with a `key` column, or JSONL of {key}), or a prefix listing. */
@@ -84,6 +85,8 @@ export const PlannedScan = z.object({
   siteId: SegmentId,
   featuresBucket: z.string().min(3),
   featuresKey: z.string().min(1),
+  /** Which extractor's features (the scan's modality, as Validate or the plan decided it). */
+  modality: z.enum(MODALITIES).default(DEFAULT_MODALITY),
   /** `scored`: features existed; `analysed`: extracted in this batch's job. */
   action: z.enum(['scored', 'analysed']),
   /** The scan's study (its upload key's), for the usage record. */

@@ -20,7 +20,8 @@
  * rather than reduced to one of its frames.
  */
 import { DICOM_MODALITIES, MODALITIES, MODALITY_LABELS, type Modality } from './modality';
-import type { ProblemDetail } from './schemas';
+import { formatRow } from './formats';
+import type { MediaContainer, ProblemDetail, SidecarMetadata } from './schemas';
 
 /** Where a modality came from, in precedence order (kept on logs, never a file name). */
 export type ModalitySource = 'dicom' | 'sidecar' | 'key' | 'default' | 'video';
@@ -127,4 +128,29 @@ function modalityHintName(source: ModalitySource): string {
 
 function refuse(code: string, message: string): ModalityDecision {
   return { ok: false, problem: { code, message } };
+}
+
+/** What an upload's first bytes, sidecar and key say about its modality (Validate and the cohort plan). */
+export interface UploadModalityEvidence {
+  readonly container: MediaContainer;
+  /** DICOM only: what its header says (core/dicom/header.ts readDicomHead). */
+  readonly dicom?: { readonly modality?: string | undefined; readonly numberOfFrames?: number | undefined };
+  /** The valid sidecar's hints, if any. */
+  readonly sidecar?: Pick<SidecarMetadata, 'modality' | 'defaultModality'>;
+  /** The path below the study (UploadKey.fileName). */
+  readonly fileName: string;
+}
+
+/** detectModality on an upload: its kind from the format table, or from a DICOM header's Number of Frames. */
+export function decideUploadModality(u: UploadModalityEvidence): ModalityDecision {
+  const row = formatRow(u.container);
+  const video = u.container === 'dicom' ? (u.dicom?.numberOfFrames ?? 1) > 1 : row?.kind !== 'still';
+  return detectModality({
+    ...(u.dicom?.modality !== undefined ? { dicomModality: u.dicom.modality } : {}),
+    ...(u.sidecar?.modality ? { sidecarModality: u.sidecar.modality } : {}),
+    ...(u.sidecar?.defaultModality ? { defaultModality: u.sidecar.defaultModality } : {}),
+    fileName: u.fileName,
+    kind: video ? 'video' : 'still',
+    formatName: row?.name ?? u.container,
+  });
 }

@@ -22,12 +22,15 @@ import {
   type PlanFailure,
   type PlannedScan,
 } from '../../core/cohort-run';
-import { extractorFor } from '../../core/manifest';
-import { isSidecarKey } from '../../core/keys';
+import { DICOM_HEAD_BYTES, readDicomHead } from '../../core/dicom/header';
+import { extractorFor, extractorRef, manifestModalities } from '../../core/manifest';
+import { DEFAULT_MODALITY, type Modality } from '../../core/modality';
+import { decideUploadModality } from '../../core/modality-detect';
+import { isSidecarKey, parseUploadKey } from '../../core/keys';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { claimScan, getScan, type ScanClaim } from '../../core/results-store';
 import { hashStream, scanIdFromContent, sha256Hex } from '../../core/scan-id';
-import type { Manifest, ModelRef } from '../../core/schemas';
+import type { Manifest } from '../../core/schemas';
 import { isMissingObject } from '../../core/s3-errors';
 import { parsePayload } from '../../core/zod-parse';
 
@@ -58,6 +61,7 @@ interface ExtractItemOut {
   inputVersionId: string;
   featuresBucket: string;
   featuresKey: string;
+  modality: Modality;
 }
 
 async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
@@ -86,7 +90,7 @@ async function claimForBatch(claim: ScanClaim, ctx: ClaimContext, deps: PlanDeps
 async function resolveItem(
   key: string,
   site: string,
-  extractor: ModelRef,
+  manifest: Manifest,
   ctx: ClaimContext,
   deps: PlanDeps,
 ): Promise<Resolved> {
@@ -100,7 +104,8 @@ async function resolveItem(
     const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.uploadsBucket, Key: key }));
     versionId = out.VersionId ?? '';
     if (out.Body) {
-      const hashed = await hashStream(out.Body as AsyncIterable<Uint8Array>, SNIFF_BYTES);
+      // DICOM needs more than the sniffer's bytes: its Modality decides the extractor.
+      const hashed = await hashStream(out.Body as AsyncIterable<Uint8Array>, Math.max(SNIFF_BYTES, DICOM_HEAD_BYTES));
       ({ sha256: sha, size, head } = hashed);
     } else {
       sha = sha256Hex('');
@@ -118,6 +123,33 @@ async function resolveItem(
   }
   const scanId = scanIdFromContent(site, upload.studyId, sha);
   const scanItem = await getScan(deps.doc, deps.table, site, scanId);
+  const sniffed = size > 0 ? sniffContainer(head) : undefined;
+  const container = sniffed !== undefined && !isUnsupported(sniffed) ? sniffed : undefined;
+  // The modality Validate decided when the scan was uploaded; else decided here as Validate does
+  // (core/modality-detect.ts) from the DICOM header, the key's folder and the file kind. The plan
+  // reads no sidecar, so a still image that only its sidecar names is refused (MODALITY_REQUIRED).
+  let modality: Modality = scanItem?.modality ?? DEFAULT_MODALITY;
+  if (!scanItem?.modality && container !== undefined) {
+    const dicom = container === 'dicom' ? readDicomHead(head, head.length >= size) : undefined;
+    const decision = decideUploadModality({
+      container,
+      ...(dicom && !('problem' in dicom) ? { dicom } : {}),
+      fileName: parseUploadKey(key).fileName,
+    });
+    if (!decision.ok) return { failure: { item: key, scanId, ...decision.problem } };
+    modality = decision.modality;
+  }
+  if (!manifestModalities(manifest).includes(modality)) {
+    return {
+      failure: {
+        item: key,
+        scanId,
+        code: 'UNSUPPORTED_MODALITY',
+        message: `This upload is ${modality}, but the model manifest has no ${modality} extractor (it has: ${manifestModalities(manifest).join(', ')}).`,
+      },
+    };
+  }
+  const extractor = extractorRef(extractorFor(manifest, modality));
   const where = featuresLocation(scanItem, site, scanId, extractor, deps.artifactsBucket);
   const has =
     hasCurrentFeatures(scanItem, extractor, false) ||
@@ -126,7 +158,6 @@ async function resolveItem(
   // versions, setCurrentExpertVersion); any other is claimed, whether extracted now or earlier.
   let claimed = false;
   if (scanItem?.status !== 'COMPLETED') {
-    const sniffed = size > 0 ? sniffContainer(head) : undefined;
     claimed = await claimForBatch(
       {
         scanId,
@@ -137,7 +168,8 @@ async function resolveItem(
         versionId,
         sha256: sha,
         size,
-        container: sniffed !== undefined && !isUnsupported(sniffed) ? sniffed : undefined,
+        container,
+        modality,
         extractor,
         ...where,
         receivedAt: ctx.now.toISOString(),
@@ -156,6 +188,7 @@ async function resolveItem(
     siteId: site,
     studyId: upload.studyId,
     ...where,
+    modality,
     action: has ? 'scored' : 'analysed',
     claimed,
   };
@@ -169,6 +202,7 @@ async function resolveItem(
       inputVersionId: versionId,
       featuresBucket: where.featuresBucket,
       featuresKey: where.featuresKey,
+      modality,
     },
   };
 }
@@ -177,16 +211,17 @@ async function resolveItem(
 export async function planBatch(input: unknown, deps: PlanDeps): Promise<BatchPlan> {
   const { Items, BatchInput } = parsePayload(PlanBatchInput, input, 'cohort batch');
   const { site, runPrefix } = BatchInput;
-  // modality: routed in xray-routing (each item's modality, detected as Validate does)
-  const extractor = extractorFor(await deps.manifest(), 'ultrasound');
-  const ref = { name: extractor.name, version: extractor.version, sha256: extractor.sha256 };
+  const manifest = await deps.manifest();
+  // The batch's extractor of record (BatchPlan.extractor): the default modality's. Each item runs
+  // and is recorded under its own modality's extractor (resolveItem).
+  const ref = extractorRef(extractorFor(manifest, DEFAULT_MODALITY));
   // A prefix listing also holds sidecars (`{clip}.meta.json`, read with their clip) and folder
   // markers: neither is a clip, as the upload trigger ignores them too.
   const keys = Items.map((i) => i.key).filter((k) => !isSidecarKey(k) && !k.endsWith('/'));
   const batchId = batchIdOf(keys, sha256Hex);
   const ctx: ClaimContext = { holder: cohortLeaseHolder(runPrefix, batchId), now: deps.now?.() ?? new Date() };
   const resolved: Resolved[] = [];
-  for (const key of keys) resolved.push(await resolveItem(key, site, ref, ctx, deps));
+  for (const key of keys) resolved.push(await resolveItem(key, site, manifest, ctx, deps));
 
   const scans = resolved.flatMap((r) => ('scan' in r ? [r.scan] : []));
   const failures = resolved.flatMap((r) => ('failure' in r ? [r.failure] : []));

@@ -97,8 +97,8 @@ async function scoreScan(
   loaded: LoadedManifest,
   deps: ScoreBatchDeps,
 ): Promise<Scored> {
-  // modality: routed in xray-routing (the planned scan's modality; the features document says it once read)
-  const x = extractorFor(loaded.manifest, 'ultrasound');
+  // The planned scan's modality (Validate's, or the plan's decision): its extractor's features.
+  const x = extractorFor(loaded.manifest, scan.modality);
   let extractor = `${x.name}@${x.version}`;
   const failed = (code: string, message: string, problem: ProblemDetail = { code, message }): Scored => ({
     outcome: {
@@ -223,7 +223,9 @@ export async function scoreBatch(input: unknown, deps: ScoreBatchDeps): Promise<
     // The same bytes listed twice are one scan: recorded (and billed) once.
     if (scan.claimed && !recorded.has(scan.scanId)) {
       recorded.add(scan.scanId);
-      await recordScan(scan, scored, plan.extractor, perClip, deps);
+      // Recorded under the extractor of the scan's own modality (the plan's is the batch's default).
+      const x = extractorFor(loaded.manifest, scan.modality);
+      await recordScan(scan, scored, { name: x.name, version: x.version, sha256: x.sha256 }, perClip, deps);
     }
   }
   const outcomesKey = batchOutcomesKey(plan.runPrefix, plan.batchId);

@@ -16,10 +16,9 @@ import {
   type UploadKey,
 } from '../../core/keys';
 import { DICOM_HEAD_BYTES, readDicomHead } from '../../core/dicom/header';
-import { formatRow } from '../../core/formats';
 import { extractorFor, extractorRef, manifestModalities } from '../../core/manifest';
 import { DEFAULT_MODALITY, type Modality } from '../../core/modality';
-import { detectModality, type ModalityDecision } from '../../core/modality-detect';
+import { decideUploadModality, type ModalityDecision } from '../../core/modality-detect';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { checkHeaderLimits, readHeaderInfoRanged, type HeaderInfo } from '../../core/media-header';
@@ -156,15 +155,11 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
       : undefined;
   const decision: ModalityDecision | undefined =
     container !== undefined && (dicomHead === undefined || !('problem' in dicomHead))
-      ? detectModality({
-          ...(dicomHead?.modality !== undefined ? { dicomModality: dicomHead.modality } : {}),
-          ...(sidecar.kind === 'valid' && sidecar.value.modality ? { sidecarModality: sidecar.value.modality } : {}),
-          ...(sidecar.kind === 'valid' && sidecar.value.defaultModality
-            ? { defaultModality: sidecar.value.defaultModality }
-            : {}),
+      ? decideUploadModality({
+          container,
+          ...(dicomHead ? { dicom: dicomHead } : {}),
+          ...(sidecar.kind === 'valid' ? { sidecar: sidecar.value } : {}),
           fileName: upload.fileName,
-          kind: isVideo(container, dicomHead?.numberOfFrames) ? 'video' : 'still',
-          formatName: formatRow(container)?.name ?? container,
         })
       : undefined;
   const modality: Modality = decision?.ok ? decision.modality : DEFAULT_MODALITY;
@@ -270,12 +265,6 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
     ...(sidecar.kind === 'valid' ? { sidecar: sidecar.value } : {}),
   };
   return { action: 'analyze', scan };
-}
-
-/** Whether a file can hold more than one frame: a clip format, or a DICOM file whose header says it does. */
-function isVideo(container: NonNullable<ScanRef['container']>, dicomFrames: number | undefined): boolean {
-  if (container === 'dicom') return (dicomFrames ?? 1) > 1;
-  return formatRow(container)?.kind !== 'still';
 }
 
 type ReadResult = { kind: 'hashed'; hashed: HashedStream } | { kind: 'too-large'; size: number } | { kind: 'missing' };

@@ -7,6 +7,7 @@
  */
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { PNG } from 'pngjs';
 import { uploadModelsToBucket } from '../../../core/bucket-models';
 import {
   COHORT_CSV,
@@ -150,7 +151,39 @@ describe('cohort batch: plan, score, report', () => {
         inputVersionId: '',
         featuresBucket: ARTIFACTS,
         featuresKey: featuresKey(SITE, extractor, idOf(clips.fresh)),
+        modality: 'ultrasound',
       },
+    ]);
+  });
+
+  it('plans each item under its modality: an X-ray (key folder) goes to the X-ray extractor; a still with no hint is refused', async () => {
+    // Prepare: two small PNG stills (real PNG signatures: the plan sniffs them as Validate does).
+    const png = (shade: number) => {
+      const image = new PNG({ width: 64, height: 64 });
+      image.data.fill(shade);
+      return PNG.sync.write(image);
+    };
+    const xrayKey = `uploads/${SITE}/study-3/xray/chest.png`;
+    const bareKey = `uploads/${SITE}/study-3/still.png`;
+    await put(UPLOADS, xrayKey, png(120));
+    await put(UPLOADS, bareKey, png(60));
+    const xx = loaded.manifest.extractors.xray!;
+    const xrayRef = { name: xx.name, version: xx.version, sha256: xx.sha256 };
+    const xrayId = idOf({ key: xrayKey, bytes: png(120) });
+
+    // Act
+    const plan = await planBatch(batch([xrayKey, bareKey]), planDeps);
+
+    // Assess
+    expect(plan.scans).toEqual([
+      expect.objectContaining({ item: xrayKey, scanId: xrayId, modality: 'xray', action: 'analysed' }),
+    ]);
+    expect(plan.failures).toEqual([
+      expect.objectContaining({ item: bareKey, code: 'MODALITY_REQUIRED', message: expect.stringMatching(/xray\//) }),
+    ]);
+    const items = ExtractItems.parse(JSON.parse(await text(plan.itemsBucket, plan.itemsKey)));
+    expect(items).toEqual([
+      expect.objectContaining({ scanId: xrayId, modality: 'xray', featuresKey: featuresKey(SITE, xrayRef, xrayId) }),
     ]);
   });
 
