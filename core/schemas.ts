@@ -257,7 +257,7 @@ export const FeaturesDocument = z
         ctx.addIssue({
           code: 'custom',
           path: [field],
-          message: `has keys [${keys.join(', ')}], but a ${doc.modality} document has exactly [${labels.join(', ')}]`,
+          message: `has keys [${keys.join(', ')}], but a features document of modality ${doc.modality} has exactly [${labels.join(', ')}]`,
         });
       }
     }
@@ -266,7 +266,7 @@ export const FeaturesDocument = z
       ctx.addIssue({
         code: 'custom',
         path: ['sampling', 'frameIndices'],
-        message: `has ${doc.sampling.frameIndices.length} frames, but an xray document has exactly 1`,
+        message: `has ${doc.sampling.frameIndices.length} frames, but a features document of modality xray (one image) has exactly 1`,
       });
     }
   });

@@ -23,7 +23,7 @@ import {
 import { cohortRunPrefix } from '../core/cohort-run';
 import { cohortReportEntries, cohortReportTitle } from '../core/report';
 import type { Manifest } from '../core/schemas';
-import type { LoadedManifest } from '../core/manifest';
+import { extractorFor, extractorsLabel, manifestModalities, type LoadedManifest } from '../core/manifest';
 import { getScan, listExpertResultVersions } from '../core/results-store';
 import { hashStream, scanIdFromContent } from '../core/scan-id';
 import { lockDataDir } from './lock';
@@ -32,7 +32,6 @@ import { renderStoredReport } from './report';
 import { forEachLimited, rescoreScan, type RescoreStore } from './rescore';
 import { ensureBucket, startLocalServices, type LocalServices } from './services';
 import { LocalWorkflow, type LocalWorkflowOptions } from './workflow';
-import { extractorFor } from '../core/manifest';
 
 export interface CohortInput {
   /** The file to read. */
@@ -135,17 +134,17 @@ function thrown(item: string, scanId: string | null, err: unknown): CohortItemOu
     : failedOutcome(item, scanId, 'FAILED', (err as Error).message);
 }
 
+/** The outcome with the scan's stored results; `extractor` is the `name@version` whose features they read. */
 async function withResults(
   store: RescoreStore,
-  loaded: LoadedManifest,
+  extractor: string,
   item: string,
   siteId: string,
   scanId: string,
   action: CohortItemOutcome['action'],
 ): Promise<CohortItemOutcome> {
   const { results, current } = await listExpertResultVersions(store.doc, store.table, siteId, scanId);
-  const x = extractorFor(loaded.manifest, 'ultrasound');
-  return { item, scanId, action, results, current, extractor: `${x.name}@${x.version}` };
+  return { item, scanId, action, results, current, extractor };
 }
 
 /**
@@ -161,7 +160,7 @@ async function scoreStored(
 ): Promise<(CohortItemOutcome | undefined)[]> {
   const out: (CohortItemOutcome | undefined)[] = new Array(inputs.length).fill(undefined);
   if (!store) return out;
-  const x = extractorFor(opts.loaded.manifest, 'ultrasound');
+  const { manifest } = opts.loaded;
   await forEachLimited(inputs, opts.concurrency ?? 2, async (input, i) => {
     let scanId: string | null = null;
     try {
@@ -169,22 +168,30 @@ async function scoreStored(
       scanId = scanIdFromContent(opts.siteId ?? 'local', opts.studyId ?? 'local', sha256);
       const scan = await getScan(store.doc, store.table, opts.siteId ?? 'local', scanId);
       if (scan?.status !== 'COMPLETED') return; // new, or FAILED before (the workflow claims it again)
-      if (scan.extractor?.name !== x.name || scan.extractor.version !== x.version) {
+      // The scan's modality is the one whose current extractor wrote its features: each modality has its own.
+      const modality = manifestModalities(manifest).find((m) => {
+        const x = extractorFor(manifest, m);
+        return scan.extractor?.name === x.name && scan.extractor.version === x.version;
+      });
+      if (!modality) {
         out[i] = failedOutcome(
           input.file,
           scanId,
           'OTHER_EXTRACTOR',
-          `Stored with ${scan.extractor?.name}@${scan.extractor?.version} features; the manifest's extractor is ${x.name}@${x.version}, ` +
+          `Stored with ${scan.extractor?.name}@${scan.extractor?.version} features; the manifest's extractor is ${extractorsLabel(manifest)}, ` +
             'and a completed scan is not extracted again in local mode.',
         );
       } else {
-        const r = await rescoreScan(store, opts.loaded, opts.loaded.manifest.experts, scan);
+        const x = extractorFor(manifest, modality);
+        // Only its modality's experts: the others are not this scan's to score.
+        const experts = manifest.experts.filter((e) => e.extractor.modality === modality);
+        const r = await rescoreScan(store, opts.loaded, experts, scan);
         out[i] =
           r.status === 'failed' || r.status === 'skipped'
             ? failedOutcome(input.file, scanId, 'SCORE_FAILED', r.reason ?? r.status)
             : await withResults(
                 store,
-                opts.loaded,
+                `${x.name}@${x.version}`,
                 input.file,
                 opts.siteId ?? 'local',
                 scanId,
@@ -236,7 +243,7 @@ export async function runCohort(inputs: readonly CohortInput[], opts: CohortRunO
         outcome =
           r.status === 'failed' || !r.scanId
             ? failedOutcome(input.file, r.scanId, r.error?.code ?? 'FAILED', r.error?.message ?? 'The workflow failed.')
-            : await withResults(store, workflow.loaded, input.file, workflow.siteId, r.scanId, 'analysed');
+            : await withResults(store, r.models?.extractor ?? '', input.file, workflow.siteId, r.scanId, 'analysed');
       } catch (err) {
         outcome = thrown(input.file, null, err);
       }

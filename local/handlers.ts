@@ -84,6 +84,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
       executionProvider: 'cpu',
       // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
       // next one decodes and the workflow moves on. One session per process, reused by every clip.
+      // modality: routed in xray-routing (the scan's modality picks the extractor)
       openSession: () =>
         cachedWorkerExtractorSession(deps.loaded.dir, extractorFor(deps.loaded.manifest, 'ultrasound')),
       log: deps.log ?? (() => {}),

@@ -80,11 +80,22 @@ export async function rescoreScan(
     const todo = experts.filter((e) => current[e.name] !== e.version);
     if (todo.length === 0) return { ...base, status: 'unchanged' };
     const features = await readFeatures(store.s3, scan.featuresBucket ?? store.artifactsBucket, scan.featuresKey);
-    const usable = todo.filter(
+    // An expert scores only scans of its own modality: a store may hold both, and the others are not its to score.
+    const ofModality = todo.filter((e) => e.extractor.modality === features.modality);
+    if (ofModality.length === 0) {
+      return {
+        ...base,
+        status: 'skipped',
+        reason:
+          `its features are ${features.modality}, and none of ${todo.map((e) => `${e.name}@${e.version}`).join(', ')} ` +
+          `reads ${features.modality} features`,
+      };
+    }
+    const usable = ofModality.filter(
       (e) => e.extractor.name === features.extractor.name && e.extractor.version === features.extractor.version,
     );
     if (usable.length === 0) {
-      const e = todo[0] as ExpertEntry;
+      const e = ofModality[0] as ExpertEntry;
       return {
         ...base,
         status: 'skipped',

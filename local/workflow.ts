@@ -141,6 +141,7 @@ export class LocalWorkflow {
     // Start-up work that does not depend on each other runs together: the model sessions
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
+    // Warms the default modality's (ultrasound) extractor; modality: routed in xray-routing.
     for (const pending of [
       cachedWorkerExtractorSession(loaded.dir, extractorFor(loaded.manifest, 'ultrasound')),
       ...loaded.manifest.experts.map((e) => expertSession(loaded, e)),

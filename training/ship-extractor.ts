@@ -603,9 +603,12 @@ export async function shipExtractor(opts: ShipOptions): Promise<ShipResult> {
   };
 
   // The manifest is validated (a version like "1.2.0", ...) before anything is written into models/.
-  const kept = manifest.experts.filter((e) => e.extractor.name === name && e.extractor.version === version);
+  // This ships the ultrasound extractor: the experts on another modality's extractor read features it does not change.
+  const kept = manifest.experts.filter(
+    (e) => e.extractor.modality !== 'ultrasound' || (e.extractor.name === name && e.extractor.version === version),
+  );
   const dropped = manifest.experts.filter((e) => !kept.includes(e)).map((e) => `${e.name}@${e.version}`);
-  const next = { ...manifest, extractor: entry, experts: kept };
+  const next: Manifest = { ...manifest, extractors: { ...manifest.extractors, ultrasound: entry }, experts: kept };
   try {
     validateManifest(next, `model manifest with ${name}@${version}`);
   } catch (e) {

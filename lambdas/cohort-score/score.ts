@@ -97,8 +97,9 @@ async function scoreScan(
   loaded: LoadedManifest,
   deps: ScoreBatchDeps,
 ): Promise<Scored> {
+  // modality: routed in xray-routing (the planned scan's modality; the features document says it once read)
   const x = extractorFor(loaded.manifest, 'ultrasound');
-  const extractor = `${x.name}@${x.version}`;
+  let extractor = `${x.name}@${x.version}`;
   const failed = (code: string, message: string, problem: ProblemDetail = { code, message }): Scored => ({
     outcome: {
       item: scan.item,
@@ -113,7 +114,7 @@ async function scoreScan(
     problem,
   });
   const before = await listExpertResultVersions(deps.doc, deps.table, scan.siteId, scan.scanId);
-  const todo = experts.filter((e) => before.current[e.name] !== e.version);
+  let todo = experts.filter((e) => before.current[e.name] !== e.version);
   if (todo.length > 0) {
     let features;
     try {
@@ -123,6 +124,10 @@ async function scoreScan(
       const problem = await extractFailure(deps.s3, scan);
       return failed('EXTRACT_FAILED', problem.message, problem);
     }
+    extractor = `${features.extractor.name}@${features.extractor.version}`;
+    // A cohort may mix modalities: an expert scores only the scans of its own (the others are not its to score).
+    const modality = features.modality;
+    todo = todo.filter((e) => e.extractor.modality === modality);
     try {
       for (const entry of todo) {
         const result = await scoreFeatures(features, entry, { models: loaded, ...(deps.now ? { now: deps.now } : {}) });

@@ -56,6 +56,12 @@ export async function scoreFeatures(
   entry: ExpertEntry,
   deps: { readonly models: LoadedManifest } & ScoringOptions,
 ): Promise<ExpertResult> {
+  if (features.modality !== entry.extractor.modality) {
+    throw new ModelError(
+      `Expert "${entry.name}"@${entry.version} reads ${entry.extractor.modality} features, but this scan's features are ${features.modality}: ` +
+        `an expert scores only scans of its own modality.`,
+    );
+  }
   if (features.extractor.name !== entry.extractor.name || features.extractor.version !== entry.extractor.version) {
     throw new ModelError(
       `Expert "${entry.name}"@${entry.version} was trained on ${entry.extractor.name}@${entry.extractor.version} features, ` +

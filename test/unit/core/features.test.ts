@@ -1,5 +1,5 @@
 import { BIOMARKERS, CLIP_STATISTICS } from '../../../core/biomarkers';
-import { ModelError } from '../../../core/errors';
+import { ModelError, PayloadError } from '../../../core/errors';
 import {
   aggregateFrames,
   blocksDim,
@@ -9,7 +9,10 @@ import {
   quantileSorted,
   type FrameOutputs,
 } from '../../../core/features';
-import type { FeatureBlock } from '../../../core/schemas';
+import { XRAY_FINDINGS } from '../../../core/modality';
+import { FeaturesDocument, type FeatureBlock } from '../../../core/schemas';
+import { parsePayload } from '../../../core/zod-parse';
+import { featuresDocument } from '../helpers/fakes';
 
 const K = BIOMARKERS.length;
 /** The feature shape of an ultrasound extractor with this embedding size. */
@@ -238,5 +241,162 @@ describe('featureVector, featureNames and blocksDim', () => {
 
     // Assess
     expect(dim).toBe(88);
+  });
+});
+
+describe('X-ray features (one image, the X-ray labels)', () => {
+  /** One X-ray image's outputs: the findings in XRAY_FINDINGS order, a 2-dim embedding. */
+  const oneImage = (): FrameOutputs => ({
+    biomarkers: Float32Array.from([0.9, 0.2, 0.6]),
+    embedding: Float32Array.from([0.5, -1]),
+    frames: 1,
+    embeddingDim: 2,
+  });
+
+  it('keys the clip statistics by the X-ray findings, statistics of a 1-long series', () => {
+    // Prepare / Act
+    const agg = aggregateFrames(oneImage(), 'xray');
+
+    // Assess
+    expect(agg.modality).toBe('xray');
+    expect(Object.keys(agg.biomarkers)).toEqual([...XRAY_FINDINGS]);
+    expect(agg.biomarkers['pneumonia']).toEqual({
+      mean: Math.fround(0.9),
+      max: Math.fround(0.9),
+      p90: Math.fround(0.9),
+      fractionAbove: 1,
+    });
+    expect(agg.frames['viral']).toEqual([Math.fround(0.2)]);
+    expect(agg.embedding).toEqual({ dim: 2, mean: [0.5, -1], max: [0.5, -1] });
+  });
+
+  it('refuses ultrasound-shaped outputs as X-ray, naming the labels it expected', () => {
+    // Prepare / Act / Assess
+    expect(() => aggregateFrames(threeFrames(), 'xray')).toThrow(
+      `biomarker output has ${3 * K} values, expected 3×3 (xray: pneumonia, viral, covid)`,
+    );
+  });
+
+  it('builds the expert vector in the findings order, whatever the key order of the document', () => {
+    // Prepare: the same statistics with the keys reversed (a document re-serialised by another tool).
+    const agg = aggregateFrames(oneImage(), 'xray');
+    const reversed = { ...agg, biomarkers: Object.fromEntries(Object.entries(agg.biomarkers).reverse()) };
+    const shape = { labels: XRAY_FINDINGS, embeddingDim: 2 };
+
+    // Act
+    const vector = featureVector(reversed, ['biomarker-stats', 'embedding-mean']);
+    const names = featureNames(['biomarker-stats', 'embedding-mean'], shape);
+
+    // Assess
+    expect(names.slice(0, 5)).toEqual([
+      'pneumonia.mean',
+      'pneumonia.max',
+      'pneumonia.p90',
+      'pneumonia.fractionAbove',
+      'viral.mean',
+    ]);
+    expect(vector.length).toBe(blocksDim(['biomarker-stats', 'embedding-mean'], shape));
+    expect(vector.length).toBe(3 * 4 + 2);
+    expect(vector[0]).toBe(Math.fround(0.9));
+    expect(vector[4]).toBe(Math.fround(0.2));
+    expect(vector[8]).toBe(Math.fround(0.6));
+  });
+
+  it('refuses to build a vector from a document missing one of its labels', () => {
+    // Prepare
+    const agg = aggregateFrames(oneImage(), 'xray');
+    const { covid: _covid, ...partial } = agg.biomarkers;
+
+    // Act / Assess
+    expect(() => featureVector({ ...agg, biomarkers: partial }, ['biomarker-stats'])).toThrow(
+      'The xray features have no biomarker "covid" (have: pneumonia, viral).',
+    );
+  });
+});
+
+describe('FeaturesDocument modality', () => {
+  const ref = { name: 'sonomark-fixture-extractor', version: '0.0.1', sha256: 'a'.repeat(64) };
+  const scanId = '0123456789abcdef0123456789abcdef';
+
+  /** A stored ultrasound document as written before modalities existed (no `modality`). */
+  function legacy(): Record<string, unknown> {
+    const { modality: _m, ...doc } = featuresDocument(scanId, ref, 4);
+    return JSON.parse(JSON.stringify(doc));
+  }
+
+  /** An X-ray document: one frame, the findings' statistics. */
+  function xrayDoc(): Record<string, unknown> {
+    return {
+      ...legacy(),
+      sampling: { ...(legacy()['sampling'] as object), decodedFrames: 1, frameIndices: [0] },
+      // modality: 'xray' comes with the aggregate
+      ...aggregateFrames(
+        { biomarkers: Float32Array.from([0.9, 0.2, 0.6]), embedding: new Float32Array(4), frames: 1, embeddingDim: 4 },
+        'xray',
+      ),
+    };
+  }
+
+  it('reads a stored document without `modality` as ultrasound, its values unchanged', () => {
+    // Prepare
+    const doc = legacy();
+
+    // Act
+    const parsed = FeaturesDocument.parse(doc);
+
+    // Assess
+    expect(parsed.modality).toBe('ultrasound');
+    expect(parsed.biomarkers).toEqual(doc['biomarkers']);
+    expect(Array.from(featureVector(parsed, ['biomarker-stats']))).toEqual(
+      BIOMARKERS.flatMap((b) => CLIP_STATISTICS.map((s) => Math.fround((doc['biomarkers'] as any)[b][s]))),
+    );
+  });
+
+  it('reads an X-ray document of one image', () => {
+    // Prepare / Act
+    const parsed = FeaturesDocument.parse(xrayDoc());
+
+    // Assess
+    expect(parsed.modality).toBe('xray');
+    expect(Object.keys(parsed.biomarkers)).toEqual([...XRAY_FINDINGS]);
+  });
+
+  it.each([
+    [
+      'an ultrasound document keyed by the X-ray findings',
+      () => ({ ...xrayDoc(), modality: 'ultrasound' }),
+      'biomarkers: has keys [pneumonia, viral, covid], but a features document of modality ultrasound has exactly [a_lines, b_lines, pleural_irregularity, consolidation, effusion, healthy_pattern]',
+    ],
+    [
+      'an X-ray document keyed by the ultrasound biomarkers',
+      () => ({ ...legacy(), modality: 'xray', sampling: xrayDoc()['sampling'] }),
+      'biomarkers: has keys [a_lines, b_lines, pleural_irregularity, consolidation, effusion, healthy_pattern], but a features document of modality xray has exactly [pneumonia, viral, covid]',
+    ],
+    [
+      'an extra key',
+      () => {
+        const doc = xrayDoc();
+        return { ...doc, frames: { ...(doc['frames'] as object), opacity: [0.5] } };
+      },
+      'frames: has keys [pneumonia, viral, covid, opacity], but a features document of modality xray has exactly [pneumonia, viral, covid]',
+    ],
+    [
+      'an X-ray document of two frames',
+      () => ({ ...xrayDoc(), sampling: { ...(xrayDoc()['sampling'] as object), frameIndices: [0, 1] } }),
+      'sampling.frameIndices: has 2 frames, but a features document of modality xray (one image) has exactly 1',
+    ],
+    ['an unknown modality', () => ({ ...legacy(), modality: 'ct' }), 'modality: Invalid option'],
+  ])('refuses %s, saying which keys a document of its modality has', (_what, make, message) => {
+    // Prepare / Act
+    let err: Error | undefined;
+    try {
+      parsePayload(FeaturesDocument, make(), 'features document');
+    } catch (e) {
+      err = e as Error;
+    }
+
+    // Assess
+    expect(err).toBeInstanceOf(PayloadError);
+    expect(err?.message).toContain(message);
   });
 });

@@ -18,6 +18,7 @@ import {
 import { batchOutcomesKey, cohortRunPrefix } from '../../../core/cohort-run';
 import { extractErrorKey, featuresKey } from '../../../core/keys';
 import { loadManifest } from '../../../core/manifest';
+import { XRAY_FINDINGS } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { listExpertResultVersions, scanKey } from '../../../core/results-store';
 import { scanIdFromContent, sha256Hex } from '../../../core/scan-id';
@@ -194,6 +195,38 @@ describe('cohort batch: plan, score, report', () => {
     const out = await scoreBatch({ plan }, scoreDeps);
     // Assess
     expect(out.counts).toEqual({ done: 2, scored: 0, analysed: 0, failed: 0 });
+  });
+
+  it('scores a scan only with the experts of its modality: an X-ray among ultrasound experts is done, not failed', async () => {
+    // Prepare: features of an X-ray (one image, the X-ray findings) where the plan looks for them,
+    // under a run of its own so the report below is unchanged.
+    const xray = { key: `uploads/${SITE}/study-3/chest.png`, bytes: Buffer.from('an x-ray image') };
+    await put(UPLOADS, xray.key, xray.bytes);
+    const id = idOf(xray);
+    const us = featuresDocument(id, extractor, 48);
+    await put(
+      ARTIFACTS,
+      featuresKey(SITE, extractor, id),
+      JSON.stringify({
+        ...us,
+        modality: 'xray',
+        sampling: { ...us.sampling, decodedFrames: 1, frameIndices: [0] },
+        biomarkers: Object.fromEntries(XRAY_FINDINGS.map((f) => [f, us.biomarkers['a_lines']])),
+        frames: Object.fromEntries(XRAY_FINDINGS.map((f) => [f, [0.5]])),
+      }),
+    );
+    const xrayBatch = {
+      ...batch([xray.key]),
+      BatchInput: { site: SITE, runPrefix: cohortRunPrefix(SITE, 'run-xray') },
+    };
+    const plan = await planBatch(xrayBatch, planDeps);
+
+    // Act
+    const out = await scoreBatch({ plan }, scoreDeps);
+
+    // Assess: no ultrasound expert read it, and nothing failed
+    expect(out.counts).toEqual({ done: 1, scored: 0, analysed: 0, failed: 0 });
+    expect((await listExpertResultVersions(services.doc, TABLE, SITE, id)).results).toEqual([]);
   });
 
   it('writes cohort.csv, summary.json and report.html from every batch’s outcomes', async () => {

@@ -12,6 +12,7 @@ import { extractorRef, findExpert, loadManifest, type LoadedManifest } from '../
 import { writeFixtureModels } from '../../../training/onnx/fixture-models';
 import { linearExpertWeights, runLinearExpertReference } from '../../../training/onnx/fixtures';
 import { FIXTURE_EXPERTS } from '../../../training/onnx/fixture-models';
+import { XRAY_FINDINGS } from '../../../core/modality';
 import { ExpertResult } from '../../../core/schemas';
 import { scoreExpert, type ScoreDeps } from '../../../lambdas/expert/score';
 import { featuresDocument, s3Body, scanRef } from '../helpers/fakes';
@@ -145,6 +146,28 @@ describe('scoreExpert', () => {
       message: expect.stringMatching(
         /trained on sonomark-fixture-extractor@0\.0\.1 features, but this scan's features come from sonomark-fixture-extractor@0\.0\.2/,
       ),
+    });
+    expect(ddbMock).not.toHaveReceivedCommand(PutCommand);
+  });
+
+  it('refuses features of another modality, before reading them as its own', async () => {
+    // Prepare: an X-ray document (one image, the X-ray findings) for an ultrasound expert.
+    const input = task('triage');
+    const us = featuresDocument(input.scan.scanId, input.scan.extractor);
+    const stats = us.biomarkers['a_lines']!;
+    givenFeatures({
+      ...us,
+      modality: 'xray',
+      sampling: { ...us.sampling, decodedFrames: 1, frameIndices: [0] },
+      biomarkers: Object.fromEntries(XRAY_FINDINGS.map((f) => [f, stats])),
+      frames: Object.fromEntries(XRAY_FINDINGS.map((f) => [f, [0.5]])),
+    });
+
+    // Act / Assess
+    await expect(scoreExpert(input, deps())).rejects.toMatchObject({
+      name: 'ModelError',
+      message:
+        'Expert "triage"@0.0.1 reads ultrasound features, but this scan\'s features are xray: an expert scores only scans of its own modality.',
     });
     expect(ddbMock).not.toHaveReceivedCommand(PutCommand);
   });

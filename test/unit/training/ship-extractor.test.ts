@@ -147,7 +147,7 @@ describe('shipExtractor', () => {
       file: 'extractor/test-extractor-2.0.0.onnx',
     });
     expect(dropped).toEqual(['diagnosis@0.0.1', 'severity@0.0.1', 'triage@0.0.1']);
-    expect(loadManifest(models).manifest).toMatchObject({ extractor: entry, experts: [] });
+    expect(loadManifest(models).manifest).toMatchObject({ extractors: { ultrasound: entry }, experts: [] });
     expect(
       readdirSync(path.join(models, 'extractor'))
         .filter((f) => f.startsWith('test-extractor'))
@@ -178,7 +178,7 @@ describe('shipExtractor', () => {
 
     // Act / Assess
     await expect(shipExtractor({ from, data, modelsDir: models, version: '2.0' })).rejects.toThrow(
-      /extractor\.version: .*Nothing was shipped\./,
+      /extractors\.ultrasound\.version: .*Nothing was shipped\./,
     );
     expect(readFileSync(path.join(models, 'manifest.json')).equals(before)).toBe(true);
     expect(readdirSync(path.join(models, 'extractor'))).toEqual(files);
