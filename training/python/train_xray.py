@@ -35,13 +35,13 @@ CONFIG = {
     "widths": [32, 48, 64],
     "patch": xray.PATCH,
     "mask_ratio": xray.MASK_RATIO,
-    "ssl_steps": 1200,
+    "ssl_steps": 500,
     "ssl_batch": 32,
     "ssl_lr": 2e-3,
     "head_weight_decay": 1e-2,
     # Anchor comparison: fine-tuning steps per fit, whatever the number of labels (the same budget for
     # both arms), batch, learning rate; seeds per fraction.
-    "ft_steps": 150,
+    "ft_steps": 80,
     "ft_batch": 32,
     "ft_lr": 1e-3,
     "fractions": [0.01, 0.1, 1.0],
@@ -242,6 +242,9 @@ def run_anchor(data, ssl_state, cfg, seed):
                                                 "max": float(np.max(a)), "seeds": len(a)}
     return {
         "task": "kermany-pediatric: pneumonia (bacterial or viral) vs normal",
+        # What this comparison ran with (--anchor-only reuses an earlier encoder and report).
+        "config": {k: cfg[k] for k in ("ft_steps", "ft_batch", "ft_lr", "fractions", "seeds_per_fraction",
+                                       "head_weight_decay")},
         "test": {"fold": ANCHOR_TEST_FOLD, "images": int(len(test_idx)),
                  "patients": int(len(np.unique(data.group[test_idx]))),
                  "positives": int(np.sum(y[test_idx] == 1))},
