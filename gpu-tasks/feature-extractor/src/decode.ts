@@ -764,6 +764,13 @@ async function decodeDicomBytes(bytes: Uint8Array, opts: ResolvedOptions): Promi
     sample: uniformSampleIndices,
     ...(opts.pseudonymSalt ? { pseudonymSalt: opts.pseudonymSalt } : {}),
   });
+  // Checked on the frames the file holds, not the sampled ones (sampling would keep one of a clip's).
+  if (opts.preprocessing === 'xray-1' && dicom.decodedFrames > 1) {
+    throw new DecodeError(
+      'NOT_A_STILL',
+      `An X-ray is one picture, but the DICOM file has ${dicom.decodedFrames} frames. Upload the radiograph (CR/DX) as a single-frame DICOM, or analyse a clip as ultrasound.`,
+    );
+  }
   const bytesOut = await scaleRawFrames(dicom.raw, opts);
   return {
     bytes: bytesOut,
@@ -832,12 +839,6 @@ export async function scaleRawFrames(
       throw new DecodeError(
         'DECODE_FAILED',
         `The clip could not be decoded: ${frames.length} of ${count} frames scaled.`,
-      );
-    }
-    if (opts.preprocessing === 'xray-1' && count > 1) {
-      throw new DecodeError(
-        'NOT_A_STILL',
-        `An X-ray is one picture, but the DICOM file has ${count} frames. Upload the radiograph (CR/DX) as a single-frame DICOM, or analyse a clip as ultrasound.`,
       );
     }
     const frameBytes = opts.size * opts.size;

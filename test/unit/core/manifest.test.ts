@@ -173,8 +173,9 @@ function xrayExpert(m: any, edit: (e: any) => void = () => {}): any {
 
 describe('manifest modalities (schemaVersion 2)', () => {
   it('gives each modality its own extractor, and names the modalities it has when one is missing', () => {
-    // Prepare
-    const shipped = loadManifest(SHIPPED).manifest;
+    // Prepare: the shipped manifest without its X-ray extractor (models/ ships one since sonomark-cxr-ssl).
+    const full = loadManifest(SHIPPED).manifest;
+    const shipped = { ...full, extractors: { ultrasound: full.extractors.ultrasound } };
     editManifest((m) => {
       m.extractors.xray = xrayEntry(m);
     });
@@ -248,6 +249,7 @@ describe('manifest modalities (schemaVersion 2)', () => {
   it('rejects an expert of a modality the manifest has no extractor for', () => {
     // Prepare
     editManifest((m) => {
+      delete m.extractors.xray;
       m.experts.push(xrayExpert(m));
     });
 

@@ -9,6 +9,7 @@ import {
   XRAY_PERCENTILES,
 } from '../../../gpu-tasks/feature-extractor/src/decode';
 import { encodeLavfi, makeLavfiClip } from '../../helpers/clips';
+import { DICOM_SAMPLES } from '../../helpers/dicom';
 import { tempDir } from '../../helpers/temp';
 
 jest.setTimeout(60_000);
@@ -96,5 +97,27 @@ describe('xray-1 decoding', () => {
       code: 'NOT_A_STILL',
       message: expect.stringMatching(/one picture, but the .* file has 5 frames/),
     });
+  });
+});
+
+describe('xray-1 decoding of DICOM', () => {
+  it('decodes a single-frame DICOM into one stretched picture', async () => {
+    const clip = await decodeFrameBytes(path.join(DICOM_SAMPLES, 'leadtools-8BitsJpegLossyGrayScale.dcm'), {
+      size: 128,
+      maxFrames: 1,
+      preprocessing: 'xray-1',
+    });
+    expect(clip.count).toBe(1);
+    expect(Math.max(...clip.bytes)).toBe(255);
+  });
+
+  it('refuses a multi-frame DICOM, counting the frames the file holds (not the one sampled)', async () => {
+    await expect(
+      decodeFrameBytes(path.join(DICOM_SAMPLES, 'multiframe-test1.dcm'), {
+        size: 64,
+        maxFrames: 1,
+        preprocessing: 'xray-1',
+      }),
+    ).rejects.toMatchObject({ code: 'NOT_A_STILL', message: expect.stringMatching(/the DICOM file has \d+ frames/) });
   });
 });
