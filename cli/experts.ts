@@ -69,7 +69,10 @@ export function registerExperts(program: Command, ctx: CliContext): void {
     .option('--positive <LABEL>', 'binary: the label whose probability is reported (default: the last class)')
     .option('--group-column <COL>', 'patient/series groups that must not straddle folds')
     .option('--fold-column <COL>', 'use these folds for CV (e.g. fold); else grouped folds are dealt from the groups')
-    .option('--source-column <COL>', 'also report leave-one-source-out metrics')
+    .option(
+      '--source-column <COL>',
+      'also report per-source and leave-one-source-out metrics, and check that the expert does not read the source',
+    )
     .option('--blocks <LIST>', 'input blocks (default: biomarker-stats,embedding-mean,embedding-max)', list)
     .option(
       '--cv-features <F>',
@@ -104,7 +107,7 @@ export function registerExperts(program: Command, ctx: CliContext): void {
       'after',
       `
 Prints one JSON line on stdout: {name, version, file, sha256, written,
-modelsDir, chosen, cv, leaveOneSourceOut (with --source-column), seconds};
+modelsDir, chosen, cv, leaveOneSourceOut and sourceCheck (with --source-column), seconds};
 progress goes to stderr.
 
 Examples:
@@ -332,6 +335,7 @@ async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promi
       ...(outcome.result.loso
         ? { leaveOneSourceOut: { [primary]: outcome.result.loso.evaluation.metrics[primary] } }
         : {}),
+      ...(outcome.result.sourceCheck ? { sourceCheck: { flags: outcome.result.sourceCheck.flags } } : {}),
       seconds: outcome.result.seconds.total,
     }) + '\n',
   );

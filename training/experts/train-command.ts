@@ -31,6 +31,7 @@ import { ECE_DEFINITION, type Evaluation, type Interval } from './metrics';
 import { linearWeights, type Matrix } from './model';
 import { exportExpertOnnx, verifyOnnx, type Verification } from './onnx-export';
 import { checkExtractor, expertVersion, planPublish, publishExpert } from './publish';
+import type { SourceCheck } from './source-check';
 import { trainExpert, type CvFeatures, type LosoFeatures, type TrainResult } from './train';
 import { checkTrainingJson, ExpertReport } from '../schemas';
 
@@ -243,6 +244,31 @@ function cardPerSource(
   );
 }
 
+/** The source check for a card: the figures the verdict rests on, each with its interval, and the verdict. */
+function cardSourceCheck(primary: string, c: SourceCheck) {
+  const pick = (e: Evaluation, keys: readonly string[]) =>
+    Object.fromEntries(keys.flatMap((k) => (e.metrics[k] ? [[k, e.metrics[k]]] : [])));
+  return {
+    summary: c.summary,
+    flags: c.flags,
+    sources: Object.fromEntries(
+      c.sources.map((s) => [s.source, { rows: s.rows, groups: s.groups, perClass: s.perClass }]),
+    ),
+    ...(c.classifier
+      ? {
+          sourceClassifier: {
+            model: `linear ${c.classifier.task === 'binary' ? 'logistic' : 'softmax'} regression predicting the source from the same features, same outer folds, λ by the same inner CV`,
+            chance: c.classifier.chance,
+            ...pick(c.classifier.evaluation, ['balancedAccuracy', 'auc']),
+          },
+        }
+      : {}),
+    labelFromSourceAlone: pick(c.sourceOnly, [primary, 'balancedAccuracy']),
+    labelWithoutSource: pick(c.noSource, [primary, 'balancedAccuracy']),
+    scoredWithin: c.mixedSources,
+  };
+}
+
 export async function runExpertTraining(
   input: TrainOptions,
   log: (line: string) => void = () => {},
@@ -405,13 +431,21 @@ export async function runExpertTraining(
     cv: chosenEval,
     ...(result.loso ? { loso: result.loso } : {}),
   });
+  // The source check's verdicts are failure modes too: a card must say when the model may read the source.
+  if (result.sourceCheck) failures.push(...result.sourceCheck.flags.map((f) => `Source check: ${f}`));
+  if (result.sourceCheck) log(`  source check: ${result.sourceCheck.summary}`);
   if (failures.length > 0) log(`  known failure modes:\n    - ${failures.join('\n    - ')}`);
   const cardMetrics = {
     cv: {
       scheme: result.cv.scheme,
       features: cvFeaturesText,
       ...cardEvaluation(opts.kind, labels.labels, chosenEval),
+      // The pooled number per source: where it hides a source the model fails on.
+      ...(result.candidates[result.chosen]!.perSource
+        ? { perSource: cardPerSource(labels.labels, primary, result.candidates[result.chosen]!.perSource!) }
+        : {}),
     },
+    ...(result.sourceCheck ? { sourceCheck: cardSourceCheck(primary, result.sourceCheck) } : {}),
     ...(result.loso
       ? {
           leaveOneSourceOut: {
@@ -482,6 +516,7 @@ export async function runExpertTraining(
     cv: result.cv,
     candidates: result.candidates,
     ...(result.loso ? { leaveOneSourceOut: result.loso } : {}),
+    ...(result.sourceCheck ? { sourceCheck: result.sourceCheck } : {}),
     failureModes: failures,
     final: {
       ...result.final,

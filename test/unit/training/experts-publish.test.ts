@@ -152,6 +152,14 @@ describe('sonomark experts train', () => {
     expect(metrics.cv.auc.ci95).toHaveLength(2);
     expect(metrics.cv.scheme).toMatch(/fold column/);
     expect(metrics.leaveOneSourceOut.auc.value).toBeGreaterThan(0.9);
+    // Per source, with intervals, and the source check: the synthetic sources hold both classes.
+    expect(Object.keys(metrics.cv.perSource)).toEqual(['site-0', 'site-1', 'site-2', 'site-3']);
+    expect(metrics.cv.perSource['site-0'].auc.ci95).toHaveLength(2);
+    expect(metrics.sourceCheck).toMatchObject({ flags: [], scoredWithin: expect.any(Array) });
+    expect(metrics.sourceCheck.sourceClassifier.chance).toBe(0.25);
+    expect(metrics.sourceCheck.sourceClassifier.balancedAccuracy.ci95).toHaveLength(2);
+    expect(metrics.sourceCheck.labelFromSourceAlone.auc.value).toEqual(expect.any(Number));
+    expect(summary.sourceCheck).toEqual({ flags: [] });
     expect(metrics.trainingRows).toBe(90);
     expect(metrics.chosenModel).toMatch(/logistic regression|MLP/);
     expect(metrics.trainingSeconds).toBeGreaterThan(0);
@@ -165,6 +173,7 @@ describe('sonomark experts train', () => {
     expect(rep.candidates.mlp.evaluation.metrics.auc.value).toEqual(expect.any(Number));
     expect(rep.selection.metric).toBe('auc');
     expect(rep.leaveOneSourceOut.perSource.length).toBe(4);
+    expect(rep.sourceCheck.withinSource.length).toBe(4);
     expect(rep.onnx.verification.maxAbsDiff).toBeLessThan(1e-5);
     expect(rep.onnx.sha256).toBe(entry.sha256);
 
