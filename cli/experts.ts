@@ -34,6 +34,8 @@ interface ExpertsTrainOptions {
   skipMissingFeatures?: boolean;
   dryRun?: boolean;
   description?: string;
+  intendedUse?: string;
+  markdownCard?: boolean;
 }
 
 const REQUIRED = ['features', 'labels', 'target', 'kind', 'name'] as const;
@@ -103,6 +105,11 @@ export function registerExperts(program: Command, ctx: CliContext): void {
     .option('--skip-missing-features', 'leave out label rows that have no features instead of failing')
     .option('--dry-run', 'train, evaluate and report, but write no model and leave the manifest alone')
     .option('--description <TEXT>', "free text for the card's training data (default: generated)")
+    .option('--intended-use <TEXT>', "free text for the card's intended use (default: generated from the target)")
+    .option(
+      '--markdown-card',
+      'also write the card as Markdown beside the model (experts/NAME-VERSION.md; with the command line that trained it)',
+    )
     .addHelpText(
       'after',
       `
@@ -302,6 +309,8 @@ async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promi
     skipMissingFeatures: opts.skipMissingFeatures ?? false,
     dryRun: opts.dryRun ?? false,
     description: opts.description,
+    intendedUse: opts.intendedUse,
+    markdownCard: opts.markdownCard ?? false,
   };
   const [{ runExpertTraining }, { PayloadError }, { TrainingDataError }] = await Promise.all([
     import('../training/experts/train-command'),

@@ -32,6 +32,8 @@ import { linearWeights, type Matrix } from './model';
 import { exportExpertOnnx, verifyOnnx, type Verification } from './onnx-export';
 import { checkExtractor, expertVersion, planPublish, publishExpert } from './publish';
 import type { SourceCheck } from './source-check';
+import { cardMarkdown } from './card-markdown';
+import { cardFileFor } from './register';
 import { trainExpert, type CvFeatures, type LosoFeatures, type TrainResult } from './train';
 import { checkTrainingJson, ExpertReport } from '../schemas';
 
@@ -73,6 +75,10 @@ export const TrainOptions = z.object({
   dryRun: z.boolean().default(false),
   /** Free text for the card's trainingData; a description is generated when absent. */
   description: z.string().min(1).optional(),
+  /** Free text for the card's intended use; generated from the target when absent. */
+  intendedUse: z.string().min(1).optional(),
+  /** Also write the card as Markdown beside the model (experts/NAME-VERSION.md) and name it in the entry. */
+  markdownCard: z.boolean().default(false),
 });
 export type TrainOptions = z.input<typeof TrainOptions>;
 
@@ -269,6 +275,40 @@ function cardSourceCheck(primary: string, c: SourceCheck) {
   };
 }
 
+/** The `sonomark experts train` command line that these options are (for a card's "Reproduce"). */
+export function trainCommandLine(opts: z.output<typeof TrainOptions>): string {
+  const q = (v: string) => (/^[\w@%+=:,./{}-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+  const flags: [string, string | number | boolean | readonly string[] | undefined][] = [
+    ['features', opts.features],
+    ['labels', opts.labels],
+    ['target', opts.target],
+    ['kind', opts.kind],
+    ['name', opts.name],
+    ['key', opts.key === 'sha256' ? undefined : opts.key],
+    ['classes', opts.classes],
+    ['positive', opts.positive],
+    ['group-column', opts.groupColumn],
+    ['fold-column', opts.foldColumn],
+    ['source-column', opts.sourceColumn],
+    ['blocks', opts.blocks.join(',') === ALL_BLOCKS.join(',') ? undefined : opts.blocks],
+    ['cv-features', opts.cvFeatures],
+    ['loso-features', opts.losoFeatures],
+    ['version', opts.version],
+    ['seed', opts.seed === 1 ? undefined : opts.seed],
+    ['folds', opts.folds === 5 ? undefined : opts.folds],
+    ['hidden', opts.hidden === 16 ? undefined : opts.hidden],
+    ['candidates', opts.candidates.join(',') === 'linear,mlp' ? undefined : opts.candidates],
+    ['bootstrap', opts.bootstrap === 1000 ? undefined : opts.bootstrap],
+    ['markdown-card', opts.markdownCard || undefined],
+  ];
+  const parts = ['sonomark experts train'];
+  for (const [flag, v] of flags) {
+    if (v === undefined) continue;
+    parts.push(v === true ? `--${flag}` : `--${flag} ${q(Array.isArray(v) ? v.join(',') : String(v))}`);
+  }
+  return parts.join(' ');
+}
+
 export async function runExpertTraining(
   input: TrainOptions,
   log: (line: string) => void = () => {},
@@ -305,7 +345,8 @@ export async function runExpertTraining(
   const modelsDir = path.resolve(opts.modelsDir ?? modelsDirFromEnv());
   const loaded = loadManifest(modelsDir);
   checkExtractor(loaded, extractor);
-  expertVersion(loaded, opts.name, opts.version);
+  const version = expertVersion(loaded, opts.name, opts.version);
+  const cardFile = opts.markdownCard ? cardFileFor(opts.name, version) : undefined;
   const joined = joinFeatures(labels, indexFeatures(docs, opts.key), {
     blocks: opts.blocks,
     skipMissing: opts.skipMissingFeatures,
@@ -476,11 +517,14 @@ export async function runExpertTraining(
       extractor,
       card: {
         summary: `${familyText[0]!.toUpperCase()}${familyText.slice(1)} over [${labels.labels.join(', ')}] on [${opts.blocks.join(', ')}] of ${extractor.name}@${extractor.version}; trained by \`sonomark experts train\` (seed ${opts.seed}).`,
-        intendedUse: `Research: ${opts.target} from lung-ultrasound clip features, for cohort analysis and method development. Not for patient care.`,
+        intendedUse:
+          opts.intendedUse ??
+          `Research: ${opts.target} from lung-ultrasound clip features, for cohort analysis and method development. Not for patient care.`,
         trainingData,
         metrics: cardMetrics,
         // Sample size first, then what fails, then the method caveats.
         limitations: [limitations[0]!, ...failures.map((f) => `Known failure mode: ${f}`), ...limitations.slice(1)],
+        ...(cardFile ? { cardFile } : {}),
       },
     },
     bytes,
@@ -549,6 +593,27 @@ export async function runExpertTraining(
   };
   // Checked before anything is written: a report the evaluation could not read is a bug, found here.
   checkTrainingJson(ExpertReport, report, `report of ${opts.name}@${plan.entry.version}`);
+  if (!opts.dryRun && cardFile) {
+    const { cardFile: _, ...card } = plan.entry.card;
+    const markdown = cardMarkdown({
+      name: opts.name,
+      version: plan.entry.version,
+      card,
+      labels: labels.labels,
+      primary,
+      cv: chosenEval,
+      cvScheme: `${result.cv.scheme}, features: ${cvFeaturesText}`,
+      ...(result.candidates[result.chosen]!.perSource
+        ? { perSource: result.candidates[result.chosen]!.perSource }
+        : {}),
+      ...(result.loso ? { loso: result.loso } : {}),
+      ...(result.sourceCheck ? { sourceCheck: result.sourceCheck } : {}),
+      command: trainCommandLine(opts),
+    });
+    // Before the manifest names it (publishExpert writes the manifest last).
+    mkdirSync(path.dirname(path.join(modelsDir, cardFile)), { recursive: true });
+    writeFileSync(path.join(modelsDir, cardFile), markdown);
+  }
   if (!opts.dryRun) publishExpert(modelsDir, plan, bytes);
   log(
     opts.dryRun

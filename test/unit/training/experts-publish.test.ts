@@ -215,6 +215,42 @@ describe('sonomark experts train', () => {
     expect(findExpert(loadManifest(models).manifest, 'severity').version).toBe('1.0.0');
   });
 
+  it('--markdown-card writes the card beside the model, with the source check and the command that trained it', async () => {
+    // Act
+    const r = await cli([
+      ...common(),
+      '--target',
+      'triage',
+      '--kind',
+      'binary',
+      '--name',
+      'triage',
+      '--classes',
+      '0=healthy,1=abnormal',
+      '--source-column',
+      'source',
+      '--candidates',
+      'linear',
+      '--markdown-card',
+    ]);
+
+    // Assess
+    expect(r.code).toBe(0);
+    const entry = findExpert(loadManifest(models).manifest, 'triage');
+    expect(entry.card.cardFile).toBe('experts/triage-0.0.2.md');
+    const md = readFileSync(path.join(models, entry.card.cardFile!), 'utf8');
+    expect(md.split('\n\n')[1]).toBe(entry.card.summary);
+    expect(md).toMatch(
+      /^\| source site-0 \| 24 \(healthy 6, abnormal 18\) \| [01]\.\d{3} \[[01]\.\d{3}, [01]\.\d{3}\] \|/m,
+    );
+    expect(md).toMatch(/## Does it read the source\?\n\nA linear source classifier on the same features/);
+    expect(md).toMatch(/No flag raised\./);
+    expect(md).toContain(
+      `sonomark experts train --features ${features} --labels ${labels} --target triage --kind binary --name triage ` +
+        '--classes 0=healthy,1=abnormal --group-column group --fold-column fold --source-column source --candidates linear --bootstrap 100 --markdown-card',
+    );
+  });
+
   it('--dry-run trains and reports but writes nothing', async () => {
     const before = readFileSync(path.join(models, 'manifest.json'));
     const r = await cli([
