@@ -270,9 +270,11 @@ export type ModelCard = z.infer<typeof ModelCard>;
  *   fitted into the square, aspect kept, black bars around it;
  * - `roi-1`: the ultrasound image region (fan or rectangle) found automatically, everything around it
  *   (overlays, text, UI, black borders) masked, the region cropped and fitted into the square, and its
- *   intensities normalised; black borders and aspect changes of the container do not move the output.
+ *   intensities normalised; black borders and aspect changes of the container do not move the output;
+ * - `xray-1` (chest X-ray extractor): exactly one picture, the letterbox fit (aspect kept, black bars),
+ *   then a per-image percentile stretch of the picture's own pixels (XRAY_PERCENTILES in the decoder).
  */
-export const Preprocessing = z.enum(['letterbox', 'roi-1']);
+export const Preprocessing = z.enum(['letterbox', 'roi-1', 'xray-1']);
 export type Preprocessing = z.infer<typeof Preprocessing>;
 
 export const ExtractorEntry = z.object({

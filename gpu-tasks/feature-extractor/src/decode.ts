@@ -24,6 +24,15 @@
  * image region (roi.ts); a second pass decodes only the sampled frames, cropped to that region in
  * the source's own pixels and fitted into the square; then the mask and intensity normalisation.
  * Memory stays bounded by the frames kept, not by the clip's length.
+ *
+ * Preprocessing `xray-1` (chest X-rays): the letterbox fit above of exactly one picture (a file with
+ * more frames is refused: an X-ray is a still), then normaliseXray: the picture's own pixels (never the
+ * padding) stretched so their XRAY_PERCENTILES map to 0 and 255. Exposure, detector gain, window/level
+ * and the JPEG export of each collection differ far more between sites than between lungs; a stretch
+ * between robust percentiles makes a dark and a bright exposure of one chest (any positive gain and
+ * offset) give the same bytes up to rounding, and the 0.5 % tails (labels, burnt-in markers, collimator
+ * edges) cannot set the scale. No histogram equalisation: it would reshape the contrast of opacities,
+ * which is the signal.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
@@ -62,6 +71,8 @@ export const MAX_DECODE_PIXELS = 4096 * 4096;
  * a 1×1 clip scaled up): refused as BLANK instead of getting a confident label.
  */
 export const BLANK_RANGE = 8;
+/** xray-1: the picture's grey levels at these percentiles become 0 and 255 (normaliseXray). */
+export const XRAY_PERCENTILES = [0.5, 99.5] as const;
 
 export interface DecodeOptions {
   /** Side of the square output frame in pixels. @default 128 */
@@ -167,6 +178,12 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
         `The clip has more than ${maxDecoded} frames, over the limit; split it into shorter clips.`,
       );
     }
+    if (preprocessing === 'xray-1' && decoded > 1) {
+      throw new DecodeError(
+        'NOT_A_STILL',
+        `An X-ray is one picture, but the ${row.name} file has ${decoded} frames. Upload the radiograph as one image (PNG, JPEG or DICOM CR/DX), or analyse a clip as ultrasound.`,
+      );
+    }
     const frameIndices = uniformSampleIndices(decoded, maxFrames);
     if (isBlank(frameIndices.map((i) => frames[i] as PgmFrame))) {
       throw new DecodeError(
@@ -176,7 +193,8 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
     }
     const frameBytes = size * size;
     const bytes = new Uint8Array(frameIndices.length * frameBytes);
-    frameIndices.forEach((src, dst) => padInto(bytes, dst * frameBytes, size, frames[src] as PgmFrame));
+    const picture = (f: PgmFrame) => (preprocessing === 'xray-1' ? normaliseXray(f) : f);
+    frameIndices.forEach((src, dst) => padInto(bytes, dst * frameBytes, size, picture(frames[src] as PgmFrame)));
     return { bytes, count: frameIndices.length, size, decodedFrames: decoded, frameIndices };
   } finally {
     await rm(tempDir, { recursive: true, force: true });
@@ -301,7 +319,7 @@ export function cropFilter(c: { x: number; y: number; w: number; h: number }): s
   return `crop=w='max(1,iw*${f(c.w)})':h='max(1,ih*${f(c.h)})':x='iw*${f(c.x)}':y='ih*${f(c.y)}':exact=1`;
 }
 
-interface PgmFrame {
+export interface PgmFrame {
   readonly width: number;
   readonly height: number;
   readonly data: Uint8Array;
@@ -665,6 +683,35 @@ async function sniffRow(input: string | Buffer, inputSize: number): Promise<Form
   return row;
 }
 
+/**
+ * xray-1's intensity normalisation of one fitted picture (before padding, so black bars never count):
+ * grey levels at XRAY_PERCENTILES (nearest rank over the histogram) → 0 and 255, linear between,
+ * clipped outside. A picture whose two percentiles coincide (flat) is returned unchanged; the decoder's
+ * BLANK check refuses a flat one anyway.
+ */
+export function normaliseXray(f: PgmFrame): PgmFrame {
+  const hist = new Uint32Array(256);
+  for (const v of f.data) hist[v]!++;
+  const n = f.data.length;
+  const level = (pct: number): number => {
+    const rank = Math.min(n, Math.max(1, Math.ceil((pct / 100) * n)));
+    let seen = 0;
+    for (let v = 0; v < 256; v++) {
+      seen += hist[v]!;
+      if (seen >= rank) return v;
+    }
+    return 255;
+  };
+  const lo = level(XRAY_PERCENTILES[0]);
+  const hi = level(XRAY_PERCENTILES[1]);
+  if (hi <= lo) return f;
+  const lut = new Uint8Array(256);
+  for (let v = 0; v < 256; v++) lut[v] = Math.round(Math.min(1, Math.max(0, (v - lo) / (hi - lo))) * 255);
+  const data = new Uint8Array(n);
+  for (let i = 0; i < n; i++) data[i] = lut[f.data[i]!]!;
+  return { width: f.width, height: f.height, data };
+}
+
 /** True when every frame's grey levels lie within BLANK_RANGE of each other (no picture at all). */
 function isBlank(frames: readonly PgmFrame[]): boolean {
   for (const f of frames) {
@@ -787,9 +834,16 @@ export async function scaleRawFrames(
         `The clip could not be decoded: ${frames.length} of ${count} frames scaled.`,
       );
     }
+    if (opts.preprocessing === 'xray-1' && count > 1) {
+      throw new DecodeError(
+        'NOT_A_STILL',
+        `An X-ray is one picture, but the DICOM file has ${count} frames. Upload the radiograph (CR/DX) as a single-frame DICOM, or analyse a clip as ultrasound.`,
+      );
+    }
     const frameBytes = opts.size * opts.size;
     const bytes = new Uint8Array(count * frameBytes);
-    frames.forEach((f, i) => padInto(bytes, i * frameBytes, opts.size, f));
+    const picture = (f: PgmFrame) => (opts.preprocessing === 'xray-1' ? normaliseXray(f) : f);
+    frames.forEach((f, i) => padInto(bytes, i * frameBytes, opts.size, picture(f)));
     return bytes;
   } finally {
     await rm(tempDir, { recursive: true, force: true });
