@@ -14,7 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadManifest, readVerifiedModel } from '../core/manifest';
+import { loadManifest, readVerifiedModel, extractorFor } from '../core/manifest';
 import { cudaProviderInstalled } from '../gpu-tasks/feature-extractor/src';
 import { mulberry32, uniformWeights } from '../training/onnx/graph';
 import { GPU_RESULTS_FILE } from './gpu-report';
@@ -52,7 +52,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const { manifest, dir } = loadManifest();
-  const entry = manifest.extractor;
+  const entry = extractorFor(manifest, 'ultrasound');
   const model = readVerifiedModel(dir, entry);
   const frameDims = [1, entry.input.size, entry.input.size];
   let flops: { total: number };

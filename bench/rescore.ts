@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { featuresKey, SCAN_SK, scanPk } from '../core/keys';
-import { loadManifest, type LoadedManifest } from '../core/manifest';
+import { loadManifest, type LoadedManifest, extractorFor } from '../core/manifest';
 import { PACKAGE_ROOT } from '../core/paths';
 import type { ScanItem } from '../core/results-store';
 import { FeaturesDocument } from '../core/schemas';
@@ -47,7 +47,7 @@ export async function rescoreStoredBench(loaded: LoadedManifest, docs: readonly 
   try {
     await ensureBucket(services.s3, LOCAL_ARTIFACTS_BUCKET);
     await ensureResultsTable(services.dynamo, LOCAL_TABLE);
-    const x = loaded.manifest.extractor;
+    const x = extractorFor(loaded.manifest, 'ultrasound');
     for (let i = 0; i < scans; i++) {
       const scanId = i.toString(16).padStart(32, '0');
       const doc = { ...(JSON.parse(docs[i % docs.length] as string) as FeaturesDocument), scanId };
@@ -101,7 +101,9 @@ if (require.main === module) {
       },
     });
     const loaded = loadManifest();
-    const session = await createExtractorSession(loaded.dir, loaded.manifest.extractor, { executionProvider: 'cpu' });
+    const session = await createExtractorSession(loaded.dir, extractorFor(loaded.manifest, 'ultrasound'), {
+      executionProvider: 'cpu',
+    });
     const docs: string[] = [];
     for (const rel of ['videos/convex/Reg-NormalLungs.mp4', 'videos/convex/Pneu-Atlas-pneumonia.gif']) {
       const clip = path.join(values.data as string, rel);

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { aggregateFrames, featureVector } from '../core/features';
-import { loadManifest, readVerifiedModel } from '../core/manifest';
+import { loadManifest, readVerifiedModel, extractorFor } from '../core/manifest';
 import { PACKAGE_ROOT } from '../core/paths';
 import { FeaturesDocument } from '../core/schemas';
 import {
@@ -146,7 +146,7 @@ async function measure(runs: number, data: string, tmp: string, quick: boolean) 
     date: new Date().toISOString(),
   };
   const { manifest, dir } = loadManifest();
-  const entry = manifest.extractor;
+  const entry = extractorFor(manifest, 'ultrasound');
   const model = readVerifiedModel(dir, entry);
   const size = entry.input.size;
   const frameDims = [1, size, size];
@@ -365,7 +365,7 @@ async function sharedSaving(
   clips: Float32Array[],
   runs: number,
 ) {
-  const entry = manifest.extractor;
+  const entry = extractorFor(manifest, 'ultrasound');
   const create = () => createExtractorSession(dir, entry, { executionProvider: 'cpu' });
   const extractor = await create();
   // No end-to-end ONNX is shipped: each "end-to-end network" is a separate session of the
@@ -395,7 +395,7 @@ async function sharedSaving(
       const c = process.cpuUsage();
       const t = performance.now();
       for (const frames of clips) {
-        const out = aggregateFrames(await extractor.run(frames, frames.length / size));
+        const out = aggregateFrames(await extractor.run(frames, frames.length / size), 'ultrasound');
         const t1 = performance.now();
         for (const { e, s } of experts) {
           const v = featureVector(out, e.input.blocks);
@@ -408,7 +408,8 @@ async function sharedSaving(
     const separate = async () => {
       const c = process.cpuUsage();
       const t = performance.now();
-      for (const net of e2e) for (const frames of clips) aggregateFrames(await net.run(frames, frames.length / size));
+      for (const net of e2e)
+        for (const frames of clips) aggregateFrames(await net.run(frames, frames.length / size), 'ultrasound');
       return { wall: performance.now() - t, cpu: cpuMs(process.cpuUsage(c)) };
     };
     // Alternate which side goes first, so drift in the machine's speed hits both alike.
@@ -454,7 +455,7 @@ async function rescoring(
   runs: number,
   data: string,
 ) {
-  const session = await createExtractorSession(dir, manifest.extractor, { executionProvider: 'cpu' });
+  const session = await createExtractorSession(dir, extractorFor(manifest, 'ultrasound'), { executionProvider: 'cpu' });
   const docs: string[] = [];
   for (const rel of Object.values(CLIPS)) {
     const d = await extractFeatures({ clip: path.join(data, rel), scanId: '0'.repeat(32), session });
@@ -565,7 +566,7 @@ function throughputRuns(data: string, runs: number, quick: boolean) {
       floorS: null,
       ratio: null,
     };
-  const size = loadManifest().manifest.extractor.input.size;
+  const size = extractorFor(loadManifest().manifest, 'ultrasound').input.size;
   const run = (files: string[]) => {
     const t = performance.now();
     const r = spawnSync(process.execPath, [cli, 'analyze', '--json', ...files], {
@@ -839,8 +840,10 @@ function applyDefault(r: Results): void {
     );
   if (chosen.batch !== current.batch) {
     const file = path.join(PACKAGE_ROOT, 'models', 'manifest.json');
-    const manifest = JSON.parse(readFileSync(file, 'utf8')) as { extractor: { input: { batchSize: number } } };
-    manifest.extractor.input.batchSize = chosen.batch;
+    const manifest = JSON.parse(readFileSync(file, 'utf8')) as {
+      extractors: { ultrasound: { input: { batchSize: number } } };
+    };
+    manifest.extractors.ultrasound.input.batchSize = chosen.batch;
     writeFileSync(file, JSON.stringify(manifest, null, 2) + '\n');
     log(
       `models/manifest.json: extractor input.batchSize ${current.batch} → ${chosen.batch} (${r.extractor.defaultReason})`,

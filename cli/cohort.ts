@@ -76,7 +76,7 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
     }
   }
 
-  const [{ loadManifest }, { resolveModelsDir }, cohortCore, { SingleBar }] = await Promise.all([
+  const [{ loadManifest, extractorsLabel }, { resolveModelsDir }, cohortCore, { SingleBar }] = await Promise.all([
     import('../core/manifest'),
     import('../local/models'),
     import('../core/cohort'),
@@ -88,7 +88,7 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
   const m = loaded.manifest;
   const experts = m.experts.map((e) => e.name);
   err.write(
-    `Cohort of ${inputs.length} clips; extractor ${m.extractor.name}@${m.extractor.version}, experts ` +
+    `Cohort of ${inputs.length} clips; extractor ${extractorsLabel(m)}, experts ` +
       `${m.experts.map((e) => `${e.name}@${e.version}`).join(', ')}; data ${opts.dataDir}\n`,
   );
   const tally = { done: 0, scored: 0, analysed: 0, failed: 0 };
@@ -128,7 +128,7 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
     site,
     runId,
     models: {
-      extractor: `${m.extractor.name}@${m.extractor.version}`,
+      extractor: extractorsLabel(m),
       experts: m.experts.map((e) => `${e.name}@${e.version}`),
     },
     experts,

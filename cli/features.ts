@@ -52,13 +52,14 @@ async function features(inputs: string[], opts: FeaturesOptions, { out, err }: C
   const files = expandInputs(inputs, (skipped) => err.write(`${describeSkipped(skipped)}\n`));
   const modelsDir = existingDir(opts.modelsDir, '--models-dir');
   if (opts.out) existingDir(path.dirname(path.resolve(opts.out)), `--out ${opts.out}: directory`);
-  const [{ loadManifest }, { clipFeatures, featuresCacheDir }, { createExtractorSession }] = await Promise.all([
-    import('../core/manifest'),
-    import('../training/experts/features-cache'),
-    import('../gpu-tasks/feature-extractor/src'),
-  ]);
+  const [{ loadManifest, extractorFor }, { clipFeatures, featuresCacheDir }, { createExtractorSession }] =
+    await Promise.all([
+      import('../core/manifest'),
+      import('../training/experts/features-cache'),
+      import('../gpu-tasks/feature-extractor/src'),
+    ]);
   const loaded = loadManifest(modelsDir ? path.resolve(modelsDir) : undefined);
-  const entry = loaded.manifest.extractor;
+  const entry = extractorFor(loaded.manifest, 'ultrasound');
   const cacheDir = path.resolve(opts.cache ?? DEFAULT_CACHE_DIR);
   err.write(
     `Extractor ${entry.name}@${entry.version} (sha256 ${entry.sha256.slice(0, 16)}…, ${entry.card.status})\n` +

@@ -2,7 +2,8 @@
  * What `sonomark analyze` prints: the JSON line of DESIGN.md "Contracts" and the
  * human-readable table. Pure functions of an AnalyzeResult.
  */
-import { BIOMARKERS } from '../core/biomarkers';
+import { manifestExtractors } from '../core/manifest';
+import { MODALITY_LABELS } from '../core/modality';
 import type { ExpertOutput, Manifest } from '../core/schemas';
 import type { AnalyzeResult } from '../local/workflow';
 
@@ -70,8 +71,9 @@ export function resultTable(r: AnalyzeResult): string {
         `  frames    ${f.sampling.frameIndices.length} of ${f.sampling.decodedFrames} decoded (${f.sampling.width}×${f.sampling.height} gray)`,
       );
       lines.push('  biomarker            mean   max   p90  frames>0.5');
-      for (const b of BIOMARKERS) {
+      for (const b of MODALITY_LABELS[f.modality]) {
         const s = f.biomarkers[b];
+        if (!s) continue; // a validated document has every label of its modality
         lines.push(
           `  ${b.padEnd(20)} ${s.mean.toFixed(2)}  ${s.max.toFixed(2)}  ${s.p90.toFixed(2)}  ${pct(s.fractionAbove)}`,
         );
@@ -87,10 +89,11 @@ export function resultTable(r: AnalyzeResult): string {
 
 /** The models a run uses, with a warning when any is an untrained fixture. */
 export function modelsBanner(m: Manifest): string {
-  const rows = [m.extractor, ...m.experts].map(
+  const extractors = manifestExtractors(m);
+  const rows = [...extractors, ...m.experts].map(
     (e) => `  ${e.name.padEnd(28)} ${e.version.padEnd(8)} sha256 ${e.sha256.slice(0, 16)}…  ${e.card.status}`,
   );
-  const fixtures = [m.extractor, ...m.experts].filter((e) => e.card.status === 'fixture');
+  const fixtures = [...extractors, ...m.experts].filter((e) => e.card.status === 'fixture');
   const warn =
     fixtures.length > 0
       ? [

@@ -37,13 +37,14 @@ Exit status: 0 when every clip was written, 1 when any failed, 2 on a usage erro
 
 async function frames(inputs: string[], opts: FramesOptions, { out, err }: CliContext): Promise<number> {
   const files = expandInputs(inputs, (skipped) => err.write(`${describeSkipped(skipped)}\n`));
-  const [{ loadManifest }, { writeClipFrames }] = await Promise.all([
+  const [{ loadManifest, extractorFor }, { writeClipFrames }] = await Promise.all([
     import('../core/manifest'),
     import('../training/datasets/export'),
   ]);
   const manifest = loadManifest().manifest;
-  const size = opts.size ?? manifest.extractor.input.size;
-  const maxFrames = opts.maxFrames ?? manifest.extractor.input.maxFrames;
+  const { input } = extractorFor(manifest, 'ultrasound');
+  const size = opts.size ?? input.size;
+  const maxFrames = opts.maxFrames ?? input.maxFrames;
   mkdirSync(opts.out, { recursive: true });
   const index: Record<string, unknown>[] = [];
   let failed = 0;

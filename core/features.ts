@@ -2,15 +2,31 @@
  * From per-frame network outputs to the clip-level features document, and from
  * the features document to an expert's input vector. Pure functions: the
  * extractor container, the expert Lambda, expert training and the tests share them.
+ *
+ * Generic over the modality: the labels of the `biomarkers` output are MODALITY_LABELS[modality]
+ * (ultrasound: BIOMARKERS; X-ray: XRAY_FINDINGS), in that order in every vector built here.
  */
-import { BIOMARKERS, CLIP_STATISTICS, FRAME_THRESHOLD, type Biomarker } from './biomarkers';
+import { CLIP_STATISTICS, FRAME_THRESHOLD } from './biomarkers';
 import { ModelError } from './errors';
-import type { ClipStats, FeatureBlock, FeaturesDocument } from './schemas';
+import { MODALITY_LABELS, type Modality } from './modality';
+import type { ClipStats, ExtractorEntry, FeatureBlock, FeaturesDocument } from './schemas';
 
-/** Length of an expert input built from `blocks`, for an extractor with embedding size `embeddingDim`. */
-export function blocksDim(blocks: readonly FeatureBlock[], embeddingDim: number): number {
+/** What the length and the names of an expert input depend on: the extractor's label count and embedding size. */
+export interface FeatureShape {
+  /** The extractor's `biomarkers` labels, in output order. */
+  readonly labels: readonly string[];
+  readonly embeddingDim: number;
+}
+
+/** The feature shape of an extractor entry of the manifest. */
+export function featureShape(entry: Pick<ExtractorEntry, 'outputs'>): FeatureShape {
+  return { labels: entry.outputs.biomarkers.labels, embeddingDim: entry.outputs.embedding.dim };
+}
+
+/** Length of an expert input built from `blocks` on features of this shape. */
+export function blocksDim(blocks: readonly FeatureBlock[], shape: FeatureShape): number {
   return blocks.reduce(
-    (n, b) => n + (b === 'biomarker-stats' ? BIOMARKERS.length * CLIP_STATISTICS.length : embeddingDim),
+    (n, b) => n + (b === 'biomarker-stats' ? shape.labels.length * CLIP_STATISTICS.length : shape.embeddingDim),
     0,
   );
 }
@@ -39,7 +55,7 @@ export function clipStats(series: readonly number[]): ClipStats {
 }
 
 export interface FrameOutputs {
-  /** Row-major [frames, BIOMARKERS.length] probabilities. */
+  /** Row-major [frames, MODALITY_LABELS[modality].length] probabilities. */
   readonly biomarkers: Float32Array;
   /** Row-major [frames, embeddingDim]. */
   readonly embedding: Float32Array;
@@ -47,23 +63,30 @@ export interface FrameOutputs {
   readonly embeddingDim: number;
 }
 
-export type AggregatedFeatures = Pick<FeaturesDocument, 'biomarkers' | 'embedding' | 'frames'>;
+export type AggregatedFeatures = Pick<FeaturesDocument, 'modality' | 'biomarkers' | 'embedding' | 'frames'>;
 
-/** Pools per-frame outputs into clip statistics, a mean/max embedding and per-frame series. */
-export function aggregateFrames(out: FrameOutputs): AggregatedFeatures {
-  const k = BIOMARKERS.length;
+/**
+ * Pools per-frame outputs of an extractor of `modality` into per-label clip statistics, a mean/max
+ * embedding and per-frame series, keyed by MODALITY_LABELS[modality]. An X-ray is one frame, so its
+ * statistics are those of a 1-long series.
+ */
+export function aggregateFrames(out: FrameOutputs, modality: Modality): AggregatedFeatures {
+  const labels = MODALITY_LABELS[modality];
+  const k = labels.length;
   if (out.frames < 1) throw new RangeError('cannot aggregate zero frames');
   if (out.biomarkers.length !== out.frames * k) {
-    throw new ModelError(`biomarker output has ${out.biomarkers.length} values, expected ${out.frames}×${k}`);
+    throw new ModelError(
+      `biomarker output has ${out.biomarkers.length} values, expected ${out.frames}×${k} (${modality}: ${labels.join(', ')})`,
+    );
   }
   if (out.embedding.length !== out.frames * out.embeddingDim) {
     throw new ModelError(
       `embedding output has ${out.embedding.length} values, expected ${out.frames}×${out.embeddingDim}`,
     );
   }
-  const series = {} as Record<Biomarker, number[]>;
-  const stats = {} as Record<Biomarker, ClipStats>;
-  BIOMARKERS.forEach((b, j) => {
+  const series: Record<string, number[]> = {};
+  const stats: Record<string, ClipStats> = {};
+  labels.forEach((b, j) => {
     const s: number[] = [];
     for (let i = 0; i < out.frames; i++) s.push(clamp01(out.biomarkers[i * k + j] as number));
     series[b] = s;
@@ -79,7 +102,7 @@ export function aggregateFrames(out: FrameOutputs): AggregatedFeatures {
       if (v > (max[j] as number)) max[j] = v;
     }
   }
-  return { biomarkers: stats, embedding: { dim: d, mean, max }, frames: series };
+  return { modality, biomarkers: stats, embedding: { dim: d, mean, max }, frames: series };
 }
 
 // Float32 sigmoid outputs can land a hair outside [0, 1]; the schema is strict about probabilities.
@@ -87,16 +110,27 @@ function clamp01(v: number): number {
   return Math.min(1, Math.max(0, v));
 }
 
-/** The expert input vector: the named blocks of the features document, concatenated in order. */
+/**
+ * The expert input vector: the named blocks of the features document, concatenated in order. The
+ * biomarker block follows the document's modality's label order (never the document's key order).
+ */
 export function featureVector(
-  doc: Pick<FeaturesDocument, 'biomarkers' | 'embedding'>,
+  doc: Pick<FeaturesDocument, 'modality' | 'biomarkers' | 'embedding'>,
   blocks: readonly FeatureBlock[],
 ): Float32Array {
   const values: number[] = [];
   for (const block of blocks) {
     switch (block) {
       case 'biomarker-stats':
-        for (const b of BIOMARKERS) for (const s of CLIP_STATISTICS) values.push(doc.biomarkers[b][s]);
+        for (const b of MODALITY_LABELS[doc.modality]) {
+          const stats = doc.biomarkers[b];
+          if (!stats) {
+            throw new ModelError(
+              `The ${doc.modality} features have no biomarker "${b}" (have: ${Object.keys(doc.biomarkers).join(', ')}).`,
+            );
+          }
+          for (const s of CLIP_STATISTICS) values.push(stats[s]);
+        }
         break;
       case 'embedding-mean':
         values.push(...doc.embedding.mean);
@@ -109,13 +143,13 @@ export function featureVector(
   return Float32Array.from(values);
 }
 
-/** Names of the entries of featureVector(…, blocks), for cards and debugging. */
-export function featureNames(blocks: readonly FeatureBlock[], embeddingDim: number): string[] {
+/** Names of the entries of featureVector(…, blocks) on features of this shape, for cards and debugging. */
+export function featureNames(blocks: readonly FeatureBlock[], shape: FeatureShape): string[] {
   const names: string[] = [];
   for (const block of blocks) {
     if (block === 'biomarker-stats')
-      for (const b of BIOMARKERS) for (const s of CLIP_STATISTICS) names.push(`${b}.${s}`);
-    else for (let j = 0; j < embeddingDim; j++) names.push(`${block}.${j}`);
+      for (const b of shape.labels) for (const s of CLIP_STATISTICS) names.push(`${b}.${s}`);
+    else for (let j = 0; j < shape.embeddingDim; j++) names.push(`${block}.${j}`);
   }
   return names;
 }

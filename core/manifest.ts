@@ -6,11 +6,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { BIOMARKERS } from './biomarkers';
 import { ModelError } from './errors';
-import { blocksDim } from './features';
+import { blocksDim, featureShape } from './features';
 import type { z } from 'zod';
 import { MODELS } from './contract';
+import { MODALITIES, MODALITY_LABELS, type Modality } from './modality';
 import { modelsDirFromEnv } from './paths';
 import { Manifest, type ExpertEntry, type ExtractorEntry } from './schemas';
 import { parsePayload } from './zod-parse';
@@ -34,12 +34,62 @@ export function loadManifest(dir: string = modelsDirFromEnv()): LoadedManifest {
 
 /**
  * Validates a manifest as loadManifest would read it back: the zod schema, then the internal
- * consistency (biomarker order, expert input dims, extractor references). `what` names it in errors.
+ * consistency (each extractor's label order, expert input dims, extractor references). `what` names it in errors.
  */
 export function validateManifest(value: unknown, what: string): Manifest {
+  refuseSchemaVersion1(value, what);
   const manifest = parsePayload(Manifest, value, what);
   checkConsistency(manifest);
   return manifest;
+}
+
+/**
+ * A version 1 manifest (one `extractor`, experts without a modality) is refused with what changed rather
+ * than migrated on read: every manifest is written by this repository's code and deployed with the code
+ * that reads it (models/, the images that copy models/extractor/, the artifacts bucket the CDK app fills),
+ * so a version 1 file is stale output of an older checkout. Migrating in memory would also let a
+ * read-edit-write (experts publish, ship-extractor) mix a version 1 file with version 2 entries.
+ */
+function refuseSchemaVersion1(value: unknown, what: string): void {
+  if (typeof value !== 'object' || value === null || (value as { schemaVersion?: unknown }).schemaVersion !== 1) {
+    return;
+  }
+  throw new ModelError(
+    `The ${what} is schemaVersion 1; sonomark reads schemaVersion 2, which holds one extractor per modality: ` +
+      `move "extractor" to "extractors": { "ultrasound": <that entry> }, add "modality": "ultrasound" to each ` +
+      `expert's "extractor", and set "schemaVersion": 2 (or re-run the command that wrote it).`,
+  );
+}
+
+/**
+ * The extractor of `modality`. Every reader goes through here, so a manifest without an extractor
+ * for a scan's modality refuses it with the modalities it does have.
+ */
+export function extractorFor(m: Pick<Manifest, 'extractors'>, modality: Modality): ExtractorEntry {
+  const entry = m.extractors[modality];
+  if (!entry) {
+    throw new ModelError(
+      `The model manifest has no ${modality} extractor (it has: ${manifestModalities(m).join(', ')}).`,
+    );
+  }
+  return entry;
+}
+
+/** The modalities the manifest has an extractor for, in MODALITIES order. */
+export function manifestModalities(m: Pick<Manifest, 'extractors'>): Modality[] {
+  return MODALITIES.filter((x) => m.extractors[x] !== undefined);
+}
+
+/** The manifest's extractors, in MODALITIES order (what a models listing, a report or a copy of models/ names). */
+export function manifestExtractors(m: Pick<Manifest, 'extractors'>): ExtractorEntry[] {
+  return manifestModalities(m).map((x) => extractorFor(m, x));
+}
+
+/** The manifest's extractors as `name@version`, in MODALITIES order (cohort summaries): one today, so as before. */
+export function extractorsLabel(m: Pick<Manifest, 'extractors'>): string {
+  return manifestExtractors(m)
+    .map((x) => `${x.name}@${x.version}`)
+    .join(', ');
 }
 
 /** A manifest as JSON before zod's defaults: what a file holds and what writeManifest takes. */
@@ -103,25 +153,36 @@ function writeExtractorManifest(dir: string, manifest: ManifestJson): void {
 }
 
 function checkConsistency(m: Manifest): void {
-  const labels = m.extractor.outputs.biomarkers.labels;
-  if (labels.join(',') !== BIOMARKERS.join(',')) {
-    throw new ModelError(
-      `Extractor ${m.extractor.name} emits biomarkers [${labels.join(', ')}], but sonomark expects [${BIOMARKERS.join(', ')}] in that order.`,
-    );
+  for (const modality of manifestModalities(m)) {
+    const x = extractorFor(m, modality);
+    const labels = x.outputs.biomarkers.labels;
+    const expected = MODALITY_LABELS[modality];
+    if (labels.join(',') !== expected.join(',')) {
+      throw new ModelError(
+        `The ${modality} extractor ${x.name} emits biomarkers [${labels.join(', ')}], but sonomark expects [${expected.join(', ')}] in that order.`,
+      );
+    }
   }
   const names = new Set<string>();
   for (const e of m.experts) {
     if (names.has(e.name)) throw new ModelError(`Expert "${e.name}" appears twice in the manifest.`);
     names.add(e.name);
-    const dim = blocksDim(e.input.blocks, m.extractor.outputs.embedding.dim);
-    if (dim !== e.input.dim) {
+    const modality = e.extractor.modality;
+    const x = m.extractors[modality];
+    if (!x) {
       throw new ModelError(
-        `Expert "${e.name}" declares input dim ${e.input.dim}, but blocks [${e.input.blocks.join(', ')}] give ${dim}.`,
+        `Expert "${e.name}" reads ${modality} features, but the manifest has no ${modality} extractor (it has: ${manifestModalities(m).join(', ')}).`,
       );
     }
-    if (e.extractor.name !== m.extractor.name || e.extractor.version !== m.extractor.version) {
+    const dim = blocksDim(e.input.blocks, featureShape(x));
+    if (dim !== e.input.dim) {
       throw new ModelError(
-        `Expert "${e.name}" was trained on ${e.extractor.name}@${e.extractor.version} features, but the manifest's extractor is ${m.extractor.name}@${m.extractor.version}.`,
+        `Expert "${e.name}" declares input dim ${e.input.dim}, but blocks [${e.input.blocks.join(', ')}] of the ${modality} extractor's features give ${dim}.`,
+      );
+    }
+    if (e.extractor.name !== x.name || e.extractor.version !== x.version) {
+      throw new ModelError(
+        `Expert "${e.name}" was trained on ${e.extractor.name}@${e.extractor.version} features, but the manifest's ${modality} extractor is ${x.name}@${x.version}.`,
       );
     }
     if (

@@ -7,7 +7,8 @@
  * adds fields over time).
  */
 import { z } from 'zod';
-import { BIOMARKERS, CLIP_STATISTICS } from './biomarkers';
+import { CLIP_STATISTICS } from './biomarkers';
+import { DEFAULT_MODALITY, MODALITIES, MODALITY_LABELS } from './modality';
 
 // ---------------------------------------------------------------------------
 // Identifiers
@@ -153,6 +154,10 @@ export type ValidateOutput = z.infer<typeof ValidateOutput>;
 // Features document (one per scan and extractor version)
 // ---------------------------------------------------------------------------
 
+/** The imaging modality of a scan, of a features document and of an extractor (core/modality.ts). */
+export const Modality = z.enum(MODALITIES);
+export type Modality = z.infer<typeof Modality>;
+
 const Probability = z.number().min(0).max(1);
 
 export const ClipStats = z.object(
@@ -163,8 +168,11 @@ export const ClipStats = z.object(
 );
 export type ClipStats = z.infer<typeof ClipStats>;
 
-const biomarkerRecord = <T extends z.ZodTypeAny>(value: T) =>
-  z.object(Object.fromEntries(BIOMARKERS.map((b) => [b, value])) as Record<(typeof BIOMARKERS)[number], T>);
+/**
+ * Keyed by the document's modality's labels (MODALITY_LABELS), checked by FeaturesDocument's refinement:
+ * a record rather than one fixed object because the key set depends on the sibling field `modality`.
+ */
+const labelRecord = <T extends z.ZodTypeAny>(value: T) => z.record(z.string(), value);
 
 /**
  * What a features document says about a DICOM source: technical attributes and salted
@@ -203,41 +211,65 @@ export const DicomSource = z
   .strict();
 export type DicomSource = z.infer<typeof DicomSource>;
 
-export const FeaturesDocument = z.object({
-  schemaVersion: z.literal(1),
-  scanId: ScanId,
-  extractor: ModelRef,
-  sampling: z.object({
-    strategy: z.literal('uniform'),
-    /** Cap on frames fed to the network; longer clips are sampled uniformly. */
-    maxFrames: z.number().int().positive(),
-    /** Frames ffmpeg decoded from the clip. */
-    decodedFrames: z.number().int().positive(),
-    /** Indices (into the decoded frames) of the frames the network saw, ascending. */
-    frameIndices: z.array(z.number().int().nonnegative()).min(1),
-    width: z.number().int().positive(),
-    height: z.number().int().positive(),
-    colorspace: z.literal('gray'),
-  }),
-  /** DICOM input only. */
-  dicom: DicomSource.optional(),
-  /** Clip-level statistics per biomarker. */
-  biomarkers: biomarkerRecord(ClipStats),
-  /** Penultimate-layer embedding pooled over the sampled frames. */
-  embedding: z.object({
-    dim: z.number().int().positive(),
-    mean: z.array(z.number()),
-    max: z.array(z.number()),
-  }),
-  /** Per-frame biomarker probabilities, aligned with sampling.frameIndices (for timelines). */
-  frames: biomarkerRecord(z.array(Probability)),
-  runtime: z.object({
-    executionProvider: z.enum(['cuda', 'cpu']),
-    decodeMs: z.number().nonnegative(),
-    inferMs: z.number().nonnegative(),
-  }),
-  createdAt: z.string().datetime(),
-});
+export const FeaturesDocument = z
+  .object({
+    schemaVersion: z.literal(1),
+    /** Absent in documents written before X-rays existed: those are ultrasound. */
+    modality: Modality.default(DEFAULT_MODALITY),
+    scanId: ScanId,
+    extractor: ModelRef,
+    sampling: z.object({
+      strategy: z.literal('uniform'),
+      /** Cap on frames fed to the network; longer clips are sampled uniformly. */
+      maxFrames: z.number().int().positive(),
+      /** Frames ffmpeg decoded from the clip. */
+      decodedFrames: z.number().int().positive(),
+      /** Indices (into the decoded frames) of the frames the network saw, ascending. */
+      frameIndices: z.array(z.number().int().nonnegative()).min(1),
+      width: z.number().int().positive(),
+      height: z.number().int().positive(),
+      colorspace: z.literal('gray'),
+    }),
+    /** DICOM input only. */
+    dicom: DicomSource.optional(),
+    /** Clip-level statistics per label of the modality (MODALITY_LABELS[modality]; ultrasound: BIOMARKERS). */
+    biomarkers: labelRecord(ClipStats),
+    /** Penultimate-layer embedding pooled over the sampled frames. */
+    embedding: z.object({
+      dim: z.number().int().positive(),
+      mean: z.array(z.number()),
+      max: z.array(z.number()),
+    }),
+    /** Per-frame probabilities per label, aligned with sampling.frameIndices (for timelines). */
+    frames: labelRecord(z.array(Probability)),
+    runtime: z.object({
+      executionProvider: z.enum(['cuda', 'cpu']),
+      decodeMs: z.number().nonnegative(),
+      inferMs: z.number().nonnegative(),
+    }),
+    createdAt: z.string().datetime(),
+  })
+  .superRefine((doc, ctx) => {
+    const labels = MODALITY_LABELS[doc.modality];
+    for (const field of ['biomarkers', 'frames'] as const) {
+      const keys = Object.keys(doc[field]);
+      if (keys.length !== labels.length || labels.some((l) => !Object.hasOwn(doc[field], l))) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: `has keys [${keys.join(', ')}], but a ${doc.modality} document has exactly [${labels.join(', ')}]`,
+        });
+      }
+    }
+    // An X-ray is one image: no frame sampling, statistics of a 1-long series.
+    if (doc.modality === 'xray' && doc.sampling.frameIndices.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sampling', 'frameIndices'],
+        message: `has ${doc.sampling.frameIndices.length} frames, but an xray document has exactly 1`,
+      });
+    }
+  });
 export type FeaturesDocument = z.infer<typeof FeaturesDocument>;
 
 // ---------------------------------------------------------------------------
@@ -310,8 +342,11 @@ export const ExpertEntry = z.object({
   file: z.string().min(1),
   sha256: Sha256Hex,
   task: TaskKind,
-  /** The extractor whose features this expert was trained on. */
-  extractor: z.object({ name: z.string(), version: z.string() }),
+  /**
+   * The extractor whose features this expert was trained on: the manifest's `extractors[modality]`,
+   * whose name and version must match. The expert reads only features documents of that modality.
+   */
+  extractor: z.object({ modality: Modality, name: z.string(), version: z.string() }).strict(),
   input: z.object({
     name: z.string(),
     blocks: z.array(FeatureBlock).min(1),
@@ -335,9 +370,27 @@ export const ExpertEntry = z.object({
 });
 export type ExpertEntry = z.infer<typeof ExpertEntry>;
 
+/**
+ * One extractor per modality. Ultrasound is required (today's deployments and the CLI's default
+ * modality); X-ray is optional (a manifest without it refuses X-rays: extractorFor names what it has).
+ * Strict, so a misspelt or unknown modality key is an error rather than an ignored extractor.
+ */
+export const ManifestExtractors = z
+  .object({
+    ultrasound: ExtractorEntry,
+    xray: ExtractorEntry.optional(),
+  } satisfies Record<Modality, z.ZodTypeAny>)
+  .strict();
+export type ManifestExtractors = z.infer<typeof ManifestExtractors>;
+
+/**
+ * schemaVersion 2 (issue 21): `extractors` keyed by modality replaced version 1's single `extractor`,
+ * and each expert's `extractor` names its modality. core/manifest.ts refuses a version 1 file with
+ * what to change.
+ */
 export const Manifest = z.object({
-  schemaVersion: z.literal(1),
-  extractor: ExtractorEntry,
+  schemaVersion: z.literal(2),
+  extractors: ManifestExtractors,
   /**
    * May be empty: a features-only deployment extracts and stores features now and
    * scores them later with experts trained on them (re-scoring never re-runs the

@@ -32,6 +32,7 @@ import { renderStoredReport } from './report';
 import { forEachLimited, rescoreScan, type RescoreStore } from './rescore';
 import { ensureBucket, startLocalServices, type LocalServices } from './services';
 import { LocalWorkflow, type LocalWorkflowOptions } from './workflow';
+import { extractorFor } from '../core/manifest';
 
 export interface CohortInput {
   /** The file to read. */
@@ -143,7 +144,7 @@ async function withResults(
   action: CohortItemOutcome['action'],
 ): Promise<CohortItemOutcome> {
   const { results, current } = await listExpertResultVersions(store.doc, store.table, siteId, scanId);
-  const x = loaded.manifest.extractor;
+  const x = extractorFor(loaded.manifest, 'ultrasound');
   return { item, scanId, action, results, current, extractor: `${x.name}@${x.version}` };
 }
 
@@ -160,7 +161,7 @@ async function scoreStored(
 ): Promise<(CohortItemOutcome | undefined)[]> {
   const out: (CohortItemOutcome | undefined)[] = new Array(inputs.length).fill(undefined);
   if (!store) return out;
-  const x = opts.loaded.manifest.extractor;
+  const x = extractorFor(opts.loaded.manifest, 'ultrasound');
   await forEachLimited(inputs, opts.concurrency ?? 2, async (input, i) => {
     let scanId: string | null = null;
     try {

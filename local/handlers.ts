@@ -21,6 +21,7 @@ import type { ScanRates } from '../core/pricing';
 import { scanRates } from '../lib/rates';
 import type { LocalHandlers } from './bindings';
 import type { LocalPrincipal, PrincipalClients } from './iam-guard';
+import { extractorFor } from '../core/manifest';
 
 export interface LocalHandlerDeps {
   readonly s3: S3Client;
@@ -83,7 +84,8 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
       executionProvider: 'cpu',
       // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
       // next one decodes and the workflow moves on. One session per process, reused by every clip.
-      openSession: () => cachedWorkerExtractorSession(deps.loaded.dir, deps.loaded.manifest.extractor),
+      openSession: () =>
+        cachedWorkerExtractorSession(deps.loaded.dir, extractorFor(deps.loaded.manifest, 'ultrasound')),
       log: deps.log ?? (() => {}),
       // The cloud job's default (main.ts) with the local artifacts bucket, through the role's IAM check.
       pseudonymSalt: 'fixed' in salt ? salt.fixed : () => cachedPseudonymSalt(s3, deps.artifactsBucket, salt.object),

@@ -8,7 +8,7 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { MODELS } from '../core/contract';
-import { loadManifest } from '../core/manifest';
+import { loadManifest, manifestExtractors } from '../core/manifest';
 import { modelsDirFromEnv } from '../core/paths';
 
 export const DATA_DIR_MODELS = 'models';
@@ -38,10 +38,11 @@ export function ensureDataDirModels(dataDir: string, from: string = modelsDirFro
   const dir = dataDirModelsDir(dataDir);
   if (existsSync(path.join(dir, MODELS.manifestFile))) return dir;
   const { manifest } = loadManifest(from);
+  const extractors = manifestExtractors(manifest);
   const files = [
-    manifest.extractor.file,
+    ...extractors.map((x) => x.file),
     ...manifest.experts.map((e) => e.file),
-    ...[manifest.extractor, ...manifest.experts].flatMap((e) => (e.card.cardFile ? [e.card.cardFile] : [])),
+    ...[...extractors, ...manifest.experts].flatMap((e) => (e.card.cardFile ? [e.card.cardFile] : [])),
   ];
   for (const file of files) {
     const src = path.join(from, file);

@@ -10,7 +10,7 @@ import { createReadStream, statSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadManifest, type LoadedManifest } from '../core/manifest';
+import { loadManifest, type LoadedManifest, extractorFor } from '../core/manifest';
 import { NO_SITE, parseUploadKey, uploadKey } from '../core/keys';
 import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
@@ -142,7 +142,7 @@ export class LocalWorkflow {
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
     for (const pending of [
-      cachedWorkerExtractorSession(loaded.dir, loaded.manifest.extractor),
+      cachedWorkerExtractorSession(loaded.dir, extractorFor(loaded.manifest, 'ultrasound')),
       ...loaded.manifest.experts.map((e) => expertSession(loaded, e)),
     ]) {
       pending.catch(() => undefined);

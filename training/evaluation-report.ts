@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { markdownTable, replaceGeneratedBlock } from '../core/generated-block';
 import * as path from 'node:path';
 import { ECE_DEFINITION, evaluate, type Evaluation, type Interval } from './experts/metrics';
-import { findExpert, loadManifest } from '../core/manifest';
+import { findExpert, loadManifest, extractorFor } from '../core/manifest';
 import type { Manifest } from '../core/schemas';
 import {
   CrossSourceFile,
@@ -301,7 +301,7 @@ const point = (m: Interval | undefined) => fmt(m);
  * grouped CV; every figure from the same reports as EVALUATION.md.
  */
 export function renderModelsTable(inputs: EvaluationInputs): string {
-  const x = inputs.manifest.extractor;
+  const x = extractorFor(inputs.manifest, 'ultrasound');
   const cs = inputs.crossSource;
   const blues = cs?.sources['covid-blues']?.extractor.mean_auc;
   const rows: string[][] = [
@@ -397,7 +397,7 @@ function caveatPocus(dx: LosoReport): string {
 
 /** models/EVALUATION.md from its inputs. */
 export function renderEvaluation(inputs: EvaluationInputs): string {
-  const x = inputs.manifest.extractor;
+  const x = extractorFor(inputs.manifest, 'ultrasound');
   const { diagnosis: dx, severity: sev, triage: tri, 'b-lines': bl } = inputs.reports;
   const { diagnosis: dxA, severity: sevA, triage: triA, 'b-lines': blA } = inputs.ablations;
   const { extractor: xr, oof, items } = inputs;

@@ -9,6 +9,7 @@
  */
 import * as path from 'node:path';
 import { writeFixtureModels } from './onnx/fixture-models';
+import { manifestExtractors } from '../core/manifest';
 
 if (!process.argv[2]) {
   console.error('usage: npx tsx training/make-fixture-models.ts OUT_DIR (tests and load tests point MODELS_DIR at it)');
@@ -16,7 +17,7 @@ if (!process.argv[2]) {
 }
 const outDir = path.resolve(process.argv[2]);
 const { manifest } = writeFixtureModels(outDir);
-const entries = [manifest.extractor, ...manifest.experts];
+const entries = [...manifestExtractors(manifest), ...manifest.experts];
 for (const e of entries)
   console.log(`${e.sha256}  ${path.join(outDir, e.file)}  (${e.name}@${e.version}, ${e.card.status})`);
 console.log(`wrote ${path.join(outDir, 'manifest.json')}`);

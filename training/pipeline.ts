@@ -29,7 +29,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { loadManifest, writeManifest } from '../core/manifest';
+import { loadManifest, writeManifest, extractorFor } from '../core/manifest';
 import { DEFAULT_MODELS_DIR, PACKAGE_ROOT } from '../core/paths';
 import { sha256Hex } from '../core/scan-id';
 import type { ExtractorEntry, TaskKind } from '../core/schemas';
@@ -207,7 +207,7 @@ function plannedRecipe(reportFile: string): string {
 
 /** The manifest's extractor, which must still be the one the plan was made for. */
 function currentExtractor(modelsDir: string, planned: { name: string; version: string }): ExtractorEntry {
-  const x = loadManifest(modelsDir).manifest.extractor;
+  const x = extractorFor(loadManifest(modelsDir).manifest, 'ultrasound');
   if (x.name !== planned.name || x.version !== planned.version) {
     throw new TrainingSetupError(
       `The manifest in ${modelsDir} now runs ${x.name}@${x.version}, but this run was planned for ${planned.name}@${planned.version}.`,
@@ -285,12 +285,15 @@ async function heldOutFeatures(
   const { cardFile: _card, ...card } = extractor.card;
   writeManifest(dir, {
     ...manifest,
-    extractor: {
-      ...extractor,
-      name: `${extractor.name}-${suffix}`,
-      file,
-      sha256: sha256Hex(readFileSync(path.join(dir, file))),
-      card: { ...card, summary },
+    // Only the held-out model: this folder holds no other extractor's file.
+    extractors: {
+      ultrasound: {
+        ...extractor,
+        name: `${extractor.name}-${suffix}`,
+        file,
+        sha256: sha256Hex(readFileSync(path.join(dir, file))),
+        card: { ...card, summary },
+      },
     },
     experts: [],
   });
@@ -310,7 +313,7 @@ async function heldOutFeatures(
  */
 export function expertsSteps(
   given: ExpertsPipelineOptions,
-  extractor: { name: string; version: string } = loadManifest(given.modelsDir).manifest.extractor,
+  extractor: { name: string; version: string } = extractorFor(loadManifest(given.modelsDir).manifest, 'ultrasound'),
 ): Step[] {
   // One memo for every features pass below: each clip is decoded once, however many extractors read it.
   const opts: ExpertsPipelineOptions = given.frames ? given : { ...given, frames: new DecodedFramesMemo() };
@@ -515,7 +518,8 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
     ...(opts.skipE2e ? ['--no-e2e'] : []),
     ...extra,
   ];
-  const preprocessing = opts.preprocessing ?? manifest.extractor.input.preprocessing;
+  const x = extractorFor(manifest, 'ultrasound');
+  const preprocessing = opts.preprocessing ?? x.input.preprocessing;
   const steps: Step[] = [];
   if (!opts.shipOnly) {
     steps.push(
@@ -528,10 +532,10 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
         title: 'training set (the extractor decoder)',
         detail: [
           `${collectionDirs(opts).join(' + ')} → ${t.trainingSet} (frames .npy, dataset.json, labels.csv)`,
-          `${manifest.extractor.input.size}×${manifest.extractor.input.size} gray, preprocessing ${preprocessing ?? 'letterbox'}, ≤ ${manifest.extractor.input.maxFrames} frames per clip, ${DEFAULT_FOLDS} folds`,
+          `${x.input.size}×${x.input.size} gray, preprocessing ${preprocessing ?? 'letterbox'}, ≤ ${x.input.maxFrames} frames per clip, ${DEFAULT_FOLDS} folds`,
         ],
         run: async () => {
-          const { input } = loadManifest(opts.modelsDir).manifest.extractor;
+          const { input } = extractorFor(loadManifest(opts.modelsDir).manifest, 'ultrasound');
           const started = performance.now();
           const set = await deps.exportTrainingSet(opts.dataDir, t.trainingSet, {
             size: input.size,

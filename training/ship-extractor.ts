@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { BIOMARKERS } from '../core/biomarkers';
 import { fromNpy } from './npy';
 import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture, type FullParityResult } from './parity';
-import { loadManifest, validateManifest, writeManifest } from '../core/manifest';
+import { loadManifest, validateManifest, writeManifest, extractorFor } from '../core/manifest';
 import { sha256Hex } from '../core/scan-id';
 import type { ExtractorEntry, Manifest, Preprocessing } from '../core/schemas';
 import {
@@ -507,9 +507,10 @@ export function shipTarget(
   manifest: Manifest,
   opts: { name?: string; version?: string },
 ): { name: string; version: string; fromManifest: boolean } {
+  const ultrasound = extractorFor(manifest, 'ultrasound');
   return {
-    name: opts.name ?? manifest.extractor.name,
-    version: opts.version ?? manifest.extractor.version,
+    name: opts.name ?? ultrasound.name,
+    version: opts.version ?? ultrasound.version,
     fromManifest: opts.version === undefined,
   };
 }
@@ -552,7 +553,7 @@ export async function shipExtractor(opts: ShipOptions): Promise<ShipResult> {
   const file = `extractor/${base}.onnx`;
   const bytes = readFileSync(path.join(from, 'extractor.onnx'));
   const sha256 = sha256Hex(bytes);
-  const previous = manifest.extractor;
+  const previous = extractorFor(manifest, 'ultrasound');
   const entry: ExtractorEntry = {
     name,
     version,

@@ -4,7 +4,8 @@
  * a Lambda. Every chart names both axes, so a printed page stays readable.
  */
 import * as echarts from 'echarts';
-import { BIOMARKERS, FRAME_THRESHOLD } from '../biomarkers';
+import { FRAME_THRESHOLD } from '../biomarkers';
+import { MODALITY_LABELS } from '../modality';
 import type { FeaturesDocument } from '../schemas';
 
 // A calm palette that stays distinct in grayscale print (luminance steps) and for common colour-vision deficiencies.
@@ -31,6 +32,7 @@ export const humanBiomarker = (b: string): string => b.replace(/_/g, ' ');
  */
 export function timelineSvg(doc: FeaturesDocument, frameRate?: number): string {
   const x = doc.sampling.frameIndices.map((i) => (frameRate ? i / frameRate : i));
+  const labels = MODALITY_LABELS[doc.modality];
   const xName = frameRate ? 'time (s)' : 'decoded frame';
   const last = frameRate ? (doc.sampling.decodedFrames - 1) / frameRate : doc.sampling.decodedFrames - 1;
   return renderSvg(
@@ -38,7 +40,7 @@ export function timelineSvg(doc: FeaturesDocument, frameRate?: number): string {
       title: { text: 'Biomarker probability per sampled frame', left: 8, textStyle: { ...TEXT, fontSize: 14 } },
       // A vertical legend beside the plot: the server measures text with its own font metrics, and a
       // horizontal row of long names would overlap in the reader's (usually wider) font.
-      legend: { orient: 'vertical', left: 600, top: 'middle', data: BIOMARKERS.map(humanBiomarker), textStyle: TEXT },
+      legend: { orient: 'vertical', left: 600, top: 'middle', data: labels.map(humanBiomarker), textStyle: TEXT },
       grid: { left: 56, right: 210, top: 40, bottom: 48 },
       xAxis: {
         type: 'value',
@@ -50,13 +52,13 @@ export function timelineSvg(doc: FeaturesDocument, frameRate?: number): string {
         axisLabel: { formatter: (v: number) => (frameRate ? v.toFixed(1) : String(Math.round(v))) },
       },
       yAxis: { type: 'value', name: 'probability', nameLocation: 'middle', nameGap: 38, min: 0, max: 1 },
-      series: BIOMARKERS.map((b, k) => ({
+      series: labels.map((b, k) => ({
         type: 'line',
         name: humanBiomarker(b),
         showSymbol: x.length <= 24,
         symbolSize: 4,
         lineStyle: { width: 1.6, type: k % 2 === 0 ? 'solid' : 'dashed' },
-        data: doc.frames[b].map((p, i) => [x[i], round3(p)]),
+        data: (doc.frames[b] ?? []).map((p, i) => [x[i], round3(p)]),
         ...(k === 0
           ? {
               markLine: {

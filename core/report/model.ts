@@ -7,7 +7,7 @@
  * decoder (gpu-tasks/), which core/ must not import.
  */
 import { z } from 'zod';
-import { BIOMARKERS, type Biomarker } from '../biomarkers';
+import { MODALITY_LABELS } from '../modality';
 import { ExpertEntry, ExpertResult, ExtractorEntry, FeaturesDocument, ProblemDetail, ScanId } from '../schemas';
 
 /** One sampled frame as the network saw it, PNG-encoded (base64, no data: prefix). */
@@ -63,7 +63,8 @@ export type ReportInput = z.infer<typeof ReportInput>;
 export type ReportInputJson = z.input<typeof ReportInput>;
 
 export interface BiomarkerPeak {
-  readonly biomarker: Biomarker;
+  /** A label of the document's modality (MODALITY_LABELS). */
+  readonly biomarker: string;
   /** Position in the per-frame series. */
   readonly sample: number;
   /** Index into the decoded frames (sampling.frameIndices[sample]). */
@@ -73,8 +74,8 @@ export interface BiomarkerPeak {
 
 /** Each biomarker's most probable sampled frame (the first one on ties). */
 export function biomarkerPeaks(doc: FeaturesDocument): BiomarkerPeak[] {
-  return BIOMARKERS.map((biomarker) => {
-    const series = doc.frames[biomarker];
+  return MODALITY_LABELS[doc.modality].map((biomarker) => {
+    const series = doc.frames[biomarker] ?? [];
     let sample = 0;
     series.forEach((p, i) => {
       if (p > (series[sample] as number)) sample = i;

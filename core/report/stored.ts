@@ -16,6 +16,7 @@ import { ExpertResult, FeaturesDocument, type Manifest, type ProblemDetail } fro
 import { parsePayload } from '../zod-parse';
 import { renderReport } from './html';
 import type { ReportScanInput, ReportThumbnail } from './model';
+import { manifestExtractors } from '../manifest';
 
 export interface ReportStore {
   readonly s3: S3Client;
@@ -98,7 +99,7 @@ export async function renderStoredReport(
     generatedAt: (meta.now ?? new Date()).toISOString(),
     scans,
     ...('omitted' in meta.thumbnails ? { thumbnailsOmitted: meta.thumbnails.omitted } : {}),
-    models: { extractors: [meta.manifest.extractor], experts: meta.manifest.experts },
+    models: { extractors: manifestExtractors(meta.manifest), experts: meta.manifest.experts },
   });
   return { html, scans: scans.length };
 }

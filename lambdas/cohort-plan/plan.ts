@@ -22,6 +22,7 @@ import {
   type PlanFailure,
   type PlannedScan,
 } from '../../core/cohort-run';
+import { extractorFor } from '../../core/manifest';
 import { isSidecarKey } from '../../core/keys';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { claimScan, getScan, type ScanClaim } from '../../core/results-store';
@@ -176,7 +177,8 @@ async function resolveItem(
 export async function planBatch(input: unknown, deps: PlanDeps): Promise<BatchPlan> {
   const { Items, BatchInput } = parsePayload(PlanBatchInput, input, 'cohort batch');
   const { site, runPrefix } = BatchInput;
-  const { extractor } = await deps.manifest();
+  // modality: routed in xray-routing (each item's modality, detected as Validate does)
+  const extractor = extractorFor(await deps.manifest(), 'ultrasound');
   const ref = { name: extractor.name, version: extractor.version, sha256: extractor.sha256 };
   // A prefix listing also holds sidecars (`{clip}.meta.json`, read with their clip) and folder
   // markers: neither is a clip, as the upload trigger ignores them too.

@@ -25,6 +25,7 @@ import { cohortReportEntries, cohortReportTitle, renderStoredReport } from '../.
 import type { Manifest } from '../../core/schemas';
 import { SegmentId } from '../../core/schemas';
 import { parsePayload } from '../../core/zod-parse';
+import { extractorsLabel } from '../../core/manifest';
 
 export interface ReportDeps {
   readonly s3: S3Client;
@@ -89,7 +90,7 @@ export async function writeCohortReport(
     site,
     ...(runIdOk ? { runId: runId.data } : {}),
     models: {
-      extractor: `${manifest.extractor.name}@${manifest.extractor.version}`,
+      extractor: extractorsLabel(manifest),
       experts: manifest.experts.map((e) => `${e.name}@${e.version}`),
     },
     experts,

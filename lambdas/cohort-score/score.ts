@@ -32,6 +32,7 @@ import { ProblemDetail, type ExpertEntry, type ModelRef } from '../../core/schem
 import { isMissingObject } from '../../core/s3-errors';
 import { parsePayload } from '../../core/zod-parse';
 import { readFeatures, scoreFeatures } from '../shared/scoring';
+import { extractorFor } from '../../core/manifest';
 
 export interface ScoreBatchDeps {
   readonly s3: S3Client;
@@ -96,7 +97,8 @@ async function scoreScan(
   loaded: LoadedManifest,
   deps: ScoreBatchDeps,
 ): Promise<Scored> {
-  const extractor = `${loaded.manifest.extractor.name}@${loaded.manifest.extractor.version}`;
+  const x = extractorFor(loaded.manifest, 'ultrasound');
+  const extractor = `${x.name}@${x.version}`;
   const failed = (code: string, message: string, problem: ProblemDetail = { code, message }): Scored => ({
     outcome: {
       item: scan.item,

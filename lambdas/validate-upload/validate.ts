@@ -16,7 +16,7 @@ import {
   type UploadKey,
 } from '../../core/keys';
 import { DICOM_HEAD_BYTES, dicomHeadProblem } from '../../core/dicom/header';
-import { extractorRef } from '../../core/manifest';
+import { extractorRef, extractorFor } from '../../core/manifest';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../../core/limits';
 import { isUnsupported, sniffContainer, SNIFF_BYTES } from '../../core/media';
 import { checkHeaderLimits, readHeaderInfoRanged, type HeaderInfo } from '../../core/media-header';
@@ -120,7 +120,8 @@ export async function validateUpload(input: unknown, deps: ValidateDeps): Promis
       : scanIdFromObjectIdentity(bucket, key, versionId, etag);
   const sniffed = hashed.size > 0 && object.kind === 'hashed' ? sniffContainer(hashed.head) : undefined;
   const container = sniffed !== undefined && !isUnsupported(sniffed) ? sniffed : undefined;
-  const extractor = extractorRef(deps.manifest.extractor);
+  // modality: routed in xray-routing (detected from the upload before the extractor is chosen)
+  const extractor = extractorRef(extractorFor(deps.manifest, 'ultrasound'));
   const nowDate = deps.now();
   const receivedAt = nowDate.toISOString();
   const leaseSeconds = deps.leaseSeconds ?? DEFAULT_LEASE_SECONDS;

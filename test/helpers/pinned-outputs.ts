@@ -14,7 +14,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { loadManifest, type LoadedManifest } from '../../core/manifest';
+import { extractorFor, loadManifest, type LoadedManifest } from '../../core/manifest';
 import { PACKAGE_ROOT } from '../../core/paths';
 import { sha256Hex } from '../../core/scan-id';
 import { BIOMARKERS } from '../../core/biomarkers';
@@ -69,7 +69,7 @@ export async function computePins(
   dataDir = POCUS,
 ): Promise<PinFile> {
   const { manifest } = models;
-  const x = manifest.extractor;
+  const x = extractorFor(manifest, 'ultrasound');
   const session = await createExtractorSession(models.dir, x, { executionProvider: 'cpu' });
   const sessions = new Map();
   try {
@@ -77,7 +77,7 @@ export async function computePins(
     for (const clip of clips) {
       const file = path.join(dataDir, clip);
       const features = await extractFeatures({ clip: file, scanId: '0'.repeat(32), session });
-      const biomarkerMeans = Object.fromEntries(BIOMARKERS.map((b) => [b, features.biomarkers[b].mean]));
+      const biomarkerMeans = Object.fromEntries(BIOMARKERS.map((b) => [b, features.biomarkers[b]!.mean]));
       const experts: Record<string, Record<string, number>> = {};
       for (const e of manifest.experts) {
         const r = await scoreFeatures(features, e, { models, sessions });

@@ -18,7 +18,7 @@ import { loadManifest } from '../../core/manifest';
 import { clip, POCUS } from './helpers';
 
 const { manifest, dir } = loadManifest();
-const entry = manifest.extractor;
+const entry = manifest.extractors.ultrasound;
 const base = entry.file.replace(/\.onnx$/, '');
 let session: ExtractorSession;
 

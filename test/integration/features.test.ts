@@ -26,7 +26,7 @@ describe('sonomark features and a trained expert on a real clip', () => {
   const work = tempDir('sonomark-features-it-');
   const models = path.join(work, 'models');
   const cache = path.join(work, 'cache');
-  const extractor = writeFixtureModels(models).manifest.extractor;
+  const extractor = writeFixtureModels(models).manifest.extractors.ultrasound;
   let first: Awaited<ReturnType<typeof cli>>;
   let second: Awaited<ReturnType<typeof cli>>;
   let record: FeaturesRecord;

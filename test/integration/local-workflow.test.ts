@@ -60,14 +60,17 @@ describe('local workflow on real clips', () => {
     const experts = (items.Items ?? []).filter((i) => String(i[TABLE_KEYS.sortKey]).startsWith('EXPERT#'));
     expect(experts).toHaveLength(manifest.experts.length);
     for (const item of experts) {
-      expect(item.extractor).toMatchObject({ name: manifest.extractor.name, version: manifest.extractor.version });
+      expect(item.extractor).toMatchObject({
+        name: manifest.extractors.ultrasound.name,
+        version: manifest.extractors.ultrasound.version,
+      });
       expect(item.expert.version).toBe(manifest.experts.find((e) => e.name === item.expert.name)?.version);
     }
     // The features document in the artifacts bucket is the one reported.
     const stored = await workflow.services.s3.send(
       new GetObjectCommand({
         Bucket: LOCAL_ARTIFACTS_BUCKET,
-        Key: featuresKey('local', manifest.extractor, r.scanId!),
+        Key: featuresKey('local', manifest.extractors.ultrasound, r.scanId!),
       }),
     );
     expect(JSON.parse(await stored.Body!.transformToString())).toEqual(r.features);
@@ -75,7 +78,7 @@ describe('local workflow on real clips', () => {
 
   it('analyses clips that ffmpeg generates, sampling at most maxFrames of them', async () => {
     // Prepare
-    const maxFrames = workflow.loaded.manifest.extractor.input.maxFrames;
+    const maxFrames = workflow.loaded.manifest.extractors.ultrasound.input.maxFrames;
     const short = generateClip(work, 'generated-short.mp4', 12, ['-pix_fmt', 'yuv420p']);
     const long = generateClip(work, 'generated-long.avi', maxFrames + 37);
 

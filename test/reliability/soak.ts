@@ -294,7 +294,10 @@ export function soakFaults(
       operation: 'GetObject',
       kind: 'access-denied',
       times: 1_000_000,
-      keyPrefix: featuresKey(options.siteId ?? 'local', loaded.manifest.extractor, scanId).replace(/\.json$/, ''),
+      keyPrefix: featuresKey(options.siteId ?? 'local', loaded.manifest.extractors.ultrasound, scanId).replace(
+        /\.json$/,
+        '',
+      ),
     });
     cases.push({ kind: 'permanent', index: target.index, expectCode: 'ACCESS_DENIED', expectReason: /AccessDenied/ });
   }

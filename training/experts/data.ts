@@ -11,6 +11,7 @@ import { CsvError, parseCsv } from '../csv';
 import { featureVector } from '../../core/features';
 import { formatZodIssues } from '../../core/zod-parse';
 import { FeaturesDocument, Sha256Hex, type FeatureBlock, type ModelRef, type TaskKind } from '../../core/schemas';
+import type { Modality } from '../../core/modality';
 import { TrainingDataError } from './errors';
 import { matrix, type Matrix } from './model';
 
@@ -119,6 +120,26 @@ export function singleExtractor(features: readonly LoadedFeatures[], what: strin
     );
   }
   return [...by.values()][0]!.ref;
+}
+
+/**
+ * The one modality of a training set's features documents: an expert reads one modality's features
+ * (the manifest names it in the expert's `extractor.modality`), so a mixed set is refused.
+ */
+export function singleModality(features: readonly LoadedFeatures[], what: string): Modality {
+  const by = new Map<Modality, { count: number; example: string }>();
+  for (const f of features) {
+    const e = by.get(f.features.modality);
+    if (e) e.count++;
+    else by.set(f.features.modality, { count: 1, example: f.origin });
+  }
+  if (by.size !== 1) {
+    const list = [...by.entries()].map(([k, v]) => `${k}: ${v.count} documents, e.g. ${v.example}`).join('; ');
+    throw new TrainingDataError(
+      `${what} are of ${by.size} modalities (${list || 'none'}). An expert is trained on one modality's features: point at one modality's documents.`,
+    );
+  }
+  return [...by.keys()][0]!;
 }
 
 export interface FeatureIndex {

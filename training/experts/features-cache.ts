@@ -27,7 +27,7 @@ import {
   type ExecutionProviderChoice,
   type ExtractorSession,
 } from '../../gpu-tasks/feature-extractor/src';
-import { loadManifest } from '../../core/manifest';
+import { loadManifest, extractorFor } from '../../core/manifest';
 import { scanIdFromContent, sha256Hex } from '../../core/scan-id';
 import { FeaturesDocument, type ExtractorEntry } from '../../core/schemas';
 import type { FeaturesRecord } from './data';
@@ -175,7 +175,7 @@ export interface FeaturesJsonlOptions {
 export async function writeFeaturesJsonl(opts: FeaturesJsonlOptions): Promise<{ clips: number; cached: number }> {
   const log = opts.log ?? (() => {});
   const loaded = loadManifest(opts.modelsDir);
-  const entry = loaded.manifest.extractor;
+  const entry = extractorFor(loaded.manifest, 'ultrasound');
   const files = listClipFiles(opts.inputs);
   if (files.length === 0) throw new TrainingDataError(`No clips found in ${opts.inputs.join(', ')}.`);
   log(

@@ -6,7 +6,8 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { blocksDim } from '../../core/features';
+import { blocksDim, featureShape } from '../../core/features';
+import { DEFAULT_MODALITY, type Modality } from '../../core/modality';
 import {
   loadManifest,
   readVerifiedModel,
@@ -14,6 +15,7 @@ import {
   writeManifest,
   type LoadedManifest,
   type ManifestJson,
+  extractorFor,
 } from '../../core/manifest';
 import { MODELS } from '../../core/contract';
 import { sha256Hex } from '../../core/scan-id';
@@ -30,8 +32,9 @@ export interface ExpertDraft {
   readonly positive?: string;
   readonly blocks: readonly FeatureBlock[];
   readonly inputDim: number;
-  /** The extractor of the training features. */
+  /** The extractor of the training features, and their modality (the manifest's extractors[modality] must be it). */
   readonly extractor: ModelRef;
+  readonly modality: Modality;
   readonly card: Omit<ModelCard, 'status'>;
 }
 
@@ -52,25 +55,30 @@ export function nextVersion(previous: string): string {
  * with its patch level bumped. A new expert has no entry to count from, and a made-up default would
  * say nothing about what it was trained on, so it needs its version given.
  */
-export function expertVersion(loaded: LoadedManifest, name: string, version: string | undefined): string {
+export function expertVersion(
+  loaded: LoadedManifest,
+  name: string,
+  version: string | undefined,
+  modality: Modality = DEFAULT_MODALITY,
+): string {
   if (version !== undefined) return version;
   const previous = loaded.manifest.experts.find((e) => e.name === name);
   if (!previous) {
     throw new TrainingDataError(
       `The manifest in ${loaded.dir} has no expert "${name}" to take the next version from: pass --version X.Y.Z ` +
-        `(the shipped experts carry the version of the extractor they read, ${loaded.manifest.extractor.version}).`,
+        `(the shipped experts carry the version of the extractor they read, ${extractorFor(loaded.manifest, modality).version}).`,
     );
   }
   return nextVersion(previous.version);
 }
 
 /** An expert only runs behind the extractor its features came from (name, version and model file). */
-export function checkExtractor(loaded: LoadedManifest, extractor: ModelRef): void {
-  const x = loaded.manifest.extractor;
+export function checkExtractor(loaded: LoadedManifest, extractor: ModelRef, modality: Modality): void {
+  const x = extractorFor(loaded.manifest, modality);
   if (x.name !== extractor.name || x.version !== extractor.version || x.sha256 !== extractor.sha256) {
     throw new TrainingDataError(
       `The features come from ${extractor.name}@${extractor.version} (sha256 ${extractor.sha256.slice(0, 12)}…), ` +
-        `but the manifest in ${loaded.dir} runs ${x.name}@${x.version} (sha256 ${x.sha256.slice(0, 12)}…). ` +
+        `but the manifest in ${loaded.dir} runs ${x.name}@${x.version} for ${modality} (sha256 ${x.sha256.slice(0, 12)}…). ` +
         'An expert only runs behind the extractor it was trained on: point --models-dir at that manifest, or extract features with this one.',
     );
   }
@@ -79,16 +87,16 @@ export function checkExtractor(loaded: LoadedManifest, extractor: ModelRef): voi
 /** The entry and manifest a publish would write; throws if the models dir cannot take this expert. */
 export function planPublish(loaded: LoadedManifest, draft: ExpertDraft, bytes: Uint8Array): PublishPlan {
   const m = loaded.manifest;
-  const x = m.extractor;
-  checkExtractor(loaded, draft.extractor);
-  const dim = blocksDim(draft.blocks, x.outputs.embedding.dim);
+  const x = extractorFor(m, draft.modality);
+  checkExtractor(loaded, draft.extractor, draft.modality);
+  const dim = blocksDim(draft.blocks, featureShape(x));
   if (dim !== draft.inputDim) {
     throw new TrainingDataError(
       `Blocks [${draft.blocks.join(', ')}] give ${draft.inputDim} values in the features but ${dim} for the manifest's extractor (embedding dim ${x.outputs.embedding.dim}).`,
     );
   }
   const previous = m.experts.find((e) => e.name === draft.name);
-  const version = expertVersion(loaded, draft.name, draft.version);
+  const version = expertVersion(loaded, draft.name, draft.version, draft.modality);
   const file = `experts/${draft.name}-${version}.onnx`;
   const entry: ExpertEntry = {
     name: draft.name,
@@ -96,7 +104,7 @@ export function planPublish(loaded: LoadedManifest, draft: ExpertDraft, bytes: U
     file,
     sha256: sha256Hex(bytes),
     task: draft.kind,
-    extractor: { name: draft.extractor.name, version: draft.extractor.version },
+    extractor: { modality: draft.modality, name: draft.extractor.name, version: draft.extractor.version },
     input: { name: EXPERT_IO.input, blocks: [...draft.blocks], dim },
     output: {
       name: EXPERT_IO.output,

@@ -85,11 +85,13 @@ export function syntheticRows(opts: SyntheticOptions): SyntheticRow[] {
         emb[f * dim + k] = Math.tanh(signal + u(-1, 1));
       }
     }
-    const agg = aggregateFrames({ biomarkers: bio, embedding: emb, frames, embeddingDim: dim });
+    const agg = aggregateFrames({ biomarkers: bio, embedding: emb, frames, embeddingDim: dim }, 'ultrasound');
     const sha256 = sha256Hex(`synthetic/${opts.seed}/${i}`);
     // Severity follows the B-line level for sick rows: a monotone rule an ordinal model can recover.
     const severity =
-      diagnosis === 'healthy' ? 0 : 1 + Math.min(2, Math.floor(Math.max(0, agg.biomarkers.b_lines.mean - 0.2) * 4.5));
+      diagnosis === 'healthy'
+        ? 0
+        : 1 + Math.min(2, Math.floor(Math.max(0, agg.biomarkers['b_lines']!.mean - 0.2) * 4.5));
     rows.push({
       sha256,
       name: `synthetic-${String(i).padStart(3, '0')}`,

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { featureNames } from '../../core/features';
 import { loadManifest } from '../../core/manifest';
+import { MODALITY_LABELS } from '../../core/modality';
 import { modelsDirFromEnv } from '../../core/paths';
 import { sha256Hex } from '../../core/scan-id';
 import { ExpertEntry, FeatureBlock, TaskKind, type ModelRef } from '../../core/schemas';
@@ -20,6 +21,7 @@ import {
   parseLabels,
   readFeatures,
   singleExtractor,
+  singleModality,
   type Joined,
   type LoadedFeatures,
   type ParsedLabels,
@@ -341,11 +343,12 @@ export async function runExpertTraining(
 
   const docs = readFeatures(opts.features);
   const extractor = singleExtractor(docs, `The features in ${opts.features}`);
+  const modality = singleModality(docs, `The features in ${opts.features}`);
   // Before any training: a models dir that cannot take this expert should fail in milliseconds.
   const modelsDir = path.resolve(opts.modelsDir ?? modelsDirFromEnv());
   const loaded = loadManifest(modelsDir);
-  checkExtractor(loaded, extractor);
-  const version = expertVersion(loaded, opts.name, opts.version);
+  checkExtractor(loaded, extractor, modality);
+  const version = expertVersion(loaded, opts.name, opts.version, modality);
   const cardFile = opts.markdownCard ? cardFileFor(opts.name, version) : undefined;
   const joined = joinFeatures(labels, indexFeatures(docs, opts.key), {
     blocks: opts.blocks,
@@ -515,6 +518,7 @@ export async function runExpertTraining(
       blocks: opts.blocks,
       inputDim: joined.x.cols,
       extractor,
+      modality,
       card: {
         summary: `${familyText[0]!.toUpperCase()}${familyText.slice(1)} over [${labels.labels.join(', ')}] on [${opts.blocks.join(', ')}] of ${extractor.name}@${extractor.version}; trained by \`sonomark experts train\` (seed ${opts.seed}).`,
         intendedUse:
@@ -570,13 +574,15 @@ export async function runExpertTraining(
       ...(linear
         ? {
             standardizedWeights: Object.fromEntries(
-              featureNames(opts.blocks, extractorDim(docs)).map((name, j) => [
-                name,
-                Array.from(
-                  linear.weights.subarray(j * linear.out, (j + 1) * linear.out),
-                  (v) => Math.round(v * 1e4) / 1e4,
-                ),
-              ]),
+              featureNames(opts.blocks, { labels: MODALITY_LABELS[modality], embeddingDim: extractorDim(docs) }).map(
+                (name, j) => [
+                  name,
+                  Array.from(
+                    linear.weights.subarray(j * linear.out, (j + 1) * linear.out),
+                    (v) => Math.round(v * 1e4) / 1e4,
+                  ),
+                ],
+              ),
             ),
           }
         : {}),

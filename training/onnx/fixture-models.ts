@@ -89,7 +89,7 @@ export function buildFixtureModelSet(): FixtureModelSet {
   const extractorBytes = buildFixtureExtractor({ size: x.size, embeddingDim: x.embeddingDim, seed: x.seed });
   files.set(extractorFile, extractorBytes);
 
-  const dim = blocksDim(FIXTURE_BLOCKS, x.embeddingDim);
+  const dim = blocksDim(FIXTURE_BLOCKS, { labels: BIOMARKERS, embeddingDim: x.embeddingDim });
   const experts: ExpertEntry[] = FIXTURE_EXPERTS.map((spec) => {
     const file = `experts/${spec.name}-${FIXTURE_EXPERT_VERSION}.onnx`;
     const bytes = buildLinearExpert({
@@ -106,7 +106,7 @@ export function buildFixtureModelSet(): FixtureModelSet {
       file,
       sha256: sha256Hex(bytes),
       task: spec.task,
-      extractor: { name: x.name, version: x.version },
+      extractor: { modality: 'ultrasound', name: x.name, version: x.version },
       input: { name: EXPERT_IO.input, blocks: [...FIXTURE_BLOCKS], dim },
       output: {
         name: EXPERT_IO.output,
@@ -119,18 +119,20 @@ export function buildFixtureModelSet(): FixtureModelSet {
   });
 
   const manifest: Manifest = {
-    schemaVersion: 1,
-    extractor: {
-      name: x.name,
-      version: x.version,
-      file: extractorFile,
-      sha256: sha256Hex(extractorBytes),
-      input: { name: EXTRACTOR_IO.input, size: x.size, maxFrames: x.maxFrames, batchSize: x.batchSize },
-      outputs: {
-        biomarkers: { name: EXTRACTOR_IO.biomarkers, labels: [...BIOMARKERS] },
-        embedding: { name: EXTRACTOR_IO.embedding, dim: x.embeddingDim },
+    schemaVersion: 2,
+    extractors: {
+      ultrasound: {
+        name: x.name,
+        version: x.version,
+        file: extractorFile,
+        sha256: sha256Hex(extractorBytes),
+        input: { name: EXTRACTOR_IO.input, size: x.size, maxFrames: x.maxFrames, batchSize: x.batchSize },
+        outputs: {
+          biomarkers: { name: EXTRACTOR_IO.biomarkers, labels: [...BIOMARKERS] },
+          embedding: { name: EXTRACTOR_IO.embedding, dim: x.embeddingDim },
+        },
+        card: fixtureCard('biomarker extractor', x.seed),
       },
-      card: fixtureCard('biomarker extractor', x.seed),
     },
     experts,
   };

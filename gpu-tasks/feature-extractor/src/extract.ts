@@ -5,6 +5,7 @@
 import { ModelError } from '../../../core/errors';
 import { aggregateFrames } from '../../../core/features';
 import { extractorRef } from '../../../core/manifest';
+import { DEFAULT_MODALITY, MODALITY_LABELS, type Modality } from '../../../core/modality';
 import { SAMPLING_STRATEGY } from '../../../core/sampling';
 import { FeaturesDocument, type ExtractorEntry } from '../../../core/schemas';
 import { parsePayload } from '../../../core/zod-parse';
@@ -28,6 +29,11 @@ export interface ExtractFeaturesInput {
    * per-source) read the same clips with the same decode options, and decoding is most of the cost.
    */
   readonly decodeWith?: (clip: Buffer | string, opts: DecodeOptions) => Promise<DecodedClip>;
+  /**
+   * The modality of the scan, whose extractor the session runs (the manifest's `extractors[modality]`).
+   * @default DEFAULT_MODALITY
+   */
+  readonly modality?: Modality;
 }
 
 export async function extractFeatures(input: ExtractFeaturesInput): Promise<FeaturesDocument> {
@@ -36,6 +42,14 @@ export async function extractFeatures(input: ExtractFeaturesInput): Promise<Feat
   if (entry.sha256 !== session.entry.sha256) {
     throw new ModelError(
       `Extractor entry ${entry.name}@${entry.version} does not match the loaded session (${session.entry.name}@${session.entry.version}).`,
+    );
+  }
+
+  const modality = input.modality ?? DEFAULT_MODALITY;
+  const labels = MODALITY_LABELS[modality];
+  if (entry.outputs.biomarkers.labels.join(',') !== labels.join(',')) {
+    throw new ModelError(
+      `Extractor ${entry.name}@${entry.version} emits [${entry.outputs.biomarkers.labels.join(', ')}], not the ${modality} labels [${labels.join(', ')}]: it is not the ${modality} extractor.`,
     );
   }
 
@@ -64,7 +78,7 @@ export async function extractFeatures(input: ExtractFeaturesInput): Promise<Feat
       colorspace: 'gray',
     },
     ...(clip.dicom ? { dicom: clip.dicom } : {}),
-    ...aggregateFrames(outputs),
+    ...aggregateFrames(outputs, modality),
     runtime: {
       executionProvider: session.executionProvider,
       decodeMs: round1(t1 - t0),

@@ -6,7 +6,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { BIOMARKERS } from '../../../core/biomarkers';
 import { ModelError } from '../../../core/errors';
 import type { FrameOutputs } from '../../../core/features';
 import { readVerifiedModel } from '../../../core/manifest';
@@ -187,7 +186,7 @@ function checkIo(session: FrameRunner, entry: ExtractorEntry): void {
       throw new ModelError(`Extractor "${entry.name}" input "${want}" is ${input.type}, expected float32.`);
   }
   const expected: [string, number][] = [
-    [entry.outputs.biomarkers.name, BIOMARKERS.length],
+    [entry.outputs.biomarkers.name, entry.outputs.biomarkers.labels.length],
     [entry.outputs.embedding.name, entry.outputs.embedding.dim],
   ];
   for (const [name, width] of expected) {
@@ -228,7 +227,7 @@ class OrtExtractorSession implements ExtractorSession {
     if (frames.length !== count * pixels) {
       throw new RangeError(`frames has ${frames.length} values, expected ${count}×1×${size}×${size}`);
     }
-    const k = BIOMARKERS.length;
+    const k = this.entry.outputs.biomarkers.labels.length;
     const d = this.entry.outputs.embedding.dim;
     const bioName = this.entry.outputs.biomarkers.name;
     const embName = this.entry.outputs.embedding.name;

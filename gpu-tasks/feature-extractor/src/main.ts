@@ -21,7 +21,7 @@ import { cachedPseudonymSalt } from '../../../core/dicom/salt-object';
 import { ConfigError, TRANSIENT_ERROR_NAME } from '../../../core/errors';
 import { extractErrorKey } from '../../../core/keys';
 import { transientReason } from '../../../core/transient';
-import { loadManifest } from '../../../core/manifest';
+import { loadManifest, extractorFor } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { ProblemDetail, ScanId, type ExtractorEntry, type FeaturesDocument } from '../../../core/schemas';
 import { startsAsDicom } from './decode';
@@ -149,7 +149,8 @@ async function extractJob(
   const provider = deps.executionProvider ?? parseProvider(env[ENV.onnxExecutionProvider]);
 
   const { manifest } = loadManifest(modelsDir);
-  const entry = manifest.extractor;
+  // modality: routed in xray-routing (the job's scan names its modality)
+  const entry = extractorFor(manifest, 'ultrasound');
   const session =
     deps.session ??
     (deps.openSession ? await deps.openSession() : await cachedExtractorSession(modelsDir, entry, provider));

@@ -105,7 +105,7 @@ describe('countFlops', () => {
 
   it("counts the shipped extractor as onnxruntime's profile does", async () => {
     const { manifest, dir } = loadManifest();
-    const x = manifest.extractor;
+    const x = manifest.extractors.ultrasound;
     const model = readVerifiedModel(dir, x);
     const fromGraph = countFlops(model, [4, 1, x.input.size, x.input.size]);
     const profiled = await flopsPerFrame(model, x.input.name, [1, x.input.size, x.input.size]);

@@ -56,6 +56,6 @@ describe('the extractor image carries no expert', () => {
     const image = tempDir();
     mkdirSync(path.join(image, 'extractor'));
     writeFileSync(path.join(image, MODELS.manifestFile), first);
-    expect(loadManifest(image).manifest.extractor.version).toBe(shared.extractor.version);
+    expect(loadManifest(image).manifest.extractors.ultrasound.version).toBe(shared.extractors.ultrasound.version);
   });
 });

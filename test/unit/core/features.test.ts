@@ -12,6 +12,8 @@ import {
 import type { FeatureBlock } from '../../../core/schemas';
 
 const K = BIOMARKERS.length;
+/** The feature shape of an ultrasound extractor with this embedding size. */
+const us = (embeddingDim: number) => ({ labels: BIOMARKERS, embeddingDim });
 
 describe('quantileSorted', () => {
   it.each([
@@ -88,16 +90,16 @@ describe('aggregateFrames', () => {
     const out = threeFrames();
 
     // Act
-    const agg = aggregateFrames(out);
+    const agg = aggregateFrames(out, 'ultrasound');
 
     // Assess
     expect(Object.keys(agg.frames)).toEqual([...BIOMARKERS]);
-    expect(agg.frames.a_lines[0]).toBe(1);
-    expect(agg.frames.healthy_pattern[0]).toBe(0);
+    expect(agg.frames['a_lines']![0]).toBe(1);
+    expect(agg.frames['healthy_pattern']![0]).toBe(0);
     expect(agg.frames.a_lines).toEqual([1, Math.fround(0.4), Math.fround(0.7)]);
     expect(agg.frames.consolidation).toEqual([0, 0, 0]);
     for (const b of BIOMARKERS) {
-      for (const v of agg.frames[b]) {
+      for (const v of agg.frames[b]!) {
         expect(v).toBeGreaterThanOrEqual(0);
         expect(v).toBeLessThanOrEqual(1);
       }
@@ -109,16 +111,16 @@ describe('aggregateFrames', () => {
     const out = threeFrames();
 
     // Act
-    const agg = aggregateFrames(out);
+    const agg = aggregateFrames(out, 'ultrasound');
 
     // Assess
-    expect(agg.biomarkers.a_lines.max).toBe(1);
-    expect(agg.biomarkers.a_lines.mean).toBeCloseTo((1 + 0.4 + 0.7) / 3, 6);
-    expect(agg.biomarkers.a_lines.p90).toBeCloseTo(0.7 + 0.3 * 0.8, 6);
-    expect(agg.biomarkers.a_lines.fractionAbove).toBeCloseTo(2 / 3, 12);
-    expect(agg.biomarkers.effusion.fractionAbove).toBe(0);
-    expect(agg.biomarkers.pleural_irregularity.fractionAbove).toBeCloseTo(2 / 3, 12);
-    expect(agg.biomarkers.healthy_pattern.mean).toBeCloseTo(0.4 / 3, 6);
+    expect(agg.biomarkers['a_lines']!.max).toBe(1);
+    expect(agg.biomarkers['a_lines']!.mean).toBeCloseTo((1 + 0.4 + 0.7) / 3, 6);
+    expect(agg.biomarkers['a_lines']!.p90).toBeCloseTo(0.7 + 0.3 * 0.8, 6);
+    expect(agg.biomarkers['a_lines']!.fractionAbove).toBeCloseTo(2 / 3, 12);
+    expect(agg.biomarkers['effusion']!.fractionAbove).toBe(0);
+    expect(agg.biomarkers['pleural_irregularity']!.fractionAbove).toBeCloseTo(2 / 3, 12);
+    expect(agg.biomarkers['healthy_pattern']!.mean).toBeCloseTo(0.4 / 3, 6);
   });
 
   it('pools the embedding by mean and max', () => {
@@ -126,7 +128,7 @@ describe('aggregateFrames', () => {
     const out = threeFrames();
 
     // Act
-    const agg = aggregateFrames(out);
+    const agg = aggregateFrames(out, 'ultrasound');
 
     // Assess
     expect(agg.embedding.dim).toBe(2);
@@ -140,8 +142,10 @@ describe('aggregateFrames', () => {
     const out = { ...threeFrames(), biomarkers: new Float32Array(3 * K - 1) };
 
     // Act / Assess
-    expect(() => aggregateFrames(out)).toThrow(ModelError);
-    expect(() => aggregateFrames(out)).toThrow(`biomarker output has ${3 * K - 1} values, expected 3×${K}`);
+    expect(() => aggregateFrames(out, 'ultrasound')).toThrow(ModelError);
+    expect(() => aggregateFrames(out, 'ultrasound')).toThrow(
+      `biomarker output has ${3 * K - 1} values, expected 3×${K}`,
+    );
   });
 
   it('rejects an embedding output of the wrong shape with a ModelError', () => {
@@ -149,8 +153,8 @@ describe('aggregateFrames', () => {
     const out = { ...threeFrames(), embedding: new Float32Array(5) };
 
     // Act / Assess
-    expect(() => aggregateFrames(out)).toThrow(ModelError);
-    expect(() => aggregateFrames(out)).toThrow('embedding output has 5 values, expected 3×2');
+    expect(() => aggregateFrames(out, 'ultrasound')).toThrow(ModelError);
+    expect(() => aggregateFrames(out, 'ultrasound')).toThrow('embedding output has 5 values, expected 3×2');
   });
 
   it('rejects zero frames', () => {
@@ -163,17 +167,17 @@ describe('aggregateFrames', () => {
     };
 
     // Act / Assess
-    expect(() => aggregateFrames(out)).toThrow(RangeError);
+    expect(() => aggregateFrames(out, 'ultrasound')).toThrow(RangeError);
   });
 });
 
 describe('featureVector, featureNames and blocksDim', () => {
-  const doc = aggregateFrames(threeFrames());
-  const statsBlock = BIOMARKERS.flatMap((b) => CLIP_STATISTICS.map((s) => doc.biomarkers[b][s]));
+  const doc = aggregateFrames(threeFrames(), 'ultrasound');
+  const statsBlock = BIOMARKERS.flatMap((b) => CLIP_STATISTICS.map((s) => doc.biomarkers[b]![s]));
 
   it('lists biomarker statistics biomarker-major, statistic-minor', () => {
     // Prepare / Act
-    const names = featureNames(['biomarker-stats'], 2);
+    const names = featureNames(['biomarker-stats'], us(2));
 
     // Assess
     expect(names.slice(0, 5)).toEqual([
@@ -211,18 +215,18 @@ describe('featureVector, featureNames and blocksDim', () => {
 
     // Act
     const vector = featureVector(doc, blocks);
-    const names = featureNames(blocks, dim);
+    const names = featureNames(blocks, us(dim));
 
     // Assess
     expect(vector).toBeInstanceOf(Float32Array);
     expect(Array.from(vector)).toEqual(expected.map((v) => Math.fround(v)));
-    expect(vector.length).toBe(blocksDim(blocks, dim));
-    expect(names).toHaveLength(blocksDim(blocks, dim));
+    expect(vector.length).toBe(blocksDim(blocks, us(dim)));
+    expect(names).toHaveLength(blocksDim(blocks, us(dim)));
   });
 
   it('names embedding entries by block and index', () => {
     // Prepare / Act
-    const names = featureNames(['embedding-max', 'embedding-mean'], 2);
+    const names = featureNames(['embedding-max', 'embedding-mean'], us(2));
 
     // Assess
     expect(names).toEqual(['embedding-max.0', 'embedding-max.1', 'embedding-mean.0', 'embedding-mean.1']);
@@ -230,7 +234,7 @@ describe('featureVector, featureNames and blocksDim', () => {
 
   it('gives 88 for the shipped expert blocks with a 32-dim embedding', () => {
     // Prepare / Act
-    const dim = blocksDim(['biomarker-stats', 'embedding-mean', 'embedding-max'], 32);
+    const dim = blocksDim(['biomarker-stats', 'embedding-mean', 'embedding-max'], us(32));
 
     // Assess
     expect(dim).toBe(88);

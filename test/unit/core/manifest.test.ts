@@ -3,9 +3,18 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BIOMARKERS } from '../../../core/biomarkers';
-import { blocksDim } from '../../../core/features';
+import { blocksDim, featureShape } from '../../../core/features';
 import { ModelError, PayloadError } from '../../../core/errors';
-import { findExpert, loadManifest, readVerifiedModel, writeManifest } from '../../../core/manifest';
+import {
+  extractorFor,
+  extractorOnlyManifest,
+  findExpert,
+  loadManifest,
+  manifestModalities,
+  readVerifiedModel,
+  writeManifest,
+} from '../../../core/manifest';
+import { XRAY_FINDINGS } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 
 const SHIPPED = DEFAULT_MODELS_DIR;
@@ -41,7 +50,7 @@ describe('loadManifest', () => {
 
     // Assess
     expect(loadedDir).toBe(SHIPPED);
-    expect(manifest.extractor.outputs.biomarkers.labels).toEqual([...BIOMARKERS]);
+    expect(manifest.extractors.ultrasound.outputs.biomarkers.labels).toEqual([...BIOMARKERS]);
     expect(manifest.experts.map((e) => e.name)).toEqual(['diagnosis', 'severity', 'triage', 'b-lines']);
     expect(findExpert(manifest, 'severity').task).toBe('ordinal');
   });
@@ -49,7 +58,7 @@ describe('loadManifest', () => {
   it('rejects reordered biomarker labels', () => {
     // Prepare
     editManifest((m) => {
-      const labels = m.extractor.outputs.biomarkers.labels as string[];
+      const labels = m.extractors.ultrasound.outputs.biomarkers.labels as string[];
       [labels[0], labels[1]] = [labels[1] as string, labels[0] as string];
     });
 
@@ -58,7 +67,9 @@ describe('loadManifest', () => {
 
     // Assess
     expect(err).toBeInstanceOf(ModelError);
-    expect(err.message).toContain('emits biomarkers [b_lines, a_lines,');
+    expect(err.message).toContain(
+      'The ultrasound extractor sonomark-lus-biomarkers emits biomarkers [b_lines, a_lines,',
+    );
     expect(err.message).toContain('in that order');
   });
 
@@ -75,9 +86,9 @@ describe('loadManifest', () => {
     expect(err).toBeInstanceOf(ModelError);
     const shipped = loadManifest(SHIPPED).manifest;
     const severity = findExpert(shipped, 'severity');
-    const dim = blocksDim(severity.input.blocks, shipped.extractor.outputs.embedding.dim);
+    const dim = blocksDim(severity.input.blocks, featureShape(shipped.extractors.ultrasound));
     expect(err.message).toBe(
-      `Expert "severity" declares input dim 87, but blocks [${severity.input.blocks.join(', ')}] give ${dim}.`,
+      `Expert "severity" declares input dim 87, but blocks [${severity.input.blocks.join(', ')}] of the ultrasound extractor's features give ${dim}.`,
     );
   });
 
@@ -100,7 +111,7 @@ describe('loadManifest', () => {
     editManifest((m) => {
       m.experts.find((e: { name: string }) => e.name === 'triage').extractor.version = '0.0.2';
     });
-    const { name, version } = loadManifest(SHIPPED).manifest.extractor;
+    const { name, version } = loadManifest(SHIPPED).manifest.extractors.ultrasound;
 
     // Act
     const err = loadError();
@@ -108,7 +119,7 @@ describe('loadManifest', () => {
     // Assess
     expect(err).toBeInstanceOf(ModelError);
     expect(err.message).toContain(`Expert "triage" was trained on ${name}@0.0.2 features`);
-    expect(err.message).toContain(`manifest's extractor is ${name}@${version}`);
+    expect(err.message).toContain(`manifest's ultrasound extractor is ${name}@${version}`);
   });
 
   it('rejects a binary expert whose positive label is not among its labels', () => {
@@ -135,6 +146,196 @@ describe('loadManifest', () => {
     // Assess
     expect(err).toBeInstanceOf(ModelError);
     expect(err.message).toContain(`Cannot read model manifest ${path.join(dir, 'manifest.json')}`);
+  });
+});
+
+/** An X-ray extractor entry (the shipped ultrasound one relabelled): the manifest checks do not read its file. */
+function xrayEntry(m: any, edit: (x: any) => void = () => {}): any {
+  const x = structuredClone(m.extractors.ultrasound);
+  x.name = 'sonomark-cxr-test';
+  x.version = '0.1.0';
+  x.outputs.biomarkers.labels = [...XRAY_FINDINGS];
+  x.outputs.embedding.dim = 16;
+  edit(x);
+  return x;
+}
+
+/** An X-ray expert on [biomarker-stats, embedding-mean] of xrayEntry: 3 labels × 4 statistics + 16. */
+function xrayExpert(m: any, edit: (e: any) => void = () => {}): any {
+  const e = structuredClone(m.experts.find((x: { name: string }) => x.name === 'triage'));
+  e.name = 'pneumonia';
+  e.extractor = { modality: 'xray', name: 'sonomark-cxr-test', version: '0.1.0' };
+  e.input.blocks = ['biomarker-stats', 'embedding-mean'];
+  e.input.dim = 3 * 4 + 16;
+  edit(e);
+  return e;
+}
+
+describe('manifest modalities (schemaVersion 2)', () => {
+  it('gives each modality its own extractor, and names the modalities it has when one is missing', () => {
+    // Prepare
+    const shipped = loadManifest(SHIPPED).manifest;
+    editManifest((m) => {
+      m.extractors.xray = xrayEntry(m);
+    });
+
+    // Act
+    const both = loadManifest(dir).manifest;
+
+    // Assess
+    expect(manifestModalities(shipped)).toEqual(['ultrasound']);
+    expect(extractorFor(shipped, 'ultrasound')).toBe(shipped.extractors.ultrasound);
+    expect(() => extractorFor(shipped, 'xray')).toThrow(ModelError);
+    expect(() => extractorFor(shipped, 'xray')).toThrow(
+      'The model manifest has no xray extractor (it has: ultrasound).',
+    );
+    expect(manifestModalities(both)).toEqual(['ultrasound', 'xray']);
+    expect(extractorFor(both, 'xray').name).toBe('sonomark-cxr-test');
+    expect(extractorFor(both, 'ultrasound')).toEqual(shipped.extractors.ultrasound);
+  });
+
+  it.each([
+    ['reordered', [XRAY_FINDINGS[1], XRAY_FINDINGS[0], XRAY_FINDINGS[2]]],
+    ['the ultrasound labels', [...BIOMARKERS]],
+  ])('rejects an X-ray extractor emitting %s', (_what, labels) => {
+    // Prepare
+    editManifest((m) => {
+      m.extractors.xray = xrayEntry(m, (x) => (x.outputs.biomarkers.labels = labels));
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toBe(
+      `The xray extractor sonomark-cxr-test emits biomarkers [${labels.join(', ')}], but sonomark expects [pneumonia, viral, covid] in that order.`,
+    );
+  });
+
+  it("takes an expert input dim from its own modality's extractor", () => {
+    // Prepare: 3 X-ray labels and a 16-dim embedding, not the ultrasound extractor's 6 and 48.
+    editManifest((m) => {
+      m.extractors.xray = xrayEntry(m);
+      m.experts.push(xrayExpert(m));
+    });
+
+    // Act
+    const loaded = loadManifest(dir).manifest;
+
+    // Assess
+    expect(findExpert(loaded, 'pneumonia').input.dim).toBe(28);
+    expect(blocksDim(['biomarker-stats', 'embedding-mean'], featureShape(loaded.extractors.ultrasound))).not.toBe(28);
+  });
+
+  it('rejects an X-ray expert whose dim was counted on the ultrasound extractor', () => {
+    // Prepare
+    editManifest((m) => {
+      m.extractors.xray = xrayEntry(m);
+      m.experts.push(xrayExpert(m, (e) => (e.input.dim = 6 * 4 + 48)));
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toBe(
+      'Expert "pneumonia" declares input dim 72, but blocks [biomarker-stats, embedding-mean] of the xray extractor\'s features give 28.',
+    );
+  });
+
+  it('rejects an expert of a modality the manifest has no extractor for', () => {
+    // Prepare
+    editManifest((m) => {
+      m.experts.push(xrayExpert(m));
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toBe(
+      'Expert "pneumonia" reads xray features, but the manifest has no xray extractor (it has: ultrasound).',
+    );
+  });
+
+  it("rejects an expert naming the other modality's extractor", () => {
+    // Prepare: an ultrasound expert that claims to read the X-ray extractor's features.
+    editManifest((m) => {
+      m.extractors.xray = xrayEntry(m);
+      m.experts.push(xrayExpert(m, (e) => (e.extractor.modality = 'ultrasound')));
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toContain('Expert "pneumonia" declares input dim 28');
+    expect(err.message).toContain("of the ultrasound extractor's features give");
+  });
+
+  it.each([
+    ['an unknown modality key', (m: any) => (m.extractors.ct = m.extractors.ultrasound), 'extractors'],
+    ['no ultrasound extractor', (m: any) => delete m.extractors.ultrasound, 'extractors.ultrasound'],
+    [
+      'an expert extractor without a modality',
+      (m: any) => delete m.experts[0].extractor.modality,
+      'experts.0.extractor.modality',
+    ],
+    [
+      'an expert of an unknown modality',
+      (m: any) => (m.experts[0].extractor.modality = 'ct'),
+      'experts.0.extractor.modality',
+    ],
+  ])('rejects %s with the path of the field', (_what, edit, where) => {
+    // Prepare
+    editManifest(edit);
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(PayloadError);
+    expect(err.message).toContain(where);
+  });
+
+  it('refuses a schemaVersion 1 manifest, saying what changed', () => {
+    // Prepare: the layout before issue 21, one `extractor` and experts without a modality.
+    editManifest((m) => {
+      m.schemaVersion = 1;
+      m.extractor = m.extractors.ultrasound;
+      delete m.extractors;
+      for (const e of m.experts) delete e.extractor.modality;
+    });
+
+    // Act
+    const err = loadError();
+
+    // Assess
+    expect(err).toBeInstanceOf(ModelError);
+    expect(err.message).toContain(`The model manifest ${path.join(dir, 'manifest.json')} is schemaVersion 1`);
+    expect(err.message).toContain('move "extractor" to "extractors": { "ultrasound": <that entry> }');
+    expect(err.message).toContain('add "modality": "ultrasound" to each expert\'s "extractor"');
+  });
+
+  it("keeps every extractor, and no expert, in the extractor image's own manifest", () => {
+    // Prepare
+    const m = JSON.parse(readFileSync(path.join(SHIPPED, 'manifest.json'), 'utf8'));
+    m.extractors.xray = xrayEntry(m);
+    m.experts.push(xrayExpert(m));
+    mkdirSync(path.join(dir, 'extractor'), { recursive: true });
+
+    // Act
+    writeManifest(dir, m);
+    const own = loadManifest(path.join(dir, 'extractor')).manifest;
+
+    // Assess
+    expect(manifestModalities(own)).toEqual(['ultrasound', 'xray']);
+    expect(own.experts).toEqual([]);
+    expect(extractorOnlyManifest(m).extractors).toEqual(m.extractors);
   });
 });
 

@@ -18,14 +18,14 @@ import { featuresDocument } from '../helpers/fakes';
 
 const { manifest } = loadManifest();
 const extractor = {
-  name: manifest.extractor.name,
-  version: manifest.extractor.version,
-  sha256: manifest.extractor.sha256,
+  name: manifest.extractors.ultrasound.name,
+  version: manifest.extractors.ultrasound.version,
+  sha256: manifest.extractors.ultrasound.sha256,
 };
 const SHA = 'a'.repeat(64);
 
 function features(scanId: string): FeaturesDocument {
-  const doc = featuresDocument(scanId, extractor, manifest.extractor.outputs.embedding.dim);
+  const doc = featuresDocument(scanId, extractor, manifest.extractors.ultrasound.outputs.embedding.dim);
   // Distinct peaks: a_lines peaks at sample 0, b_lines at 3, the rest at 2.
   doc.frames.a_lines = [0.7, 0.2, 0.1, 0.1];
   doc.frames.b_lines = [0.1, 0.2, 0.3, 0.95];
@@ -85,7 +85,7 @@ const input = (scans: ReportScanInput[]): ReportInputJson => ({
   generatedAt: '2026-01-01T00:00:00.000Z',
   source: 'unit test',
   scans,
-  models: { extractors: [manifest.extractor], experts: manifest.experts },
+  models: { extractors: [manifest.extractors.ultrasound], experts: manifest.experts },
 });
 
 describe('biomarkerPeaks / thumbnailSamples', () => {
@@ -133,7 +133,7 @@ describe('renderReport', () => {
     for (const e of manifest.experts.filter((x) => ['diagnosis', 'severity', 'triage'].includes(x.name))) {
       expect(html).toContain(e.card.limitations[0] ?? e.card.intendedUse);
     }
-    expect(html).toContain(manifest.extractor.card.limitations[0]);
+    expect(html).toContain(manifest.extractors.ultrasound.card.limitations[0]);
     expect(html.split(RUO).length - 1).toBeGreaterThanOrEqual(4);
     expect(html).toContain('severity: grade 2 (expected 1.80)');
     expect(html).toContain('triage: abnormal (P(abnormal) 83%)');

@@ -31,7 +31,7 @@ const text = async (key: string) =>
 describe('extractor batch mode', () => {
   it('extracts every item of the list in one process (one cached model session); a bad item fails alone', async () => {
     // Prepare: two real clips, one text file named like a clip, and the list
-    const x = loadManifest().manifest.extractor;
+    const x = loadManifest().manifest.extractors.ultrasound;
     const clips = {
       ['a'.repeat(32)]: path.join(POCUS, 'videos/convex/Pneu-Atlas-pneumonia.gif'),
       ['b'.repeat(32)]: path.join(POCUS, 'videos/convex/Reg-NormalLungs.mp4'),

@@ -26,7 +26,7 @@ let session: ExtractorSession;
 
 beforeAll(async () => {
   modelsDir = mkdtempSync(path.join(tmpdir(), 'sonomark-infer-test-'));
-  entry = writeFixtureModels(modelsDir).manifest.extractor;
+  entry = writeFixtureModels(modelsDir).manifest.extractors.ultrasound;
   session = await createExtractorSession(modelsDir, entry, { executionProvider: 'cpu' });
 });
 afterAll(async () => {
@@ -165,7 +165,7 @@ describe('extractor infer: model checks', () => {
   it('refuses a model file whose sha256 differs from the manifest', async () => {
     // Prepare
     const dir = tempDir('sonomark-infer-sha-');
-    const e = writeFixtureModels(dir).manifest.extractor;
+    const e = writeFixtureModels(dir).manifest.extractors.ultrasound;
     writeFileSync(path.join(dir, e.file), Buffer.from('not the model'));
 
     // Act
@@ -248,7 +248,7 @@ describe('extractor extract: features document', () => {
     expect(doc.createdAt).toBe(now.toISOString());
     // The document is exactly decode → run → aggregateFrames.
     const clip = await decodeFrames(clipPath);
-    const expected = aggregateFrames(await session.run(clip.frames, clip.count));
+    const expected = aggregateFrames(await session.run(clip.frames, clip.count), 'ultrasound');
     expect(doc.biomarkers).toEqual(expected.biomarkers);
     expect(doc.embedding).toEqual(expected.embedding);
   });

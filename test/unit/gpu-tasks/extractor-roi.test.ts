@@ -121,7 +121,10 @@ describe('roi-1 on real clips: borders and aspect do not move the output', () =>
   beforeAll(requirePocus);
   const { manifest } = loadManifest(DEFAULT_MODELS_DIR);
   // The shipped model fed roi-1 frames: the outputs a roi-1 model sees move no more than its input does.
-  const entry = { ...manifest.extractor, input: { ...manifest.extractor.input, preprocessing: 'roi-1' as const } };
+  const entry = {
+    ...manifest.extractors.ultrasound,
+    input: { ...manifest.extractors.ultrasound.input, preprocessing: 'roi-1' as const },
+  };
 
   async function clipMax(clip: DecodedClipBytes): Promise<number[]> {
     const session = await createExtractorSession(DEFAULT_MODELS_DIR, entry, { executionProvider: 'cpu' });

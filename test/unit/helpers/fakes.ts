@@ -61,6 +61,7 @@ export function featuresDocument(scanId: string, extractor: ModelRef, embeddingD
   const stats = { mean: 0.4, max: 0.9, p90: 0.8, fractionAbove: 0.25 };
   return {
     schemaVersion: 1,
+    modality: 'ultrasound',
     scanId,
     extractor,
     sampling: {

@@ -29,7 +29,7 @@ const TABLE = 'results';
 const SITE = 'site-a';
 const RUN = cohortRunPrefix(SITE, 'run-1');
 const loaded = loadManifest(DEFAULT_MODELS_DIR);
-const x = loaded.manifest.extractor;
+const x = loaded.manifest.extractors.ultrasound;
 const extractor = { name: x.name, version: x.version, sha256: x.sha256 };
 const RATES: ScanRates = {
   basis: 'test prices',

@@ -25,7 +25,7 @@ const shipped = JSON.parse(readFileSync(path.join(DEFAULT_MODELS_DIR, MODELS.man
 const shippedExpert = (name: string): { version: string; file: string } =>
   shipped.experts.find((e: { name: string }) => e.name === name);
 const diagnosisBytes = readFileSync(path.join(DEFAULT_MODELS_DIR, shippedExpert('diagnosis').file));
-const x = shipped.extractor;
+const x = shipped.extractors.ultrasound;
 
 const put = (key: string, body: string | Buffer) =>
   services.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));

@@ -46,7 +46,7 @@ function deps(): ScoreDeps {
 
 function task(name: string, overrides: { version?: string; sha256?: string } = {}) {
   const entry = findExpert(models.manifest, name);
-  const scan = scanRef({ extractor: extractorRef(models.manifest.extractor) });
+  const scan = scanRef({ extractor: extractorRef(models.manifest.extractors.ultrasound) });
   return {
     scan,
     expert: {

@@ -12,7 +12,7 @@ import { s3Body, scanRef } from '../helpers/fakes';
 const s3Mock = mockClient(S3Client);
 const manifestText = readFileSync(path.join(DEFAULT_MODELS_DIR, MODELS.manifestFile), 'utf8');
 const shipped = JSON.parse(manifestText);
-const x = shipped.extractor;
+const x = shipped.extractors.ultrasound;
 const scan = scanRef({ extractor: { name: x.name, version: x.version, sha256: x.sha256 } });
 const functions = {
   diagnosis: 'arn:fn:diagnosis',

@@ -86,7 +86,7 @@ describe('validateUpload', () => {
     // Act
     const out = await run();
     // Assess
-    const ext = extractorRef(manifest.extractor);
+    const ext = extractorRef(manifest.extractors.ultrasound);
     expect(out).toEqual({
       action: 'analyze',
       scan: {

@@ -36,7 +36,11 @@ beforeEach(() => {
   for (const d of ['extractor', 'pocus', 'experts']) mkdirSync(path.join(training, d), { recursive: true });
   // The shipped metrics JSON holds the whole training report.
   cpSync(
-    path.join(models, 'extractor', `${SHIPPED.extractor.name}-${SHIPPED.extractor.version}.metrics.json`),
+    path.join(
+      models,
+      'extractor',
+      `${SHIPPED.extractors.ultrasound.name}-${SHIPPED.extractors.ultrasound.version}.metrics.json`,
+    ),
     path.join(training, 'extractor', 'report.json'),
   );
   // Stand-ins for the ablation reports: the shipped reports themselves.

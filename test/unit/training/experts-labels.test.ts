@@ -23,7 +23,7 @@ let features: string;
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'sonomark-labels-'));
   const { manifest } = writeFixtureModels(path.join(dir, 'models'));
-  const x = manifest.extractor;
+  const x = manifest.extractors.ultrasound;
   rows = syntheticRows({ seed: 5, rows: 60, extractor: { name: x.name, version: x.version, sha256: x.sha256 } });
   features = path.join(dir, 'features.jsonl');
   writeFileSync(features, jsonl(rows));

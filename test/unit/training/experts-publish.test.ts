@@ -37,7 +37,7 @@ let labels: string;
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'sonomark-publish-'));
   models = path.join(dir, 'models');
-  const x = buildFixtureModelSet().manifest.extractor;
+  const x = buildFixtureModelSet().manifest.extractors.ultrasound;
   rows = syntheticRows({ seed: 21, rows: 90, extractor: { name: x.name, version: x.version, sha256: x.sha256 } });
   features = path.join(dir, 'features.jsonl');
   writeFileSync(
@@ -91,7 +91,7 @@ const common = () => [
 async function score(name: string, doc: SyntheticRow['features']) {
   const loaded = loadManifest(models);
   const entry = findExpert(loaded.manifest, name);
-  const scan = scanRef({ scanId: doc.scanId, extractor: extractorRef(loaded.manifest.extractor) });
+  const scan = scanRef({ scanId: doc.scanId, extractor: extractorRef(loaded.manifest.extractors.ultrasound) });
   s3Mock.on(GetObjectCommand).callsFake(async () => ({ Body: s3Body(JSON.stringify(doc)) }));
   return ExpertResult.parse(
     await scoreExpert(
@@ -143,7 +143,10 @@ describe('sonomark experts train', () => {
       version: '0.0.2',
       file: 'experts/triage-0.0.2.onnx',
       task: 'binary',
-      extractor: { name: loaded.manifest.extractor.name, version: loaded.manifest.extractor.version },
+      extractor: {
+        name: loaded.manifest.extractors.ultrasound.name,
+        version: loaded.manifest.extractors.ultrasound.version,
+      },
       input: { name: 'features', blocks: ['biomarker-stats', 'embedding-mean', 'embedding-max'], dim: 88 },
       output: { name: 'probabilities', labels: ['healthy', 'abnormal'], positive: 'abnormal' },
     });
@@ -273,7 +276,7 @@ describe('sonomark experts train', () => {
     const other = path.join(dir, 'other-models');
     writeFixtureModels(other);
     const manifest = JSON.parse(readFileSync(path.join(other, 'manifest.json'), 'utf8'));
-    manifest.extractor.version = '9.9.9';
+    manifest.extractors.ultrasound.version = '9.9.9';
     for (const e of manifest.experts) e.extractor.version = '9.9.9';
     writeFileSync(path.join(other, 'manifest.json'), JSON.stringify(manifest));
 

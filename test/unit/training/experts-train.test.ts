@@ -77,7 +77,7 @@ describe('trainExpert on synthetic features', () => {
 
   it("gives the logistic model's weights the rule's signs", () => {
     // Prepare: biomarker statistics only, so every weight has a name.
-    const names = featureNames(BIO, 0);
+    const names = featureNames(BIO, { labels: BIOMARKERS, embeddingDim: 0 });
     const at = (f: string) => names.indexOf(f);
     const x = featuresOf(rows, BIO);
 
@@ -128,7 +128,7 @@ describe('trainExpert on synthetic features', () => {
     expect(s.within1!.value).toBeGreaterThan(0.9);
     expect(s.qwk!.value).toBeGreaterThan(0.7);
     // One score for all grades (proportional odds): more B-lines, higher grade.
-    const names = featureNames(BIO, 0);
+    const names = featureNames(BIO, { labels: BIOMARKERS, embeddingDim: 0 });
     expect(linearWeights(severity.model).out).toBe(1);
     expect(linearWeights(severity.model).weights[names.indexOf('b_lines.mean')]!).toBeGreaterThan(0);
     const t = triage.candidates.linear!.evaluation.metrics;

@@ -22,7 +22,7 @@ const sessions: ExtractorSession[] = [];
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'sonomark-cache-'));
   models = path.join(dir, 'models');
-  entry = writeFixtureModels(models).manifest.extractor;
+  entry = writeFixtureModels(models).manifest.extractors.ultrasound;
   clip = makeLavfiClip(path.join(dir, 'clip.mp4'), 'testsrc=size=160x120:rate=10', ['-frames:v', '6']);
 });
 afterAll(async () => {

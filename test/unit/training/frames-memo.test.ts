@@ -82,7 +82,7 @@ describe('DecodedFramesMemo', () => {
   it('features through the memo equal features without it', async () => {
     // Prepare
     const models = path.join(dir, 'models');
-    const entry = writeFixtureModels(models).manifest.extractor;
+    const entry = writeFixtureModels(models).manifest.extractors.ultrasound;
     const session = await createExtractorSession(models, entry, { executionProvider: 'cpu' });
     const { memo } = counted();
     const now = () => new Date('2026-01-01T00:00:00Z');
@@ -115,7 +115,7 @@ describe('DecodedFramesMemo.session', () => {
   it('runs one model on one clip once, whatever the model is named; another clip or model runs again', async () => {
     // Prepare
     const models = path.join(dir, 'models-runs');
-    const entry = writeFixtureModels(models).manifest.extractor;
+    const entry = writeFixtureModels(models).manifest.extractors.ultrasound;
     const real = await createExtractorSession(models, entry, { executionProvider: 'cpu' });
     const { memo } = counted();
     const frames = await memo.frames(sha, clip, { size: entry.input.size, maxFrames: 4 });

@@ -141,9 +141,9 @@ describe('fixture model set', () => {
     const { manifest } = loadManifest(dir);
     // Assess
     expect(manifest).toEqual(written.manifest);
-    expect(manifest.extractor.name).toBe(FIXTURE_EXTRACTOR.name);
+    expect(manifest.extractors.ultrasound.name).toBe(FIXTURE_EXTRACTOR.name);
     expect(manifest.experts.map((e) => e.name)).toEqual(FIXTURE_EXPERTS.map((e) => e.name));
-    for (const entry of [manifest.extractor, ...manifest.experts]) {
+    for (const entry of [manifest.extractors.ultrasound, ...manifest.experts]) {
       expect(() => readVerifiedModel(dir, entry)).not.toThrow();
       expect(entry.card.status).toBe('fixture');
       expect(entry.card.summary).toMatch(/NOT TRAINED/);
@@ -168,11 +168,11 @@ describe('fixture model set', () => {
     const committed = path.join(DEFAULT_MODELS_DIR, 'manifest.json');
     expect(existsSync(committed)).toBe(true);
     const shipped = loadManifest(DEFAULT_MODELS_DIR).manifest;
-    const shippedFiles = [shipped.extractor, ...shipped.experts].map((e) => e.file);
+    const shippedFiles = [shipped.extractors.ultrasound, ...shipped.experts].map((e) => e.file);
     // Assess: every fixture file in models/ is exactly what the script writes today.
     for (const [rel, bytes] of regenerated.files) {
       const file = path.join(DEFAULT_MODELS_DIR, rel);
-      if (rel === 'manifest.json' && shipped.extractor.card.status !== 'fixture') continue; // a trained set replaced it
+      if (rel === 'manifest.json' && shipped.extractors.ultrasound.card.status !== 'fixture') continue; // a trained set replaced it
       if (!existsSync(file)) {
         // A trained set replaced this fixture file: then no shipped entry may still name it.
         expect({ rel, namedBy: shippedFiles.filter((f) => f === rel) }).toEqual({ rel, namedBy: [] });
@@ -181,8 +181,10 @@ describe('fixture model set', () => {
       expect({ rel, sha: sha(readFileSync(file)) }).toEqual({ rel, sha: sha(bytes) });
     }
     // No shipped entry that points at a fixture file may claim to be trained.
-    const fixtureShas = new Set([regenerated.manifest.extractor, ...regenerated.manifest.experts].map((e) => e.sha256));
-    for (const entry of [shipped.extractor, ...shipped.experts]) {
+    const fixtureShas = new Set(
+      [regenerated.manifest.extractors.ultrasound, ...regenerated.manifest.experts].map((e) => e.sha256),
+    );
+    for (const entry of [shipped.extractors.ultrasound, ...shipped.experts]) {
       if (fixtureShas.has(entry.sha256) || entry.name.includes('fixture')) expect(entry.card.status).toBe('fixture');
     }
   });

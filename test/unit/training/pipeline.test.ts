@@ -49,13 +49,16 @@ function fakes(): Partial<PipelineDeps> {
       record('ship', { name: opts.name, version: opts.version, from: opts.from, data: opts.data });
       // What a ship does to the manifest: the new extractor, the experts on the old one dropped.
       const m = loadManifest(opts.modelsDir).manifest;
-      const changed = opts.name !== m.extractor.name || opts.version !== m.extractor.version;
+      const changed = opts.name !== m.extractors.ultrasound.name || opts.version !== m.extractors.ultrasound.version;
       writeManifest(opts.modelsDir, {
         ...m,
-        extractor: { ...m.extractor, name: opts.name!, version: opts.version! },
+        extractors: {
+          ...m.extractors,
+          ultrasound: { ...m.extractors.ultrasound, name: opts.name!, version: opts.version! },
+        },
         experts: changed ? [] : m.experts,
       });
-      return { entry: m.extractor, dropped: [] };
+      return { entry: m.extractors.ultrasound, dropped: [] };
     },
     writeFeaturesJsonl: async (opts) => {
       record('features', { modelsDir: opts.modelsDir, out: opts.out, inputs: opts.inputs, cacheDir: opts.cacheDir });
@@ -116,7 +119,7 @@ beforeEach(() => {
     readFileSync(
       path.join(
         DEFAULT_MODELS_DIR,
-        loadManifest(DEFAULT_MODELS_DIR).manifest.extractor.file.replace(/\.onnx$/, '.metrics.json'),
+        loadManifest(DEFAULT_MODELS_DIR).manifest.extractors.ultrasound.file.replace(/\.onnx$/, '.metrics.json'),
       ),
       'utf8',
     ),
@@ -132,7 +135,7 @@ describe('train experts', () => {
     // Prepare
     recipeOutput({ loso: 'finished' });
     const t = trainingLayout(training);
-    const x = manifest.extractor;
+    const x = manifest.extractors.ultrasound;
 
     // Act
     await runSteps(expertsSteps({ ...paths(), log: () => {}, deps: fakes() }), quiet);
@@ -156,16 +159,16 @@ describe('train experts', () => {
     expect(features[0]!.modelsDir).toBe(models);
     // Each held-out model runs behind its own manifest: named apart, so the cache never mixes them.
     const heldOut = loadManifest(features[2]!.modelsDir).manifest;
-    expect(heldOut.extractor).toMatchObject({
+    expect(heldOut.extractors.ultrasound).toMatchObject({
       name: `${x.name}-cv1`,
       version: x.version,
       file: 'extractor/cv1.onnx',
       sha256: sha256Hex(Buffer.from('fold model 1')),
       card: { summary: 'Cross-validation fold model 1: trained without fold 1.' },
     });
-    expect(heldOut.extractor.card.cardFile).toBeUndefined();
+    expect(heldOut.extractors.ultrasound.card.cardFile).toBeUndefined();
     expect(heldOut.experts).toEqual([]);
-    expect(loadManifest(features[5]!.modelsDir).manifest.extractor.name).toBe(`${x.name}-loso2`);
+    expect(loadManifest(features[5]!.modelsDir).manifest.extractors.ultrasound.name).toBe(`${x.name}-loso2`);
 
     const experts = steps('expert') as TrainOptions[];
     expect(experts.map((o) => [o.name, o.target, o.kind, o.classes, o.dryRun ?? false, o.blocks])).toEqual([
@@ -246,11 +249,15 @@ describe('train experts', () => {
     // Prepare
     recipeOutput({ loso: 'finished' });
     const plan = expertsSteps({ ...paths(), log: () => {}, deps: fakes() });
-    writeManifest(models, { ...manifest, extractor: { ...manifest.extractor, version: '9.9.9' }, experts: [] });
+    writeManifest(models, {
+      ...manifest,
+      extractors: { ultrasound: { ...manifest.extractors.ultrasound, version: '9.9.9' } },
+      experts: [],
+    });
 
     // Act / Assess
     await expect(runSteps(plan, quiet)).rejects.toThrow(
-      `The manifest in ${models} now runs ${manifest.extractor.name}@9.9.9, but this run was planned for ${manifest.extractor.name}@${manifest.extractor.version}.`,
+      `The manifest in ${models} now runs ${manifest.extractors.ultrasound.name}@9.9.9, but this run was planned for ${manifest.extractors.ultrasound.name}@${manifest.extractors.ultrasound.version}.`,
     );
   });
 });
@@ -271,8 +278,8 @@ describe('train extractor', () => {
       {
         dataDir: data,
         outDir: t.trainingSet,
-        size: manifest.extractor.input.size,
-        maxFrames: manifest.extractor.input.maxFrames,
+        size: manifest.extractors.ultrasound.input.size,
+        maxFrames: manifest.extractors.ultrasound.input.maxFrames,
         folds: 5,
       },
     ]);
@@ -282,7 +289,12 @@ describe('train extractor', () => {
     ]);
     // No --version: the manifest's extractor is re-shipped under its own name and version.
     expect(steps('ship')).toEqual([
-      { name: manifest.extractor.name, version: manifest.extractor.version, from: t.extractor, data: t.trainingSet },
+      {
+        name: manifest.extractors.ultrasound.name,
+        version: manifest.extractors.ultrasound.version,
+        from: t.extractor,
+        data: t.trainingSet,
+      },
     ]);
     expect(steps('expert')).toHaveLength(8);
     expect(calls.at(-1)!.step).toBe('evaluate');
@@ -308,9 +320,9 @@ describe('train extractor', () => {
     // Assess
     expect(steps('ship')).toMatchObject([{ name: 'next-extractor', version: '2.0.0' }]);
     expect((steps('expert') as TrainOptions[]).map((o) => o.version)).toEqual(Array(8).fill('2.0.0'));
-    expect(loadManifest((steps('features')[1] as { modelsDir: string }).modelsDir).manifest.extractor.name).toBe(
-      'next-extractor-cv0',
-    );
+    expect(
+      loadManifest((steps('features')[1] as { modelsDir: string }).modelsDir).manifest.extractors.ultrasound.name,
+    ).toBe('next-extractor-cv0');
   });
 
   it('--ship-only ships what the recipe left, without exporting or running Python', async () => {
@@ -342,17 +354,17 @@ describe('train extractor', () => {
       '2. training set (the extractor decoder)',
       '3. extractor recipe: grouped CV, end-to-end baseline, final model, parity',
       '4. one extractor per held-out source',
-      `5. ship ${manifest.extractor.name}@${manifest.extractor.version}`,
+      `5. ship ${manifest.extractors.ultrasound.name}@${manifest.extractors.ultrasound.version}`,
       '6. features with the shipped extractor',
       '7. per-fold extractor features',
       '8. per-source extractor features',
-      `9. expert diagnosis@${manifest.extractor.version}`,
+      `9. expert diagnosis@${manifest.extractors.ultrasound.version}`,
       '10. ablation diagnosis: biomarker statistics only',
-      `11. expert severity@${manifest.extractor.version}`,
+      `11. expert severity@${manifest.extractors.ultrasound.version}`,
       '12. ablation severity: biomarker statistics only',
-      `13. expert triage@${manifest.extractor.version}`,
+      `13. expert triage@${manifest.extractors.ultrasound.version}`,
       '14. ablation triage: biomarker statistics only',
-      `15. expert b-lines@${manifest.extractor.version}`,
+      `15. expert b-lines@${manifest.extractors.ultrasound.version}`,
       '16. ablation b-lines: biomarker statistics only',
       '17. models/EVALUATION.md',
     ]);

@@ -47,9 +47,9 @@ describe('shipped training files', () => {
     expect(entry).toBeDefined();
     expect(report.expert).toEqual(entry);
     expect(report.data.extractor).toEqual({
-      name: manifest.extractor.name,
-      version: manifest.extractor.version,
-      sha256: manifest.extractor.sha256,
+      name: manifest.extractors.ultrasound.name,
+      version: manifest.extractors.ultrasound.version,
+      sha256: manifest.extractors.ultrasound.sha256,
     });
     expect(report.leaveOneSourceOut?.features).toBe(
       WITHOUT_PER_SOURCE_FEATURES.has(`${report.expert.name}@${report.expert.version}`) ? 'training' : 'per-source',
@@ -64,12 +64,12 @@ describe('shipped training files', () => {
 
       // Assess
       expect(metrics.model).toEqual({
-        name: manifest.extractor.name,
-        version: manifest.extractor.version,
-        sha256: manifest.extractor.sha256,
+        name: manifest.extractors.ultrasound.name,
+        version: manifest.extractors.ultrasound.version,
+        sha256: manifest.extractors.ultrasound.sha256,
       });
       expect(ExtractorTrainingReport.safeParse(metrics).success).toBe(true);
-      expect(metrics.cv[metrics.kept]?.mean_auc).toBe(manifest.extractor.card.metrics['meanCvAuc']);
+      expect(metrics.cv[metrics.kept]?.mean_auc).toBe(manifest.extractors.ultrasound.card.metrics['meanCvAuc']);
     },
   );
 

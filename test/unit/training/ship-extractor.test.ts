@@ -25,7 +25,7 @@ let report: Record<string, unknown>;
 beforeAll(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'sonomark-ship-'));
   const fixtures = path.join(work, 'fixtures');
-  const x = writeFixtureModels(fixtures).manifest.extractor;
+  const x = writeFixtureModels(fixtures).manifest.extractors.ultrasound;
   // The "recipe output": the fixture extractor as if trained, and its outputs as the reference.
   from = path.join(work, 'extractor');
   data = path.join(work, 'pocus');
@@ -90,7 +90,7 @@ beforeAll(async () => {
     readFileSync(
       path.join(
         DEFAULT_MODELS_DIR,
-        loadManifest(DEFAULT_MODELS_DIR).manifest.extractor.file.replace(/\.onnx$/, '.metrics.json'),
+        loadManifest(DEFAULT_MODELS_DIR).manifest.extractors.ultrasound.file.replace(/\.onnx$/, '.metrics.json'),
       ),
       'utf8',
     ),
@@ -115,10 +115,13 @@ describe('shipExtractor', () => {
     const { entry, dropped } = await shipExtractor({ from, data, modelsDir: models });
 
     // Assess
-    expect(entry).toMatchObject({ name: before.extractor.name, version: before.extractor.version });
+    expect(entry).toMatchObject({
+      name: before.extractors.ultrasound.name,
+      version: before.extractors.ultrasound.version,
+    });
     expect(dropped).toEqual([]);
     const after = loadManifest(models).manifest;
-    expect(after.extractor).toEqual(entry);
+    expect(after.extractors.ultrasound).toEqual(entry);
     expect(after.experts).toEqual(before.experts);
   });
 
