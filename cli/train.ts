@@ -6,6 +6,7 @@
  *   sonomark train extractor [--version X.Y.Z] [--name NAME] [--changes TEXT] [--ship-only] [common]
  *   sonomark train experts [--version X.Y.Z] [common]
  *   sonomark train evaluate [--training-dir DIR] [--models-dir DIR] [--dry-run]
+ *   sonomark train xray [--cxr-data DIR] [--version X.Y.Z] [--name NAME] [--quick] [--skip-anchor] [--ship-only] [common]
  *   common: --data DIR --training-dir DIR --models-dir DIR --dry-run
  */
 import * as path from 'node:path';
@@ -30,6 +31,16 @@ interface ExtractorFlags extends DataFlags {
   readonly preprocessing?: string;
   readonly skipE2e?: boolean;
   readonly skipExperts?: boolean;
+}
+
+interface XrayFlags extends CommonFlags {
+  readonly cxrData?: string;
+  readonly version?: string;
+  readonly name?: string;
+  readonly changes?: string;
+  readonly quick?: boolean;
+  readonly skipAnchor?: boolean;
+  readonly shipOnly?: boolean;
 }
 
 const VERSION = /^\d+\.\d+\.\d+$/;
@@ -213,6 +224,49 @@ export function registerTrain(program: Command, ctx: CliContext): void {
           io,
         );
       }),
+    );
+
+  withCommon(
+    train
+      .command('xray')
+      .description(
+        'the chest X-ray extractor: export ../shared/data/cxr through the decoder (xray-1), group-masked self-supervised ' +
+          'pretraining, frozen-encoder finding heads, the 1%/10%/100% anchor comparison, parity, ship as extractors.xray ' +
+          '(about 40 min on 2 CPU cores)',
+      ),
+    false,
+  )
+    .option(
+      '--cxr-data <dir>',
+      'the chest X-ray collection (default: $CXR_DATA, else ../shared/data/cxr beside the package)',
+    )
+    .option('--version <x.y.z>', "version to ship (default: the manifest's X-ray extractor version, if it has one)")
+    .option('--name <name>', "extractor name (default: the manifest's X-ray extractor name, else sonomark-cxr-ssl)")
+    .option('--changes <text>', 'what changed since the previous version, for the card and metrics')
+    .option('--quick', 'a short recipe (fewer pretraining steps, one seed per anchor fraction): an early model')
+    .option('--skip-anchor', 'leave out the 1%/10%/100% anchor comparison')
+    .option('--ship-only', 'ship the recipe output already in the training folder: no export, no Python')
+    .action((flags: XrayFlags) =>
+      runTrain(ctx, 'xray', flags, (p, paths, io) =>
+        p.trainXray(
+          {
+            trainingDir: paths.trainingDir,
+            modelsDir: paths.modelsDir,
+            python: paths.python,
+            cxrDir: flags.cxrData
+              ? path.resolve(flags.cxrData)
+              : path.resolve(process.env.CXR_DATA || path.join(paths.dataDir, '..', 'cxr')),
+            ...(flags.name ? { name: flags.name } : {}),
+            ...(flags.version ? { version: flags.version } : {}),
+            ...(flags.changes ? { changes: flags.changes } : {}),
+            quick: flags.quick === true,
+            skipAnchor: flags.skipAnchor === true,
+            shipOnly: flags.shipOnly === true,
+            log: io.log,
+          },
+          io,
+        ),
+      ),
     );
 
   withCommon(

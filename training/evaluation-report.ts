@@ -6,6 +6,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { markdownTable, replaceGeneratedBlock } from '../core/generated-block';
+import { withShippedXraySection } from './ship-xray';
 import * as path from 'node:path';
 import { ECE_DEFINITION, evaluate, type Evaluation, type Interval } from './experts/metrics';
 import { findExpert, loadManifest, extractorFor } from '../core/manifest';
@@ -354,7 +355,8 @@ export function writeReadmeModelsTable(readme: string, inputs: EvaluationInputs)
 export function writeEvaluationReport(trainingDir: string, modelsDir: string, readme?: string): string {
   const file = path.join(modelsDir, 'EVALUATION.md');
   const inputs = readEvaluationInputs(trainingDir, modelsDir);
-  writeFileSync(file, renderEvaluation(inputs));
+  // The X-ray extractor's section comes from its own shipped metrics (sonomark train xray).
+  writeFileSync(file, withShippedXraySection(renderEvaluation(inputs), modelsDir, inputs.manifest));
   // The README's models table (between its markers) from the same reports; a README without them is left alone.
   if (readme && existsSync(readme)) writeReadmeModelsTable(readme, inputs);
   return file;

@@ -42,7 +42,16 @@ import { evaluationFiles, writeEvaluationReport } from './evaluation-report';
 import { writeFeaturesJsonl } from './experts/features-cache';
 import { DecodedFramesMemo } from './experts/frames-memo';
 import { runExpertTraining, type TrainOptions } from './experts/train-command';
-import { checkRecipeDependencies, pythonInterpreter, RECIPE_SCRIPT, runPython } from './python-recipe';
+import {
+  checkRecipeDependencies,
+  pythonInterpreter,
+  RECIPE_SCRIPT,
+  runPython,
+  XRAY_RECIPE_SCRIPT,
+} from './python-recipe';
+import { CXR_FOLDS } from './datasets/cxr';
+import { CXR_TRAINING_SUBDIR, exportCxrTrainingSet } from './datasets/export';
+import { shipXrayExtractor } from './ship-xray';
 import { ExtractorTrainingReport, LosoTimes, readTrainingJson } from './schemas';
 import { shipExtractor, shipTarget } from './ship-extractor';
 
@@ -592,6 +601,120 @@ export function extractorSteps(opts: ExtractorPipelineOptions): Step[] {
     );
   }
   return steps;
+}
+
+// ---------------------------------------------------------------------------
+// the chest X-ray extractor
+// ---------------------------------------------------------------------------
+
+/** The X-ray extractor's input side: 128 px (CPU time: the recipe trains on 2 shared cores). */
+export const XRAY_SIZE = 128;
+export const XRAY_EXTRACTOR_NAME = 'sonomark-cxr-ssl';
+
+export interface XrayPipelineOptions {
+  readonly trainingDir: string;
+  /** The chest X-ray collection (labels.csv and images/). */
+  readonly cxrDir: string;
+  readonly modelsDir: string;
+  readonly python: string;
+  /** @default sonomark-cxr-ssl */
+  readonly name?: string;
+  /** Required unless the manifest already has an X-ray extractor (then its version: a re-ship in place). */
+  readonly version?: string;
+  readonly changes?: string;
+  /** A short recipe (fewer pretraining steps, one seed per anchor fraction): the early model. */
+  readonly quick?: boolean;
+  /** Leave out the 1%/10%/100% anchor comparison. */
+  readonly skipAnchor?: boolean;
+  /** Ship the recipe output already in the training folder: no export, no Python. */
+  readonly shipOnly?: boolean;
+  readonly log: (line: string) => void;
+}
+
+/** Where `sonomark train xray` reads and writes under the training folder. */
+export function xrayLayout(trainingDir: string) {
+  return {
+    trainingSet: path.join(trainingDir, CXR_TRAINING_SUBDIR),
+    extractor: path.join(trainingDir, 'xray-extractor'),
+  };
+}
+
+/**
+ * `sonomark train xray`: the X-ray training set through the serving decoder (xray-1), train_xray.py
+ * (group-masked SSL, frozen-encoder heads, ONNX, parity outputs, the anchor comparison), then the
+ * ship (parity on every picture; model, card, metrics, manifest `extractors.xray`, EVALUATION.md block).
+ */
+export function xraySteps(opts: XrayPipelineOptions): Step[] {
+  const t = xrayLayout(opts.trainingDir);
+  const { manifest } = loadManifest(opts.modelsDir);
+  const name = opts.name ?? manifest.extractors.xray?.name ?? XRAY_EXTRACTOR_NAME;
+  const version = opts.version ?? manifest.extractors.xray?.version;
+  if (!version) throw new TrainingSetupError('The manifest has no X-ray extractor yet: give --version (e.g. 1.0.0).');
+  const recipe = [
+    XRAY_RECIPE_SCRIPT,
+    '--data',
+    t.trainingSet,
+    '--out',
+    t.extractor,
+    ...(opts.quick ? ['--quick'] : []),
+    ...(opts.skipAnchor ? [] : ['--anchor']),
+  ];
+  const steps: Step[] = [];
+  if (!opts.shipOnly) {
+    steps.push(
+      {
+        title: 'the recipe has PyTorch and onnx',
+        detail: [`${opts.python} -c 'import torch, onnx'`],
+        run: async () => checkRecipeDependencies(opts.python),
+      },
+      {
+        title: 'chest X-ray training set (the extractor decoder, xray-1)',
+        detail: [
+          `${opts.cxrDir} → ${t.trainingSet} (one .npy per picture, dataset.json)`,
+          `${XRAY_SIZE}×${XRAY_SIZE} gray, preprocessing xray-1, ${CXR_FOLDS} folds by patient`,
+        ],
+        run: async () => {
+          const started = performance.now();
+          const set = await exportCxrTrainingSet(opts.cxrDir, t.trainingSet, {
+            size: XRAY_SIZE,
+            folds: CXR_FOLDS,
+            log: opts.log,
+          });
+          opts.log(
+            `${set.items.length} pictures → ${t.trainingSet} in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+          );
+        },
+      },
+      {
+        title: `X-ray recipe: group-masked SSL, frozen-encoder heads${opts.skipAnchor ? '' : ', anchor comparison'}, ONNX`,
+        detail: [[opts.python, ...recipe].join(' ')],
+        run: () => runPython(opts.python, recipe, opts.log),
+      },
+    );
+  }
+  steps.push({
+    title: `ship ${name}@${version} as extractors.xray`,
+    detail: [
+      `${t.extractor} (parity on the fixture and every training picture) → ${opts.modelsDir}: model, card, metrics, parity, manifest entry, EVALUATION.md block`,
+    ],
+    run: async () => {
+      await shipXrayExtractor({
+        from: t.extractor,
+        data: t.trainingSet,
+        modelsDir: opts.modelsDir,
+        name,
+        version,
+        ...(opts.changes ? { changes: opts.changes } : {}),
+        log: opts.log,
+      });
+    },
+  });
+  return steps;
+}
+
+/** `sonomark train xray`. */
+export function trainXray(opts: XrayPipelineOptions, run: RunOptions): Promise<void> {
+  return runSteps(xraySteps(opts), run);
 }
 
 // ---------------------------------------------------------------------------

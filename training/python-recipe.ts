@@ -15,6 +15,8 @@ export const DEFAULT_PYTHON = '/usr/bin/python3';
 /** What to apt-get install when the interpreter lacks the recipe's packages. */
 export const RECIPE_APT_PACKAGES = ['python3-torch', 'python3-onnx'] as const;
 export const RECIPE_SCRIPT = path.join(PACKAGE_ROOT, 'training', 'python', 'train_extractor.py');
+/** The chest X-ray extractor's recipe (sonomark train xray). */
+export const XRAY_RECIPE_SCRIPT = path.join(PACKAGE_ROOT, 'training', 'python', 'train_xray.py');
 
 /** The interpreter to run the recipe with: $PYTHON, else Debian's python3. */
 export function pythonInterpreter(env: NodeJS.ProcessEnv = process.env): string {

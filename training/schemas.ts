@@ -200,6 +200,42 @@ export const TrainingSetFile = z.looseObject({
 export type TrainingSetFile = z.infer<typeof TrainingSetFile>;
 export type DatasetItem = TrainingSetFile['items'][number];
 
+/**
+ * `dataset.json` of the chest X-ray training set (exportCxrTrainingSet in training/datasets/export.ts):
+ * one xray-1 picture per image (uint8 [1,1,S,S] .npy), its per-finding targets (null: not labelled for
+ * that finding), patient group and fold.
+ */
+export const CxrTrainingSetFile = z.object({
+  dataset: z.literal('cxr'),
+  /** Absolute: the collection the pictures were decoded from (parity decodes one again from here). */
+  dataDir: z.string().min(1),
+  preprocessing: z.literal('xray-1'),
+  size: z.number().int().positive(),
+  maxFrames: z.literal(1),
+  scale: z.literal('1/255'),
+  folds: z.number().int().min(2),
+  findings: z.array(z.string()).min(1),
+  items: z
+    .array(
+      z.object({
+        name: z.string().min(1),
+        file: z.string().min(1),
+        npy: z.string().min(1),
+        source: z.string().min(1),
+        group: z.string().min(1),
+        label: z.string().min(1),
+        finding: z.string(),
+        view: z.string(),
+        license: z.string(),
+        fold: z.number().int().nonnegative(),
+        targets: z.record(z.string(), z.union([z.literal(0), z.literal(1), z.null()])),
+        sha256: Sha256Hex,
+      }),
+    )
+    .min(1),
+});
+export type CxrTrainingSetFile = z.infer<typeof CxrTrainingSetFile>;
+
 const MaxAbsDiff = z.object({ biomarkers: z.number().nonnegative(), embedding: z.number().nonnegative() });
 
 /** `extractor/<name>-<version>.metrics.json` in models/: the training report of the shipped model, and its parity. */

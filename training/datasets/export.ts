@@ -16,7 +16,9 @@ import { sha256Hex } from '../../core/scan-id';
 import { DROPPED_FLAGS } from './pocus';
 import { loadCollections } from './collections';
 import { DIAGNOSES, type CollectionDirs, type DatasetName, type LusItem } from './items';
-import { checkTrainingJson, TrainingSetFile } from '../schemas';
+import { checkTrainingJson, CxrTrainingSetFile, TrainingSetFile } from '../schemas';
+import { XRAY_FINDINGS } from '../../core/modality';
+import { CXR_FOLDS, loadCxr } from './cxr';
 
 export interface FramesEntry {
   npy: string;
@@ -155,4 +157,67 @@ export function exportPocusTrainingSet(
   },
 ): Promise<TrainingSet> {
   return exportTrainingSet({ pocus: dataDir, ...(opts.blues ? { blues: opts.blues } : {}) }, outDir, opts);
+}
+
+/** Where the chest X-ray training set goes under the training folder. */
+export const CXR_TRAINING_SUBDIR = 'xray';
+
+/**
+ * The chest X-ray collection (training/datasets/cxr.ts) through the serving decoder with preprocessing
+ * xray-1: one uint8 [1,1,size,size] .npy per image, and dataset.json with every item's targets, patient
+ * group and fold. Images are decoded `concurrency` at a time (each is one short ffmpeg run).
+ */
+export async function exportCxrTrainingSet(
+  dataDir: string,
+  outDir: string,
+  opts: { size: number; folds?: number; concurrency?: number; log?: (line: string) => void },
+): Promise<CxrTrainingSetFile> {
+  const items = loadCxr(dataDir, opts.folds ?? CXR_FOLDS);
+  const framesDir = path.join(outDir, 'frames');
+  mkdirSync(framesDir, { recursive: true });
+  const out: CxrTrainingSetFile['items'] = new Array(items.length);
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      const item = items[i]!;
+      const abs = path.join(dataDir, item.file);
+      const frames = await writeClipFrames(abs, framesDir, `${item.name}.npy`, {
+        size: opts.size,
+        maxFrames: 1,
+        preprocessing: 'xray-1',
+      });
+      out[i] = {
+        name: item.name,
+        file: item.file,
+        npy: `frames/${frames.npy}`,
+        source: item.source,
+        group: item.group,
+        label: item.label,
+        finding: item.finding,
+        view: item.view,
+        license: item.license,
+        fold: item.fold,
+        targets: item.targets,
+        sha256: sha256Hex(readFileSync(abs)),
+      };
+      if (++done % 500 === 0) opts.log?.(`${done} of ${items.length} images decoded`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 2) }, worker));
+  const set: CxrTrainingSetFile = {
+    dataset: 'cxr',
+    dataDir: path.resolve(dataDir),
+    preprocessing: 'xray-1',
+    size: opts.size,
+    maxFrames: 1,
+    scale: '1/255',
+    folds: opts.folds ?? CXR_FOLDS,
+    findings: [...XRAY_FINDINGS],
+    items: out,
+  };
+  checkTrainingJson(CxrTrainingSetFile, set, `chest X-ray training set for ${outDir}`);
+  writeFileSync(path.join(outDir, 'dataset.json'), JSON.stringify(set, null, 1) + '\n');
+  return set;
 }

@@ -12,6 +12,7 @@ import {
   ParityFixture,
   readTrainingJson,
 } from '../../../training/schemas';
+import { XrayMetrics } from '../../../training/ship-xray';
 
 /** Every file under models/ whose name ends with `suffix`, relative to models/. */
 function shipped(suffix: string): string[] {
@@ -26,6 +27,12 @@ function shipped(suffix: string): string[] {
   walk(DEFAULT_MODELS_DIR);
   return found.sort();
 }
+
+/** The X-ray extractor's files (ship-xray.ts, XrayMetrics) are not the ultrasound training report's shape. */
+const isXray = (file: string) => {
+  const x = loadManifest(DEFAULT_MODELS_DIR).manifest.extractors.xray;
+  return x !== undefined && path.basename(file).startsWith(`${x.name}-${x.version}.`);
+};
 
 /**
  * Experts shipped before any extractor was trained without a whole source where they were trained:
@@ -56,8 +63,8 @@ describe('shipped training files', () => {
     );
   });
 
-  it.each(shipped('.metrics.json'))(
-    'models/%s is the metrics of the shipped extractor, a full training report',
+  it.each(shipped('.metrics.json').filter((f) => !isXray(f)))(
+    'models/%s is the metrics of the shipped ultrasound extractor, a full training report',
     (file) => {
       // Act
       const metrics = readTrainingJson(path.join(DEFAULT_MODELS_DIR, file), ExtractorMetrics, 'extractor metrics');
@@ -73,6 +80,19 @@ describe('shipped training files', () => {
     },
   );
 
+  it('the X-ray extractor metrics are its training report, naming the manifest entry', () => {
+    const x = manifest.extractors.xray;
+    if (!x) return;
+    const metrics = readTrainingJson(
+      path.join(DEFAULT_MODELS_DIR, 'extractor', `${x.name}-${x.version}.metrics.json`),
+      XrayMetrics,
+      'X-ray extractor metrics',
+    );
+    expect(metrics.model).toEqual({ name: x.name, version: x.version, sha256: x.sha256 });
+    expect(metrics.embedding_dim).toBe(x.outputs.embedding.dim);
+    expect(metrics.parityAllFrames.frames).toBe(metrics.items);
+  });
+
   it.each(shipped('.parity.json'))('models/%s is a parity fixture', (file) => {
     // Act
     const fixture = readTrainingJson(path.join(DEFAULT_MODELS_DIR, file), ParityFixture, 'parity fixture');
@@ -84,8 +104,10 @@ describe('shipped training files', () => {
 
   it('has one file of each kind per shipped model', () => {
     expect(shipped('.report.json')).toHaveLength(manifest.experts.length);
-    expect(shipped('.metrics.json')).toHaveLength(1);
-    expect(shipped('.parity.json')).toHaveLength(1);
+    // One per extractor (ultrasound, and X-ray when the manifest has one).
+    const extractors = Object.keys(manifest.extractors).length;
+    expect(shipped('.metrics.json')).toHaveLength(extractors);
+    expect(shipped('.parity.json')).toHaveLength(extractors);
   });
 });
 
@@ -132,7 +154,7 @@ describe('readTrainingJson', () => {
     // Prepare
     const file = path.join(dir, 'report.json');
     const report = readTrainingJson(
-      path.join(DEFAULT_MODELS_DIR, shipped('.metrics.json')[0]!),
+      path.join(DEFAULT_MODELS_DIR, shipped('.metrics.json').filter((f) => !isXray(f))[0]!),
       ExtractorMetrics,
       'metrics',
     );
