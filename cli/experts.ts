@@ -36,6 +36,7 @@ interface ExpertsTrainOptions {
   description?: string;
   intendedUse?: string;
   markdownCard?: boolean;
+  labelFreeFeatures?: boolean;
 }
 
 const REQUIRED = ['features', 'labels', 'target', 'kind', 'name'] as const;
@@ -106,6 +107,10 @@ export function registerExperts(program: Command, ctx: CliContext): void {
     .option('--dry-run', 'train, evaluate and report, but write no model and leave the manifest alone')
     .option('--description <TEXT>', "free text for the card's training data (default: generated)")
     .option('--intended-use <TEXT>', "free text for the card's intended use (default: generated from the target)")
+    .option(
+      '--label-free-features',
+      'the blocks come from a self-supervised encoder that never saw a label, so CV on them is honest (the card says so)',
+    )
     .option(
       '--markdown-card',
       'also write the card as Markdown beside the model (experts/NAME-VERSION.md; with the command line that trained it)',
@@ -311,6 +316,7 @@ async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promi
     description: opts.description,
     intendedUse: opts.intendedUse,
     markdownCard: opts.markdownCard ?? false,
+    labelFreeFeatures: opts.labelFreeFeatures ?? false,
   };
   const [{ runExpertTraining }, { PayloadError }, { TrainingDataError }] = await Promise.all([
     import('../training/experts/train-command'),

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { markdownTable, replaceGeneratedBlock } from '../core/generated-block';
 import { PACKAGE_ROOT } from '../core/paths';
 import type { FeatureBlock } from '../core/schemas';
-import { loadCxr } from './datasets/cxr';
+import { CXR_SOURCES, loadCxr } from './datasets/cxr';
 import { XRAY_EXPERT_TASKS, xrayLabelRows, xrayLabelsCsv, xrayTaskCounts } from './datasets/cxr-tasks';
 import { writeFeaturesJsonl } from './experts/features-cache';
 import { runExpertTraining, trainCommandLine, TrainOptions } from './experts/train-command';
@@ -86,7 +86,32 @@ export function xrayExpertOptions(
     ),
     intendedUse: `Research: ${task.question}, from the X-ray extractor's self-supervised embedding, for cohort analysis and method development. Not for patient care.`,
     markdownCard: !opts.reportOnly,
+    labelFreeFeatures: true,
     dryRun: opts.reportOnly ?? false,
+  };
+}
+
+/** The source classifier over every image: the trainer with the source as its target, a dry run (no model). */
+export function xraySourceClassifierOptions(
+  opts: Pick<XrayExpertsOptions, 'trainingDir' | 'modelsDir' | 'version'>,
+): TrainOptions {
+  const t = xrayLayout(opts.trainingDir);
+  return {
+    features: shown(t.features),
+    labels: shown(t.labels),
+    target: 'source',
+    kind: 'classification',
+    name: 'xray-source',
+    classes: CXR_SOURCES.join(','),
+    groupColumn: 'group',
+    foldColumn: 'fold',
+    blocks: [...XRAY_EXPERT_BLOCKS],
+    candidates: ['linear'],
+    modelsDir: shown(opts.modelsDir),
+    version: opts.version ?? '1.0.0',
+    report: shown(path.join(t.dir, 'source-classifier.report.json')),
+    labelFreeFeatures: true,
+    dryRun: true,
   };
 }
 
@@ -128,17 +153,30 @@ export function xrayExpertsSteps(opts: XrayExpertsOptions): Step[] {
       },
     });
   }
+  // How well these features tell the collections apart at all, over every image (the pediatric tasks have one source each).
+  const source = xraySourceClassifierOptions(opts);
+  steps.push({
+    title: 'source classifier over every image (report only)',
+    detail: [trainCommandLine(TrainOptions.parse(source))],
+    run: async () => {
+      await runExpertTraining(source, opts.log);
+    },
+  });
   if (!opts.reportOnly) {
     steps.push({
       title: 'the chest X-ray experts part of models/EVALUATION.md',
       detail: [`the reports ${all.map((o) => o.report).join(', ')} → ${path.join(opts.modelsDir, 'EVALUATION.md')}`],
       run: async () => {
         const reports = all.map((o) => readTrainingJson(o.report!, ExpertReport, 'expert training report'));
+        const sourceReport = readTrainingJson(source.report!, ExpertReport, 'source classifier report');
         const commands = [
           `sonomark train xray-experts${opts.version ? ` --version ${opts.version}` : ''}   # all of the below`,
           ...all.map((o) => trainCommandLine(TrainOptions.parse(o))),
+          trainCommandLine(TrainOptions.parse(source)),
         ];
-        opts.log(`wrote ${writeXrayEvaluation(opts.modelsDir, xrayEvaluationSection(reports, commands))}`);
+        opts.log(
+          `wrote ${writeXrayEvaluation(opts.modelsDir, xrayEvaluationSection(reports, commands, sourceReport))}`,
+        );
       },
     });
   }
@@ -162,7 +200,28 @@ const ci = (m: { value: number; ci95?: readonly [number, number] } | undefined) 
   m ? `${m.value.toFixed(2)}${m.ci95 ? ` [${m.ci95[0].toFixed(2)}, ${m.ci95[1].toFixed(2)}]` : ''}` : 'n/a';
 
 /** The section from the three experts' reports (`sonomark experts train --report`), nothing typed by hand. */
-export function xrayEvaluationSection(reports: readonly ExpertReport[], commands: readonly string[]): string {
+export function xrayEvaluationSection(
+  reports: readonly ExpertReport[],
+  commands: readonly string[],
+  sourceReport?: ExpertReport,
+): string {
+  const sourceText = (() => {
+    if (!sourceReport) return [];
+    const m = (sourceReport.candidates.linear as { evaluation: { metrics: Metrics } }).evaluation.metrics;
+    const classes = sourceReport.data.classes;
+    return [
+      '',
+      `Source classifier over all ${sourceReport.data.rows} images (the same features, a linear softmax model, the ` +
+        `same patient folds): balanced accuracy ${ci(m.balancedAccuracy)} against chance ${(1 / classes.length).toFixed(2)}; ` +
+        `recall per source ${classes.map((c) => `${c} ${ci(m[`sensitivity.${c}`])}`).join(', ')}. ` +
+        // Stated from the number: a classifier well above chance means a pooled task could key on the collection.
+        ((m.balancedAccuracy?.ci95?.[0] ?? 0) > 1 / classes.length + 0.1
+          ? 'The features tell the collections apart, so a task that pooled them could read the source; '
+          : 'The features tell the collections apart little better than chance; ') +
+        'the tasks above stay within their sources, and the covid task, which pools the two adult sources, is ' +
+        'scored within each.',
+    ];
+  })();
   const rows = reports.map((r) => {
     const chosen = r.final.family;
     const cand = r.candidates[chosen] as { evaluation: { metrics: Metrics }; perSource?: SourceEvaluation[] };
@@ -199,6 +258,8 @@ export function xrayEvaluationSection(reports: readonly ExpertReport[], commands
       'source classifier on the same features under the same folds, the label predicted from the source alone, and ' +
       'the AUC within each source. Each task stays within the sources where the question is honest ' +
       '(training/datasets/cxr-tasks.ts).',
+    '',
+    ...sourceText,
     '',
     markdownTable(
       [

@@ -81,6 +81,11 @@ export const TrainOptions = z.object({
   intendedUse: z.string().min(1).optional(),
   /** Also write the card as Markdown beside the model (experts/NAME-VERSION.md) and name it in the entry. */
   markdownCard: z.boolean().default(false),
+  /**
+   * The blocks come from a part of the extractor that never saw a label (a self-supervised encoder), so CV on
+   * the training features is not optimistic through the extractor; the card says so instead of warning.
+   */
+  labelFreeFeatures: z.boolean().default(false),
 });
 export type TrainOptions = z.input<typeof TrainOptions>;
 
@@ -302,6 +307,7 @@ export function trainCommandLine(opts: z.output<typeof TrainOptions>): string {
     ['candidates', opts.candidates.join(',') === 'linear,mlp' ? undefined : opts.candidates],
     ['bootstrap', opts.bootstrap === 1000 ? undefined : opts.bootstrap],
     ['markdown-card', opts.markdownCard || undefined],
+    ['label-free-features', opts.labelFreeFeatures || undefined],
   ];
   const parts = ['sonomark experts train'];
   for (const [flag, v] of flags) {
@@ -432,11 +438,17 @@ export async function runExpertTraining(
         : `out-of-fold extractor features (${opts.cvFeatures})`;
   // Only per-source sets are described here; the other LOSO modes keep their limitation below.
   const losoFeaturesText = `per-source extractor features (${opts.losoFeatures}): each held-out source's fit trained and tested on features from an extractor trained without that source`;
+  const unit = modality === 'xray' ? 'images' : 'clips';
   const groupsCount = opts.groupColumn ? new Set(rows.map((r) => r.group)).size : rows.length;
   const limitations = [
-    `Cross-validated on ${rows.length} clips in ${groupsCount} groups: the intervals are wide and the point estimates move with a few clips.`,
+    `Cross-validated on ${rows.length} ${unit} in ${groupsCount} groups: the intervals are wide and the point estimates move with a few ${unit}.`,
     'The linear model and the MLP were compared on the same outer folds that report their metrics; with two candidates the optimism from that choice is small but not zero.',
-    ...(result.cv.features === 'training'
+    ...(result.cv.features === 'training' && opts.labelFreeFeatures
+      ? [
+          `CV read the final extractor's [${opts.blocks.join(', ')}], which comes from a self-supervised encoder trained without labels on every ${unit.replace(/s$/, '')}, the held-out ones included: it saw their pixels, never their labels, so the CV is not optimistic through the extractor.`,
+        ]
+      : []),
+    ...(result.cv.features === 'training' && !opts.labelFreeFeatures
       ? [
           'CV read features from the final extractor, which may have trained on the held-out clips: if so these numbers are optimistic. Pass --cv-features with out-of-fold extractor features for an honest estimate.',
         ]
@@ -463,7 +475,7 @@ export async function runExpertTraining(
   ];
   const trainingData =
     opts.description ??
-    `${rows.length} labelled clips of ${csvName} (target column "${opts.target}"${labels.skipped.length > 0 ? `; ${labels.skipped.length} rows without it skipped` : ''}${joined.missing.length > 0 ? `; ${joined.missing.length} rows without features skipped` : ''}), ` +
+    `${rows.length} labelled ${unit} of ${csvName} (target column "${opts.target}"${labels.skipped.length > 0 ? `; ${labels.skipped.length} rows without it skipped` : ''}${joined.missing.length > 0 ? `; ${joined.missing.length} rows without features skipped` : ''}), ` +
       `features [${opts.blocks.join(', ')}] from ${extractor.name}@${extractor.version}` +
       `${opts.groupColumn ? `, grouped by "${opts.groupColumn}"` : ''}${opts.foldColumn ? `, folds from "${opts.foldColumn}"` : ''}.`;
   const chosenEval = result.candidates[result.chosen]!.evaluation;

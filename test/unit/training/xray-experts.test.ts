@@ -29,12 +29,13 @@ describe('sonomark train xray-experts', () => {
       'expert xray-pneumonia',
       'expert xray-bacterial-viral',
       'expert xray-covid',
+      'source classifier over every image (report only)',
       'the chest X-ray experts part of models/EVALUATION.md',
     ]);
     expect(steps[4]!.detail).toEqual([
       'sonomark experts train --features .sonomark/training/xray/features.jsonl --labels .sonomark/training/xray/labels.csv ' +
         '--target covid --kind binary --name xray-covid --classes 0=other-pneumonia,1=covid --positive covid ' +
-        '--group-column group --fold-column fold --source-column source --blocks embedding-mean --version 1.0.0 --markdown-card',
+        '--group-column group --fold-column fold --source-column source --blocks embedding-mean --version 1.0.0 --markdown-card --label-free-features',
     ]);
   });
 
