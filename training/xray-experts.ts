@@ -219,7 +219,6 @@ export function xrayEvaluationSection(
     const m = (sourceReport.candidates.linear as { evaluation: { metrics: Metrics } }).evaluation.metrics;
     const classes = sourceReport.data.classes;
     return [
-      '',
       `Source classifier over all ${sourceReport.data.rows} images (the same features, a linear softmax model, the ` +
         `same patient folds): balanced accuracy ${ci(m.balancedAccuracy)} against chance ${(1 / classes.length).toFixed(2)}; ` +
         `recall per source ${classes.map((c) => `${c} ${ci(m[`sensitivity.${c}`])}`).join(', ')}. ` +
@@ -263,7 +262,9 @@ export function xrayEvaluationSection(
       '`embedding-mean` block only (one frame: the embedding of the label-free self-supervised encoder, so grouped CV ' +
       'needs no per-fold extractors; the biomarker heads were fitted on these labels and are not read). Grouped 5-fold ' +
       "CV on the CXR loader's patient folds; 95% intervals by bootstrap over patients (1,000 resamples); linear vs MLP " +
-      "by the trainer's rule (the MLP only when it beats the linear model's AUC by 0.01). Source check: a linear " +
+      "by the trainer's rule (the MLP only when it beats the linear model's AUC by 0.01), except " +
+      `${[...XRAY_LINEAR_ONLY].join(' and ')}, linear only (the MLP's nested CV on thousands of images did not fit ` +
+      'the CPU budget). Source check: a linear ' +
       'source classifier on the same features under the same folds, the label predicted from the source alone, and ' +
       'the AUC within each source. Each task stays within the sources where the question is honest ' +
       '(training/datasets/cxr-tasks.ts).',
