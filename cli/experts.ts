@@ -34,6 +34,9 @@ interface ExpertsTrainOptions {
   skipMissingFeatures?: boolean;
   dryRun?: boolean;
   description?: string;
+  intendedUse?: string;
+  markdownCard?: boolean;
+  labelFreeFeatures?: boolean;
 }
 
 const REQUIRED = ['features', 'labels', 'target', 'kind', 'name'] as const;
@@ -69,7 +72,10 @@ export function registerExperts(program: Command, ctx: CliContext): void {
     .option('--positive <LABEL>', 'binary: the label whose probability is reported (default: the last class)')
     .option('--group-column <COL>', 'patient/series groups that must not straddle folds')
     .option('--fold-column <COL>', 'use these folds for CV (e.g. fold); else grouped folds are dealt from the groups')
-    .option('--source-column <COL>', 'also report leave-one-source-out metrics')
+    .option(
+      '--source-column <COL>',
+      'also report per-source and leave-one-source-out metrics, and check that the expert does not read the source',
+    )
     .option('--blocks <LIST>', 'input blocks (default: biomarker-stats,embedding-mean,embedding-max)', list)
     .option(
       '--cv-features <F>',
@@ -100,11 +106,20 @@ export function registerExperts(program: Command, ctx: CliContext): void {
     .option('--skip-missing-features', 'leave out label rows that have no features instead of failing')
     .option('--dry-run', 'train, evaluate and report, but write no model and leave the manifest alone')
     .option('--description <TEXT>', "free text for the card's training data (default: generated)")
+    .option('--intended-use <TEXT>', "free text for the card's intended use (default: generated from the target)")
+    .option(
+      '--label-free-features',
+      'the blocks come from a self-supervised encoder that never saw a label, so CV on them is honest (the card says so)',
+    )
+    .option(
+      '--markdown-card',
+      'also write the card as Markdown beside the model (experts/NAME-VERSION.md; with the command line that trained it)',
+    )
     .addHelpText(
       'after',
       `
 Prints one JSON line on stdout: {name, version, file, sha256, written,
-modelsDir, chosen, cv, leaveOneSourceOut (with --source-column), seconds};
+modelsDir, chosen, cv, leaveOneSourceOut and sourceCheck (with --source-column), seconds};
 progress goes to stderr.
 
 Examples:
@@ -299,6 +314,9 @@ async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promi
     skipMissingFeatures: opts.skipMissingFeatures ?? false,
     dryRun: opts.dryRun ?? false,
     description: opts.description,
+    intendedUse: opts.intendedUse,
+    markdownCard: opts.markdownCard ?? false,
+    labelFreeFeatures: opts.labelFreeFeatures ?? false,
   };
   const [{ runExpertTraining }, { PayloadError }, { TrainingDataError }] = await Promise.all([
     import('../training/experts/train-command'),
@@ -332,6 +350,7 @@ async function train(opts: ExpertsTrainOptions, { out, err }: CliContext): Promi
       ...(outcome.result.loso
         ? { leaveOneSourceOut: { [primary]: outcome.result.loso.evaluation.metrics[primary] } }
         : {}),
+      ...(outcome.result.sourceCheck ? { sourceCheck: { flags: outcome.result.sourceCheck.flags } } : {}),
       seconds: outcome.result.seconds.total,
     }) + '\n',
   );

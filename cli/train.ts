@@ -190,6 +190,42 @@ export function registerTrain(program: Command, ctx: CliContext): void {
       ),
     );
 
+  train
+    .command('xray-experts')
+    .description(
+      'train the chest X-ray experts (xray-pneumonia, xray-bacterial-viral, xray-covid) on the X-ray extractor of the ' +
+        "manifest: labels from the CXR loader, features of every image through the extractor's serving path " +
+        '(cached), then `sonomark experts train` per task with the source check and a Markdown card',
+    )
+    .option(
+      '--cxr-data <dir>',
+      'the chest X-ray collection (default: $CXR_DATA, else ../shared/data/cxr beside the package)',
+    )
+    .option(
+      '--training-dir <dir>',
+      'training outputs: xray/labels.csv, xray/features.jsonl, xray/cache (default: $SONOMARK_TRAINING_DIR, else .sonomark/training in the package)',
+    )
+    .option('--models-dir <dir>', "the models directory to ship into (default: the package's models/)")
+    .option('--version <x.y.z>', 'version of the experts (default: 1.0.0)')
+    .option('--report-only', 'train and write the reports into the training folder, but ship no model')
+    .option('--dry-run', 'print the steps, with what each reads and writes, and run nothing')
+    .action((flags: CommonFlags & { cxrData?: string; version?: string; reportOnly?: boolean }) =>
+      runTrain(ctx, 'xray-experts', flags, async (_p, paths, io) => {
+        const x = await import('../training/xray-experts');
+        await x.trainXrayExperts(
+          {
+            cxrDir: flags.cxrData ? path.resolve(flags.cxrData) : x.defaultCxrDir(),
+            trainingDir: paths.trainingDir,
+            modelsDir: paths.modelsDir,
+            ...(flags.version ? { version: flags.version } : {}),
+            reportOnly: flags.reportOnly === true,
+            log: io.log,
+          },
+          io,
+        );
+      }),
+    );
+
   withCommon(
     train
       .command('xray')

@@ -316,6 +316,17 @@ export const ExpertReport = z.looseObject({
       seconds: Seconds,
     })
     .optional(),
+  /** Present with a source column (training/experts/source-check.ts): whether the expert reads the source. */
+  sourceCheck: z
+    .looseObject({
+      mixedSources: z.array(z.string()),
+      classifier: z.looseObject({ chance: z.number(), evaluation: EvaluationJson }).optional(),
+      sourceOnly: EvaluationJson,
+      noSource: EvaluationJson,
+      flags: z.array(z.string()),
+      summary: z.string(),
+    })
+    .optional(),
   final: z.looseObject({ family: Family, description: z.string(), lambda: z.number().nonnegative() }),
   /** Known failure modes stated from the numbers (training/experts/failure-modes.ts); absent in older reports. */
   failureModes: z.array(z.string()).optional(),

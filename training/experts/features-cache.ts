@@ -27,7 +27,8 @@ import {
   type ExecutionProviderChoice,
   type ExtractorSession,
 } from '../../gpu-tasks/feature-extractor/src';
-import { loadManifest, extractorFor } from '../../core/manifest';
+import { extractorFor, loadManifest } from '../../core/manifest';
+import { DEFAULT_MODALITY, type Modality } from '../../core/modality';
 import { scanIdFromContent, sha256Hex } from '../../core/scan-id';
 import { FeaturesDocument, type ExtractorEntry } from '../../core/schemas';
 import type { FeaturesRecord } from './data';
@@ -97,6 +98,8 @@ export interface ClipFeaturesDeps {
   readonly now?: () => Date;
   /** Decoded frames shared by the extractors of one training run (a miss decodes as usual). */
   readonly frames?: DecodedFramesMemo;
+  /** The modality `entry` is the extractor of. @default 'ultrasound' */
+  readonly modality?: Modality;
 }
 
 /** Features of one clip: from the cache when these bytes met this extractor before, else extracted and cached. */
@@ -114,6 +117,7 @@ export async function clipFeatures(file: string, deps: ClipFeaturesDeps): Promis
     scanId: scanIdFromContent(LOCAL_SCOPE, LOCAL_SCOPE, sha256),
     session: deps.frames ? deps.frames.session(await deps.session(), sha256) : await deps.session(),
     entry: deps.entry,
+    ...(deps.modality ? { modality: deps.modality } : {}),
     now: deps.now,
     ...(deps.frames ? { decodeWith: deps.frames.frames.bind(deps.frames, sha256) } : {}),
   });
@@ -165,6 +169,8 @@ export interface FeaturesJsonlOptions {
   readonly log?: (line: string) => void;
   /** See ClipFeaturesDeps.frames. */
   readonly frames?: DecodedFramesMemo;
+  /** Which of the manifest's extractors runs. @default 'ultrasound' */
+  readonly modality?: Modality;
 }
 
 /**
@@ -175,7 +181,7 @@ export interface FeaturesJsonlOptions {
 export async function writeFeaturesJsonl(opts: FeaturesJsonlOptions): Promise<{ clips: number; cached: number }> {
   const log = opts.log ?? (() => {});
   const loaded = loadManifest(opts.modelsDir);
-  const entry = extractorFor(loaded.manifest, 'ultrasound');
+  const entry = extractorFor(loaded.manifest, opts.modality ?? DEFAULT_MODALITY);
   const files = listClipFiles(opts.inputs);
   if (files.length === 0) throw new TrainingDataError(`No clips found in ${opts.inputs.join(', ')}.`);
   log(
@@ -194,6 +200,7 @@ export async function writeFeaturesJsonl(opts: FeaturesJsonlOptions): Promise<{ 
         const record = await clipFeatures(file, {
           cacheDir: opts.cacheDir,
           entry,
+          ...(opts.modality ? { modality: opts.modality } : {}),
           session: () =>
             (session ??= createExtractorSession(loaded.dir, entry, {
               executionProvider: opts.executionProvider ?? 'auto',

@@ -33,6 +33,9 @@ import { ECE_DEFINITION, type Evaluation, type Interval } from './metrics';
 import { linearWeights, type Matrix } from './model';
 import { exportExpertOnnx, verifyOnnx, type Verification } from './onnx-export';
 import { checkExtractor, expertVersion, planPublish, publishExpert } from './publish';
+import type { SourceCheck } from './source-check';
+import { cardMarkdown } from './card-markdown';
+import { cardFileFor } from './register';
 import { trainExpert, type CvFeatures, type LosoFeatures, type TrainResult } from './train';
 import { checkTrainingJson, ExpertReport } from '../schemas';
 
@@ -74,6 +77,15 @@ export const TrainOptions = z.object({
   dryRun: z.boolean().default(false),
   /** Free text for the card's trainingData; a description is generated when absent. */
   description: z.string().min(1).optional(),
+  /** Free text for the card's intended use; generated from the target when absent. */
+  intendedUse: z.string().min(1).optional(),
+  /** Also write the card as Markdown beside the model (experts/NAME-VERSION.md) and name it in the entry. */
+  markdownCard: z.boolean().default(false),
+  /**
+   * The blocks come from a part of the extractor that never saw a label (a self-supervised encoder), so CV on
+   * the training features is not optimistic through the extractor; the card says so instead of warning.
+   */
+  labelFreeFeatures: z.boolean().default(false),
 });
 export type TrainOptions = z.input<typeof TrainOptions>;
 
@@ -245,6 +257,66 @@ function cardPerSource(
   );
 }
 
+/** The source check for a card: the figures the verdict rests on, each with its interval, and the verdict. */
+function cardSourceCheck(primary: string, c: SourceCheck) {
+  const pick = (e: Evaluation, keys: readonly string[]) =>
+    Object.fromEntries(keys.flatMap((k) => (e.metrics[k] ? [[k, e.metrics[k]]] : [])));
+  return {
+    summary: c.summary,
+    flags: c.flags,
+    sources: Object.fromEntries(
+      c.sources.map((s) => [s.source, { rows: s.rows, groups: s.groups, perClass: s.perClass }]),
+    ),
+    ...(c.classifier
+      ? {
+          sourceClassifier: {
+            model: `linear ${c.classifier.task === 'binary' ? 'logistic' : 'softmax'} regression predicting the source from the same features, same outer folds, λ by the same inner CV`,
+            chance: c.classifier.chance,
+            ...pick(c.classifier.evaluation, ['balancedAccuracy', 'auc']),
+          },
+        }
+      : {}),
+    labelFromSourceAlone: pick(c.sourceOnly, [primary, 'balancedAccuracy']),
+    labelWithoutSource: pick(c.noSource, [primary, 'balancedAccuracy']),
+    scoredWithin: c.mixedSources,
+  };
+}
+
+/** The `sonomark experts train` command line that these options are (for a card's "Reproduce"). */
+export function trainCommandLine(opts: z.output<typeof TrainOptions>): string {
+  const q = (v: string) => (/^[\w@%+=:,./{}-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+  const flags: [string, string | number | boolean | readonly string[] | undefined][] = [
+    ['features', opts.features],
+    ['labels', opts.labels],
+    ['target', opts.target],
+    ['kind', opts.kind],
+    ['name', opts.name],
+    ['key', opts.key === 'sha256' ? undefined : opts.key],
+    ['classes', opts.classes],
+    ['positive', opts.positive],
+    ['group-column', opts.groupColumn],
+    ['fold-column', opts.foldColumn],
+    ['source-column', opts.sourceColumn],
+    ['blocks', opts.blocks.join(',') === ALL_BLOCKS.join(',') ? undefined : opts.blocks],
+    ['cv-features', opts.cvFeatures],
+    ['loso-features', opts.losoFeatures],
+    ['version', opts.version],
+    ['seed', opts.seed === 1 ? undefined : opts.seed],
+    ['folds', opts.folds === 5 ? undefined : opts.folds],
+    ['hidden', opts.hidden === 16 ? undefined : opts.hidden],
+    ['candidates', opts.candidates.join(',') === 'linear,mlp' ? undefined : opts.candidates],
+    ['bootstrap', opts.bootstrap === 1000 ? undefined : opts.bootstrap],
+    ['markdown-card', opts.markdownCard || undefined],
+    ['label-free-features', opts.labelFreeFeatures || undefined],
+  ];
+  const parts = ['sonomark experts train'];
+  for (const [flag, v] of flags) {
+    if (v === undefined) continue;
+    parts.push(v === true ? `--${flag}` : `--${flag} ${q(Array.isArray(v) ? v.join(',') : String(v))}`);
+  }
+  return parts.join(' ');
+}
+
 export async function runExpertTraining(
   input: TrainOptions,
   log: (line: string) => void = () => {},
@@ -282,7 +354,8 @@ export async function runExpertTraining(
   const modelsDir = path.resolve(opts.modelsDir ?? modelsDirFromEnv());
   const loaded = loadManifest(modelsDir);
   checkExtractor(loaded, extractor, modality);
-  expertVersion(loaded, opts.name, opts.version, modality);
+  const version = expertVersion(loaded, opts.name, opts.version, modality);
+  const cardFile = opts.markdownCard ? cardFileFor(opts.name, version) : undefined;
   const joined = joinFeatures(labels, indexFeatures(docs, opts.key), {
     blocks: opts.blocks,
     skipMissing: opts.skipMissingFeatures,
@@ -365,11 +438,17 @@ export async function runExpertTraining(
         : `out-of-fold extractor features (${opts.cvFeatures})`;
   // Only per-source sets are described here; the other LOSO modes keep their limitation below.
   const losoFeaturesText = `per-source extractor features (${opts.losoFeatures}): each held-out source's fit trained and tested on features from an extractor trained without that source`;
+  const unit = modality === 'xray' ? 'images' : 'clips';
   const groupsCount = opts.groupColumn ? new Set(rows.map((r) => r.group)).size : rows.length;
   const limitations = [
-    `Cross-validated on ${rows.length} clips in ${groupsCount} groups: the intervals are wide and the point estimates move with a few clips.`,
+    `Cross-validated on ${rows.length} ${unit} in ${groupsCount} groups: the intervals are wide and the point estimates move with a few ${unit}.`,
     'The linear model and the MLP were compared on the same outer folds that report their metrics; with two candidates the optimism from that choice is small but not zero.',
-    ...(result.cv.features === 'training'
+    ...(result.cv.features === 'training' && opts.labelFreeFeatures
+      ? [
+          `CV read the final extractor's [${opts.blocks.join(', ')}], which comes from a self-supervised encoder trained without labels on every ${unit.replace(/s$/, '')}, the held-out ones included: it saw their pixels, never their labels, so the CV is not optimistic through the extractor.`,
+        ]
+      : []),
+    ...(result.cv.features === 'training' && !opts.labelFreeFeatures
       ? [
           'CV read features from the final extractor, which may have trained on the held-out clips: if so these numbers are optimistic. Pass --cv-features with out-of-fold extractor features for an honest estimate.',
         ]
@@ -396,7 +475,7 @@ export async function runExpertTraining(
   ];
   const trainingData =
     opts.description ??
-    `${rows.length} labelled clips of ${csvName} (target column "${opts.target}"${labels.skipped.length > 0 ? `; ${labels.skipped.length} rows without it skipped` : ''}${joined.missing.length > 0 ? `; ${joined.missing.length} rows without features skipped` : ''}), ` +
+    `${rows.length} labelled ${unit} of ${csvName} (target column "${opts.target}"${labels.skipped.length > 0 ? `; ${labels.skipped.length} rows without it skipped` : ''}${joined.missing.length > 0 ? `; ${joined.missing.length} rows without features skipped` : ''}), ` +
       `features [${opts.blocks.join(', ')}] from ${extractor.name}@${extractor.version}` +
       `${opts.groupColumn ? `, grouped by "${opts.groupColumn}"` : ''}${opts.foldColumn ? `, folds from "${opts.foldColumn}"` : ''}.`;
   const chosenEval = result.candidates[result.chosen]!.evaluation;
@@ -408,13 +487,21 @@ export async function runExpertTraining(
     cv: chosenEval,
     ...(result.loso ? { loso: result.loso } : {}),
   });
+  // The source check's verdicts are failure modes too: a card must say when the model may read the source.
+  if (result.sourceCheck) failures.push(...result.sourceCheck.flags.map((f) => `Source check: ${f}`));
+  if (result.sourceCheck) log(`  source check: ${result.sourceCheck.summary}`);
   if (failures.length > 0) log(`  known failure modes:\n    - ${failures.join('\n    - ')}`);
   const cardMetrics = {
     cv: {
       scheme: result.cv.scheme,
       features: cvFeaturesText,
       ...cardEvaluation(opts.kind, labels.labels, chosenEval),
+      // The pooled number per source: where it hides a source the model fails on.
+      ...(result.candidates[result.chosen]!.perSource
+        ? { perSource: cardPerSource(labels.labels, primary, result.candidates[result.chosen]!.perSource!) }
+        : {}),
     },
+    ...(result.sourceCheck ? { sourceCheck: cardSourceCheck(primary, result.sourceCheck) } : {}),
     ...(result.loso
       ? {
           leaveOneSourceOut: {
@@ -446,11 +533,14 @@ export async function runExpertTraining(
       modality,
       card: {
         summary: `${familyText[0]!.toUpperCase()}${familyText.slice(1)} over [${labels.labels.join(', ')}] on [${opts.blocks.join(', ')}] of ${extractor.name}@${extractor.version}; trained by \`sonomark experts train\` (seed ${opts.seed}).`,
-        intendedUse: `Research: ${opts.target} from lung-ultrasound clip features, for cohort analysis and method development. Not for patient care.`,
+        intendedUse:
+          opts.intendedUse ??
+          `Research: ${opts.target} from lung-ultrasound clip features, for cohort analysis and method development. Not for patient care.`,
         trainingData,
         metrics: cardMetrics,
         // Sample size first, then what fails, then the method caveats.
         limitations: [limitations[0]!, ...failures.map((f) => `Known failure mode: ${f}`), ...limitations.slice(1)],
+        ...(cardFile ? { cardFile } : {}),
       },
     },
     bytes,
@@ -486,6 +576,7 @@ export async function runExpertTraining(
     cv: result.cv,
     candidates: result.candidates,
     ...(result.loso ? { leaveOneSourceOut: result.loso } : {}),
+    ...(result.sourceCheck ? { sourceCheck: result.sourceCheck } : {}),
     failureModes: failures,
     final: {
       ...result.final,
@@ -520,6 +611,27 @@ export async function runExpertTraining(
   };
   // Checked before anything is written: a report the evaluation could not read is a bug, found here.
   checkTrainingJson(ExpertReport, report, `report of ${opts.name}@${plan.entry.version}`);
+  if (!opts.dryRun && cardFile) {
+    const { cardFile: _, ...card } = plan.entry.card;
+    const markdown = cardMarkdown({
+      name: opts.name,
+      version: plan.entry.version,
+      card,
+      labels: labels.labels,
+      primary,
+      cv: chosenEval,
+      cvScheme: `${result.cv.scheme}, features: ${cvFeaturesText}`,
+      ...(result.candidates[result.chosen]!.perSource
+        ? { perSource: result.candidates[result.chosen]!.perSource }
+        : {}),
+      ...(result.loso ? { loso: result.loso } : {}),
+      ...(result.sourceCheck ? { sourceCheck: result.sourceCheck } : {}),
+      command: trainCommandLine(opts),
+    });
+    // Before the manifest names it (publishExpert writes the manifest last).
+    mkdirSync(path.dirname(path.join(modelsDir, cardFile)), { recursive: true });
+    writeFileSync(path.join(modelsDir, cardFile), markdown);
+  }
   if (!opts.dryRun) publishExpert(modelsDir, plan, bytes);
   log(
     opts.dryRun

@@ -23,6 +23,7 @@ import {
   type Evaluation,
   type SourceEvaluation,
 } from './metrics';
+import { frequencyProbabilities, mixedSources, sourceCheckFlags, type SourceCheck } from './source-check';
 import {
   fitModel,
   headFor,
@@ -151,6 +152,8 @@ export interface TrainResult {
   };
   readonly candidates: Partial<Record<Family, CandidateReport>>;
   readonly loso?: LosoReport;
+  /** With sources: whether the expert reads the source instead of the finding (source-check.ts). */
+  readonly sourceCheck?: SourceCheck;
   readonly final: {
     readonly lambda: number;
     readonly lambdaGrid: readonly number[];
@@ -414,9 +417,9 @@ export function trainExpert(
   const chosen: Family =
     cfg.families.length > 1 ? chooseFamily(values, primary.higherIsBetter, cfg.minGain) : cfg.families[0]!;
 
-  // Leave one source out, for the chosen family.
+  // Leave one source out, for the chosen family (a single source has nothing to leave out).
   let loso: LosoReport | undefined;
-  if (set.sources) {
+  if (set.sources && new Set(set.sources).size >= 2) {
     // Per-source sets: the fit holding source s out trains and tests on the extractor trained without s.
     // Without them no extractor left a whole source out, so LOSO reads the least leaky features there
     // are: the out-of-fold matrix when given; else the training features (the per-fold sets are
@@ -431,6 +434,9 @@ export function trainExpert(
       losoFeatures ? 'per-source' : cvFeatures?.mode === 'out-of-fold' ? 'out-of-fold' : 'training',
     );
   }
+  const sourceCheck = set.sources
+    ? runSourceCheck(set, cfg, outer, cvX, candidates[chosen]!, clusters, primary)
+    : undefined;
   const tLoso = performance.now();
 
   // Final model: every row of the training features, λ by CV over the outer folds.
@@ -463,6 +469,7 @@ export function trainExpert(
     },
     candidates,
     ...(loso ? { loso } : {}),
+    ...(sourceCheck ? { sourceCheck } : {}),
     final: {
       lambda: final.lambda,
       lambdaGrid: finalGrid,
@@ -477,6 +484,74 @@ export function trainExpert(
       total: round3((tEnd - t0) / 1000),
     },
   };
+}
+
+/**
+ * The source check (source-check.ts) under the expert's own outer folds and features: a linear source
+ * classifier (λ by the same inner CV), the label from the source alone and from neither, and the chosen
+ * family's out-of-fold predictions within each source.
+ */
+function runSourceCheck(
+  set: TrainingSet,
+  cfg: Resolved,
+  outer: readonly number[],
+  cvX: (fold: number) => Matrix,
+  chosen: CandidateReport,
+  clusters: string[] | null,
+  primary: { name: string; higherIsBetter: boolean },
+): SourceCheck {
+  const sources = set.sources!;
+  const names = [...new Set(sources)].sort();
+  const K = cfg.labels.length;
+  const boot = { resamples: cfg.bootstrap, seed: cfg.seed };
+  const groups = set.groups ?? sources.map((_, i) => `row-${i}`);
+  const perSource = names.map((source) => {
+    const rows = sources.flatMap((s, i) => (s === source ? [i] : []));
+    return {
+      source,
+      rows: rows.length,
+      groups: new Set(rows.map((r) => groups[r]!)).size,
+      perClass: cfg.labels.map((_, c) => rows.filter((r) => set.y[r] === c).length),
+    };
+  });
+  let classifier: SourceCheck['classifier'];
+  if (names.length >= 2) {
+    const S = names.length;
+    const task = S === 2 ? 'binary' : 'classification';
+    const ys = Int32Array.from(sources, (s) => names.indexOf(s));
+    const shape: ModelShape = { family: 'linear', head: headFor(task), inputDim: set.x.cols, classes: S, hidden: 0 };
+    const prob = new Float64Array(ys.length * S);
+    for (const s of splits(outer)) {
+      const x = cvX(s.fold);
+      const fit = fitWithInnerCv(
+        shape,
+        takeRows(x, s.train),
+        subsetY(ys, s.train),
+        innerFoldsFor(set, s.train, cfg),
+        cfg.linearLambdas,
+        cfg.seed,
+      );
+      const p = predictProba(fit.model, takeRows(x, s.test));
+      s.test.forEach((r, i) => prob.set(p.data.subarray(i * S, (i + 1) * S), r * S));
+    }
+    classifier = {
+      family: 'linear',
+      task,
+      labels: names,
+      chance: round3(1 / S),
+      evaluation: evaluate(task, names, ys, matrix(ys.length, S, prob), clusters, boot),
+    };
+  }
+  const check = {
+    sources: perSource,
+    mixedSources: mixedSources(perSource),
+    ...(classifier ? { classifier } : {}),
+    sourceOnly: evaluate(cfg.kind, cfg.labels, set.y, frequencyProbabilities(set.y, K, outer, sources), clusters, boot),
+    noSource: evaluate(cfg.kind, cfg.labels, set.y, frequencyProbabilities(set.y, K, outer, null), clusters, boot),
+    withinSource: chosen.perSource ?? [],
+  };
+  const verdict = sourceCheckFlags({ kind: cfg.kind, labels: cfg.labels, primary, cv: chosen.evaluation, check });
+  return { ...check, ...verdict };
 }
 
 function leaveOneSourceOut(

@@ -155,6 +155,14 @@ describe('sonomark experts train', () => {
     expect(metrics.cv.auc.ci95).toHaveLength(2);
     expect(metrics.cv.scheme).toMatch(/fold column/);
     expect(metrics.leaveOneSourceOut.auc.value).toBeGreaterThan(0.9);
+    // Per source, with intervals, and the source check: the synthetic sources hold both classes.
+    expect(Object.keys(metrics.cv.perSource)).toEqual(['site-0', 'site-1', 'site-2', 'site-3']);
+    expect(metrics.cv.perSource['site-0'].auc.ci95).toHaveLength(2);
+    expect(metrics.sourceCheck).toMatchObject({ flags: [], scoredWithin: expect.any(Array) });
+    expect(metrics.sourceCheck.sourceClassifier.chance).toBe(0.25);
+    expect(metrics.sourceCheck.sourceClassifier.balancedAccuracy.ci95).toHaveLength(2);
+    expect(metrics.sourceCheck.labelFromSourceAlone.auc.value).toEqual(expect.any(Number));
+    expect(summary.sourceCheck).toEqual({ flags: [] });
     expect(metrics.trainingRows).toBe(90);
     expect(metrics.chosenModel).toMatch(/logistic regression|MLP/);
     expect(metrics.trainingSeconds).toBeGreaterThan(0);
@@ -168,6 +176,7 @@ describe('sonomark experts train', () => {
     expect(rep.candidates.mlp.evaluation.metrics.auc.value).toEqual(expect.any(Number));
     expect(rep.selection.metric).toBe('auc');
     expect(rep.leaveOneSourceOut.perSource.length).toBe(4);
+    expect(rep.sourceCheck.withinSource.length).toBe(4);
     expect(rep.onnx.verification.maxAbsDiff).toBeLessThan(1e-5);
     expect(rep.onnx.sha256).toBe(entry.sha256);
 
@@ -207,6 +216,42 @@ describe('sonomark experts train', () => {
     ['0', '1', '2', '3'].forEach((g, i) => expect(output.probabilities[g]).toBeCloseTo(want[i]!, 5));
     expect(output.score).toBe(want.indexOf(Math.max(...want)));
     expect(findExpert(loadManifest(models).manifest, 'severity').version).toBe('1.0.0');
+  });
+
+  it('--markdown-card writes the card beside the model, with the source check and the command that trained it', async () => {
+    // Act
+    const r = await cli([
+      ...common(),
+      '--target',
+      'triage',
+      '--kind',
+      'binary',
+      '--name',
+      'triage',
+      '--classes',
+      '0=healthy,1=abnormal',
+      '--source-column',
+      'source',
+      '--candidates',
+      'linear',
+      '--markdown-card',
+    ]);
+
+    // Assess
+    expect(r.code).toBe(0);
+    const entry = findExpert(loadManifest(models).manifest, 'triage');
+    expect(entry.card.cardFile).toBe('experts/triage-0.0.2.md');
+    const md = readFileSync(path.join(models, entry.card.cardFile!), 'utf8');
+    expect(md.split('\n\n')[1]).toBe(entry.card.summary);
+    expect(md).toMatch(
+      /^\| source site-0 \| 24 \(healthy 6, abnormal 18\) \| [01]\.\d{3} \[[01]\.\d{3}, [01]\.\d{3}\] \|/m,
+    );
+    expect(md).toMatch(/## Does it read the source\?\n\nA linear source classifier on the same features/);
+    expect(md).toMatch(/No flag raised\./);
+    expect(md).toContain(
+      `sonomark experts train --features ${features} --labels ${labels} --target triage --kind binary --name triage ` +
+        '--classes 0=healthy,1=abnormal --group-column group --fold-column fold --source-column source --candidates linear --bootstrap 100 --markdown-card',
+    );
   });
 
   it('--dry-run trains and reports but writes nothing', async () => {
