@@ -22,13 +22,15 @@ import {
 } from '../core/cohort';
 import { cohortRunPrefix } from '../core/cohort-run';
 import { cohortReportEntries, cohortReportTitle } from '../core/report';
-import type { Manifest } from '../core/schemas';
+import { SidecarMetadata, type Manifest } from '../core/schemas';
 import { extractorFor, extractorsLabel, manifestModalities, type LoadedManifest } from '../core/manifest';
-import { getScan, listExpertResultVersions } from '../core/results-store';
+import { DEFAULT_MODALITY, type Modality } from '../core/modality';
+import { getScan, listExpertResultVersions, type ScanItem } from '../core/results-store';
 import { hashStream, scanIdFromContent } from '../core/scan-id';
 import { lockDataDir } from './lock';
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from './names';
 import { renderStoredReport } from './report';
+import type { ModalityHint } from './sidecar';
 import { forEachLimited, rescoreScan, type RescoreStore } from './rescore';
 import { ensureBucket, startLocalServices, type LocalServices } from './services';
 import { LocalWorkflow, type LocalWorkflowOptions } from './workflow';
@@ -38,6 +40,8 @@ export interface CohortInput {
   readonly file: string;
   /** Its object name below the study: the path relative to the cohort's folder (stable across runs). */
   readonly name: string;
+  /** Its own sidecar's text (`FILE.meta.json` beside it), uploaded with it as `sonomark analyze` does. */
+  readonly sidecar?: string;
 }
 
 export class CohortManifestError extends Error {
@@ -106,6 +110,12 @@ export interface CohortRunOptions {
   readonly siteId?: string;
   readonly studyId?: string;
   readonly concurrency?: number;
+  /**
+   * The modality hint (`sonomark cohort run --modality`), as `sonomark analyze` gives it: into each
+   * new item's sidecar; an explicit one also refuses a stored scan of the other modality.
+   * @default the local workflow's (ultrasound, not explicit)
+   */
+  readonly modality?: ModalityHint;
   readonly onItem?: (outcome: CohortItemOutcome) => void;
   /** Starts the local workflow for the items that need analysing. @default LocalWorkflow.start */
   readonly startWorkflow?: (opts: LocalWorkflowOptions) => Promise<LocalWorkflow>;
@@ -148,6 +158,78 @@ async function withResults(
 }
 
 /**
+ * What the item says it is, explicitly (`--modality` given, else its sidecar's "modality"): a stored
+ * scan of another modality is not this item's to re-score. undefined: nothing explicit (the CLI's
+ * default hint, like a bare upload, defers to what Validate stored).
+ */
+function explicitModality(input: CohortInput, hint: ModalityHint | undefined): Modality | undefined {
+  if (hint?.explicit) return hint.modality;
+  if (input.sidecar === undefined) return undefined;
+  try {
+    return SidecarMetadata.safeParse(JSON.parse(input.sidecar)).data?.modality;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A completed scan scored by its own modality's experts: the modality Validate stored on it
+ * (absent: stored before modalities, so ultrasound), whose current extractor must be the one that
+ * wrote its features (a completed scan is not extracted again in local mode).
+ */
+async function scoreStoredScan(
+  store: RescoreStore,
+  input: CohortInput,
+  scan: ScanItem,
+  opts: CohortRunOptions,
+): Promise<CohortItemOutcome> {
+  const { manifest } = opts.loaded;
+  const modality = scan.modality ?? DEFAULT_MODALITY;
+  const said = explicitModality(input, opts.modality);
+  if (said !== undefined && said !== modality) {
+    return failedOutcome(
+      input.file,
+      scan.scanId,
+      'MODALITY_CONFLICT',
+      `The stored scan of these bytes is ${modality}, but ${opts.modality?.explicit ? '--modality' : 'its sidecar'} says ${said}; ` +
+        'a completed scan is not analysed again in local mode (use another --data-dir to analyse it as ' +
+        `${said}).`,
+    );
+  }
+  if (!manifestModalities(manifest).includes(modality)) {
+    return failedOutcome(
+      input.file,
+      scan.scanId,
+      'NO_EXTRACTOR',
+      `The scan is ${modality}, and the manifest has no ${modality} extractor (it has ${extractorsLabel(manifest)}).`,
+    );
+  }
+  const x = extractorFor(manifest, modality);
+  if (scan.extractor?.name !== x.name || scan.extractor.version !== x.version) {
+    return failedOutcome(
+      input.file,
+      scan.scanId,
+      'OTHER_EXTRACTOR',
+      `Stored with ${scan.extractor?.name}@${scan.extractor?.version} features; the manifest's ${modality} extractor is ` +
+        `${x.name}@${x.version}, and a completed scan is not extracted again in local mode.`,
+    );
+  }
+  // Only its modality's experts: the others are not this scan's to score.
+  const experts = manifest.experts.filter((e) => e.extractor.modality === modality);
+  const r = await rescoreScan(store, opts.loaded, experts, scan);
+  return r.status === 'failed' || r.status === 'skipped'
+    ? failedOutcome(input.file, scan.scanId, 'SCORE_FAILED', r.reason ?? r.status)
+    : withResults(
+        store,
+        `${x.name}@${x.version}`,
+        input.file,
+        opts.siteId ?? 'local',
+        scan.scanId,
+        r.status === 'unchanged' ? 'done' : 'scored',
+      );
+}
+
+/**
  * Phase 1, on the data dir's stores alone (no workflow, no extractor): each item's scan id from
  * its bytes; a completed scan with features for the current extractor is scored by the experts
  * whose current version has not scored it (or is already done). Returns the outcome of those,
@@ -160,7 +242,6 @@ async function scoreStored(
 ): Promise<(CohortItemOutcome | undefined)[]> {
   const out: (CohortItemOutcome | undefined)[] = new Array(inputs.length).fill(undefined);
   if (!store) return out;
-  const { manifest } = opts.loaded;
   await forEachLimited(inputs, opts.concurrency ?? 2, async (input, i) => {
     let scanId: string | null = null;
     try {
@@ -168,36 +249,7 @@ async function scoreStored(
       scanId = scanIdFromContent(opts.siteId ?? 'local', opts.studyId ?? 'local', sha256);
       const scan = await getScan(store.doc, store.table, opts.siteId ?? 'local', scanId);
       if (scan?.status !== 'COMPLETED') return; // new, or FAILED before (the workflow claims it again)
-      // The scan's modality is the one whose current extractor wrote its features: each modality has its own.
-      const modality = manifestModalities(manifest).find((m) => {
-        const x = extractorFor(manifest, m);
-        return scan.extractor?.name === x.name && scan.extractor.version === x.version;
-      });
-      if (!modality) {
-        out[i] = failedOutcome(
-          input.file,
-          scanId,
-          'OTHER_EXTRACTOR',
-          `Stored with ${scan.extractor?.name}@${scan.extractor?.version} features; the manifest's extractor is ${extractorsLabel(manifest)}, ` +
-            'and a completed scan is not extracted again in local mode.',
-        );
-      } else {
-        const x = extractorFor(manifest, modality);
-        // Only its modality's experts: the others are not this scan's to score.
-        const experts = manifest.experts.filter((e) => e.extractor.modality === modality);
-        const r = await rescoreScan(store, opts.loaded, experts, scan);
-        out[i] =
-          r.status === 'failed' || r.status === 'skipped'
-            ? failedOutcome(input.file, scanId, 'SCORE_FAILED', r.reason ?? r.status)
-            : await withResults(
-                store,
-                `${x.name}@${x.version}`,
-                input.file,
-                opts.siteId ?? 'local',
-                scanId,
-                r.status === 'unchanged' ? 'done' : 'scored',
-              );
-      }
+      out[i] = await scoreStoredScan(store, input, scan, opts);
     } catch (err) {
       out[i] = thrown(input.file, scanId, err);
     }
@@ -239,7 +291,10 @@ export async function runCohort(inputs: readonly CohortInput[], opts: CohortRunO
     await forEachLimited(pending, opts.concurrency ?? 2, async ({ input, i }) => {
       let outcome: CohortItemOutcome;
       try {
-        const r = await workflow.analyze(input.file, input.name);
+        const r = await workflow.analyze(input.file, input.name, {
+          ...(opts.modality !== undefined ? { modality: opts.modality } : {}),
+          ...(input.sidecar !== undefined ? { sidecar: input.sidecar } : {}),
+        });
         outcome =
           r.status === 'failed' || !r.scanId
             ? failedOutcome(input.file, r.scanId, r.error?.code ?? 'FAILED', r.error?.message ?? 'The workflow failed.')
