@@ -182,9 +182,9 @@ export function scanView(scan: ScanItem) {
     receivedAt: scan.receivedAt ?? null,
     updatedAt: scan.updatedAt,
     container: scan.container ?? null,
-    // What Validate decided. A scan with features but no modality was stored before modalities
-    // existed (ultrasound); one without either was refused before anything was decided (null).
-    modality: scan.modality ?? (scan.featuresKey ? DEFAULT_MODALITY : null),
+    // What Validate decided. A completed scan, or one given a features key, without a modality was
+    // stored before modalities existed (ultrasound); any other was refused before one was decided (null).
+    modality: scan.modality ?? (scan.status === 'COMPLETED' || scan.featuresKey ? DEFAULT_MODALITY : null),
     size: scan.size ?? null,
     extractor: scan.extractor ?? null,
     experts: scan.summary?.experts ?? {},
