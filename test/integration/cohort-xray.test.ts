@@ -94,5 +94,9 @@ describe('sonomark cohort run with X-rays', () => {
     const page = readFileSync(path.join(out, 'report.html'), 'utf8');
     expect(page).toContain('sonomark cohort report (3 scans)');
     for (const name of [...expertsOf('xray'), ...expertsOf('ultrasound')]) expect(page).toContain(name);
+    // Each X-ray as its image, decoded again by the X-ray preprocessing, with its findings; the clip as a clip
+    expect(page.match(/alt="The X-ray as the extractor saw it"/g)).toHaveLength(2);
+    expect(page.match(/<h4>Image and findings/g)).toHaveLength(2);
+    expect(page).toContain('Per-frame probability of each biomarker over the clip');
   });
 });
