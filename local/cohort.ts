@@ -166,9 +166,13 @@ function explicitModality(input: CohortInput, hint: ModalityHint | undefined): M
   if (hint?.explicit) return hint.modality;
   if (input.sidecar === undefined) return undefined;
   try {
-    return SidecarMetadata.safeParse(JSON.parse(input.sidecar)).data?.modality;
+    // Its "modality" field alone: whatever else the sidecar holds, that field is what it says the file is.
+    const parsed: unknown = JSON.parse(input.sidecar);
+    const field =
+      typeof parsed === 'object' && parsed !== null ? (parsed as { modality?: unknown }).modality : undefined;
+    return SidecarMetadata.shape.modality.safeParse(field).data;
   } catch {
-    return undefined;
+    return undefined; // not JSON: Validate refuses it (INVALID_SIDECAR) when the item is analysed
   }
 }
 

@@ -124,11 +124,14 @@ describe('local cohort: stored scans under their own modality', () => {
       modality: { modality: 'ultrasound', explicit: true },
       startWorkflow: noWorkflow,
     });
-    const sidecar = await runCohort([{ ...legacyInput, sidecar: JSON.stringify({ modality: 'xray' }) }], {
-      dataDir,
-      loaded,
-      startWorkflow: noWorkflow,
-    });
+    const sidecar = await runCohort(
+      [{ ...legacyInput, sidecar: JSON.stringify({ modality: 'xray', unknownField: 1 }) }],
+      {
+        dataDir,
+        loaded,
+        startWorkflow: noWorkflow,
+      },
+    );
     const byDefault = await runCohort([xrayInput], {
       dataDir,
       loaded,
