@@ -37,7 +37,11 @@ export function registerCohort(program: Command, ctx: CliContext): void {
         'report.html (the page "sonomark report" renders), and puts the three under cohorts/local/RUN_ID/ of the ' +
         'data dir\'s artifacts bucket, where "sonomark serve" links to the page (GET /cohorts/RUN_ID/report).',
     )
-    .argument('<MANIFEST|DIR>', 'a directory of clips, or a .csv / .jsonl manifest of files')
+    .argument(
+      '<MANIFEST|DIR>',
+      'a directory of clips, or a .csv / .jsonl manifest of files (an optional "modality" column or field, ' +
+        'ultrasound or xray, says what that row is: a mixed cohort in one run)',
+    )
     .option('--data-dir <DIR>', 'local S3/DynamoDB data and models (kept between runs)', DEFAULT_DATA_DIR)
     .option('--models-dir <DIR>', "manifest to run (default: DIR/models when it exists, else the package's models/)")
     .addOption(modalityOption())
@@ -88,9 +92,16 @@ async function run(
     }
   }
   // Each file's own sidecar goes up with it, as with analyze; one that contradicts an explicit --modality stops the run here.
+  // A manifest row's modality against an explicit --modality: the modality is given twice.
+  const contrary = inputs.filter((i) => hint?.explicit && i.modality !== undefined && i.modality !== hint.modality);
+  if (contrary.length > 0 && hint) {
+    throw new UsageError(
+      `The modality is given twice:\n  ${contrary.map((i) => `${i.file}: its manifest row's "modality" is not ${hint.modality}, but --modality ${hint.modality} was given`).join('\n  ')}`,
+    );
+  }
   const sidecars = userSidecars(
     inputs.map((i) => i.file),
-    hint,
+    inputs.map((i) => local.itemHint(i, hint)),
   );
   inputs = inputs.map((i, n) => (sidecars[n] === undefined ? i : { ...i, sidecar: sidecars[n] }));
 

@@ -154,13 +154,17 @@ export function existingPath(p: string, option: string): string {
  * against an explicit --modality before anything starts: a file whose sidecar names another
  * modality is a usage error, listed with the others.
  */
-export function userSidecars(files: readonly string[], hint: ModalityHint): (string | undefined)[] {
+export function userSidecars(
+  files: readonly string[],
+  /** One hint for every file, or each file's own (a cohort manifest's rows). */
+  hint: ModalityHint | readonly (ModalityHint | undefined)[],
+): (string | undefined)[] {
   const problems: string[] = [];
-  const texts = files.map((file) => {
+  const texts = files.map((file, i) => {
     const sidecar = `${file}${SIDECAR_SUFFIX}`;
     if (!existsSync(sidecar)) return undefined;
     const text = readFileSync(sidecar, 'utf8');
-    const merged = localSidecar(text, hint);
+    const merged = localSidecar(text, Array.isArray(hint) ? (hint[i] ?? null) : (hint as ModalityHint));
     if ('conflict' in merged) problems.push(`${file}: ${merged.conflict}`);
     return text;
   });

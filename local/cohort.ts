@@ -24,7 +24,7 @@ import { cohortRunPrefix } from '../core/cohort-run';
 import { cohortReportEntries, cohortReportTitle } from '../core/report';
 import { SidecarMetadata, type Manifest } from '../core/schemas';
 import { extractorFor, extractorsLabel, manifestModalities, type LoadedManifest } from '../core/manifest';
-import { DEFAULT_MODALITY, type Modality } from '../core/modality';
+import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../core/modality';
 import { getScan, listExpertResultVersions, type ScanItem } from '../core/results-store';
 import { hashStream, scanIdFromContent } from '../core/scan-id';
 import { lockDataDir } from './lock';
@@ -42,6 +42,8 @@ export interface CohortInput {
   readonly name: string;
   /** Its own sidecar's text (`FILE.meta.json` beside it), uploaded with it as `sonomark analyze` does. */
   readonly sidecar?: string;
+  /** What the manifest's row says it is (its `modality` column): an explicit hint for this item alone. */
+  readonly modality?: Modality;
 }
 
 export class CohortManifestError extends Error {
@@ -58,7 +60,7 @@ export function readCohortManifest(manifestFile: string): CohortInput[] {
   const text = readFileSync(manifestFile, 'utf8');
   const lines = text.split(/\r?\n/).map((l, i) => ({ l: l.trim(), n: i + 1 }));
   const nonEmpty = lines.filter((x) => x.l.length > 0);
-  const files: string[] = [];
+  const files: { file: string; modality: Modality | undefined }[] = [];
   if (/\.jsonl?$/i.test(manifestFile)) {
     for (const { l, n } of nonEmpty) {
       let row: unknown;
@@ -71,7 +73,7 @@ export function readCohortManifest(manifestFile: string): CohortInput[] {
       if (typeof f !== 'string' || f.length === 0) {
         throw new CohortManifestError(`${manifestFile} line ${n}: no "file" (or "path") string.`);
       }
-      files.push(f);
+      files.push({ file: f, modality: rowModality((row as { modality?: unknown }).modality, manifestFile, n) });
     }
   } else {
     const header = (nonEmpty[0]?.l ?? '').split(',').map((h) => h.trim().replace(/^"|"$/g, '').toLowerCase());
@@ -81,18 +83,38 @@ export function readCohortManifest(manifestFile: string): CohortInput[] {
         `${manifestFile}: the first line must be a CSV header with a "file" (or "path") column; it is "${nonEmpty[0]?.l ?? ''}".`,
       );
     }
+    const modalityCol = header.indexOf('modality');
     for (const { l, n } of nonEmpty.slice(1)) {
-      const cell = (l.split(',')[col] ?? '').trim().replace(/^"|"$/g, '');
+      const cells = l.split(',').map((c) => c.trim().replace(/^"|"$/g, ''));
+      const cell = cells[col] ?? '';
       if (!cell) throw new CohortManifestError(`${manifestFile} line ${n}: empty "${header[col]}" cell.`);
-      files.push(cell);
+      const m = modalityCol >= 0 ? cells[modalityCol] : undefined;
+      files.push({ file: cell, modality: rowModality(m === '' ? undefined : m, manifestFile, n) });
     }
   }
   if (files.length === 0) throw new CohortManifestError(`${manifestFile} lists no files.`);
   return files.map((f) => {
-    const file = path.resolve(base, f);
+    const file = path.resolve(base, f.file);
     const rel = path.relative(base, file);
-    return { file, name: rel.startsWith('..') ? path.basename(file) : rel.split(path.sep).join('/') };
+    return {
+      file,
+      name: rel.startsWith('..') ? path.basename(file) : rel.split(path.sep).join('/'),
+      ...(f.modality ? { modality: f.modality } : {}),
+    };
   });
+}
+
+/** A row's optional `modality`: one of MODALITIES, or absent (the run's --modality applies). */
+function rowModality(value: unknown, manifestFile: string, line: number): Modality | undefined {
+  if (value === undefined || value === null) return undefined;
+  const m = SidecarMetadata.shape.modality.safeParse(value).data;
+  if (m === undefined) {
+    // The value is not echoed: a manifest cell is free text.
+    throw new CohortManifestError(
+      `${manifestFile} line ${line}: "modality" must be ${MODALITIES.join(' or ')} (or empty: the run's --modality applies).`,
+    );
+  }
+  return m;
 }
 
 /** Items of a directory cohort: each file named by its path below the directory. */
@@ -157,12 +179,18 @@ async function withResults(
   return { item, scanId, action, results, current, extractor };
 }
 
+/** The hint an item goes up with: its manifest row's modality (explicit), else the run's. */
+export function itemHint(input: CohortInput, hint: ModalityHint | undefined): ModalityHint | undefined {
+  return input.modality ? { modality: input.modality, explicit: true } : hint;
+}
+
 /**
  * What the item says it is, explicitly (`--modality` given, else its sidecar's "modality"): a stored
  * scan of another modality is not this item's to re-score. undefined: nothing explicit (the CLI's
  * default hint, like a bare upload, defers to what Validate stored).
  */
 function explicitModality(input: CohortInput, hint: ModalityHint | undefined): Modality | undefined {
+  if (input.modality) return input.modality;
   if (hint?.explicit) return hint.modality;
   if (input.sidecar === undefined) return undefined;
   try {
@@ -195,7 +223,7 @@ async function scoreStoredScan(
       input.file,
       scan.scanId,
       'MODALITY_CONFLICT',
-      `The stored scan of these bytes is ${modality}, but ${opts.modality?.explicit ? '--modality' : 'its sidecar'} says ${said}; ` +
+      `The stored scan of these bytes is ${modality}, but ${input.modality ? "the manifest's row" : opts.modality?.explicit ? '--modality' : 'its sidecar'} says ${said}; ` +
         'a completed scan is not analysed again in local mode (use another --data-dir to analyse it as ' +
         `${said}).`,
     );
@@ -295,8 +323,9 @@ export async function runCohort(inputs: readonly CohortInput[], opts: CohortRunO
     await forEachLimited(pending, opts.concurrency ?? 2, async ({ input, i }) => {
       let outcome: CohortItemOutcome;
       try {
+        const hint = itemHint(input, opts.modality);
         const r = await workflow.analyze(input.file, input.name, {
-          ...(opts.modality !== undefined ? { modality: opts.modality } : {}),
+          ...(hint !== undefined ? { modality: hint } : {}),
           ...(input.sidecar !== undefined ? { sidecar: input.sidecar } : {}),
         });
         outcome =

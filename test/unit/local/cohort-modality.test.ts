@@ -14,7 +14,7 @@ import { XRAY_FINDINGS, type Modality } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { scanKey, type ScanItem } from '../../../core/results-store';
 import { scanIdFromContent, sha256Hex } from '../../../core/scan-id';
-import { runCohort, type CohortInput } from '../../../local/cohort';
+import { CohortManifestError, itemHint, readCohortManifest, runCohort, type CohortInput } from '../../../local/cohort';
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from '../../../local/names';
 import { ensureBucket, ensureResultsTable, startLocalServices } from '../../../local/services';
 import { addXrayFixtureModels, FIXTURE_XRAY_EXPERTS } from '../../../training/onnx/fixture-xray';
@@ -145,5 +145,47 @@ describe('local cohort: stored scans under their own modality', () => {
     expect(sidecar[0]).toMatchObject({ action: 'failed', error: { code: 'MODALITY_CONFLICT' } });
     expect(sidecar[0]?.error?.message).toMatch(/is ultrasound, but its sidecar says xray/);
     expect(byDefault[0]?.action).toBe('done');
+  });
+});
+
+describe('cohort manifests: a modality per row', () => {
+  it('reads an optional "modality" column (CSV) or field (JSONL); empty or absent leaves the run\'s hint', () => {
+    // Prepare
+    const csv = path.join(work, 'rows.csv');
+    writeFileSync(csv, 'file,modality\na.png,xray\nb.mp4,\nc.mp4,ultrasound\n');
+    const jsonl = path.join(work, 'rows.jsonl');
+    writeFileSync(jsonl, '{"file":"a.png","modality":"xray"}\n{"file":"b.mp4"}\n');
+
+    // Act
+    const fromCsv = readCohortManifest(csv);
+    const fromJsonl = readCohortManifest(jsonl);
+
+    // Assess
+    expect(fromCsv.map((i) => [i.name, i.modality])).toEqual([
+      ['a.png', 'xray'],
+      ['b.mp4', undefined],
+      ['c.mp4', 'ultrasound'],
+    ]);
+    expect(fromJsonl.map((i) => [i.name, i.modality])).toEqual([
+      ['a.png', 'xray'],
+      ['b.mp4', undefined],
+    ]);
+    // A row's modality is an explicit hint for that item alone; a row without one keeps the run's.
+    const run = { modality: 'ultrasound', explicit: false } as const;
+    expect(itemHint(fromCsv[0]!, run)).toEqual({ modality: 'xray', explicit: true });
+    expect(itemHint(fromCsv[1]!, run)).toBe(run);
+  });
+
+  it('refuses a row whose modality is neither, naming the line and what is accepted (not the value)', () => {
+    // Prepare
+    const csv = path.join(work, 'bad.csv');
+    writeFileSync(csv, 'file,modality\na.png,xray\nb.png,PATIENT-X\n');
+
+    // Act / Assess
+    expect(() => readCohortManifest(csv)).toThrow(
+      new CohortManifestError(
+        `${csv} line 3: "modality" must be ultrasound or xray (or empty: the run's --modality applies).`,
+      ),
+    );
   });
 });
