@@ -6,7 +6,7 @@
  * modality's experts: the X-ray FIXTURE models (training/onnx/fixture-xray.ts) beside the shipped
  * ultrasound ones, as the routing test (xray.test.ts) uses.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { CohortSummary } from '../../core/cohort';
 import { extractorFor, type LoadedManifest } from '../../core/manifest';
@@ -27,7 +27,7 @@ const KERMANY = path.join(PACKAGE_ROOT, '..', 'shared', 'data', 'cxr', 'images',
 describe('sonomark cohort run with X-rays', () => {
   beforeAll(requirePocus);
 
-  it('--modality xray makes top-level stills X-rays; a mixed cohort then gives each scan its own modality and experts', async () => {
+  it('--modality xray makes top-level stills X-rays; a mixed cohort (a folder, then a manifest with a modality per row) gives each scan its own modality and experts', async () => {
     // Arrange: two real radiographs (links, top level: nothing says X-ray but the flag) and a real clip
     if (!existsSync(KERMANY)) throw new Error(`The chest X-ray data is missing: ${KERMANY}.`);
     const work = tempDir();
@@ -39,7 +39,8 @@ describe('sonomark cohort run with X-rays', () => {
         .filter((e) => e.extractor.modality === m)
         .map((e) => e.name)
         .sort();
-    const xrays = readdirSync(KERMANY).sort().slice(0, 2);
+    const [third, ...rest] = readdirSync(KERMANY).sort().slice(0, 3);
+    const xrays = rest;
     const cxrDir = path.join(work, 'cxr');
     const mixedDir = path.join(work, 'mixed');
     mkdirSync(cxrDir);
@@ -98,5 +99,25 @@ describe('sonomark cohort run with X-rays', () => {
     expect(page.match(/alt="The X-ray as the extractor saw it"/g)).toHaveLength(2);
     expect(page.match(/<h4>Image and findings/g)).toHaveLength(2);
     expect(page).toContain('Per-frame probability of each biomarker over the clip');
+
+    // Act 3: one mixed cohort from a CSV manifest, the modality per row: a new radiograph and the clip
+    const csv = path.join(work, 'cohort.csv');
+    writeFileSync(csv, `file,modality\n${path.join(KERMANY, third!)},xray\n${REAL_CLIPS.mp4},\n`);
+    const byRow = await runCli(['cohort', 'run', csv, ...base]);
+
+    // Assess 3: the new still analysed as an X-ray (no --modality given), the clip already done
+    expect(byRow.stderr).not.toMatch(/^failed/m);
+    expect(byRow.code).toBe(0);
+    expect(summaryOf().counts).toMatchObject({ items: 2, analysed: 1, done: 1, failed: 0 });
+    const newScanId = summaryOf().scanIds.find((id) => !scanIds.includes(id));
+    const again = await startLocalServices(dataDir);
+    try {
+      const scan = await getScan(again.doc, LOCAL_TABLE, 'local', newScanId!);
+      expect(scan?.modality).toBe('xray');
+      const { current } = await listExpertResultVersions(again.doc, LOCAL_TABLE, 'local', newScanId!);
+      expect(Object.keys(current).sort()).toEqual(expertsOf('xray'));
+    } finally {
+      await again.close();
+    }
   });
 });
