@@ -1,7 +1,8 @@
 /**
  * `sonomark cohort run` with X-rays (issue 21): real chest X-rays from ../shared/data/cxr, given
  * as X-rays only by `--modality xray` (top-level stills, no sidecar, no xray/ folder), then a
- * cohort of those two and a real ultrasound clip. Local mode (s3rver, dynalite, real ffmpeg, real
+ * cohort of those two and a real ultrasound clip, then a CSV manifest giving a third radiograph its
+ * modality in its row beside the clip. Local mode (s3rver, dynalite, real ffmpeg, real
  * ONNX, the synthesized state machine). Each scan must carry its own modality and exactly its own
  * modality's experts: the X-ray FIXTURE models (training/onnx/fixture-xray.ts) beside the shipped
  * ultrasound ones, as the routing test (xray.test.ts) uses.

@@ -231,6 +231,18 @@ describe('a missing or unreadable path is a usage error before anything starts',
     },
   );
 
+  it("cohort run refuses a manifest row's modality that an explicit --modality contradicts, before any clip runs", async () => {
+    const dir = tempDir('sonomark-cli-');
+    const clip = path.join(dir, 'clip.mp4');
+    writeFileSync(clip, 'not read');
+    const csv = path.join(dir, 'cohort.csv');
+    writeFileSync(csv, 'file,modality\nclip.mp4,ultrasound\n');
+    const r = await cli(['cohort', 'run', '--modality', 'xray', csv]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${clip}: its manifest row's "modality" is not xray, but --modality xray was given`);
+    expect(r.stderr).not.toMatch(/Cohort of/);
+  });
+
   it('a directory without clips is a usage error', async () => {
     const r = await cli(['analyze', path.dirname(missing)]);
     expect(r.code).toBe(2);
