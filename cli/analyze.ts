@@ -1,16 +1,15 @@
 /** `sonomark analyze FILE|DIR...`: clips through the local workflow (DESIGN.md "Contracts"). */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { Option, type Command } from 'commander';
-import { SIDECAR_SUFFIX } from '../core/keys';
-import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../core/modality';
-import { localSidecar, type ModalityHint } from '../local/sidecar';
+import type { Command } from 'commander';
+import type { Modality } from '../core/modality';
+import type { ModalityHint } from '../local/sidecar';
 import type { ReportEntry } from '../local/report';
 import type { AnalyzeResult, LocalWorkflow } from '../local/workflow';
 import { UsageError, type CliContext } from './context';
 import { resultJson, resultTable, modelsBanner, summaryTable } from './format';
-import { existingDir, describeSkipped, expandInputs, MEDIA_EXTENSIONS } from './inputs';
-import { integerAtLeast } from './options';
+import { existingDir, describeSkipped, expandInputs, MEDIA_EXTENSIONS, userSidecars } from './inputs';
+import { integerAtLeast, modalityHint, modalityOption } from './options';
 
 interface AnalyzeOptions {
   json?: boolean;
@@ -45,16 +44,7 @@ export function registerAnalyze(program: Command, ctx: CliContext): void {
     .option('--data-dir <DIR>', 'keep local S3/DynamoDB data here; re-analysing the same bytes reuses the stored scan')
     .option('--models-dir <DIR>', "model directory with manifest.json (default: the package's models/)")
     .option('--report <DIR>', 'also write the HTML report of these clips into DIR and print its path at the end')
-    .addOption(
-      new Option(
-        '--modality <MODALITY>',
-        'what the inputs are, for those that do not say it themselves (a DICOM Modality US/CR/DX decides; ' +
-          'a still image is otherwise ultrasound only by this default). Given explicitly, it goes into each ' +
-          'upload\'s sidecar as "modality", and a DICOM header that says otherwise is refused (MODALITY_CONFLICT)',
-      )
-        .choices([...MODALITIES])
-        .default(DEFAULT_MODALITY),
-    )
+    .addOption(modalityOption())
     .option(
       '--concurrency <N>',
       `clips analysed at once; output stays in input order (default: ${DEFAULT_ANALYZE_CONCURRENCY})`,
@@ -89,31 +79,8 @@ Exit status: 0 when every input completed, 1 when any failed, 2 on a usage error
 130 when interrupted by SIGINT (143 by SIGTERM).`,
     )
     .action(async (inputs: string[], opts: AnalyzeOptions, cmd: Command) =>
-      ctx.exit(
-        await analyze(
-          inputs,
-          opts,
-          // The default is a weaker hint than the flag given (core/modality-detect.ts).
-          { modality: opts.modality, explicit: cmd.getOptionValueSource('modality') === 'cli' },
-          ctx,
-        ),
-      ),
+      ctx.exit(await analyze(inputs, opts, modalityHint(opts, cmd), ctx)),
     );
-}
-
-/** Each file's sidecar text (FILE.meta.json beside it), checked against an explicit --modality before anything starts. */
-function userSidecars(files: readonly string[], hint: ModalityHint): (string | undefined)[] {
-  const problems: string[] = [];
-  const texts = files.map((file) => {
-    const sidecar = `${file}${SIDECAR_SUFFIX}`;
-    if (!existsSync(sidecar)) return undefined;
-    const text = readFileSync(sidecar, 'utf8');
-    const merged = localSidecar(text, hint);
-    if ('conflict' in merged) problems.push(`${file}: ${merged.conflict}`);
-    return text;
-  });
-  if (problems.length > 0) throw new UsageError(`The modality is given twice:\n  ${problems.join('\n  ')}`);
-  return texts;
 }
 
 async function analyze(

@@ -3,9 +3,11 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { CohortItemOutcome } from '../core/cohort';
+import type { Modality } from '../core/modality';
+import type { ModalityHint } from '../local/sidecar';
 import { UsageError, type CliContext } from './context';
-import { describeSkipped, existingDir, existingPath, expandInputs } from './inputs';
-import { integerAtLeast } from './options';
+import { describeSkipped, existingDir, existingPath, expandInputs, userSidecars } from './inputs';
+import { integerAtLeast, modalityHint, modalityOption } from './options';
 import { DEFAULT_DATA_DIR } from './rescore';
 
 interface CohortRunOptions {
@@ -15,6 +17,7 @@ interface CohortRunOptions {
   out?: string;
   progress?: boolean;
   thumbnails: boolean;
+  modality: Modality;
 }
 
 export function registerCohort(program: Command, ctx: CliContext): void {
@@ -27,16 +30,21 @@ export function registerCohort(program: Command, ctx: CliContext): void {
     .summary('analyse or re-score every clip of a cohort; resumable')
     .description(
       'Every clip of a directory, or of a CSV (a "file" column) or JSONL ({"file": …} per line) manifest: a clip ' +
-        'whose scan already has features for the current extractor is only scored by the experts (no decode, no ' +
-        'extractor), and left alone when every current expert version has scored it; any other clip runs the whole ' +
+        "whose scan already has features for its modality's current extractor is only scored by that modality's " +
+        'experts (no decode, no extractor), and left alone when every current expert version has scored it; any other clip runs the whole ' +
         'local workflow. A second run skips what the first finished. Writes cohort.csv (one row per clip) and ' +
         'summary.json (counts, failures with reasons, output distributions, agreement between expert versions) and ' +
         'report.html (the page "sonomark report" renders), and puts the three under cohorts/local/RUN_ID/ of the ' +
         'data dir\'s artifacts bucket, where "sonomark serve" links to the page (GET /cohorts/RUN_ID/report).',
     )
-    .argument('<MANIFEST|DIR>', 'a directory of clips, or a .csv / .jsonl manifest of files')
+    .argument(
+      '<MANIFEST|DIR>',
+      'a directory of clips, or a .csv / .jsonl manifest of files (an optional "modality" column or field, ' +
+        'ultrasound or xray, says what that row is: a mixed cohort in one run)',
+    )
     .option('--data-dir <DIR>', 'local S3/DynamoDB data and models (kept between runs)', DEFAULT_DATA_DIR)
     .option('--models-dir <DIR>', "manifest to run (default: DIR/models when it exists, else the package's models/)")
+    .addOption(modalityOption())
     .option('--concurrency <N>', 'clips in flight at once (default: 2)', integerAtLeast(1))
     .option('--out <DIR>', 'where cohort.csv, summary.json and report.html go (default: DATA-DIR/cohort-report)')
     .option('--no-progress', 'no progress bar (a line per clip instead)')
@@ -47,14 +55,22 @@ export function registerCohort(program: Command, ctx: CliContext): void {
 Examples:
   $ sonomark cohort run ../shared/data/pocus/videos/convex --data-dir .sonomark/local
   $ sonomark cohort run cohort.csv --concurrency 4 --out cohort-report
+  $ sonomark cohort run --modality xray ../shared/data/cxr/images/kermany-pediatric
   $ sonomark report .sonomark/local/cohort-report      # the HTML page of the cohort, again
 
 Exit status: 0 when every clip completed, 1 when any failed, 2 on a usage error.`,
     )
-    .action(async (input: string, opts: CohortRunOptions) => ctx.exit(await run(input, opts, ctx)));
+    .action(async (input: string, opts: CohortRunOptions, cmd: Command) =>
+      ctx.exit(await run(input, opts, modalityHint(opts, cmd), ctx)),
+    );
 }
 
-async function run(input: string, opts: CohortRunOptions, { out, err }: CliContext): Promise<number> {
+async function run(
+  input: string,
+  opts: CohortRunOptions,
+  hint: ModalityHint,
+  { out, err }: CliContext,
+): Promise<number> {
   existingPath(input, 'MANIFEST|DIR');
   existingDir(opts.modelsDir, '--models-dir');
   const outDir = opts.out ?? path.join(opts.dataDir, 'cohort-report');
@@ -75,6 +91,19 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
       throw e;
     }
   }
+  // Each file's own sidecar goes up with it, as with analyze; one that contradicts an explicit --modality stops the run here.
+  // A manifest row's modality against an explicit --modality: the modality is given twice.
+  const contrary = inputs.filter((i) => hint?.explicit && i.modality !== undefined && i.modality !== hint.modality);
+  if (contrary.length > 0 && hint) {
+    throw new UsageError(
+      `The modality is given twice:\n  ${contrary.map((i) => `${i.file}: its manifest row's "modality" is not ${hint.modality}, but --modality ${hint.modality} was given`).join('\n  ')}`,
+    );
+  }
+  const sidecars = userSidecars(
+    inputs.map((i) => i.file),
+    inputs.map((i) => local.itemHint(i, hint)),
+  );
+  inputs = inputs.map((i, n) => (sidecars[n] === undefined ? i : { ...i, sidecar: sidecars[n] }));
 
   const [{ loadManifest, extractorsLabel }, { resolveModelsDir }, cohortCore, { SingleBar }] = await Promise.all([
     import('../core/manifest'),
@@ -110,6 +139,7 @@ async function run(input: string, opts: CohortRunOptions, { out, err }: CliConte
       dataDir: opts.dataDir,
       loaded,
       concurrency: opts.concurrency,
+      modality: hint,
       onItem: (o) => {
         tally[o.action]++;
         if (bar) bar.increment(1, tally);

@@ -3,10 +3,20 @@
  * service or model starts: a path that does not exist or cannot be read is a
  * usage error (exit 2) naming the path, not a failed input minutes later.
  */
-import { accessSync, constants, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import * as path from 'node:path';
 import { ACCEPTED_FORMATS, MEDIA_EXTENSIONS } from '../core/formats';
 import { SIDECAR_SUFFIX } from '../core/keys';
+import { localSidecar, type ModalityHint } from '../local/sidecar';
 import { UsageError } from './context';
 
 /** File name endings that a directory argument contributes (core/formats.ts); the bytes are sniffed later anyway. */
@@ -137,4 +147,27 @@ export function existingPath(p: string, option: string): string {
     throw new UsageError(`${option} ${p}: ${reason(e)}`);
   }
   return p;
+}
+
+/**
+ * Each file's own sidecar text (FILE.meta.json beside it; undefined when there is none), checked
+ * against an explicit --modality before anything starts: a file whose sidecar names another
+ * modality is a usage error, listed with the others.
+ */
+export function userSidecars(
+  files: readonly string[],
+  /** One hint for every file, or each file's own (a cohort manifest's rows). */
+  hint: ModalityHint | readonly (ModalityHint | undefined)[],
+): (string | undefined)[] {
+  const problems: string[] = [];
+  const texts = files.map((file, i) => {
+    const sidecar = `${file}${SIDECAR_SUFFIX}`;
+    if (!existsSync(sidecar)) return undefined;
+    const text = readFileSync(sidecar, 'utf8');
+    const merged = localSidecar(text, Array.isArray(hint) ? (hint[i] ?? null) : (hint as ModalityHint));
+    if ('conflict' in merged) problems.push(`${file}: ${merged.conflict}`);
+    return text;
+  });
+  if (problems.length > 0) throw new UsageError(`The modality is given twice:\n  ${problems.join('\n  ')}`);
+  return texts;
 }

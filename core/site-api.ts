@@ -24,6 +24,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { CohortRunId, cohortReportKey } from './cohort-run';
 import { ScanRates } from './pricing';
+import { DEFAULT_MODALITY } from './modality';
 import { getScan, listExpertResults, listSiteScans, type ScanItem } from './results-store';
 import { ScanId, SegmentId } from './schemas';
 import { createUploadLink, UPLOAD_CONTENT_TYPES, uploadEnding, UploadFileName } from './upload-policy';
@@ -181,6 +182,9 @@ export function scanView(scan: ScanItem) {
     receivedAt: scan.receivedAt ?? null,
     updatedAt: scan.updatedAt,
     container: scan.container ?? null,
+    // What Validate decided. A completed scan, or one given a features key, without a modality was
+    // stored before modalities existed (ultrasound); any other was refused before one was decided (null).
+    modality: scan.modality ?? (scan.status === 'COMPLETED' || scan.featuresKey ? DEFAULT_MODALITY : null),
     size: scan.size ?? null,
     extractor: scan.extractor ?? null,
     experts: scan.summary?.experts ?? {},

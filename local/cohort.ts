@@ -22,13 +22,15 @@ import {
 } from '../core/cohort';
 import { cohortRunPrefix } from '../core/cohort-run';
 import { cohortReportEntries, cohortReportTitle } from '../core/report';
-import type { Manifest } from '../core/schemas';
+import { SidecarMetadata, type Manifest } from '../core/schemas';
 import { extractorFor, extractorsLabel, manifestModalities, type LoadedManifest } from '../core/manifest';
-import { getScan, listExpertResultVersions } from '../core/results-store';
+import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../core/modality';
+import { getScan, listExpertResultVersions, type ScanItem } from '../core/results-store';
 import { hashStream, scanIdFromContent } from '../core/scan-id';
 import { lockDataDir } from './lock';
 import { LOCAL_ARTIFACTS_BUCKET, LOCAL_TABLE } from './names';
 import { renderStoredReport } from './report';
+import type { ModalityHint } from './sidecar';
 import { forEachLimited, rescoreScan, type RescoreStore } from './rescore';
 import { ensureBucket, startLocalServices, type LocalServices } from './services';
 import { LocalWorkflow, type LocalWorkflowOptions } from './workflow';
@@ -38,6 +40,10 @@ export interface CohortInput {
   readonly file: string;
   /** Its object name below the study: the path relative to the cohort's folder (stable across runs). */
   readonly name: string;
+  /** Its own sidecar's text (`FILE.meta.json` beside it), uploaded with it as `sonomark analyze` does. */
+  readonly sidecar?: string;
+  /** What the manifest's row says it is (its `modality` column): an explicit hint for this item alone. */
+  readonly modality?: Modality;
 }
 
 export class CohortManifestError extends Error {
@@ -54,7 +60,7 @@ export function readCohortManifest(manifestFile: string): CohortInput[] {
   const text = readFileSync(manifestFile, 'utf8');
   const lines = text.split(/\r?\n/).map((l, i) => ({ l: l.trim(), n: i + 1 }));
   const nonEmpty = lines.filter((x) => x.l.length > 0);
-  const files: string[] = [];
+  const files: { file: string; modality: Modality | undefined }[] = [];
   if (/\.jsonl?$/i.test(manifestFile)) {
     for (const { l, n } of nonEmpty) {
       let row: unknown;
@@ -67,7 +73,7 @@ export function readCohortManifest(manifestFile: string): CohortInput[] {
       if (typeof f !== 'string' || f.length === 0) {
         throw new CohortManifestError(`${manifestFile} line ${n}: no "file" (or "path") string.`);
       }
-      files.push(f);
+      files.push({ file: f, modality: rowModality((row as { modality?: unknown }).modality, manifestFile, n) });
     }
   } else {
     const header = (nonEmpty[0]?.l ?? '').split(',').map((h) => h.trim().replace(/^"|"$/g, '').toLowerCase());
@@ -77,18 +83,38 @@ export function readCohortManifest(manifestFile: string): CohortInput[] {
         `${manifestFile}: the first line must be a CSV header with a "file" (or "path") column; it is "${nonEmpty[0]?.l ?? ''}".`,
       );
     }
+    const modalityCol = header.indexOf('modality');
     for (const { l, n } of nonEmpty.slice(1)) {
-      const cell = (l.split(',')[col] ?? '').trim().replace(/^"|"$/g, '');
+      const cells = l.split(',').map((c) => c.trim().replace(/^"|"$/g, ''));
+      const cell = cells[col] ?? '';
       if (!cell) throw new CohortManifestError(`${manifestFile} line ${n}: empty "${header[col]}" cell.`);
-      files.push(cell);
+      const m = modalityCol >= 0 ? cells[modalityCol] : undefined;
+      files.push({ file: cell, modality: rowModality(m === '' ? undefined : m, manifestFile, n) });
     }
   }
   if (files.length === 0) throw new CohortManifestError(`${manifestFile} lists no files.`);
   return files.map((f) => {
-    const file = path.resolve(base, f);
+    const file = path.resolve(base, f.file);
     const rel = path.relative(base, file);
-    return { file, name: rel.startsWith('..') ? path.basename(file) : rel.split(path.sep).join('/') };
+    return {
+      file,
+      name: rel.startsWith('..') ? path.basename(file) : rel.split(path.sep).join('/'),
+      ...(f.modality ? { modality: f.modality } : {}),
+    };
   });
+}
+
+/** A row's optional `modality`: one of MODALITIES, or absent (the run's --modality applies). */
+function rowModality(value: unknown, manifestFile: string, line: number): Modality | undefined {
+  if (value === undefined || value === null) return undefined;
+  const m = SidecarMetadata.shape.modality.safeParse(value).data;
+  if (m === undefined) {
+    // The value is not echoed: a manifest cell is free text.
+    throw new CohortManifestError(
+      `${manifestFile} line ${line}: "modality" must be ${MODALITIES.join(' or ')} (or empty: the run's --modality applies).`,
+    );
+  }
+  return m;
 }
 
 /** Items of a directory cohort: each file named by its path below the directory. */
@@ -106,6 +132,12 @@ export interface CohortRunOptions {
   readonly siteId?: string;
   readonly studyId?: string;
   readonly concurrency?: number;
+  /**
+   * The modality hint (`sonomark cohort run --modality`), as `sonomark analyze` gives it: into each
+   * new item's sidecar; an explicit one also refuses a stored scan of the other modality.
+   * @default the local workflow's (ultrasound, not explicit)
+   */
+  readonly modality?: ModalityHint;
   readonly onItem?: (outcome: CohortItemOutcome) => void;
   /** Starts the local workflow for the items that need analysing. @default LocalWorkflow.start */
   readonly startWorkflow?: (opts: LocalWorkflowOptions) => Promise<LocalWorkflow>;
@@ -147,6 +179,88 @@ async function withResults(
   return { item, scanId, action, results, current, extractor };
 }
 
+/** The hint an item goes up with: its manifest row's modality (explicit), else the run's. */
+export function itemHint(input: CohortInput, hint: ModalityHint | undefined): ModalityHint | undefined {
+  return input.modality ? { modality: input.modality, explicit: true } : hint;
+}
+
+/**
+ * What the item says it is, explicitly (`--modality` given, else its sidecar's "modality"): a stored
+ * scan of another modality is not this item's to re-score. undefined: nothing explicit (the CLI's
+ * default hint, like a bare upload, defers to what Validate stored).
+ */
+function explicitModality(input: CohortInput, hint: ModalityHint | undefined): Modality | undefined {
+  if (input.modality) return input.modality;
+  if (hint?.explicit) return hint.modality;
+  if (input.sidecar === undefined) return undefined;
+  try {
+    // Its "modality" field alone: whatever else the sidecar holds, that field is what it says the file is.
+    const parsed: unknown = JSON.parse(input.sidecar);
+    const field =
+      typeof parsed === 'object' && parsed !== null ? (parsed as { modality?: unknown }).modality : undefined;
+    return SidecarMetadata.shape.modality.safeParse(field).data;
+  } catch {
+    return undefined; // not JSON: Validate refuses it (INVALID_SIDECAR) when the item is analysed
+  }
+}
+
+/**
+ * A completed scan scored by its own modality's experts: the modality Validate stored on it
+ * (absent: stored before modalities, so ultrasound), whose current extractor must be the one that
+ * wrote its features (a completed scan is not extracted again in local mode).
+ */
+async function scoreStoredScan(
+  store: RescoreStore,
+  input: CohortInput,
+  scan: ScanItem,
+  opts: CohortRunOptions,
+): Promise<CohortItemOutcome> {
+  const { manifest } = opts.loaded;
+  const modality = scan.modality ?? DEFAULT_MODALITY;
+  const said = explicitModality(input, opts.modality);
+  if (said !== undefined && said !== modality) {
+    return failedOutcome(
+      input.file,
+      scan.scanId,
+      'MODALITY_CONFLICT',
+      `The stored scan of these bytes is ${modality}, but ${input.modality ? "the manifest's row" : opts.modality?.explicit ? '--modality' : 'its sidecar'} says ${said}; ` +
+        'a completed scan is not analysed again in local mode (use another --data-dir to analyse it as ' +
+        `${said}).`,
+    );
+  }
+  if (!manifestModalities(manifest).includes(modality)) {
+    return failedOutcome(
+      input.file,
+      scan.scanId,
+      'NO_EXTRACTOR',
+      `The scan is ${modality}, and the manifest has no ${modality} extractor (it has ${extractorsLabel(manifest)}).`,
+    );
+  }
+  const x = extractorFor(manifest, modality);
+  if (scan.extractor?.name !== x.name || scan.extractor.version !== x.version) {
+    return failedOutcome(
+      input.file,
+      scan.scanId,
+      'OTHER_EXTRACTOR',
+      `Stored with ${scan.extractor?.name}@${scan.extractor?.version} features; the manifest's ${modality} extractor is ` +
+        `${x.name}@${x.version}, and a completed scan is not extracted again in local mode.`,
+    );
+  }
+  // Only its modality's experts: the others are not this scan's to score.
+  const experts = manifest.experts.filter((e) => e.extractor.modality === modality);
+  const r = await rescoreScan(store, opts.loaded, experts, scan);
+  return r.status === 'failed' || r.status === 'skipped'
+    ? failedOutcome(input.file, scan.scanId, 'SCORE_FAILED', r.reason ?? r.status)
+    : withResults(
+        store,
+        `${x.name}@${x.version}`,
+        input.file,
+        opts.siteId ?? 'local',
+        scan.scanId,
+        r.status === 'unchanged' ? 'done' : 'scored',
+      );
+}
+
 /**
  * Phase 1, on the data dir's stores alone (no workflow, no extractor): each item's scan id from
  * its bytes; a completed scan with features for the current extractor is scored by the experts
@@ -160,7 +274,6 @@ async function scoreStored(
 ): Promise<(CohortItemOutcome | undefined)[]> {
   const out: (CohortItemOutcome | undefined)[] = new Array(inputs.length).fill(undefined);
   if (!store) return out;
-  const { manifest } = opts.loaded;
   await forEachLimited(inputs, opts.concurrency ?? 2, async (input, i) => {
     let scanId: string | null = null;
     try {
@@ -168,36 +281,7 @@ async function scoreStored(
       scanId = scanIdFromContent(opts.siteId ?? 'local', opts.studyId ?? 'local', sha256);
       const scan = await getScan(store.doc, store.table, opts.siteId ?? 'local', scanId);
       if (scan?.status !== 'COMPLETED') return; // new, or FAILED before (the workflow claims it again)
-      // The scan's modality is the one whose current extractor wrote its features: each modality has its own.
-      const modality = manifestModalities(manifest).find((m) => {
-        const x = extractorFor(manifest, m);
-        return scan.extractor?.name === x.name && scan.extractor.version === x.version;
-      });
-      if (!modality) {
-        out[i] = failedOutcome(
-          input.file,
-          scanId,
-          'OTHER_EXTRACTOR',
-          `Stored with ${scan.extractor?.name}@${scan.extractor?.version} features; the manifest's extractor is ${extractorsLabel(manifest)}, ` +
-            'and a completed scan is not extracted again in local mode.',
-        );
-      } else {
-        const x = extractorFor(manifest, modality);
-        // Only its modality's experts: the others are not this scan's to score.
-        const experts = manifest.experts.filter((e) => e.extractor.modality === modality);
-        const r = await rescoreScan(store, opts.loaded, experts, scan);
-        out[i] =
-          r.status === 'failed' || r.status === 'skipped'
-            ? failedOutcome(input.file, scanId, 'SCORE_FAILED', r.reason ?? r.status)
-            : await withResults(
-                store,
-                `${x.name}@${x.version}`,
-                input.file,
-                opts.siteId ?? 'local',
-                scanId,
-                r.status === 'unchanged' ? 'done' : 'scored',
-              );
-      }
+      out[i] = await scoreStoredScan(store, input, scan, opts);
     } catch (err) {
       out[i] = thrown(input.file, scanId, err);
     }
@@ -239,7 +323,11 @@ export async function runCohort(inputs: readonly CohortInput[], opts: CohortRunO
     await forEachLimited(pending, opts.concurrency ?? 2, async ({ input, i }) => {
       let outcome: CohortItemOutcome;
       try {
-        const r = await workflow.analyze(input.file, input.name);
+        const hint = itemHint(input, opts.modality);
+        const r = await workflow.analyze(input.file, input.name, {
+          ...(hint !== undefined ? { modality: hint } : {}),
+          ...(input.sidecar !== undefined ? { sidecar: input.sidecar } : {}),
+        });
         outcome =
           r.status === 'failed' || !r.scanId
             ? failedOutcome(input.file, r.scanId, r.error?.code ?? 'FAILED', r.error?.message ?? 'The workflow failed.')

@@ -88,6 +88,9 @@ describe('sonomark serve, as two sites', () => {
     const own = await call('site-a', 'GET', `/scans/${aScan}`);
     expect(own.status).toBe(200);
     expect(own.json.experts.diagnosis.kind).toBe('classification');
+    // What Validate decided for the clip (a video with no hint: ultrasound), as the list shows it too.
+    expect(own.json.modality).toBe('ultrasound');
+    expect(aByName['day1/clip.mp4'].modality).toBe('ultrasound');
     expect(own.json.results.map((r: any) => r.expert.name).sort()).toEqual(Object.keys(own.json.experts).sort());
     // Guessing the other site's scan id, or listing by time, never shows the other site's scan.
     expect((await call('site-b', 'GET', `/scans/${aScan}`)).status).toBe(404);

@@ -204,22 +204,43 @@ describe('a missing or unreadable path is a usage error before anything starts',
     expect(loaded).toEqual([]);
   });
 
-  it('analyze --modality takes xray or ultrasound only, and names them', async () => {
-    const r = await cli(['analyze', '--modality', 'ct', __filename]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/argument 'ct' is invalid. Allowed choices are ultrasound, xray/);
-    expect(loaded).toEqual([]);
-  });
+  // The one --modality definition (cli/options.ts), on both commands that analyse files.
+  it.each([[['analyze']], [['cohort', 'run']]])(
+    '%j --modality takes xray or ultrasound only, and names them',
+    async (command) => {
+      const r = await cli([...command, '--modality', 'ct', __filename]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/argument 'ct' is invalid. Allowed choices are ultrasound, xray/);
+      expect(loaded).toEqual([]);
+    },
+  );
 
-  it("analyze refuses an explicit --modality that its file's own sidecar contradicts, before anything starts", async () => {
+  it.each([[['analyze']], [['cohort', 'run']]])(
+    "%j refuses an explicit --modality that its file's own sidecar contradicts, before any service starts",
+    async (command) => {
+      const dir = tempDir('sonomark-cli-');
+      const image = path.join(dir, 'chest.png');
+      writeFileSync(image, 'not read');
+      writeFileSync(`${image}.meta.json`, JSON.stringify({ modality: 'ultrasound' }));
+      const r = await cli([...command, '--modality', 'xray', command.length > 1 ? dir : image]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`${image}: its sidecar's "modality" is not xray, but --modality xray was given`);
+      // analyze loads no workflow; the cohort's module imports it, but no clip is counted or run
+      if (command.length === 1) expect(loaded).toEqual([]);
+      expect(r.stderr).not.toMatch(/Cohort of/);
+    },
+  );
+
+  it("cohort run refuses a manifest row's modality that an explicit --modality contradicts, before any clip runs", async () => {
     const dir = tempDir('sonomark-cli-');
-    const image = path.join(dir, 'chest.png');
-    writeFileSync(image, 'not read');
-    writeFileSync(`${image}.meta.json`, JSON.stringify({ modality: 'ultrasound' }));
-    const r = await cli(['analyze', '--modality', 'xray', image]);
+    const clip = path.join(dir, 'clip.mp4');
+    writeFileSync(clip, 'not read');
+    const csv = path.join(dir, 'cohort.csv');
+    writeFileSync(csv, 'file,modality\nclip.mp4,ultrasound\n');
+    const r = await cli(['cohort', 'run', '--modality', 'xray', csv]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`${image}: its sidecar's "modality" is not xray, but --modality xray was given`);
-    expect(loaded).toEqual([]);
+    expect(r.stderr).toContain(`${clip}: its manifest row's "modality" is not xray, but --modality xray was given`);
+    expect(r.stderr).not.toMatch(/Cohort of/);
   });
 
   it('a directory without clips is a usage error', async () => {

@@ -8,12 +8,20 @@ import { COHORT_CSV, COHORT_REPORT_HTML } from '../../../core/cohort';
 import { cohortRunPrefix } from '../../../core/cohort-run';
 import { scanPk } from '../../../core/keys';
 import type { ScanRates } from '../../../core/pricing';
-import { claimScan, completeScan, failScan, putExpertResult, type ScanClaim } from '../../../core/results-store';
+import {
+  claimScan,
+  completeScan,
+  failScan,
+  putExpertResult,
+  scanKey,
+  type ScanClaim,
+} from '../../../core/results-store';
 import { scanIdFromContent } from '../../../core/scan-id';
 import type { ExpertResult } from '../../../core/schemas';
 import {
   handleSiteApi,
   REPORT_LINK_SECONDS,
+  scanView,
   siteFromIamIdentity,
   type ApiRequest,
   type ApiResponse,
@@ -157,6 +165,8 @@ describe('GET /scans/{scanId}', () => {
       studyId: 'study-1',
       fileName: 'a1.mp4',
       status: 'COMPLETED',
+      // Stored without a modality (as before modalities): ultrasound.
+      modality: 'ultrasound',
       experts: { diagnosis: { label: 'healthy' } },
       usage: { billed: true, extractorSeconds: 10, expertMs: 2 },
     });
@@ -509,5 +519,23 @@ describe('the caller', () => {
   it('keeps each site in its own partition', () => {
     // Assess: the items the API reads are keyed under the site
     expect(scanPk('site-a', aCompleted)).toBe(`SITE#site-a#SCAN#${aCompleted}`);
+  });
+});
+
+describe('scanView modality', () => {
+  const base = { ...scanKey('site-a', 'c'.repeat(32)), scanId: 'c'.repeat(32), updatedAt: '2026-01-01T00:00:00.000Z' };
+
+  it('says what Validate decided, ultrasound for a scan with features stored before modalities, null for one refused undecided', () => {
+    // Act
+    const xray = scanView({ ...base, status: 'COMPLETED', modality: 'xray', featuresKey: 'features/x.json' });
+    const legacy = scanView({ ...base, status: 'COMPLETED', featuresKey: 'features/u.json' });
+    const legacyFailed = scanView({ ...base, status: 'FAILED', featuresKey: 'features/f.json' });
+    const refused = scanView({ ...base, status: 'FAILED' });
+
+    // Assess
+    expect(xray.modality).toBe('xray');
+    expect(legacy.modality).toBe('ultrasound');
+    expect(legacyFailed.modality).toBe('ultrasound');
+    expect(refused.modality).toBeNull();
   });
 });
