@@ -119,7 +119,9 @@ export function expertCell(output: ExpertOutput): string {
     case 'ordinal':
       return `${output.score} (${output.expected.toFixed(2)})`;
     case 'binary':
-      return `${output.label} ${pct(output.probability).trim()}`;
+      // The shown label's own probability, as for a classification: "normal 0%" read as P(normal) when
+      // it was P(pneumonia).
+      return `${output.label} ${pct(output.label === output.positive ? output.probability : 1 - output.probability).trim()}`;
   }
 }
 

@@ -55,7 +55,7 @@ describe('summaryTable', () => {
     const lines = text.split('\n');
     expect(lines[0]).toBe(`Summary (diagnosis, severity, triage: ${RUO})`);
     expect(lines[1]).toMatch(/^\s+#\s+status\s+modality\s+diagnosis\s+severity\s+triage\s+file$/);
-    expect(lines[2]).toMatch(/^\s+1\s+completed\s+ultrasound\s+healthy 70%\s+0 \(0\.25\)\s+healthy 20%\s+a\.mp4$/);
+    expect(lines[2]).toMatch(/^\s+1\s+completed\s+ultrasound\s+healthy 70%\s+0 \(0\.25\)\s+healthy 80%\s+a\.mp4$/);
     expect(lines[4]).toMatch(/^\s+3\s+failed\s+-\s+-\s+-\s+-\s+notes\.gif {2}UNSUPPORTED_FORMAT: Not a clip\.$/);
     expect(text).toContain('2 completed, 1 failed, 3 in all');
     expect(text).toContain(`diagnosis: healthy ×2  (${RUO})`);
