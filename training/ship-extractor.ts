@@ -12,9 +12,17 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFi
 import * as path from 'node:path';
 import { BIOMARKERS } from '../core/biomarkers';
 import { fromNpy } from './npy';
-import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture, type FullParityResult } from './parity';
+import {
+  checkFullParity,
+  checkParity,
+  PARITY_TOLERANCE,
+  readParityFixture,
+  type FullParityResult,
+  type ParityResult,
+} from './parity';
 import { loadManifest, validateManifest, writeManifest, extractorFor } from '../core/manifest';
 import { sha256Hex } from '../core/scan-id';
+import type { Modality } from '../core/modality';
 import type { ExtractorEntry, Manifest, Preprocessing } from '../core/schemas';
 import {
   checkTrainingJson,
@@ -27,6 +35,7 @@ import {
   TrainingSetFile,
   type DatasetItem,
   type ExtractorConfig,
+  type ParityFixture,
 } from './schemas';
 
 type TrainingConfig = ExtractorConfig;
@@ -450,24 +459,95 @@ ${
 }
 
 /** One item's uint8 frames as the training-set export wrote them (what training read). */
-function readFrames(file: string): Uint8Array {
+export function readFrames(file: string): Uint8Array {
   const { data } = fromNpy(readFileSync(file), file);
   if (!(data instanceof Uint8Array)) throw new Error(`${file}: expected uint8 frames`);
   return data;
 }
 
-/** PyTorch's outputs on every training frame, as train_extractor.py leaves them beside the model. */
-function readFullParityReference(from: string): { biomarkers: Float32Array; embedding: Float32Array } {
+/** PyTorch's outputs on every training item, as the recipe (`recipe`) leaves them beside the model. */
+function readFullParityReference(from: string, recipe: string): { biomarkers: Float32Array; embedding: Float32Array } {
   const read = (key: string) => {
     const file = path.join(from, `parity-full-${key}.npy`);
     if (!existsSync(file)) {
-      throw new Error(`${file} is missing: train_extractor.py writes it with the final model; re-run it.`);
+      throw new Error(`${file} is missing: ${recipe} writes it with the final model; re-run it.`);
     }
     const { data } = fromNpy(readFileSync(file), file);
     if (!(data instanceof Float32Array)) throw new Error(`${file}: expected float32 outputs`);
     return data;
   };
   return { biomarkers: read('biomarkers'), embedding: read('embedding') };
+}
+
+/**
+ * The manifest with `entry` as `modality`'s extractor, validated before anything is written (an invalid one
+ * throws, "Nothing was shipped."). That modality's experts trained on another extractor's features are dropped:
+ * their inputs no longer mean anything. Other modalities' experts read features this does not change.
+ */
+export function manifestWithExtractor(
+  manifest: Manifest,
+  modality: Modality,
+  entry: ExtractorEntry,
+): { next: Manifest; dropped: string[] } {
+  const kept = manifest.experts.filter(
+    (e) =>
+      e.extractor.modality !== modality || (e.extractor.name === entry.name && e.extractor.version === entry.version),
+  );
+  const dropped = manifest.experts.filter((e) => !kept.includes(e)).map((e) => `${e.name}@${e.version}`);
+  const next: Manifest = { ...manifest, extractors: { ...manifest.extractors, [modality]: entry }, experts: kept };
+  try {
+    validateManifest(next, `model manifest with ${entry.name}@${entry.version}`);
+  } catch (e) {
+    (e as Error).message += ' Nothing was shipped.';
+    throw e;
+  }
+  return { next, dropped };
+}
+
+export interface ParityGateInput {
+  /** The training output folder: extractor.onnx, parity.json and the recipe's parity-full-*.npy. */
+  readonly from: string;
+  /** The collection the parity fixture's clip or picture is read from. */
+  readonly dataDir: string;
+  readonly entry: ExtractorEntry;
+  /** How many training items, and each one's uint8 input as the training-set export wrote it. */
+  readonly items: number;
+  readonly read: (i: number) => Uint8Array;
+  /** What one input is called in messages: "frames" (ultrasound) or "pictures" (X-ray). */
+  readonly unit: string;
+  /** The recipe that writes the reference outputs, named when they are missing. */
+  readonly recipe: string;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * Parity before anything is written into models/: a model that serving would compute differently is not
+ * shipped. The fixture's tensor through the serving decoder must equal the one training read, and onnxruntime's
+ * outputs must match PyTorch's, on the fixture and then on every training item.
+ */
+export async function parityGate(
+  g: ParityGateInput,
+): Promise<{ fixture: ParityFixture; parity: ParityResult; full: FullParityResult }> {
+  const staging = path.join(g.from, 'staging');
+  mkdirSync(path.join(staging, 'extractor'), { recursive: true });
+  copyFileSync(path.join(g.from, 'extractor.onnx'), path.join(staging, g.entry.file));
+  const fixture = readParityFixture(path.join(g.from, 'parity.json'));
+  const parity = await checkParity(fixture, g.dataDir, staging, g.entry);
+  if (!parity.sameTensor) {
+    throw new Error(`Parity: the decoder's tensor for ${fixture.clip} differs from the one training read.`);
+  }
+  const worst = Math.max(parity.maxAbsDiff.biomarkers, parity.maxAbsDiff.embedding);
+  if (worst > PARITY_TOLERANCE) throw new Error(`Parity: max abs diff ${worst} > ${PARITY_TOLERANCE}.`);
+  g.log(`parity ok: ${JSON.stringify(parity.maxAbsDiff)}`);
+  const full = await checkFullParity(g.items, g.read, readFullParityReference(g.from, g.recipe), staging, g.entry);
+  if (full.overTolerance > 0) {
+    throw new Error(
+      `Parity on all ${full.frames} training ${g.unit}: ${full.overTolerance} values differ by more than ${PARITY_TOLERANCE} ` +
+        `(max ${JSON.stringify(full.maxAbsDiff)}).`,
+    );
+  }
+  g.log(`parity ok on all ${full.frames} training ${g.unit}: ${JSON.stringify(full.maxAbsDiff)}`);
+  return { fixture, parity, full };
 }
 
 /** Every `--experiment` result in a training output folder, in tag order. */
@@ -603,45 +683,17 @@ export async function shipExtractor(opts: ShipOptions): Promise<ShipResult> {
   };
 
   // The manifest is validated (a version like "1.2.0", ...) before anything is written into models/.
-  // This ships the ultrasound extractor: the experts on another modality's extractor read features it does not change.
-  const kept = manifest.experts.filter(
-    (e) => e.extractor.modality !== 'ultrasound' || (e.extractor.name === name && e.extractor.version === version),
-  );
-  const dropped = manifest.experts.filter((e) => !kept.includes(e)).map((e) => `${e.name}@${e.version}`);
-  const next: Manifest = { ...manifest, extractors: { ...manifest.extractors, ultrasound: entry }, experts: kept };
-  try {
-    validateManifest(next, `model manifest with ${name}@${version}`);
-  } catch (e) {
-    (e as Error).message += ' Nothing was shipped.';
-    throw e;
-  }
-
-  // Parity before anything is written into models/: a model that serving would compute differently is not shipped.
-  const staging = path.join(from, 'staging');
-  mkdirSync(path.join(staging, 'extractor'), { recursive: true });
-  copyFileSync(path.join(from, 'extractor.onnx'), path.join(staging, file));
-  const fixture = readParityFixture(path.join(from, 'parity.json'));
-  const parity = await checkParity(fixture, dataset.dataDir, staging, entry);
-  if (!parity.sameTensor) {
-    throw new Error(`Parity: the decoder's tensor for ${fixture.clip} differs from the one training read.`);
-  }
-  const worst = Math.max(parity.maxAbsDiff.biomarkers, parity.maxAbsDiff.embedding);
-  if (worst > PARITY_TOLERANCE) throw new Error(`Parity: max abs diff ${worst} > ${PARITY_TOLERANCE}.`);
-  log(`parity ok: ${JSON.stringify(parity.maxAbsDiff)}`);
-  const full = await checkFullParity(
-    dataset.items.length,
-    (i) => readFrames(path.join(opts.data, dataset.items[i]!.npy)),
-    readFullParityReference(from),
-    staging,
+  const { next, dropped } = manifestWithExtractor(manifest, 'ultrasound', entry);
+  const { fixture, parity, full } = await parityGate({
+    from,
+    dataDir: dataset.dataDir,
     entry,
-  );
-  if (full.overTolerance > 0) {
-    throw new Error(
-      `Parity on all ${full.frames} training frames: ${full.overTolerance} values differ by more than ${PARITY_TOLERANCE} ` +
-        `(max ${JSON.stringify(full.maxAbsDiff)}).`,
-    );
-  }
-  log(`parity ok on all ${full.frames} training frames: ${JSON.stringify(full.maxAbsDiff)}`);
+    items: dataset.items.length,
+    read: (i) => readFrames(path.join(opts.data, dataset.items[i]!.npy)),
+    unit: 'frames',
+    recipe: 'train_extractor.py',
+    log,
+  });
 
   // The report is copied whole (its own key order, fields the schema does not name), then checked as a metrics file.
   const metrics = {

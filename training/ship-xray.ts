@@ -11,12 +11,12 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import * as path from 'node:path';
 import { z } from 'zod';
 import { markdownTable, replaceGeneratedBlock } from '../core/generated-block';
-import { loadManifest, validateManifest, writeManifest } from '../core/manifest';
+import { loadManifest, writeManifest } from '../core/manifest';
 import { XRAY_FINDINGS } from '../core/modality';
 import { sha256Hex } from '../core/scan-id';
 import type { ExtractorEntry, Manifest } from '../core/schemas';
-import { fromNpy } from './npy';
-import { checkFullParity, checkParity, PARITY_TOLERANCE, readParityFixture } from './parity';
+import { manifestWithExtractor, parityGate, readFrames } from './ship-extractor';
+import { PARITY_TOLERANCE } from './parity';
 import { checkTrainingJson, CxrTrainingSetFile, readJsonFile, readTrainingJson } from './schemas';
 
 const Ci = z.tuple([z.number(), z.number()]).nullable();
@@ -309,18 +309,6 @@ export interface ShipXrayOptions {
   readonly log?: (line: string) => void;
 }
 
-/** PyTorch's outputs on every training picture, as train_xray.py leaves them beside the model. */
-function readReference(from: string): { biomarkers: Float32Array; embedding: Float32Array } {
-  const read = (key: string) => {
-    const file = path.join(from, `parity-full-${key}.npy`);
-    if (!existsSync(file)) throw new Error(`${file} is missing: train_xray.py writes it with the model; re-run it.`);
-    const { data } = fromNpy(readFileSync(file), file);
-    if (!(data instanceof Float32Array)) throw new Error(`${file}: expected float32 outputs`);
-    return data;
-  };
-  return { biomarkers: read('biomarkers'), embedding: read('embedding') };
-}
-
 export async function shipXrayExtractor(opts: ShipXrayOptions): Promise<ExtractorEntry> {
   const log = opts.log ?? (() => {});
   const { from, modelsDir, name, version } = opts;
@@ -386,49 +374,17 @@ export async function shipXrayExtractor(opts: ShipXrayOptions): Promise<Extracto
   };
 
   const { manifest } = loadManifest(modelsDir);
-  // X-ray experts trained on another X-ray extractor's features no longer mean anything; ultrasound ones are untouched.
-  const keep = manifest.experts.filter(
-    (e) => e.extractor.modality !== 'xray' || (e.extractor.name === name && e.extractor.version === version),
-  );
-  const dropped = manifest.experts.filter((e) => !keep.includes(e)).map((e) => `${e.name}@${e.version}`);
-  const next = { ...manifest, extractors: { ...manifest.extractors, xray: entry }, experts: keep };
-  try {
-    validateManifest(next, `model manifest with ${name}@${version}`);
-  } catch (e) {
-    (e as Error).message += ' Nothing was shipped.';
-    throw e;
-  }
-
-  // Parity before anything is written into models/.
-  const staging = path.join(from, 'staging');
-  mkdirSync(path.join(staging, 'extractor'), { recursive: true });
-  copyFileSync(path.join(from, 'extractor.onnx'), path.join(staging, file));
-  const fixture = readParityFixture(path.join(from, 'parity.json'));
-  const parity = await checkParity(fixture, dataset.dataDir, staging, entry);
-  if (!parity.sameTensor) {
-    throw new Error(`Parity: the decoder's tensor for ${fixture.clip} differs from the one training read.`);
-  }
-  const worst = Math.max(parity.maxAbsDiff.biomarkers, parity.maxAbsDiff.embedding);
-  if (worst > PARITY_TOLERANCE) throw new Error(`Parity: max abs diff ${worst} > ${PARITY_TOLERANCE}.`);
-  const full = await checkFullParity(
-    dataset.items.length,
-    (i) => {
-      const npy = path.join(opts.data, dataset.items[i]!.npy);
-      const { data } = fromNpy(readFileSync(npy), npy);
-      if (!(data instanceof Uint8Array)) throw new Error(`${npy}: expected uint8 pictures`);
-      return data;
-    },
-    readReference(from),
-    staging,
+  const { next, dropped } = manifestWithExtractor(manifest, 'xray', entry);
+  const { fixture, parity, full } = await parityGate({
+    from,
+    dataDir: dataset.dataDir,
     entry,
-  );
-  if (full.overTolerance > 0) {
-    throw new Error(
-      `Parity on all ${full.frames} training pictures: ${full.overTolerance} values differ by more than ${PARITY_TOLERANCE} ` +
-        `(max ${JSON.stringify(full.maxAbsDiff)}).`,
-    );
-  }
-  log(`parity ok on all ${full.frames} training pictures: ${JSON.stringify(full.maxAbsDiff)}`);
+    items: dataset.items.length,
+    read: (i) => readFrames(path.join(opts.data, dataset.items[i]!.npy)),
+    unit: 'pictures',
+    recipe: 'train_xray.py',
+    log,
+  });
 
   const metrics = {
     model: { name, version, sha256 },
