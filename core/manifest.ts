@@ -216,6 +216,11 @@ export function readVerifiedModel(dir: string, entry: { name: string; file: stri
   return bytes;
 }
 
+/** The experts that read `modality`'s extractor's features, in manifest order: the only ones that may score such a scan. */
+export function expertsFor(m: Manifest, modality: Modality): ExpertEntry[] {
+  return m.experts.filter((e) => e.extractor.modality === modality);
+}
+
 export function findExpert(m: Manifest, name: string): ExpertEntry {
   const e = m.experts.find((x) => x.name === name);
   if (!e)

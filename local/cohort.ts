@@ -23,7 +23,7 @@ import {
 import { cohortRunPrefix } from '../core/cohort-run';
 import { cohortReportEntries, cohortReportTitle } from '../core/report';
 import { SidecarMetadata, type Manifest } from '../core/schemas';
-import { extractorFor, extractorsLabel, manifestModalities, type LoadedManifest } from '../core/manifest';
+import { expertsFor, extractorFor, extractorsLabel, manifestModalities, type LoadedManifest } from '../core/manifest';
 import { DEFAULT_MODALITY, MODALITIES, type Modality } from '../core/modality';
 import { getScan, listExpertResultVersions, type ScanItem } from '../core/results-store';
 import { hashStream, scanIdFromContent } from '../core/scan-id';
@@ -247,7 +247,7 @@ async function scoreStoredScan(
     );
   }
   // Only its modality's experts: the others are not this scan's to score.
-  const experts = manifest.experts.filter((e) => e.extractor.modality === modality);
+  const experts = expertsFor(manifest, modality);
   const r = await rescoreScan(store, opts.loaded, experts, scan);
   return r.status === 'failed' || r.status === 'skipped'
     ? failedOutcome(input.file, scan.scanId, 'SCORE_FAILED', r.reason ?? r.status)

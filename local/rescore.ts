@@ -9,6 +9,7 @@ import { NO_SITE } from '../core/keys';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ModelError } from '../core/errors';
+import { DEFAULT_MODALITY } from '../core/modality';
 import type { LoadedManifest } from '../core/manifest';
 import { listExpertResultVersions, listScans, putExpertResult, type ScanItem } from '../core/results-store';
 import type { ExpertEntry, Manifest } from '../core/schemas';
@@ -77,7 +78,11 @@ export async function rescoreScan(
   }
   try {
     const { current } = await listExpertResultVersions(store.doc, store.table, scan.siteId ?? NO_SITE, scan.scanId);
-    const todo = experts.filter((e) => current[e.name] !== e.version);
+    // Experts of another modality than the one Validate stored are not this scan's to score (a scan stored before
+    // modalities is ultrasound): a mixed manifest leaves an up-to-date scan unchanged. Absent or contradicted, the
+    // features document below decides.
+    const mine = experts.filter((e) => e.extractor.modality === (scan.modality ?? DEFAULT_MODALITY));
+    const todo = (mine.length > 0 ? mine : experts).filter((e) => current[e.name] !== e.version);
     if (todo.length === 0) return { ...base, status: 'unchanged' };
     const features = await readFeatures(store.s3, scan.featuresBucket ?? store.artifactsBucket, scan.featuresKey);
     // An expert scores only scans of its own modality: a store may hold both, and the others are not its to score.

@@ -7,6 +7,7 @@
  * function for (a new expert name) is refused with what to do.
  */
 import { ModelError } from '../../core/errors';
+import { expertsFor } from '../../core/manifest';
 import { ScanRef, type Manifest } from '../../core/schemas';
 import { parsePayload } from '../../core/zod-parse';
 import { z } from 'zod';
@@ -36,7 +37,7 @@ export async function loadExperts(input: unknown, deps: LoadExpertsDeps): Promis
   const { scan } = parsePayload(LoadExpertsInput, input, 'LoadExperts input');
   const manifest = await deps.manifest();
   // A scan is scored by the experts of its modality only: each reads its own extractor's features.
-  const experts = manifest.experts.filter((e) => e.extractor.modality === scan.modality);
+  const experts = expertsFor(manifest, scan.modality);
   if (experts.length === 0) {
     throw new ModelError(
       `The model manifest lists no ${scan.modality} experts` +

@@ -14,7 +14,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { extractorFor, loadManifest, type LoadedManifest } from '../../core/manifest';
+import { expertsFor, extractorFor, loadManifest, type LoadedManifest } from '../../core/manifest';
 import { PACKAGE_ROOT } from '../../core/paths';
 import { sha256Hex } from '../../core/scan-id';
 import { BIOMARKERS } from '../../core/biomarkers';
@@ -79,7 +79,7 @@ export async function computePins(
       const features = await extractFeatures({ clip: file, scanId: '0'.repeat(32), session });
       const biomarkerMeans = Object.fromEntries(BIOMARKERS.map((b) => [b, features.biomarkers[b]!.mean]));
       const experts: Record<string, Record<string, number>> = {};
-      for (const e of manifest.experts) {
+      for (const e of expertsFor(manifest, 'ultrasound')) {
         const r = await scoreFeatures(features, e, { models, sessions });
         // As the result reports it: every label's probability, or (binary) the positive label's.
         experts[e.name] =
@@ -91,7 +91,7 @@ export async function computePins(
       generatedBy: 'npx tsx test/helpers/pinned-outputs.ts',
       tolerance: PIN_TOLERANCE,
       extractor: { name: x.name, version: x.version, sha256: x.sha256 },
-      experts: manifest.experts.map((e) => ({
+      experts: expertsFor(manifest, 'ultrasound').map((e) => ({
         name: e.name,
         version: e.version,
         sha256: e.sha256,

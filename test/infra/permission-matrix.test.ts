@@ -222,6 +222,9 @@ const EXPECTED: Record<string, RoleMatrix> = {
   'SonomarkPipeline/ExpertSeverity/Handler/Role': expert,
   'SonomarkPipeline/ExpertTriage/Handler/Role': expert,
   'SonomarkPipeline/ExpertBLines/Handler/Role': expert,
+  'SonomarkPipeline/ExpertXrayBacterialViral/Handler/Role': expert,
+  'SonomarkPipeline/ExpertXrayCovid/Handler/Role': expert,
+  'SonomarkPipeline/ExpertXrayPneumonia/Handler/Role': expert,
   'SonomarkPipeline/Extractor/JobRole': {
     // cohorts/: a cohort batch's item list (CohortStack runs this job in batch mode).
     storage: [

@@ -11,6 +11,7 @@ import { scanPk, TABLE_KEYS } from '../../core/keys';
 import { FeaturesDocument } from '../../core/schemas';
 import { LOCAL_TABLE, LocalWorkflow } from '../../local/workflow';
 import { REAL_CLIPS, tempDir, writeFile } from './helpers';
+import { expertsFor } from '../../core/manifest';
 
 jest.setTimeout(240_000);
 
@@ -46,7 +47,11 @@ describe("local workflow, computeMode 'lambda'", () => {
     if (r.status !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(r.error)}`);
     expect(FeaturesDocument.safeParse(r.features).success).toBe(true);
     expect(r.features!.sampling.decodedFrames).toBeGreaterThan(1);
-    expect(Object.keys(r.experts).sort()).toEqual(workflow.loaded.manifest.experts.map((e) => e.name).sort());
+    expect(Object.keys(r.experts).sort()).toEqual(
+      expertsFor(workflow.loaded.manifest, 'ultrasound')
+        .map((e) => e.name)
+        .sort(),
+    );
     expect(r.timings.states[STATE.extract]).toBeGreaterThan(0);
     const items = await workflow.services.doc.send(
       new QueryCommand({

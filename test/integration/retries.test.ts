@@ -13,6 +13,7 @@ import { expertVersionSk, scanPk, TABLE_KEYS } from '../../core/keys';
 import type { FaultPlan } from '../../local/faults';
 import { LOCAL_TABLE, LocalWorkflow, type AnalyzeResult } from '../../local/workflow';
 import { generateClip, tempDir } from './helpers';
+import { expertsFor } from '../../core/manifest';
 
 jest.setTimeout(180_000);
 
@@ -53,7 +54,11 @@ function expectCompleted(r: AnalyzeResult): void {
 async function expectOneResultPerExpert(workflow: LocalWorkflow, scanId: string): Promise<void> {
   const sks = await itemsOf(workflow, scanId);
   const experts = sks.filter((sk) => sk.startsWith('EXPERT#'));
-  expect(experts).toEqual(workflow.loaded.manifest.experts.map((e) => expertVersionSk(e.name, e.version)).sort());
+  expect(experts).toEqual(
+    expertsFor(workflow.loaded.manifest, 'ultrasound')
+      .map((e) => expertVersionSk(e.name, e.version))
+      .sort(),
+  );
   expect(new Set(sks).size).toBe(sks.length);
 }
 
@@ -142,7 +147,7 @@ describe('permanent faults are recorded FAILED with their reason', () => {
         // At most one attempt per expert, plus RecordFailure's read of the extractor's error
         // document (also under features/): neither the SDK nor the state machine retried a 403.
         expect(workflow.faults.injected['s3:GetObject']).toBeLessThanOrEqual(
-          workflow.loaded.manifest.experts.length + 1,
+          expertsFor(workflow.loaded.manifest, 'ultrasound').length + 1,
         );
         expect(r.retries).toEqual({});
         const sks = await itemsOf(workflow, r.scanId!);

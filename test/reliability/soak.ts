@@ -38,7 +38,7 @@ import * as path from 'node:path';
 import { STATE } from '../../core/contract';
 import { PACKAGE_ROOT } from '../../core/paths';
 import { expertSk, featuresKey, SCAN_SK, uploadKey } from '../../core/keys';
-import { loadManifest } from '../../core/manifest';
+import { expertsFor, loadManifest } from '../../core/manifest';
 import { scanIdFromContent } from '../../core/scan-id';
 import type { FaultPlan, SdkFault, HandlerFault } from '../../local/faults';
 import type { S3ObjectCreatedEvent } from '../../core/schemas';
@@ -456,7 +456,7 @@ async function soakIn(opts: SoakOptions, tmp: string): Promise<SoakReport> {
   const ended = new Map<number, Promise<unknown>>();
   let outcomes: UploadOutcome[];
   const items: Item[] = [];
-  const experts = workflow.loaded.manifest.experts.map((e) => e.name);
+  const experts = expertsFor(workflow.loaded.manifest, 'ultrasound').map((e) => e.name);
   try {
     // A redelivered event runs as soon as the object it names exists, so both runs overlap.
     outcomes = await pool(plan, concurrency, async (upload) => {

@@ -10,7 +10,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { uploadModelsToBucket } from '../../../core/bucket-models';
 import { cohortRunPrefix } from '../../../core/cohort-run';
 import { extractErrorKey, TABLE_KEYS } from '../../../core/keys';
-import { loadManifest, type LoadedManifest } from '../../../core/manifest';
+import { expertsFor, loadManifest, type LoadedManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import type { ScanRates } from '../../../core/pricing';
 import { getScan, listExpertResultVersions, listSiteScans } from '../../../core/results-store';
@@ -173,7 +173,9 @@ describe('cohort scans are recorded, listed and billed like uploads', () => {
     expect(completed?.usage?.estimatedCost?.extractorUsd).toBeCloseTo(0.015, 10);
     const current = await listExpertResultVersions(services.doc, TABLE, SITE, good.scanId);
     expect(completed?.summary?.expertVersions).toEqual(
-      Object.fromEntries(loaded.manifest.experts.map((e) => [e.name, { version: e.version, sha256: e.sha256 }])),
+      Object.fromEntries(
+        expertsFor(loaded.manifest, 'ultrasound').map((e) => [e.name, { version: e.version, sha256: e.sha256 }]),
+      ),
     );
     expect(Object.keys(completed?.summary?.experts ?? {}).sort()).toEqual(Object.keys(current.current).sort());
     expect(completed?.summary?.durations.extractorSeconds).toBe(15);
@@ -216,7 +218,7 @@ describe('cohort scans are recorded, listed and billed like uploads', () => {
     expect(after?.usage).toEqual(before?.usage);
     expect(after?.receivedAt).toBe(before?.receivedAt);
     expect(Object.values(after?.summary?.expertVersions ?? {}).map((v) => v.version)).toEqual(
-      loaded.manifest.experts.map((e) => `${e.version}-v2`),
+      expertsFor(loaded.manifest, 'ultrasound').map((e) => `${e.version}-v2`),
     );
     const usage = await siteUsage(services.doc, TABLE, { id: SITE, displayName: 'A' }, MONTH, RATES);
     expect(usage.scansBilled).toBe(1);

@@ -18,7 +18,7 @@ import {
 } from '../../../core/cohort';
 import { batchOutcomesKey, cohortRunPrefix } from '../../../core/cohort-run';
 import { extractErrorKey, featuresKey } from '../../../core/keys';
-import { loadManifest } from '../../../core/manifest';
+import { expertsFor, loadManifest } from '../../../core/manifest';
 import { XRAY_FINDINGS } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { listExpertResultVersions, scanKey } from '../../../core/results-store';
@@ -217,7 +217,9 @@ describe('cohort batch: plan, score, report', () => {
       message: 'The clip could not be decoded.',
     });
     const stored = await listExpertResultVersions(services.doc, TABLE, SITE, idOf(clips.stored));
-    expect(stored.current).toEqual(Object.fromEntries(loaded.manifest.experts.map((e) => [e.name, e.version])));
+    expect(stored.current).toEqual(
+      Object.fromEntries(expertsFor(loaded.manifest, 'ultrasound').map((e) => [e.name, e.version])),
+    );
     // The map's result holds counts and ids only, never an object key.
     expect(JSON.stringify(out)).not.toContain('uploads/');
   });
@@ -254,8 +256,9 @@ describe('cohort batch: plan, score, report', () => {
     };
     const plan = await planBatch(xrayBatch, planDeps);
 
-    // Act
-    const out = await scoreBatch({ plan }, scoreDeps);
+    // Act: a deployment with ultrasound experts only (the shipped manifest without its X-ray experts)
+    const usOnly = { ...loaded, manifest: { ...loaded.manifest, experts: expertsFor(loaded.manifest, 'ultrasound') } };
+    const out = await scoreBatch({ plan }, { ...scoreDeps, models: async () => usOnly });
 
     // Assess: no ultrasound expert read it, and nothing failed
     expect(out.counts).toEqual({ done: 1, scored: 0, analysed: 0, failed: 0 });

@@ -87,7 +87,9 @@ describe('LoadExperts', () => {
       extractor: { modality: 'xray', name: xray.name, version: xray.version },
       input: { ...shipped.experts[0].input, blocks: ['embedding-mean'], dim: x.outputs.embedding.dim },
     };
-    const both = { ...shipped, extractors: { ...shipped.extractors, xray }, experts: [...shipped.experts, xrayExpert] };
+    // The shipped manifest's ultrasound half, with a made-up X-ray extractor and expert beside it.
+    const usExperts = shipped.experts.filter((e: any) => e.extractor.modality === 'ultrasound');
+    const both = { ...shipped, extractors: { ultrasound: x, xray }, experts: [...usExperts, xrayExpert] };
     const xrayScan = scanRef({
       modality: 'xray',
       extractor: { name: xray.name, version: xray.version, sha256: x.sha256 },
@@ -100,12 +102,12 @@ describe('LoadExperts', () => {
     it('an X-ray gets the X-ray experts, an ultrasound scan the ultrasound ones', async () => {
       expect((await loadExperts({ scan: xrayScan }, deps(both))).list.map((e) => e.name)).toEqual(['xray-pneumonia']);
       expect((await loadExperts({ scan }, deps(both))).list.map((e) => e.name)).toEqual(
-        shipped.experts.map((e: any) => e.name),
+        usExperts.map((e: any) => e.name),
       );
     });
 
     it('an X-ray with no X-ray expert in the manifest fails, saying so plainly', async () => {
-      const none = { ...both, experts: shipped.experts };
+      const none = { ...both, experts: usExperts };
       await expect(loadExperts({ scan: xrayScan }, deps(none))).rejects.toMatchObject({
         name: 'ModelError',
         message: expect.stringMatching(/lists no xray experts \(only ultrasound ones\): publish one/),

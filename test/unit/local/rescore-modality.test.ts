@@ -5,7 +5,7 @@
  * shipped models.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { loadManifest } from '../../../core/manifest';
+import { expertsFor, loadManifest } from '../../../core/manifest';
 import { XRAY_FINDINGS } from '../../../core/modality';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
 import { listExpertResultVersions, scanKey, type ScanItem } from '../../../core/results-store';
@@ -57,11 +57,15 @@ describe('rescoreScan across modalities', () => {
     const scan = await storedScan(scanId, featuresDocument(scanId, extractor, x.outputs.embedding.dim));
 
     // Act
-    const r = await rescoreScan(store, loaded, loaded.manifest.experts, scan);
+    const r = await rescoreScan(store, loaded, expertsFor(loaded.manifest, 'ultrasound'), scan);
 
     // Assess
     expect(r.status).toBe('rescored');
-    expect(Object.keys(r.moved).sort()).toEqual(loaded.manifest.experts.map((e) => e.name).sort());
+    expect(Object.keys(r.moved).sort()).toEqual(
+      expertsFor(loaded.manifest, 'ultrasound')
+        .map((e) => e.name)
+        .sort(),
+    );
   });
 
   it('skips an X-ray scan none of the experts reads, saying why, and writes no result', async () => {
@@ -77,7 +81,7 @@ describe('rescoreScan across modalities', () => {
     });
 
     // Act
-    const r = await rescoreScan(store, loaded, loaded.manifest.experts, scan);
+    const r = await rescoreScan(store, loaded, expertsFor(loaded.manifest, 'ultrasound'), scan);
 
     // Assess
     expect(r).toMatchObject({ status: 'skipped', moved: {} });
