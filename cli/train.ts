@@ -145,7 +145,7 @@ export function registerTrain(program: Command, ctx: CliContext): void {
     .option('--ship-only', 'ship the recipe output already in the training folder: no export, no Python')
     .option(
       '--preprocessing <name>',
-      "the decoder's preprocessing for the training set and the shipped model: letterbox or roi-1 (default: the manifest's)",
+      "the decoder's preprocessing for the training set and the shipped model: letterbox, roi-1 or trim-1 (default: the manifest's)",
     )
     .option('--skip-e2e', 'leave out the end-to-end baseline (saves a third of the recipe on a CPU)')
     .option(

@@ -319,10 +319,13 @@ export type ModelCard = z.infer<typeof ModelCard>;
  * - `roi-1`: the ultrasound image region (fan or rectangle) found automatically, everything around it
  *   (overlays, text, UI, black borders) masked, the region cropped and fitted into the square, and its
  *   intensities normalised; black borders and aspect changes of the container do not move the output;
+ * - `trim-1`: the picture's content box (rows and columns that hold any picture over the clip) cropped and
+ *   fitted into the square against its top edge, nothing masked or normalised: black borders of any width
+ *   (pillar-box, letterbox, padding) do not move the output, and everything inside is kept as letterbox keeps it;
  * - `xray-1` (chest X-ray extractor): exactly one picture, the letterbox fit (aspect kept, black bars),
  *   then a per-image percentile stretch of the picture's own pixels (XRAY_PERCENTILES in the decoder).
  */
-export const Preprocessing = z.enum(['letterbox', 'roi-1', 'xray-1']);
+export const Preprocessing = z.enum(['letterbox', 'roi-1', 'trim-1', 'xray-1']);
 export type Preprocessing = z.infer<typeof Preprocessing>;
 
 export const ExtractorEntry = z.object({

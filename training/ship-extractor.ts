@@ -357,7 +357,9 @@ export function renderCard(
 - Input \`frames\` [N, 1, 128, 128] float32: gray, ${
     entry.input?.preprocessing === 'roi-1'
       ? 'preprocessing `roi-1` (the ultrasound region found, cropped, masked and intensity-normalised)'
-      : 'letterboxed'
+      : entry.input?.preprocessing === 'trim-1'
+        ? 'preprocessing `trim-1` (black borders trimmed: the content box cropped and fitted, top-aligned)'
+        : 'letterboxed'
   }, byte/255, exactly the frames
   \`gpu-tasks/feature-extractor/src/decode.ts\` produces (training read the same bytes).
 - Outputs \`biomarkers\` [N, ${BIOMARKERS.length}] per-frame probabilities in the order

@@ -25,6 +25,11 @@
  * the source's own pixels and fitted into the square; then the mask and intensity normalisation.
  * Memory stays bounded by the frames kept, not by the clip's length.
  *
+ * Preprocessing `trim-1`: the same two passes, but the region is the picture's content box (roi.ts
+ * findContentBox: rows and columns that reach a grey level in some frame), placed at the top of the square;
+ * nothing is masked or normalised. Black borders of any width (pillar-box, letterbox, padding added by a
+ * re-encoding or an archive) fall outside the box, so they do not shrink the scan inside the square.
+ *
  * Preprocessing `xray-1` (chest X-rays): the letterbox fit above of exactly one picture (a file with
  * more frames is refused: an X-ray is a still), then normaliseXray: the picture's own pixels (never the
  * padding) stretched so their XRAY_PERCENTILES map to 0 and 255. Exposure, detector gain, window/level
@@ -55,7 +60,15 @@ export { DEFAULT_FRAME_SIZE, DEFAULT_MAX_FRAMES, MAX_DECODED_FRAMES, uniformSamp
 import { isDicomPart10 } from '../../../core/dicom/header';
 import { readDicomFrames, type DicomClipInfo, type RawFrames } from './dicom';
 import type { Preprocessing } from '../../../core/schemas';
-import { cropFractions, findRegion, FrameStats, maskAndNormalise, outputMask, ROI_ANALYSIS_SIZE } from './roi';
+import {
+  cropFractions,
+  findContentBox,
+  findRegion,
+  FrameStats,
+  maskAndNormalise,
+  outputMask,
+  ROI_ANALYSIS_SIZE,
+} from './roi';
 
 export type { Preprocessing };
 
@@ -159,12 +172,12 @@ export async function decodeFrameBytes(input: string | Buffer, opts: DecodeOptio
     if (typeof input === 'string') await symlink(path.resolve(input), file);
     // A file, not a stdin pipe: MP4/MOV with the index (moov) at the end need a seekable input.
     else await writeFile(file, input, { mode: 0o600 });
-    if (preprocessing === 'roi-1') {
+    if (preprocessing === 'roi-1' || preprocessing === 'trim-1') {
       const argsFor =
         (vf: string): typeof ffmpegArgs =>
         (f, sz, limit, timing) =>
           ffmpegArgs(f, sz, limit, timing, row.demuxer, vf);
-      return await decodeRoi(ffmpeg, file, row, { size, maxFrames, maxDecoded, timeoutMs }, argsFor);
+      return await decodeRoi(ffmpeg, file, row, { size, maxFrames, maxDecoded, timeoutMs, preprocessing }, argsFor);
     }
     const stream = await runFfmpeg(ffmpeg, file, size, maxDecoded + 1, timeoutMs, row);
     const frames = parsePgmStream(stream);
@@ -814,13 +827,19 @@ export async function scaleRawFrames(
       mode: 0o600,
     });
     const count = raw.frames.length;
-    if (opts.preprocessing === 'roi-1') {
+    if (opts.preprocessing === 'roi-1' || opts.preprocessing === 'trim-1') {
       // The frames are already the sampled ones: every one is kept.
       const clip = await decodeRoi(
         opts.ffmpegPath,
         file,
         formatRow('dicom') as FormatRow,
-        { size: opts.size, maxFrames: count, maxDecoded: count, timeoutMs: opts.timeoutMs },
+        {
+          size: opts.size,
+          maxFrames: count,
+          maxDecoded: count,
+          timeoutMs: opts.timeoutMs,
+          preprocessing: opts.preprocessing,
+        },
         (vf) => rawVideoArgs(raw, vf),
       );
       return clip.bytes;
@@ -853,17 +872,25 @@ export async function scaleRawFrames(
 
 // ---------------------------------------------------------------------------
 // roi-1: region of the ultrasound image, cropped, masked and normalised (roi.ts)
+// trim-1: the picture's content box, cropped, nothing masked or normalised
 // ---------------------------------------------------------------------------
 
 /**
- * The two ffmpeg passes of `roi-1` on `file`. `argsFor(filter)` makes the ffmpeg arguments for the
- * input (a container, or DICOM raw video) with that filter chain.
+ * The two ffmpeg passes of `roi-1` and `trim-1` on `file`. `argsFor(filter)` makes the ffmpeg arguments
+ * for the input (a container, or DICOM raw video) with that filter chain. Both place the cropped picture
+ * against the top edge (the probe face), so a box one pixel taller moves only the bottom row.
  */
 async function decodeRoi(
   ffmpeg: string,
   file: string,
   row: FormatRow,
-  o: { size: number; maxFrames: number; maxDecoded: number; timeoutMs: number },
+  o: {
+    size: number;
+    maxFrames: number;
+    maxDecoded: number;
+    timeoutMs: number;
+    preprocessing: 'roi-1' | 'trim-1';
+  },
   argsFor: (filter: string) => typeof ffmpegArgs,
 ): Promise<DecodedClipBytes> {
   // Pass 1: every frame through the statistics; none kept.
@@ -896,7 +923,7 @@ async function decodeRoi(
       `The clip has more than ${o.maxDecoded} frames, over the limit; split it into shorter clips.`,
     );
   }
-  const region = findRegion(stats);
+  const region = o.preprocessing === 'trim-1' ? findContentBox(stats) : findRegion(stats);
   const frameIndices = uniformSampleIndices(decoded, o.maxFrames);
   // Pass 2: only the sampled frames, cropped to the region in source pixels, fitted into the square.
   const filter = [selectFilter(frameIndices), cropFilter(cropFractions(region)), fitFilter(o.size)].join(',');
@@ -917,7 +944,9 @@ async function decodeRoi(
   const frameBytes = o.size * o.size;
   const bytes = new Uint8Array(frames.length * frameBytes);
   frames.forEach((f, i) => padInto(bytes, i * frameBytes, o.size, f, true));
-  const first = frames[0]!;
-  maskAndNormalise(bytes, o.size, outputMask(region, o.size, first.width, first.height));
+  if (o.preprocessing === 'roi-1') {
+    const first = frames[0]!;
+    maskAndNormalise(bytes, o.size, outputMask(region, o.size, first.width, first.height));
+  }
   return { bytes, count: frames.length, size: o.size, decodedFrames: decoded, frameIndices };
 }

@@ -70,8 +70,11 @@ export interface Region {
   readonly height: number;
   /** 1 inside the image region, at analysis size (width × height). */
   readonly mask: Uint8Array;
-  /** Which rule found it: moving pixels, the floor (stills), or nothing usable (the whole picture). */
-  readonly rule: 'motion' | 'floor' | 'whole';
+  /**
+   * Which rule found it: moving pixels, the floor (stills), or nothing usable (the whole picture);
+   * `content` is trim-1's box (findContentBox), which has no mask.
+   */
+  readonly rule: 'motion' | 'floor' | 'whole' | 'content';
 }
 
 /** Separable box maximum (dilate) or minimum (erode) of a 0/1 image with radius r. */
@@ -218,6 +221,49 @@ export function findRegion(stats: FrameStats): Region {
   const bright = new Uint8Array(n);
   for (let i = 0; i < n; i++) bright[i] = stats.sum[i]! / count > ROI_FLOOR ? 1 : 0;
   return attempt(bright, 'floor') ?? whole();
+}
+
+/**
+ * Preprocessing `trim-1`: a grey level a pixel must reach in some frame to count as picture, not border.
+ * Black bars added by a re-encoding or an archive (pillar-box, letterbox, uneven padding) are 0 after the
+ * decoder's full-range conversion, or a few levels above it where a codec rings at their edge.
+ */
+export const TRIM_LEVEL = 24;
+/** A row or column is picture when at least this fraction of its pixels (and two) reach TRIM_LEVEL in some frame. */
+export const TRIM_MIN_FRACTION = 0.01;
+
+/**
+ * `trim-1`'s region: the bounding box of the rows and columns that hold picture in any frame (per-pixel
+ * maximum over the clip ≥ TRIM_LEVEL on at least TRIM_MIN_FRACTION of the line), with no mask. Black
+ * borders around a clip, whatever their width, fall outside it, so the box of a pillar-boxed or padded copy
+ * is the box of the original; everything inside (the scan, and any text or scale beside it) is kept as the
+ * letterbox preprocessing keeps it. Nothing above the level anywhere: the whole picture.
+ */
+export function findContentBox(stats: FrameStats): Region {
+  const { width: w, height: h } = stats;
+  const rows = new Int32Array(h);
+  const cols = new Int32Array(w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (stats.max[y * w + x]! >= TRIM_LEVEL) {
+        rows[y]!++;
+        cols[x]!++;
+      }
+    }
+  }
+  const rowOn = Math.max(2, Math.ceil(TRIM_MIN_FRACTION * w));
+  const colOn = Math.max(2, Math.ceil(TRIM_MIN_FRACTION * h));
+  const first = (a: Int32Array, on: number) => a.findIndex((c) => c >= on);
+  const last = (a: Int32Array, on: number) => {
+    for (let i = a.length - 1; i >= 0; i--) if (a[i]! >= on) return i;
+    return -1;
+  };
+  const y0 = first(rows, rowOn);
+  const x0 = first(cols, colOn);
+  const mask = new Uint8Array(w * h).fill(1);
+  if (stats.count === 0 || y0 < 0 || x0 < 0)
+    return { x0: 0, y0: 0, x1: w, y1: h, width: w, height: h, mask, rule: 'whole' };
+  return { x0, y0, x1: last(cols, colOn) + 1, y1: last(rows, rowOn) + 1, width: w, height: h, mask, rule: 'content' };
 }
 
 /** The region's crop as fractions of the picture, for ffmpeg's crop filter (source pixels = fraction × iw/ih). */

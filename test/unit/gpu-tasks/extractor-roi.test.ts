@@ -1,6 +1,7 @@
 /**
- * Preprocessing roi-1 (decode.ts + roi.ts): the image region is found, the rest masked, and black
- * borders or an aspect change of the container do not move the frames or the model's outputs.
+ * Preprocessings roi-1 and trim-1 (decode.ts + roi.ts): roi-1 finds the image region and masks the rest;
+ * trim-1 crops the picture's content box. For both, black borders or an aspect change of the container
+ * do not move the frames or the model's outputs.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,13 @@ import {
   type DecodedClipBytes,
 } from '../../../gpu-tasks/feature-extractor/src/decode';
 import { createExtractorSession } from '../../../gpu-tasks/feature-extractor/src/infer';
-import { findRegion, FrameStats, maskAndNormalise } from '../../../gpu-tasks/feature-extractor/src/roi';
+import {
+  findContentBox,
+  findRegion,
+  FrameStats,
+  maskAndNormalise,
+  TRIM_LEVEL,
+} from '../../../gpu-tasks/feature-extractor/src/roi';
 import { buildDicom } from '../../helpers/dicom';
 import { POCUS, requirePocus } from '../../helpers/pocus';
 import { tempDir } from '../../helpers/temp';
@@ -31,6 +38,11 @@ jest.setTimeout(600_000);
  */
 const FRAME_TOL = 16;
 const OUTPUT_TOL = 0.15;
+/**
+ * trim-1 crops only the black borders, so its copies stay much closer (measured worst frames: 1.2 BLUES
+ * anamorphic, 6.9 POCUS padded: the 512-px analysis box of a padded copy lands within a source pixel).
+ */
+const TRIM_FRAME_TOL = 10;
 
 const BLUES_CLIP = path.resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'covid-blues', 'videos', 'patient_11_L1.mp4');
 const POCUS_CLIP = path.join(POCUS, 'videos', 'convex', 'Reg-NormalLungs.mp4');
@@ -68,7 +80,7 @@ function frameDiff(a: DecodedClipBytes, b: DecodedClipBytes): number {
   return worst;
 }
 
-const decode = (file: string, preprocessing: 'roi-1' | 'letterbox' = 'roi-1') =>
+const decode = (file: string, preprocessing: 'roi-1' | 'trim-1' | 'letterbox' = 'roi-1') =>
   decodeFrameBytes(file, { size: 128, maxFrames: 64, preprocessing });
 
 describe('roi-1 region finding (synthetic)', () => {
@@ -114,6 +126,35 @@ describe('roi-1 region finding (synthetic)', () => {
     const bytes = Uint8Array.from([10, 60, 110, 200]);
     maskAndNormalise(bytes, 2, Uint8Array.from([1, 1, 1, 0]));
     expect(Array.from(bytes)).toEqual([0, 128, 255, 0]);
+  });
+});
+
+describe('trim-1 content box (synthetic)', () => {
+  it('is the box of rows and columns with picture, whatever black borders surround it', () => {
+    const w = 160;
+    const h = 100;
+    const stats = new FrameStats(w, h);
+    const frame = new Uint8Array(w * h);
+    for (let t = 0; t < 3; t++) {
+      frame.fill(0);
+      // A picture in [30, 130) × [10, 90), darker speckle included; codec ringing (level 6) beside it.
+      for (let y = 10; y < 90; y++) for (let x = 30; x < 130; x++) frame[y * w + x] = 10 + ((x * 7 + y * 13 + t) % 90);
+      for (let y = 10; y < 90; y++) frame[y * w + 29] = 6;
+      stats.add(frame);
+    }
+    expect(findContentBox(stats)).toMatchObject({ rule: 'content', x0: 30, x1: 130, y0: 10, y1: 90 });
+  });
+
+  it('ignores a few stray pixels in a border, and keeps the whole picture when nothing reaches the level', () => {
+    const stats = new FrameStats(200, 100);
+    const frame = new Uint8Array(200 * 100);
+    for (let y = 20; y < 80; y++) for (let x = 50; x < 150; x++) frame[y * 200 + x] = 120;
+    frame[5 * 200 + 5] = 255; // one hot pixel in the corner: under 1% of its row and column
+    stats.add(frame);
+    expect(findContentBox(stats)).toMatchObject({ x0: 50, x1: 150, y0: 20, y1: 80 });
+    const dark = new FrameStats(20, 20);
+    dark.add(new Uint8Array(400).fill(TRIM_LEVEL - 1));
+    expect(findContentBox(dark)).toMatchObject({ rule: 'whole', x0: 0, x1: 20, y0: 0, y1: 20 });
   });
 });
 
@@ -165,6 +206,14 @@ describe('roi-1 on real clips: borders and aspect do not move the output', () =>
       const lbBase = await decode(made.reencoded!, 'letterbox');
       const lbPillar = await decode(made.pillarboxed!, 'letterbox');
       expect(frameDiff(lbBase, lbPillar)).toBeGreaterThan(frameDiff(base, await decode(made.pillarboxed!)));
+      // trim-1 on the same copies: frames within TRIM_FRAME_TOL, against letterbox's 12.6 (BLUES) and 65 (POCUS).
+      const trimBase = await decode(made.reencoded!, 'trim-1');
+      for (const name of ['pillarboxed', 'padded', 'anamorphic']) {
+        const diff = frameDiff(trimBase, await decode(made[name]!, 'trim-1'));
+        process.stderr.write(`trim-1 ${tag} ${name}: worst frame mean abs diff ${diff.toFixed(2)}\n`);
+        expect(diff).toBeLessThanOrEqual(TRIM_FRAME_TOL);
+      }
+      expect(frameDiff(lbBase, lbPillar)).toBeGreaterThan(TRIM_FRAME_TOL);
     },
   );
 
@@ -199,5 +248,11 @@ describe('roi-1 on real clips: borders and aspect do not move the output', () =>
     const la = await decodeFrameBytes(dicom(png, 320, 240), { preprocessing: 'letterbox' });
     const lb = await decodeFrameBytes(dicom(padded, 520, 300), { preprocessing: 'letterbox' });
     expect(frameDiff(la, lb)).toBeGreaterThan(frameDiff(a, b));
+    // trim-1 takes the same path for stills and DICOM: the padding is trimmed away.
+    const ta = await decodeFrameBytes(dicom(png, 320, 240), { preprocessing: 'trim-1' });
+    const tb = await decodeFrameBytes(dicom(padded, 520, 300), { preprocessing: 'trim-1' });
+    expect(frameDiff(ta, tb)).toBeLessThanOrEqual(TRIM_FRAME_TOL);
+    expect(frameDiff(await decode(png, 'trim-1'), await decode(padded, 'trim-1'))).toBeLessThanOrEqual(TRIM_FRAME_TOL);
+    expect(frameDiff(la, lb)).toBeGreaterThan(TRIM_FRAME_TOL);
   });
 });
