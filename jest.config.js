@@ -12,6 +12,8 @@ module.exports = {
   // Each run gets its own TMPDIR, removed at the end; a test that leaves anything there fails the run.
   globalSetup: '<rootDir>/test/temp-dir-setup.js',
   globalTeardown: '<rootDir>/test/temp-dir-teardown.js',
+  // The default output, then where the time went (test/timing-reporter.js: .sonomark/test-times.json).
+  reporters: ['default', '<rootDir>/test/timing-reporter.js'],
   projects: [
     { ...base, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     { ...base, displayName: 'infra', testMatch: ['<rootDir>/test/infra/**/*.test.ts'], slowTestThreshold: 60 },
