@@ -34,7 +34,7 @@ import { Construct } from 'constructs';
 import { COHORT_STATE, EXTRACT_ENV } from '../../core/contract';
 import { COHORT_LEASE_SECONDS, COHORT_MANIFESTS_PREFIX, COHORTS_PREFIX } from '../../core/cohort-run';
 import { UPLOADS_PREFIX } from '../../core/keys';
-import { BATCH_TRANSIENT_ERRORS, LAMBDA_TRANSIENT_ERRORS, TRANSIENT_RETRY } from './workflow';
+import { BATCH_JOB_TIMES, BATCH_RETRY, LAMBDA_RETRY, TRANSIENT_RETRY } from './workflow';
 
 export interface CohortWorkflowProps {
   readonly planFunction: lambda.IFunction;
@@ -58,15 +58,6 @@ export interface CohortWorkflowProps {
   readonly encryptionKey: kms.IKey;
   readonly logRetention: logs.RetentionDays;
 }
-
-const lambdaRetry: sfn.RetryProps = {
-  errors: LAMBDA_TRANSIENT_ERRORS,
-  interval: Duration.seconds(2),
-  maxAttempts: 5,
-  backoffRate: 2,
-  maxDelay: Duration.seconds(30),
-  jitterStrategy: sfn.JitterType.FULL,
-};
 
 /** The item sources, each a Distributed Map with its reader; the item becomes `{key}` whatever the reader. */
 const SOURCES = [
@@ -113,7 +104,7 @@ export class CohortWorkflow extends Construct {
         resultPath: '$.plan',
       })
         .addRetry(TRANSIENT_RETRY)
-        .addRetry(lambdaRetry);
+        .addRetry(LAMBDA_RETRY);
       const score = new tasks.LambdaInvoke(this, name(COHORT_STATE.score), {
         lambdaFunction: props.scoreFunction,
         // No payload: the function gets the whole batch state. `extract` (the job's timing, for
@@ -123,7 +114,7 @@ export class CohortWorkflow extends Construct {
         retryOnServiceExceptions: false,
       })
         .addRetry(TRANSIENT_RETRY)
-        .addRetry(lambdaRetry);
+        .addRetry(LAMBDA_RETRY);
       const extractor = props.extractor;
       const extractTask =
         extractor.kind === 'lambda'
@@ -144,7 +135,7 @@ export class CohortWorkflow extends Construct {
               resultPath: '$.extract',
             })
               .addRetry(TRANSIENT_RETRY)
-              .addRetry(lambdaRetry)
+              .addRetry(LAMBDA_RETRY)
           : new tasks.BatchSubmitJob(this, name(COHORT_STATE.extract), {
               jobName: sfn.JsonPath.format('cohort-{}', sfn.JsonPath.stringAt('$.plan.batchId')),
               jobQueueArn: extractor.jobQueue.jobQueueArn,
@@ -158,22 +149,11 @@ export class CohortWorkflow extends Construct {
               },
               taskTimeout: sfn.Timeout.duration(props.extractTimeout),
               // The job's run time, divided over its clips in their usage records (as Finalize bills one scan's job).
-              resultSelector: {
-                jobId: sfn.JsonPath.stringAt('$.JobId'),
-                startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
-                stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
-              },
+              resultSelector: BATCH_JOB_TIMES,
               resultPath: '$.extract',
             })
               .addRetry(TRANSIENT_RETRY)
-              .addRetry({
-                errors: BATCH_TRANSIENT_ERRORS,
-                interval: Duration.seconds(5),
-                maxAttempts: 5,
-                backoffRate: 2,
-                maxDelay: Duration.minutes(2),
-                jitterStrategy: sfn.JitterType.FULL,
-              });
+              .addRetry(BATCH_RETRY);
       const extract = extractTask
         // A failed or cancelled job still goes on to ScoreBatch: the items it extracted are
         // scored, the others are reported EXTRACT_FAILED (with the extractor's own reason
@@ -234,7 +214,7 @@ export class CohortWorkflow extends Construct {
       resultPath: '$.report',
     })
       .addRetry(TRANSIENT_RETRY)
-      .addRetry(lambdaRetry);
+      .addRetry(LAMBDA_RETRY);
     const done = new sfn.Succeed(this, COHORT_STATE.done, { outputPath: '$.report' });
     report.next(done);
 

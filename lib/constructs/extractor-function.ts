@@ -16,7 +16,7 @@
  * X-Ray, its VPC ENIs. Invoked synchronously by Step Functions only, like the other
  * workflow functions (no DLQ; the workflow retries, catches and records failures).
  */
-import { type Duration, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
+import { type Duration, Size, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -30,6 +30,7 @@ import { DICOM_PSEUDONYM_SALT_KEY, FEATURES_PREFIX, UPLOADS_PREFIX } from '../..
 import { PACKAGE_ROOT } from '../../core/paths';
 import { EXTRACTOR_DOCKERFILE } from './gpu-job';
 import { grantReadCreateObject, grantReadObjects, grantWriteObjects } from './grants';
+import { functionLogGroupAndRole, vpcEniStatement } from './sonomark-function';
 
 /** The Dockerfile target of the Lambda image (beside gpu-job.ts EXTRACTOR_IMAGE_TARGETS). */
 export const EXTRACTOR_LAMBDA_TARGET = 'runtime-lambda';
@@ -57,22 +58,11 @@ export class ExtractorFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: ExtractorFunctionProps) {
     super(scope, id);
-    this.logGroup = new logs.LogGroup(this, 'LogGroup', {
-      retention: props.logRetention,
-      encryptionKey: props.encryptionKey,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    this.role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    ({ logGroup: this.logGroup, role: this.role } = functionLogGroupAndRole(this, {
+      ...props,
       description:
         'sonomark feature extractor (Lambda): read uploads, write features, read/create the DICOM pseudonym salt',
-    });
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [this.logGroup.logGroupArn],
-      }),
-    );
+    }));
     // Exactly the Batch job role's grants (gpu-job.ts), so the two modes reach the same data.
     grantReadObjects(this.role, props.uploadsBucket, UPLOADS_PREFIX, props.encryptionKey);
     grantWriteObjects(this.role, props.artifactsBucket, FEATURES_PREFIX, props.encryptionKey);
@@ -105,19 +95,7 @@ export class ExtractorFunction extends Construct {
         [ENV.artifactsBucket]: props.artifactsBucket.bucketName,
       },
     });
-    // Lambda manages its VPC ENIs with these; AWS supports no resource-level permissions for them.
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: [
-          'ec2:CreateNetworkInterface',
-          'ec2:DescribeNetworkInterfaces',
-          'ec2:DeleteNetworkInterface',
-          'ec2:AssignPrivateIpAddresses',
-          'ec2:UnassignPrivateIpAddresses',
-        ],
-        resources: ['*'],
-      }),
-    );
+    this.role.addToPolicy(vpcEniStatement());
     Validations.of(this.function).acknowledge({
       id: 'HIPAA.Security-LambdaDLQ',
       reason:

@@ -112,6 +112,51 @@ export interface BindObjectsOptions {
   readonly envVar?: string;
 }
 
+/**
+ * A function's own log group (KMS, retained) and its role, which may write to that log group only: an
+ * explicit role instead of AWSLambdaBasicExecutionRole, whose managed policy lets the function write to
+ * any log group. Children 'LogGroup' and 'Role' of `scope`. Shared by every sonomark function, the
+ * extractor's container-image function included.
+ */
+export function functionLogGroupAndRole(
+  scope: Construct,
+  props: { logRetention: logs.RetentionDays; encryptionKey: kms.IKey; description: string },
+): { logGroup: logs.LogGroup; role: iam.Role } {
+  const logGroup = new logs.LogGroup(scope, 'LogGroup', {
+    retention: props.logRetention,
+    encryptionKey: props.encryptionKey,
+    removalPolicy: RemovalPolicy.RETAIN,
+  });
+  const role = new iam.Role(scope, 'Role', {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: props.description,
+  });
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      resources: [logGroup.logGroupArn],
+    }),
+  );
+  return { logGroup, role };
+}
+
+/**
+ * What Lambda needs to manage a function's VPC ENIs; AWS supports no resource-level permissions for these
+ * EC2 actions (service authorization reference), so the resource is `*` (acknowledged in lib/nag.ts).
+ */
+export function vpcEniStatement(): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    actions: [
+      'ec2:CreateNetworkInterface',
+      'ec2:DescribeNetworkInterfaces',
+      'ec2:DeleteNetworkInterface',
+      'ec2:AssignPrivateIpAddresses',
+      'ec2:UnassignPrivateIpAddresses',
+    ],
+    resources: ['*'],
+  });
+}
+
 export class SonomarkFunction extends Construct {
   readonly function: nodejs.NodejsFunction;
   readonly logGroup: logs.LogGroup;
@@ -125,24 +170,10 @@ export class SonomarkFunction extends Construct {
       }
     }
 
-    this.logGroup = new logs.LogGroup(this, 'LogGroup', {
-      retention: props.logRetention,
-      encryptionKey: props.encryptionKey,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-
-    // An explicit role instead of AWSLambdaBasicExecutionRole: that managed policy lets
-    // the function write to any log group; this one only to its own.
-    this.role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    ({ logGroup: this.logGroup, role: this.role } = functionLogGroupAndRole(this, {
+      ...props,
       description: `sonomark ${props.label ?? props.handler.folder} function`,
-    });
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [this.logGroup.logGroupArn],
-      }),
-    );
+    }));
 
     const { afterBundling, models } = props;
     this.function = new nodejs.NodejsFunction(this, 'Function', {
@@ -205,18 +236,7 @@ export class SonomarkFunction extends Construct {
     if (props.vpc) {
       // Lambda needs these EC2 actions to manage its VPC ENIs; AWS does not support
       // resource-level permissions for them (service authorization reference).
-      this.role.addToPolicy(
-        new iam.PolicyStatement({
-          actions: [
-            'ec2:CreateNetworkInterface',
-            'ec2:DescribeNetworkInterfaces',
-            'ec2:DeleteNetworkInterface',
-            'ec2:AssignPrivateIpAddresses',
-            'ec2:UnassignPrivateIpAddresses',
-          ],
-          resources: ['*'],
-        }),
-      );
+      this.role.addToPolicy(vpcEniStatement());
     } else {
       Validations.of(this.function).acknowledge({
         id: 'HIPAA.Security-LambdaInsideVPC',

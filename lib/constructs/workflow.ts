@@ -100,13 +100,34 @@ export const TRANSIENT_RETRY: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.FULL,
 };
 
-const lambdaRetry: sfn.RetryProps = {
+/** Lambda service errors on an invoke (throttling, service faults): every Lambda Task of both workflows. */
+export const LAMBDA_RETRY: sfn.RetryProps = {
   errors: LAMBDA_TRANSIENT_ERRORS,
   interval: Duration.seconds(2),
   maxAttempts: 5,
   backoffRate: 2,
   maxDelay: Duration.seconds(30),
   jitterStrategy: sfn.JitterType.FULL,
+};
+
+/** Batch API errors on SubmitJob/DescribeJobs (not the job's own failure): every Batch Task of both workflows. */
+export const BATCH_RETRY: sfn.RetryProps = {
+  errors: BATCH_TRANSIENT_ERRORS,
+  interval: Duration.seconds(5),
+  maxAttempts: 5,
+  backoffRate: 2,
+  maxDelay: Duration.minutes(2),
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+/**
+ * What a Batch extraction's state keeps of the job (`$.extract`): its id and run time, which the usage
+ * records bill (Finalize for a scan, ScoreBatch divided over a cohort batch's clips).
+ */
+export const BATCH_JOB_TIMES = {
+  jobId: sfn.JsonPath.stringAt('$.JobId'),
+  startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
+  stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
 };
 
 /** The error Step Functions gives a Lambda invocation that ran past its function's timeout. */
@@ -160,7 +181,7 @@ export class Workflow extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     })
       .addRetry(TRANSIENT_RETRY)
-      .addRetry({ ...lambdaRetry, maxAttempts: 6 })
+      .addRetry({ ...LAMBDA_RETRY, maxAttempts: 6 })
       .addRetry(LAMBDA_TIMEOUT_RETRY)
       // A failure to record a failure still ends in Failed (the executions-failed alarm fires).
       .addCatch(failed, { errors: [sfn.Errors.ALL], resultPath: '$.recordFailureError' })
@@ -184,7 +205,7 @@ export class Workflow extends Construct {
       resultPath: PATHS.validation,
     })
       .addRetry(TRANSIENT_RETRY)
-      .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_RETRY)
       .addRetry(LAMBDA_TIMEOUT_RETRY)
       .addCatch(recordFailure, catchAll);
     // ResultSelector can only build an object, so `$.validation` is {Payload: ValidateOutput}
@@ -226,11 +247,7 @@ export class Workflow extends Construct {
           },
         },
         taskTimeout: sfn.Timeout.duration(props.extractTimeout),
-        resultSelector: {
-          jobId: sfn.JsonPath.stringAt('$.JobId'),
-          startedAt: sfn.JsonPath.numberAt('$.StartedAt'),
-          stoppedAt: sfn.JsonPath.numberAt('$.StoppedAt'),
-        },
+        resultSelector: BATCH_JOB_TIMES,
         resultPath: PATHS.extract,
       })
         // In AWS a transient failure inside the container exits with EXTRACTOR_EXIT_TRANSIENT
@@ -238,14 +255,7 @@ export class Workflow extends Construct {
         // States.TaskFailed. Local mode has no Batch: its binding raises the transient error
         // to this retrier instead.
         .addRetry(TRANSIENT_RETRY)
-        .addRetry({
-          errors: BATCH_TRANSIENT_ERRORS,
-          interval: Duration.seconds(5),
-          maxAttempts: 5,
-          backoffRate: 2,
-          maxDelay: Duration.minutes(2),
-          jitterStrategy: sfn.JitterType.FULL,
-        });
+        .addRetry(BATCH_RETRY);
     // `lambda` mode: the same state name, payload fields and result shape ($.extract
     // {jobId, startedAt, stoppedAt}) as the Batch form; the Lambda Tasks' retry family. A
     // failed extraction leaves its error document (runExtractJob) that RecordFailure reads,
@@ -272,7 +282,7 @@ export class Workflow extends Construct {
         resultPath: PATHS.extract,
       })
         .addRetry(TRANSIENT_RETRY)
-        .addRetry(lambdaRetry)
+        .addRetry(LAMBDA_RETRY)
         .addRetry(LAMBDA_TIMEOUT_RETRY)
         .addCatch(recordFailure, catchAll);
     const extractor = props.extractor;
@@ -309,7 +319,7 @@ export class Workflow extends Construct {
       resultPath: PATHS.experts,
     })
       .addRetry(TRANSIENT_RETRY)
-      .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_RETRY)
       .addRetry(LAMBDA_TIMEOUT_RETRY)
       .addCatch(recordFailure, catchAll);
     // Raw state JSON: LambdaInvoke cannot take the function name from the input.
@@ -334,7 +344,7 @@ export class Workflow extends Construct {
       },
     })
       .addRetry(TRANSIENT_RETRY)
-      .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_RETRY)
       .addRetry(LAMBDA_TIMEOUT_RETRY);
     const score = new sfn.Map(this, STATE.score, {
       itemsPath: `${PATHS.experts}.list`,
@@ -363,7 +373,7 @@ export class Workflow extends Construct {
       resultPath: PATHS.summary,
     })
       .addRetry(TRANSIENT_RETRY)
-      .addRetry(lambdaRetry)
+      .addRetry(LAMBDA_RETRY)
       .addRetry(LAMBDA_TIMEOUT_RETRY)
       .addCatch(recordFailure, catchAll);
     const done = new sfn.Succeed(this, STATE.done, { outputPath: `${PATHS.summary}.Payload` });
