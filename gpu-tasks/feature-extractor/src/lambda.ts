@@ -21,7 +21,7 @@ import { requireEnv } from '../../../core/env';
 import { MODALITIES } from '../../../core/modality';
 import { toWorkflowError } from '../../../core/transient';
 import { parsePayload } from '../../../core/zod-parse';
-import { errorLogLine, runExtractItems, runExtractJob, type ExtractJobDeps } from './main';
+import { errorLogLine, runExtractItems, runExtractJob, scanEnv, type ExtractJobDeps } from './main';
 
 /** One scan (the workflow's Extract state), field for field the Batch job's EXTRACT_ENV. */
 export const ExtractScanPayload = z
@@ -62,15 +62,7 @@ export function payloadEnv(payload: ExtractPayload): Record<string, string> {
   if ('itemsKey' in payload) {
     return { [EXTRACT_ENV.itemsBucket]: payload.itemsBucket, [EXTRACT_ENV.itemsKey]: payload.itemsKey };
   }
-  return {
-    [EXTRACT_ENV.scanId]: payload.scanId,
-    [EXTRACT_ENV.inputBucket]: payload.inputBucket,
-    [EXTRACT_ENV.inputKey]: payload.inputKey,
-    [EXTRACT_ENV.inputVersionId]: payload.inputVersionId,
-    [EXTRACT_ENV.featuresBucket]: payload.featuresBucket,
-    [EXTRACT_ENV.featuresKey]: payload.featuresKey,
-    ...(payload.modality ? { [EXTRACT_ENV.modality]: payload.modality } : {}),
-  };
+  return scanEnv(payload);
 }
 
 /**

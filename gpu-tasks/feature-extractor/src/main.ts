@@ -308,6 +308,30 @@ export function exitCodeFor(err: unknown): number {
 }
 
 /**
+ * One scan's fields as the job environment that readExtractEnv checks: how a cohort batch's item and a
+ * Lambda invocation's payload become the very variables the Batch job of a single scan is given.
+ */
+export function scanEnv(scan: {
+  readonly scanId: string;
+  readonly inputBucket: string;
+  readonly inputKey: string;
+  readonly inputVersionId: string;
+  readonly featuresBucket: string;
+  readonly featuresKey: string;
+  readonly modality?: string | undefined;
+}): Record<string, string> {
+  return {
+    [EXTRACT_ENV.scanId]: scan.scanId,
+    [EXTRACT_ENV.inputBucket]: scan.inputBucket,
+    [EXTRACT_ENV.inputKey]: scan.inputKey,
+    [EXTRACT_ENV.inputVersionId]: scan.inputVersionId,
+    [EXTRACT_ENV.featuresBucket]: scan.featuresBucket,
+    [EXTRACT_ENV.featuresKey]: scan.featuresKey,
+    ...(scan.modality ? { [EXTRACT_ENV.modality]: scan.modality } : {}),
+  };
+}
+
+/**
  * Batch mode (a cohort batch, batch.ts reads the item list): extracts every item, one after
  * another on the process's one model session.
  */
@@ -319,18 +343,8 @@ export async function runExtractItems(
   const succeeded: string[] = [];
   const failed: string[] = [];
   for (const item of items) {
-    const itemEnv = {
-      ...env,
-      [EXTRACT_ENV.scanId]: item.scanId,
-      [EXTRACT_ENV.inputBucket]: item.inputBucket,
-      [EXTRACT_ENV.inputKey]: item.inputKey,
-      [EXTRACT_ENV.inputVersionId]: item.inputVersionId,
-      [EXTRACT_ENV.featuresBucket]: item.featuresBucket,
-      [EXTRACT_ENV.featuresKey]: item.featuresKey,
-      ...(item.modality ? { [EXTRACT_ENV.modality]: item.modality } : {}),
-    };
     try {
-      await runExtractJob(itemEnv, deps);
+      await runExtractJob({ ...env, ...scanEnv(item) }, deps);
       succeeded.push(item.scanId);
     } catch {
       // runExtractJob wrote this item's error document; the batch goes on.
