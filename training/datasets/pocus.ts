@@ -38,28 +38,14 @@ const LABEL_TO_DIAGNOSIS: Record<string, Diagnosis> = {
   regular: 'healthy',
 };
 
+/**
+ * A POCUS item: LusItem narrowed. `name` is the file name as metadata.csv spells it, `source` its "Source ID";
+ * every item is labelled for diagnosis and triage (severity and biomarker flags may be missing).
+ */
 export interface PocusItem extends LusItem {
   dataset: 'pocus';
-  /** File name without extension, as metadata.csv spells it. */
-  name: string;
-  /** Path relative to the data directory. */
-  file: string;
-  kind: 'video' | 'image';
-  probe: string;
-  /** Patient/series group: items of one group never straddle a train/test split. */
-  group: string;
-  /** Publishing source (metadata "Source ID"), for leave-one-source-out evaluation. */
-  source: string;
-  fold: number;
-  label: string;
   diagnosis: Diagnosis;
-  /** abnormal (1) vs healthy (0). */
   triage: 0 | 1;
-  /** Lung severity score 0..3, or null when the clip has none. */
-  severity: number | null;
-  /** 1, 0, or null when the flag is not annotated. */
-  biomarkers: Record<Biomarker, 0 | 1 | null>;
-  license: string;
 }
 
 const CLASS_PREFIX = /^(?:Vir_or_Pneu|Cov|Pneu|Reg|Vir)[-_]/;
