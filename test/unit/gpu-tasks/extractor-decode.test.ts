@@ -7,7 +7,12 @@ import * as path from 'node:path';
 import { DecodeError } from '../../../core/errors';
 import { ACCEPTED_FORMAT_ROWS } from '../../../core/formats';
 import { sniffContainer } from '../../../core/media';
-import { decodeFrameBytes, decodeFrames, uniformSampleIndices } from '../../../gpu-tasks/feature-extractor/src/decode';
+import {
+  decodeFrameBytes,
+  decodeFrames,
+  runningDecoderCount,
+  uniformSampleIndices,
+} from '../../../gpu-tasks/feature-extractor/src/decode';
 
 // Each test runs ffmpeg on real clips, several times; on a loaded 2-core machine that can pass jest's 5-s default.
 jest.setTimeout(60_000);
@@ -258,6 +263,27 @@ describe('extractor decode: bad input', () => {
 
     // Assess
     expect(err).toMatchObject({ name: 'DecodeError', code: 'FFMPEG_UNAVAILABLE' });
+  });
+
+  it('stops an ffmpeg that writes past its output bound (frames × frame bytes), instead of buffering it', async () => {
+    // Prepare: an "ffmpeg" that ignores -frames:v and writes zeros until it is killed.
+    const clip = makeClip('bounded.mp4', 'testsrc=size=32x32:rate=5:duration=1');
+    const endless = path.join(work, 'endless-ffmpeg');
+    writeFileSync(endless, '#!/bin/sh\nexec cat /dev/zero\n', { mode: 0o755 });
+
+    // Act: 4 frames of 16×16 allowed, so the bound is (16·16 + 32)·5 bytes, the limit plus one frame.
+    const err = await decodeFrames(clip, {
+      ffmpegPath: endless,
+      size: 16,
+      maxFrames: 4,
+      maxDecodedFrames: 4,
+      timeoutMs: 10_000,
+    }).catch((e: unknown) => e);
+
+    // Assess: refused as a failed decode, not by the timeout (DECODE_TIMEOUT, after gigabytes of zeros), with no
+    // decoder left running.
+    expect(err).toMatchObject({ name: 'DecodeError', code: 'DECODE_FAILED' });
+    expect(runningDecoderCount()).toBe(0);
   });
 
   it('stops a decode that runs past its timeout', async () => {
