@@ -15,6 +15,14 @@ export function replaceGeneratedBlock(text: string, begin: string, end: string, 
   return `${text.slice(0, a + begin.length)}\n\n${body.trim()}\n\n${text.slice(b)}`;
 }
 
+/** The body between `begin` and `end` (trimmed); undefined when the markers are missing or out of order. */
+export function generatedBlockBody(text: string, begin: string, end: string): string | undefined {
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end, a + begin.length);
+  if (a < 0 || b < 0) return undefined;
+  return text.slice(a + begin.length, b).trim();
+}
+
 /**
  * A markdown table laid out as prettier lays it out (every column padded to its widest cell, the
  * rule row of dashes as wide), so a generated table passes `prettier --check` as written.

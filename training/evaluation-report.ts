@@ -5,8 +5,13 @@
  * baseline's metrics go through the same `evaluate` (and bootstrap) as the experts'.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { markdownTable, replaceGeneratedBlock } from '../core/generated-block';
-import { withShippedXraySection } from './ship-xray';
+import { generatedBlockBody, markdownTable, replaceGeneratedBlock } from '../core/generated-block';
+import {
+  withShippedXraySection,
+  withXrayExpertsSection,
+  XRAY_EVALUATION_BEGIN,
+  XRAY_EVALUATION_END,
+} from './ship-xray';
 import * as path from 'node:path';
 import { ECE_DEFINITION, evaluate, type Evaluation, type Interval } from './experts/metrics';
 import { findExpert, loadManifest, extractorFor } from '../core/manifest';
@@ -355,8 +360,12 @@ export function writeReadmeModelsTable(readme: string, inputs: EvaluationInputs)
 export function writeEvaluationReport(trainingDir: string, modelsDir: string, readme?: string): string {
   const file = path.join(modelsDir, 'EVALUATION.md');
   const inputs = readEvaluationInputs(trainingDir, modelsDir);
-  // The X-ray extractor's section comes from its own shipped metrics (sonomark train xray).
-  writeFileSync(file, withShippedXraySection(renderEvaluation(inputs), modelsDir, inputs.manifest));
+  // The X-ray extractor's section comes from its own shipped metrics (sonomark train xray); the X-ray
+  // experts' section belongs to `sonomark train xray-experts` and is carried over as it stands.
+  const previous = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const xrayExperts = generatedBlockBody(previous, XRAY_EVALUATION_BEGIN, XRAY_EVALUATION_END);
+  const text = withShippedXraySection(renderEvaluation(inputs), modelsDir, inputs.manifest);
+  writeFileSync(file, xrayExperts === undefined ? text : withXrayExpertsSection(text, xrayExperts));
   // The README's models table (between its markers) from the same reports; a README without them is left alone.
   if (readme && existsSync(readme)) writeReadmeModelsTable(readme, inputs);
   return file;

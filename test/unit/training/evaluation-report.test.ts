@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { loadManifest } from '../../../core/manifest';
 import { DEFAULT_MODELS_DIR } from '../../../core/paths';
+import { generatedBlockBody } from '../../../core/generated-block';
 import { EVALUATED_EXPERTS, writeEvaluationReport } from '../../../training/evaluation-report';
+import { XRAY_EVALUATION_BEGIN, XRAY_EVALUATION_END } from '../../../training/ship-xray';
 import { TrainingDataError } from '../../../training/experts/errors';
 
 /** The shipped models' files are named by their versions: read them from the manifest, not typed. */
@@ -118,6 +120,22 @@ describe('writeEvaluationReport', () => {
     expect(section(md, 'End-to-end baseline')).toContain('| end-to-end CNN (CV) | 1.00');
   });
 
+  it("carries the X-ray experts' section (sonomark train xray-experts writes it) over as it stands", () => {
+    // Prepare: the shipped EVALUATION.md holds that section between its markers.
+    const shipped = readFileSync(path.join(models, 'EVALUATION.md'), 'utf8');
+    const body = generatedBlockBody(shipped, XRAY_EVALUATION_BEGIN, XRAY_EVALUATION_END);
+    expect(body).toMatch(/xray-pneumonia/);
+
+    // Act: rendered twice, as a retrain and then `sonomark train evaluate` would.
+    writeEvaluationReport(training, models);
+    const md = readFileSync(writeEvaluationReport(training, models), 'utf8');
+
+    // Assess: the section once, with its heading, and its body unchanged.
+    expect(md.split(XRAY_EVALUATION_BEGIN)).toHaveLength(2);
+    expect(md).toContain(`## Chest X-ray experts\n\n${XRAY_EVALUATION_BEGIN}`);
+    expect(generatedBlockBody(md, XRAY_EVALUATION_BEGIN, XRAY_EVALUATION_END)).toBe(body);
+  });
+
   it('refuses a report that describes another model than the manifest ships', () => {
     // Prepare
     const file = path.join(models, 'experts', `severity-${expertVersion('severity')}.report.json`);
@@ -128,7 +146,7 @@ describe('writeEvaluationReport', () => {
     // Act / Assess
     expect(() => writeEvaluationReport(training, models)).toThrow(TrainingDataError);
     expect(() => writeEvaluationReport(training, models)).toThrow(
-      /severity-1\.1\.1\.report\.json describes severity@1\.1\.1 \(sha256 000000000000…\), but the manifest ships/,
+      `severity-${expertVersion('severity')}.report.json describes severity@${expertVersion('severity')} (sha256 000000000000…), but the manifest ships`,
     );
   });
 
