@@ -169,6 +169,8 @@ export class CohortStack extends Stack {
       (cohort) =>
         new scheduler.Schedule(this, `Schedule-${cohort.name}`, {
           description: `sonomark cohort ${cohort.name} (site ${cohort.site})`,
+          // The schedule's stored input (site, bucket, cohort spec) under the project key, like every store here.
+          key,
           schedule: scheduler.ScheduleExpression.expression(`cron(${cohort.cron})`, TimeZone.ETC_UTC),
           target: new targets.StepFunctionsStartExecution(this.workflow.stateMachine, {
             input: scheduler.ScheduleTargetInput.fromObject(

@@ -97,6 +97,8 @@ describe('cohort schedules', () => {
       'cron(30 1 1 * ? *)',
     ]);
     for (const s of schedules) expect(s.Properties.ScheduleExpressionTimezone).toBe('Etc/UTC');
+    // Their stored input is encrypted with the project key, not an AWS-owned one.
+    for (const s of schedules) expect(JSON.stringify(s.Properties.KmsKeyArn)).toMatch(/Key/);
     expect(inputs).toEqual(
       expect.arrayContaining([
         { site: 'site-a', prefix: 'uploads/site-a/' },
@@ -108,7 +110,7 @@ describe('cohort schedules', () => {
     );
   });
 
-  it('may only start this state machine', () => {
+  it('may only start this state machine, and decrypt their own input with the project key', () => {
     // Prepare
     const scheduler = allStatements(template).filter((s) => /SchedulerRole/.test(s.where));
     // Assess
@@ -116,6 +118,10 @@ describe('cohort schedules', () => {
       expect.objectContaining({
         Action: 'states:StartExecution',
         Resource: { Ref: expect.stringMatching(/^CohortWorkflowStateMachine/) },
+      }),
+      expect.objectContaining({
+        Action: 'kms:Decrypt',
+        Resource: { 'Fn::ImportValue': expect.stringMatching(/^SonomarkStorage:.*Key.*Arn/) },
       }),
     ]);
   });
