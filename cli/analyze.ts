@@ -2,7 +2,7 @@
 import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import type { Modality } from '../core/modality';
+import { DEFAULT_MODALITY, type Modality } from '../core/modality';
 import type { ModalityHint } from '../local/sidecar';
 import type { ReportEntry } from '../local/report';
 import type { AnalyzeResult, LocalWorkflow } from '../local/workflow';
@@ -110,6 +110,8 @@ async function analyze(
       modelsDir: resolveModelsDir(opts),
       siteId: opts.site,
       studyId: opts.study,
+      // The modality the inputs default to; a sidecar or DICOM header naming another loads its models then.
+      preloadModalities: [hint?.modality ?? DEFAULT_MODALITY],
     });
   } catch (e) {
     signals.dispose();

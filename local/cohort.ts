@@ -317,6 +317,10 @@ export async function runCohort(inputs: readonly CohortInput[], opts: CohortRunO
     modelsDir: opts.loaded.dir,
     siteId: opts.siteId,
     studyId: opts.studyId,
+    // The modalities the pending items name (their rows, else the run's hint): their models load with the services.
+    preloadModalities: [
+      ...new Set(pending.map(({ input }) => itemHint(input, opts.modality)?.modality ?? DEFAULT_MODALITY)),
+    ],
   });
   try {
     const store = storeOf(workflow.services);
