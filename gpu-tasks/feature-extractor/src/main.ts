@@ -311,15 +311,9 @@ export function exitCodeFor(err: unknown): number {
  * One scan's fields as the job environment that readExtractEnv checks: how a cohort batch's item and a
  * Lambda invocation's payload become the very variables the Batch job of a single scan is given.
  */
-export function scanEnv(scan: {
-  readonly scanId: string;
-  readonly inputBucket: string;
-  readonly inputKey: string;
-  readonly inputVersionId: string;
-  readonly featuresBucket: string;
-  readonly featuresKey: string;
-  readonly modality?: string | undefined;
-}): Record<string, string> {
+export function scanEnv(
+  scan: Omit<ExtractJobConfig, 'modality'> & { readonly modality?: string | undefined },
+): Record<string, string> {
   return {
     [EXTRACT_ENV.scanId]: scan.scanId,
     [EXTRACT_ENV.inputBucket]: scan.inputBucket,
