@@ -2,12 +2,12 @@
  * Memory is bounded by the frames kept, not by the file (inputs issue): `sonomark analyze` of a 100 MB and
  * of a 440 MB clip, each in its own process through the whole local workflow (upload streamed into s3rver,
  * Validate's header reads, the extractor's decode, experts, results), peaks at about the same resident
- * memory, and below the size of the larger file. A path that read or buffered the whole upload even once
- * would add at least the 340 MB between the two files to the larger run's peak.
+ * memory. A path that read or buffered the whole upload even once would add at least the 340 MB between the
+ * two files to the larger run's peak (tried: reading the upload into memory once made it 683 vs 394 MB).
  *
  * The clips are uncompressed grey 1280×720 Matroska made by ffmpeg (cheap to write and to decode, so the
- * run measures buffering, not codec work). Measured on the 2-core machine: peak 309 MB (100 MB clip) and
- * 305 MB (442 MB clip).
+ * run measures buffering, not codec work). Measured on the 2-core machine: 294 and 303 MB (definition cached),
+ * 777 and 777 MB in a fresh clone's CI run.
  */
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
@@ -63,7 +63,7 @@ function rawClip(dir: string, name: string, seconds: number): string {
 }
 
 describe('memory is bounded by the frames kept, not the file', () => {
-  it('a 440 MB clip peaks no higher than a 100 MB one, and below its own size', () => {
+  it('a 440 MB clip peaks no higher than a 100 MB one', () => {
     const dir = tempDir('mem-clips-');
     const small = rawClip(dir, 'small.mkv', 3.6);
     const large = rawClip(dir, 'large.mkv', 16);
@@ -79,8 +79,8 @@ describe('memory is bounded by the frames kept, not the file', () => {
         `${(largeBytes / MB).toFixed(0)} MB clip at ${(b.peakBytes / MB).toFixed(0)} MB\n`,
     );
     expect([a.status, a.code, b.status, b.code]).toEqual(['completed', 0, 'completed', 0]);
-    // Growth with the file: under a quarter of the extra bytes (measured: none).
+    // Growth with the file: under a quarter of the extra bytes (measured: none). The absolute peak depends on the
+    // start-up (about 300 MB with the workflow definition cached, 777 MB in a fresh CI clone), not on the clip.
     expect(b.peakBytes - a.peakBytes).toBeLessThan(0.25 * (largeBytes - smallBytes));
-    expect(b.peakBytes).toBeLessThan(largeBytes);
   });
 });
