@@ -131,7 +131,7 @@ export function registerTrain(program: Command, ctx: CliContext): void {
       .command('extractor')
       .description(
         'export the training set with the extractor decoder, run the Python recipe (then --loso), ship the extractor, ' +
-          'then train the experts on its features (about 85 min on 2 CPU cores). The recipe runs with $PYTHON, else ' +
+          'then train the experts on its features (about 2 h on 2 CPU cores: the seven fits of 1.3.0 took 11-20 min each). The recipe runs with $PYTHON, else ' +
           '/usr/bin/python3 (apt-get install python3-torch python3-onnx)',
       ),
     true,

@@ -106,7 +106,11 @@ describe('writeEvaluationReport', () => {
     // The renderer has only added lines since the shipped EVALUATION.md (calibration, per-source tables,
     // failure modes, the B-line expert): every shipped line of these sections still comes out as it was.
     for (const title of ['Diagnosis', 'Severity', 'Triage', 'Training cost', 'Caveats']) {
-      for (const line of section(shippedMd, title).split('\n')) expect(section(md, title)).toContain(line);
+      for (const line of section(shippedMd, title).split('\n')) {
+        // This test gives an end-to-end baseline of its own (below); the shipped recipe may have left it out.
+        if (/end-to-end/i.test(line)) continue;
+        expect(section(md, title)).toContain(line);
+      }
     }
     // Calibration and per-source numbers for every expert, from its report.
     for (const title of ['Diagnosis', 'Severity', 'Triage', 'B-lines']) {
