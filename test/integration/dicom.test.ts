@@ -106,7 +106,8 @@ describe('local workflow on DICOM', () => {
     const clip = writeFile(
       work,
       'c.dcm',
-      buildDicom({ rows: 64, columns: 64, frames: [new Uint8Array(64 * 64).fill(7)] }),
+      // A picture (a grey ramp), not a flat frame: a flat one is refused as BLANK, as a blank clip is.
+      buildDicom({ rows: 64, columns: 64, frames: [Uint8Array.from({ length: 64 * 64 }, (_, i) => (i * 7) % 256)] }),
     );
     const w = await LocalWorkflow.start({ studyId: 'it-dicom-salt', dataDir: oldDir });
     try {
