@@ -15,6 +15,15 @@ const nodeModule = require('node:module');
 if (typeof nodeModule.enableCompileCache === 'function' && !process.env.NODE_COMPILE_CACHE) {
   nodeModule.enableCompileCache(require('node:path').join(__dirname, '..', '.sonomark', 'cache', 'v8'));
 }
+// `analyze` starts the local S3/DynamoDB worker before the CLI's own modules load (about 0.2 s),
+// so its module loading overlaps theirs; unclaimed (a usage error, --help) it does not hold the process.
+if (process.argv[2] === 'analyze') {
+  try {
+    require('../dist/local/service-host.js').prestartServiceHost();
+  } catch {
+    // Not built yet: reported below.
+  }
+}
 let cli;
 try {
   cli = require('../dist/cli/main.js');

@@ -97,6 +97,8 @@ async function analyze(
     throw new UsageError(`--report ${opts.report}: not a directory`);
   }
 
+  // The local services' worker starts first: it loads s3rver and dynalite while this thread loads the workflow.
+  (await import('../local/service-host')).prestartServiceHost();
   const [{ LocalWorkflow }, { resolveModelsDir }] = await Promise.all([
     import('../local/workflow'),
     import('../local/models'),

@@ -30,7 +30,11 @@ export const ROI_PERCENTILES = [0.005, 0.995] as const;
 /** Below this spread (grey levels) the clip is not stretched: it would only amplify noise. */
 export const ROI_MIN_SPREAD = 24;
 
-/** Running per-pixel statistics of a clip's frames at analysis size. */
+/**
+ * Running per-pixel statistics of a clip's frames at analysis size. `roi-1` needs the minimum, maximum and
+ * sum; `trim-1` only the maximum, and keeping only that cuts the pass's own CPU time by about two thirds
+ * (every frame of the clip goes through this loop at 512 px, on the critical path of a cold start).
+ */
 export class FrameStats {
   readonly min: Uint8Array;
   readonly max: Uint8Array;
@@ -40,20 +44,29 @@ export class FrameStats {
   constructor(
     readonly width: number,
     readonly height: number,
+    readonly kept: 'all' | 'max' = 'all',
   ) {
     const n = width * height;
-    this.min = new Uint8Array(n).fill(255);
+    const all = kept === 'all';
+    this.min = new Uint8Array(all ? n : 0).fill(255);
     this.max = new Uint8Array(n);
-    this.sum = new Float64Array(n);
+    this.sum = new Float64Array(all ? n : 0);
   }
 
   add(data: Uint8Array): void {
     const { min, max, sum } = this;
-    for (let i = 0; i < data.length; i++) {
-      const v = data[i]!;
-      if (v < min[i]!) min[i] = v;
-      if (v > max[i]!) max[i] = v;
-      sum[i]! += v;
+    if (this.kept === 'max') {
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]!;
+        if (v > max[i]!) max[i] = v;
+      }
+    } else {
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]!;
+        if (v < min[i]!) min[i] = v;
+        if (v > max[i]!) max[i] = v;
+        sum[i]! += v;
+      }
     }
     this.count++;
   }
@@ -173,6 +186,7 @@ function largestComponent(bin: Uint8Array, w: number, h: number): Uint8Array | n
 
 /** The image region of a clip from its per-pixel statistics (see the file comment). */
 export function findRegion(stats: FrameStats): Region {
+  if (stats.kept !== 'all') throw new Error('findRegion needs the minimum and sum: FrameStats kept only the maximum.');
   const { width: w, height: h, count } = stats;
   const n = w * h;
   const whole = (): Region => ({

@@ -1,8 +1,10 @@
+import fc from 'fast-check';
 import { DecodeError } from '../../../core/errors';
 import {
   framePgm,
   lastLine,
   parsePgmStream,
+  PgmStreamParser,
   toFloat01,
   toUint8Frames,
   uniformSampleIndices,
@@ -107,6 +109,63 @@ describe('extractor sampling: pixel helpers', () => {
     expect(frames).toHaveLength(2);
     expect(frames[1]?.width).toBe(4);
     expect(Array.from(frames[1]?.data ?? [])).toEqual(Array.from(bytes.subarray(16, 32)));
+  });
+
+  it('PgmStreamParser gives the frames parsePgmStream does, however the stream is cut into chunks', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({ w: fc.integer({ min: 1, max: 40 }), h: fc.integer({ min: 1, max: 30 }), seed: fc.nat(255) }),
+          { minLength: 1, maxLength: 5 },
+        ),
+        fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 40 }),
+        (shapes, cuts) => {
+          // Prepare: frames of mixed sizes (the reused buffer must follow a size change)
+          const pgm = Buffer.concat(
+            shapes.map(({ w, h, seed }) =>
+              Buffer.concat([
+                Buffer.from(`P5\n${w} ${h}\n255\n`),
+                Buffer.from(Uint8Array.from({ length: w * h }, (_, i) => (seed + i * 7) & 255)),
+              ]),
+            ),
+          );
+          const got: { width: number; height: number; data: number[] }[] = [];
+          const parser = new PgmStreamParser((f) => got.push({ width: f.width, height: f.height, data: [...f.data] }));
+
+          // Act: the stream in chunks of the drawn lengths, cycled
+          for (let off = 0, i = 0; off < pgm.length; i++) {
+            const n = cuts[i % cuts.length] as number;
+            parser.push(pgm.subarray(off, off + n));
+            off += n;
+          }
+          parser.end();
+
+          // Assess
+          const want = parsePgmStream(pgm).map((f) => ({ width: f.width, height: f.height, data: [...f.data] }));
+          expect(got).toEqual(want);
+        },
+      ),
+    );
+  });
+
+  it('PgmStreamParser refuses a stream cut inside a frame or a header, and bytes that are not PGM', () => {
+    // Prepare
+    const frame = Buffer.concat([Buffer.from('P5\n4 4\n255\n'), Buffer.alloc(16, 9)]);
+    const feed =
+      (...chunks: Buffer[]) =>
+      () => {
+        const p = new PgmStreamParser(() => undefined);
+        for (const c of chunks) p.push(c);
+        p.end();
+      };
+
+    // Act / Assess
+    expect(feed(frame, frame.subarray(0, 20))).toThrow(DecodeError);
+    expect(feed(frame, Buffer.from('P5\n4'))).toThrow(DecodeError);
+    expect(feed(Buffer.from('GIF89a'))).toThrow(/malformed frame data/);
+    expect(feed(Buffer.from('P5\n0 4\n255\n'))).toThrow(DecodeError);
+    expect(feed(Buffer.from(`P5 ${'1'.repeat(70)}`))).toThrow(DecodeError);
+    expect(feed(frame, frame)).not.toThrow();
   });
 
   it('parsePgmStream rejects a truncated frame as a DecodeError', () => {
