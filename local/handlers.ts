@@ -81,7 +81,7 @@ export function localHandlers(deps: LocalHandlerDeps): LocalHandlers {
       s3,
       modelsDir: deps.loaded.dir,
       executionProvider: 'cpu',
-      // Inference in a worker thread (infer-worker.ts): one clip's frames are scored while the
+      // Inference in a child process (infer-worker.ts): one clip's frames are scored while the
       // next one decodes and the workflow moves on. One session per process, reused by every clip.
       openSession: (entry) => cachedWorkerExtractorSession(deps.loaded.dir, entry),
       log: deps.log ?? (() => {}),

@@ -16,7 +16,10 @@ import { DEFAULT_MODALITY, type Modality } from '../core/modality';
 import { getScan, listExpertResults, listScans } from '../core/results-store';
 import { FeaturesDocument, type ExpertOutput, type ProblemDetail, type S3ObjectCreatedEvent } from '../core/schemas';
 import { bindTaskStates, expertFunctionArns, type LocalHandlers } from './bindings';
-import { cachedWorkerExtractorSession } from '../gpu-tasks/feature-extractor/src/infer-worker';
+import {
+  cachedWorkerExtractorSession,
+  useWorkerExtractorSessions,
+} from '../gpu-tasks/feature-extractor/src/infer-worker';
 import { killDecoders } from '../gpu-tasks/feature-extractor/src/decode';
 import { INTERRUPTED_ERROR, type ExecutionEndedOutput } from '../lambdas/execution-ended/execution-ended';
 import { lockDataDir, type DataDirLock } from './lock';
@@ -72,7 +75,7 @@ export interface LocalWorkflowOptions {
   /**
    * The modalities whose extractor and experts are loaded while the services start; another
    * modality's models load when its first scan needs them. A run of clips then never starts the
-   * X-ray extractor's worker thread and sessions (cold analyze of one clip: peak 239 MiB instead of
+   * X-ray extractor's inference process and sessions (cold analyze of one clip: peak 239 MiB instead of
    * 253, CPU time unchanged within the run-to-run spread; farm-bench, 7 pairs).
    * @default [ultrasound]
    */
@@ -123,6 +126,7 @@ export interface AnalyzeResult {
   readonly features: FeaturesDocument | null;
   readonly experts: Record<string, ExpertOutput>;
   readonly models: { extractor: string; experts: Record<string, string> } | null;
+  /** states: per Task or Map state, ms from its first entry to its last exit (Map iterations overlap). */
   readonly timings: { totalMs: number; states: Record<string, number> };
   /** Retries the state machine ran, by state name (a Retry block matched and the state ran again). */
   readonly retries?: Record<string, number>;
@@ -151,6 +155,8 @@ export class LocalWorkflow {
     private readonly handlers: LocalHandlers,
     /** The faults in force and what they have injected so far. */
     readonly faults: LocalFaults,
+    /** Ends this workflow's use of the process-wide extractor sessions (infer-worker.ts). */
+    private readonly endSessions: () => Promise<void>,
   ) {}
 
   /** Executions in progress, by id. */
@@ -168,6 +174,7 @@ export class LocalWorkflow {
     // Start-up work that does not depend on each other runs together: the model sessions
     // (process-wide caches the handlers then hit), the definition (cached, definition.ts),
     // and the local services. A session that fails to load is reported by the state that uses it.
+    const endSessions = useWorkerExtractorSessions();
     const preload = options.preloadModalities ?? [DEFAULT_MODALITY];
     for (const pending of [
       ...preload.flatMap((m) => {
@@ -188,6 +195,7 @@ export class LocalWorkflow {
     ]);
     if (servicesStarted.status === 'rejected' || definition.status === 'rejected') {
       if (servicesStarted.status === 'fulfilled') await servicesStarted.value.close();
+      await endSessions();
       lock.release();
       if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
       throw definition.status === 'rejected' ? definition.reason : (servicesStarted as PromiseRejectedResult).reason;
@@ -256,11 +264,13 @@ export class LocalWorkflow {
         lock,
         handlers,
         faults,
+        endSessions,
       );
       await workflow.recoverAbandoned();
       return workflow;
     } catch (err) {
       await services.close();
+      await endSessions();
       lock.release();
       if (ownedDataDir) rmSync(ownedDataDir, { recursive: true, force: true });
       throw err;
@@ -408,14 +418,17 @@ export class LocalWorkflow {
         }
         if (e.type === 'StateRetried' && e.state) retries[e.state.name] = (retries[e.state.name] ?? 0) + 1;
         if (e.type === 'StateEntered' && e.state) {
-          entered.set(e.state.name, e.timestamp);
+          // The first entry: a Map's iterations of one state run side by side, and a retry re-enters.
+          if (!entered.has(e.state.name)) entered.set(e.state.name, e.timestamp);
           options.onStateEntered?.(e.state.name, executionId);
         }
         if ((e.type === 'StateExited' || e.type === 'StateFailed') && e.state) {
           const t0 = entered.get(e.state.name);
           // Work happens in Task and Map states; Pass/Choice transitions would only add noise.
           if (t0 !== undefined && (e.state.type === 'Task' || e.state.type === 'Map')) {
-            states[e.state.name] = (states[e.state.name] ?? 0) + (e.timestamp - t0);
+            // Wall time from the state's first entry to its last exit, so four experts scored at once
+            // count once (summing them read as four times the wall time the step took).
+            states[e.state.name] = Math.max(states[e.state.name] ?? 0, e.timestamp - t0);
           }
           // The validation result sits at $.validation once Validate's output is shaped (PATHS).
           const v = (
@@ -618,7 +631,7 @@ export class LocalWorkflow {
   async close(): Promise<void> {
     await settle(this.inFlight);
     try {
-      await this.services.close();
+      await Promise.all([this.services.close(), this.endSessions()]);
     } finally {
       this.lock.release();
       if (this.ownedDataDir) rmSync(this.ownedDataDir, { recursive: true, force: true });

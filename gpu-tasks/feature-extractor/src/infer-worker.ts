@@ -1,15 +1,22 @@
 /**
- * The extractor's onnxruntime session in a worker thread (CPU provider). onnxruntime-node
- * runs a session synchronously on the thread that calls it: in the main thread each
- * 32-frame batch (about 0.1 s here) stopped everything else, including reading the next
- * clip's frames from ffmpeg, whose pipe then filled and stalled the decoder. In a worker,
- * inference of one clip overlaps the decoding of the next and the workflow's own work.
+ * The extractor's onnxruntime session in its own process (CPU provider), for local mode.
  *
- * Only the onnxruntime calls run in the worker (plain JavaScript given as a string, so the
- * same code runs from dist/ and under ts-jest); the session's I/O and every batch's outputs
- * are checked in this thread by the same code as the in-process session (infer.ts).
+ * Not in this process: onnxruntime-node runs a session synchronously on the calling thread, so in
+ * the main thread each 32-frame batch stopped everything else, including reading the next clip's
+ * frames from ffmpeg, whose pipe then filled and stalled the decoder.
+ *
+ * Not in a worker thread either (as it was): every ffmpeg this process starts is a fork() (libuv
+ * forks on Linux), which marks all of the process's writable memory copy-on-write, and the next
+ * write to each page then faults. onnxruntime's arena is rewritten by every batch, so after each
+ * spawn one batch paid for the faults: on this machine a clip's first 32-frame batch took 70 ms
+ * instead of 10 whenever a decoder had been started since the last batch, which in a local run is
+ * almost every clip. A process of its own starts no children, so its memory is never write-protected.
+ *
+ * Only the onnxruntime calls run there (plain JavaScript given to `node -e`, so the same code runs
+ * from dist/ and under ts-jest); the session's I/O and every batch's outputs are checked in this
+ * process by the same code as the in-process session (infer.ts).
  */
-import { Worker } from 'node:worker_threads';
+import { spawn } from 'node:child_process';
 import type { ExtractorEntry } from '../../../core/schemas';
 import { readVerifiedModel } from '../../../core/manifest';
 import { ModelError } from '../../../core/errors';
@@ -17,9 +24,13 @@ import { BASE_OPTIONS, extractorSessionOn, type ExtractorSession, type FrameRunn
 
 type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string };
 
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const ort = require(workerData.ortPath);
+const PROCESS_SOURCE = `
+const ort = require(process.argv[1]);
+// Its lifetime is its parent's: Ctrl-C reaches the whole process group, and the parent records the
+// clip in progress as interrupted before it lets go; this process ends when the channel closes.
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => undefined);
+process.on('disconnect', () => process.exit(0));
 let session;
 const ops = {
   async create({ bytes, options }) {
@@ -31,8 +42,17 @@ const ops = {
       outputMetadata: session.outputMetadata,
     };
   },
-  async run({ inputName, data, dims, outputs }) {
-    const input = new ort.Tensor('float32', new Float32Array(data), dims);
+  async run({ inputName, data, bytes, dims, outputs }) {
+    let pixels;
+    if (bytes) {
+      // toFloat01 (decode.ts): byte / 255 as float32.
+      const b = new Uint8Array(bytes);
+      pixels = new Float32Array(b.length);
+      for (let i = 0; i < b.length; i++) pixels[i] = b[i] / 255;
+    } else {
+      pixels = new Float32Array(data);
+    }
+    const input = new ort.Tensor('float32', pixels, dims);
     try {
       const out = await session.run({ [inputName]: input }, outputs);
       const result = {};
@@ -50,31 +70,36 @@ const ops = {
     session = undefined;
   },
 };
-parentPort.on('message', async (m) => {
+process.on('message', async (m) => {
+  let reply;
   try {
-    const value = await ops[m.op](m.args);
-    const transfer = m.op === 'run' ? Object.values(value).filter(Boolean).map((t) => t.data.buffer) : [];
-    parentPort.postMessage({ id: m.id, ok: true, value }, transfer);
+    reply = { id: m.id, ok: true, value: await ops[m.op](m.args) };
   } catch (err) {
-    parentPort.postMessage({ id: m.id, ok: false, message: (err && err.message) || String(err) });
+    reply = { id: m.id, ok: false, message: (err && err.message) || String(err) };
   }
+  if (process.connected) process.send(reply);
 });
 `;
 
 /**
- * An extractor session (CPU) whose inference runs in its own worker thread. release() ends
- * the worker; the worker never keeps the process alive by itself.
+ * An extractor session (CPU) whose inference runs in a child process. release() ends the
+ * process; it never keeps this process alive by itself, and it ends when this process does.
  */
 export async function createWorkerExtractorSession(
   modelsDir: string,
   entry: ExtractorEntry,
 ): Promise<ExtractorSession> {
   const bytes = readVerifiedModel(modelsDir, entry);
-  const worker = new Worker(WORKER_SOURCE, {
-    eval: true,
-    workerData: { ortPath: require.resolve('onnxruntime-node') },
+  // stdout ignored: `sonomark analyze --json` keeps stdout to its JSON lines. 'advanced' serialization
+  // sends typed arrays as bytes (structured clone), not as JSON.
+  const child = spawn(process.execPath, ['-e', PROCESS_SOURCE, require.resolve('onnxruntime-node')], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    serialization: 'advanced',
   });
-  worker.unref();
+  const channel = child.channel as { ref(): void; unref(): void } | null | undefined;
+  const hold = (on: boolean) => (on ? channel?.ref() : channel?.unref());
+  child.unref();
+  hold(false);
   let nextId = 0;
   let failure: Error | undefined;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -83,35 +108,51 @@ export async function createWorkerExtractorSession(
     for (const w of waiting.values()) w.reject(err);
     waiting.clear();
   };
-  worker.on('message', (m: Reply) => {
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.on('message', (m: Reply) => {
     const w = waiting.get(m.id);
     if (!w) return;
     waiting.delete(m.id);
-    if (waiting.size === 0) worker.unref();
+    if (waiting.size === 0) hold(false);
     if (m.ok) w.resolve(m.value);
     else w.reject(new ModelError(`Extractor "${entry.name}": ${m.message}`));
   });
-  worker.on('error', (err) =>
-    failAll(new ModelError(`Extractor "${entry.name}": inference worker failed: ${err.message}`)),
+  child.on('error', (err) =>
+    failAll(new ModelError(`Extractor "${entry.name}": the inference process failed: ${err.message}`)),
   );
-  worker.on('exit', () => failAll(new ModelError(`Extractor "${entry.name}": the inference worker has ended.`)));
-  const call = <T>(op: string, args: unknown, transfer: ArrayBuffer[] = []): Promise<T> => {
+  child.on('exit', (code, signal) =>
+    failAll(
+      new ModelError(`Extractor "${entry.name}": the inference process has ended (${signal ?? `exit ${code}`}).`),
+    ),
+  );
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      if (child.connected) child.disconnect();
+      child.kill();
+      await exited;
+    }
+  };
+  const call = <T>(op: string, args: unknown): Promise<T> => {
     if (failure) return Promise.reject(failure);
     const id = nextId++;
     return new Promise<T>((resolve, reject) => {
       // Held while a call is pending (the process must wait for its answer), let go when idle.
-      if (waiting.size === 0) worker.ref();
+      if (waiting.size === 0) hold(true);
       waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      worker.postMessage({ op, id, args }, transfer);
+      child.send({ op, id, args }, (err) => {
+        if (err) failAll(new ModelError(`Extractor "${entry.name}": the inference process failed: ${err.message}`));
+      });
     });
   };
 
-  const model = bytes.slice().buffer;
   let io: Pick<FrameRunner, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>;
   try {
-    io = await call('create', { bytes: model, options: { ...BASE_OPTIONS, executionProviders: ['cpu'] } }, [model]);
+    io = await call('create', {
+      bytes: bytes.slice().buffer,
+      options: { ...BASE_OPTIONS, executionProviders: ['cpu'] },
+    });
   } catch (err) {
-    await worker.terminate();
+    await stop();
     throw new ModelError(
       `Extractor "${entry.name}" could not be loaded by onnxruntime: ${(err as Error).message.split('\n')[0]}`,
     );
@@ -119,23 +160,37 @@ export async function createWorkerExtractorSession(
   const runner: FrameRunner = {
     ...io,
     run(inputName, data, dims, outputs) {
-      // A copy of this batch's frames is handed over (transferred, not cloned again).
-      const copy = data.slice().buffer;
-      return call<Record<string, RunnerOutput | undefined>>(
-        'run',
-        { inputName, data: copy, dims: [...dims], outputs: [...outputs] },
-        [copy],
-      );
+      // Decoded frames are bytes / 255: sent as those bytes, a quarter of the floats (the channel's
+      // cost grows faster than the message: 40 ms for a 32-frame batch as floats, 4 ms as bytes).
+      const bytes = asBytes(data);
+      return call<Record<string, RunnerOutput | undefined>>('run', {
+        inputName,
+        ...(bytes ? { bytes: bytes.buffer } : { data: data.slice().buffer }),
+        dims: [...dims],
+        outputs: [...outputs],
+      });
     },
     async release() {
       try {
         if (!failure) await call('release', {});
       } finally {
-        await worker.terminate();
+        await stop();
       }
     },
   };
   return extractorSessionOn(runner, entry, 'cpu');
+}
+
+/** `frames` as the bytes toFloat01 made them from, when every value is exactly byte / 255; else undefined. */
+export function asBytes(frames: Float32Array): Uint8Array | undefined {
+  const out = new Uint8Array(frames.length);
+  for (let i = 0; i < frames.length; i++) {
+    const v = frames[i] as number;
+    const b = Math.round(v * 255);
+    if (!(b >= 0 && b <= 255) || Math.fround(b / 255) !== v) return undefined;
+    out[i] = b;
+  }
+  return out;
 }
 
 const cached = new Map<string, Promise<ExtractorSession>>();
@@ -154,4 +209,31 @@ export function cachedWorkerExtractorSession(modelsDir: string, entry: Extractor
     cached.set(key, pending);
   }
   return session;
+}
+
+let users = 0;
+
+/**
+ * Registers a user of the process-wide sessions (a local workflow). The function returned ends that
+ * use; when the last user ends, the sessions are released and their processes end with them, before
+ * this process exits rather than just after it (an unclaimed one would outlive it by its exit time).
+ */
+export function useWorkerExtractorSessions(): () => Promise<void> {
+  users++;
+  let ended = false;
+  return async () => {
+    if (ended) return;
+    ended = true;
+    if (--users > 0) return;
+    const sessions = [...cached.values()];
+    cached.clear();
+    await Promise.all(
+      sessions.map((p) =>
+        p.then(
+          (s) => s.release(),
+          () => undefined,
+        ),
+      ),
+    );
+  };
 }

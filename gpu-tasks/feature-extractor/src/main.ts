@@ -76,7 +76,7 @@ export interface ExtractJobDeps {
   readonly session?: ExtractorSession;
   /**
    * Opens the session of this extractor entry (the scan's modality's) instead of the per-process
-   * cached one (local mode: inference in a worker thread).
+   * cached one (local mode: inference in a child process, infer-worker.ts).
    */
   readonly openSession?: (entry: ExtractorEntry) => Promise<ExtractorSession>;
   /** @default env[ENV.onnxExecutionProvider], else 'auto' */

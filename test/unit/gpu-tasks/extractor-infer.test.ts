@@ -16,7 +16,8 @@ import {
   extractFeatures,
   type ExtractorSession,
 } from '../../../gpu-tasks/feature-extractor/src';
-import { createWorkerExtractorSession } from '../../../gpu-tasks/feature-extractor/src/infer-worker';
+import { asBytes, createWorkerExtractorSession } from '../../../gpu-tasks/feature-extractor/src/infer-worker';
+import { toFloat01 } from '../../../gpu-tasks/feature-extractor/src/decode';
 
 const SCAN_ID = '0123456789abcdef0123456789abcdef';
 
@@ -177,7 +178,35 @@ describe('extractor infer: model checks', () => {
   });
 });
 
-describe('extractor infer: session in a worker thread (local mode)', () => {
+describe('extractor infer: session in its own process (local mode)', () => {
+  it('sends decoded frames as their bytes and gives exactly the in-process outputs', async () => {
+    // Prepare: frames as the decoder makes them (byte / 255), one full batch and a partial one
+    const n = 40;
+    const size = entry.input.size;
+    const bytes = Uint8Array.from({ length: n * size * size }, (_, i) => (i * 37 + (i >> 9)) & 255);
+    const frames = toFloat01(bytes);
+    const worker = await createWorkerExtractorSession(modelsDir, entry);
+
+    // Act
+    const [inWorker, inProcess] = await Promise.all([worker.run(frames, n), session.run(frames, n)]);
+    await worker.release();
+
+    // Assess: the byte path was taken, and the model saw the same floats
+    expect(Array.from(asBytes(frames) ?? [])).toEqual(Array.from(bytes));
+    expect(Array.from(inWorker.biomarkers)).toEqual(Array.from(inProcess.biomarkers));
+    expect(Array.from(inWorker.embedding)).toEqual(Array.from(inProcess.embedding));
+  });
+
+  it('sends frames that are not bytes / 255 as floats', () => {
+    // Prepare
+    const frames = Float32Array.from([0, 1, 0.5, 128 / 255]);
+
+    // Act / Assess: 0.5 is not k/255; 2 is out of range; k/255 round-trips
+    expect(asBytes(frames)).toBeUndefined();
+    expect(asBytes(Float32Array.from([2]))).toBeUndefined();
+    expect(Array.from(asBytes(Float32Array.from([0, 1, 128 / 255])) ?? [])).toEqual([0, 255, 128]);
+  });
+
   it('gives exactly the in-process session outputs, batch by batch', async () => {
     // Prepare: one full batch of 32 and a partial one of 8
     const n = 40;
