@@ -28,7 +28,14 @@ import {
   extractFeatures,
   toFloat01,
 } from '../gpu-tasks/feature-extractor/src';
-import { defaultFfmpegPath } from '../gpu-tasks/feature-extractor/src/decode';
+import {
+  defaultFfmpegPath,
+  fitFilter,
+  parsePgmStream,
+  selectFilter,
+  uniformSampleIndices,
+} from '../gpu-tasks/feature-extractor/src/decode';
+import { ROI_ANALYSIS_SIZE } from '../gpu-tasks/feature-extractor/src/roi';
 import { EXTRACTOR_INTRA_OP_THREADS } from '../gpu-tasks/feature-extractor/src/infer';
 import { LocalWorkflow } from '../local/workflow';
 import { scoreFeatures } from '../lambdas/expert/score';
@@ -546,6 +553,55 @@ function ffmpegFloorS(file: string, size: number): number {
 }
 
 /**
+ * ffmpeg's own share of the shipped preprocessing (`trim-1`, `roi-1`): the decoder's two passes run by
+ * ffmpeg alone — every frame fitted into ROI_ANALYSIS_SIZE px for the content box (piped out, as the
+ * decoder reads it), then only the sampled frames fitted into `size` — with no statistics, cropping or
+ * inference. Any local run is bounded below by this, whatever overlaps what.
+ */
+function preprocessingFloorS(file: string, size: number, maxFrames: number): number {
+  const ffmpeg = defaultFfmpegPath();
+  const t = performance.now();
+  const pass1 = spawnSync(
+    ffmpeg,
+    [
+      '-v',
+      'error',
+      '-threads',
+      '1',
+      '-i',
+      file,
+      '-vf',
+      fitFilter(ROI_ANALYSIS_SIZE),
+      '-f',
+      'image2pipe',
+      '-c:v',
+      'pgm',
+      'pipe:1',
+    ],
+    { maxBuffer: 2 ** 31 },
+  );
+  if (pass1.status !== 0) throw new Error(`ffmpeg could not decode a bench clip: ${String(pass1.stderr)}`);
+  const decoded = parsePgmStream(pass1.stdout).length;
+  const filter = [selectFilter(uniformSampleIndices(decoded, maxFrames)), fitFilter(size)].join(',');
+  const pass2 = spawnSync(ffmpeg, [
+    '-v',
+    'error',
+    '-threads',
+    '1',
+    '-i',
+    file,
+    '-vf',
+    filter,
+    '-f',
+    'rawvideo',
+    '-y',
+    '/dev/null',
+  ]);
+  if (pass2.status !== 0) throw new Error(`ffmpeg could not decode a bench clip: ${String(pass2.stderr)}`);
+  return (performance.now() - t) / 1000;
+}
+
+/**
  * Issue 19's throughput target: in a local run over many clips, the marginal time per clip
  * within 1.5× the ffmpeg decode floor of the same clips. `sonomark analyze --json` over the
  * first K real clips and over the first 2K, alternately, each a fresh process and data dir:
@@ -566,7 +622,9 @@ function throughputRuns(data: string, runs: number, quick: boolean) {
       floorS: null,
       ratio: null,
     };
-  const size = extractorFor(loadManifest().manifest, 'ultrasound').input.size;
+  const input = extractorFor(loadManifest().manifest, 'ultrasound').input;
+  const size = input.size;
+  const twoPass = input.preprocessing === 'trim-1' || input.preprocessing === 'roi-1';
   const run = (files: string[]) => {
     const t = performance.now();
     const r = spawnSync(process.execPath, [cli, 'analyze', '--json', ...files], {
@@ -579,12 +637,15 @@ function throughputRuns(data: string, runs: number, quick: boolean) {
   run(all.slice(0, k)); // warm-up
   const marginal: number[] = [];
   const floor: number[] = [];
+  const preprocessing: number[] = [];
   for (let i = 0; i < runs; i++) {
     const [a, b] = i % 2 ? [run(all), run(all.slice(0, k))] : [run(all.slice(0, k)), run(all)];
     const small = i % 2 ? b : a;
     const large = i % 2 ? a : b;
     marginal.push((large - small) / k);
     floor.push(extra.reduce((sum, f) => sum + ffmpegFloorS(f, size), 0) / k);
+    if (twoPass)
+      preprocessing.push(extra.reduce((sum, f) => sum + preprocessingFloorS(f, size, input.maxFrames), 0) / k);
   }
   const m = summarize(marginal);
   const f = summarize(floor);
@@ -596,6 +657,16 @@ function throughputRuns(data: string, runs: number, quick: boolean) {
     floorS: f,
     ratio: summarize(marginal.map((x, i) => x / floor[i]!)),
     floorCommand: `ffmpeg -v error -i CLIP -vf scale=${size}:${size},format=gray -f rawvideo -y /dev/null`,
+    // The shipped preprocessing's own ffmpeg passes (preprocessingFloorS), when it has two.
+    preprocessing: twoPass
+      ? {
+          name: input.preprocessing as string,
+          floorS: summarize(preprocessing),
+          vsDecodeFloor: summarize(preprocessing.map((x, i) => x / floor[i]!)),
+          ratio: summarize(marginal.map((x, i) => x / preprocessing[i]!)),
+          command: `ffmpeg -threads 1 -i CLIP -vf <fit into ${ROI_ANALYSIS_SIZE} px> -f image2pipe -c:v pgm pipe:1, then ffmpeg -threads 1 -i CLIP -vf <select the ${input.maxFrames} sampled frames, fit into ${size} px> -f rawvideo /dev/null`,
+        }
+      : null,
   };
 }
 
@@ -685,7 +756,7 @@ function render(r: Results): string {
   const tp = r.throughput;
   if (tp.ratio)
     p(
-      `| local run over many clips: marginal time per clip ≤ ${t.throughputVsFloor}× the ffmpeg decode floor | ${fmtSummary(tp.ratio, 2, '×')} (${fmt(tp.marginalS!.median, 2)} s vs ${fmt(tp.floorS!.median, 2)} s per clip) | ${met(tp.ratio.median <= t.throughputVsFloor)} |`,
+      `| local run over many clips: marginal time per clip ≤ ${t.throughputVsFloor}× the ffmpeg decode floor | ${fmtSummary(tp.ratio, 2, '×')} (${fmt(tp.marginalS!.median, 2)} s vs ${fmt(tp.floorS!.median, 2)} s per clip)${tp.preprocessing ? `; ${tp.preprocessing.name}'s own two ffmpeg passes alone are ${fmt(tp.preprocessing.vsDecodeFloor.median, 2)}× that floor, and the run is ${fmt(tp.preprocessing.ratio.median, 2)}× them` : ''} | ${met(tp.ratio.median <= t.throughputVsFloor)} |`,
     );
   p(
     `| shared extractor + 3 experts cuts inference ≥ ${t.sharedSaving * 100}% vs 3 end-to-end networks | ${pctSummary(r.shared.cpuSaving)} of CPU time (${pctSummary(r.shared.saving)} of wall time) | ${met(r.shared.cpuSaving.median >= t.sharedSaving)} |`,
@@ -704,7 +775,10 @@ function render(r: Results): string {
   p();
   if (tp.ratio)
     p(
-      `Command: \`${tp.command}\` (${tp.clips} and ${2 * tp.clips} clips, alternately, a fresh process each). Marginal time per clip (T(${2 * tp.clips}) − T(${tp.clips})) / ${tp.clips}: ${fmtSummary(tp.marginalS!, 2, ' s')}; ffmpeg decode floor of the same ${tp.clips} clips (\`${tp.floorCommand}\`): ${fmtSummary(tp.floorS!, 3, ' s')} per clip; ratio ${fmtSummary(tp.ratio, 2, '×')} (target ≤ ${t.throughputVsFloor}×).`,
+      `Command: \`${tp.command}\` (${tp.clips} and ${2 * tp.clips} clips, alternately, a fresh process each). Marginal time per clip (T(${2 * tp.clips}) − T(${tp.clips})) / ${tp.clips}: ${fmtSummary(tp.marginalS!, 2, ' s')}; ffmpeg decode floor of the same ${tp.clips} clips (\`${tp.floorCommand}\`): ${fmtSummary(tp.floorS!, 3, ' s')} per clip; ratio ${fmtSummary(tp.ratio, 2, '×')} (target ≤ ${t.throughputVsFloor}×).` +
+        (tp.preprocessing
+          ? ` The shipped preprocessing (${tp.preprocessing.name}) decodes each clip twice, every frame at ${ROI_ANALYSIS_SIZE} px for its content box and then the sampled frames at the model's size; ffmpeg alone running those two passes (\`${tp.preprocessing.command}\`) takes ${fmtSummary(tp.preprocessing.floorS, 3, ' s')} per clip, ${fmtSummary(tp.preprocessing.vsDecodeFloor, 2, '×')} the decode floor: no local run can beat that, and this one is ${fmtSummary(tp.preprocessing.ratio, 2, '×')} it.`
+          : ''),
     );
   else p(`Not measured: ${tp.skipped}.`);
   p();
